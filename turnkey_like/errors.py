@@ -1,0 +1,53 @@
+"""The exception hierarchy of tk.
+
+Every error a user can cause derives from :class:`TkError`. The CLI prints it as one line,
+``error: <message>`` followed by ``hint: <hint>`` when there is one, and exits non-zero; the full
+traceback is shown only with ``--traceback``.
+"""
+
+from __future__ import annotations
+
+
+class TkError(Exception):
+    """Base class of tk's own errors.
+
+    Args:
+        message: what went wrong, naming the file/model/option concerned.
+        hint: what the user can do about it (optional).
+    """
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(TkError):
+    """A command-line input (path, glob, `.txt` list, `::hash`, label filter, option) is invalid."""
+
+
+class ScriptError(TkError):
+    """A user script could not be run to completion (syntax error, exception, rejected arguments)."""
+
+
+class SelectionError(TkError):
+    """A `::HASH` selector matched no discovered model or invocation."""
+
+
+class CharacterizationError(TkError):
+    """A model could not be characterized (counting failed)."""
+
+
+class BuildError(TkError):
+    """A model could not be exported to ONNX."""
+
+
+class BenchmarkError(TkError):
+    """A model could not be benchmarked (runtime or device unavailable, session failed)."""
+
+
+class CacheError(TkError):
+    """The cache could not be read or written (permissions, corrupt record, unknown build)."""
