@@ -1,0 +1,223 @@
+"""``tk benchmark`` and ``tk profile``: two front doors onto the one pipeline (``turnkey_like.pipeline``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from turnkey_like.errors import BenchmarkError, InputError, TkError
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inputs")
+    group.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="scripts (.py), ONNX files (.onnx), input lists (.txt), globs; "
+                            "append ::HASH[,HASH] to select invocations or models by hash")
+    group.add_argument("--labels", action="append", metavar="KEY::V[,V]",
+                       help="keep scripts whose line-1 labels pragma has KEY with at least one of the values; "
+                            "repeat for several keys (all must match)")
+    group.add_argument("--script-args", default="", metavar='"ARGS"',
+                       help="arguments passed to every script as its sys.argv[1:]")
+    group = parser.add_argument_group("discovery")
+    group.add_argument("--max-depth", type=int, default=0, metavar="N",
+                       help="also discover submodules down to depth N (default 0: the models the script calls)")
+
+
+def _add_analysis_arguments(group) -> None:
+    group.add_argument("--hardware", metavar="NAME",
+                       help="hardware profile for the roofline: a100, h100, epyc-9654, xeon-8480, local "
+                            "(default: this machine, measured once and cached)")
+    group.add_argument("--no-weights", action="store_true",
+                       help="characterize on meta tensors: no real weights or compute (for models too large for memory)")
+
+
+def _add_output_arguments(group) -> None:
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="cache root (default: $TK_CACHE_DIR or ~/.cache/turnkey_like)")
+    group.add_argument("--json", metavar="FILE", help="also write the records of this run as JSON")
+
+
+def register(subparsers) -> None:
+    """Add the ``benchmark`` and ``profile`` commands."""
+    bench = subparsers.add_parser(
+        "benchmark", help="discover, characterize, build to ONNX and benchmark the models scripts run",
+        description="Run scripts, discover their models, characterize each invocation, export it to ONNX "
+                    "and benchmark it. --analyze-only stops after characterization; --build-only after "
+                    "the ONNX build.")
+    _add_input_arguments(bench)
+    group = bench.add_argument_group("characterization")
+    group.add_argument("--analyze-only", action="store_true",
+                       help="stop after discovery and characterization (no ONNX build or benchmark)")
+    _add_analysis_arguments(group)
+    group = bench.add_argument_group("build (ONNX export)")
+    group.add_argument("--build-only", action="store_true", help="stop after the ONNX build")
+    group.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset (default 18; at least 17)")
+    group.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="ONNX precision (default fp32)")
+    group.add_argument("--rebuild", choices=("if_needed", "always", "never"), default="if_needed",
+                       help="reuse cached builds when everything matches (if_needed, default), rebuild always, "
+                            "or never rebuild")
+    group.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
+                       help="static shape for a dynamic input of an .onnx input (repeatable)")
+    group = bench.add_argument_group("benchmark")
+    group.add_argument("--runtime", choices=("ort", "torch-eager", "torch-compiled"), default="ort",
+                       help="runtime to measure (default ort: ONNX Runtime)")
+    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default cpu)")
+    group.add_argument("--iterations", type=int, default=100, metavar="N", help="timed iterations (default 100)")
+    group.add_argument("--warmup", type=int, default=None, metavar="N",
+                       help="warm-up iterations (default: at least 10 and until latency is stable)")
+    group.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: runtime's)")
+    group.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                       help="per-invocation limit for build and benchmark (default 3600)")
+    group = bench.add_argument_group("cache and output")
+    _add_output_arguments(group)
+    group.add_argument("--lean-cache", action="store_true",
+                       help="delete ONNX files and large artifacts once benchmarked (records and logs stay)")
+    bench.set_defaults(func=run_benchmark)
+
+    profile = subparsers.add_parser(
+        "profile", help="per-module MACs/FLOPs, memory traffic and roofline tables for the models scripts run",
+        description="Run scripts, discover their models and print, per invocation, the per-module table, "
+                    "summary, bottleneck breakdown, top ops and uncounted ops. 1 MAC = 2 FLOPs.")
+    _add_input_arguments(profile)
+    group = profile.add_argument_group("characterization")
+    _add_analysis_arguments(group)
+    group.add_argument("--showshape", action="store_true", help="add input/output tensor shapes to the tables")
+    group.add_argument("--top", type=int, default=10, metavar="N", help="how many top ops to list (default 10)")
+    group = profile.add_argument_group("cache and output")
+    _add_output_arguments(group)
+    profile.set_defaults(func=run_profile)
+
+
+def _check_args(args) -> None:
+    if args.max_depth < 0:
+        raise InputError(f"--max-depth {args.max_depth}: must be 0 or more")
+    if getattr(args, "opset", 18) < 17:
+        raise InputError(f"--opset {args.opset}: tk needs opset 17 or newer", hint="use --opset 17 or higher")
+    if getattr(args, "iterations", 1) < 1:
+        raise InputError(f"--iterations {args.iterations}: must be at least 1")
+    if getattr(args, "device", "cpu") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchmarkError("--device cuda: no CUDA GPU is available to PyTorch on this machine",
+                                 hint="run on a machine with an NVIDIA GPU and CUDA builds of torch and "
+                                      "onnxruntime-gpu, or use --device cpu")
+    if getattr(args, "hardware", None):
+        from turnkey_like.characterize.hardware import get_profile
+
+        get_profile(args.hardware)  # InputError listing the known profiles
+
+
+def _resolve(args, console):
+    """Resolve the inputs and label filters; print one line per bad entry."""
+    from turnkey_like.inputs import labels_match, parse_label_filters, resolve_inputs
+
+    filters = parse_label_filters(args.labels)
+    specs, errors = resolve_inputs(args.inputs)
+    if filters:
+        kept = [s for s in specs if not s.is_onnx and labels_match(s.labels, filters)]
+        dropped = len(specs) - len(kept)
+        if dropped:
+            console.print(f"[dim]{dropped} input(s) skipped: labels do not match {' '.join(args.labels)}[/]")
+        if specs and not kept:
+            errors.append(InputError(f"no input matches --labels {' '.join(args.labels)}",
+                                     hint="check the '# labels:' line 1 of your scripts (tk cache list shows labels)"))
+        specs = kept
+    for error in errors:
+        _print_error(error)
+    return specs, errors
+
+
+def _print_error(error: TkError) -> None:
+    print(f"error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
+
+
+def _options(args, **overrides):
+    from turnkey_like.pipeline import RunOptions
+
+    input_shapes = {}
+    for text in getattr(args, "input_shape", []) or []:
+        from turnkey_like.onnx_file import parse_input_shape
+
+        name, shape = parse_input_shape(text)
+        input_shapes[name] = shape
+    options = RunOptions(
+        analyze_only=getattr(args, "analyze_only", False),
+        build_only=getattr(args, "build_only", False),
+        max_depth=args.max_depth,
+        script_args=args.script_args,
+        cache_dir=args.cache_dir,
+        hardware=args.hardware,
+        no_weights=args.no_weights,
+        lean_cache=getattr(args, "lean_cache", False),
+        input_shapes=input_shapes,
+    )
+    if hasattr(args, "opset") and not options.analyze_only:
+        from turnkey_like.build import BuildOptions
+        from turnkey_like.runtimes import BenchmarkOptions
+
+        options.build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild,
+                                     timeout_s=args.timeout)
+        options.benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
+                                             warmup=args.warmup, threads=args.threads, timeout_s=args.timeout)
+    elif hasattr(args, "rebuild"):
+        from types import SimpleNamespace
+
+        options.build = SimpleNamespace(rebuild=args.rebuild)
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    return options
+
+
+def _write_json(path: str, summary) -> None:
+    from turnkey_like.records import to_dict
+    from turnkey_like.system import system_info
+
+    data = {"tk_version": system_info()["tk"], "system": system_info(),
+            "scripts": [to_dict(r) for r in summary.results],
+            "errors": [{"message": e.message, "hint": e.hint} for e in summary.errors]}
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as e:
+        raise InputError(f"--json {path}: cannot write ({e.strerror})", hint="choose a writable path") from e
+
+
+def _run(args, *, profile: bool) -> int:
+    from rich.console import Console
+
+    from turnkey_like.pipeline import Pipeline
+    from turnkey_like.report.listener import ConsoleListener
+
+    console = Console(highlight=False, soft_wrap=True)
+    _check_args(args)
+    specs, input_errors = _resolve(args, console)
+    options = _options(args, analyze_only=True) if profile else _options(args)
+    pipeline = Pipeline(options)
+    pipeline.listener = ConsoleListener(console, cache_root=str(pipeline.cache.root), profile=profile,
+                                        showshape=getattr(args, "showshape", False), top=getattr(args, "top", 10))
+    summary = pipeline.run(specs)
+    summary.errors[:0] = input_errors
+    if args.json:
+        _write_json(args.json, summary)
+        console.print(f"[dim]records written to {args.json}[/]")
+    ConsoleListener.print_summary(console, summary)
+    return 1 if summary.failed or not specs else 0
+
+
+def run_benchmark(args) -> int:
+    """``tk benchmark``: the whole pipeline (or up to --analyze-only / --build-only)."""
+    return _run(args, profile=False)
+
+
+def run_profile(args) -> int:
+    """``tk profile``: discovery + characterization with the per-module tables."""
+    return _run(args, profile=True)

@@ -1,0 +1,418 @@
+"""Discovery: run a user's script unchanged and record every model it calls, with which inputs.
+
+The script runs as ``__main__`` in this process (``runpy``), with ``sys.argv = [script] +
+shlex.split(script_args)`` and its folder first on ``sys.path``, while ``torch.nn.Module.__call__`` is
+replaced by :meth:`_Recorder.call`. For every *model* call (a module with parameters) that is not nested
+deeper than ``max_depth`` inside another model call, the recorder notes the model, its input signature,
+the invocation hash, the call count and the time spent. Calls nested deeper go straight to PyTorch
+with one flag test of overhead (measured by ``benchmarks/discovery_overhead.py``).
+
+Afterwards ``sys.argv``, ``sys.path``, the working directory, ``sys.modules['__main__']`` and the hook
+are restored, so several scripts in one ``tk`` process don't leak into each other.
+
+The live model objects and each invocation's first inputs are kept in :class:`Discovery.live` for the
+later stages (characterize, build, benchmark); they are never written to disk.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.abc
+import importlib.util
+import os
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from turnkey_like.errors import ScriptError
+from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
+from turnkey_like.inputs import InputSpec
+from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status
+
+
+@dataclass
+class LiveInvocation:
+    """The live objects behind one invocation: the model and its first call's inputs (not serialised)."""
+
+    model: Any
+    args: tuple
+    kwargs: dict
+    grad_enabled: bool
+    inference_mode: bool
+
+
+@dataclass
+class Discovery:
+    """What one script run produced: the record, and the live objects keyed by invocation hash."""
+
+    result: ScriptResult
+    live: dict[str, LiveInvocation] = field(default_factory=dict)
+
+
+class _ModelEntry:
+    """Bookkeeping for one model (architecture) while the script runs."""
+
+    __slots__ = ("info", "invocations", "children", "module")
+
+    def __init__(self, info: ModelInfo, module):
+        self.info = info
+        self.module = module
+        self.invocations: dict[tuple, Invocation] = {}
+        self.children: dict[tuple, _ModelEntry] = {}
+
+
+class _Recorder:
+    """State of the ``Module.__call__`` hook for one script run."""
+
+    def __init__(self, script: Path, max_depth: int, original_call):
+        self.script = script
+        self.max_depth = max_depth
+        self.original_call = original_call
+        self.suppress = False  # True inside a model at max depth: nested calls pass straight through
+        self.stack: list[tuple[_ModelEntry, Invocation]] = []
+        self.top: dict[str, _ModelEntry] = {}
+        self.live: dict[str, LiveInvocation] = {}
+        self._module_facts: dict[int, tuple] = {}  # id(module) -> (module, is_model, hash)
+        self._torch = sys.modules["torch"]
+
+    # -- the hook ---------------------------------------------------------------------------
+    def call(self, module, args, kwargs):
+        facts = self._module_facts.get(id(module))
+        if facts is None or facts[0] is not module:
+            facts = self._facts(module)
+        if not facts[1]:  # parameter-less modules and bare activations are not models
+            return self.original_call(module, *args, **kwargs)
+        target, compiled = facts[3], facts[4]
+        depth = len(self.stack)
+        parent_entry, parent_inv = self.stack[-1] if self.stack else (None, None)
+        entry = self._entry(target, facts[2], parent_entry, compiled)
+        specs = describe_inputs(args, kwargs)
+        sig_key = tuple((s.name, s.kind, s.shape, s.dtype) for s in specs)
+        parent_hash = parent_inv.hash if parent_inv is not None else None
+        inv = entry.invocations.get((parent_hash, sig_key))
+        if inv is None:
+            h, note = invocation_hash(entry.info.model_hash, parent_hash, specs)
+            inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note)
+            entry.invocations[(parent_hash, sig_key)] = inv
+            entry.info.invocations.append(inv)
+            torch = self._torch
+            self.live.setdefault(h, LiveInvocation(
+                model=target, args=args, kwargs=kwargs,
+                grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
+            ))
+        inv.executed += 1
+        self.stack.append((entry, inv))
+        saved_suppress = self.suppress
+        self.suppress = compiled or depth >= self.max_depth
+        start = time.perf_counter()
+        try:
+            return self.original_call(module, *args, **kwargs)
+        finally:
+            inv.time_s += time.perf_counter() - start
+            self.suppress = saved_suppress
+            self.stack.pop()
+
+    # -- helpers (first call of a module only) -----------------------------------------------
+    def _facts(self, module) -> tuple:
+        target, compiled = module, False
+        orig = getattr(module, "_orig_mod", None)  # torch.compile(model) -> OptimizedModule
+        if orig is not None and isinstance(orig, self._torch.nn.Module):
+            target, compiled = orig, True
+        elif getattr(module, "_compiled_call_impl", None) is not None:  # model.compile()
+            compiled = True
+        is_model = next(iter(target.parameters()), None) is not None
+        facts = (module, is_model, model_hash(target) if is_model else None, target, compiled)
+        self._module_facts[id(module)] = facts
+        return facts
+
+    def _entry(self, module, mhash: str, parent: _ModelEntry | None, compiled: bool) -> _ModelEntry:
+        # Instances of one architecture are one model (per parent): their invocations merge.
+        table = parent.children if parent is not None else self.top
+        key = mhash
+        entry = table.get(key)
+        if entry is None:
+            entry = _ModelEntry(self._describe(module, mhash, parent), module)
+            table[key] = entry
+            if parent is not None:
+                parent.info.children.append(entry.info)
+        if compiled:
+            entry.info.compiled = True
+        return entry
+
+    def _describe(self, module, mhash: str, parent: _ModelEntry | None) -> ModelInfo:
+        cls = type(module)
+        module_name = cls.__module__
+        if module_name in ("__main__", "__mp_main__"):
+            module_name = self.script.stem
+        params = list(module.parameters())  # shared parameters are yielded once
+        info = ModelInfo(
+            name=cls.__name__,
+            class_name=cls.__name__,
+            qualified_class=f"{module_name}.{cls.__qualname__}",
+            model_hash=mhash,
+            params=sum(p.numel() for p in params),
+            param_bytes=sum(p.numel() * p.element_size() for p in params),
+        )
+        if parent is not None:
+            info.depth = parent.info.depth + 1
+            info.parent_hash = parent.info.model_hash
+            path = _attribute_path(parent.module, module)
+            info.name = f"{parent.info.name}.{path}" if path else cls.__name__
+            created = _self_assignment(type(parent.module), path.split(".")[0]) if path else None
+            if created is not None:
+                info.source_file, info.source_line = created
+                info.location_kind = "created"
+            else:  # e.g. built in a loop and appended: point at the class definition instead
+                info.source_file, info.source_line = _class_location(cls)
+                info.location_kind = "class"
+            return info
+        frame = _caller_frame()
+        name, frame_found = _find_variable(frame, module)
+        if name:
+            info.name = name
+        call_frame = frame_found or frame
+        if call_frame is not None:
+            info.source_file = call_frame.f_code.co_filename
+            info.source_line = call_frame.f_lineno
+            info.location_kind = "first_call"
+            if name:
+                created = _assignment_line(call_frame.f_code.co_filename, name, call_frame.f_lineno)
+                if created is not None:
+                    info.source_line = created
+                    info.location_kind = "created"
+        return info
+
+
+def _attribute_path(parent, child) -> str:
+    """Dotted attribute path of ``child`` inside ``parent`` (``''`` when it is not a submodule)."""
+    for name, sub in parent.named_modules():
+        if sub is child:
+            return name
+    return ""
+
+
+def _class_location(cls) -> tuple[str | None, int | None]:
+    """File and line where a class is defined (``(None, None)`` for builtins)."""
+    import inspect
+
+    try:
+        return inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return None, None
+
+
+def _self_assignment(parent_cls, attribute: str) -> tuple[str, int] | None:
+    """Where ``parent_cls`` (or a base class) assigns ``self.<attribute> = ...``: ``(file, line)``."""
+    import inspect
+
+    for klass in parent_cls.__mro__:
+        try:
+            filename = inspect.getsourcefile(klass)
+        except TypeError:
+            continue
+        tree = _parse(filename) if filename else None
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ClassDef) and node.name == klass.__name__):
+                continue
+            for inner in ast.walk(node):
+                targets = inner.targets if isinstance(inner, ast.Assign) else (
+                    [inner.target] if isinstance(inner, ast.AnnAssign) else [])
+                for target in targets:
+                    if (isinstance(target, ast.Attribute) and target.attr == attribute
+                            and isinstance(target.value, ast.Name) and target.value.id == "self"):
+                        return filename, inner.lineno
+    return None
+
+
+_TK_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_MARKERS = (os.sep + "torch" + os.sep,)
+
+
+def _caller_frame():
+    """The first frame outside tk and torch.nn (the code that called the model)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_TK_DIR) and not any(m in filename for m in _TORCH_MARKERS):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _find_variable(frame, obj) -> tuple[str | None, Any]:
+    """Search the calling frames outward for a name bound to ``obj``; return ``(name, frame)``.
+
+    First a plain variable (``model``), then one attribute down (``self.encoder``, ``pipe.model``),
+    so models held by a class or a pipeline object still get a readable name.
+    """
+    frames = []
+    f = frame
+    while f is not None:
+        frames.append(f)
+        f = f.f_back
+    for f in frames:
+        for name, value in f.f_locals.items():
+            if value is obj and not name.startswith("__") and name != "self":
+                return name, f
+    for f in frames:
+        for name, value in list(f.f_locals.items()):
+            attrs = getattr(value, "__dict__", None)
+            if not isinstance(attrs, dict) or name.startswith("__") or isinstance(value, type):
+                continue
+            candidates = dict(attrs)
+            candidates.update(attrs.get("_modules") or {})
+            for attr, inner in candidates.items():
+                if inner is obj and not attr.startswith("_"):
+                    return f"{name}.{attr}", f
+    return None, None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(filename: str):
+    try:
+        with open(filename, encoding="utf-8") as f:
+            return ast.parse(f.read(), filename)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _assignment_line(filename: str, name: str, before_line: int) -> int | None:
+    """Line of the last statement at or before ``before_line`` that assigns ``name`` in ``filename``."""
+    tree = _parse(filename)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        elif isinstance(node, (ast.With, ast.For)):
+            targets = [getattr(node, "target", None)] if isinstance(node, ast.For) else [
+                item.optional_vars for item in node.items if item.optional_vars is not None]
+        for target in targets:
+            for leaf in ast.walk(target) if target is not None else ():
+                if isinstance(leaf, ast.Name) and leaf.id == name and node.lineno <= before_line:
+                    if best is None or node.lineno > best:
+                        best = node.lineno
+    return best
+
+
+class _TurnkeymlShim(importlib.abc.MetaPathFinder):
+    """Serve ``turnkeyml`` / ``turnkeyml.parser`` from :mod:`turnkey_like.parser` when TurnkeyML is absent."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "turnkeyml":
+            spec = importlib.util.spec_from_loader(fullname, loader=None, is_package=True)
+            spec.submodule_search_locations = []
+            return spec
+        if fullname == "turnkeyml.parser":
+            return importlib.util.find_spec("turnkey_like.parser")
+        return None
+
+
+def _turnkeyml_installed() -> bool:
+    try:
+        return importlib.util.find_spec("turnkeyml") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _script_error(exc: BaseException, script: Path) -> str:
+    """One line naming the exception and the innermost line of the script it came from."""
+    if isinstance(exc, SyntaxError):
+        return f"syntax error at line {exc.lineno}: {exc.msg}"
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if os.path.abspath(frame.filename) == str(script):
+            where = f" (line {frame.lineno})"
+            break
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}{where}: {message}" if message else f"{type(exc).__name__}{where}"
+
+
+def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> Discovery:
+    """Run one script with the discovery hook and return what it called.
+
+    Args:
+        spec: the resolved script (path, selectors, labels).
+        max_depth: 0 records the models the script calls; N also records submodules N levels down.
+        script_args: the script's command-line arguments, split like a shell (``shlex``).
+
+    Returns:
+        A :class:`Discovery`. ``result.status`` is ``error`` when the script failed (syntax error,
+        exception, non-zero ``sys.exit``); the models found before the failure are kept.
+
+    Raises:
+        ScriptError: ``script_args`` cannot be split (unbalanced quotes).
+    """
+    import torch
+
+    try:
+        argv = [str(spec.path)] + shlex.split(script_args or "")
+    except ValueError as e:
+        raise ScriptError(f"--script-args {script_args!r}: {e}", hint="balance the quotes in --script-args") from e
+    result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors))
+    module_cls = torch.nn.Module
+    original_call = module_cls.__call__
+    recorder = _Recorder(spec.path, max_depth, original_call)
+
+    def hooked_call(self, *args, **kwargs):
+        if recorder.suppress:
+            return original_call(self, *args, **kwargs)
+        return recorder.call(self, args, kwargs)
+
+    saved_argv, saved_path, saved_cwd = sys.argv[:], sys.path[:], os.getcwd()
+    saved_main = sys.modules.get("__main__")
+    shim = None if _turnkeyml_installed() else _TurnkeymlShim()
+    sys.argv = argv
+    sys.path.insert(0, str(spec.path.parent))
+    if shim is not None:
+        sys.meta_path.insert(0, shim)
+    module_cls.__call__ = hooked_call
+    start = time.perf_counter()
+    try:
+        import runpy
+
+        runpy.run_path(str(spec.path), run_name="__main__")
+        result.status = Status.SUCCESSFUL
+    except SystemExit as e:
+        code = e.code
+        result.exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        if result.exit_code == 0:
+            result.status = Status.SUCCESSFUL
+        else:
+            result.status = Status.ERROR
+            detail = f": {code}" if isinstance(code, str) else ""
+            result.error = f"script exited with code {result.exit_code}{detail}"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - any failure of the user's script is recorded, not raised
+        result.status = Status.ERROR
+        result.error = _script_error(e, spec.path)
+    finally:
+        module_cls.__call__ = original_call
+        result.duration_s = time.perf_counter() - start
+        if shim is not None and shim in sys.meta_path:
+            sys.meta_path.remove(shim)
+            for name in ("turnkeyml.parser", "turnkeyml"):
+                sys.modules.pop(name, None)
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+        try:
+            os.chdir(saved_cwd)
+        except OSError:
+            pass
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        recorder.stack.clear()
+    result.models = [entry.info for entry in recorder.top.values()]
+    return Discovery(result=result, live=recorder.live)
