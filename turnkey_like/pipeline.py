@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from turnkey_like import __version__
-from turnkey_like.errors import SelectionError, TkError
+from turnkey_like.errors import ScriptError, SelectionError, TkError
 from turnkey_like.inputs import InputSpec
 from turnkey_like.records import (
     BuildRecord,
@@ -125,6 +125,21 @@ def apply_selection(result: ScriptResult) -> SelectionError | None:
     )
 
 
+def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
+    """The one-line error (with a hint saying what to do) for a script that failed."""
+    name = os.path.basename(result.path)
+    error = result.error or "failed"
+    if error.startswith("syntax error"):
+        hint = f"fix the syntax error in {name}, then rerun"
+    elif result.exit_code == 2 and script_args:
+        hint = f"{name} rejected --script-args {script_args!r}: pass the arguments it accepts (python {name} --help)"
+    elif result.exit_code is not None:
+        hint = f"{name} called sys.exit({result.exit_code}); models it ran before exiting are reported above"
+    else:
+        hint = f"models {name} ran before the error are reported above; run `python {name}` to debug it"
+    return ScriptError(f"{name}: {error}", hint=hint)
+
+
 class Pipeline:
     """Runs inputs through the stages, saving every step to the cache.
 
@@ -152,6 +167,8 @@ class Pipeline:
                 result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
                                       status=Status.ERROR, error=e.message)
                 error = e
+            if error is None and result.status == Status.ERROR:
+                error = script_failure(result, self.options.script_args)
             if error is not None:
                 summary.errors.append(error)
             summary.results.append(result)

@@ -155,5 +155,3 @@ def render_script(console: Console, result: ScriptResult, cache_root: str | None
         console.print(f"{INDENT}[yellow]{note}[/]")
     for model in result.models:
         render_model(console, model, 1, cache_root)
-    if result.status == Status.ERROR and result.error:
-        console.print(f"{INDENT}[red]Script failed:[/] {escape(result.error)}")

@@ -1,0 +1,138 @@
+"""The `tk` command line end to end, in-process: bad inputs, selection, labels, --json, help."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from turnkey_like.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "scripts"
+
+GOOD = """
+import torch
+model = torch.nn.Linear(4, 2)
+model(torch.rand(1, 4))
+print("good ran")
+"""
+
+
+def _write(folder, name, body):
+    path = Path(folder) / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _tk(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def cache(tmp_path):
+    return str(tmp_path / "cache")
+
+
+BAD_CASES = {
+    "missing path": (None, "missing.py", "missing.py: no such file"),
+    "glob without match": (None, "nomatch_*.py", "glob matched no file"),
+    "wrong extension": (("model.pt", "x"), "model.pt", "unsupported file type .pt"),
+    "empty list": (("list.txt", "\n# nothing\n"), "list.txt", "input list is empty"),
+    "syntax error": (("syntax.py", "def f(:\n"), "syntax.py", "syntax error at line 1"),
+    "raises halfway": (("halfway.py", "import torch\nm = torch.nn.Linear(2, 2)\nm(torch.rand(2))\nraise ValueError('bad data')\n"),
+                       "halfway.py", "ValueError (line 4): bad data"),
+    "sys.exit": (("exits.py", "import sys\nsys.exit(4)\n"), "exits.py", "script exited with code 4"),
+    "unknown hash": (None, "GOOD::0badf00d", "no model or invocation has this hash"),
+    "malformed labels": (("labels.py", "# labels: test_group\nprint(1)\n"), "labels.py", "malformed labels token"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_is_one_line_others_still_run_exit_nonzero(tmp_path, cache, capsys, case):
+    setup, entry, expected = BAD_CASES[case]
+    good = _write(tmp_path, "good.py", GOOD)
+    if setup:
+        _write(tmp_path, *setup)
+    entry = entry.replace("GOOD", str(good))
+    if not Path(entry).is_absolute():
+        entry = str(tmp_path / entry)
+    other = _write(tmp_path, "other.py", GOOD)
+    code, out, err = _tk(capsys, "benchmark", entry, str(other), "--analyze-only", "--cache-dir", cache)
+    assert code == 1
+    text = out + err
+    assert expected in text
+    line = next(ln for ln in text.splitlines() if expected in ln)
+    assert Path(entry.split("::")[0]).name in line  # the one-line message names the file
+    assert "good ran" in out and "other.py:" in out  # the other input still ran and was reported
+
+
+def test_no_model_script_reports_and_succeeds(tmp_path, cache, capsys):
+    script = _write(tmp_path, "nomodel.py", "print('nothing here')\n")
+    code, out, _ = _tk(capsys, "benchmark", str(script), "--analyze-only", "--cache-dir", cache)
+    assert "no model was called" in out
+    assert code == 0
+
+
+def test_script_args_rejected_by_the_script(tmp_path, cache, capsys):
+    script = _write(tmp_path, "strict.py", """
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--size", type=int, required=True)
+        parser.parse_args()
+    """)
+    code, out, err = _tk(capsys, "benchmark", str(script), "--script-args", "--colour red",
+                         "--analyze-only", "--cache-dir", cache)
+    assert code == 1
+    assert "script exited with code 2" in out
+    assert "unrecognized arguments" in err or "required" in err
+
+
+def test_shorthand_selection_and_json(tmp_path, cache, capsys):
+    out_json = tmp_path / "run.json"
+    code, out, err = _tk(capsys, str(EXAMPLES / "two_models.py") + "::c69b7dea", "--analyze-only",
+                         "--cache-dir", cache, "--json", str(out_json))
+    assert "c69b7dea" in out and "(not selected)" in out
+    data = json.loads(out_json.read_text())
+    (script,) = data["scripts"]
+    invs = {i["hash"]: i for m in script["models"] for i in m["invocations"]}
+    assert invs["f93db89f"]["selected"] is False
+    assert invs["f93db89f"]["characterization"]["status"] == "skipped"
+    assert invs["c69b7dea"]["selected"] is True
+    assert invs["c69b7dea"]["build"]["reason"] == "--analyze-only"
+
+
+def test_model_hash_selects_all_its_invocations(tmp_path, cache, capsys):
+    out_json = tmp_path / "run.json"
+    _tk(capsys, str(EXAMPLES / "multiple_invocations.py") + "::d0b6b257", "--analyze-only",
+        "--cache-dir", cache, "--json", str(out_json))
+    (model,) = json.loads(out_json.read_text())["scripts"][0]["models"]
+    assert [i["selected"] for i in model["invocations"]] == [True, True]
+
+
+def test_labels_filter(tmp_path, cache, capsys):
+    code, out, _ = _tk(capsys, "benchmark", str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "max_depth.py"),
+                       "--labels", "test_group::b", "--analyze-only", "--cache-dir", cache)
+    assert "max_depth.py" in out and "hello_world.py:" not in out
+    code, out, err = _tk(capsys, "benchmark", str(EXAMPLES / "hello_world.py"), "--labels", "test_group::zzz",
+                         "--analyze-only", "--cache-dir", cache)
+    assert code == 1 and "no input matches --labels" in err
+
+
+def test_typo_gets_did_you_mean(capsys):
+    code, _, err = _tk(capsys, "benchmrk", "x")
+    assert code == 1 and "did you mean 'tk benchmark'" in err
+
+
+def test_help_is_grouped_by_phase(capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    out = capsys.readouterr().out
+    for group in ("inputs:", "discovery:", "characterization:", "build (ONNX export):", "benchmark:", "cache and output:"):
+        assert group in out
+
+
+def test_version(capsys):
+    code, out, _ = _tk(capsys, "version")
+    assert code == 0 and out.startswith("tk ") and "torch" in out

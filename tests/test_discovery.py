@@ -1,0 +1,151 @@
+"""Discovery runs real scripts and records their models, invocations and hashes."""
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from turnkey_like.discovery import discover
+from turnkey_like.inputs import resolve_inputs
+from turnkey_like.records import Status
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "scripts"
+
+
+def _discover(path, **kw):
+    specs, errors = resolve_inputs([str(path)])
+    assert not errors
+    return discover(specs[0], **kw)
+
+
+def _write(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_two_models_names_locations_params_hashes():
+    d = _discover(EXAMPLES / "two_models.py")
+    r = d.result
+    assert r.status == Status.SUCCESSFUL
+    assert [(m.name, m.model_hash, m.invocations[0].hash) for m in r.models] == [
+        ("pytorch_model", "479b1332", "f93db89f"), ("another_pytorch_model", "215ca1e3", "c69b7dea")]
+    first = r.models[0]
+    assert first.class_name == "SmallModel" and first.qualified_class == "two_models.SmallModel"
+    assert first.location_kind == "created"
+    line = Path(first.source_file).read_text().splitlines()[first.source_line - 1]
+    assert line.startswith("pytorch_model = SmallModel(")
+    assert (first.params, first.param_bytes) == (55, 55 * 4)  # 10*5 weights + 5 biases, float32
+    assert set(d.live) == {"f93db89f", "c69b7dea"}
+
+
+def test_max_depth_children_nest_with_parent_invocation_hash():
+    r = _discover(EXAMPLES / "max_depth.py", max_depth=1).result
+    (top,) = r.models
+    assert top.invocations[0].hash == "7ebbe8c4"
+    assert [(c.name, c.depth, c.model_hash, c.invocations[0].hash, c.invocations[0].parent_hash)
+            for c in top.children] == [
+        ("pytorch_model.fc", 1, "6d5eb4ee", "a1509240", "7ebbe8c4"),
+        ("pytorch_model.fc2", 1, "d4b2ffa7", "f8d4746c", "7ebbe8c4")]
+    assert _discover(EXAMPLES / "max_depth.py").result.models[0].children == []
+
+
+def test_multiple_invocations_count_and_time():
+    (model,) = _discover(EXAMPLES / "multiple_invocations.py").result.models
+    assert [(i.hash, i.executed) for i in model.invocations] == [("ef80819e", 3), ("d5267eaf", 3)]
+    assert all(i.time_s > 0 for i in model.invocations)
+
+
+def test_shared_params_instances_merge_modes_and_environment_restored(tmp_path):
+    script = _write(tmp_path, "modes.py", """
+        import sys, os, torch
+        os.chdir(os.path.dirname(os.path.abspath(__file__)) + '/..')
+        class Tied(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = torch.nn.Embedding(10, 4)
+                self.out = torch.nn.Linear(4, 10, bias=False)
+                self.out.weight = self.emb.weight
+            def forward(self, ids):
+                return self.out(self.emb(ids))
+        first, second = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+        act = torch.nn.ReLU()
+        act(torch.rand(3))
+        first(torch.rand(3))
+        with torch.no_grad():
+            second(torch.rand(3))
+        with torch.inference_mode():
+            tied = Tied()
+            tied(torch.zeros(2, dtype=torch.long))
+        first.train(); first(torch.rand(3))
+        assert sys.argv[1:] == ['--flag', 'a b'], sys.argv
+        sys.path.append('/nonexistent-tk-test')
+    """)
+    argv, path, cwd = sys.argv[:], sys.path[:], os.getcwd()
+    original_call = torch.nn.Module.__call__
+    r = _discover(script, script_args="--flag 'a b'").result
+    assert r.status == Status.SUCCESSFUL, r.error
+    assert (sys.argv, sys.path, os.getcwd()) == (argv, path, cwd)
+    assert torch.nn.Module.__call__ is original_call
+    names = [m.name for m in r.models]
+    assert names == ["first", "tied"]  # ReLU has no parameters; first and second are one architecture
+    assert r.models[0].invocations[0].executed == 3
+    assert r.models[1].params == 10 * 4  # the tied weight counts once
+
+
+def test_script_raising_halfway_keeps_earlier_models(tmp_path):
+    script = _write(tmp_path, "halfway.py", """
+        import torch
+        model = torch.nn.Linear(4, 2)
+        model(torch.rand(4))
+        raise RuntimeError("boom")
+    """)
+    r = _discover(script).result
+    assert r.status == Status.ERROR and r.error == "RuntimeError (line 5): boom"
+    assert [m.name for m in r.models] == ["model"]
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("import sys\nsys.exit(3)\n", "script exited with code 3"),
+    ("def broken(:\n", "syntax error at line 1"),
+])
+def test_exit_and_syntax_errors(tmp_path, body, expected):
+    r = _discover(_write(tmp_path, "bad.py", body)).result
+    assert r.status == Status.ERROR and r.error.startswith(expected)
+
+
+def test_sys_exit_zero_is_success(tmp_path):
+    r = _discover(_write(tmp_path, "ok.py", "import sys, torch\nm = torch.nn.Linear(2, 2)\nm(torch.rand(2))\nsys.exit(0)\n")).result
+    assert r.status == Status.SUCCESSFUL and [m.name for m in r.models] == ["m"]
+
+
+def test_models_held_as_attributes_get_a_readable_name(tmp_path):
+    script = _write(tmp_path, "pipe.py", """
+        import torch
+        class Pipeline:
+            def __init__(self):
+                self.encoder = torch.nn.Linear(4, 4)
+            def run(self, x):
+                return self.encoder(x)
+        pipe = Pipeline()
+        pipe.run(torch.rand(4))
+    """)
+    (model,) = _discover(script).result.models
+    assert model.name in ("self.encoder", "pipe.encoder")
+
+
+def test_torch_compile_is_discovered_and_marked(tmp_path):
+    script = _write(tmp_path, "compiled.py", """
+        import torch
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+        fast = torch.compile(model, backend="eager")
+        fast(torch.rand(2, 4))
+    """)
+    r = _discover(script).result
+    assert r.status == Status.SUCCESSFUL, r.error
+    (model,) = r.models
+    assert model.compiled and model.class_name == "Sequential"
+    assert model.invocations[0].executed == 1
