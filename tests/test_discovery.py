@@ -149,3 +149,26 @@ def test_torch_compile_is_discovered_and_marked(tmp_path):
     (model,) = r.models
     assert model.compiled and model.class_name == "Sequential"
     assert model.invocations[0].executed == 1
+
+
+def test_calls_made_while_a_module_is_constructed_are_not_models(tmp_path):
+    # ultralytics' DetectionModel runs its layers once in __init__ (stride probe); those layers must
+    # not show up as top-level models of the script.
+    script = _write(tmp_path, "probe.py", """
+        import torch
+        class Probed(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)])
+                x = torch.zeros(1, 4)
+                for layer in self.layers:
+                    x = layer(x)
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x)
+                return x
+        net = Probed()
+        net(torch.rand(1, 4))
+    """)
+    r = _discover(script).result
+    assert [m.name for m in r.models] == ["net"]

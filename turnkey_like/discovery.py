@@ -89,6 +89,14 @@ class _Recorder:
             return self.original_call(module, *args, **kwargs)
         target, compiled = facts[3], facts[4]
         depth = len(self.stack)
+        if not depth and _inside_module_constructor(self._torch.nn.Module):
+            # e.g. ultralytics runs each layer once in DetectionModel.__init__ to find its strides:
+            # construction-time calls are not calls the script makes.
+            saved_suppress, self.suppress = self.suppress, True
+            try:
+                return self.original_call(module, *args, **kwargs)
+            finally:
+                self.suppress = saved_suppress
         parent_entry, parent_inv = self.stack[-1] if self.stack else (None, None)
         entry = self._entry(target, facts[2], parent_entry, compiled)
         specs = describe_inputs(args, kwargs)
@@ -186,6 +194,19 @@ class _Recorder:
                     info.source_line = created
                     info.location_kind = "created"
         return info
+
+
+def _inside_module_constructor(module_cls) -> bool:
+    """True when some ``nn.Module.__init__`` is running further up the stack (a construction-time call).
+
+    Walks frames by code name first (cheap); reads ``self`` only in ``__init__`` frames.
+    """
+    frame = sys._getframe(3)
+    while frame is not None:
+        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), module_cls):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _attribute_path(parent, child) -> str:

@@ -8,7 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 torch.manual_seed(0)
 classifier = torchvision.models.resnet18(weights=None).eval()
-decoder = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=256, vocab_size=1000)).eval()
+decoder = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=256, vocab_size=1000, bos_token_id=0, eos_token_id=0)).eval()
 
 image = torch.rand(1, 3, 224, 224)
 with torch.no_grad():
