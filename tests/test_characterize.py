@@ -1,0 +1,307 @@
+"""Characterization records: golden table, roll-up invariants, parameters, no-weights counting."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+from turnkey_like.characterize import Characterization, characterize, characterize_call
+from turnkey_like.characterize.roofline import BOUNDS
+from turnkey_like.report.characterization import render_profile, summary_lines
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zoo import ZOO, build  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Tiny(nn.Module):
+    """conv-bn-relu stem, a 1x1 conv called twice (shared), global pool, linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = Block()
+        self.shared = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.shared(x)
+        x = torch.relu(self.shared(x))
+        return self.head(torch.flatten(self.pool(x), 1))
+
+
+class TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.proj = nn.Linear(8, 10, bias=False)
+        self.proj.weight = self.emb.weight  # tied: one 10x8 tensor
+
+    def forward(self, ids):
+        return self.proj(self.emb(ids))
+
+
+@pytest.fixture(scope="module")
+def tiny_char():
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    with torch.no_grad():
+        return characterize(model, torch.randn(1, 3, 8, 8), hardware="a100")
+
+
+def render(char, **kw) -> str:
+    from rich.console import Console
+
+    console = Console(width=150, file=io.StringIO(), color_system=None, force_terminal=False)
+    render_profile(char, console, **kw)
+    return console.file.getvalue()
+
+
+def test_golden_profile_table(tiny_char, golden):
+    golden("characterize_tiny.txt", render(tiny_char, showshape=True, top=5))
+
+
+def test_tiny_totals_hand_derived(tiny_char):
+    t = tiny_char.totals
+    # stem conv 3->4, 3x3 on 8x8 (pad 1): 4*8*8 outputs x 3*3*3 = 6912 MACs
+    # shared 1x1 conv 4->4 on 8x8, called twice: 2 x 4*8*8*4 = 2048 MACs; head 4->2: 8 MACs
+    assert t.conv_matmul_macs == 6912 + 2048 + 8
+    # params: conv 108 + bn 8 + shared 16+4 + head 8+2 = 146 (fp32: 584 bytes)
+    assert (t.params, t.param_bytes) == (146, 584)
+    assert t.flops >= 2 * t.macs  # 1 MAC = 2 FLOPs, plus non-MAC FLOPs (bn, relu, pool)
+    assert tiny_char.trace["method"] == "fx.symbolic_trace"
+    assert tiny_char.uncounted == {}
+
+
+def check_invariants(char):
+    """Children sum to parents (plus direct ops), the root and the rows sum to the totals."""
+    rows, modules, t = char.rows, char.modules, char.totals
+    for m in modules:
+        kids = [c for c in modules if c.parent == m.path]
+        direct = [r for r in rows if r["module_path"] == m.path]
+        assert m.self_flops == sum(r["flops"] for r in direct)
+        assert m.self_ops == len(direct)
+        for col, self_col in (("flops", "self_flops"), ("macs", "self_macs"), ("ops", "self_ops"),
+                              ("params", "self_params")):
+            assert getattr(m, col) == getattr(m, self_col) + sum(getattr(c, col) for c in kids), (m.path, col)
+        assert m.bytes_read + m.bytes_written == m.self_bytes + sum(c.bytes_read + c.bytes_written for c in kids)
+        assert m.roofline_time_s == pytest.approx(
+            sum(r["roofline_time_s"] for r in direct) + sum(c.roofline_time_s for c in kids))
+        assert m.bound in BOUNDS
+    root = modules[0]
+    assert root.path == "" and root.parent is None
+    assert (root.macs, root.flops, root.params) == (t.macs, t.flops, t.params)
+    assert sum(r["flops"] for r in rows) == t.flops
+    assert sum(r["bytes_read"] for r in rows) == t.bytes_read
+    assert sum(r["bytes_written"] for r in rows) == t.bytes_written
+    assert sum(r["roofline_time_s"] for r in rows) == pytest.approx(t.roofline_time_s)
+    if rows:
+        assert sum(e["share"] for e in char.breakdown["by_category"].values()) == pytest.approx(1.0)
+        assert sum(e["share"] for e in char.breakdown["by_bound"].values()) == pytest.approx(1.0)
+
+
+def test_children_sum_to_parents_and_columns_to_totals(tiny_char):
+    check_invariants(tiny_char)
+    # the shared 1x1 conv ran twice: both calls' rows are under one module row
+    by_path = {m.path: m for m in tiny_char.modules}
+    assert by_path["shared"].macs == 2048 and by_path["shared"].ops == 2
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_keep_invariants_and_hand_counted_macs(name):
+    model, args, kwargs, macs = build(name)
+    with torch.no_grad():
+        char = characterize_call(model, args, kwargs, hardware="xeon8480", trace=False)
+    check_invariants(char)
+    assert char.totals.conv_matmul_macs == macs  # hand-derived in tests/zoo.py
+    # unique parameters, tied/shared counted once
+    assert char.totals.params == sum(p.numel() for p in model.parameters())
+    if name != "lazy_mlp":  # a lazy module's shapes exist only after a real call
+        model2, args2, kwargs2, _ = build(name)
+        with torch.no_grad():
+            meta = characterize_call(model2, args2, kwargs2, hardware="xeon8480", trace=False, no_weights=True)
+        assert meta.no_weights
+        assert (meta.totals.conv_matmul_macs, meta.totals.params) == (macs, char.totals.params)
+        if name not in FUSED_ON_CPU_ONLY:
+            assert meta.totals.flops == char.totals.flops
+
+
+# On meta tensors SDPA and LSTM dispatch to their decompositions (matmul, scale, mask, softmax /
+# gate ops) instead of the fused CPU kernels: the MACs agree, the non-MAC FLOPs of the pieces differ.
+FUSED_ON_CPU_ONLY = {"causal_sdpa", "gqa_sdpa", "mha", "lstm"}
+
+
+def test_lazy_model_without_weights_is_a_clear_error():
+    from turnkey_like.errors import CharacterizationError
+
+    model, args, kwargs, _ = build("lazy_mlp")
+    with pytest.raises(CharacterizationError) as err:
+        characterize_call(model, args, kwargs, hardware="a100", no_weights=True)
+    assert "lazy" in str(err.value).lower()
+
+
+def test_every_row_has_roofline_fields(tiny_char):
+    ridge = tiny_char.ridge_point
+    for r in tiny_char.rows:
+        if r["flops"] == 0:
+            assert r["bound"] == "no compute"
+        elif r["arithmetic_intensity"] >= ridge:
+            assert r["bound"] == "compute-bound"
+        else:
+            assert r["bound"] == "memory-bound"
+        assert r["roofline_time_s"] > 0
+
+
+def test_fusion_on_real_model_groups_conv_bn_relu(tiny_char):
+    groups = tiny_char.fusion.groups
+    stem = [g for g in groups if g.module_path == "stem.conv"]
+    assert len(stem) == 1
+    cats = [tiny_char.rows[i]["category"] for i in stem[0].ops]
+    assert cats == ["conv", "norm", "activation"]
+    # conv out and bn out are 1x4x8x8 fp32 = 1024 bytes each, written and read once: 4096 bytes removed
+    assert stem[0].internal_bytes == 4096
+    assert tiny_char.fusion.summary.removed_bytes >= 4096
+
+
+def test_round_trip_through_json(tiny_char):
+    again = Characterization.from_dict(json.loads(json.dumps(tiny_char.to_dict())))
+    assert again == tiny_char
+    assert render(again) == render(tiny_char)
+
+
+def test_summary_lines(tiny_char):
+    lines = summary_lines(tiny_char)
+    text = "\n".join(lines)
+    assert "1 MAC = 2 FLOPs" in text
+    assert "fx.symbolic_trace" in text
+    assert "NVIDIA A100" in text
+    assert tiny_char.totals.bound in text
+    assert 3 <= len(lines) <= 5
+
+
+def test_tied_weights_count_once():
+    model = TiedLM().eval()
+    with torch.no_grad():
+        char = characterize(model, torch.tensor([[1, 2, 3, 4, 5]]), hardware="h100")
+    # one 10x8 matrix shared by embedding and projection: 80 params, 320 bytes
+    assert (char.totals.params, char.totals.param_bytes) == (80, 320)
+    by_path = {m.path: m for m in char.modules}
+    assert by_path["emb"].params == 80 and by_path["proj"].params == 0
+    # projection 5 tokens x 8 -> 10: 400 MACs
+    assert char.totals.conv_matmul_macs == 400
+
+
+def test_frozen_params_are_counted():
+    model = Tiny().eval()
+    for p in model.stem.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        char = characterize(model, torch.randn(1, 3, 8, 8), hardware="a100", trace=False)
+    assert char.totals.params == 146
+    assert char.trace["method"] == "none"
+
+
+def test_no_weights_counts_the_same_without_touching_weights(tiny_char):
+    model = Tiny().eval()
+    before = {n: p for n, p in model.named_parameters()}
+    with torch.no_grad():
+        char = characterize(model, torch.randn(1, 3, 8, 8), hardware="a100", no_weights=True)
+    assert char.no_weights and char.device == "meta"
+    for key in ("macs", "flops", "bytes_read", "weight_bytes", "params", "param_bytes"):
+        assert getattr(char.totals, key) == getattr(tiny_char.totals, key), key
+    # Written bytes may differ by batch norm's saved statistics: the CPU eval kernel returns empty
+    # save_mean/save_invstd while the meta kernel returns [C]-shaped ones (2 x 4 x 4 bytes = 32 here).
+    assert 0 <= char.totals.bytes_written - tiny_char.totals.bytes_written <= 32
+    # the real parameters are back in place, same objects, not meta
+    after = dict(model.named_parameters())
+    assert all(after[n] is before[n] and not after[n].is_meta for n in before)
+
+
+def test_meta_built_torchvision_model_counts_like_real():
+    import torchvision
+
+    x = torch.randn(1, 3, 64, 64)
+    real = torchvision.models.resnet18(weights=None).eval()
+    with torch.device("meta"):
+        meta = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():
+        a = characterize_call(real, (x,), {}, hardware="a100", trace=False)
+        b = characterize_call(meta, (x,), {}, hardware="a100", trace=False)
+    assert b.no_weights and not a.no_weights
+    assert (a.totals.macs, a.totals.flops, a.totals.params) == (b.totals.macs, b.totals.flops, b.totals.params)
+    assert a.totals.bytes_read == b.totals.bytes_read
+    # meta batch norm kernels return [C] saved statistics where CPU eval returns empty ones (see
+    # above): at most 2 x 4 bytes per BN channel more on meta
+    bn_channels = sum(m.num_features for m in real.modules() if isinstance(m, nn.BatchNorm2d))
+    assert 0 <= b.totals.bytes_written - a.totals.bytes_written <= 8 * bn_channels
+
+
+def test_unknown_hardware_is_an_input_error():
+    from turnkey_like.errors import InputError
+
+    with pytest.raises(InputError):
+        characterize(Tiny(), torch.randn(1, 3, 8, 8), hardware="nope")
+
+
+def test_failing_model_raises_characterization_error():
+    from turnkey_like.errors import CharacterizationError
+
+    with pytest.raises(CharacterizationError) as err:
+        characterize(Tiny(), torch.randn(1, 5, 8, 8), hardware="a100")  # 5 channels, conv wants 3
+    assert "Tiny" in str(err.value)
+
+
+@pytest.mark.slow
+def test_llama_7b_on_meta_characterizes_fast_and_small():
+    code = textwrap.dedent(
+        """
+        import json, resource, time, torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+        from turnkey_like.characterize import characterize
+        t0 = time.perf_counter()
+        cfg = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                          num_key_value_heads=32, intermediate_size=11008, vocab_size=32000)
+        with torch.device("meta"):
+            model = LlamaForCausalLM(cfg).eval()
+        with torch.no_grad():
+            c = characterize(model, input_ids=torch.randint(0, 32000, (1, 128)), hardware="a100")
+        print(json.dumps({"s": time.perf_counter() - t0, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                          "params": c.totals.params, "macs": c.totals.conv_matmul_macs, "meta": c.no_weights,
+                          "uncounted": c.uncounted, "trace": c.trace["method"]}))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["meta"]
+    assert res["s"] < 60
+    assert res["rss"] * 1024 < 4 * 2**30  # ru_maxrss is in KiB on Linux
+    # Llama-2-7B: 32 x (4 x 4096^2 attention + 3 x 4096 x 11008 MLP + 2 x 4096 norms) + 2 x 32000 x 4096
+    # (embedding, lm_head) + 4096 final norm = 6,738,415,616 parameters
+    assert res["params"] == 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 2 * 32000 * 4096 + 4096
+    # MACs for 128 tokens: 128 x (32 x (4*4096^2 + 3*4096*11008) + 32000*4096) weights
+    # + attention 32 layers x 2 x (128 x 128 x 4096) (QK^T and AV, full causal square as the math backend)
+    per_token = 32 * (4 * 4096**2 + 3 * 4096 * 11008) + 32000 * 4096
+    assert res["macs"] == 128 * per_token + 32 * 2 * 128 * 128 * 4096

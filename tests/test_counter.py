@@ -1,0 +1,193 @@
+"""The dispatch-level counter: module attribution, grad modes, meta/fake tensors, dataflow, bytes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from turnkey_like.characterize.counter import CountResult, OpRow, count_model
+from turnkey_like.errors import CharacterizationError
+
+try:
+    from tests.zoo import ZOO, build, conv_variety_macs
+except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
+    from zoo import ZOO, build, conv_variety_macs
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "train"])
+def test_zoo_macs_match_hand_counts(name, mode):
+    model, args, kwargs, expected = build(name)
+    if mode == "train":
+        model.train()
+        res = count_model(model, args, kwargs)
+    elif mode == "no_grad":
+        with torch.no_grad():
+            res = count_model(model, args, kwargs)
+    else:
+        with torch.inference_mode():
+            res = count_model(model, args, kwargs)
+    assert res.total_macs() == expected
+    assert res.uncounted == {}
+    assert [r.index for r in res.rows] == list(range(len(res.rows)))
+    assert all(r.counted for r in res.rows)
+
+
+def test_module_attribution_resnet_block_paths():
+    # torchvision resnet18 on a small input: the first rows are conv1 -> bn1 -> relu -> maxpool
+    model = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():
+        res = count_model(model, (torch.randn(1, 3, 64, 64),))
+    first = [(r.op, r.module_path, r.module_class) for r in res.rows[:4]]
+    assert first == [
+        ("aten.convolution.default", "conv1", "Conv2d"),
+        ("aten.native_batch_norm.default", "bn1", "BatchNorm2d"),
+        ("aten.relu_.default", "relu", "ReLU"),
+        ("aten.max_pool2d_with_indices.default", "maxpool", "MaxPool2d"),
+    ]
+    # every conv row is attributed to a Conv2d, the residual add to the BasicBlock itself
+    convs = [r for r in res.rows if r.category == "conv"]
+    assert len(convs) == 20 and all(r.module_class == "Conv2d" for r in convs)
+    adds = [r for r in res.rows if r.op == "aten.add_.Tensor"]
+    assert {r.module_path for r in adds} == {f"layer{i}.{j}" for i in range(1, 5) for j in range(2)}
+    assert res.module_order[:3] == ["", "conv1", "bn1"]
+    assert res.module_classes["layer1.0.downsample.0" if False else "layer2.0.downsample.0"] == "Conv2d"
+    # the flatten and linear head: addmm under "fc"
+    assert res.rows[-1].op == "aten.addmm.default" and res.rows[-1].module_path == "fc"
+
+
+def test_shared_module_called_twice_gets_both_calls():
+    model, args, kwargs, _ = build("shared_block")
+    res = count_model(model, args, kwargs)
+    block = [r for r in res.rows if r.module_path == "block" and r.category == "matmul"]
+    assert len(block) == 2 and all(r.macs == 4 * 8 * 8 for r in block)
+    assert res.module_order == ["", "block", "head"]  # first-entry order, each path once
+
+
+def test_module_shared_by_two_parents_takes_the_calling_path():
+    model, args, kwargs, _ = build("shared_child")
+    res = count_model(model, args, kwargs)
+    paths = [r.module_path for r in res.rows if r.category == "matmul"]
+    assert paths == ["a.lin", "b.lin"]
+    assert res.module_classes["a.lin"] == res.module_classes["b.lin"] == "Linear"
+
+
+def test_conv_variety_per_module_macs():
+    model, args, kwargs, _ = build("conv_variety")
+    res = count_model(model, args, kwargs)
+    per_module = {r.module_path: r.macs for r in res.rows if r.category == "conv"}
+    assert per_module == conv_variety_macs()
+
+
+def test_weight_bytes_tied_lazy_and_raw():
+    # tied: head reads the embedding table as its weight: 50*16*4 = 3200 bytes of parameters
+    model, args, kwargs, _ = build("tied_weights")
+    res = count_model(model, args, kwargs)
+    head = [r for r in res.rows if r.module_path == "head" and r.category == "matmul"][0]
+    assert head.weight_bytes == 3200
+    # lazy: LazyLinear's weight [16, 10] is created during the call and still counted: 640 + bias 64
+    model, args, kwargs, _ = build("lazy_mlp")
+    res = count_model(model, args, kwargs)
+    fc1 = [r for r in res.rows if r.module_path == "fc1" and r.category == "matmul"][0]
+    assert fc1.input_shapes == [[16], [3, 10], [10, 16]]
+    assert fc1.weight_bytes == 16 * 10 * 4 + 16 * 4
+    # raw F.linear weight made in forward is not a parameter
+    model, args, kwargs, _ = build("raw_linear")
+    res = count_model(model, args, kwargs)
+    mm = [r for r in res.rows if r.category == "matmul"][0]
+    assert mm.weight_bytes == 0 and mm.bytes_read == (3 * 6 + 5 * 6) * 4
+
+
+def test_bytes_follow_dtype():
+    # Linear(8, 4) in float16 on [2, 8]: reads bias 4*2 + x 16*2 + w 32*2 = 104 bytes, writes 8*2
+    lin = nn.Linear(8, 4).to(torch.bfloat16)
+    res = count_model(lin, (torch.randn(2, 8, dtype=torch.bfloat16),))
+    (row,) = res.rows
+    assert row.dtype == "bfloat16"
+    assert row.bytes_read == 104 and row.bytes_written == 16 and row.weight_bytes == 72
+
+
+def test_producers_follow_dataflow_through_views():
+    model, args, kwargs, _ = build("conv_bn_relu")
+    res = count_model(model, args, kwargs)
+    ops_ = [r.op for r in res.rows]
+    assert ops_ == ["aten.convolution.default", "aten.native_batch_norm.default", "aten.relu.default"]
+    assert [r.producers for r in res.rows] == [[], [0], [1]]
+    # through reshape/flatten/transpose views: the mm reads the relu output via a view
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    res = count_model(model, (torch.randn(1, 1, 2, 2),))
+    mm = [r for r in res.rows if r.category == "matmul"][0]
+    relu = [r for r in res.rows if r.category == "activation"][0]
+    assert mm.producers == [relu.index]
+
+
+def test_views_are_not_rows_and_uncounted_ops_are_listed():
+    class M(nn.Module):
+        def forward(self, x):
+            y = x.view(2, 6).t().unsqueeze(0).expand(3, 6, 2).contiguous()  # views + 1 copy
+            return torch.linalg.det(y[:, :2, :2])  # no formula for det
+
+    res = count_model(M(), (torch.randn(3, 4),))
+    ops_ = [r.op for r in res.rows]
+    assert not any(op.startswith(("aten.view", "aten.t.", "aten.expand", "aten.unsqueeze")) for op in ops_)
+    assert "aten.clone.default" in ops_  # contiguous() of an expanded view copies
+    assert res.uncounted and all(v >= 1 for v in res.uncounted.values())
+    missing = [r for r in res.rows if not r.counted]
+    assert missing and all(r.macs is None and r.flops == 0 and r.category == "other" for r in missing)
+    assert {r.op for r in missing} == set(res.uncounted)
+
+
+def test_meta_device_counts_like_real():
+    real = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    with torch.device("meta"):
+        meta = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    with torch.no_grad():
+        r = count_model(real, (torch.randn(1, 3, 96, 96),))
+        m = count_model(meta, (torch.randn(1, 3, 96, 96, device="meta"),))
+    key = lambda res: [(x.op, x.module_path, x.macs, x.flops, x.bytes_read, x.weight_bytes) for x in res.rows]
+    assert key(m) == key(r)
+    assert m.total_macs() == r.total_macs() > 0
+
+
+def test_fake_tensors_count_like_real():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    model, args, kwargs, expected = build("conv_bn_relu")
+    real = count_model(model, args, kwargs)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake_args = tuple(mode.from_tensor(a) for a in args)
+        fake = count_model(model, fake_args, kwargs)
+    assert fake.total_macs() == real.total_macs() == expected
+    assert [r.op for r in fake.rows] == [r.op for r in real.rows]
+
+
+def test_failing_forward_raises_characterization_error_and_unhooks():
+    model = nn.Linear(4, 3)
+    with pytest.raises(CharacterizationError) as err:
+        count_model(model, (torch.randn(2, 5),))
+    assert "Linear" in str(err.value) and err.value.hint
+    # hooks were removed: a later count starts clean
+    res = count_model(model, (torch.randn(2, 4),))
+    assert res.module_order == [""] and res.total_macs() == 24
+
+
+def test_records_round_trip():
+    model, args, kwargs, _ = build("mha")
+    res = count_model(model, args, kwargs)
+    d = res.to_dict()
+    back = CountResult.from_dict(d)
+    assert back == res
+    assert isinstance(back.rows[0], OpRow)
+
+
+def test_plain_callable_root():
+    lin = nn.Linear(4, 2)
+
+    def fn(x):
+        return lin(x).relu()
+
+    res = count_model(fn, (torch.randn(3, 4),))
+    assert res.module_order[0] == "" and res.module_classes[""] == "function"
+    assert [r.module_path for r in res.rows] == ["<Linear>", ""]

@@ -1,0 +1,33 @@
+"""Characterize a model: per-op costs (MACs, FLOPs, bytes), roofline against a hardware profile, fusion.
+
+1 MAC = 2 FLOPs throughout. Public API:
+
+- :func:`characterize` / :func:`characterize_call`: count one model call at the ATen dispatch level
+  (``counter``, formulas in ``ops``), trace it (``turnkey_like.tracing``), and assemble a
+  :class:`Characterization` record (``record``) with the roofline (``roofline``) on a hardware
+  profile (``hardware``) and fusion groups (``fusion``).
+- :func:`get_profile` / :func:`list_profiles`: hardware profiles (datasheet ones, and ``local``).
+
+Nothing heavy is imported until one of these is used.
+"""
+
+_EXPORTS = {
+    "characterize": "turnkey_like.characterize.record",
+    "characterize_call": "turnkey_like.characterize.record",
+    "Characterization": "turnkey_like.characterize.record",
+    "ModuleRow": "turnkey_like.characterize.record",
+    "Totals": "turnkey_like.characterize.record",
+    "HardwareProfile": "turnkey_like.characterize.hardware",
+    "get_profile": "turnkey_like.characterize.hardware",
+    "list_profiles": "turnkey_like.characterize.hardware",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'turnkey_like.characterize' has no attribute {name!r}")

@@ -1,0 +1,295 @@
+"""Hardware profiles: peak FLOP/s per dtype and memory bandwidth, for the roofline model.
+
+A :class:`HardwareProfile` holds the two numbers a roofline needs (peak arithmetic throughput and
+memory bandwidth) with the document each value comes from. Built-in profiles are taken from vendor
+datasheets; ``local`` ("this machine") is measured once by a short micro-benchmark and cached.
+
+Conventions:
+- FLOP/s are *dense* peaks (no 2:4 structured sparsity); datasheets that print the sparse figure
+  are halved and say so in the source.
+- For GPUs, ``float32`` is the CUDA-core (non tensor core) FP32 peak. Matmuls that PyTorch runs with
+  TF32 enabled (``torch.backends.cuda.matmul.allow_tf32``) can go faster; the TF32 tensor-core peak is
+  in ``notes``. This keeps FP32 estimates honest for code that does not enable TF32.
+- ``int8`` is in integer operations per second (1 multiply-accumulate = 2 ops), as datasheets count.
+- 1 MAC = 2 FLOPs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from turnkey_like.errors import InputError
+from turnkey_like.records import to_dict
+
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+
+LOCAL = "local"
+
+
+@dataclass
+class HardwareProfile:
+    """Peak compute and memory bandwidth of one device.
+
+    Attributes:
+        name: short key used on the command line (``a100``, ``h100``, ``local``, ...).
+        description: full device name.
+        peak_flops: dense peak per dtype in FLOP/s (``int8`` in op/s); keys from :data:`DTYPES`.
+        memory_bandwidth: peak (or measured, for ``local``) memory bandwidth in bytes/s.
+        sources: per value (``peak_flops.float32``, ``memory_bandwidth``, ...) the document it comes from
+            and how it was derived.
+        notes: caveats (TF32, sparsity, clock assumptions).
+        measured: True for profiles measured on this machine, False for datasheet profiles.
+    """
+
+    name: str
+    description: str
+    peak_flops: dict[str, float]
+    memory_bandwidth: float
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+    measured: bool = False
+
+    def peak(self, dtype: str | None) -> float:
+        """Return the peak FLOP/s for ``dtype`` (numpy-style name).
+
+        Dtypes without an entry (``float64``, ``int64``, ``bool``, ...) fall back to the ``float32``
+        peak: such ops are rare in inference graphs and almost always memory-bound, so the fallback
+        only matters for their compute-time term.
+        """
+        if dtype in self.peak_flops and self.peak_flops[dtype]:
+            return float(self.peak_flops[dtype])
+        return float(self.peak_flops["float32"])
+
+    def ridge_point(self, dtype: str | None = "float32") -> float:
+        """Return the ridge point in FLOPs/byte: peak FLOP/s ÷ memory bandwidth (Williams et al., 2009).
+
+        An op whose arithmetic intensity is at or above the ridge point is compute-bound on this device.
+        """
+        return self.peak(dtype) / self.memory_bandwidth
+
+    def to_dict(self) -> dict:
+        """Return the profile as plain JSON-able data."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HardwareProfile":
+        """Rebuild a profile from :meth:`to_dict` output."""
+        return cls(
+            name=d["name"],
+            description=d.get("description", d["name"]),
+            peak_flops={k: float(v) for k, v in d["peak_flops"].items()},
+            memory_bandwidth=float(d["memory_bandwidth"]),
+            sources=dict(d.get("sources", {})),
+            notes=d.get("notes", ""),
+            measured=bool(d.get("measured", False)),
+        )
+
+
+_A100_DS = "NVIDIA A100 Tensor Core GPU Datasheet (NVIDIA, 2021), column 'A100 80GB SXM'"
+_H100_DS = "NVIDIA H100 Tensor Core GPU Datasheet (NVIDIA, 2023), column 'H100 SXM'"
+_EPYC_DS = "AMD EPYC 9654 product specifications (amd.com) / AMD EPYC 9004 Series Processors data sheet"
+_ZEN4_SOG = "Software Optimization Guide for the AMD Zen4 Microarchitecture (AMD pub. 57647)"
+_SPR_ARK = "Intel ARK: Intel Xeon Platinum 8480+ Processor (105M Cache, 2.00 GHz) specifications"
+_INTEL_OPT = "Intel 64 and IA-32 Architectures Optimization Reference Manual (AMX and AVX-512 chapters)"
+
+BUILTIN: dict[str, HardwareProfile] = {
+    "a100": HardwareProfile(
+        name="a100",
+        description="NVIDIA A100 SXM 80GB",
+        peak_flops={"float32": 19.5e12, "float16": 312e12, "bfloat16": 312e12, "int8": 624e12},
+        memory_bandwidth=2039e9,
+        sources={
+            "peak_flops.float32": f"{_A100_DS}: FP32 19.5 TFLOPS (CUDA cores)",
+            "peak_flops.float16": f"{_A100_DS}: FP16 Tensor Core 312 TFLOPS (624 is with sparsity)",
+            "peak_flops.bfloat16": f"{_A100_DS}: BFLOAT16 Tensor Core 312 TFLOPS (624 is with sparsity)",
+            "peak_flops.int8": f"{_A100_DS}: INT8 Tensor Core 624 TOPS (1248 is with sparsity)",
+            "memory_bandwidth": f"{_A100_DS}: GPU Memory Bandwidth 2,039 GB/s (HBM2e)",
+        },
+        notes="float32 is the non-tensor-core peak; with TF32 matmuls enabled the tensor-core peak is "
+        "156 TFLOPS dense (datasheet: TF32 Tensor Core 156 | 312 with sparsity).",
+    ),
+    "h100": HardwareProfile(
+        name="h100",
+        description="NVIDIA H100 SXM5 80GB",
+        peak_flops={"float32": 67e12, "float16": 989.5e12, "bfloat16": 989.5e12, "int8": 1979e12},
+        memory_bandwidth=3.35e12,
+        sources={
+            "peak_flops.float32": f"{_H100_DS}: FP32 67 teraFLOPS (CUDA cores)",
+            "peak_flops.float16": f"{_H100_DS}: FP16 Tensor Core 1,979 teraFLOPS with sparsity, halved "
+            "for dense = 989.5",
+            "peak_flops.bfloat16": f"{_H100_DS}: BFLOAT16 Tensor Core 1,979 teraFLOPS with sparsity, "
+            "halved for dense = 989.5",
+            "peak_flops.int8": f"{_H100_DS}: INT8 Tensor Core 3,958 TOPS with sparsity, halved for "
+            "dense = 1,979",
+            "memory_bandwidth": f"{_H100_DS}: GPU memory bandwidth 3.35 TB/s (HBM3)",
+        },
+        notes="float32 is the non-tensor-core peak; with TF32 matmuls enabled the tensor-core peak is "
+        "494.5 TFLOPS dense (datasheet: 989 with sparsity).",
+    ),
+    "epyc9654": HardwareProfile(
+        name="epyc9654",
+        description="AMD EPYC 9654 (Genoa, 96 cores, 1 socket)",
+        # 96 cores x 2.4 GHz base x FLOP/cycle/core.
+        peak_flops={"float32": 7.3728e12, "float16": 7.3728e12, "bfloat16": 14.7456e12, "int8": 29.4912e12},
+        memory_bandwidth=460.8e9,
+        sources={
+            "peak_flops.float32": f"{_EPYC_DS}: 96 cores, 2.4 GHz base; {_ZEN4_SOG}: two 256-bit FMA "
+            "pipes (AVX-512 is split into 2x256) = 2 x 8 lanes x 2 FLOPs = 32 FLOP/cycle/core; "
+            "96 x 2.4e9 x 32 = 7.37 TFLOP/s",
+            "peak_flops.float16": "Zen 4 has no native FP16 arithmetic (no AVX512-FP16); FP16 runs through "
+            "FP32 units after conversion, so the FP32 peak is used",
+            "peak_flops.bfloat16": f"{_ZEN4_SOG}: AVX512_BF16 VDPBF16PS does 2 BF16 products per FP32 lane "
+            "= 64 FLOP/cycle/core; 96 x 2.4e9 x 64 = 14.7 TFLOP/s",
+            "peak_flops.int8": f"{_ZEN4_SOG}: AVX512_VNNI VPDPBUSD does 4 int8 MACs per 32-bit lane, "
+            "2 pipes x 8 lanes x 4 MACs x 2 ops = 128 op/cycle/core; 96 x 2.4e9 x 128 = 29.5 TOP/s",
+            "memory_bandwidth": f"{_EPYC_DS}: 12 channels DDR5-4800, 12 x 4800e6 x 8 bytes = 460.8 GB/s",
+        },
+        notes="Computed at the 2.4 GHz base clock (all-core AVX clocks vary); 1 socket.",
+    ),
+    "xeon8480": HardwareProfile(
+        name="xeon8480",
+        description="Intel Xeon Platinum 8480+ (Sapphire Rapids, 56 cores, 1 socket)",
+        # 56 cores x 2.0 GHz base x FLOP/cycle/core.
+        peak_flops={"float32": 7.168e12, "float16": 14.336e12, "bfloat16": 114.688e12, "int8": 229.376e12},
+        memory_bandwidth=307.2e9,
+        sources={
+            "peak_flops.float32": f"{_SPR_ARK}: 56 cores, 2.00 GHz base; {_INTEL_OPT}: two 512-bit FMA "
+            "units = 2 x 16 lanes x 2 FLOPs = 64 FLOP/cycle/core; 56 x 2.0e9 x 64 = 7.17 TFLOP/s",
+            "peak_flops.float16": f"{_INTEL_OPT}: AVX512-FP16, 2 x 32 lanes x 2 FLOPs = 128 FLOP/cycle/core;"
+            " 56 x 2.0e9 x 128 = 14.3 TFLOP/s (AMX-FP16 arrives with Granite Rapids, not this part)",
+            "peak_flops.bfloat16": f"{_INTEL_OPT}: AMX TMUL 1024 BF16 FLOP/cycle/core; 56 x 2.0e9 x 1024 "
+            "= 114.7 TFLOP/s",
+            "peak_flops.int8": f"{_INTEL_OPT}: AMX TMUL 2048 INT8 op/cycle/core; 56 x 2.0e9 x 2048 "
+            "= 229.4 TOP/s",
+            "memory_bandwidth": f"{_SPR_ARK}: 8 channels DDR5-4800, 8 x 4800e6 x 8 bytes = 307.2 GB/s",
+        },
+        notes="Computed at the 2.0 GHz base clock (AVX-512/AMX clocks under load are lower); 1 socket.",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """Return the tk cache root: ``$TK_CACHE_DIR`` or ``~/.cache/turnkey_like``."""
+    env = os.environ.get("TK_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "turnkey_like"
+
+
+def _local_key() -> str:
+    import torch
+
+    from turnkey_like.system import cpu_name
+
+    return f"{cpu_name()}|torch_threads={torch.get_num_threads()}"
+
+
+def measure_local(budget_s: float = 4.0) -> HardwareProfile:
+    """Measure this machine: fp32 matmul FLOP/s with torch and stream-copy memory bandwidth.
+
+    Compute: best of repeated 1024x1024 fp32 ``torch.mm`` (2·1024³ FLOPs each, Dongarra-style dense
+    matmul peak). Bandwidth: best of repeated copies of a 64 MiB fp32 tensor, counting read + write
+    bytes (the STREAM "Copy" kernel convention, McCalpin 1995). Other dtypes are not measured and
+    take the fp32 figure (stated in ``sources``). Takes about ``budget_s`` seconds or less.
+    """
+    import torch
+
+    from turnkey_like.system import cpu_name
+
+    def best_rate(fn, work: float, seconds: float) -> float:
+        fn()  # warm-up
+        best, end = float("inf"), time.perf_counter() + seconds
+        reps = 0
+        while reps < 3 or (time.perf_counter() < end and reps < 50):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+            reps += 1
+        return work / best
+
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    flops = best_rate(lambda: torch.mm(a, b, out=out), 2.0 * n**3, budget_s / 2)
+    src = torch.ones(16 * 2**20)  # 64 MiB
+    dst = torch.empty_like(src)
+    bandwidth = best_rate(lambda: dst.copy_(src), 2.0 * src.numel() * 4, budget_s / 2)
+    threads = torch.get_num_threads()
+    how = f"measured on this machine ({cpu_name()}, {threads} torch threads) by tk"
+    return HardwareProfile(
+        name=LOCAL,
+        description=f"this machine: {cpu_name()} ({threads} torch threads)",
+        peak_flops={"float32": flops, "float16": flops, "bfloat16": flops, "int8": flops},
+        memory_bandwidth=bandwidth,
+        sources={
+            "peak_flops.float32": f"{how}: best 1024x1024 fp32 torch.mm",
+            "peak_flops.float16": "not measured; float32 figure used",
+            "peak_flops.bfloat16": "not measured; float32 figure used",
+            "peak_flops.int8": "not measured; float32 figure used",
+            "memory_bandwidth": f"{how}: best copy of a 64 MiB fp32 tensor, read + write bytes",
+        },
+        notes="Measured peaks are achievable rates, below the theoretical datasheet peaks.",
+        measured=True,
+    )
+
+
+def local_profile(*, refresh: bool = False) -> HardwareProfile:
+    """Return the ``local`` profile, measuring it once and caching it.
+
+    Cached in ``<cache root>/hardware/local.json`` keyed by CPU name and torch thread count, so a
+    different thread setting or machine sharing the cache is measured separately. ``refresh=True``
+    measures again. An unreadable cache file is ignored and rewritten (atomically).
+    """
+    path = cache_root() / "hardware" / "local.json"
+    key = _local_key()
+    entries: dict = {}
+    if path.is_file():
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(entries, dict):
+                entries = {}
+        except (OSError, ValueError):
+            entries = {}
+    if key in entries and not refresh:
+        try:
+            return HardwareProfile.from_dict(entries[key])
+        except (KeyError, TypeError, ValueError):
+            pass
+    profile = measure_local()
+    entries[key] = profile.to_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs a re-measurement next time
+    return profile
+
+
+def list_profiles() -> list[str]:
+    """Return the names :func:`get_profile` accepts: the built-ins, then ``local``."""
+    return [*BUILTIN, LOCAL]
+
+
+def get_profile(name: str | HardwareProfile | None = None) -> HardwareProfile:
+    """Return the hardware profile called ``name`` (``None`` or ``"local"``: this machine, measured).
+
+    A :class:`HardwareProfile` passed in is returned as is. Names are case-insensitive.
+
+    Raises:
+        InputError: unknown name; the message lists the known names.
+    """
+    if isinstance(name, HardwareProfile):
+        return name
+    if name is None or name.lower() in (LOCAL, "this", "this-machine"):
+        return local_profile()
+    key = name.lower()
+    if key in BUILTIN:
+        return BUILTIN[key]
+    raise InputError(
+        f"unknown hardware profile {name!r}",
+        hint=f"choose one of: {', '.join(list_profiles())}",
+    )

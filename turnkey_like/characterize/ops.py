@@ -1,0 +1,868 @@
+"""The registry of per-op cost formulas, keyed by ATen op (``OpOverloadPacket``).
+
+One registry serves every counting path (see ``turnkey_like.characterize.counter``). Each formula is
+a small pure function of the op's arguments with every tensor replaced by its shape (a tuple of
+ints), plus ``out_shape`` (the shape of the op's first output, or a list of shapes). It returns a
+:class:`Cost`: MACs (``None`` where a multiply-accumulate is not defined) and FLOPs, with
+**1 MAC = 2 FLOPs**. Each formula is registered with :func:`register` on the ATen ops it covers,
+with a category, and its docstring names its source. Adding an op is one function and one
+decorator line, as in PyTorch's ``torch/utils/flop_counter.py``.
+
+Categories (:data:`CATEGORIES`): ``conv``, ``matmul``, ``attention`` (the three whose MACs are
+"conv+matmul MACs", :data:`MAC_CATEGORIES`, the figure torchvision reports as ``_ops``), ``norm``,
+``activation``, ``elementwise``, ``pooling``, ``softmax``, ``embedding``, ``interpolation``,
+``reduction``, ``data_movement`` (copies, concatenation, padding, indexing, fills: 0 FLOPs, real
+bytes) and ``other`` (random-number generation and the like).
+
+Conventions, applied everywhere:
+
+- Matmul-like ops and convolutions count only the multiply-accumulates of the product: the bias
+  folded into ``addmm``/``convolution`` and the alpha/beta scalings are not counted (as in
+  ``torch.utils.flop_counter`` and fvcore). FLOPs = 2 x MACs for them.
+- Element-wise ops cost a fixed number of FLOPs per output element, derived from the op's defining
+  formula in the PyTorch documentation, counting each ``+ - * /``, comparison and each
+  transcendental (``exp``, ``log``, ``tanh``, ``erf``, ``sqrt``) as 1 FLOP. The per-element counts
+  are in :data:`ACTIVATION_FLOPS` and next to each formula.
+- View and metadata ops (``view``, ``t``, ``expand``, ``detach``, ...) are not in the registry;
+  the counter skips them (see ``counter``). An op with no entry here is reported as *uncounted*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+aten = torch.ops.aten
+
+CATEGORIES = (
+    "conv",
+    "matmul",
+    "attention",
+    "norm",
+    "activation",
+    "elementwise",
+    "pooling",
+    "softmax",
+    "embedding",
+    "interpolation",
+    "reduction",
+    "data_movement",
+    "other",
+)
+"""Every category an op can have."""
+
+MAC_CATEGORIES = ("conv", "matmul", "attention")
+"""Categories whose MACs add up to "conv+matmul MACs" (torchvision's ``_ops``, in GMACs)."""
+
+
+class Cost(NamedTuple):
+    """The cost of one op call.
+
+    Attributes:
+        macs: multiply-accumulates, ``None`` where MACs are not defined (element-wise ops, ...).
+        flops: floating-point operations; 2 x ``macs`` for conv/matmul/attention products.
+        read_elems: optional per-argument override of how many elements of a tensor argument the
+            op really reads, keyed by the position of the argument among the op's tensor
+            arguments (e.g. ``embedding`` reads only the gathered rows of its table). ``None``
+            means every tensor argument is read whole.
+    """
+
+    macs: int | None
+    flops: int
+    read_elems: dict[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class OpFormula:
+    """One registry entry: the cost function and the category of the ops it covers."""
+
+    fn: Callable[..., Cost]
+    category: str
+    name: str
+
+
+REGISTRY: dict[Any, OpFormula] = {}
+"""OpOverloadPacket -> :class:`OpFormula`."""
+
+
+def _packets(names) -> list[Any]:
+    """Resolve ATen op names (or packets) to the packets this torch build has; missing ones are skipped."""
+    out = []
+    for n in [names] if isinstance(names, str) else names:
+        if not isinstance(n, str):
+            out.append(n)
+        elif hasattr(aten, n):
+            out.append(getattr(aten, n))
+    return out
+
+
+def register(names, category: str, inplace: bool = False):
+    """Register the decorated formula for the ATen ops named in ``names``.
+
+    Args:
+        names: one op name (``"mm"``), a list of names, or ``OpOverloadPacket`` objects. Names this
+            torch build lacks are skipped, so the registry works across torch versions.
+        category: one of :data:`CATEGORIES`.
+        inplace: also register the in-place variant ``name_`` of each name.
+
+    Raises:
+        ValueError: for an unknown category.
+    """
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown op category {category!r}")
+    names = [names] if isinstance(names, str) else list(names)
+    if inplace:
+        names = names + [f"{n}_" for n in names if isinstance(n, str)]
+
+    def deco(fn):
+        for p in _packets(names):
+            REGISTRY[p] = OpFormula(fn=fn, category=category, name=fn.__name__)
+        return fn
+
+    return deco
+
+
+def lookup(packet) -> OpFormula | None:
+    """Return the registry entry for an ``OpOverloadPacket`` (or ``OpOverload``), or ``None``."""
+    packet = getattr(packet, "_overloadpacket", packet)
+    return REGISTRY.get(packet)
+
+
+def category_of(packet) -> str | None:
+    """Return the category of an ATen op, or ``None`` when it has no formula."""
+    entry = lookup(packet)
+    return entry.category if entry else None
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def prod(xs) -> int:
+    """Product of a sequence of ints (1 for an empty one)."""
+    r = 1
+    for x in xs:
+        r *= int(x)
+    return r
+
+
+def _first(shape):
+    """The first shape of an output that may be a shape or a list/tuple of shapes."""
+    if shape and isinstance(shape[0], (tuple, list)):
+        return shape[0]
+    return shape
+
+
+def _numel(shape) -> int:
+    return prod(_first(shape)) if shape is not None else 0
+
+
+def _elementwise(per_elem: int):
+    """A formula costing ``per_elem`` FLOPs per element of the (first) output."""
+
+    def fn(*args, out_shape=None, **kwargs) -> Cost:
+        return Cost(None, per_elem * _numel(out_shape))
+
+    fn.__name__ = f"elementwise_{per_elem}_flop"
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# matmul
+
+
+def mm_macs(a_shape, b_shape) -> int:
+    """MACs of ``[m, k] @ [k, n]``: m*k*n (standard dense matrix product; each output element is a
+    length-k dot product)."""
+    m, k = a_shape[-2], a_shape[-1]
+    n = b_shape[-1]
+    return int(m) * int(k) * int(n)
+
+
+@register("mm", "matmul")
+def mm_cost(a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``mm(a[m,k], b[k,n])``: MACs = m*k*n, FLOPs = 2*MACs (dense matrix product)."""
+    macs = mm_macs(a_shape, b_shape)
+    return Cost(macs, 2 * macs)
+
+
+@register(["addmm", "_addmm_activation"], "matmul")
+def addmm_cost(bias_shape, a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``addmm(bias, a[m,k], b[k,n])``: MACs = m*k*n; the bias add is not counted (torch
+    flop_counter convention)."""
+    macs = mm_macs(a_shape, b_shape)
+    return Cost(macs, 2 * macs)
+
+
+@register("bmm", "matmul")
+def bmm_cost(a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``bmm(a[b,m,k], b[b,k,n])``: MACs = b*m*k*n (batched dense product)."""
+    macs = int(a_shape[0]) * mm_macs(a_shape, b_shape)
+    return Cost(macs, 2 * macs)
+
+
+@register(["baddbmm", "addbmm"], "matmul")
+def baddbmm_cost(bias_shape, a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``baddbmm(c, a[b,m,k], b[b,k,n])`` / ``addbmm``: MACs = b*m*k*n; the add is not counted."""
+    macs = int(a_shape[0]) * mm_macs(a_shape, b_shape)
+    return Cost(macs, 2 * macs)
+
+
+@register(["dot", "vdot"], "matmul")
+def dot_cost(a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``dot(a[n], b[n])``: MACs = n."""
+    macs = int(a_shape[0])
+    return Cost(macs, 2 * macs)
+
+
+@register("mv", "matmul")
+def mv_cost(a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``mv(a[m,n], v[n])``: MACs = m*n."""
+    macs = int(a_shape[0]) * int(a_shape[1])
+    return Cost(macs, 2 * macs)
+
+
+@register("addmv", "matmul")
+def addmv_cost(bias_shape, a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``addmv(c, a[m,n], v[n])``: MACs = m*n; the add is not counted."""
+    macs = int(a_shape[0]) * int(a_shape[1])
+    return Cost(macs, 2 * macs)
+
+
+@register("addr", "matmul")
+def addr_cost(c_shape, a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``addr(c, u[m], v[n])`` (outer product added to c): MACs = m*n."""
+    macs = int(a_shape[0]) * int(b_shape[0])
+    return Cost(macs, 2 * macs)
+
+
+@register("linear", "matmul")
+def linear_cost(x_shape, w_shape, *_, out_shape=None, **__) -> Cost:
+    """``linear(x[..., in], w[out, in])``: MACs = prod(x.shape[:-1]) * in * out (= one mm)."""
+    macs = prod(x_shape[:-1]) * int(w_shape[-1]) * int(w_shape[0] if len(w_shape) == 2 else 1)
+    return Cost(macs, 2 * macs)
+
+
+@register("matmul", "matmul")
+def matmul_cost(a_shape, b_shape, *_, out_shape=None, **__) -> Cost:
+    """``matmul(a, b)`` with broadcasting (torch.matmul semantics): MACs = prod(out) * k, where k is
+    the contracted dimension (``a.shape[-1]``)."""
+    k = int(a_shape[-1])
+    macs = _numel(out_shape) * k
+    return Cost(macs, 2 * macs)
+
+
+def einsum_macs(equation: str, shapes) -> int:
+    """MACs of ``torch.einsum(equation, *operands)`` evaluated left to right, two operands at a time.
+
+    For two operands every index letter is a loop, so MACs = product of the sizes of all distinct
+    letters (the standard cost of a pairwise tensor contraction). With more operands the
+    intermediate keeps the letters still needed by later operands or the output.
+    Ellipses are not supported (returns the two-operand count over named letters only).
+    """
+    eq = equation.replace(" ", "")
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, shapes):
+        letters = [c for c in term if c.isalpha()]
+        for c, s in zip(letters, shape[len(shape) - len(letters):] if "..." in term else shape):
+            sizes[c] = int(s)
+    if len(terms) == 1:
+        return 0
+    if not rhs and "->" not in eq:
+        counts: dict[str, int] = {}
+        for t in terms:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        rhs = "".join(sorted(c for c, n in counts.items() if n == 1 and c.isalpha()))
+    total = 0
+    cur = set(c for c in terms[0] if c.isalpha())
+    for i, term in enumerate(terms[1:], start=1):
+        nxt = set(c for c in term if c.isalpha())
+        letters = cur | nxt
+        total += prod(sizes[c] for c in letters)
+        later = set(rhs) | set("".join(terms[i + 1:]))
+        cur = set(c for c in letters if c in later)
+    return total
+
+
+@register("einsum", "matmul")
+def einsum_cost(equation, operand_shapes, *_, out_shape=None, **__) -> Cost:
+    """``einsum(equation, operands)``: MACs from :func:`einsum_macs`. Only reached when einsum is not
+    decomposed (on CPU/CUDA it decomposes to ``bmm`` before the dispatcher sees it)."""
+    macs = einsum_macs(equation, operand_shapes)
+    return Cost(macs, 2 * macs)
+
+
+# ---------------------------------------------------------------------------------------------
+# convolution
+
+
+def conv_macs(x_shape, w_shape, out_shape, transposed: bool = False) -> int:
+    """MACs of an N-d convolution (1d/2d/3d; any stride, padding, dilation, groups).
+
+    Forward: every output element is a dot product over ``Cin/groups * prod(kernel)`` inputs, so
+    MACs = N * Cout * prod(out_spatial) * Cin/groups * prod(kernel) = N * prod(out_spatial) *
+    numel(weight), with weight ``[Cout, Cin/groups, *kernel]``.
+
+    Transposed: every *input* element is scattered through ``Cout/groups * prod(kernel)`` weights,
+    so MACs = N * Cin * prod(in_spatial) * Cout/groups * prod(kernel) = N * prod(in_spatial) *
+    numel(weight), with weight ``[Cin, Cout/groups, *kernel]``. (Counting output positions times
+    the full kernel would overcount by stride^d, e.g. 4x for a stride-2 2-d transposed conv.)
+    Bias is not counted. Source: the direct-convolution loop nest (e.g. Dumoulin & Visin, "A guide
+    to convolution arithmetic for deep learning", 2016, sections 2 and 4).
+    """
+    n = int(x_shape[0])
+    spatial = x_shape[2:] if transposed else _first(out_shape)[2:]
+    return n * prod(spatial) * prod(w_shape)
+
+
+@register(
+    [
+        "convolution",
+        "_convolution",
+        "convolution_overrideable",
+        "cudnn_convolution",
+        "mkldnn_convolution",
+        "_slow_conv2d_forward",
+        "slow_conv3d_forward",
+        "_nnpack_spatial_convolution",
+        "miopen_convolution",
+        "miopen_depthwise_convolution",
+        "_conv_depthwise2d",
+        "conv_depthwise3d",
+        "slow_conv_dilated2d",
+        "slow_conv_dilated3d",
+    ],
+    "conv",
+)
+def conv_cost(x_shape, w_shape, _bias=None, _stride=None, _padding=None, _dilation=None,
+              transposed=False, *_, out_shape=None, **__) -> Cost:
+    """``convolution(x, w, bias, stride, padding, dilation, transposed, ...)``: see :func:`conv_macs`."""
+    transposed = bool(transposed) if isinstance(transposed, bool) else False
+    macs = conv_macs(x_shape, w_shape, out_shape, transposed)
+    return Cost(macs, 2 * macs)
+
+
+@register(["conv1d", "conv2d", "conv3d"], "conv")
+def conv_nd_cost(x_shape, w_shape, *_, out_shape=None, **__) -> Cost:
+    """``conv{1,2,3}d`` (when not decomposed): see :func:`conv_macs` (forward)."""
+    macs = conv_macs(x_shape, w_shape, out_shape, False)
+    return Cost(macs, 2 * macs)
+
+
+@register(
+    ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "cudnn_convolution_transpose",
+     "slow_conv_transpose2d", "slow_conv_transpose3d", "miopen_convolution_transpose"],
+    "conv",
+)
+def conv_transpose_cost(x_shape, w_shape, *_, out_shape=None, **__) -> Cost:
+    """Transposed convolution ops: see :func:`conv_macs` (transposed)."""
+    macs = conv_macs(x_shape, w_shape, out_shape, True)
+    return Cost(macs, 2 * macs)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention
+
+
+def sdpa_macs(q_shape, k_shape, v_shape) -> int:
+    """MACs of scaled dot-product attention ``softmax(Q K^T * scale) V``.
+
+    Q ``[..., Hq, Lq, E]``, K ``[..., Hkv, S, E]``, V ``[..., Hkv, S, Ev]``. MACs = B*Hq*Lq*S*E
+    (scores) + B*Hq*Lq*S*Ev (weighted sum), where B is the product of the leading dims.
+    Grouped-query attention (Hkv < Hq): K/V heads are broadcast to the query heads, so counting
+    is by query heads. Causal masking: the full Lq x S products are counted, as the math backend
+    (``torch.nn.functional.scaled_dot_product_attention`` reference implementation) computes them
+    before masking; a kernel that skips masked blocks does up to half as many. Source: Vaswani et
+    al., "Attention Is All You Need", 2017, eq. 1; torch.utils.flop_counter.sdpa_flop_count.
+    """
+    *lead, hq, lq, e = q_shape
+    s = k_shape[-2]
+    ev = v_shape[-1]
+    b = prod(lead)
+    return b * int(hq) * int(lq) * int(s) * (int(e) + int(ev))
+
+
+def sdpa_cost_from_shapes(q_shape, k_shape, v_shape) -> Cost:
+    """Cost of SDPA: MACs from :func:`sdpa_macs`; FLOPs = 2*MACs (softmax and scaling, O(Lq*S)
+    against O(Lq*S*E), are not counted, so fused kernels and the math backend agree on MACs)."""
+    macs = sdpa_macs(q_shape, k_shape, v_shape)
+    return Cost(macs, 2 * macs)
+
+
+@register(
+    [
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+        "scaled_dot_product_attention",
+        "_flash_attention_forward",
+        "_efficient_attention_forward",
+    ],
+    "attention",
+)
+def sdpa_cost(q_shape, k_shape, v_shape, *_, out_shape=None, **__) -> Cost:
+    """Every fused SDPA ATen variant (CPU flash, CUDA flash/efficient/cuDNN, overrideable):
+    see :func:`sdpa_macs`. (Flash/efficient forward on CUDA take ``[B, L, H, E]``; the same product
+    results because B, H, L all multiply.)"""
+    return sdpa_cost_from_shapes(q_shape, k_shape, v_shape)
+
+
+def mha_macs(q_shape, k_shape, embed_dim: int, num_heads: int) -> int:
+    """MACs of ``nn.MultiheadAttention`` with the in/out projections (no bias adds).
+
+    Query ``[B, Lq, E]``, key/value ``[B, S, E]`` (batch first). Q projection B*Lq*E*E, K and V
+    projections 2*B*S*E*E, scores and weighted sum 2*B*Lq*S*E (heads split E), output projection
+    B*Lq*E*E. Source: torch.nn.functional.multi_head_attention_forward (the slow path, which does
+    exactly these linear/bmm calls).
+    """
+    if len(q_shape) == 3:
+        b, lq, e = q_shape
+        s = k_shape[-2]
+    else:  # unbatched [L, E]
+        b, (lq, e) = 1, q_shape
+        s = k_shape[0]
+    b, lq, s, e = int(b), int(lq), int(s), int(embed_dim)
+    proj = b * lq * e * e + 2 * b * s * e * e + b * lq * e * e
+    attn = 2 * b * lq * s * e
+    return proj + attn
+
+
+@register("_native_multi_head_attention", "attention")
+def native_mha_cost(q_shape, k_shape, v_shape, embed_dim, num_head, *_, out_shape=None, **__) -> Cost:
+    """``_native_multi_head_attention`` (the no-grad fast path of ``nn.MultiheadAttention``):
+    see :func:`mha_macs`; equals the slow path's linear + bmm MACs."""
+    macs = mha_macs(q_shape, k_shape, embed_dim, num_head)
+    return Cost(macs, 2 * macs)
+
+
+@register("_transformer_encoder_layer_fwd", "attention")
+def transformer_encoder_layer_cost(src_shape, embed_dim, num_heads, qkv_w, qkv_b, proj_w, proj_b,
+                                   use_gelu, norm_first, eps, nw1, nb1, nw2, nb2, ffn_w1, *rest,
+                                   out_shape=None, **__) -> Cost:
+    """``_transformer_encoder_layer_fwd`` (fast path of ``nn.TransformerEncoderLayer``):
+    self-attention MACs (:func:`mha_macs` with S = L) + feed-forward 2*B*L*E*F (two linears,
+    ``ffn_w1`` is ``[F, E]``). Norms/activations are not counted separately here (they are
+    O(B*L*E) against O(B*L*E^2)); FLOPs = 2*MACs. Source: torch.nn.TransformerEncoderLayer slow path."""
+    macs = mha_macs(src_shape, src_shape, embed_dim, num_heads)
+    tokens = prod(src_shape[:-1])
+    macs += 2 * tokens * int(ffn_w1[0]) * int(ffn_w1[1])
+    return Cost(macs, 2 * macs)
+
+
+# ---------------------------------------------------------------------------------------------
+# recurrent layers (counted as matmul: their cost is the gate matrix products)
+
+@register("mkldnn_rnn_layer", "matmul")
+def mkldnn_rnn_layer_cost(x_shape, w0, w1, w2, w3, hx, cx, reverse, batch_sizes, mode, hidden_size,
+                          num_layers, has_biases, bidirectional, batch_first, train, *_,
+                          out_shape=None, **__) -> Cost:
+    """``mkldnn_rnn_layer`` (one layer, one direction of nn.LSTM/GRU/RNN on CPU): MACs = T*B*
+    (numel(W_ih) + numel(W_hh)), the input and recurrent gate products each step; FLOPs = 2*MACs +
+    per-step gate element-wise work (LSTM: 3 sigmoids at 4 FLOPs, 2 tanh at 1, 3 mul, 1 add = 18
+    per hidden unit). Source: the LSTM equations in the torch.nn.LSTM documentation."""
+    t, b = (x_shape[1], x_shape[0]) if batch_first else (x_shape[0], x_shape[1])
+    if len(x_shape) == 2:
+        t, b = x_shape[0], 1
+    steps = int(t) * int(b)
+    macs = steps * (prod(w0) + prod(w1))
+    gate = {3: 18, 4: 14}.get(int(mode), 1)
+    return Cost(macs, 2 * macs + steps * int(hidden_size) * gate)
+
+
+@register(["lstm", "gru", "rnn_tanh", "rnn_relu"], "matmul")
+def rnn_cost(x_shape, hx, params, *_, out_shape=None, **__) -> Cost:
+    """``aten.lstm/gru/rnn_*`` (when not lowered to mkldnn/cuDNN): MACs = T*B*sum(numel of every
+    2-d weight in ``params``) (each weight matrix multiplies one vector per step and batch row; T*B
+    is the product of the input's first two dims whether or not ``batch_first``). FLOPs = 2*MACs."""
+    steps = int(x_shape[0]) if len(x_shape) == 2 else int(x_shape[0]) * int(x_shape[1])
+    macs = steps * sum(prod(p) for p in params if len(p) == 2)
+    return Cost(macs, 2 * macs)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalization
+
+
+@register(["native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
+           "cudnn_batch_norm", "miopen_batch_norm", "batch_norm"], "norm")
+def batch_norm_cost(x_shape, *args, out_shape=None, **__) -> Cost:
+    """Batch norm ``y = (x - mean) / sqrt(var + eps) * w + b``: 4 FLOPs per element with running
+    statistics (sub, mul by 1/std, mul w, add b); in training mode add the batch statistics, mean 1
+    and variance 3 (sub, square, add) per element: 8 in all. ``training`` is the first bool argument
+    (6th for ``native_batch_norm``). Source: Ioffe & Szegedy, "Batch Normalization", 2015, Alg. 1."""
+    training = next((a for a in args if isinstance(a, bool)), False)
+    return Cost(None, (8 if training else 4) * prod(x_shape))
+
+
+@register(["_batch_norm_with_update", "_batch_norm_with_update_functional"], "norm")
+def batch_norm_train_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Batch norm that updates running statistics (training): 8 FLOPs per element (see
+    :func:`batch_norm_cost`)."""
+    return Cost(None, 8 * prod(x_shape))
+
+
+@register(["_native_batch_norm_legit_no_training", "_batch_norm_no_update"], "norm")
+def batch_norm_infer_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Batch norm with running statistics: 4 FLOPs per element (see :func:`batch_norm_cost`)."""
+    return Cost(None, 4 * prod(x_shape))
+
+
+@register("native_layer_norm", "norm")
+def layer_norm_cost(x_shape, normalized_shape, w=None, b=None, *_, out_shape=None, **__) -> Cost:
+    """Layer norm: mean 1 + variance 3 (sub, square, add) + normalize 1 (mul by 1/std) FLOPs per
+    element, plus 2 (mul w, add b) with the affine parameters: 5 or 7 per element. Source: Ba et al.,
+    "Layer Normalization", 2016, eq. 4."""
+    per = 5 + (1 if w is not None else 0) + (1 if b is not None else 0)
+    return Cost(None, per * prod(x_shape))
+
+
+@register("native_group_norm", "norm")
+def group_norm_cost(x_shape, w=None, b=None, *_, out_shape=None, **__) -> Cost:
+    """Group norm: as layer norm over each group, 5 FLOPs per element plus 1 each for weight and bias.
+    Source: Wu & He, "Group Normalization", 2018, eq. 1-3."""
+    per = 5 + (1 if w is not None else 0) + (1 if b is not None else 0)
+    return Cost(None, per * prod(x_shape))
+
+
+@register(["_fused_rms_norm", "rms_norm"], "norm")
+def rms_norm_cost(x_shape, normalized_shape=None, w=None, *_, out_shape=None, **__) -> Cost:
+    """RMS norm ``x / sqrt(mean(x^2) + eps) * w``: square 1 + sum 1 + normalize 1 FLOPs per element,
+    plus 1 for the weight. Source: Zhang & Sennrich, "Root Mean Square Layer Normalization", 2019, eq. 4."""
+    per = 3 + (1 if w is not None else 0)
+    return Cost(None, per * prod(x_shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# activations
+
+ACTIVATION_FLOPS = {
+    "relu": 1,  # max(0, x)
+    "threshold": 1,  # x > t ? x : v
+    "hardtanh": 2,  # clamp(x, lo, hi); relu6 is hardtanh(0, 6)
+    "leaky_relu": 2,  # x > 0 ? x : a*x
+    "rrelu_with_noise": 2,
+    "_prelu_kernel": 2,  # x > 0 ? x : w*x
+    "prelu": 2,
+    "elu": 4,  # x > 0 ? x : a*(exp(x) - 1): cmp, exp, sub, mul
+    "celu": 5,  # cmp, div, exp, sub, mul
+    "selu": 5,  # elu + scale
+    "sigmoid": 4,  # 1 / (1 + exp(-x)): neg, exp, add, div
+    "log_sigmoid_forward": 5,
+    "tanh": 1,  # transcendental
+    "silu": 5,  # x * sigmoid(x)
+    "hardsigmoid": 4,  # clamp(x + 3, 0, 6) / 6: add, 2 cmp, div
+    "hardswish": 5,  # x * hardsigmoid(x)
+    "softplus": 3,  # log(1 + exp(x)): exp, add, log
+    "mish": 5,  # x * tanh(softplus(x)): exp, add, log, tanh, mul
+    "hardshrink": 2,
+    "softshrink": 3,
+    "glu": 5,  # a * sigmoid(b), per output element
+}
+"""FLOPs per output element of each activation, counted from its definition in the torch.nn
+documentation (each + - * /, comparison and transcendental = 1 FLOP). ``gelu`` is 5 (erf form:
+x * 0.5 * (1 + erf(x / sqrt(2))): mul, erf, add, mul, mul) or 9 (tanh form: 0.5 * x * (1 + tanh(
+sqrt(2/pi) * (x + 0.044715 x^3))): 2 mul for x^3, mul, add, mul, tanh, add, mul, mul)."""
+
+for _name, _per in ACTIVATION_FLOPS.items():
+    register(_name, "activation", inplace=True)(_elementwise(_per))
+
+
+@register(["gelu", "gelu_"], "activation")
+def gelu_cost(x_shape, *args, out_shape=None, approximate="none", **__) -> Cost:
+    """GELU: 5 FLOPs per element (erf form) or 9 (``approximate='tanh'``); see :data:`ACTIVATION_FLOPS`.
+    Source: Hendrycks & Gimpel, "Gaussian Error Linear Units", 2016."""
+    if args and isinstance(args[0], str):
+        approximate = args[0]
+    return Cost(None, (9 if approximate == "tanh" else 5) * prod(x_shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# element-wise arithmetic
+
+_ELEMENTWISE_1 = [
+    "add", "sub", "rsub", "mul", "div", "neg", "abs", "reciprocal", "sqrt", "rsqrt", "exp", "exp2",
+    "expm1", "log", "log2", "log10", "log1p", "pow", "square", "sin", "cos", "tan", "asin", "acos",
+    "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "atan2", "erf", "erfc", "erfinv", "floor",
+    "ceil", "round", "trunc", "frac", "sign", "sgn", "remainder", "fmod", "floor_divide",
+    "maximum", "minimum", "fmax", "fmin", "clamp", "clamp_min", "clamp_max", "eq", "ne", "lt", "le",
+    "gt", "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "bitwise_and",
+    "bitwise_or", "bitwise_not", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+    "where", "masked_fill", "isnan", "isinf", "isfinite", "nan_to_num", "copysign", "hypot", "xlogy",
+    "sigmoid_backward", "exponential", "logit", "lgamma", "digamma", "polar", "heaviside", "signbit",
+    "isneginf", "isposinf", "conj_physical", "real", "imag", "angle", "i0", "special_i0e",
+    "special_i1", "special_i1e", "sinc", "deg2rad", "rad2deg", "float_power", "true_divide",
+]
+register(_ELEMENTWISE_1, "elementwise", inplace=True)(_elementwise(1))
+"""Element-wise ops at 1 FLOP per output element."""
+
+register(["addcmul", "addcdiv", "lerp"], "elementwise", inplace=True)(_elementwise(2))
+register(["_weight_norm_interface"], "elementwise")(_elementwise(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax
+
+
+@register(["_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax"], "softmax")
+def softmax_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Softmax / log-softmax: 5 FLOPs per element (running max, subtract, exp, sum, divide or log-sub).
+    Source: the numerically-stable softmax (Goodfellow et al., Deep Learning, 2016, section 4.1)."""
+    return Cost(None, 5 * prod(x_shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# pooling
+
+
+def _tuple(v, n):
+    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return None
+    if isinstance(v, (list, tuple)):
+        return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return tuple(int(v) for _ in range(n))
+
+
+def _window_pool(nd: int, what: str):
+    """A pooling formula for ``nd`` spatial dims: prod(kernel) FLOPs per output element."""
+
+    def fn(x_shape, kernel_size, *_, out_shape=None, **__) -> Cost:
+        return Cost(None, _numel(out_shape) * prod(_tuple(kernel_size, nd)))
+
+    fn.__name__ = f"{what}_pool{nd}d_cost"
+    fn.__doc__ = (f"{what.capitalize()} pooling ({nd}-d): prod(kernel) FLOPs per output element "
+                  "(K-1 compares for max, K-1 adds + 1 divide for average; rounded to K). Source: "
+                  "the direct loop nest in the PyTorch MaxPool/AvgPool documentation.")
+    return fn
+
+
+for _nd in (1, 2, 3):
+    register([f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d", f"mkldnn_max_pool{_nd}d"],
+             "pooling")(_window_pool(_nd, "max"))
+    register([f"avg_pool{_nd}d", f"mkldnn_avg_pool{_nd}d"], "pooling")(_window_pool(_nd, "average"))
+
+
+def adaptive_window_sum(in_size: int, out_size: int) -> int:
+    """Sum over the outputs of adaptive pooling of the window length along one dimension.
+
+    Window i spans ``[floor(i*In/Out), ceil((i+1)*In/Out))`` (PyTorch's AdaptiveAvgPool definition,
+    aten/src/ATen/native/AdaptiveAveragePooling.cpp ``start_index``/``end_index``).
+    """
+    total = 0
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -((-(i + 1) * in_size) // out_size)
+        total += end - start
+    return total
+
+
+@register(["_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_avg_pool1d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+           "adaptive_avg_pool2d", "adaptive_avg_pool3d"], "pooling")
+def adaptive_pool_cost(x_shape, output_size, *_, out_shape=None, **__) -> Cost:
+    """Adaptive pooling: per output element its window length (adds+divide, or compares), exactly
+    summed with :func:`adaptive_window_sum` over each spatial dimension."""
+    out = _first(out_shape)
+    nd = len(output_size) if isinstance(output_size, (list, tuple)) else 1
+    lead = prod(x_shape[: len(x_shape) - nd])
+    total = lead
+    for i in range(nd):
+        total *= adaptive_window_sum(int(x_shape[len(x_shape) - nd + i]), int(out[len(out) - nd + i]))
+    return Cost(None, total)
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions
+
+
+@register(["sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "nansum",
+           "nanmean", "any", "all", "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp",
+           "count_nonzero", "aminmax", "median", "nanmedian", "mode", "topk", "kthvalue", "sort",
+           "argsort", "msort", "_cdist_forward", "dist", "trace"], "reduction", inplace=True)
+def reduction_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Reduction (sum, mean, max, cumsum, ...): 1 FLOP per input element (one add/compare each; a
+    mean's final divides, one per output, are within the rounding of this count). Sorting/topk are
+    counted the same way (a lower bound; comparison count depends on the algorithm)."""
+    return Cost(None, prod(x_shape))
+
+
+@register(["var", "std", "var_mean", "std_mean"], "reduction")
+def var_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Variance / standard deviation: 4 FLOPs per input element (mean add, subtract, square, add)."""
+    return Cost(None, 4 * prod(x_shape))
+
+
+@register(["linalg_vector_norm", "norm", "frobenius_norm", "logsumexp", "_logsumexp"], "reduction")
+def norm_reduce_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """Vector norm (|x|^p then sum) or logsumexp (exp then sum): 2 FLOPs per input element."""
+    return Cost(None, 2 * prod(x_shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# embedding
+
+
+@register("embedding", "embedding")
+def embedding_cost(w_shape, idx_shape, *_, out_shape=None, **__) -> Cost:
+    """Embedding lookup: 0 FLOPs. Reads only the gathered rows of the table, numel(indices) * dim
+    elements, not the whole table (``read_elems`` override on argument 0)."""
+    return Cost(None, 0, {0: prod(idx_shape) * int(w_shape[-1])})
+
+
+@register("_embedding_bag", "embedding")
+def embedding_bag_cost(w_shape, idx_shape, *_, out_shape=None, **__) -> Cost:
+    """Embedding bag: gathers numel(indices) rows and sums them, 1 FLOP per gathered element."""
+    n = prod(idx_shape) * int(w_shape[-1])
+    return Cost(None, n, {0: n})
+
+
+# ---------------------------------------------------------------------------------------------
+# interpolation
+
+
+@register(["upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+           "_upsample_nearest_exact2d", "_upsample_nearest_exact3d"], "interpolation")
+def upsample_nearest_cost(*_, out_shape=None, **__) -> Cost:
+    """Nearest-neighbour upsampling: 0 FLOPs (a gather; index arithmetic is not counted)."""
+    return Cost(None, 0)
+
+
+@register(["upsample_linear1d"], "interpolation")
+def upsample_linear_cost(*_, out_shape=None, **__) -> Cost:
+    """Linear interpolation: one lerp ``a + (b - a) * t`` = 3 FLOPs per output element."""
+    return Cost(None, 3 * _numel(out_shape))
+
+
+@register(["upsample_bilinear2d", "_upsample_bilinear2d_aa", "grid_sampler_2d"], "interpolation")
+def upsample_bilinear_cost(*_, out_shape=None, **__) -> Cost:
+    """Bilinear interpolation: 3 lerps (2 along x, 1 along y) x 3 FLOPs = 9 FLOPs per output element.
+    (The anti-aliased variant uses wider windows; counted the same, a lower bound.)"""
+    return Cost(None, 9 * _numel(out_shape))
+
+
+@register(["upsample_trilinear3d", "grid_sampler_3d"], "interpolation")
+def upsample_trilinear_cost(*_, out_shape=None, **__) -> Cost:
+    """Trilinear interpolation: 7 lerps x 3 FLOPs = 21 FLOPs per output element."""
+    return Cost(None, 21 * _numel(out_shape))
+
+
+@register(["upsample_bicubic2d", "_upsample_bicubic2d_aa"], "interpolation")
+def upsample_bicubic_cost(*_, out_shape=None, **__) -> Cost:
+    """Bicubic interpolation: 5 one-dimensional 4-tap interpolations (4 rows, then the column), each
+    4 mul + 3 add = 7 FLOPs: 35 FLOPs per output element (weight computation not counted).
+    Source: Keys, "Cubic convolution interpolation for digital image processing", 1981."""
+    return Cost(None, 35 * _numel(out_shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# data movement (0 FLOPs, bytes are real) and other
+
+
+_DATA_MOVEMENT = [
+    "clone", "copy", "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "cat", "stack",
+    "hstack", "vstack", "index_select", "gather", "scatter", "scatter_", "index", "index_put",
+    "index_put_", "_index_put_impl_", "index_copy", "index_copy_", "index_fill", "index_fill_",
+    "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+    "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "pad", "repeat",
+    "repeat_interleave", "roll", "flip", "tile", "narrow_copy", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle", "native_channel_shuffle", "fill", "fill_", "zero_", "zeros", "ones", "full",
+    "zeros_like", "ones_like", "full_like", "arange", "linspace", "scalar_tensor", "tril", "triu",
+    "tril_", "triu_", "masked_select", "nonzero", "_local_scalar_dense", "lift_fresh_copy",
+    "slice_scatter", "select_scatter", "diagonal_scatter", "as_strided_scatter", "new_zeros",
+    "new_ones", "new_full", "eye", "masked_scatter", "masked_scatter_", "im2col", "col2im", "tensor",
+    "split_with_sizes_copy", "unbind_copy", "split_copy", "_reshape_copy", "contiguous",
+    "_unique2", "unique_dim", "unique_consecutive", "one_hot", "bucketize", "searchsorted",
+    "take", "put", "put_", "_unsafe_index", "_unsafe_masked_index", "diag_embed", "diag", "block_diag", "meshgrid", "_foreach_copy_",
+    "_assert_async", "clone_", "resize_as_", "_pin_memory", "to_dense", "_to_dense",
+]
+register(_DATA_MOVEMENT, "data_movement")(_elementwise(0))
+"""Data movement: copies, concatenation, padding, indexing, fills. 0 FLOPs; bytes read/written are
+the tensors they touch."""
+
+
+@register(["scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_", "index_add",
+           "index_add_", "index_reduce", "_unsafe_index_put"], "elementwise")
+def scatter_add_cost(x_shape, *args, out_shape=None, **__) -> Cost:
+    """Scatter-add / index-add: 1 FLOP per source element (the last tensor argument's size is used
+    when shapes are given; otherwise per output element)."""
+    shapes = [a for a in args if isinstance(a, tuple)]
+    return Cost(None, prod(shapes[-1]) if shapes else _numel(out_shape))
+
+
+register(["bernoulli", "bernoulli_", "uniform", "uniform_", "normal", "normal_", "rand", "randn",
+          "randint", "rand_like", "randn_like", "randint_like", "randperm", "multinomial",
+          "random_", "exponential_", "geometric_", "cauchy_", "log_normal_"], "other")(_elementwise(0))
+"""Random-number generation: 0 FLOPs (not floating-point arithmetic on data)."""
+
+register(["native_dropout"], "other")(_elementwise(2))
+"""Dropout: draw a mask and scale, 2 FLOPs per element (mask multiply, 1/(1-p) scale)."""
+
+
+def is_mac_category(category: str) -> bool:
+    """Return whether ``category`` counts towards conv+matmul MACs (:data:`MAC_CATEGORIES`)."""
+    return category in MAC_CATEGORIES
+
+
+def _shape_of(x):
+    """Tensor -> shape tuple (ints, or SymInts kept as they are); lists/tuples mapped; others kept."""
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (list, tuple)):
+        if any(isinstance(e, torch.Tensor) for e in x):
+            return [_shape_of(e) for e in x]
+        return x
+    return x
+
+
+def op_cost(func, args: tuple, kwargs: dict, out) -> Cost | None:
+    """Return the :class:`Cost` of one ATen call, or ``None`` when the op has no formula.
+
+    Args:
+        func: the ``OpOverload`` (or packet) called.
+        args, kwargs: its arguments as passed (tensors are reduced to shapes here).
+        out: its result (a tensor or tuple/list of tensors); ``out_shape`` given to the formula is
+            the first output's shape.
+    """
+    entry = lookup(func)
+    if entry is None:
+        return None
+    return entry.fn(*[_shape_of(a) for a in args], out_shape=_out_shape(out),
+                    **{k: _shape_of(v) for k, v in kwargs.items()})
+
+
+def _out_shape(out):
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            if isinstance(o, torch.Tensor):
+                return tuple(o.shape)
+    return None
+
+
+__all__ = [
+    "CATEGORIES",
+    "MAC_CATEGORIES",
+    "ACTIVATION_FLOPS",
+    "Cost",
+    "OpFormula",
+    "REGISTRY",
+    "register",
+    "lookup",
+    "category_of",
+    "op_cost",
+    "is_mac_category",
+    "conv_macs",
+    "mm_macs",
+    "sdpa_macs",
+    "mha_macs",
+    "einsum_macs",
+    "adaptive_window_sum",
+    "prod",
+]

@@ -1,0 +1,225 @@
+"""Run one stage's work in a child process, so a crash, hang or out-of-memory kill never takes tk down.
+
+:func:`run_isolated` forks a child (the model lives in the parent's memory, so the child inherits it
+without pickling), sends the child's stdout/stderr to a log file, and returns an
+:class:`IsolatedOutcome` saying how the child ended:
+
+- ``successful``: ``fn`` returned; its value (plain data: dicts, lists, numbers, strings) came back
+  through a pipe.
+- ``error``: ``fn`` raised; ``error`` is the traceback's last line, the full traceback is in the log.
+- ``timeout``: the child ran past ``timeout_s`` and was killed (SIGKILL).
+- ``killed``: the child died by a signal it did not ask for (the kernel's OOM killer's SIGKILL, a
+  segfault's SIGSEGV, ...).
+
+Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``process`` launcher):
+``start_method="inline"`` runs ``fn`` in this process (no protection, no timeout) and returns the same
+outcome record. ``"spawn"`` starts a fresh interpreter (``fn`` and its arguments must then pickle); it is
+what CUDA work needs when this process has already initialised CUDA, because a forked child of such a
+process cannot use the GPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from turnkey_like.records import Status
+
+LOG_EXCERPT_LINES = 20
+
+
+@dataclass
+class IsolatedOutcome:
+    """How a child process running one piece of work ended.
+
+    Attributes:
+        status: ``Status.SUCCESSFUL``, ``ERROR``, ``TIMEOUT`` or ``KILLED``.
+        value: what ``fn`` returned (plain data), ``None`` unless successful.
+        error: one-line reason when not successful (the exception's last traceback line, the signal
+            name, or the timeout).
+        log_excerpt: the last :data:`LOG_EXCERPT_LINES` lines of the child's log when not successful.
+        duration_s: wall time from start to the child's end (or kill), seconds.
+    """
+
+    status: Status
+    value: Any = None
+    error: str | None = None
+    log_excerpt: str | None = None
+    duration_s: float = 0.0
+
+
+def log_tail(log_path: str | Path | None, lines: int = LOG_EXCERPT_LINES) -> str | None:
+    """Return the last ``lines`` lines of a log file, or ``None`` when it is missing or empty."""
+    if log_path is None:
+        return None
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    tail = "\n".join(text.splitlines()[-lines:]).strip()
+    return tail or None
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line naming an exception: ``ValueError: bad shape`` (first line of a multi-line message)."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def _redirect_output(log_path: str | Path | None) -> None:
+    """Point this process's fd 1 and 2 (and sys.stdout/err) at the log file (or /dev/null)."""
+    target = os.fspath(log_path) if log_path is not None else os.devnull
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the child
+            pass
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+
+
+def _child_main(conn, fn, args, kwargs, log_path) -> None:
+    """Body of the child: redirect output, run ``fn``, send ``("ok", value)`` or ``("error", line)``."""
+    _redirect_output(log_path)
+    try:
+        value = fn(*args, **kwargs)
+        message = ("ok", value)
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
+        traceback.print_exc()
+        message = ("error", _error_line(exc))
+    try:
+        conn.send(message)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
+        print(f"tk: could not send the result to the parent: {exc!r}", file=sys.stderr)
+        conn.send(("error", f"result could not be sent to the parent: {_error_line(exc)}"))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _run_inline(fn, args, kwargs, log_path, start) -> IsolatedOutcome:
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        if log_path is not None:
+            with open(log_path, "a", encoding="utf-8") as f:
+                traceback.print_exc(file=f)
+        return IsolatedOutcome(
+            Status.ERROR, error=_error_line(exc), log_excerpt=log_tail(log_path),
+            duration_s=time.perf_counter() - start,
+        )
+    return IsolatedOutcome(Status.SUCCESSFUL, value=value, duration_s=time.perf_counter() - start)
+
+
+def default_start_method() -> str:
+    """``fork`` where the OS has it (Linux, macOS), else ``inline`` (Windows: no isolation)."""
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "inline"
+
+
+def run_isolated(
+    fn: Callable[..., Any],
+    *args: Any,
+    timeout_s: float,
+    log_path: str | Path | None,
+    start_method: str | None = None,
+    **kwargs: Any,
+) -> IsolatedOutcome:
+    """Run ``fn(*args, **kwargs)`` in a child process and return how it ended.
+
+    Args:
+        fn: the work; with ``fork`` it may be a closure and use anything in this process's memory.
+        timeout_s: seconds after which the child is killed with SIGKILL (status ``timeout``).
+        log_path: file that receives the child's stdout and stderr (appended), ``None`` to discard.
+        start_method: ``fork`` (default on Linux/macOS), ``spawn`` or ``inline`` (see module doc).
+        *args, **kwargs: passed to ``fn``.
+
+    Returns:
+        :class:`IsolatedOutcome`. Never raises for failures inside ``fn`` or the child.
+    """
+    start = time.perf_counter()
+    method = start_method or default_start_method()
+    if method == "inline":
+        return _run_inline(fn, args, kwargs, log_path, start)
+    ctx = multiprocessing.get_context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that fork() in a multi-threaded process may deadlock; torch's and ORT's
+        # pools are fork-aware (torch re-creates its intra-op pool in the child), and the tests check it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        proc = ctx.Process(target=_child_main, args=(writer, fn, args, kwargs, log_path), daemon=True)
+        proc.start()
+    writer.close()
+    message = None
+    status = None
+    deadline = start + timeout_s
+    try:
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                status = Status.TIMEOUT
+                break
+            if reader.poll(min(remaining, 0.5)):
+                try:
+                    message = reader.recv()
+                except (EOFError, OSError):
+                    message = None  # the child closed the pipe without a result: it died
+                break
+            if not proc.is_alive() and not reader.poll(0):
+                break
+    finally:
+        if status is Status.TIMEOUT and proc.is_alive():
+            proc.kill()
+        proc.join(timeout=30)
+        if proc.is_alive():  # sent its result but hangs on exit (e.g. a stuck thread pool)
+            proc.kill()
+            proc.join(timeout=30)
+        reader.close()
+    duration = time.perf_counter() - start
+    if status is Status.TIMEOUT:
+        return IsolatedOutcome(
+            Status.TIMEOUT, error=f"timed out after {timeout_s:g} s (child killed)",
+            log_excerpt=log_tail(log_path), duration_s=duration,
+        )
+    if message is not None:
+        kind, payload = message
+        if kind == "ok":
+            return IsolatedOutcome(Status.SUCCESSFUL, value=payload, duration_s=duration)
+        return IsolatedOutcome(Status.ERROR, error=payload, log_excerpt=log_tail(log_path), duration_s=duration)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        name = _signal_name(-code)
+        hint = " (likely out of memory)" if -code == signal.SIGKILL else ""
+        return IsolatedOutcome(
+            Status.KILLED, error=f"child process killed by {name}{hint}",
+            log_excerpt=log_tail(log_path), duration_s=duration,
+        )
+    return IsolatedOutcome(
+        Status.ERROR, error=f"child process exited with code {code} without a result",
+        log_excerpt=log_tail(log_path), duration_s=duration,
+    )

@@ -1,0 +1,1 @@
+"""Renderers: turn records into terminal tables and text; they format, never compute."""

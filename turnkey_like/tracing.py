@@ -1,0 +1,268 @@
+"""Trace a model into a graph: the one tracing function every tk command uses.
+
+:func:`trace_model` tries, in order, until one succeeds:
+
+1. a warm-up call with the real inputs (initialises lazy modules such as ``nn.LazyLinear`` and
+   caches that models build on first call; skipped with ``warmup=False``);
+2. ``torch.fx.symbolic_trace`` (cheap, Python-level; keyword arguments the caller did not pass are
+   fixed to their defaults through ``concrete_args`` so ``if mask is None`` branches trace);
+3. ``torch.export.export(strict=False)`` (non-strict: runs the Python code on fake tensors; handles
+   data-independent control flow such as Hugging Face models and ultralytics heads);
+4. ``torch.export.export(strict=True)`` (TorchDynamo bytecode capture).
+
+Every attempt is recorded with a one-line error, so ``tk discover-models`` can tell which models
+trace and how. Counting (``turnkey_like.characterize``) runs at the dispatch level and does not
+depend on tracing succeeding; the graph only adds structure (names, fusion, pictures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from turnkey_like.records import to_dict
+
+FX = "fx.symbolic_trace"
+EXPORT_NONSTRICT = "torch.export(strict=False)"
+EXPORT_STRICT = "torch.export(strict=True)"
+NONE = "none"
+METHODS = (FX, EXPORT_NONSTRICT, EXPORT_STRICT)
+
+
+@dataclass
+class TraceAttempt:
+    """One tracing attempt: the method, whether it worked, and the error as one line (``None`` if ok)."""
+
+    method: str
+    ok: bool
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class TraceResult:
+    """What :func:`trace_model` found.
+
+    Attributes:
+        method: the method that succeeded (one of :data:`METHODS`) or ``"none"``.
+        graph_module: (property) the traced ``torch.fx.GraphModule``, not serialised; ``None`` when
+            nothing traced. For FX it is built on first access (code generation costs about as much
+            as tracing, and characterize only needs the graph).
+        graph: the traced ``torch.fx.Graph`` (not serialised).
+        node_count: nodes in that graph (0 when nothing traced).
+        attempts: every method tried, in order, with its one-line error.
+        duration_s: wall time of the warm-up and all attempts, seconds.
+        warmup_error: one-line error when the warm-up call itself failed.
+    """
+
+    method: str = NONE
+    node_count: int = 0
+    attempts: list[TraceAttempt] = field(default_factory=list)
+    duration_s: float = 0.0
+    warmup_error: str | None = None
+    graph: Any = field(default=None, repr=False, compare=False)
+    _gm: Any = field(default=None, repr=False, compare=False)
+    _gm_factory: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def graph_module(self):
+        """The traced ``torch.fx.GraphModule`` (built lazily for FX), or ``None``."""
+        if self._gm is None and self._gm_factory is not None:
+            self._gm = self._gm_factory()
+            self._gm_factory = None
+        return self._gm
+
+    @property
+    def ok(self) -> bool:
+        """True when some method produced a graph."""
+        return self.method != NONE
+
+    def to_dict(self) -> dict:
+        """Return plain JSON-able data, without the graph."""
+        return {
+            "method": self.method,
+            "node_count": self.node_count,
+            "attempts": [to_dict(a) for a in self.attempts],
+            "duration_s": self.duration_s,
+            "warmup_error": self.warmup_error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TraceResult":
+        """Rebuild from :meth:`to_dict` output (the graph is not restored)."""
+        d = d or {}
+        return cls(
+            method=d.get("method", NONE),
+            node_count=d.get("node_count", 0),
+            attempts=[TraceAttempt(**a) for a in d.get("attempts", [])],
+            duration_s=d.get("duration_s", 0.0),
+            warmup_error=d.get("warmup_error"),
+        )
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """Return ``ExcType: first line of the message`` cut to ``limit`` characters."""
+    msg = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _concrete_args(model, args: tuple, kwargs: dict) -> dict | None:
+    """Fix forward parameters the caller did not pass to their defaults (for fx.symbolic_trace)."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    concrete = {}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for i, p in enumerate(params):
+        if p.kind == p.VAR_KEYWORD:
+            continue
+        passed = (p in positional and positional.index(p) < len(args)) or p.name in kwargs
+        if not passed and p.default is not p.empty:
+            concrete[p.name] = p.default
+    return concrete or None
+
+
+def _fx(model, args: tuple, kwargs: dict):
+    """Trace with ``torch.fx.Tracer`` (what ``symbolic_trace`` does); return (graph, lazy GraphModule)."""
+    import torch.fx
+
+    tracer = torch.fx.Tracer()
+    graph = tracer.trace(model, concrete_args=_concrete_args(model, args, kwargs))
+    name = model.__class__.__name__ if isinstance(model, torch.nn.Module) else model.__name__
+    return graph, lambda: torch.fx.GraphModule(tracer.root, graph, name)
+
+
+def _tensor_leaves(out, acc: list) -> list:
+    """Collect the tensors in a model output (tuples, lists, dicts, ``ModelOutput``, cache objects)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        acc.append(out)
+    elif isinstance(out, dict):
+        for v in out.values():
+            _tensor_leaves(v, acc)
+    elif isinstance(out, (list, tuple)):
+        for v in out:
+            _tensor_leaves(v, acc)
+    elif hasattr(out, "__dict__") and not isinstance(out, type):
+        for v in vars(out).values():  # e.g. transformers' DynamicCache -> layers -> keys/values
+            if isinstance(v, (torch.Tensor, list, tuple, dict)) or hasattr(v, "__dict__"):
+                _tensor_leaves(v, acc)
+    return acc
+
+
+def _flat_output_wrapper(model):
+    """Wrap ``model`` so its output is a flat tuple of tensors (for outputs export cannot flatten)."""
+    import torch
+
+    class FlatOutput(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args, **kwargs):
+            return tuple(_tensor_leaves(self.inner(*args, **kwargs), []))
+
+    return FlatOutput(model)
+
+
+def _export(model, args: tuple, kwargs: dict, strict: bool):
+    """Export with torch.export; retry with a flat-output wrapper when the output type is the problem.
+
+    Output objects that are not registered pytrees (e.g. transformers' ``DynamicCache`` returned by
+    GPT-2 with ``use_cache=True``) make export fail after tracing the whole model; the wrapper
+    returns the same tensors as a tuple. Module paths in that graph then start with ``inner.``.
+    """
+    import torch
+
+    try:
+        ep = torch.export.export(model, tuple(args), kwargs=dict(kwargs), strict=strict)
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc)
+        if "output" not in text.lower():
+            raise
+        wrapped = _flat_output_wrapper(model)
+        ep = torch.export.export(wrapped, tuple(args), kwargs=dict(kwargs), strict=strict)
+    gm = ep.graph_module
+    return gm.graph, lambda: gm
+
+
+@contextlib.contextmanager
+def _quiet():
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch._dynamo", "torch._export", "torch.export", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def trace_model(
+    model,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    *,
+    warmup: bool = True,
+    methods: tuple[str, ...] = METHODS,
+) -> TraceResult:
+    """Trace ``model(*args, **kwargs)`` into an FX graph, trying each method in turn.
+
+    Args:
+        model: a ``torch.nn.Module``.
+        args, kwargs: the inputs of one call (real, meta or fake tensors).
+        warmup: run one call first (under ``torch.no_grad()``) to initialise lazy modules; pass
+            ``False`` when the caller has just run the model (e.g. counting did).
+        methods: the methods to try, in order (default: FX, non-strict export, strict export).
+
+    Returns:
+        A :class:`TraceResult`; ``method == "none"`` when every attempt failed. Never raises for a
+        tracing failure: errors are recorded in ``attempts``.
+    """
+    import torch
+
+    kwargs = dict(kwargs or {})
+    result = TraceResult()
+    start = time.perf_counter()
+    if warmup:
+        try:
+            with torch.no_grad():
+                model(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - recorded, tracing may still work
+            result.warmup_error = one_line(exc)
+    tracers = {
+        FX: lambda: _fx(model, args, kwargs),
+        EXPORT_NONSTRICT: lambda: _export(model, args, kwargs, strict=False),
+        EXPORT_STRICT: lambda: _export(model, args, kwargs, strict=True),
+    }
+    for method in methods:
+        t0 = time.perf_counter()
+        try:
+            with _quiet():
+                graph, factory = tracers[method]()
+        except Exception as exc:  # noqa: BLE001 - every tracer failure is recorded, not raised
+            result.attempts.append(TraceAttempt(method, False, one_line(exc), time.perf_counter() - t0))
+            continue
+        result.attempts.append(TraceAttempt(method, True, None, time.perf_counter() - t0))
+        result.method = method
+        result.graph = graph
+        result._gm_factory = factory
+        result.node_count = len(graph.nodes)
+        break
+    result.duration_s = time.perf_counter() - start
+    return result
