@@ -21,6 +21,7 @@ Usage::
     python benchmarks/characterize_accuracy.py            # all 80 + YOLOv8n + BERT-base
     python benchmarks/characterize_accuracy.py --quick    # a handful
     python benchmarks/characterize_accuracy.py --models resnet50,vit_b_16 --device cpu
+    python benchmarks/characterize_accuracy.py --overhead [--threads 1]   # counting cost vs eager
 """
 
 from __future__ import annotations
@@ -174,6 +175,37 @@ def count_yolov8n():
     return res, _params(model)
 
 
+def measure_overhead(repeats: int = 10, threads: int | None = None) -> None:
+    """Print the cost of :func:`count_model` against a plain eager forward of ResNet-50 (batch 1,
+    224x224, CPU, ``no_grad``): the two are interleaved ``repeats`` times after a warm-up, and the
+    ratio of the minima and of the medians is printed (target: at most 1.5)."""
+    import statistics
+
+    import torchvision
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = torchvision.models.resnet50(weights=None).eval()
+    x = torch.randn(1, 3, 224, 224)
+    plain, counted = [], []
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+            count_model(model, (x,))
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            plain.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            count_model(model, (x,))
+            counted.append(time.perf_counter() - t)
+    pm, cm = min(plain), min(counted)
+    pmed, cmed = statistics.median(plain), statistics.median(counted)
+    print(f"overhead resnet50 b1 224, {torch.get_num_threads()} threads: plain forward min {pm * 1e3:.1f} ms "
+          f"median {pmed * 1e3:.1f} ms; count_model min {cm * 1e3:.1f} ms median {cmed * 1e3:.1f} ms; "
+          f"ratio min {cm / pm:.3f} median {cmed / pmed:.3f} (target <= 1.5)")
+
+
 def _line(name, params, ref_params, macs, ref_macs, rel, ok):
     rp = f"{ref_params:>12,}" if ref_params is not None else f"{'-':>12}"
     return (f"{name:<22} {params:>12,} {rp} {macs / 1e9:>10.4f} {ref_macs / 1e9:>10.4f} "
@@ -186,7 +218,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     ap.add_argument("--device", default="meta", help="meta (default, no arithmetic) or cpu")
     ap.add_argument("--no-extra", action="store_true", help="skip YOLOv8n and BERT-base")
+    ap.add_argument("--overhead", action="store_true",
+                    help="only measure count_model against a plain ResNet-50 forward")
+    ap.add_argument("--threads", type=int, help="torch threads for --overhead")
     args = ap.parse_args(argv)
+    if args.overhead:
+        measure_overhead(threads=args.threads)
+        return 0
 
     import torchvision
 
@@ -199,7 +237,7 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     for name in names:
         try:
-            params, macs, ref_params, ref_gmacs, dev, secs, _ = count_torchvision(name, args.device)
+            params, macs, ref_params, ref_gmacs, dev, secs, res = count_torchvision(name, args.device)
         except Exception as exc:
             print(f"{name:<22} ERROR {type(exc).__name__}: {str(exc)[:120]}")
             continue
@@ -208,7 +246,8 @@ def main(argv=None) -> int:
         ok = params == ref_params and (rel <= REL_TOL or abs(macs - ref) <= ROUNDING_GMACS * 1e9)
         n_ok += ok
         n_strict += ok and rel <= REL_TOL
-        print(_line(name, params, ref_params, macs, ref, rel, ok) + f"  [{dev}, {secs:.1f}s]", flush=True)
+        extra = f"  uncounted: {res.uncounted}" if res.uncounted else ""
+        print(_line(name, params, ref_params, macs, ref, rel, ok) + f"  [{dev}, {secs:.1f}s]{extra}", flush=True)
     print(f"SUMMARY torchvision: {n_ok}/{len(names)} within 0.1% (or the 0.0005 GMACs rounding of "
           f"_ops) with exact params ({n_strict} within 0.1% outright, {n_ok - n_strict} only within "
           f"the rounding); {time.perf_counter() - t_all:.0f}s")

@@ -471,8 +471,37 @@ def convert_fp16(src: str | Path, dst: str | Path, external: bool) -> None:
     from onnxconverter_common import float16
 
     model = onnx.load(os.fspath(src))
+    # Stale fp32 value_info entries (the TorchScript exporter writes them) make the converter leave
+    # mismatched types behind (ORT: "Type (tensor(float16)) ... does not match expected type"); the
+    # converter re-infers shapes itself, so drop them.
+    del model.graph.value_info[:]
+    _isolate_graph_outputs(model)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
     save_onnx(converted, dst, external)
+
+
+def _isolate_graph_outputs(model_proto) -> None:
+    """Give every graph output that other nodes also read its own ``Identity`` node.
+
+    onnxconverter-common's ``keep_io_types`` casts graph outputs back to fp32 under their own name, so a
+    node that reads an output internally (BERT's pooler reads ``last_hidden_state``) would get fp32 where
+    fp16 is expected; reading an internal copy instead avoids that.
+    """
+    import onnx
+
+    graph = model_proto.graph
+    outputs = {o.name for o in graph.output}
+    consumed = {name for node in graph.node for name in node.input}
+    for name in sorted(outputs & consumed):
+        internal = f"{name}__tk_internal"
+        for node in graph.node:
+            for i, out in enumerate(node.output):
+                if out == name:
+                    node.output[i] = internal
+            for i, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[i] = internal
+        graph.node.append(onnx.helper.make_node("Identity", [internal], [name], name=f"{name}__tk_identity"))
 
 
 def save_onnx(model_proto, path: str | Path, external: bool) -> None:
@@ -545,8 +574,11 @@ def ort_cpu_outputs(onnx_path: str | Path, feed: dict) -> tuple[list, list[str]]
 # --------------------------------------------------------------------------------------------------
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
+    text = _ANSI.sub("", f"{type(exc).__name__}: {exc}").strip()
     line = next((ln for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return line if len(line) <= 300 else line[:297] + "..."
 

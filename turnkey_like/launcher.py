@@ -96,15 +96,49 @@ def _redirect_output(log_path: str | Path | None) -> None:
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
-def _child_main(conn, fn, args, kwargs, log_path) -> None:
+def _call_in_fresh_thread(fn, args, kwargs):
+    """Run ``fn`` in a new thread of this (forked) process and return ``("ok", value)`` or ``("error", line)``.
+
+    Why a new thread: GNU OpenMP (libgomp, which torch's CPU kernels use) keeps its worker pool in the
+    thread-local state of the thread that opened the parallel region. After ``fork`` the child's main
+    thread still points at the parent's pool, whose worker threads do not exist in the child, so the
+    first multi-threaded torch op waits forever at ``gomp_team_barrier_wait``. A thread created in the
+    child has no pool yet, so libgomp builds a fresh one and torch keeps its intra-op parallelism.
+    """
+    import threading
+
+    box: list = []
+
+    def target():
+        try:
+            box.append(("ok", fn(*args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
+            traceback.print_exc()
+            box.append(("error", _error_line(exc)))
+
+    old_size = threading.stack_size()
+    try:
+        threading.stack_size(64 * 2**20)  # exporters recurse deeply; the default 8 MiB can overflow
+    except (ValueError, RuntimeError):
+        pass
+    worker = threading.Thread(target=target, name="tk-isolated", daemon=True)
+    worker.start()
+    threading.stack_size(old_size)
+    worker.join()
+    return box[0] if box else ("error", "the work thread ended without a result")
+
+
+def _child_main(conn, fn, args, kwargs, log_path, fresh_thread) -> None:
     """Body of the child: redirect output, run ``fn``, send ``("ok", value)`` or ``("error", line)``."""
     _redirect_output(log_path)
-    try:
-        value = fn(*args, **kwargs)
-        message = ("ok", value)
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
-        traceback.print_exc()
-        message = ("error", _error_line(exc))
+    if fresh_thread:
+        message = _call_in_fresh_thread(fn, args, kwargs)
+    else:
+        try:
+            message = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
+            traceback.print_exc()
+            message = ("error", _error_line(exc))
     try:
         conn.send(message)
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
@@ -172,7 +206,7 @@ def run_isolated(
         # Python 3.12+ warns that fork() in a multi-threaded process may deadlock; torch's and ORT's
         # pools are fork-aware (torch re-creates its intra-op pool in the child), and the tests check it.
         warnings.simplefilter("ignore", DeprecationWarning)
-        proc = ctx.Process(target=_child_main, args=(writer, fn, args, kwargs, log_path), daemon=True)
+        proc = ctx.Process(target=_child_main, args=(writer, fn, args, kwargs, log_path, method == "fork"), daemon=True)
         proc.start()
     writer.close()
     message = None

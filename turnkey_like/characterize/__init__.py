@@ -31,3 +31,18 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'turnkey_like.characterize' has no attribute {name!r}")
+
+
+class _CallablePackage(__import__("types").ModuleType):
+    """Makes ``turnkey_like.characterize(model, x)`` work even after this package was imported.
+
+    ``turnkey_like.characterize`` is both this package and (lazily) the :func:`characterize`
+    function; importing the package replaces the attribute on ``turnkey_like`` with the module, so
+    the module forwards calls to the function.
+    """
+
+    def __call__(self, model, *args, **kwargs):
+        return self.characterize(model, *args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallablePackage

@@ -51,6 +51,9 @@ _SKIP_PACKETS = {
         "_nested_tensor_from_mask_left_aligned", "_resize_output_", "is_pinned", "_version",
         "detach_", "lift", "lift_fresh", "alias", "_reshape_alias", "_make_dep_token",
         "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
+        # in-place metadata changes (no data moves)
+        "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapdims_", "swapaxes_",
+        "resize_as_", "_resize_output_", "set_data",
     )
     if hasattr(aten, n)
 }

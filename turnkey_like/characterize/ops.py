@@ -779,7 +779,7 @@ _DATA_MOVEMENT = [
     "split_with_sizes_copy", "unbind_copy", "split_copy", "_reshape_copy", "contiguous",
     "_unique2", "unique_dim", "unique_consecutive", "one_hot", "bucketize", "searchsorted",
     "take", "put", "put_", "_unsafe_index", "_unsafe_masked_index", "diag_embed", "diag", "block_diag", "meshgrid", "_foreach_copy_",
-    "_assert_async", "clone_", "resize_as_", "_pin_memory", "to_dense", "_to_dense",
+    "_assert_async", "_pin_memory", "to_dense", "_to_dense",
 ]
 register(_DATA_MOVEMENT, "data_movement")(_elementwise(0))
 """Data movement: copies, concatenation, padding, indexing, fills. 0 FLOPs; bytes read/written are

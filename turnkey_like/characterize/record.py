@@ -183,11 +183,30 @@ class Characterization:
 # assembly
 
 
+_NUMERIC = ("macs", "flops", "bytes_read", "bytes_written", "weight_bytes")
+
+
+def _plain_dim(d):
+    return d if isinstance(d, int) else str(d)
+
+
 def _row_dict(row: Any) -> dict:
-    """An ``OpRow`` as a plain dict (its fields are already plain ints, strings and lists)."""
-    if isinstance(row, dict):
-        return dict(row)
-    return {name: getattr(row, name) for name in row.__dataclass_fields__}
+    """An ``OpRow`` as a plain dict.
+
+    Its fields are normally plain ints, strings and lists already. Symbolic sizes (``SymInt`` from
+    fake tensors with dynamic shapes) are kept as their names in shapes (e.g. ``"s0"``), and numeric
+    costs that are symbolic expressions are evaluated at the example sizes (their hints).
+    """
+    d = dict(row) if isinstance(row, dict) else {name: getattr(row, name) for name in row.__dataclass_fields__}
+    for key in ("input_shapes", "output_shapes"):
+        shapes = d.get(key) or []
+        if any(not isinstance(x, int) for s in shapes for x in s):
+            d[key] = [[_plain_dim(x) for x in s] for s in shapes]
+    for key in _NUMERIC:
+        v = d.get(key)
+        if v is not None and not isinstance(v, int):
+            d[key] = int(v)
+    return d
 
 
 def _parent_path(path: str) -> str | None:

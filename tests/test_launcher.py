@@ -1,0 +1,116 @@
+"""run_isolated with real child processes: success, exceptions, timeouts, signals, fork-safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from turnkey_like.launcher import run_isolated
+from turnkey_like.records import Status
+
+
+def _returns(x):
+    print("hello from the child")
+    return {"x": x, "pid": os.getpid()}
+
+
+def _raises():
+    raise ValueError("boom: bad shape")
+
+
+def _sleeps():
+    time.sleep(60)
+
+
+def _kills_itself():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _segfaults():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _exits():
+    os._exit(3)
+
+
+def _unpicklable():
+    return lambda: None
+
+
+def test_success_returns_value_and_logs_output(tmp_path):
+    log = tmp_path / "child.log"
+    out = run_isolated(_returns, 7, timeout_s=60, log_path=log)
+    assert out.status is Status.SUCCESSFUL
+    assert out.value["x"] == 7
+    assert out.value["pid"] != os.getpid()  # really ran in another process
+    assert "hello from the child" in log.read_text()
+    assert out.error is None
+
+
+def test_exception_gives_last_traceback_line(tmp_path):
+    log = tmp_path / "child.log"
+    out = run_isolated(_raises, timeout_s=60, log_path=log)
+    assert out.status is Status.ERROR
+    assert out.error == "ValueError: boom: bad shape"
+    assert "Traceback" in log.read_text()
+    assert "ValueError: boom: bad shape" in out.log_excerpt
+
+
+def test_timeout_kills_the_child(tmp_path):
+    start = time.perf_counter()
+    out = run_isolated(_sleeps, timeout_s=1.0, log_path=tmp_path / "child.log")
+    assert out.status is Status.TIMEOUT
+    assert "timed out after 1 s" in out.error
+    assert time.perf_counter() - start < 20  # did not wait for the 60 s sleep
+
+
+@pytest.mark.parametrize("fn, name", [(_kills_itself, "SIGKILL"), (_segfaults, "SIGSEGV")])
+def test_death_by_signal_is_killed(tmp_path, fn, name):
+    out = run_isolated(fn, timeout_s=60, log_path=tmp_path / "child.log")
+    assert out.status is Status.KILLED
+    assert name in out.error
+
+
+def test_exit_without_result_is_an_error(tmp_path):
+    out = run_isolated(_exits, timeout_s=60, log_path=tmp_path / "child.log")
+    assert out.status is Status.ERROR
+    assert "exited with code 3" in out.error
+
+
+def test_unpicklable_result_is_an_error_not_a_hang(tmp_path):
+    out = run_isolated(_unpicklable, timeout_s=60, log_path=tmp_path / "child.log")
+    assert out.status is Status.ERROR
+    assert "could not be sent" in out.error
+
+
+def test_inline_start_method_runs_in_this_process(tmp_path):
+    out = run_isolated(_returns, 1, timeout_s=60, log_path=tmp_path / "l.log", start_method="inline")
+    assert out.status is Status.SUCCESSFUL and out.value["pid"] == os.getpid()
+    bad = run_isolated(_raises, timeout_s=60, log_path=tmp_path / "l.log", start_method="inline")
+    assert bad.status is Status.ERROR and bad.error == "ValueError: boom: bad shape"
+
+
+def test_torch_forward_in_forked_child_after_parent_used_threads(tmp_path):
+    """libgomp's pool does not survive fork: without the fresh-thread fix this child hangs forever."""
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.LayerNorm(1024)).eval()
+    x = torch.randn(256, 1024)  # 262144 elements: above torch's 32768-element grain, so OpenMP runs
+    with torch.no_grad():
+        expected = model(x)  # the parent opens OpenMP parallel regions with 2 threads
+
+    def child():
+        with torch.no_grad():
+            y = model(x)
+        return {"threads": torch.get_num_threads(), "max_diff": float((y - expected).abs().max())}
+
+    out = run_isolated(child, timeout_s=60, log_path=tmp_path / "child.log")
+    assert out.status is Status.SUCCESSFUL, out.error
+    assert out.value["threads"] == 2  # still multi-threaded in the child
+    assert out.value["max_diff"] == 0.0

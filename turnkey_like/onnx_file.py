@@ -1,0 +1,305 @@
+"""``.onnx`` files as inputs: describe them, give dynamic dimensions a size, synthesize inputs, build.
+
+An ONNX file skips discovery and export: :func:`describe_onnx` gives its hash (sha256 of the file's
+bytes, first 8 hex chars, as TurnkeyML), parameter count and bytes (from the initializers, without
+loading external data) and its input signature; :func:`build_onnx_file` copies it (with its external
+data) into the build folder, checks and optimizes it, so that
+``benchmark_invocation(None, (), {}, build, ...)`` benchmarks it on ONNX Runtime.
+
+Dynamic dimensions (``batch``, ``sequence``, ``?``) must be given a size with
+``--input-shape NAME:1,3,224,224`` (:func:`parse_input_shape`); tk never guesses them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from turnkey_like.errors import InputError
+from turnkey_like.records import StageResult, Status, TensorSpec, to_dict
+
+#: synthesized integer inputs (token ids, class indices) are drawn uniformly from [1, INT_HIGH):
+#: non-zero (TurnkeyML fed all-zero ids) and small enough for any vocabulary tk has met.
+INT_HIGH = 100
+
+
+@dataclass
+class OnnxFileInfo:
+    """Facts about an ONNX file input.
+
+    Attributes:
+        path: absolute path of the file.
+        model_hash: ``sha256(file bytes)[:8]`` (``turnkey_like.hashing.file_hash``).
+        params: number of weight elements (initializers; sub-graph initializers included).
+        param_bytes: their bytes at their stored dtypes.
+        opset: default-domain opset.
+        inputs: the graph inputs (initializers excluded) with every dimension resolved.
+    """
+
+    path: str
+    model_hash: str
+    params: int
+    param_bytes: int
+    opset: int | None
+    inputs: list[TensorSpec] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of this record."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OnnxFileInfo":
+        """Rebuild the record from :meth:`to_dict`'s output."""
+        return cls(
+            path=d["path"], model_hash=d["model_hash"], params=d["params"], param_bytes=d["param_bytes"],
+            opset=d.get("opset"), inputs=[TensorSpec.from_dict(s) for s in d.get("inputs", [])],
+        )
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse ``NAME:1,3,224,224`` into ``("NAME", (1, 3, 224, 224))``.
+
+    Raises:
+        InputError: no ``:``, an empty name, or a dimension that is not a positive integer.
+    """
+    hint = "write it as NAME:1,3,224,224 (input name, a colon, comma-separated sizes)"
+    if ":" not in text:
+        raise InputError(f"--input-shape {text!r} has no ':'", hint=hint)
+    name, dims = text.rsplit(":", 1)
+    name = name.strip()
+    if not name:
+        raise InputError(f"--input-shape {text!r} has no input name", hint=hint)
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip() != "")
+    except ValueError:
+        raise InputError(f"--input-shape {text!r}: sizes must be integers", hint=hint) from None
+    if not shape or any(d < 1 for d in shape):
+        raise InputError(f"--input-shape {text!r}: sizes must be positive integers", hint=hint)
+    return name, shape
+
+
+def _np_dtype_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except Exception:  # noqa: BLE001 - e.g. bfloat16 / float8 without a numpy type
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _initializers(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _initializers(attr.g)
+            for g in attr.graphs:
+                yield from _initializers(g)
+
+
+def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxFileInfo:
+    """Return an :class:`OnnxFileInfo` for an ONNX file, with dynamic dims resolved from ``input_shapes``.
+
+    Raises:
+        InputError: the file is missing or not an ONNX model; an input has a dynamic dimension and no
+            ``--input-shape`` for it; an override names no input or contradicts a fixed dimension.
+    """
+    import numpy as np
+    import onnx
+
+    from turnkey_like.build import default_opset
+    from turnkey_like.hashing import file_hash
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file {path} does not exist", hint="check the path")
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path} is not a readable ONNX model: {exc}".splitlines()[0],
+                         hint="check the file (onnx.checker) or re-export it") from None
+    params = param_bytes = 0
+    for init in _initializers(model.graph):
+        n = int(np.prod(init.dims)) if len(init.dims) else 1
+        params += n
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        except Exception:  # noqa: BLE001 - 8-bit float types without numpy equivalents
+            itemsize = 1
+        param_bytes += n * itemsize
+    overrides = dict(input_shapes or {})
+    init_names = {i.name for i in model.graph.initializer}
+    inputs = []
+    for inp in model.graph.input:
+        if inp.name in init_names:
+            continue
+        ttype = inp.type.tensor_type
+        dims = list(ttype.shape.dim)
+        given = overrides.pop(inp.name, None)
+        if given is not None:
+            if len(given) != len(dims):
+                raise InputError(
+                    f"--input-shape for {inp.name} has {len(given)} dims, the model's input has {len(dims)}",
+                    hint=f"give {len(dims)} sizes for {inp.name}")
+            for i, (d, g) in enumerate(zip(dims, given)):
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != g:
+                    raise InputError(
+                        f"--input-shape for {inp.name}: dim {i} is fixed at {d.dim_value} in the model, not {g}",
+                        hint=f"keep dim {i} of {inp.name} at {d.dim_value}")
+            shape = tuple(int(g) for g in given)
+        else:
+            shape = []
+            for d in dims:
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    shape.append(int(d.dim_value))
+                else:
+                    label = d.dim_param or "?"
+                    example = ",".join(str(x.dim_value) if x.HasField("dim_value") and x.dim_value > 0 else "1"
+                                       for x in dims)
+                    raise InputError(
+                        f"input {inp.name} of {path.name} has a dynamic dimension {label!r}",
+                        hint=f"pass --input-shape {inp.name}:{example} (one size per dimension)")
+            shape = tuple(shape)
+        inputs.append(TensorSpec(inp.name, "tensor", shape, _np_dtype_name(ttype.elem_type)))
+    if overrides:
+        raise InputError(f"--input-shape names {sorted(overrides)}, which {path.name} has no input called",
+                         hint="inputs are: " + ", ".join(s.name for s in inputs))
+    return OnnxFileInfo(os.fspath(path.resolve()), file_hash(path), params, param_bytes,
+                        default_opset(model), inputs)
+
+
+def synthesize_inputs(specs: list[TensorSpec], seed: int = 0) -> dict:
+    """Random inputs for a signature: ``{name: numpy array}``.
+
+    Floats: standard normal. Booleans and integer inputs whose name contains ``mask``: all ones.
+    Integer ``token_type``/``segment`` ids: zeros (valid for any type vocabulary). Integer
+    ``position`` ids: ``0..n-1`` along the last axis. Other integers (token ids, indices): uniform in
+    ``[1, INT_HIGH)``, never all zeros (TurnkeyML's zero ids hid embedding-lookup costs and bugs).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        shape = tuple(spec.shape or ())
+        dtype = np.dtype(spec.dtype) if spec.dtype != "bfloat16" else np.dtype("float32")
+        lname = spec.name.lower()
+        if dtype == np.bool_:
+            arr = np.ones(shape, dtype=np.bool_)
+        elif np.issubdtype(dtype, np.floating):
+            arr = rng.standard_normal(shape).astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            if "mask" in lname:
+                arr = np.ones(shape, dtype=dtype)
+            elif "token_type" in lname or "segment" in lname:
+                arr = np.zeros(shape, dtype=dtype)
+            elif "position" in lname and shape:
+                arr = np.broadcast_to(np.arange(shape[-1], dtype=dtype), shape).copy()
+            else:
+                arr = rng.integers(1, INT_HIGH, size=shape).astype(dtype)
+        else:
+            arr = np.zeros(shape, dtype=dtype)
+        out[spec.name] = arr
+    return out
+
+
+def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict] | None) -> dict:
+    import onnx
+
+    from turnkey_like.build import (
+        FP16_NAME, OPT_NAME, TOLERANCES, BuildResult, check_onnx, compare_outputs, convert_fp16,
+        default_opset, external_data_files, onnx_size_bytes, op_counts, optimize_onnx, ort_cpu_outputs,
+    )
+
+    src_p, dest = Path(src), Path(build_dir)
+    durations: dict[str, float] = {}
+    t0 = time.perf_counter()
+    copied = dest / src_p.name
+    data_files = external_data_files(src_p)
+    if copied.resolve() != src_p.resolve():
+        shutil.copy2(src_p, copied)
+        for name in data_files:
+            (copied.parent / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src_p.parent / name, copied.parent / name)
+    durations["copy"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    check_onnx(copied)
+    durations["check"] = time.perf_counter() - t0
+    external = bool(data_files)
+    final = copied
+    if options.precision == "fp16":
+        t0 = time.perf_counter()
+        final = dest / FP16_NAME
+        convert_fp16(copied, final, external)
+        check_onnx(final)
+        durations["fp16"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    optimized = dest / OPT_NAME
+    optimize_onnx(final, optimized, external)
+    durations["optimize"] = time.perf_counter() - t0
+    faithfulness, faithful = {}, None
+    if options.precision == "fp16" and input_specs:  # reference: the original fp32 file on ORT CPU
+        t0 = time.perf_counter()
+        feed = synthesize_inputs([TensorSpec(s["name"], "tensor", tuple(s["shape"]), s["dtype"]) for s in input_specs])
+        expected, _ = ort_cpu_outputs(copied, feed)
+        actual, names = ort_cpu_outputs(final, feed)
+        faithfulness, faithful = compare_outputs(actual, expected, names, "fp16")
+        durations["validate"] = time.perf_counter() - t0
+    proto = onnx.load(os.fspath(final), load_external_data=False)
+    init_names = {i.name for i in proto.graph.initializer}
+    final_data = external_data_files(final)
+    return BuildResult(
+        onnx_path=os.fspath(final.resolve()),
+        exported_path=os.fspath(copied.resolve()),
+        optimized_path=os.fspath(optimized.resolve()),
+        data_files=final_data,
+        size_bytes=onnx_size_bytes(final, final_data),
+        external_data=bool(final_data),
+        opset=default_opset(proto) or 0,
+        exporter="none (ONNX file input)",
+        precision=options.precision,
+        input_names=[i.name for i in proto.graph.input if i.name not in init_names],
+        output_names=[o.name for o in proto.graph.output],
+        input_specs=input_specs or [],
+        onnx_op_counts=op_counts(proto),
+        durations={k: round(v, 4) for k, v in durations.items()},
+        faithfulness=faithfulness,
+        tolerance=dict(TOLERANCES[options.precision]) if faithful is not None else {},
+        faithful=faithful,
+    ).to_dict()
+
+
+def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: dict | None = None) -> StageResult:
+    """Copy an ONNX file (and its external data) into ``build_dir``, check it, optionally convert to fp16,
+    and write ONNX Runtime's optimized copy; returns the build stage's result.
+
+    ``result["input_specs"]`` holds the resolved input signature so the benchmark can synthesize inputs.
+    With ``--precision fp16`` the faithfulness check compares the fp16 model with the original file
+    (both on ORT CPU). Failures of the model return an ``error``/``timeout``/``killed`` result.
+
+    Raises:
+        InputError: the file is missing/unreadable or a dynamic dimension has no ``--input-shape``.
+        BuildError: invalid options.
+    """
+    from turnkey_like.build import BUILD_LOG
+    from turnkey_like.launcher import run_isolated
+
+    options.validate()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    info = describe_onnx(path, input_shapes)
+    specs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs]
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log_path = build_dir / BUILD_LOG
+    log_path.write_text("")
+    outcome = run_isolated(_build_onnx_child, os.fspath(Path(path).resolve()), os.fspath(build_dir), options, specs,
+                           timeout_s=options.timeout_s, log_path=log_path)
+    return StageResult(
+        status=outcome.status, duration_s=time.perf_counter() - t0, started_at=started, error=outcome.error,
+        log_excerpt=outcome.log_excerpt, result=outcome.value if outcome.status is Status.SUCCESSFUL else None,
+    )
