@@ -477,7 +477,26 @@ def convert_fp16(src: str | Path, dst: str | Path, external: bool) -> None:
     del model.graph.value_info[:]
     _isolate_graph_outputs(model)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
+    _align_casts_with_fp16_types(converted)
     save_onnx(converted, dst, external)
+
+
+def _align_casts_with_fp16_types(model_proto) -> None:
+    """Make ``Cast(to=FLOAT)`` nodes whose output the converter typed as fp16 cast to FLOAT16.
+
+    onnxconverter-common converts value types but leaves a model's own ``Cast(to=float)`` (e.g.
+    ``mask.float()``) alone, which ORT then rejects: "Type (tensor(float16)) of output arg ... does not
+    match expected type (tensor(float))".
+    """
+    import onnx
+
+    fp16_values = {v.name for v in model_proto.graph.value_info
+                   if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in model_proto.graph.node:
+        if node.op_type == "Cast" and node.output and node.output[0] in fp16_values:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
 
 
 def _isolate_graph_outputs(model_proto) -> None:
@@ -541,14 +560,18 @@ def compare_outputs(actual: list, expected: list, names: list[str], precision: s
             continue
         exact = not (np.issubdtype(e.dtype, np.floating) or np.issubdtype(e.dtype, np.complexfloating))
         a64, e64 = a.astype(np.float64), e.astype(np.float64)
-        diff = np.abs(a64 - e64)
+        same = (a64 == e64) | (np.isnan(a64) & np.isnan(e64))  # equal infinities and NaN positions agree
+        with np.errstate(invalid="ignore"):
+            diff = np.where(same, 0.0, np.abs(a64 - e64))
+        diff = np.where(np.isnan(diff), np.inf, diff)  # a NaN on one side only is an infinite error
         max_abs = float(diff.max()) if diff.size else 0.0
         scale = float(np.abs(e64).max()) if e64.size else 0.0
         max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
         if exact:
             passed = bool(max_abs == 0)
         else:
-            passed = bool(np.all(diff <= tol["abs"] + tol["rel"] * np.abs(e64))) and bool(np.isfinite(a64).all() == np.isfinite(e64).all())
+            with np.errstate(invalid="ignore"):
+                passed = bool(np.all(same | (diff <= tol["abs"] + tol["rel"] * np.abs(e64))))
         report[name] = {"max_abs_err": max_abs, "max_rel_err": max_rel, "passed": passed, "shape": list(e.shape)}
         ok = ok and passed
     return report, ok
@@ -718,6 +741,14 @@ def _build_child(model, args, kwargs, build_dir: str, options: BuildOptions, fp:
     return result.to_dict()
 
 
+def uses_cuda(model, tensors) -> bool:
+    """Whether a model's parameters/buffers or any of the given tensors live on a CUDA device."""
+    import itertools
+
+    values = itertools.chain(model.parameters(), model.buffers(), tensors) if model is not None else tensors
+    return any(getattr(t, "is_cuda", False) for t in values)
+
+
 def _files_present(previous: dict) -> str | None:
     """``None`` when a previous build's files all exist, else the first missing path."""
     for key in ("onnx_path", "optimized_path"):
@@ -740,6 +771,29 @@ def _reused(previous: dict, started: str, t0: float, stale: list[str]) -> StageR
     result["reused"] = True
     result["stale"] = stale
     return StageResult(status=Status.SUCCESSFUL, duration_s=time.perf_counter() - t0, started_at=started, result=result)
+
+
+def reuse_decision(previous: dict | None, fp: dict, options: BuildOptions, build_dir: Path, started: str,
+                   t0: float) -> StageResult | None:
+    """Apply ``options.rebuild`` to a previous build: the reused (or refused) result, or ``None`` to build.
+
+    ``if_needed`` reuses when ``fp`` equals the previous fingerprint and all files exist; ``never`` reuses
+    whatever is complete (listing differing fingerprint keys in ``stale``) or returns an error saying why
+    it cannot; ``always`` returns ``None``.
+    """
+    if previous and options.rebuild != "always":
+        missing = _files_present(previous)
+        old_fp = previous.get("fingerprint") or {}
+        stale = sorted(k for k in set(fp) | set(old_fp) if fp.get(k) != old_fp.get(k))
+        if missing is None and (options.rebuild == "never" or not stale):
+            return _reused(previous, started, t0, stale if options.rebuild == "never" else [])
+        if options.rebuild == "never":
+            return StageResult(status=Status.ERROR, duration_s=time.perf_counter() - t0, started_at=started,
+                               error=f"--rebuild never, but the previous build is incomplete: {missing} is missing")
+    elif options.rebuild == "never":
+        return StageResult(status=Status.ERROR, duration_s=time.perf_counter() - t0, started_at=started,
+                           error=f"--rebuild never, but there is no previous build in {build_dir}")
+    return None
 
 
 def build_invocation(
@@ -775,18 +829,9 @@ def build_invocation(
         return StageResult(status=Status.ERROR, duration_s=time.perf_counter() - t0, started_at=started,
                            error=f"could not read the model's inputs/weights: {_one_line(exc)}")
 
-    if previous and options.rebuild != "always":
-        missing = _files_present(previous)
-        old_fp = previous.get("fingerprint") or {}
-        stale = sorted(k for k in set(fp) | set(old_fp) if fp.get(k) != old_fp.get(k))
-        if missing is None and (options.rebuild == "never" or not stale):
-            return _reused(previous, started, t0, stale if options.rebuild == "never" else [])
-        if options.rebuild == "never":
-            return StageResult(status=Status.ERROR, duration_s=time.perf_counter() - t0, started_at=started,
-                               error=f"--rebuild never, but the previous build is incomplete: {missing} is missing")
-    elif options.rebuild == "never":
-        return StageResult(status=Status.ERROR, duration_s=time.perf_counter() - t0, started_at=started,
-                           error=f"--rebuild never, but there is no previous build in {build_dir}")
+    decided = reuse_decision(previous, fp, options, build_dir, started, t0)
+    if decided is not None:
+        return decided
 
     for name in (ONNX_NAME, FP16_NAME, OPT_NAME):
         for stale_file in (build_dir / name, build_dir / (name + ".data")):
@@ -794,8 +839,10 @@ def build_invocation(
                 stale_file.unlink()
     log_path = build_dir / BUILD_LOG
     log_path.write_text("")
+    # A forked child of a process that has used CUDA cannot use it: CUDA models build in-process.
+    method = "inline" if uses_cuda(model, flat.tensors) else None
     outcome = run_isolated(_build_child, model, args, kwargs, os.fspath(build_dir), options, fp,
-                           timeout_s=options.timeout_s, log_path=log_path)
+                           timeout_s=options.timeout_s, log_path=log_path, start_method=method)
     return StageResult(
         status=outcome.status,
         duration_s=time.perf_counter() - t0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -72,11 +73,15 @@ def log_tail(log_path: str | Path | None, lines: int = LOG_EXCERPT_LINES) -> str
     return tail or None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _error_line(exc: BaseException) -> str:
-    """One line naming an exception: ``ValueError: bad shape`` (first line of a multi-line message)."""
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    line = lines[0] if lines else type(exc).__name__
+    """One line naming an exception: ``ValueError: bad shape`` (the first line of a multi-line message,
+    terminal colour codes removed, at most 500 characters)."""
+    message = _ANSI.sub("", str(exc)).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return line if len(line) <= 500 else line[:497] + "..."
 
 
@@ -94,6 +99,9 @@ def _redirect_output(log_path: str | Path | None) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    import faulthandler
+
+    faulthandler.enable(file=sys.stderr)  # a segfault's Python stack goes to the log, not the terminal
 
 
 def _call_in_fresh_thread(fn, args, kwargs):

@@ -38,6 +38,8 @@ class OnnxFileInfo:
         param_bytes: their bytes at their stored dtypes.
         opset: default-domain opset.
         inputs: the graph inputs (initializers excluded) with every dimension resolved.
+        index_bounds: integer inputs used as ``Gather`` indices into a weight (embedding lookups):
+            input name -> rows of the smallest such table (valid ids are ``0..bound-1``).
     """
 
     path: str
@@ -46,6 +48,7 @@ class OnnxFileInfo:
     param_bytes: int
     opset: int | None
     inputs: list[TensorSpec] = field(default_factory=list)
+    index_bounds: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of this record."""
@@ -57,6 +60,7 @@ class OnnxFileInfo:
         return cls(
             path=d["path"], model_hash=d["model_hash"], params=d["params"], param_bytes=d["param_bytes"],
             opset=d.get("opset"), inputs=[TensorSpec.from_dict(s) for s in d.get("inputs", [])],
+            index_bounds=dict(d.get("index_bounds") or {}),
         )
 
 
@@ -99,6 +103,43 @@ def _initializers(graph):
                 yield from _initializers(attr.g)
             for g in attr.graphs:
                 yield from _initializers(g)
+
+
+_PASS_THROUGH = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"}
+
+
+def index_bounds(model_proto) -> dict[str, int]:
+    """Graph inputs used as ``Gather`` indices into an initializer -> that table's size along the axis.
+
+    Follows value-preserving ops (Cast, Identity, Unsqueeze, Squeeze, Reshape, Flatten) from the input
+    to the Gather, so ``input_ids -> Cast -> Gather(embedding)`` is found; the smallest table wins.
+    """
+    graph = model_proto.graph
+    inits = {i.name: list(i.dims) for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    bounds: dict[str, int] = {}
+    for inp in graph.input:
+        if inp.name in inits:
+            continue
+        frontier, seen = [inp.name], set()
+        while frontier:
+            value = frontier.pop()
+            if value in seen:
+                continue
+            seen.add(value)
+            for node in consumers.get(value, []):
+                if node.op_type in _PASS_THROUGH and node.input and node.input[0] == value:
+                    frontier.extend(node.output)
+                elif node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == value:
+                    dims = inits.get(node.input[0])
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    if dims:
+                        size = int(dims[axis])
+                        bounds[inp.name] = min(size, bounds.get(inp.name, size))
+    return bounds
 
 
 def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxFileInfo:
@@ -158,22 +199,27 @@ def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | N
                     shape.append(int(d.dim_value))
                 else:
                     label = d.dim_param or "?"
-                    example = ",".join(str(x.dim_value) if x.HasField("dim_value") and x.dim_value > 0 else "1"
-                                       for x in dims)
+                    fixed = [x.HasField("dim_value") and x.dim_value > 0 for x in dims]
+                    names = [str(x.dim_value) if f else (x.dim_param or "?") for x, f in zip(dims, fixed)]
+                    example = ",".join(str(x.dim_value) if f else "1" for x, f in zip(dims, fixed))
                     raise InputError(
                         f"input {inp.name} of {path.name} has a dynamic dimension {label!r}",
-                        hint=f"pass --input-shape {inp.name}:{example} (one size per dimension)")
+                        hint=f"pass --input-shape {inp.name}:{example} with your sizes for its dims "
+                             f"[{', '.join(names)}]")
             shape = tuple(shape)
         inputs.append(TensorSpec(inp.name, "tensor", shape, _np_dtype_name(ttype.elem_type)))
     if overrides:
         raise InputError(f"--input-shape names {sorted(overrides)}, which {path.name} has no input called",
                          hint="inputs are: " + ", ".join(s.name for s in inputs))
     return OnnxFileInfo(os.fspath(path.resolve()), file_hash(path), params, param_bytes,
-                        default_opset(model), inputs)
+                        default_opset(model), inputs, index_bounds(model))
 
 
-def synthesize_inputs(specs: list[TensorSpec], seed: int = 0) -> dict:
+def synthesize_inputs(specs: list[TensorSpec], seed: int = 0, int_high: dict[str, int] | None = None) -> dict:
     """Random inputs for a signature: ``{name: numpy array}``.
+
+    ``int_high`` caps integer inputs by name (exclusive), e.g. an embedding's vocabulary from
+    :func:`index_bounds`.
 
     Floats: standard normal. Booleans and integer inputs whose name contains ``mask``: all ones.
     Integer ``token_type``/``segment`` ids: zeros (valid for any type vocabulary). Integer
@@ -200,11 +246,19 @@ def synthesize_inputs(specs: list[TensorSpec], seed: int = 0) -> dict:
             elif "position" in lname and shape:
                 arr = np.broadcast_to(np.arange(shape[-1], dtype=dtype), shape).copy()
             else:
-                arr = rng.integers(1, INT_HIGH, size=shape).astype(dtype)
+                high = min(INT_HIGH, (int_high or {}).get(spec.name, INT_HIGH))
+                arr = rng.integers(1, high, size=shape).astype(dtype) if high > 1 else np.zeros(shape, dtype)
         else:
             arr = np.zeros(shape, dtype=dtype)
         out[spec.name] = arr
     return out
+
+
+def synthesize_inputs_for(input_specs: list[dict], seed: int = 0) -> dict:
+    """:func:`synthesize_inputs` for a build's ``input_specs`` dicts (honouring their ``int_high``)."""
+    specs = [TensorSpec(s["name"], "tensor", tuple(s["shape"]), s["dtype"]) for s in input_specs]
+    highs = {s["name"]: s["int_high"] for s in input_specs if s.get("int_high")}
+    return synthesize_inputs(specs, seed=seed, int_high=highs)
 
 
 def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict] | None) -> dict:
@@ -244,7 +298,7 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
     faithfulness, faithful = {}, None
     if options.precision == "fp16" and input_specs:  # reference: the original fp32 file on ORT CPU
         t0 = time.perf_counter()
-        feed = synthesize_inputs([TensorSpec(s["name"], "tensor", tuple(s["shape"]), s["dtype"]) for s in input_specs])
+        feed = synthesize_inputs_for(input_specs)
         expected, _ = ort_cpu_outputs(copied, feed)
         actual, names = ort_cpu_outputs(final, feed)
         faithfulness, faithful = compare_outputs(actual, expected, names, "fp16")
@@ -273,9 +327,31 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
     ).to_dict()
 
 
-def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: dict | None = None) -> StageResult:
+def onnx_fingerprint(info: OnnxFileInfo, specs: list[dict], options) -> dict:
+    """What an ONNX-file build depends on: the file's hash, its external data files' names and sizes,
+    the resolved inputs, precision and tk version."""
+    from turnkey_like import __version__
+    from turnkey_like.build import external_data_files
+
+    folder = Path(info.path).parent
+    data = sorted((name, (folder / name).stat().st_size if (folder / name).exists() else -1)
+                  for name in external_data_files(info.path))
+    return {
+        "file": info.model_hash,
+        "data": repr(data),
+        "inputs": repr([(s["name"], s["shape"], s["dtype"]) for s in specs]),
+        "precision": options.precision,
+        "tk": __version__,
+    }
+
+
+def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: dict | None = None,
+                    previous: dict | None = None) -> StageResult:
     """Copy an ONNX file (and its external data) into ``build_dir``, check it, optionally convert to fp16,
     and write ONNX Runtime's optimized copy; returns the build stage's result.
+
+    ``previous`` (the cached ``BuildResult`` dict) is reused per ``options.rebuild`` as in
+    :func:`turnkey_like.build.build_invocation`, with :func:`onnx_fingerprint`.
 
     ``result["input_specs"]`` holds the resolved input signature so the benchmark can synthesize inputs.
     With ``--precision fp16`` the faithfulness check compares the fp16 model with the original file
@@ -285,7 +361,7 @@ def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: di
         InputError: the file is missing/unreadable or a dynamic dimension has no ``--input-shape``.
         BuildError: invalid options.
     """
-    from turnkey_like.build import BUILD_LOG
+    from turnkey_like.build import BUILD_LOG, reuse_decision
     from turnkey_like.launcher import run_isolated
 
     options.validate()
@@ -293,13 +369,23 @@ def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: di
     t0 = time.perf_counter()
     info = describe_onnx(path, input_shapes)
     specs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs]
+    for spec in specs:
+        if spec["name"] in info.index_bounds:
+            spec["int_high"] = info.index_bounds[spec["name"]]
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    fp = onnx_fingerprint(info, specs, options)
+    decided = reuse_decision(previous, fp, options, build_dir, started, t0)
+    if decided is not None:
+        return decided
     log_path = build_dir / BUILD_LOG
     log_path.write_text("")
     outcome = run_isolated(_build_onnx_child, os.fspath(Path(path).resolve()), os.fspath(build_dir), options, specs,
                            timeout_s=options.timeout_s, log_path=log_path)
+    result = outcome.value if outcome.status is Status.SUCCESSFUL else None
+    if result is not None:
+        result["fingerprint"] = fp
     return StageResult(
         status=outcome.status, duration_s=time.perf_counter() - t0, started_at=started, error=outcome.error,
-        log_excerpt=outcome.log_excerpt, result=outcome.value if outcome.status is Status.SUCCESSFUL else None,
+        log_excerpt=outcome.log_excerpt, result=result,
     )

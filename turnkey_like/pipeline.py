@@ -343,7 +343,8 @@ class Pipeline:
         if onnx_path is not None:
             from turnkey_like.onnx_file import build_onnx_file
 
-            return build_onnx_file(onnx_path, build_dir, options)
+            return build_onnx_file(onnx_path, build_dir, options, input_shapes=self.options.input_shapes or None,
+                                   previous=prev)
         return build_invocation(model, args, kwargs, build_dir, options, previous=prev)
 
     def _benchmark(self, model, args, kwargs, inv: Invocation, build_dir) -> StageResult:

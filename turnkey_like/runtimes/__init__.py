@@ -11,8 +11,9 @@ outputs, ``time_runs(n)`` returns ``n`` per-run latencies in seconds measured wi
 2. ``iterations`` timed runs;
 3. statistics in ms (mean, median, p90, p99 with numpy's linear interpolation, min, max, population
    std), throughput = batch size x 1000 / mean latency (inferences/s, batch = first dim of the first
-   tensor input), peak resident memory of the benchmarking process (``getrusage`` ``ru_maxrss``; a
-   forked child inherits the parent's resident pages, so ``rss_start_bytes`` says where it started),
+   tensor input; 1 when that input is 1-D), peak resident memory of the benchmarking process
+   (``getrusage`` ``ru_maxrss``; a forked child inherits the parent's resident pages, so
+   ``rss_start_bytes`` says where it started),
    and agreement with eager PyTorch (max abs/rel error of the outputs) where a model is available.
 
 The work runs in an isolated child (:mod:`turnkey_like.launcher`): forked on CPU; ONNX Runtime on CUDA
@@ -30,7 +31,7 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ class BenchmarkResult:
         iterations: timed runs.
         latency_ms: ``mean``, ``median``, ``p90``, ``p99``, ``min``, ``max``, ``std`` in ms.
         throughput_ips: inferences/s counting the batch: ``batch_size * 1000 / latency_ms["mean"]``.
-        batch_size: first dim of the first tensor input (1 for scalars).
+        batch_size: first dim of the first tensor input (1 when it has fewer than 2 dims).
         peak_memory_bytes: peak resident memory of the benchmarking process, bytes.
         rss_start_bytes: its resident memory before the runtime loaded the model, bytes.
         peak_device_memory_bytes: torch's peak CUDA allocation (torch runtimes on CUDA), bytes.
@@ -256,11 +257,14 @@ def _atomic_write_json(path: Path, data: Any) -> None:
 
 
 def batch_size_of(arrays: list) -> int:
-    """First dim of the first tensor (numpy array or torch tensor) with at least one dim, else 1."""
+    """Batch size of a call: the first dim of the first tensor (numpy array or torch tensor) input.
+
+    A 1-D or 0-D first input (``(10,)``: one sample without a batch axis) counts as batch 1.
+    """
     for a in arrays:
         shape = getattr(a, "shape", None)
-        if shape is not None and len(shape) >= 1:
-            return int(shape[0])
+        if shape is not None:
+            return int(shape[0]) if len(shape) >= 2 else 1
     return 1
 
 
@@ -347,7 +351,7 @@ def _check_device(options: BenchmarkOptions) -> None:
 
         if not torch.cuda.is_available():
             raise BenchmarkError("--device cuda: torch sees no CUDA device",
-                                 hint="run on a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu")
+                                 hint="use a machine with an NVIDIA GPU and a CUDA build of torch, or --device cpu")
 
 
 def _eager_reference(model, args, kwargs) -> list:
@@ -371,11 +375,9 @@ def _ort_feed(model, args, kwargs, build: dict) -> dict:
         return {n: to_numpy(t) for n, t in zip(flat.names, flat.tensors)}
     if kwargs:
         return {k: (to_numpy(v) if hasattr(v, "detach") else np.asarray(v)) for k, v in kwargs.items()}
-    from turnkey_like.onnx_file import synthesize_inputs
-    from turnkey_like.records import TensorSpec
+    from turnkey_like.onnx_file import synthesize_inputs_for
 
-    specs = [TensorSpec(s["name"], "tensor", tuple(s["shape"]), s["dtype"]) for s in build.get("input_specs") or []]
-    return synthesize_inputs(specs)
+    return synthesize_inputs_for(build.get("input_specs") or [])
 
 
 def _ort_child(onnx_path: str, feed: dict, options: BenchmarkOptions, reference, raw_path: str,
@@ -387,13 +389,19 @@ def _ort_child(onnx_path: str, feed: dict, options: BenchmarkOptions, reference,
 
 
 def _torch_child(model, args, kwargs, options: BenchmarkOptions, raw_path: str, compare: bool) -> dict:
-    cls = runtime_class(options.runtime)
-    runtime = cls(model, args, kwargs, options.device, options.threads)
     from turnkey_like.build import flatten_inputs
 
     flat = flatten_inputs(model, args, kwargs)
-    reference = (lambda: _eager_reference(model, args, kwargs)) if compare else None
-    return run_benchmark(runtime, options, batch_size_of(flat.tensors), reference, raw_path)
+    reference = _eager_reference(model, args, kwargs) if compare else None  # on the model's own device
+    original = next(model.parameters(), None)
+    original_device = original.device if original is not None else None
+    runtime = runtime_class(options.runtime)(model, args, kwargs, options.device, options.threads)
+    try:
+        return run_benchmark(runtime, options, batch_size_of(flat.tensors), reference, raw_path)
+    finally:
+        # on CUDA this runs in tk's own process: give the user's model back where it was
+        if original_device is not None and options.device == "cuda" and original_device.type != "cuda":
+            model.to(original_device)
 
 
 def benchmark_invocation(model, args: tuple, kwargs: dict, build: dict | None, build_dir: Path,
@@ -444,15 +452,25 @@ def benchmark_invocation(model, args: tuple, kwargs: dict, build: dict | None, b
         except Exception as exc:  # noqa: BLE001
             return failed(f"could not prepare the ONNX inputs: {type(exc).__name__}: {exc}")
         precision = build.get("precision", "fp32")
-        if options.device == "cuda":
-            reference = _eager_reference(model, args, kwargs) if model is not None else None
-            method = "spawn"
-        else:
-            reference = (lambda: _eager_reference(model, args, kwargs)) if model is not None else None
-            method = default_start_method()
+        from turnkey_like.build import flatten_inputs, uses_cuda
+
+        model_on_cuda = model is not None and uses_cuda(model, flatten_inputs(model, args, kwargs).tensors)
+        if model is None:
+            reference = None
+        elif options.device == "cuda" or model_on_cuda:  # the child cannot run CUDA: compute it here
+            reference = _eager_reference(model, args, kwargs)
+        else:  # computed in the forked child, so a crashing forward cannot take tk down
+            reference = lambda: _eager_reference(model, args, kwargs)  # noqa: E731
+        method = "spawn" if options.device == "cuda" else default_start_method()
         outcome = run_isolated(_ort_child, onnx_path, feed, options, reference, raw_path, precision,
                                timeout_s=options.timeout_s, log_path=log_path, start_method=method)
     else:
+        from turnkey_like.build import flatten_inputs, uses_cuda
+
+        on_cuda = uses_cuda(model, flatten_inputs(model, args, kwargs).tensors)
+        if on_cuda and options.device == "cpu":
+            raise BenchmarkError(f"runtime {options.runtime} on cpu: the model or its inputs live on CUDA",
+                                 hint="use --device cuda for this model")
         method = "inline" if options.device == "cuda" else default_start_method()
         compare = options.runtime != "torch-eager"
         outcome = run_isolated(_torch_child, model, args, kwargs, options, raw_path, compare,
