@@ -136,3 +136,21 @@ def test_help_is_grouped_by_phase(capsys):
 def test_version(capsys):
     code, out, _ = _tk(capsys, "version")
     assert code == 0 and out.startswith("tk ") and "torch" in out
+
+
+def test_analyze_only_rerun_keeps_earlier_build_and_benchmark(tmp_path, cache, capsys):
+    from turnkey_like.cache import Cache
+
+    script = _write(tmp_path, "small.py", GOOD)
+    code, out, err = _tk(capsys, "benchmark", str(script), "--iterations", "5", "--cache-dir", cache)
+    assert code == 0, out + err
+    (name,) = Cache(cache, create=False).builds()
+    first = Cache(cache, create=False).load(name).invocation
+    assert first.benchmark.status.value == "successful"
+    code, out, _ = _tk(capsys, "benchmark", str(script), "--analyze-only", "--cache-dir", cache)
+    assert code == 0
+    again = Cache(cache, create=False).load(name).invocation
+    assert again.build.status.value == again.benchmark.status.value == "successful"
+    assert again.benchmark.result["latency_ms"] == first.benchmark.result["latency_ms"]
+    assert again.benchmark.reason == "kept from an earlier run"
+    assert "kept from an earlier run" in out

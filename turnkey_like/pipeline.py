@@ -29,6 +29,9 @@ from turnkey_like.records import (
 )
 
 STAGES = ("characterization", "build", "benchmark")
+#: Outcomes worth keeping in the record when a later run does not redo the stage.
+FINAL_STATUSES = (Status.SUCCESSFUL, Status.ERROR, Status.TIMEOUT, Status.KILLED)
+KEPT_REASON = "kept from an earlier run"
 
 
 @dataclass
@@ -231,6 +234,13 @@ class Pipeline:
             invocation=inv, system=system_info(), tk_version=__version__,
             created_at=(previous.created_at if previous else None) or _now(),
         )
+        # Results of earlier runs stay in the record until this run redoes that stage: an
+        # --analyze-only rerun must not erase a benchmark measured before.
+        if previous is not None:
+            for name in STAGES:
+                earlier = previous.invocation.stages()[name]
+                if earlier.status in FINAL_STATUSES:
+                    setattr(inv, name, earlier)
         build_dir = self.cache.build_dir(build_name)
         self._save(record)
         opts = self.options
@@ -253,7 +263,10 @@ class Pipeline:
                 plan.append(("benchmark", lambda: self._benchmark(model_obj, args, kwargs, inv, build_dir), None))
         for stage_name, run_stage, skip_reason in plan:
             if run_stage is None:
-                setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason=skip_reason))
+                if getattr(inv, stage_name).status in FINAL_STATUSES:
+                    getattr(inv, stage_name).reason = KEPT_REASON
+                else:
+                    setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason=skip_reason))
                 continue
             if stage_name == "benchmark" and inv.build.status != Status.SUCCESSFUL:
                 setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason="build did not succeed"))
@@ -275,6 +288,7 @@ class Pipeline:
             outcome.pid = None
             setattr(inv, stage_name, outcome)
             self._save(record)
+        self._save(record)
         if opts.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
             self.cache.clean([build_name])
 

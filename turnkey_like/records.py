@@ -89,7 +89,9 @@ class StageResult:
         log_excerpt: the last lines of the stage's log when it failed.
         result: the stage's own record as a dict (``Characterization.to_dict()``,
             ``BuildResult.to_dict()``, ``BenchmarkResult.to_dict()``), ``None`` until successful.
-        reason: why the stage was skipped (e.g. ``not selected``, ``--analyze-only``).
+        reason: why the stage was skipped (e.g. ``not selected``, ``--analyze-only``), or where a
+            result came from when this run did not compute it (``reused from cache``,
+            ``kept from an earlier run``).
     """
 
     status: Status = Status.NOT_STARTED

@@ -71,6 +71,13 @@ def _location(model: ModelInfo) -> str:
 
 def _stage_line(name: str, stage: StageResult) -> str:
     """One line for a stage outcome, from the stage's record."""
+    line = _stage_outcome(name, stage)
+    if stage.reason and stage.status != Status.SKIPPED:
+        line += f" [dim]({escape(stage.reason)})[/]"
+    return line
+
+
+def _stage_outcome(name: str, stage: StageResult) -> str:
     style = _STATUS_STYLE.get(stage.status, "")
     if stage.status == Status.SKIPPED:
         return f"[{style}]skipped[/] ({escape(stage.reason or '')})"
