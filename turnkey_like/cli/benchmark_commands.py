@@ -197,7 +197,9 @@ def _run(args, *, profile: bool) -> int:
     from turnkey_like.pipeline import Pipeline
     from turnkey_like.report.listener import ConsoleListener
 
-    console = Console(highlight=False, soft_wrap=True)
+    # Piped or redirected output gets a wide page, so tables are not squeezed to 80 columns.
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+    console = Console(highlight=False, soft_wrap=True, width=wide)
     _check_args(args)
     specs, input_errors = _resolve(args, console)
     options = _options(args, analyze_only=True) if profile else _options(args)

@@ -58,7 +58,9 @@ def _get(obj: Any, key: str):
     return obj[key] if isinstance(obj, dict) else getattr(obj, key)
 
 
+# Only text columns give up width on narrow terminals (folded or shortened); numbers never do.
 _WRAPPABLE = {"Module", "Input shapes", "Output shapes"}
+_SHORTENED = {"Class": 24}
 
 
 class _Section:
@@ -73,6 +75,8 @@ class _Section:
         for name, justify in columns:
             if name in _WRAPPABLE:
                 self.table.add_column(name, justify=justify, overflow="fold")
+            elif name in _SHORTENED:
+                self.table.add_column(name, justify=justify, overflow="ellipsis", max_width=_SHORTENED[name])
             else:
                 self.table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
 
