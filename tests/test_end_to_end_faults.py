@@ -3,7 +3,6 @@
 Each test ends by checking that every completed result is still readable.
 """
 
-import json
 import os
 import signal
 import subprocess

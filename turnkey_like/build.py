@@ -32,7 +32,6 @@ Everything runs in a forked child (:mod:`turnkey_like.launcher`), so an exporter
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import os
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from turnkey_like.errors import BuildError
-from turnkey_like.records import StageResult, Status, to_dict
+from turnkey_like.records import Record, StageResult, Status
 
 #: Faithfulness tolerances per precision: an element passes when |onnx - eager| <= abs + rel * |eager|
 #: (numpy.allclose's rule). fp32: exporter rewrites (fused kernels, different summation order) move
@@ -106,7 +105,7 @@ class BuildOptions:
 
 
 @dataclass
-class BuildResult:
+class BuildResult(Record):
     """What a build produced (``StageResult.result`` of the build stage).
 
     Attributes:
@@ -154,15 +153,6 @@ class BuildResult:
     reused: bool = False
     stale: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict of this record."""
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BuildResult":
-        """Rebuild the record from :meth:`to_dict`'s output (unknown keys ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -606,6 +596,36 @@ def _one_line(exc: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+def finish_onnx(onnx_path: Path, build_dir: Path, options: BuildOptions, external: bool,
+                durations: dict[str, float]) -> tuple[Path, Path]:
+    """Check an ONNX file, convert it to float16 when asked, and save ORT's optimized copy.
+
+    Shared by PyTorch builds and ``.onnx`` inputs. Adds ``check``, ``fp16`` and ``optimize`` stage
+    times (s) to ``durations``.
+
+    Returns:
+        ``(final, optimized)``: the model at the requested precision and its ORT-optimized copy.
+
+    Raises:
+        onnx.checker.ValidationError / onnxruntime errors: the file is invalid (caught by the stage).
+    """
+    t0 = time.perf_counter()
+    check_onnx(onnx_path)
+    durations["check"] = time.perf_counter() - t0
+    final = onnx_path
+    if options.precision == "fp16":
+        t0 = time.perf_counter()
+        final = build_dir / FP16_NAME
+        convert_fp16(onnx_path, final, external)
+        check_onnx(final)
+        durations["fp16"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    optimized = build_dir / OPT_NAME
+    optimize_onnx(final, optimized, external)
+    durations["optimize"] = time.perf_counter() - t0
+    return final, optimized
+
+
 def _export(model, flat: FlatInputs, path: Path, options: BuildOptions, external: bool, output_names):
     """Export with the chosen exporter(s); returns (exporter used, errors of the ones that failed)."""
     import torch
@@ -684,22 +704,7 @@ def _build_child(model, args, kwargs, build_dir: str, options: BuildOptions, fp:
     exporter, errors = _export(model, flat, exported, options, external, out_names)
     durations["export"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    check_onnx(exported)
-    durations["check"] = time.perf_counter() - t0
-
-    final = exported
-    if options.precision == "fp16":
-        t0 = time.perf_counter()
-        final = build_dir_p / FP16_NAME
-        convert_fp16(exported, final, external)
-        check_onnx(final)
-        durations["fp16"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    optimized = build_dir_p / OPT_NAME
-    optimize_onnx(final, optimized, external)
-    durations["optimize"] = time.perf_counter() - t0
+    final, optimized = finish_onnx(exported, build_dir_p, options, external, durations)
 
     t0 = time.perf_counter()
     feed = {n: to_numpy(t) for n, t in zip(flat.names, flat.tensors)}

@@ -265,8 +265,8 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
     import onnx
 
     from turnkey_like.build import (
-        FP16_NAME, OPT_NAME, TOLERANCES, BuildResult, check_onnx, compare_outputs, convert_fp16,
-        default_opset, external_data_files, onnx_size_bytes, op_counts, optimize_onnx, ort_cpu_outputs,
+        TOLERANCES, BuildResult, compare_outputs, default_opset, external_data_files, finish_onnx,
+        onnx_size_bytes, op_counts, ort_cpu_outputs,
     )
 
     src_p, dest = Path(src), Path(build_dir)
@@ -280,21 +280,8 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
             (copied.parent / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src_p.parent / name, copied.parent / name)
     durations["copy"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    check_onnx(copied)
-    durations["check"] = time.perf_counter() - t0
     external = bool(data_files)
-    final = copied
-    if options.precision == "fp16":
-        t0 = time.perf_counter()
-        final = dest / FP16_NAME
-        convert_fp16(copied, final, external)
-        check_onnx(final)
-        durations["fp16"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    optimized = dest / OPT_NAME
-    optimize_onnx(final, optimized, external)
-    durations["optimize"] = time.perf_counter() - t0
+    final, optimized = finish_onnx(copied, dest, options, external, durations)
     faithfulness, faithful = {}, None
     if options.precision == "fp16" and input_specs:  # reference: the original fp32 file on ORT CPU
         t0 = time.perf_counter()

@@ -26,6 +26,21 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
+class Record:
+    """Mixin for stage records: ``to_dict()`` via :func:`to_dict`, and ``from_dict()`` that ignores
+    keys it does not know (so records written by a newer tk still load)."""
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of this record."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Rebuild the record from :meth:`to_dict`'s output (unknown keys ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
 class Status(str, enum.Enum):
     """State of one pipeline stage for one invocation.
 

@@ -23,7 +23,6 @@ runs in-process (the live model cannot be sent to a spawned child), without a ti
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from turnkey_like.errors import BenchmarkError
-from turnkey_like.records import StageResult, Status, to_dict
+from turnkey_like.records import Record, StageResult, Status
 
 WARMUP_MIN_RUNS = 10
 WARMUP_WINDOW = 5
@@ -91,7 +90,7 @@ class BenchmarkOptions:
 
 
 @dataclass
-class BenchmarkResult:
+class BenchmarkResult(Record):
     """One benchmark of one invocation (``StageResult.result`` of the benchmark stage).
 
     Attributes:
@@ -142,15 +141,6 @@ class BenchmarkResult:
     model_path: str | None = None
     raw_path: str | None = None
 
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict of this record."""
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BenchmarkResult":
-        """Rebuild the record from :meth:`to_dict`'s output (unknown keys ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Runtime:
