@@ -242,7 +242,6 @@ class Pipeline:
                 if earlier.status in FINAL_STATUSES:
                     setattr(inv, name, earlier)
         build_dir = self.cache.build_dir(build_name)
-        self._save(record)
         opts = self.options
         model_obj, args, kwargs = self._live_inputs(live)
         plan: list[tuple[str, Callable[[], StageResult] | None, str | None]] = []
@@ -251,7 +250,7 @@ class Pipeline:
         elif not opts.characterize:
             plan.append(("characterization", None, "not requested"))
         else:
-            plan.append(("characterization", lambda: self._characterize(model_obj, args, kwargs, live, previous), None))
+            plan.append(("characterization", lambda: self._characterize(model_obj, args, kwargs, live), None))
         if opts.analyze_only:
             plan.append(("build", None, "--analyze-only"))
             plan.append(("benchmark", None, "--analyze-only"))
@@ -261,16 +260,27 @@ class Pipeline:
                 plan.append(("benchmark", None, "--build-only"))
             else:
                 plan.append(("benchmark", lambda: self._benchmark(model_obj, args, kwargs, inv, build_dir), None))
+        # The record is saved when a stage starts (as `running`) and when it ends; if no stage runs
+        # (everything reused or skipped), once at the end.
+        unsaved = True
         for stage_name, run_stage, skip_reason in plan:
             if run_stage is None:
                 if getattr(inv, stage_name).status in FINAL_STATUSES:
                     getattr(inv, stage_name).reason = KEPT_REASON
                 else:
                     setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason=skip_reason))
+                unsaved = True
                 continue
             if stage_name == "benchmark" and inv.build.status != Status.SUCCESSFUL:
                 setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason="build did not succeed"))
+                unsaved = True
                 continue
+            if stage_name == "characterization":
+                reused = self._reusable_characterization(previous)
+                if reused is not None:
+                    inv.characterization = reused
+                    unsaved = True
+                    continue
             self.listener.stage_started(result, model, inv, stage_name)
             setattr(inv, stage_name, StageResult(status=Status.RUNNING, started_at=_now(), pid=os.getpid()))
             self._save(record)
@@ -288,7 +298,9 @@ class Pipeline:
             outcome.pid = None
             setattr(inv, stage_name, outcome)
             self._save(record)
-        self._save(record)
+            unsaved = False
+        if unsaved:
+            self._save(record)
         if opts.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
             self.cache.clean([build_name])
 
@@ -321,21 +333,30 @@ class Pipeline:
         return live.model, normal(live.args), normal(live.kwargs)
 
     # -- the stages -------------------------------------------------------------------------------
-    def _characterize(self, model, args, kwargs, live, previous: BuildRecord | None) -> StageResult:
+    def _reusable_characterization(self, previous: BuildRecord | None) -> StageResult | None:
+        """The cached characterization when it still applies (same tk, hardware and weights mode).
+
+        Counts depend only on the architecture and input signature (both in the invocation hash),
+        so a successful earlier result is reused unless ``--rebuild always`` asks for fresh work.
+        """
+        if previous is None or previous.tk_version != __version__ or self._rebuild_always():
+            return None
+        old = previous.invocation.characterization
+        if old.status != Status.SUCCESSFUL or not old.result:
+            return None
+        hardware = old.result.get("hardware", {})
+        name = hardware.get("name") if isinstance(hardware, dict) else hardware
+        if name != self._hardware_name() or bool(old.result.get("no_weights")) != bool(self.options.no_weights):
+            return None
+        return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=_now(), result=old.result,
+                           reason="reused from cache")
+
+    def _characterize(self, model, args, kwargs, live) -> StageResult:
         import torch
 
         from turnkey_like.characterize import characterize_call
 
         opts = self.options
-        reuse = previous is not None and previous.tk_version == __version__ and not self._rebuild_always()
-        if reuse:
-            old = previous.invocation.characterization
-            old_hw = (old.result or {}).get("hardware", {})
-            if (old.status == Status.SUCCESSFUL and old.result
-                    and (old_hw.get("name") if isinstance(old_hw, dict) else old_hw) == self._hardware_name()
-                    and bool(old.result.get("no_weights")) == bool(opts.no_weights)):
-                return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, result=old.result,
-                                   reason="reused from cache")
         grad_context = torch.inference_mode() if (live and live.inference_mode) else torch.no_grad()
         with grad_context:
             char = characterize_call(model, args, kwargs, hardware=opts.hardware, no_weights=opts.no_weights)

@@ -27,9 +27,11 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_analysis_arguments(group) -> None:
+    from turnkey_like.characterize.hardware import list_profiles
+
     group.add_argument("--hardware", metavar="NAME",
-                       help="hardware profile for the roofline: a100, h100, epyc-9654, xeon-8480, local "
-                            "(default: this machine, measured once and cached)")
+                       help=f"hardware profile for the roofline: {', '.join(list_profiles())} "
+                            "(default: local, this machine, measured once and cached)")
     group.add_argument("--no-weights", action="store_true",
                        help="characterize on meta tensors: no real weights or compute (for models too large for memory)")
 

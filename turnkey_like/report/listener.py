@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from rich.console import Console
 from rich.markup import escape
 
 from turnkey_like.errors import TkError
 from turnkey_like.pipeline import Listener, RunSummary
 from turnkey_like.records import ScriptResult, Status
-from turnkey_like.report.status import render_script
+from turnkey_like.report.status import relative_path, render_script
 
 _STAGE_VERB = {"characterization": "characterizing", "build": "building ONNX for", "benchmark": "benchmarking"}
 
@@ -34,7 +32,7 @@ class ConsoleListener(Listener):
         self.top = top
 
     def script_started(self, spec) -> None:
-        self.console.print(f"[dim]── running {escape(os.path.relpath(spec.path))} ──[/]")
+        self.console.print(f"[dim]── running {escape(relative_path(str(spec.path)))} ──[/]")
 
     def stage_started(self, result, model, inv, stage) -> None:
         self.console.print(f"[dim]   {_STAGE_VERB.get(stage, stage)} {escape(model.name)} ({inv.hash})...[/]")
@@ -69,10 +67,10 @@ class ConsoleListener(Listener):
         selected = [i for _, i in invs if i.selected]
         done = {name: sum(1 for i in selected if i.stages()[name].status == Status.SUCCESSFUL)
                 for name in ("characterization", "build", "benchmark")}
-        failed_scripts = sum(1 for r in summary.results if r.status == Status.ERROR)
+        # summary.errors holds one error per bad input, failed script or unmatched selector
         failed_stages = sum(1 for i in selected for s in i.stages().values()
                             if s.status in (Status.ERROR, Status.TIMEOUT, Status.KILLED))
-        problems = len(summary.errors) + failed_scripts + failed_stages
+        problems = len(summary.errors) + failed_stages
         style = "red" if problems else "green"
         console.print(
             f"\n[{style}]{scripts} input(s), {models} model(s), {len(invs)} invocation(s) ({len(selected)} selected): "

@@ -50,7 +50,8 @@ def format_signature(inv: Invocation) -> str:
     return ", ".join(parts) if parts else "(no inputs)"
 
 
-def _relative(path: str | None) -> str:
+def relative_path(path: str | None) -> str:
+    """``path`` relative to the working directory when it is below or near it, else absolute."""
     if not path:
         return "unknown"
     try:
@@ -61,7 +62,7 @@ def _relative(path: str | None) -> str:
 
 
 def _location(model: ModelInfo) -> str:
-    where = _relative(model.source_file)
+    where = relative_path(model.source_file)
     if model.source_line:
         where += f", line {model.source_line}"
     note = {"first_call": " (first call; creation not found)", "class": " (class definition)"}.get(
@@ -88,7 +89,7 @@ def _stage_outcome(name: str, stage: StageResult) -> str:
     result = stage.result or {}
     if name == "build":
         size = format_bytes(result.get("size_bytes"))
-        line = (f"[green]built[/] {escape(_relative(result.get('onnx_path')))} (opset {result.get('opset')}, "
+        line = (f"[green]built[/] {escape(relative_path(result.get('onnx_path')))} (opset {result.get('opset')}, "
                 f"{result.get('exporter')} exporter, {result.get('precision', 'fp32')}, {size})")
         faithful = result.get("faithful")
         if faithful is False:
@@ -149,7 +150,7 @@ def render_model(console: Console, model: ModelInfo, level: int, cache_root: str
             render_invocation(console, inv, indent + INDENT)
     if cache_root and any(inv.selected and inv.build_name for inv in model.invocations):
         names = ", ".join(inv.build_name for inv in model.invocations if inv.selected and inv.build_name)
-        console.print(f"{indent}{'Cache:':<16}{escape(_relative(cache_root))} → {escape(names)}")
+        console.print(f"{indent}{'Cache:':<16}{escape(relative_path(cache_root))} → {escape(names)}")
     for child in model.children:
         render_model(console, child, level + 1, cache_root)
 
