@@ -150,7 +150,7 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
         ("Ridge point", f"{char.ridge_point:.3g} FLOPs/B"),
         ("Bound", t.bound),
         ("Roofline time", fmt_time(t.roofline_time_s)),
-        ("Ops (not counted)", f"{t.ops} ({t.uncounted_ops})"),
+        ("Ops", f"{t.ops} ({t.uncounted_ops} not counted)"),
         ("Fusion groups (ops)", f"{fus.groups} ({fus.fused_ops})"),
         ("Traffic removed by fusion", f"{fmt_bytes(fus.removed_bytes)} ({fus.removed_fraction:.1%})"),
         ("AI after fusion", f"{fmt_ai(fus.arithmetic_intensity_fused)} FLOPs/B"),
