@@ -154,3 +154,17 @@ def test_analyze_only_rerun_keeps_earlier_build_and_benchmark(tmp_path, cache, c
     assert again.benchmark.result["latency_ms"] == first.benchmark.result["latency_ms"]
     assert again.benchmark.reason == "kept from an earlier run"
     assert "kept from an earlier run" in out
+
+
+def test_lean_cache_drops_onnx_but_keeps_the_record(tmp_path, cache, capsys):
+    from turnkey_like.cache import Cache
+
+    script = _write(tmp_path, "lean.py", GOOD)
+    code, out, err = _tk(capsys, "benchmark", str(script), "--iterations", "5", "--lean-cache", "--cache-dir", cache)
+    assert code == 0, out + err
+    store = Cache(cache, create=False)
+    (name,) = store.builds()
+    files = [path for path, _size in store.files(name)]
+    assert not [f for f in files if f.endswith((".onnx", ".onnx.data"))], files
+    record = store.load(name).invocation
+    assert record.benchmark.status.value == "successful" and record.benchmark.result["latency_ms"]["mean"] > 0
