@@ -168,3 +168,36 @@ def test_lean_cache_drops_onnx_but_keeps_the_record(tmp_path, cache, capsys):
     assert not [f for f in files if f.endswith((".onnx", ".onnx.data"))], files
     record = store.load(name).invocation
     assert record.benchmark.status.value == "successful" and record.benchmark.result["latency_ms"]["mean"] > 0
+
+
+TRAINING = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(16),
+                            torch.nn.Linear(16, 4))
+model.train()
+model(torch.rand(8, 16))
+"""
+
+
+def test_training_mode_model_is_built_and_benchmarked_in_eval_mode(tmp_path, cache, capsys):
+    from turnkey_like.cache import Cache
+    from turnkey_like.pipeline import Pipeline
+
+    script = _write(tmp_path, "train.py", TRAINING)
+    code, out, err = _tk(capsys, "benchmark", str(script), "--iterations", "5", "--cache-dir", cache)
+    assert code == 0, out + err
+    assert "called in training mode" in out and "MISMATCH" not in out
+    store = Cache(cache, create=False)
+    inv = store.load(store.builds()[0]).invocation
+    assert inv.training is True
+    # dropout and batch statistics would make ONNX and eager disagree; in eval mode they agree
+    assert inv.build.result["faithful"] is True
+
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
+    model.train()
+    model[1].eval()  # a mixed state must come back exactly
+    with Pipeline._eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, False]

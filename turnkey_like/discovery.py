@@ -105,7 +105,8 @@ class _Recorder:
         inv = entry.invocations.get((parent_hash, sig_key))
         if inv is None:
             h, note = invocation_hash(entry.info.model_hash, parent_hash, specs)
-            inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note)
+            inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note,
+                             training=bool(target.training))
             entry.invocations[(parent_hash, sig_key)] = inv
             entry.info.invocations.append(inv)
             torch = self._torch

@@ -9,6 +9,7 @@ command exits non-zero when there were any.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import time
@@ -370,6 +371,21 @@ class Pipeline:
     def _rebuild_always(self) -> bool:
         return getattr(self.options.build, "rebuild", "if_needed") == "always"
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _eval_mode(model):
+        """Put ``model`` in eval mode for an inference build/benchmark; restore every module's mode after."""
+        if model is None or not hasattr(model, "modules"):
+            yield
+            return
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+
     def _build(self, model, args, kwargs, build_dir, previous: BuildRecord | None, onnx_path) -> StageResult:
         from turnkey_like.build import BuildOptions, build_invocation
 
@@ -380,13 +396,15 @@ class Pipeline:
 
             return build_onnx_file(onnx_path, build_dir, options, input_shapes=self.options.input_shapes or None,
                                    previous=prev)
-        return build_invocation(model, args, kwargs, build_dir, options, previous=prev)
+        with self._eval_mode(model):
+            return build_invocation(model, args, kwargs, build_dir, options, previous=prev)
 
     def _benchmark(self, model, args, kwargs, inv: Invocation, build_dir) -> StageResult:
         from turnkey_like.runtimes import BenchmarkOptions, benchmark_invocation
 
         options = self.options.benchmark or BenchmarkOptions()
-        return benchmark_invocation(model, args, kwargs, inv.build.result, build_dir, options)
+        with self._eval_mode(model):
+            return benchmark_invocation(model, args, kwargs, inv.build.result, build_dir, options)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -142,6 +142,8 @@ class Invocation:
         hash_note: set when an input could not be hashed the TurnkeyML way and a fallback
             representation was used (see ``hashing.describe_inputs``).
         build_name: the cache folder of this invocation (``<stem>[_<author>]_<hash>``).
+        training: the model was in training mode at the first call. Characterization counts the
+            call as it ran; build and benchmark always use eval mode (an inference benchmark).
         characterization, build, benchmark: one :class:`StageResult` per stage.
     """
 
@@ -153,6 +155,7 @@ class Invocation:
     selected: bool = True
     hash_note: str | None = None
     build_name: str | None = None
+    training: bool = False
     characterization: StageResult = field(default_factory=StageResult)
     build: StageResult = field(default_factory=StageResult)
     benchmark: StageResult = field(default_factory=StageResult)
@@ -176,6 +179,7 @@ class Invocation:
             selected=d.get("selected", True),
             hash_note=d.get("hash_note"),
             build_name=d.get("build_name"),
+            training=d.get("training", False),
             characterization=StageResult.from_dict(d.get("characterization")),
             build=StageResult.from_dict(d.get("build")),
             benchmark=StageResult.from_dict(d.get("benchmark")),

@@ -110,6 +110,9 @@ def render_invocation(console: Console, inv: Invocation, indent: str, showshape_
     console.print(f"{indent}{'Hash:':<16}{inv.hash}" + ("" if inv.selected else "  [yellow](not selected)[/]"))
     if inv.hash_note:
         console.print(f"{indent}{'Hash note:':<16}{escape(inv.hash_note)}")
+    if inv.training:
+        console.print(f"{indent}{'Mode:':<16}called in training mode (counted as called; built and "
+                      "benchmarked in eval mode)")
     if not inv.selected:
         return
     char = inv.characterization
