@@ -204,7 +204,7 @@ def flatten_inputs(model, args: tuple, kwargs: dict) -> FlatInputs:
     ``model`` may be ``None`` (names then come from the keywords and ``input_N`` for positionals).
     """
     import torch
-    from torch.utils._pytree import GetAttrKey, MappingKey, SequenceKey, tree_flatten_with_path
+    from torch.utils._pytree import tree_flatten_with_path
 
     positional, var = _positional_names(model) if model is not None else ([], None)
     leaves_with_path, spec = tree_flatten_with_path((tuple(args), dict(kwargs or {})))
@@ -225,17 +225,7 @@ def flatten_inputs(model, args: tuple, kwargs: dict) -> FlatInputs:
                 base = f"input_{i}"
         else:
             base = first.key
-        parts = [str(base)]
-        for key in rest:
-            if isinstance(key, SequenceKey):
-                parts.append(str(key.idx))
-            elif isinstance(key, MappingKey):
-                parts.append(str(key.key))
-            elif isinstance(key, GetAttrKey):
-                parts.append(key.name)
-            else:
-                parts.append(str(key))
-        name = _sanitize("_".join(parts))
+        name = _sanitize("_".join([str(base)] + [_key_part(key) for key in rest]))
         unique, n = name, 1
         while unique in used:
             unique, n = f"{name}_{n}", n + 1
@@ -245,24 +235,30 @@ def flatten_inputs(model, args: tuple, kwargs: dict) -> FlatInputs:
     return FlatInputs(names, tensors, spec, constants)
 
 
+def _key_part(key) -> str:
+    """One pytree path key as a name part: list index, dict key or attribute name."""
+    from torch.utils._pytree import GetAttrKey, MappingKey, SequenceKey
+
+    if isinstance(key, SequenceKey):
+        return str(key.idx)
+    if isinstance(key, MappingKey):
+        return str(key.key)
+    if isinstance(key, GetAttrKey):
+        return key.name
+    return str(key)
+
+
 def output_names_for(outputs, avoid: set[str]) -> list[str]:
     """ONNX output names for a model's output pytree: ``last_hidden_state``, ``output_0``, ``output``."""
     import torch
-    from torch.utils._pytree import GetAttrKey, MappingKey, SequenceKey, tree_flatten_with_path
+    from torch.utils._pytree import SequenceKey, tree_flatten_with_path
 
     leaves, _ = tree_flatten_with_path(outputs)
     names, used = [], set(avoid)
     for path, value in leaves:
         if not isinstance(value, torch.Tensor):
             continue
-        parts = []
-        for key in path:
-            if isinstance(key, SequenceKey):
-                parts.append(str(key.idx))
-            elif isinstance(key, MappingKey):
-                parts.append(str(key.key))
-            elif isinstance(key, GetAttrKey):
-                parts.append(key.name)
+        parts = [_key_part(key) for key in path]
         if not parts:
             name = "output"
         elif isinstance(path[0], SequenceKey):
@@ -848,14 +844,7 @@ def build_invocation(
     method = "inline" if uses_cuda(model, flat.tensors) else None
     outcome = run_isolated(_build_child, model, args, kwargs, os.fspath(build_dir), options, fp,
                            timeout_s=options.timeout_s, log_path=log_path, start_method=method)
-    return StageResult(
-        status=outcome.status,
-        duration_s=time.perf_counter() - t0,
-        started_at=started,
-        error=outcome.error,
-        log_excerpt=outcome.log_excerpt,
-        result=outcome.value if outcome.status is Status.SUCCESSFUL else None,
-    )
+    return outcome.stage_result(started, time.perf_counter() - t0)
 
 
 def copy_build(result: dict, dest_dir: str | Path) -> dict:

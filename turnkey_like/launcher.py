@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from turnkey_like.records import Status
+from turnkey_like.records import StageResult, Status
 
 LOG_EXCERPT_LINES = 20
 
@@ -55,6 +55,17 @@ class IsolatedOutcome:
     error: str | None = None
     log_excerpt: str | None = None
     duration_s: float = 0.0
+
+    def stage_result(self, started_at: str | None, duration_s: float) -> StageResult:
+        """This outcome as a pipeline :class:`StageResult` (``result`` is the value when successful)."""
+        return StageResult(
+            status=self.status,
+            duration_s=duration_s,
+            started_at=started_at,
+            error=self.error,
+            log_excerpt=self.log_excerpt,
+            result=self.value if self.status is Status.SUCCESSFUL else None,
+        )
 
 
 def log_tail(log_path: str | Path | None, lines: int = LOG_EXCERPT_LINES) -> str | None:

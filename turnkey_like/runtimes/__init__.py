@@ -465,14 +465,7 @@ def benchmark_invocation(model, args: tuple, kwargs: dict, build: dict | None, b
         compare = options.runtime != "torch-eager"
         outcome = run_isolated(_torch_child, model, args, kwargs, options, raw_path, compare,
                                timeout_s=options.timeout_s, log_path=log_path, start_method=method)
-    return StageResult(
-        status=outcome.status,
-        duration_s=time.perf_counter() - t0,
-        started_at=started,
-        error=outcome.error,
-        log_excerpt=outcome.log_excerpt,
-        result=outcome.value if outcome.status is Status.SUCCESSFUL else None,
-    )
+    return outcome.stage_result(started, time.perf_counter() - t0)
 
 
 def status_line(result: StageResult, stage: str = "benchmark") -> str:
