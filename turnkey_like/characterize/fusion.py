@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from turnkey_like.records import to_dict
+from turnkey_like.records import Record, to_dict
 
 ANCHORS = frozenset({"conv", "matmul", "attention"})
 FUSIBLE = frozenset({"norm", "activation", "elementwise"})
@@ -30,7 +30,7 @@ def _get(row: Any, key: str):
 
 
 @dataclass
-class FusionGroup:
+class FusionGroup(Record):
     """One fusible chain of ops.
 
     Attributes:
@@ -53,14 +53,10 @@ class FusionGroup:
     external_bytes: int
     arithmetic_intensity: float | None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "FusionGroup":
-        """Rebuild a group from its dict form."""
-        return cls(**d)
 
 
 @dataclass
-class FusionSummary:
+class FusionSummary(Record):
     """Fusion over a whole model.
 
     Attributes:
@@ -85,10 +81,6 @@ class FusionSummary:
     arithmetic_intensity_unfused: float | None = None
     arithmetic_intensity_fused: float | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "FusionSummary":
-        """Rebuild a summary from its dict form."""
-        return cls(**d)
 
 
 @dataclass

@@ -19,14 +19,14 @@ from turnkey_like.characterize.fusion import FusionResult, find_fusion_groups
 from turnkey_like.characterize.hardware import HardwareProfile, get_profile
 from turnkey_like.characterize.roofline import BOUNDS, annotate
 from turnkey_like.errors import CharacterizationError, TkError
-from turnkey_like.records import to_dict
+from turnkey_like.records import Record, to_dict
 
 CONV_MATMUL = frozenset({"conv", "matmul", "attention"})
 TOP_OPS_KEPT = 50
 
 
 @dataclass
-class ModuleRow:
+class ModuleRow(Record):
     """One module in the hierarchical roll-up (inclusive of everything below it).
 
     Attributes:
@@ -70,14 +70,10 @@ class ModuleRow:
         """Bytes read + written."""
         return self.bytes_read + self.bytes_written
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModuleRow":
-        """Rebuild from its dict form."""
-        return cls(**d)
 
 
 @dataclass
-class Totals:
+class Totals(Record):
     """Whole-model totals.
 
     Attributes:
@@ -108,10 +104,6 @@ class Totals:
     ops: int = 0
     uncounted_ops: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Totals":
-        """Rebuild from its dict form."""
-        return cls(**d)
 
 
 @dataclass
