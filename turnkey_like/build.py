@@ -592,6 +592,20 @@ def _one_line(exc: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+def file_facts(final: Path, exported: Path, optimized: Path) -> dict:
+    """The :class:`BuildResult` fields that describe the files: absolute paths, the final model's
+    external data files, its size with them (bytes), and whether it uses external data."""
+    data_files = external_data_files(final)
+    return {
+        "onnx_path": os.fspath(final.resolve()),
+        "exported_path": os.fspath(exported.resolve()),
+        "optimized_path": os.fspath(optimized.resolve()),
+        "data_files": data_files,
+        "size_bytes": onnx_size_bytes(final, data_files),
+        "external_data": bool(data_files),
+    }
+
+
 def finish_onnx(onnx_path: Path, build_dir: Path, options: BuildOptions, external: bool,
                 durations: dict[str, float]) -> tuple[Path, Path]:
     """Check an ONNX file, convert it to float16 when asked, and save ORT's optimized copy.
@@ -717,14 +731,8 @@ def _build_child(model, args, kwargs, build_dir: str, options: BuildOptions, fp:
         for n, t in zip(flat.names, flat.tensors)
         if n in graph_inputs
     ]
-    data_files = external_data_files(final)
     result = BuildResult(
-        onnx_path=os.fspath(final.resolve()),
-        exported_path=os.fspath(exported.resolve()),
-        optimized_path=os.fspath(optimized.resolve()),
-        data_files=data_files,
-        size_bytes=onnx_size_bytes(final, data_files),
-        external_data=bool(data_files),
+        **file_facts(final, exported, optimized),
         opset=default_opset(proto) or options.opset,
         exporter=exporter,
         exporter_errors=errors,

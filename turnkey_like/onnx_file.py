@@ -265,8 +265,8 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
     import onnx
 
     from turnkey_like.build import (
-        TOLERANCES, BuildResult, compare_outputs, default_opset, external_data_files, finish_onnx,
-        onnx_size_bytes, op_counts, ort_cpu_outputs,
+        TOLERANCES, BuildResult, compare_outputs, default_opset, external_data_files, file_facts, finish_onnx,
+        op_counts, ort_cpu_outputs,
     )
 
     src_p, dest = Path(src), Path(build_dir)
@@ -292,14 +292,8 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
         durations["validate"] = time.perf_counter() - t0
     proto = onnx.load(os.fspath(final), load_external_data=False)
     init_names = {i.name for i in proto.graph.initializer}
-    final_data = external_data_files(final)
     return BuildResult(
-        onnx_path=os.fspath(final.resolve()),
-        exported_path=os.fspath(copied.resolve()),
-        optimized_path=os.fspath(optimized.resolve()),
-        data_files=final_data,
-        size_bytes=onnx_size_bytes(final, final_data),
-        external_data=bool(final_data),
+        **file_facts(final, copied, optimized),
         opset=default_opset(proto) or 0,
         exporter="none (ONNX file input)",
         precision=options.precision,
