@@ -7,6 +7,8 @@ traceback is shown only with ``--traceback``.
 
 from __future__ import annotations
 
+import re
+
 
 class TkError(Exception):
     """Base class of tk's own errors.
@@ -51,3 +53,22 @@ class BenchmarkError(TkError):
 
 class CacheError(TkError):
     """The cache could not be read or written (permissions, corrupt record, unknown build)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ONE_LINE_LIMIT = 300
+
+
+def one_line(exc: BaseException, limit: int = ONE_LINE_LIMIT) -> str:
+    """One line naming an exception, for records and terminal output: ``ValueError: bad shape``.
+
+    The first non-blank line of ``Type: message``, terminal colour codes removed, cut to ``limit``
+    characters (ending ``...``). A :class:`TkError` is given by its message alone.
+    """
+    message = _ANSI.sub("", str(exc)).strip()
+    if isinstance(exc, TkError):
+        text = message or type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -1,44 +1,71 @@
-"""The core records every stage of the pipeline reads and writes.
+"""The typed records every stage of the pipeline reads and writes, and their one codec.
 
-Plain dataclasses, JSON-serialisable through :func:`to_dict` / the ``from_dict`` class methods.
-Data is computed once into these records and rendered many ways (terminal, ``--json``, CSV,
-Markdown); renderers never compute.
+Every record is a :class:`msgspec.Struct`. Records are built by the stages, rendered by the reports,
+and encoded/decoded only at the boundaries (the cache, ``--json``, a child process's report) by
+:func:`encode`, :func:`decode` and :func:`to_builtins`, which validate every field against these
+types. A record that fails validation raises :class:`RecordError` naming the field, never a
+traceback from deep inside a renderer. msgspec was chosen over pydantic v2 because it decodes and
+validates JSON straight into these classes several times faster (the cache reads thousands of
+records for ``tk report``), has no runtime dependencies, and its Structs are plain attribute
+classes with no validation cost when the code builds them (see ``docs/architecture.md``).
 
 Hierarchy::
 
     ScriptResult            one user script (or .onnx file) given on the command line
       └─ ModelInfo          one model architecture (instances with the same repr merge)
            ├─ Invocation    one distinct input signature the model was called with
-           │    └─ StageResult x3   characterization, build, benchmark
+           │    ├─ characterization: StageResult[Characterization]
+           │    ├─ build:            StageResult[BuildResult]
+           │    └─ benchmark:        StageResult[BenchmarkResult]
            └─ ModelInfo...  submodules down to --max-depth, each with its own invocations
 
 A :class:`BuildRecord` is what the cache stores for one invocation: the invocation plus the model
 and script facts needed to read it alone (see ``turnkey_like.cache``).
+
+Units everywhere: seconds (``*_s``), milliseconds (``*_ms``), bytes (``*bytes*``), FLOPs with
+1 MAC = 2 FLOPs, arithmetic intensity in FLOPs/byte, FLOP/s and bytes/s for hardware peaks.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as _dt
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-SCHEMA_VERSION = 1
+import msgspec
+
+from turnkey_like.errors import TkError
+
+#: Version of the record layout written by this tk. 1: plain dataclass dicts (tk 0.1); 2: typed
+#: msgspec records (stage results typed, op rows typed, hardware profile and trace as records).
+SCHEMA_VERSION = 2
+#: Oldest layout :func:`migrate` can bring up to :data:`SCHEMA_VERSION`.
+OLDEST_READABLE_SCHEMA = 1
+
+#: The pipeline's stages, in order; also the names of :class:`Invocation`'s stage fields.
+STAGES = ("characterization", "build", "benchmark")
 
 
-class Record:
-    """Mixin for stage records: ``to_dict()`` via :func:`to_dict`, and ``from_dict()`` that ignores
-    keys it does not know (so records written by a newer tk still load)."""
+class RecordError(TkError):
+    """A record that does not match its schema (a wrong type, a missing field, an unknown version)."""
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """Base of every record: keyword-only fields, encoded and validated by msgspec."""
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of this record."""
-        return to_dict(self)
+        """Plain JSON-able data of this record (what ``--json`` and the cache hold)."""
+        return to_builtins(self)
 
-    @classmethod
-    def from_dict(cls, d: dict):
-        """Rebuild the record from :meth:`to_dict`'s output (unknown keys ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+
+def now_utc() -> str:
+    """The current time as ISO-8601 UTC text with seconds (``2026-11-29T00:31:01+00:00``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------------
+# Status of a stage
+# --------------------------------------------------------------------------------------------------
 
 
 class Status(str, enum.Enum):
@@ -46,6 +73,7 @@ class Status(str, enum.Enum):
 
     ``running`` is written when a stage starts, with the pid of the process doing it; a reader that
     finds ``running`` whose process is gone reports it as ``killed`` (see ``turnkey_like.cache``).
+    ``interrupted`` is a stage stopped by Ctrl-C.
     """
 
     NOT_STARTED = "not_started"
@@ -55,10 +83,24 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"
     TIMEOUT = "timeout"
     KILLED = "killed"
+    INTERRUPTED = "interrupted"
 
 
-@dataclass
-class TensorSpec:
+#: Outcomes that end a stage and are kept in the record until a later run gives a new final one.
+FINAL_STATUSES = frozenset({Status.SUCCESSFUL, Status.ERROR, Status.TIMEOUT, Status.KILLED})
+#: Outcomes that count as a failure (the command exits non-zero).
+FAILURE_STATUSES = frozenset({Status.ERROR, Status.TIMEOUT, Status.KILLED, Status.INTERRUPTED})
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+Dim = int | str
+"""One tensor dimension: an int, or the name of a symbolic dimension (``"s0"``), never taken as 1."""
+
+
+class TensorSpec(Record):
     """One leaf of a call's input signature.
 
     Attributes:
@@ -79,20 +121,521 @@ class TensorSpec:
     dtype: str
     device: str | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TensorSpec":
-        shape = d.get("shape")
-        return cls(
-            name=d["name"],
-            kind=d["kind"],
-            shape=tuple(shape) if shape is not None else None,
-            dtype=d["dtype"],
-            device=d.get("device"),
-        )
+
+class InputDesc(Record):
+    """Shape and dtype of one input leaf as characterization saw it (``[]`` shape for scalars)."""
+
+    shape: list[Dim]
+    dtype: str
 
 
-@dataclass
-class StageResult:
+# --------------------------------------------------------------------------------------------------
+# Characterization
+# --------------------------------------------------------------------------------------------------
+
+
+class HardwareProfile(Record):
+    """Peak compute and memory bandwidth of one device (the roofline's two roofs).
+
+    Attributes:
+        name: short key used on the command line (``a100``, ``h100``, ``local``, ...).
+        description: full device name.
+        peak_flops: dense peak per dtype in FLOP/s (``int8`` in op/s); keys ``float32``,
+            ``float16``, ``bfloat16``, ``int8``.
+        memory_bandwidth: peak (or measured, for ``local``) memory bandwidth in bytes/s.
+        sources: per value (``peak_flops.float32``, ``memory_bandwidth``, ...) the document it comes
+            from and how it was derived.
+        notes: caveats (TF32, sparsity, clock assumptions).
+        measured: True for profiles measured on this machine, False for datasheet profiles.
+        threads: torch threads used when the profile was measured (``local`` only).
+    """
+
+    name: str
+    description: str
+    peak_flops: dict[str, float]
+    memory_bandwidth: float
+    sources: dict[str, str] = {}
+    notes: str = ""
+    measured: bool = False
+    threads: int | None = None
+
+    def peak(self, dtype: str | None) -> float:
+        """Return the peak FLOP/s for ``dtype`` (numpy-style name).
+
+        Dtypes without an entry (``float64``, ``int64``, ``bool``, ...) fall back to the ``float32``
+        peak: such ops are rare in inference graphs and almost always memory-bound, so the fallback
+        only matters for their compute-time term.
+        """
+        value = self.peak_flops.get(dtype) if dtype else None
+        return float(value) if value else float(self.peak_flops["float32"])
+
+    def ridge_point(self, dtype: str | None = "float32") -> float:
+        """Return the ridge point in FLOPs/byte: peak FLOP/s ÷ memory bandwidth (Williams et al., 2009).
+
+        An op whose arithmetic intensity is at or above the ridge point is compute-bound here.
+        """
+        return self.peak(dtype) / self.memory_bandwidth
+
+
+class TraceAttempt(Record):
+    """One tracing attempt: the method, whether it worked, its error as one line, and its wall time (s)."""
+
+    method: str
+    ok: bool
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+class TraceSummary(Record):
+    """What tracing found, without the graph itself (``turnkey_like.tracing.TraceResult.summary()``).
+
+    Attributes:
+        method: the method that succeeded (``fx.symbolic_trace``, ``torch.export(strict=False)``,
+            ``torch.export(strict=True)``), ``none`` when every method failed, ``not traced`` when no
+            trace was attempted.
+        node_count: nodes in the traced graph (0 when nothing traced).
+        attempts: every method tried, in order.
+        duration_s: wall time of the warm-up and all attempts, seconds.
+        warmup_error: one-line error when the warm-up call itself failed.
+    """
+
+    method: str = "not traced"
+    node_count: int = 0
+    attempts: list[TraceAttempt] = []
+    duration_s: float = 0.0
+    warmup_error: str | None = None
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why nothing traced, in one line (the last attempt's error), or ``None`` when it traced."""
+        if self.method != "none":
+            return None
+        if self.warmup_error:
+            return f"the model's own call failed: {self.warmup_error}"
+        for attempt in reversed(self.attempts):
+            if attempt.error:
+                return f"{attempt.method}: {attempt.error}"
+        return "no tracing method applies"
+
+
+class OpRow(Record):
+    """One ATen op call, in execution order, with its cost and roofline annotation.
+
+    Attributes:
+        index: position in execution order (rows are numbered 0, 1, ... with no gaps).
+        op: ATen overload name, e.g. ``aten.convolution.default``.
+        category: the op's category (``turnkey_like.characterize.ops.CATEGORIES``), ``other``
+            when it has no formula.
+        module_path: innermost module that ran it, ``""`` for the root, e.g. ``layer1.0.conv1``.
+        module_class: that module's class name.
+        input_shapes: shapes of the tensor arguments, in order.
+        output_shapes: shapes of the tensor outputs, in order.
+        dtype: numpy-style name of the first tensor argument's dtype (``float32``).
+        macs: multiply-accumulates, ``None`` where not defined or not counted.
+        flops: FLOPs (1 MAC = 2 FLOPs); 0 when not counted.
+        bytes_read: bytes of all tensor arguments at their dtype's size (numel * itemsize); for
+            gathers (``embedding``) only the rows read.
+        bytes_written: bytes of all tensor outputs.
+        weight_bytes: the part of ``bytes_read`` that comes from the model's parameters and buffers.
+        counted: ``False`` when the op has no formula (then ``macs`` is ``None`` and ``flops`` 0).
+        producers: indices of earlier rows whose outputs this op reads (the dataflow edges).
+        arithmetic_intensity: flops / (bytes_read + bytes_written), ``None`` without traffic.
+        bound: ``compute-bound``, ``memory-bound`` or ``no compute`` on the hardware profile.
+        roofline_time_s: max(flops / peak, bytes / bandwidth) on that profile, seconds.
+    """
+
+    index: int
+    op: str
+    category: str
+    module_path: str
+    module_class: str
+    input_shapes: list[list[Dim]]
+    output_shapes: list[list[Dim]]
+    dtype: str
+    macs: int | None
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    weight_bytes: int
+    counted: bool
+    producers: list[int] = []
+    arithmetic_intensity: float | None = None
+    bound: str = "no compute"
+    roofline_time_s: float = 0.0
+
+    @property
+    def bytes(self) -> int:
+        """Bytes read + written."""
+        return self.bytes_read + self.bytes_written
+
+
+class ModuleRow(Record):
+    """One module in the hierarchical roll-up (inclusive of everything below it).
+
+    Attributes:
+        path: dotted module path (``""`` for the model itself).
+        class_name: the module's class (``ModuleList`` etc. for containers that never run themselves).
+        depth: 0 for the model, 1 for its children, ...
+        parent: path of the enclosing row (``None`` for the model).
+        macs, flops: inclusive MACs and FLOPs (1 MAC = 2 FLOPs; ops without MACs add 0 MACs).
+        bytes_read, bytes_written: inclusive memory traffic in bytes (ops run one by one, unfused).
+        params, param_bytes: parameters owned by this module and below; a parameter shared by several
+            modules is counted once, at the first module that registers it.
+        ops: number of op rows at or below this module.
+        self_macs, self_flops, self_bytes, self_params, self_ops: the part from the module's own direct
+            ops / parameters (not from its children); parent = sum of children + self.
+        arithmetic_intensity, bound, roofline_time_s: FLOPs/byte of the inclusive totals, its bound on
+            the profile, and the sum of its ops' roofline times (seconds).
+    """
+
+    path: str
+    class_name: str
+    depth: int
+    parent: str | None
+    macs: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    params: int = 0
+    param_bytes: int = 0
+    ops: int = 0
+    self_macs: int = 0
+    self_flops: int = 0
+    self_bytes: int = 0
+    self_params: int = 0
+    self_ops: int = 0
+    roofline_time_s: float = 0.0
+    arithmetic_intensity: float | None = None
+    bound: str = "no compute"
+
+    @property
+    def bytes(self) -> int:
+        """Bytes read + written."""
+        return self.bytes_read + self.bytes_written
+
+
+class Totals(Record):
+    """Whole-model totals.
+
+    Attributes:
+        params, param_bytes: unique parameters (tied/shared counted once, frozen included) and their
+            bytes at their real dtypes.
+        macs: all MACs; conv_matmul_macs: MACs of conv, matmul and attention ops only (what papers and
+            torchvision's ``_ops`` report).
+        flops: all FLOPs (1 MAC = 2 FLOPs, plus non-MAC FLOPs of norms, activations, ...).
+        bytes_read, bytes_written: memory traffic of the ops run one by one (unfused), bytes.
+        weight_bytes: the part of ``bytes_read`` that reads parameters/buffers.
+        arithmetic_intensity: flops / (bytes_read + bytes_written).
+        bound: the model's bound at that intensity on the profile (main dtype's ridge point).
+        roofline_time_s: sum of the ops' roofline times, seconds (no overlap between ops).
+        ops: op rows; uncounted_ops: calls of ops with no formula (listed in ``uncounted``).
+    """
+
+    params: int = 0
+    param_bytes: int = 0
+    macs: int = 0
+    conv_matmul_macs: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    weight_bytes: int = 0
+    arithmetic_intensity: float | None = None
+    bound: str = "no compute"
+    roofline_time_s: float = 0.0
+    ops: int = 0
+    uncounted_ops: int = 0
+
+
+class BreakdownEntry(Record):
+    """One slice of the roofline-time breakdown: time (s), its share (0-1), FLOPs, bytes and op count."""
+
+    time_s: float = 0.0
+    share: float = 0.0
+    flops: int = 0
+    bytes: int = 0
+    ops: int = 0
+
+
+class Breakdown(Record):
+    """Share of roofline time by op category and by bound, each sorted by time, slowest first."""
+
+    by_category: dict[str, BreakdownEntry] = {}
+    by_bound: dict[str, BreakdownEntry] = {}
+
+
+class FusionGroup(Record):
+    """One fusible chain of ops.
+
+    Attributes:
+        ops: row indices (``OpRow.index``) in execution order, the anchor first.
+        op_names: the ATen op of each member.
+        module_path: module of the anchor op.
+        flops: FLOPs of the group (1 MAC = 2 FLOPs).
+        unfused_bytes: bytes read + written by the ops run one by one.
+        internal_bytes: intermediate traffic fusion removes (writes + reads of intermediates).
+        external_bytes: traffic left after fusion (inputs from outside + the final output).
+        arithmetic_intensity: FLOPs / external bytes (``None`` when there is no traffic).
+    """
+
+    ops: list[int]
+    op_names: list[str]
+    module_path: str
+    flops: int
+    unfused_bytes: int
+    internal_bytes: int
+    external_bytes: int
+    arithmetic_intensity: float | None
+
+
+class FusionSummary(Record):
+    """Fusion over a whole model.
+
+    Attributes:
+        groups: number of groups with at least two ops.
+        fused_ops: ops inside those groups.
+        total_bytes: traffic of all ops run one by one (the model's unfused bytes read + written).
+        removed_bytes: traffic the groups remove (sum of their ``internal_bytes``).
+        fused_total_bytes: ``total_bytes - removed_bytes``.
+        removed_fraction: ``removed_bytes / total_bytes`` (0 when there is no traffic).
+        flops: the model's FLOPs.
+        arithmetic_intensity_unfused: flops / total_bytes.
+        arithmetic_intensity_fused: flops / fused_total_bytes.
+    """
+
+    groups: int = 0
+    fused_ops: int = 0
+    total_bytes: int = 0
+    removed_bytes: int = 0
+    fused_total_bytes: int = 0
+    removed_fraction: float = 0.0
+    flops: int = 0
+    arithmetic_intensity_unfused: float | None = None
+    arithmetic_intensity_fused: float | None = None
+
+
+class FusionResult(Record):
+    """Fusion groups (two ops or more) and their summary."""
+
+    groups: list[FusionGroup] = []
+    summary: FusionSummary = msgspec.field(default_factory=FusionSummary)
+
+
+class Characterization(Record):
+    """Everything characterize found for one model call, computed once.
+
+    Attributes:
+        model_class: class name of the model.
+        inputs: input name -> shape and dtype (positional args as ``args[i]``).
+        dtype: the model's main dtype (most parameter bytes; else the first floating input's).
+        device: where counting ran: ``cpu``/``cuda:0`` (real tensors) or ``meta`` (no weights touched).
+        no_weights: True when counting ran on meta tensors (``no_weights=True`` or a model too big).
+        trace: method, node count and attempts of the structural trace.
+        hardware: the profile used for the roofline.
+        ridge_point: the profile's ridge point for ``dtype``, FLOPs/byte.
+        rows: one :class:`OpRow` per op, in execution order.
+        modules: the per-module roll-up in display (pre-)order, root first.
+        totals: see :class:`Totals`.
+        uncounted: op -> calls with no formula (never dropped silently), most frequent first.
+        breakdown: share of roofline time by category and by bound.
+        top_ops: indices into ``rows`` of the most time-consuming ops, slowest first (up to 50).
+        fusion: fusion groups and the traffic they remove.
+        symbolic_dims: symbolic dimension names seen in shapes (reported, never replaced by 1).
+        duration_s, count_duration_s, trace_duration_s: wall times, seconds.
+    """
+
+    model_class: str
+    inputs: dict[str, InputDesc]
+    dtype: str
+    device: str
+    no_weights: bool
+    trace: TraceSummary
+    hardware: HardwareProfile
+    ridge_point: float
+    rows: list[OpRow]
+    modules: list[ModuleRow]
+    totals: Totals
+    uncounted: dict[str, int]
+    breakdown: Breakdown
+    top_ops: list[int]
+    fusion: FusionResult
+    symbolic_dims: list[str] = []
+    duration_s: float = 0.0
+    count_duration_s: float = 0.0
+    trace_duration_s: float = 0.0
+
+    @property
+    def profile(self) -> HardwareProfile:
+        """The hardware profile used (same as :attr:`hardware`)."""
+        return self.hardware
+
+
+# --------------------------------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------------------------------
+
+
+class GraphIO(Record):
+    """One ONNX graph input: name, shape (ints) and numpy dtype name."""
+
+    name: str
+    shape: list[Dim]
+    dtype: str
+
+
+class Tolerance(Record):
+    """Agreement tolerance: an output passes when ``|a - e| <= abs + rel * |e|`` elementwise."""
+
+    abs: float
+    rel: float
+
+
+class OutputAgreement(Record):
+    """How one output of a build or benchmark agrees with eager PyTorch.
+
+    Attributes:
+        max_abs_err: largest ``|a - e|``; ``None`` when not comparable (see ``error``) or infinite.
+        max_rel_err: ``max|a - e| / max|e|``; ``None`` when not comparable or infinite.
+        passed: within the tolerance (integer and bool outputs must match exactly).
+        shape: the output's shape.
+        error: why the output could not be compared (shape or count mismatch), else ``None``.
+    """
+
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    passed: bool = False
+    shape: list[int] | None = None
+    error: str | None = None
+
+
+class BuildResult(Record):
+    """What a build produced (``Invocation.build.result``).
+
+    Attributes:
+        onnx_path: the model to run (the fp16 file with ``--precision fp16``), absolute path.
+        exported_path: the exporter's fp32 output (same as ``onnx_path`` for fp32).
+        optimized_path: ONNX Runtime's optimized copy (level *extended*).
+        data_files: external-data files that must stay next to ``onnx_path`` (names, same folder).
+        size_bytes: bytes of ``onnx_path`` plus its external data.
+        external_data: whether weights are stored outside the ``.onnx`` protobuf.
+        opset: default-domain opset of the exported model.
+        exporter: ``dynamo``, ``torchscript`` or ``file`` (an ``.onnx`` input): what produced it.
+        exporter_errors: one-line error per exporter that was tried and failed.
+        precision: ``fp32`` or ``fp16``.
+        input_names, output_names: graph input/output names, in graph order.
+        input_specs: per graph input, its name, shape and numpy dtype name.
+        onnx_op_counts: node count per ONNX op type (sub-graphs included), sorted by name.
+        durations: seconds per step: ``export``, ``check``, ``fp16``, ``optimize``, ``validate``.
+        fingerprint: what the build depends on (``weights``, ``inputs``, ``opset``, ``exporter``,
+            ``precision``, ``tk``, ``torch``; see ``turnkey_like.build.fingerprint``).
+        faithfulness: per output name, its agreement with eager PyTorch.
+        tolerance: the tolerance used for ``faithful`` (``turnkey_like.agreement.TOLERANCES``).
+        faithful: True when every output is within tolerance, ``None`` when not measured.
+        reused: True when this result was reused from an earlier build.
+        stale: fingerprint keys that differ from the current model (``rebuild=never`` reuse only).
+    """
+
+    onnx_path: str
+    optimized_path: str | None
+    size_bytes: int
+    external_data: bool
+    opset: int
+    exporter: str
+    precision: str = "fp32"
+    exported_path: str | None = None
+    data_files: list[str] = []
+    exporter_errors: dict[str, str] = {}
+    input_names: list[str] = []
+    output_names: list[str] = []
+    input_specs: list[GraphIO] = []
+    onnx_op_counts: dict[str, int] = {}
+    durations: dict[str, float] = {}
+    fingerprint: dict[str, str | int | float | bool | None] = {}
+    faithfulness: dict[str, OutputAgreement] = {}
+    tolerance: Tolerance | None = None
+    faithful: bool | None = None
+    reused: bool = False
+    stale: list[str] = []
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------------
+
+
+class LatencyStats(Record):
+    """Latency statistics over the timed iterations, milliseconds (p90/p99: linear interpolation)."""
+
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+    std: float
+
+
+class BenchmarkResult(Record):
+    """One benchmark of one invocation (``Invocation.benchmark.result``).
+
+    Attributes:
+        runtime: ``ort``, ``torch-eager`` or ``torch-compiled``.
+        runtime_version: onnxruntime's or torch's version.
+        execution_provider: ORT's provider that ran the model (``CPUExecutionProvider``, ...), or
+            ``torch-cpu`` / ``torch-cuda``.
+        device: ``cpu`` or ``cuda``.
+        device_name: CPU model name or GPU name.
+        threads: intra-op threads used.
+        warmup_iterations: warm-up runs done; ``warmup_s`` their wall time; ``warmup_stable`` whether
+            the stability rule was met (``None`` for a fixed count).
+        iterations: timed runs.
+        latency_ms: latency statistics, ms.
+        throughput_ips: inferences/s counting the batch: ``batch_size * 1000 / latency_ms.mean``.
+        batch_size: the batch counted in the throughput (see ``batch_note``).
+        batch_note: how ``batch_size`` was decided (dim 0 shared by every batched input, or why 1).
+        peak_memory_bytes: peak resident memory of the benchmarking process, bytes.
+        rss_start_bytes: its resident memory before the runtime loaded the model, bytes.
+        peak_device_memory_bytes: torch's peak CUDA allocation (torch runtimes on CUDA), bytes.
+        precision: ``fp32``/``fp16`` (ORT: the build's; torch: the model's first floating parameter).
+        max_abs_err, max_rel_err: largest output error vs eager PyTorch across outputs, ``None`` where
+            not measured (torch-eager is the reference; ``.onnx`` inputs have none).
+        within_tolerance: whether those errors pass the build's tolerance.
+        model_path: the ONNX file benchmarked (ORT).
+        raw_path: JSON file with every timed latency (ms).
+    """
+
+    runtime: str
+    runtime_version: str
+    execution_provider: str
+    device: str
+    device_name: str
+    threads: int | None
+    warmup_iterations: int
+    iterations: int
+    latency_ms: LatencyStats
+    throughput_ips: float
+    batch_size: int
+    batch_note: str | None = None
+    peak_memory_bytes: int | None = None
+    rss_start_bytes: int | None = None
+    peak_device_memory_bytes: int | None = None
+    precision: str = "fp32"
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    within_tolerance: bool | None = None
+    warmup_s: float | None = None
+    warmup_stable: bool | None = None
+    model_path: str | None = None
+    raw_path: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage results, invocations, models, scripts
+# --------------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class StageResult(Record, Generic[T]):
     """Outcome of one stage (characterization, build or benchmark) for one invocation.
 
     Attributes:
@@ -100,10 +643,11 @@ class StageResult:
         duration_s: wall time of the stage in seconds (``None`` until it ends).
         started_at: ISO-8601 UTC time the stage started.
         pid: process id doing the stage while ``status`` is ``running``.
+        run_id: the tk run that produced this outcome (``<started-at>-<pid>`` of that run).
         error: one-line error message when the stage did not succeed.
         log_excerpt: the last lines of the stage's log when it failed.
-        result: the stage's own record as a dict (``Characterization.to_dict()``,
-            ``BuildResult.to_dict()``, ``BenchmarkResult.to_dict()``), ``None`` until successful.
+        result: the stage's own record (:class:`Characterization`, :class:`BuildResult`,
+            :class:`BenchmarkResult`), ``None`` until successful.
         reason: why the stage was skipped (e.g. ``not selected``, ``--analyze-only``), or where a
             result came from when this run did not compute it (``reused from cache``,
             ``kept from an earlier run``).
@@ -113,23 +657,24 @@ class StageResult:
     duration_s: float | None = None
     started_at: str | None = None
     pid: int | None = None
+    run_id: str | None = None
     error: str | None = None
     log_excerpt: str | None = None
-    result: dict | None = None
+    result: T | None = None
     reason: str | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "StageResult":
-        if not d:
-            return cls()
-        d = dict(d)
-        d["status"] = Status(d.get("status", "not_started"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    @property
+    def failed(self) -> bool:
+        """True when the stage ended in a failure (error, timeout, killed, interrupted)."""
+        return self.status in FAILURE_STATUSES
+
+    @property
+    def final(self) -> bool:
+        """True when the stage has a final outcome worth keeping (success or failure)."""
+        return self.status in FINAL_STATUSES
 
 
-@dataclass
-class Invocation:
+class Invocation(Record):
     """One distinct input signature a model was called with.
 
     Attributes:
@@ -156,38 +701,21 @@ class Invocation:
     hash_note: str | None = None
     build_name: str | None = None
     training: bool = False
-    characterization: StageResult = field(default_factory=StageResult)
-    build: StageResult = field(default_factory=StageResult)
-    benchmark: StageResult = field(default_factory=StageResult)
+    characterization: StageResult[Characterization] = msgspec.field(default_factory=StageResult)
+    build: StageResult[BuildResult] = msgspec.field(default_factory=StageResult)
+    benchmark: StageResult[BenchmarkResult] = msgspec.field(default_factory=StageResult)
 
     def stages(self) -> dict[str, StageResult]:
-        """The three stage results by name, in pipeline order."""
-        return {
-            "characterization": self.characterization,
-            "build": self.build,
-            "benchmark": self.benchmark,
-        }
+        """The three stage results by name, in pipeline order (:data:`STAGES`)."""
+        return {name: getattr(self, name) for name in STAGES}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Invocation":
-        return cls(
-            hash=d["hash"],
-            parent_hash=d.get("parent_hash"),
-            signature=[TensorSpec.from_dict(s) for s in d.get("signature", [])],
-            executed=d.get("executed", 0),
-            time_s=d.get("time_s", 0.0),
-            selected=d.get("selected", True),
-            hash_note=d.get("hash_note"),
-            build_name=d.get("build_name"),
-            training=d.get("training", False),
-            characterization=StageResult.from_dict(d.get("characterization")),
-            build=StageResult.from_dict(d.get("build")),
-            benchmark=StageResult.from_dict(d.get("benchmark")),
-        )
+    @property
+    def failed(self) -> bool:
+        """True when any stage ended in a failure."""
+        return any(stage.failed for stage in self.stages().values())
 
 
-@dataclass
-class ModelInfo:
+class ModelInfo(Record):
     """One model architecture discovered in a script.
 
     Attributes:
@@ -197,7 +725,7 @@ class ModelInfo:
         qualified_class: ``module.QualName`` of the class.
         model_type: ``pytorch`` or ``onnx``.
         source_file, source_line: where the model was created (``location_kind == "created"``) or,
-            when that cannot be found, first called (``"first_call"``).
+            when that cannot be found, first called (``"first_call"``); ``"file"`` for ONNX inputs.
         depth: 0 for models the script calls itself, N for submodules at ``--max-depth`` N.
         parent_hash: model hash of the enclosing model for submodules.
         params: parameter count; a parameter shared between submodules counts once.
@@ -221,8 +749,8 @@ class ModelInfo:
     params: int = 0
     param_bytes: int = 0
     compiled: bool = False
-    invocations: list[Invocation] = field(default_factory=list)
-    children: list["ModelInfo"] = field(default_factory=list)
+    invocations: list[Invocation] = []
+    children: list[ModelInfo] = []
 
     def walk(self):
         """Yield this model and every submodule below it, depth first."""
@@ -230,21 +758,12 @@ class ModelInfo:
         for child in self.children:
             yield from child.walk()
 
-    def summary(self) -> "ModelInfo":
+    def summary(self) -> ModelInfo:
         """A copy without invocations and children (what a :class:`BuildRecord` stores)."""
-        return dataclasses.replace(self, invocations=[], children=[])
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelInfo":
-        d = dict(d)
-        d["invocations"] = [Invocation.from_dict(i) for i in d.get("invocations", [])]
-        d["children"] = [ModelInfo.from_dict(c) for c in d.get("children", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return msgspec.structs.replace(self, invocations=[], children=[])
 
 
-@dataclass
-class ScriptResult:
+class ScriptResult(Record):
     """Everything tk learned from one input (a ``.py`` script or an ``.onnx`` file).
 
     Attributes:
@@ -259,13 +778,13 @@ class ScriptResult:
     """
 
     path: str
-    labels: dict[str, list[str]] = field(default_factory=dict)
-    selectors: list[str] = field(default_factory=list)
+    labels: dict[str, list[str]] = {}
+    selectors: list[str] = []
     status: Status = Status.NOT_STARTED
     error: str | None = None
     exit_code: int | None = None
     duration_s: float | None = None
-    models: list[ModelInfo] = field(default_factory=list)
+    models: list[ModelInfo] = []
 
     def walk_models(self):
         """Yield every model and submodule in the script, depth first."""
@@ -278,17 +797,8 @@ class ScriptResult:
             for inv in model.invocations:
                 yield model, inv
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ScriptResult":
-        d = dict(d)
-        d["status"] = Status(d.get("status", "not_started"))
-        d["models"] = [ModelInfo.from_dict(m) for m in d.get("models", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
-
-@dataclass
-class BuildRecord:
+class BuildRecord(Record):
     """What the cache stores for one invocation (one build folder).
 
     Attributes:
@@ -308,36 +818,114 @@ class BuildRecord:
     labels: dict[str, list[str]]
     model: ModelInfo
     invocation: Invocation
-    system: dict = field(default_factory=dict)
+    system: dict[str, Any] = {}
     tk_version: str = ""
     schema_version: int = SCHEMA_VERSION
     created_at: str | None = None
     updated_at: str | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "BuildRecord":
-        return cls(
-            build_name=d["build_name"],
-            script=d["script"],
-            labels=d.get("labels", {}),
-            model=ModelInfo.from_dict(d["model"]),
-            invocation=Invocation.from_dict(d["invocation"]),
-            system=d.get("system", {}),
-            tk_version=d.get("tk_version", ""),
-            schema_version=d.get("schema_version", SCHEMA_VERSION),
-            created_at=d.get("created_at"),
-            updated_at=d.get("updated_at"),
-        )
+
+class RunReport(Record):
+    """What ``--json`` writes for one run: the format's version, the tk that wrote it, every input.
+
+    Attributes:
+        schema_version: :data:`SCHEMA_VERSION`; a consumer tells formats apart by it.
+        tk_version: version of tk that wrote the file.
+        created_at: ISO-8601 UTC time the run finished.
+        system: the machine and software versions.
+        exit_code: the command's exit code (see ``docs/exit_codes.md``).
+        interrupted: True when the run was stopped by Ctrl-C before every input ran.
+        results: one :class:`ScriptResult` per input, in command-line order.
+        errors: one line per input or selection problem (the same lines the terminal printed).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    tk_version: str = ""
+    created_at: str | None = None
+    system: dict[str, Any] = {}
+    exit_code: int = 0
+    interrupted: bool = False
+    results: list[ScriptResult] = []
+    errors: list[str] = []
 
 
-def to_dict(record: Any) -> Any:
-    """Turn a record (dataclass, enum, tuple, nested containers) into plain JSON-able data."""
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return {f.name: to_dict(getattr(record, f.name)) for f in dataclasses.fields(record)}
-    if isinstance(record, enum.Enum):
-        return record.value
-    if isinstance(record, dict):
-        return {str(k): to_dict(v) for k, v in record.items()}
-    if isinstance(record, (list, tuple)):
-        return [to_dict(v) for v in record]
-    return record
+# --------------------------------------------------------------------------------------------------
+# The codec: the only place records become bytes or builtins and back
+# --------------------------------------------------------------------------------------------------
+
+_ENCODER = msgspec.json.Encoder()
+_DECODERS: dict[type, msgspec.json.Decoder] = {}
+
+R = TypeVar("R")
+
+
+def encode(record: Any) -> bytes:
+    """Encode a record (or builtins holding records) as compact JSON bytes.
+
+    Non-finite floats become ``null`` (JSON has no infinity); fields typed ``float | None`` read
+    them back as ``None``.
+    """
+    return _ENCODER.encode(record)
+
+
+def to_builtins(record: Any) -> Any:
+    """Plain dicts, lists, strings and numbers of a record (enums by value, tuples as lists)."""
+    return msgspec.to_builtins(record)
+
+
+def decode(data: bytes | str, type_: type[R], *, what: str = "record") -> R:
+    """Decode JSON ``data`` into ``type_``, validating every field.
+
+    Raises:
+        RecordError: the data is not JSON or does not match the type; the message names ``what``
+            and the offending field (``$.invocation.executed: Expected int, got str``).
+    """
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as e:
+        raise RecordError(f"{what} does not match the tk schema: {e}",
+                          hint="delete it (tk cache delete NAME) or rerun to rewrite it") from None
+    except msgspec.DecodeError as e:
+        raise RecordError(f"{what} is not valid JSON: {e}",
+                          hint="delete it (tk cache delete NAME) or rerun to rewrite it") from None
+
+
+def convert(obj: Any, type_: type[R], *, what: str = "record") -> R:
+    """Validate builtins ``obj`` (as :func:`to_builtins` returns) into ``type_``.
+
+    Raises:
+        RecordError: ``obj`` does not match the type; the message names ``what`` and the field.
+    """
+    try:
+        return msgspec.convert(obj, type_)
+    except msgspec.ValidationError as e:
+        raise RecordError(f"{what} does not match the tk schema: {e}") from None
+
+
+def migrate(data: dict, *, what: str = "record") -> dict:
+    """Bring a cached record's builtins up to :data:`SCHEMA_VERSION`, in place, and return it.
+
+    Version 1 records hold the same fields as version 2, as untyped dicts; what changed is typing,
+    which :func:`convert` then checks. The one v1 shape v2 does not accept: a build result with no
+    tolerance wrote ``{}`` where v2 writes ``null``. (v1 stage results have no ``run_id``; it reads
+    as ``None``.)
+
+    Raises:
+        RecordError: the record is newer than this tk, or older than :data:`OLDEST_READABLE_SCHEMA`.
+    """
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RecordError(f"{what} has schema version {version!r}, newer than this tk reads ({SCHEMA_VERSION})",
+                          hint="upgrade tk (pip install -U turnkey_like) to read it")
+    if version < OLDEST_READABLE_SCHEMA:
+        raise RecordError(f"{what} has outdated schema version {version}",
+                          hint="delete it (tk cache delete NAME) and rerun to rebuild it")
+    if version == 1:
+        build = ((data.get("invocation") or {}).get("build") or {}).get("result")
+        if isinstance(build, dict) and build.get("tolerance") == {}:
+            build["tolerance"] = None
+        data["schema_version"] = SCHEMA_VERSION
+    return data
