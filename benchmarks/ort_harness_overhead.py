@@ -10,8 +10,10 @@ tk builds the ONNX file once, then, for several repeats in alternating order:
   of ``session.run(None, feed)`` calls timed one by one with ``time.perf_counter``.
 
 Printed per model: mean latency (ms) of each, their ratio tk/bare (mean over repeats of each side;
-target <= 1.02 for ResNet-50 and BERT), and each side's run-to-run coefficient of variation
-(std/mean of the per-repeat means, population std). Models are built from code (random weights),
+target <= 1.02 for ResNet-50 and BERT), the median of the per-repeat ratios (each repeat runs both
+sides back to back, so on a shared machine a burst of load from elsewhere hits one pair, not the
+median), and each side's run-to-run coefficient of variation (std/mean of the per-repeat means,
+population std). Models are built from code (random weights),
 nothing is downloaded.
 
 Usage::
@@ -88,7 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("--exporter", default="torchscript", help="auto, dynamo or torchscript (faster to build)")
     opts = parser.parse_args(argv)
 
-    from turnkey_like.build import BuildOptions, build_invocation, flatten_inputs, to_numpy
+    from turnkey_like.build import BuildOptions, build_invocation
+    from turnkey_like.calls import flatten_inputs
     from turnkey_like.records import Status
     from turnkey_like.runtimes import BenchmarkOptions, benchmark_invocation
 
@@ -102,9 +105,8 @@ def main(argv=None) -> int:
             if build.status is not Status.SUCCESSFUL:
                 print(f"{name}: build failed: {build.error}")
                 continue
-            print(f"{name}: built in {time.perf_counter() - t0:.1f} s ({build.result['exporter']})", flush=True)
-            flat = flatten_inputs(model, args, kwargs)
-            feed = {n: to_numpy(t) for n, t in zip(flat.names, flat.tensors)}
+            print(f"{name}: built in {time.perf_counter() - t0:.1f} s ({build.result.exporter})", flush=True)
+            feed = flatten_inputs(model, args, kwargs).feed()
             bench_opts = BenchmarkOptions(iterations=opts.iterations, threads=opts.threads)
             tk_means, bare_means = [], []
             for rep in range(opts.repeats):
@@ -114,19 +116,22 @@ def main(argv=None) -> int:
                         stage = benchmark_invocation(model, args, kwargs, build.result, build_dir, bench_opts)
                         if stage.status is not Status.SUCCESSFUL:
                             raise SystemExit(f"{name}: tk benchmark failed: {stage.error}")
-                        tk_means.append(stage.result["latency_ms"]["mean"])
+                        tk_means.append(stage.result.latency_ms.mean)
                     else:
-                        bare_means.append(bare_mean_ms(build.result["onnx_path"], feed, opts.iterations, opts.threads))
+                        bare_means.append(bare_mean_ms(build.result.onnx_path, feed, opts.iterations, opts.threads))
                 print(f"  repeat {rep + 1}: tk {tk_means[-1]:.3f} ms, bare {bare_means[-1]:.3f} ms", flush=True)
             tk_mean, bare_mean = statistics.fmean(tk_means), statistics.fmean(bare_means)
-            rows.append((name, tk_mean, bare_mean, tk_mean / bare_mean, cv(tk_means), cv(bare_means)))
+            paired = statistics.median(t / b for t, b in zip(tk_means, bare_means))
+            rows.append((name, tk_mean, bare_mean, tk_mean / bare_mean, paired, cv(tk_means), cv(bare_means)))
 
     print()
     print(f"ORT harness overhead ({opts.repeats} repeats x {opts.iterations} iterations, "
           f"threads={opts.threads or 'ORT default'})")
-    print(f"{'model':<10} {'tk mean ms':>11} {'bare mean ms':>13} {'tk/bare':>8} {'CV tk':>7} {'CV bare':>8}")
-    for name, tk_mean, bare_mean, ratio, cv_tk, cv_bare in rows:
-        print(f"{name:<10} {tk_mean:>11.3f} {bare_mean:>13.3f} {ratio:>8.3f} {cv_tk:>7.1%} {cv_bare:>8.1%}")
+    print(f"{'model':<10} {'tk mean ms':>11} {'bare mean ms':>13} {'tk/bare':>8} {'median pair':>12} "
+          f"{'CV tk':>7} {'CV bare':>8}")
+    for name, tk_mean, bare_mean, ratio, paired, cv_tk, cv_bare in rows:
+        print(f"{name:<10} {tk_mean:>11.3f} {bare_mean:>13.3f} {ratio:>8.3f} {paired:>12.3f} "
+              f"{cv_tk:>7.1%} {cv_bare:>8.1%}")
     return 0
 
 

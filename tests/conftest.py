@@ -39,3 +39,34 @@ def golden(request):
         assert text == expected, f"output differs from {path}; run pytest --overwrite to regenerate"
 
     return check
+
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "scripts"
+
+
+def run_tk(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None):
+    """Run the real ``tk`` CLI (``python -m turnkey_like``) in a child process; return the
+    ``subprocess.CompletedProcess`` (text stdout/stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "turnkey_like", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory):
+    """A cache written by a real run: ``tk benchmark`` on the tutorial scripts ``hello_world.py`` and
+    ``two_models.py`` (characterized, built to ONNX and benchmarked on ORT CPU, 5 iterations).
+
+    Returns the cache folder. Tests must treat it as read-only (copy it to change it): it is shared
+    by the whole session.
+    """
+    cache = tmp_path_factory.mktemp("real_cache")
+    out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "two_models.py"),
+                 "--iterations", "5", "--cache-dir", str(cache))
+    assert out.returncode == 0, f"tk benchmark failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return cache

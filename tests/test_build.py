@@ -5,26 +5,18 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
-from turnkey_like.build import (
-    TOLERANCES,
-    BuildOptions,
-    BuildResult,
-    build_invocation,
-    compare_outputs,
-    copy_build,
-    flatten_inputs,
-    save_onnx,
-    weights_hash,
-)
+from turnkey_like.agreement import TOLERANCES
+from turnkey_like.build import BuildOptions, BuildResult, build_invocation, copy_build, weights_hash
 from turnkey_like.errors import BuildError
-from turnkey_like.records import Status
-from turnkey_like.runtimes import status_line
+from turnkey_like.onnx_tools import save_onnx
+from turnkey_like.records import GraphIO, Status, StageResult, decode, encode
 
 
 class TinyCNN(torch.nn.Module):
@@ -85,11 +77,12 @@ def cnn_build(tmp_path_factory):
 def test_cnn_dynamo_export(cnn_build):
     model, x, build_dir, stage = cnn_build
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    r = BuildResult.from_dict(stage.result)
+    r = stage.result
+    assert isinstance(r, BuildResult)
     assert r.exporter == "dynamo" and r.exporter_errors == {}
     assert r.opset == 18 and r.precision == "fp32" and not r.reused
     assert r.input_names == ["x"]  # forward's parameter name
-    assert r.input_specs == [{"name": "x", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+    assert r.input_specs == [GraphIO(name="x", shape=[1, 3, 16, 16], dtype="float32")]
     assert r.output_names == ["output"]
     # two Conv2d modules -> two Conv nodes; the Linear -> one Gemm (or MatMul+Add)
     assert r.onnx_op_counts["Conv"] == 2
@@ -105,13 +98,14 @@ def test_cnn_dynamo_export(cnn_build):
     # faithful: ORT and eager agree far inside the fp32 tolerance
     assert r.faithful is True
     assert r.tolerance == TOLERANCES["fp32"]
-    assert r.faithfulness["output"]["max_abs_err"] < 1e-5
-    assert "Successfully built ONNX (opset 18, dynamo exporter" in status_line(stage, "build")
+    assert r.faithfulness["output"].max_abs_err < 1e-5 and r.faithfulness["output"].shape == [1, 10]
+    # the record survives the cache's codec unchanged
+    assert decode(encode(stage), StageResult[BuildResult]) == stage
 
 
 def test_cnn_onnx_matches_eager_independently(cnn_build):
     model, x, _, stage = cnn_build
-    sess = ort.InferenceSession(stage.result["onnx_path"], providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(stage.result.onnx_path, providers=["CPUExecutionProvider"])
     (out,) = sess.run(None, {"x": x.numpy()})
     with torch.no_grad():
         ref = model(x).numpy()
@@ -128,14 +122,14 @@ def test_bert_keyword_inputs_keep_their_names(tmp_path):
                              tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
-    assert r["exporter"] == "dynamo"
-    assert r["input_names"] == ["input_ids", "attention_mask"]
-    assert r["output_names"] == ["last_hidden_state", "pooler_output"]
-    assert r["faithful"] is True
-    assert r["faithfulness"]["last_hidden_state"]["shape"] == [1, 12, 32]
+    assert r.exporter == "dynamo"
+    assert r.input_names == ["input_ids", "attention_mask"]
+    assert r.output_names == ["last_hidden_state", "pooler_output"]
+    assert r.faithful is True
+    assert r.faithfulness["last_hidden_state"].shape == [1, 12, 32]
     # 2 layers x (Q, K, V, attention-out, intermediate, output) = 12 Linear layers as MatMul/Gemm,
     # + the pooler's dense layer = 13
-    assert r["onnx_op_counts"].get("MatMul", 0) + r["onnx_op_counts"].get("Gemm", 0) >= 13
+    assert r.onnx_op_counts.get("MatMul", 0) + r.onnx_op_counts.get("Gemm", 0) >= 13
 
 
 def test_nested_tuple_input_and_baked_scalar(tmp_path):
@@ -144,8 +138,8 @@ def test_nested_tuple_input_and_baked_scalar(tmp_path):
     a, b = torch.randn(2, 4), torch.randn(2, 4)
     stage = build_invocation(model, ((a, b),), {"scale": 3.0}, tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["input_names"] == ["pair_0", "pair_1"]
-    sess = ort.InferenceSession(stage.result["onnx_path"], providers=["CPUExecutionProvider"])
+    assert stage.result.input_names == ["pair_0", "pair_1"]
+    sess = ort.InferenceSession(stage.result.onnx_path, providers=["CPUExecutionProvider"])
     (out,) = sess.run(None, {"pair_0": a.numpy(), "pair_1": b.numpy()})
     with torch.no_grad():
         expected = (model.lin(a) * 3.0 + b).numpy()  # scale=3.0 was baked into the graph
@@ -156,19 +150,18 @@ def test_fallback_to_torchscript_records_why(tmp_path):
     model = RefusesExport().eval()
     stage = build_invocation(model, (torch.randn(2, 4),), {}, tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["exporter"] == "torchscript"
-    assert "dynamo" in stage.result["exporter_errors"]
-    assert "\x1b" not in stage.result["exporter_errors"]["dynamo"]  # no terminal colour codes
-    assert stage.result["faithful"] is True
+    assert stage.result.exporter == "torchscript"
+    assert "dynamo" in stage.result.exporter_errors
+    assert "\x1b" not in stage.result.exporter_errors["dynamo"]  # no terminal colour codes
+    assert stage.result.faithful is True
 
 
 def test_dynamo_only_failure_is_a_result_not_an_exception(tmp_path):
     model = RefusesExport().eval()
     stage = build_invocation(model, (torch.randn(2, 4),), {}, tmp_path, BuildOptions(exporter="dynamo"))
-    assert stage.status is Status.ERROR
-    assert stage.error.startswith("BuildError: ONNX export failed: dynamo:")
+    assert stage.status is Status.ERROR and stage.result is None
+    assert stage.error.startswith("ONNX export failed: dynamo:")  # a TkError is given by its message
     assert stage.log_excerpt  # the exporter's traceback
-    assert "Build failed: BuildError: ONNX export failed" in status_line(stage, "build")
 
 
 def test_fp16_keeps_io_types_and_is_faithful_within_fp16_tolerance(tmp_path):
@@ -178,16 +171,16 @@ def test_fp16_keeps_io_types_and_is_faithful_within_fp16_tolerance(tmp_path):
     stage = build_invocation(model, (x,), {}, tmp_path, BuildOptions(precision="fp16", exporter="torchscript"))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
-    assert r["precision"] == "fp16" and r["onnx_path"].endswith("model_fp16.onnx")
-    proto = onnx.load(r["onnx_path"])
+    assert r.precision == "fp16" and r.onnx_path.endswith("model_fp16.onnx")
+    proto = onnx.load(r.onnx_path)
     weights = {i.name: i for i in proto.graph.initializer}
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in weights.values())
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
-    assert r["tolerance"] == TOLERANCES["fp16"]
-    err = r["faithfulness"]["output"]["max_abs_err"]
+    assert r.tolerance == TOLERANCES["fp16"]
+    err = r.faithfulness["output"].max_abs_err
     assert 0 < err < 1e-2  # fp16 rounding shows (non-zero) but stays small
-    assert r["faithful"] is True
-    assert r["size_bytes"] < Path(r["exported_path"]).stat().st_size  # half-size weights
+    assert r.faithful is True
+    assert r.size_bytes < Path(r.exported_path).stat().st_size  # half-size weights
 
 
 def test_unfaithful_export_is_flagged(tmp_path):
@@ -198,38 +191,8 @@ def test_unfaithful_export_is_flagged(tmp_path):
     stage = build_invocation(model, (x,), {}, tmp_path, BuildOptions(exporter="torchscript"))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     # eager: each element is 0 or 1/(1-0.5) = 2; ONNX (no dropout): 1 -> |error| = 1 everywhere
-    assert stage.result["faithfulness"]["output"]["max_abs_err"] == pytest.approx(1.0)
-    assert stage.result["faithful"] is False
-    assert "NOT faithful" in status_line(stage, "build")
-
-
-def test_compare_outputs_hand_numbers():
-    expected = [np.array([1.0, 2.0, -4.0], dtype=np.float32)]
-    actual = [np.array([1.0, 2.001, -4.0], dtype=np.float32)]
-    report, ok = compare_outputs(actual, expected, ["y"], "fp32")
-    # |2.001 - 2| = 1e-3 > 1e-4 + 1e-3 * 2 = 2.1e-3? No: 1e-3 <= 2.1e-3 -> passes
-    assert ok and report["y"]["max_abs_err"] == pytest.approx(1e-3, rel=1e-3)
-    assert report["y"]["max_rel_err"] == pytest.approx(1e-3 / 4, rel=1e-3)  # relative to max|e| = 4
-    report, ok = compare_outputs([np.array([1.0, 2.01, -4.0])], expected, ["y"], "fp32")
-    assert not ok  # 0.01 > 2.1e-3
-    report, ok = compare_outputs([np.array([1, 2])], [np.array([1, 3])], ["ids"], "fp16")
-    assert not ok and report["ids"]["max_abs_err"] == 1.0  # integers must match exactly
-    nan = float("nan")
-    report, ok = compare_outputs([np.array([nan, 1.0])], [np.array([nan, 1.0])], ["y"], "fp32")
-    assert ok and report["y"]["max_abs_err"] == 0.0  # NaN in the same place on both sides agrees
-    report, ok = compare_outputs([np.array([nan, 1.0])], [np.array([0.0, 1.0])], ["y"], "fp32")
-    assert not ok and report["y"]["max_abs_err"] == float("inf")  # NaN on one side only
-
-
-def test_flatten_inputs_names():
-    class M(torch.nn.Module):
-        def forward(self, image, extras, *rest, mode="a"):
-            return image
-
-    t = torch.zeros(1)
-    flat = flatten_inputs(M(), (t, {"a": t, "b": (t, t)}, t), {"mask": t, "mode": "b"})
-    assert flat.names == ["image", "extras_a", "extras_b_0", "extras_b_1", "rest_0", "mask"]
-    assert [c for c in flat.constants if c is not None] == [("b",)]
+    assert stage.result.faithfulness["output"].max_abs_err == pytest.approx(1.0)
+    assert stage.result.faithful is False
 
 
 def test_weights_hash_sees_weight_changes():
@@ -255,33 +218,36 @@ def test_reuse_policies(tmp_path):
     x = torch.randn(1, 3, 8, 8)
     opts = BuildOptions(exporter="torchscript")
     first = build_invocation(model, (x,), {}, tmp_path, opts)
-    assert first.status is Status.SUCCESSFUL and first.result["reused"] is False
+    assert first.status is Status.SUCCESSFUL and first.result.reused is False
 
-    again = build_invocation(model, (x,), {}, tmp_path, opts, previous=first.result)
-    assert again.result["reused"] is True and again.result["onnx_path"] == first.result["onnx_path"]
+    # the previous result as the cache gives it back: decoded from its JSON
+    previous = decode(encode(first.result), BuildResult)
+    again = build_invocation(model, (x,), {}, tmp_path, opts, previous=previous)
+    assert again.result.reused is True and again.result.onnx_path == first.result.onnx_path
+    assert first.result.reused is False  # reuse copies the record, never edits the one given
 
     always = build_invocation(model, (x,), {}, tmp_path, BuildOptions(exporter="torchscript", rebuild="always"),
                               previous=first.result)
-    assert always.status is Status.SUCCESSFUL and always.result["reused"] is False
+    assert always.status is Status.SUCCESSFUL and always.result.reused is False
 
     other_opset = build_invocation(model, (x,), {}, tmp_path, BuildOptions(exporter="torchscript", opset=17),
                                    previous=first.result)
-    assert other_opset.result["reused"] is False and other_opset.result["opset"] == 17
+    assert other_opset.result.reused is False and other_opset.result.opset == 17
 
     changed = copy.deepcopy(model)
     with torch.no_grad():
         changed.fc.bias.add_(1.0)
     never = build_invocation(changed, (x,), {}, tmp_path, BuildOptions(exporter="torchscript", rebuild="never"),
                              previous=first.result)
-    assert never.result["reused"] is True and never.result["stale"] == ["weights"]
+    assert never.result.reused is True and never.result.stale == ["weights"]
     rebuilt = build_invocation(changed, (x,), {}, tmp_path, opts, previous=first.result)
-    assert rebuilt.result["reused"] is False
-    assert rebuilt.result["fingerprint"]["weights"] != first.result["fingerprint"]["weights"]
+    assert rebuilt.result.reused is False
+    assert rebuilt.result.fingerprint["weights"] != first.result.fingerprint["weights"]
 
     nothing = build_invocation(model, (x,), {}, tmp_path / "empty", BuildOptions(rebuild="never"))
     assert nothing.status is Status.ERROR and "no previous build" in nothing.error
 
-    Path(rebuilt.result["optimized_path"]).unlink()
+    Path(rebuilt.result.optimized_path).unlink()
     missing = build_invocation(changed, (x,), {}, tmp_path, BuildOptions(exporter="torchscript", rebuild="never"),
                                previous=rebuilt.result)
     assert missing.status is Status.ERROR and "model.opt.onnx is missing" in missing.error
@@ -292,11 +258,14 @@ def test_copy_build_carries_external_data(tmp_path, cnn_build):
     src = tmp_path / "src"
     src.mkdir()
     ext = src / "ext.onnx"
-    save_onnx(onnx.load(stage.result["onnx_path"]), ext, external=True)
+    save_onnx(onnx.load(stage.result.onnx_path), ext, external=True)
     assert (src / "ext.onnx.data").exists()
-    moved = copy_build({"onnx_path": str(ext)}, tmp_path / "dest")
+    ext_build = msgspec.structs.replace(stage.result, onnx_path=str(ext), exported_path=None, optimized_path=None,
+                                        data_files=["ext.onnx.data"])
+    moved = copy_build(ext_build, tmp_path / "dest")
     assert (tmp_path / "dest" / "ext.onnx.data").exists()
-    sess = ort.InferenceSession(moved["onnx_path"], providers=["CPUExecutionProvider"])
+    assert moved.onnx_path == str((tmp_path / "dest" / "ext.onnx").resolve())
+    sess = ort.InferenceSession(moved.onnx_path, providers=["CPUExecutionProvider"])
     assert sess.run(None, {"x": x.numpy()})[0].shape == (1, 10)
 
 
@@ -312,10 +281,10 @@ def test_gpt2_keyword_inputs_with_use_cache(tmp_path):
               "use_cache": False}
     stage = build_invocation(model, (), kwargs, tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["exporter"] == "dynamo"
-    assert stage.result["input_names"] == ["input_ids", "attention_mask"]
-    assert stage.result["output_names"] == ["last_hidden_state"]
-    assert stage.result["faithful"] is True
+    assert stage.result.exporter == "dynamo"
+    assert stage.result.input_names == ["input_ids", "attention_mask"]
+    assert stage.result.output_names == ["last_hidden_state"]
+    assert stage.result.faithful is True
 
 
 @pytest.mark.slow
@@ -340,11 +309,11 @@ def test_full_size_models_build_and_benchmark(tmp_path, name):
         min_bytes = 109_482_240 * 4  # BERT-base with pooler: 109.48 M parameters
     stage = build_invocation(model, args, kwargs, tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["exporter"] == "dynamo" and stage.result["faithful"] is True
-    assert stage.result["size_bytes"] >= min_bytes
+    assert stage.result.exporter == "dynamo" and stage.result.faithful is True
+    assert stage.result.size_bytes >= min_bytes
     bench = benchmark_invocation(model, args, kwargs, stage.result, tmp_path, BenchmarkOptions(iterations=5, warmup=2))
     assert bench.status is Status.SUCCESSFUL, (bench.error, bench.log_excerpt)
-    assert bench.result["within_tolerance"] is True and bench.result["latency_ms"]["mean"] > 0
+    assert bench.result.within_tolerance is True and bench.result.latency_ms.mean > 0
 
 
 @pytest.mark.parametrize("exporter, precision", [("dynamo", "fp32"), ("torchscript", "fp32"), ("torchscript", "fp16")])
@@ -359,20 +328,21 @@ def test_external_data_path(tmp_path, monkeypatch, exporter, precision):
     stage = build_invocation(model, (x,), {}, tmp_path, BuildOptions(exporter=exporter, precision=precision))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
-    assert r["external_data"] is True and r["exporter"] == exporter
-    name = Path(r["onnx_path"]).name
-    assert r["data_files"] == [name + ".data"]
+    assert r.external_data is True and r.exporter == exporter
+    name = Path(r.onnx_path).name
+    assert r.data_files == [name + ".data"]
     data = tmp_path / (name + ".data")
-    assert r["size_bytes"] == Path(r["onnx_path"]).stat().st_size + data.stat().st_size
+    assert r.size_bytes == Path(r.onnx_path).stat().st_size + data.stat().st_size
     # at least conv2.weight, the one tensor above the 1 KiB inline threshold: 8*8*3*3 = 576 values,
     # 2304 bytes in fp32, 1152 in fp16
     assert data.stat().st_size >= (2304 if precision == "fp32" else 1152)
     assert sorted(p.name for p in tmp_path.glob("*.onnx*")) == sorted(
         p for p in ["model.onnx", "model.onnx.data", "model.opt.onnx", "model.opt.onnx.data"]
         + (["model_fp16.onnx", "model_fp16.onnx.data"] if precision == "fp16" else []))
-    assert r["faithful"] is True
+    assert r.faithful is True
     moved = copy_build(r, tmp_path / "moved")
-    sess = ort.InferenceSession(moved["onnx_path"], providers=["CPUExecutionProvider"])
+    assert (tmp_path / "moved" / (name + ".data")).exists()
+    sess = ort.InferenceSession(moved.onnx_path, providers=["CPUExecutionProvider"])
     assert sess.run(None, {"x": x.numpy()})[0].shape == (1, 10)
 
 
@@ -402,4 +372,4 @@ def test_build_timeout_and_crash_become_results(tmp_path):
     log = (tmp_path / "crash" / "build.log").read_text()
     assert "Fatal Python error: Segmentation fault" in log  # faulthandler's stack went to build.log
     assert crash.log_excerpt
-    assert status_line(crash, "build").startswith("Build killed: child process killed by SIGSEGV")
+    assert crash.error.startswith("child process killed by SIGSEGV") and crash.result is None

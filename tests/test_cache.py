@@ -1,57 +1,98 @@
-"""The cache: names, atomic save/load/update, records(), delete/clean/files, and `tk cache ...` commands."""
+"""The cache: names, atomic save/load/update, summaries, migration of version-1 records,
+delete/clean/files, and the `tk cache ...` commands.
+
+Every record here comes from a real run (the session fixture ``real_cache``: ``tk benchmark
+hello_world.py two_models.py``); variants are derived with ``msgspec.structs.replace``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from turnkey_like.cache import BUILD_MARKER, RECORD_FILE, ROOT_MARKER, SUMMARY_FILE, Cache, resolve_root
+from conftest import run_tk
+from turnkey_like.cache import (
+    BUILD_MARKER,
+    RECORD_FILE,
+    ROOT_MARKER,
+    SUMMARY_FILE,
+    SUMMARY_OMITS,
+    Cache,
+    resolve_root,
+)
 from turnkey_like.errors import CacheError, InputError
-from turnkey_like.records import BuildRecord, Invocation, ModelInfo, StageResult, Status, TensorSpec
+from turnkey_like.files import FILE_MODE
+from turnkey_like.records import SCHEMA_VERSION, BuildRecord, StageResult, Status, decode, encode, to_builtins
 
 REPO = Path(__file__).resolve().parents[1]
+replace = msgspec.structs.replace
+
+#: hello_world.py's model is Linear(10, 5) called on x of shape (10,), float32. Hand-derived:
+#: MACs = 10 x 5 = 50; FLOPs = 2 x 50 = 100; params = 10 x 5 + 5 = 55;
+#: bytes read = (10 input + 50 weight + 5 bias) x 4 B = 260; written = 5 x 4 B = 20;
+#: arithmetic intensity = 100 / 280 FLOPs/byte.
+HELLO = {"macs": 50, "flops": 100, "params": 55, "bytes_read": 260, "bytes_written": 20, "ai": 100 / 280}
 
 
-def make_record(build_name: str = "resnet_tiny_0a1b2c3d", *, inv_hash: str = "0a1b2c3d", script: str = "/s/resnet_tiny.py",
-                labels: dict | None = None, latency_ms: float | None = 1.5, system: dict | None = None,
-                model_name: str = "model", class_name: str = "Linear") -> BuildRecord:
-    """A record as the pipeline writes it after all three stages of a Linear(4, 3) on a (2, 4) input.
+# ------------------------------------------------------------------------------------------- records
+@pytest.fixture(scope="session")
+def real_records(real_cache) -> dict[str, BuildRecord]:
+    """The real run's full records by build name (3: hello_world's model, two_models' two)."""
+    records, problems = Cache(real_cache, create=False).records(full=True)
+    assert problems == [] and len(records) == 3, problems
+    return {r.build_name: r for r in records}
 
-    Hand-derived figures: MACs = 2 rows x 4 in x 3 out = 24; FLOPs = 2 x 24 = 48;
-    bytes read = (2*4 input + 4*3 weight + 3 bias) x 4 B = 92; written = 2*3 x 4 B = 24;
-    arithmetic intensity = 48 / 116 = 0.41379...
-    """
-    labels = {"author": ["alice"], "task": ["Classification"]} if labels is None else labels
-    inv = Invocation(
-        hash=inv_hash, parent_hash=None,
-        signature=[TensorSpec("Positional Arg 1", "tensor", (2, 4), "float32", "cpu")],
-        executed=1, time_s=0.001, build_name=build_name,
-        characterization=StageResult(Status.SUCCESSFUL, duration_s=0.2, result={
-            "totals": {"macs": 24, "conv_matmul_macs": 24, "flops": 48, "bytes_read": 92, "bytes_written": 24,
-                       "arithmetic_intensity": 48 / 116, "bound": "memory", "roofline_time_s": 1e-9},
-            "hardware": {"name": "generic-cpu"}}),
-        build=StageResult(Status.SUCCESSFUL, duration_s=1.0, result={
-            "opset": 17, "exporter": "dynamo", "precision": "fp32", "onnx_path": "model.onnx", "size_bytes": 400,
-            "faithful": True}),
-        benchmark=StageResult(Status.SUCCESSFUL, duration_s=2.0, result=None if latency_ms is None else {
-            "runtime": "ort", "runtime_version": "1.31.1", "execution_provider": "CPUExecutionProvider",
-            "device": "cpu", "device_name": "Test CPU", "threads": 2, "iterations": 100, "warmup_iterations": 10,
-            "latency_ms": {"mean": latency_ms, "median": latency_ms, "p90": latency_ms * 1.1, "p99": latency_ms * 1.2,
-                           "min": latency_ms * 0.9, "max": latency_ms * 1.3, "std": 0.01},
-            "throughput_ips": 2 * 1000.0 / latency_ms, "batch_size": 2, "peak_memory_bytes": 1 << 20,
-            "precision": "fp32"}),
-    )
-    model = ModelInfo(name=model_name, class_name=class_name, qualified_class=f"torch.nn.{class_name}",
-                      model_hash="5f3e2d1c", params=15, param_bytes=60, source_file=script, source_line=3)
-    return BuildRecord(build_name=build_name, script=script, labels=labels, model=model, invocation=inv,
-                       system=system if system is not None else {"cpu": "Test CPU", "os": "Linux 6.1",
-                                                                  "torch": "2.14.1", "onnxruntime": "1.31.1"})
+
+def pick(records: dict[str, BuildRecord], prefix: str = "hello_world") -> BuildRecord:
+    """A deep copy (through the codec) of the real record whose build name starts with ``prefix``."""
+    (name,) = [n for n in records if n.startswith(prefix)]
+    return decode(encode(records[name]), BuildRecord)
+
+
+def renamed(record: BuildRecord, build_name: str, inv_hash: str | None = None) -> BuildRecord:
+    """A deep copy of ``record`` as another build: its name, and its invocation hash (the name's tail)."""
+    inv_hash = inv_hash or build_name.rsplit("_", 1)[-1]
+    rec = decode(encode(record), BuildRecord)
+    return replace(rec, build_name=build_name, created_at=None, updated_at=None,
+                   invocation=replace(rec.invocation, hash=inv_hash, build_name=build_name))
+
+
+def record_from_file(path: str | Path, build_name: str) -> BuildRecord:
+    """For child processes (which cannot use fixtures): a real record saved by :func:`template_file`."""
+    return renamed(decode(Path(path).read_bytes(), BuildRecord), build_name)
+
+
+@pytest.fixture(scope="session")
+def template_file(real_records, tmp_path_factory) -> Path:
+    """The hello_world record as a JSON file (outside every test's tmp_path), for child processes."""
+    path = tmp_path_factory.mktemp("template") / "template.json"
+    path.write_bytes(encode(pick(real_records)))
+    return path
+
+
+@pytest.fixture
+def hello(real_records) -> BuildRecord:
+    """A fresh deep copy of the real hello_world record."""
+    return pick(real_records)
+
+
+def with_latency(record: BuildRecord, mean_ms: float) -> BuildRecord:
+    """``record`` with its benchmark's latency statistics scaled so that the mean is ``mean_ms``."""
+    bench = record.invocation.benchmark.result
+    k = mean_ms / bench.latency_ms.mean
+    lat = bench.latency_ms
+    latency = replace(lat, **{f: getattr(lat, f) * k for f in lat.__struct_fields__})
+    result = replace(bench, latency_ms=latency, throughput_ips=bench.batch_size * 1000.0 / latency.mean)
+    return replace(record, invocation=replace(record.invocation, benchmark=replace(record.invocation.benchmark,
+                                                                                   result=result)))
 
 
 def run_cli(argv: list[str]) -> int:
@@ -64,13 +105,29 @@ def run_cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+def as_version_1(record: BuildRecord) -> str:
+    """The text the previous tk (schema version 1) wrote for ``record``: the same layout through the
+    standard ``json`` module, with the two shapes of version 1 that version 2 does not write: an
+    infinite relative error as ``Infinity`` and a missing tolerance as ``{}``."""
+    data = to_builtins(record)
+    data["schema_version"] = 1
+    build = data["invocation"]["build"]["result"]
+    for agreement in build["faithfulness"].values():
+        agreement["max_rel_err"] = float("inf")  # |e| = 0: v1 wrote what Python computed
+    build["tolerance"] = {}
+    return json.dumps(data, separators=(",", ":"))
+
+
 # ------------------------------------------------------------------------------------------- root
 def test_root_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("TK_CACHE_DIR", str(tmp_path / "env"))
     assert resolve_root(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_root(None) == tmp_path / "env"
+    assert resolve_root("") == tmp_path / "env"
     monkeypatch.delenv("TK_CACHE_DIR")
     assert resolve_root(None) == Path("~/.cache/turnkey_like").expanduser()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_root("rel") == tmp_path / "rel"  # made absolute
 
 
 def test_new_cache_gets_marker_and_reader_needs_one(tmp_path):
@@ -114,39 +171,60 @@ def test_invalid_names_are_rejected(tmp_path):
             cache.build_dir(bad)
 
 
+def test_real_run_names_its_builds(real_records):
+    # the tutorial scripts carry `author::turnkey`; two_models' hashes are TurnkeyML's (HASHING.md)
+    assert sorted(real_records) == ["hello_world_turnkey_f93db89f", "two_models_turnkey_c69b7dea",
+                                    "two_models_turnkey_f93db89f"]
+
+
 # ------------------------------------------------------------------------------------------- save/load
-def test_save_load_round_trip_and_json_on_disk(tmp_path):
+def test_save_load_round_trip_and_json_on_disk(tmp_path, hello):
     cache = Cache(tmp_path)
-    rec = make_record()
+    rec = renamed(hello, "resnet_tiny_0a1b2c3d")
     cache.save(rec)
     folder = tmp_path / rec.build_name
     assert (folder / BUILD_MARKER).is_file()
     data = json.loads((folder / RECORD_FILE).read_text())  # JSON, never pickle
-    assert data["schema_version"] == 1 and data["invocation"]["benchmark"]["status"] == "successful"
+    assert data["schema_version"] == SCHEMA_VERSION and data["invocation"]["benchmark"]["status"] == "successful"
+    assert data["_cache"]["host"]  # the writer's facts sit next to the record
+    assert stat.S_IMODE(os.stat(folder / RECORD_FILE).st_mode) == FILE_MODE  # not mkstemp's 0600
     loaded = cache.load(rec.build_name)
-    assert loaded == rec  # every field survives, enums included
+    assert type(loaded) is BuildRecord and loaded == rec  # every field survives, typed results included
+    assert len(loaded.invocation.characterization.result.rows) == len(hello.invocation.characterization.result.rows) > 0
     assert loaded.created_at and loaded.updated_at and loaded.tk_version
     # no temp files left after atomic writes
     assert sorted(p.name for p in folder.iterdir()) == [".lock", SUMMARY_FILE, BUILD_MARKER, RECORD_FILE]
 
 
-def test_save_replaces_atomically_and_keeps_created_at(tmp_path):
+def test_save_replaces_atomically_and_keeps_created_at(tmp_path, hello):
     cache = Cache(tmp_path)
-    rec = make_record()
+    rec = renamed(hello, "resnet_tiny_0a1b2c3d")
     cache.save(rec)
     inode = os.stat(tmp_path / rec.build_name / RECORD_FILE).st_ino
     created = rec.created_at
     rec.invocation.executed = 7
     cache.save(rec)
-    # os.replace puts a new file in place: a reader holding the old one still sees a whole record
+    # the rename puts a new file in place: a reader holding the old one still sees a whole record
     assert os.stat(tmp_path / rec.build_name / RECORD_FILE).st_ino != inode
     again = cache.load(rec.build_name)
     assert again.invocation.executed == 7 and again.created_at == created
 
 
-def test_update_is_read_modify_write(tmp_path):
+def test_save_refuses_a_symlinked_record(tmp_path, hello):
+    cache = Cache(tmp_path / "c")
+    rec = renamed(hello, "x_0a1b2c3d")
+    folder = cache.build_dir(rec.build_name)
+    victim = tmp_path / "bashrc"
+    victim.write_text("keep me\n")
+    (folder / RECORD_FILE).symlink_to(victim)
+    with pytest.raises(CacheError, match="symbolic link"):
+        cache.save(rec)
+    assert victim.read_text() == "keep me\n"
+
+
+def test_update_is_read_modify_write(tmp_path, hello):
     cache = Cache(tmp_path)
-    cache.save(make_record())
+    cache.save(renamed(hello, "resnet_tiny_0a1b2c3d"))
 
     def bump(r):
         r.invocation.build.status = Status.RUNNING
@@ -160,10 +238,10 @@ def test_update_is_read_modify_write(tmp_path):
         cache.update("resnet_tiny_0a1b2c3e", bump)
 
 
-def test_unknown_build_suggests_closest_names(tmp_path):
+def test_unknown_build_suggests_closest_names(tmp_path, hello):
     cache = Cache(tmp_path)
-    for name, h in (("resnet50_torchvision_c69b7dea", "c69b7dea"), ("bert_hf_11112222", "11112222")):
-        cache.save(make_record(name, inv_hash=h))
+    for name in ("resnet50_torchvision_c69b7dea", "bert_hf_11112222"):
+        cache.save(renamed(hello, name))
     with pytest.raises(CacheError) as e:
         cache.load("resnet50_torchvison_c69b7dea")  # typo
     assert "resnet50_torchvision_c69b7dea" in e.value.hint
@@ -175,28 +253,34 @@ def test_unknown_build_suggests_closest_names(tmp_path):
     assert "tk cache list" in e.value.hint
 
 
-def test_records_and_builds(tmp_path):
+def test_records_and_builds(tmp_path, hello):
     cache = Cache(tmp_path)
     for i in range(3):
-        cache.save(make_record(f"m{i}_0000000{i}", inv_hash=f"0000000{i}"))
+        cache.save(renamed(hello, f"m{i}_0000000{i}"))
     (tmp_path / "not_a_build").mkdir()  # a stray folder without a marker is ignored
     assert cache.builds() == ["m0_00000000", "m1_00000001", "m2_00000002"]
     records, problems = cache.records()
     assert [r.build_name for r in records] == cache.builds() and problems == []
 
 
-def test_records_reads_summaries_without_bulky_detail_but_never_stale_ones(tmp_path):
+def test_records_reads_summaries_without_bulky_detail_but_never_stale_ones(tmp_path, hello):
     cache = Cache(tmp_path)
-    rec = make_record()
-    rec.invocation.characterization.result["nodes"] = [{"op": "aten::addmm", "macs": 24}]
-    rec.invocation.characterization.result["modules"] = {f"m{i}": {"macs": i} for i in range(500)}
+    rec = renamed(hello, "resnet_tiny_0a1b2c3d")
     cache.save(rec)
+    full_char = rec.invocation.characterization.result
+    assert full_char.rows and full_char.modules and rec.invocation.build.result.onnx_op_counts
     (fast,), _ = cache.records()
-    result = fast.invocation.characterization.result
-    assert "nodes" not in result and "modules" not in result  # the list and the 500-key dict are left out
-    assert result["totals"]["macs"] == 24 and fast.invocation.benchmark.result["latency_ms"]["mean"] == 1.5
+    char = fast.invocation.characterization.result
+    assert char.rows == [] and char.modules == [] and char.top_ops == [] and char.fusion.groups == []
+    assert fast.invocation.build.result.onnx_op_counts == {} and "onnx_op_counts" in SUMMARY_OMITS["BuildResult"]
+    # what listings and reports read is all there
+    assert char.totals == full_char.totals and char.hardware.name == full_char.hardware.name
+    assert fast.invocation.benchmark.result == rec.invocation.benchmark.result
+    assert fast.invocation.build.result.opset == rec.invocation.build.result.opset
+    summary_size = (tmp_path / rec.build_name / SUMMARY_FILE).stat().st_size
+    assert summary_size < (tmp_path / rec.build_name / RECORD_FILE).stat().st_size
     (full,), _ = cache.records(full=True)
-    assert full == cache.load(rec.build_name) and full.invocation.characterization.result["nodes"][0]["macs"] == 24
+    assert full == cache.load(rec.build_name) and full.invocation.characterization.result.rows == full_char.rows
     # someone rewrites record.json behind tk's back: the summary no longer matches it and is not used
     path = tmp_path / rec.build_name / RECORD_FILE
     data = json.loads(path.read_text())
@@ -209,26 +293,109 @@ def test_records_reads_summaries_without_bulky_detail_but_never_stale_ones(tmp_p
     assert cache.records()[0][0].invocation.executed == 99
 
 
+# ------------------------------------------------------------------------------------------- version 1
+def test_version_1_record_is_migrated_everywhere(tmp_path, hello):
+    """A record the previous tk wrote (schema 1, stdlib json with Infinity) reads in load(), records(),
+    `tk cache list` and `tk report`, migrated; reading never rewrites it."""
+    cache = Cache(tmp_path / "c")
+    cache.save(renamed(hello, "fresh_11111111"))
+    old = renamed(hello, "old_22222222")
+    folder = cache.build_dir(old.build_name)
+    text = as_version_1(old)
+    assert "Infinity" in text and '"tolerance":{}' in text
+    (folder / RECORD_FILE).write_text(text)
+
+    loaded = cache.load("old_22222222")
+    assert loaded.schema_version == SCHEMA_VERSION and loaded.invocation.build.result.tolerance is None
+    # version 2 writes an infinite error as None (records.OutputAgreement: "None when ... infinite")
+    assert all(a.max_rel_err is None for a in loaded.invocation.build.result.faithfulness.values())
+    assert loaded.invocation.characterization.result.totals == hello.invocation.characterization.result.totals
+    records, problems = cache.records()
+    assert problems == [] and [r.build_name for r in records] == ["fresh_11111111", "old_22222222"]
+    assert (folder / RECORD_FILE).read_text() == text
+
+    out = run_tk("cache", "list", "--cache-dir", str(cache.root), env={"COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    assert "2 build(s)" in out.stdout and "old_22222222" in out.stdout and out.stderr == ""
+    csv_path = tmp_path / "r.csv"
+    out = run_tk("report", "--cache-dir", str(cache.root), "-o", str(csv_path))
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    text = csv_path.read_text()
+    assert "old_22222222" in text and "fresh_11111111" in text
+
+
+def _v1_trim(value, depth: int = 0):
+    """tk 0.1's summary of a stage result (its cache._trim): lists dropped, dicts over 100 keys dropped."""
+    if isinstance(value, dict):
+        if depth > 0 and len(value) > 100:
+            return None
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (list, tuple)):
+                continue
+            t = _v1_trim(v, depth + 1)
+            if t is not None or v is None:
+                out[k] = t
+        return out
+    return value
+
+
+def test_version_1_summary_is_migrated_not_the_whole_record(tmp_path, hello):
+    """A cache written by tk 0.1 lists from its summaries (as fast as before), without rewriting them."""
+    cache = Cache(tmp_path)
+    old = renamed(hello, "old_22222222")
+    folder = cache.build_dir(old.build_name)
+    (folder / RECORD_FILE).write_text(as_version_1(old))
+    summary = json.loads(as_version_1(old))
+    for name in ("characterization", "build", "benchmark"):
+        summary["invocation"][name]["result"] = _v1_trim(summary["invocation"][name]["result"])
+    st = os.stat(folder / RECORD_FILE)
+    summary["_summary_of"] = [st.st_ino, st.st_size, st.st_mtime_ns]
+    summary["invocation"]["executed"] = 5  # marks what was read: the summary, not record.json (executed 1)
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary))
+    assert "rows" not in summary["invocation"]["characterization"]["result"] and hello.invocation.executed != 5
+
+    (fast,), problems = cache.records()
+    assert problems == [] and fast.invocation.executed == 5 and fast.schema_version == SCHEMA_VERSION
+    char = fast.invocation.characterization.result
+    assert char.rows == [] and char.totals == hello.invocation.characterization.result.totals
+    assert fast.invocation.benchmark.result.latency_ms == hello.invocation.benchmark.result.latency_ms
+    (full,), _ = cache.records(full=True)
+    assert full.invocation.executed == hello.invocation.executed and full.invocation.characterization.result.rows
+
+
+def test_newer_record_is_named_with_a_hint_to_upgrade(tmp_path, hello):
+    cache = Cache(tmp_path)
+    cache.save(renamed(hello, "new_33333333"))
+    path = tmp_path / "new_33333333" / RECORD_FILE
+    data = json.loads(path.read_text())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(CacheError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this tk") as e:
+        cache.load("new_33333333")
+    assert "upgrade tk" in e.value.hint
+
+
 # ------------------------------------------------------------------------------------------- delete/clean/files
-def _with_artifacts(cache: Cache, name: str) -> Path:
-    cache.save(make_record(name))
-    folder = cache.build_dir(name)
+def _with_artifacts(cache: Cache, record: BuildRecord) -> Path:
+    cache.save(record)
+    folder = cache.build_dir(record.build_name)
     (folder / "model.onnx").write_bytes(b"\0" * 1000)
     (folder / "model.onnx.data").write_bytes(b"\0" * 500)
     (folder / "build.log").write_text("exported\n")
     (folder / "logs").mkdir()
     (folder / "logs" / "benchmark.log").write_text("ok\n")
     (folder / "raw").mkdir()
-    (folder / "raw" / "latencies.npy").write_bytes(b"\0" * 24)
+    (folder / "raw" / "latencies.json").write_bytes(b"\0" * 24)
     return folder
 
 
-def test_files_clean_and_delete(tmp_path):
+def test_files_clean_and_delete(tmp_path, hello):
     cache = Cache(tmp_path)
-    folder = _with_artifacts(cache, "a_00000001")
-    _with_artifacts(cache, "b_00000002")
+    folder = _with_artifacts(cache, renamed(hello, "a_00000001"))
+    _with_artifacts(cache, renamed(hello, "b_00000002"))
     files = dict(cache.files("a_00000001"))
-    assert files["model.onnx"] == 1000 and files["raw/latencies.npy"] == 24 and RECORD_FILE in files
+    assert files["model.onnx"] == 1000 and files["raw/latencies.json"] == 24 and RECORD_FILE in files
     freed = cache.clean(["a_00000001"])
     assert freed == {"a_00000001": 1000 + 500 + 24}
     left = {p for p, _ in cache.files("a_00000001")}
@@ -252,66 +419,73 @@ def test_delete_refuses_folder_without_build_marker(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- commands
-def test_cli_list_prints_builds_and_statuses(tmp_path, capsys):
+def test_cli_list_prints_builds_and_statuses(tmp_path, capsys, hello):
     cache = Cache(tmp_path)
-    cache.save(make_record("resnet_tiny_alice_0a1b2c3d", latency_ms=1.5))
-    failed = make_record("bert_alice_11112222", inv_hash="11112222", latency_ms=None, class_name="BertModel")
-    failed.invocation.benchmark = StageResult(Status.ERROR, duration_s=0.1, error="ORT session failed")
+    cache.save(with_latency(renamed(hello, "resnet_tiny_alice_0a1b2c3d"), 1.5))
+    failed = renamed(hello, "bert_alice_11112222")
+    failed.invocation.benchmark = StageResult(status=Status.ERROR, duration_s=0.1, error="ORT session failed")
     cache.save(failed)
     assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "2 build(s)" in out
     lines = {ln.split()[1]: ln for ln in out.splitlines() if "_alice_" in ln}
-    assert "1.500" in lines["resnet_tiny_alice_0a1b2c3d"] and lines["resnet_tiny_alice_0a1b2c3d"].count("successful") == 3
-    assert "error" in lines["bert_alice_11112222"] and "BertModel" in lines["bert_alice_11112222"]
+    assert "1.5 ms" in lines["resnet_tiny_alice_0a1b2c3d"]
+    assert lines["resnet_tiny_alice_0a1b2c3d"].count("successful") == 3
+    assert "error" in lines["bert_alice_11112222"] and "SmallModel" in lines["bert_alice_11112222"]
 
     assert run_cli(["cache", "list", "--json", "--cache-dir", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
+    assert data["schema_version"] == SCHEMA_VERSION and data["problems"] == []
     assert [b["build_name"] for b in data["builds"]] == ["bert_alice_11112222", "resnet_tiny_alice_0a1b2c3d"]
+    assert data["builds"][1]["invocation"]["benchmark"]["result"]["latency_ms"]["mean"] == pytest.approx(1.5)
 
 
-def test_cli_list_plain_table_for_many_builds(tmp_path, capsys, monkeypatch):
+def test_cli_list_plain_table_for_many_builds(tmp_path, capsys, monkeypatch, hello):
     from turnkey_like.cli import cache_commands
 
     cache = Cache(tmp_path)
-    cache.save(make_record("resnet_tiny_alice_0a1b2c3d", latency_ms=1.5))
-    cache.save(make_record("bert_alice_11112222", inv_hash="11112222", latency_ms=12.25, class_name="BertModel"))
+    cache.save(with_latency(renamed(hello, "resnet_tiny_alice_0a1b2c3d"), 1.5))
+    cache.save(with_latency(renamed(hello, "bert_alice_11112222"), 12.5))
     monkeypatch.setattr(cache_commands, "RICH_MAX_ROWS", 1)  # the plain renderer takes over above this
     assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"2 build(s) in {tmp_path}"
     assert lines[1].split() == ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark",
-                                "Latency", "mean", "(ms)"]
-    assert lines[3].split() == ["bert_alice_11112222", "resnet_tiny.py", "model", "BertModel", "successful",
-                                "successful", "successful", "12.250"]
+                                "Latency", "mean"]
+    assert lines[3].split() == ["bert_alice_11112222", "hello_world.py", "pytorch_model", "SmallModel", "successful",
+                                "successful", "successful", "12.5", "ms"]
     assert len({len(ln) for ln in lines[1:]}) == 1  # aligned: latency right-justified to the header's width
 
 
-def test_cli_stats_shows_record_files_and_system(tmp_path, capsys):
+def test_cli_stats_shows_record_files_and_system(tmp_path, capsys, hello):
     cache = Cache(tmp_path)
-    _with_artifacts(cache, "resnet_tiny_0a1b2c3d")
+    _with_artifacts(cache, renamed(hello, "resnet_tiny_0a1b2c3d"))
     assert run_cli(["cache", "stats", "resnet_tiny_0a1b2c3d", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     sizes = {ln.split("│")[1].strip(): int(ln.split("│")[3]) for ln in out.splitlines() if ln.count("│") == 4}
-    assert sizes["model.onnx"] == 1000 and sizes["model.onnx.data"] == 500 and sizes["raw/latencies.npy"] == 24
+    assert sizes["model.onnx"] == 1000 and sizes["model.onnx.data"] == 500 and sizes["raw/latencies.json"] == 24
     assert sizes["total"] == sum(v for k, v in sizes.items() if k != "total")
-    assert "1000 B" in out
-    assert "Test CPU" in out and "2.14.1" in out  # system info
-    assert "FLOPs (1 MAC = 2 FLOPs)" in out and "48" in out
+    assert "1 kB" in out  # units.format_bytes: decimal prefixes
+    assert hello.system["cpu"] in out and hello.system["torch"] in out  # system info
+    fields = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in out.splitlines() if ln.count("│") == 3}
+    assert fields["FLOPs (1 MAC = 2 FLOPs)"] == str(HELLO["flops"]) and fields["MACs"] == str(HELLO["macs"])
+    assert fields["Latency mean"].endswith(" ms")
     assert run_cli(["cache", "stats", "--json", "resnet_tiny_0a1b2c3d", "--cache-dir", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["record"]["invocation"]["characterization"]["result"]["totals"]["macs"] == 24
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["record"]["invocation"]["characterization"]["result"]["totals"]["macs"] == HELLO["macs"]
+    assert len(data["record"]["invocation"]["characterization"]["result"]["rows"]) > 0  # the full record
     with pytest.raises(CacheError) as e:
         run_cli(["cache", "stats", "resnet_tiny_0a1b2c3e", "--cache-dir", str(tmp_path)])
     assert "resnet_tiny_0a1b2c3d" in e.value.hint
 
 
-def test_cli_delete_clean_location(tmp_path, capsys, monkeypatch):
+def test_cli_delete_clean_location(tmp_path, capsys, monkeypatch, hello):
     cache = Cache(tmp_path)
     for n in ("a_00000001", "b_00000002", "c_00000003"):
-        _with_artifacts(cache, n)
+        _with_artifacts(cache, renamed(hello, n))
     assert run_cli(["cache", "clean", "--all", "--cache-dir", str(tmp_path)]) == 0
-    assert "freed" in capsys.readouterr().out
+    assert "freed 4.57 kB (4572 bytes)" in capsys.readouterr().out  # 3 x (1000 + 500 + 24)
     assert all("model.onnx" not in dict(cache.files(n)) for n in cache.builds())
     assert run_cli(["cache", "delete", "a_00000001", "--cache-dir", str(tmp_path)]) == 0
     assert cache.builds() == ["b_00000002", "c_00000003"]
@@ -325,9 +499,9 @@ def test_cli_delete_clean_location(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == str(tmp_path / "envcache")
 
 
-def test_cache_list_does_not_import_torch(tmp_path):
+def test_cache_list_does_not_import_torch(tmp_path, hello):
     cache = Cache(tmp_path)
-    cache.save(make_record())
+    cache.save(renamed(hello, "resnet_tiny_0a1b2c3d"))
     code = (
         "import argparse, sys\n"
         "from turnkey_like.cli.cache_commands import register\n"

@@ -1,5 +1,6 @@
-"""The cache under faults: concurrent writer processes, SIGKILL mid-stage, reused pids, truncated and
-corrupt records, read-only folders, and locks held by another process. Real processes, real files."""
+"""The cache under faults: concurrent writer processes, SIGKILL mid-stage, reused pids, truncated,
+corrupt and invalid records (named and skipped by every command), read-only folders, and locks held by
+another process. Real processes, real files, records from a real run (``real_cache``)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import psutil
 import pytest
 
 import turnkey_like
+from conftest import run_tk
 from turnkey_like.cache import LOCK_FILE, RECORD_FILE, Cache
 from turnkey_like.errors import CacheError
 from turnkey_like.records import SCHEMA_VERSION, Status
 
-from test_cache import make_record, run_cli  # noqa: E402 - pytest puts tests/ on sys.path
+# pytest puts tests/ on sys.path; the fixtures are used by name
+from test_cache import hello, real_records, renamed, run_cli, template_file  # noqa: E402,F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(REPO / "tests")}
@@ -38,18 +41,18 @@ WRITER = r"""
 import os, sys, time
 from pathlib import Path
 from turnkey_like.cache import Cache
-from test_cache import make_record
-root, tag, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+from test_cache import record_from_file
+root, tag, go, template = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 while not go.exists():
     time.sleep(0.005)
 cache = Cache(root)  # both processes may create the new root at the same time
 if tag == "a":
     try:
-        cache.save(make_record("shared_00000000", inv_hash="00000000"))
+        cache.save(record_from_file(template, "shared_00000000"))
     except Exception:
         pass
 for i in range(25):
-    cache.save(make_record(f"own_{tag}_{i:08d}", inv_hash=f"{i:08d}"))
+    cache.save(record_from_file(template, f"own_{tag}_{i:08d}"))
     while True:
         try:
             def bump(r):
@@ -65,9 +68,9 @@ print("done")
 """
 
 
-def test_two_writer_processes_lose_nothing(tmp_path):
+def test_two_writer_processes_lose_nothing(tmp_path, template_file, hello):
     root, go = tmp_path / "cache", tmp_path / "go"
-    procs = [_spawn(WRITER, str(root), tag, str(go)) for tag in ("a", "b")]
+    procs = [_spawn(WRITER, str(root), tag, str(go), str(template_file)) for tag in ("a", "b")]
     time.sleep(0.5)  # let both start and wait on the go file
     go.touch()
     for p in procs:
@@ -80,9 +83,9 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     names = {r.build_name for r in records}
     assert names == {"shared_00000000"} | {f"own_{t}_{i:08d}" for t in "ab" for i in range(25)}
     shared = cache.load("shared_00000000")
-    # 2 processes x 25 locked read-modify-writes on a record saved with executed=1: none lost
-    assert shared.invocation.executed == 1 + 50
-    assert shared.invocation.time_s == pytest.approx(0.001 + 50.0)
+    # 2 processes x 25 locked read-modify-writes on the real record: none lost
+    assert shared.invocation.executed == hello.invocation.executed + 50
+    assert shared.invocation.time_s == pytest.approx(hello.invocation.time_s + 50.0)
     # no temp files left anywhere
     assert not [p for p in root.rglob("*.tmp")]
 
@@ -96,18 +99,18 @@ time.sleep(30)
 """
 
 
-def test_lock_is_per_build(tmp_path):
+def test_lock_is_per_build(tmp_path, hello):
     cache = Cache(tmp_path, lock_timeout_s=0.5)
-    cache.save(make_record("a_00000001", inv_hash="00000001"))
-    cache.save(make_record("b_00000002", inv_hash="00000002"))
+    cache.save(renamed(hello, "a_00000001"))
+    cache.save(renamed(hello, "b_00000002"))
     holder = _spawn(HOLDER, str(tmp_path / "a_00000001" / LOCK_FILE))
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.perf_counter()
-        cache.save(make_record("b_00000002", inv_hash="00000002"))  # another build: no waiting
+        cache.save(renamed(hello, "b_00000002"))  # another build: no waiting
         assert time.perf_counter() - t0 < 0.4
         with pytest.raises(CacheError, match="locked by another tk process") as e:
-            cache.save(make_record("a_00000001", inv_hash="00000001"))
+            cache.save(renamed(hello, "a_00000001"))
         assert LOCK_FILE in e.value.hint
         assert cache.load("a_00000001").build_name == "a_00000001"  # readers take no lock
     finally:
@@ -117,14 +120,13 @@ def test_lock_is_per_build(tmp_path):
 
 # ------------------------------------------------------------------------------------------- killed runs
 RUNNER = r"""
-import datetime, os, sys, time
+import os, sys, time
 from turnkey_like.cache import Cache
-from turnkey_like.records import StageResult, Status
-from test_cache import make_record
+from turnkey_like.records import StageResult, Status, now_utc
+from test_cache import record_from_file
 cache = Cache(sys.argv[1])
-rec = make_record("victim_0a1b2c3d")
-rec.invocation.build = StageResult(Status.RUNNING, pid=os.getpid(),
-                                   started_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
+rec = record_from_file(sys.argv[2], "victim_0a1b2c3d")
+rec.invocation.build = StageResult(status=Status.RUNNING, pid=os.getpid(), started_at=now_utc())
 rec.invocation.benchmark = StageResult()
 cache.save(rec)
 print("running", flush=True)
@@ -132,11 +134,11 @@ time.sleep(60)
 """
 
 
-def test_sigkill_while_running_reads_killed(tmp_path):
-    proc = _spawn(RUNNER, str(tmp_path))
+def test_sigkill_while_running_reads_killed(tmp_path, template_file):
+    proc = _spawn(RUNNER, str(tmp_path / "c"), str(template_file))
     try:
         assert proc.stdout.readline().strip() == "running"
-        cache = Cache(tmp_path, create=False)
+        cache = Cache(tmp_path / "c", create=False)
         assert cache.load("victim_0a1b2c3d").invocation.build.status == Status.RUNNING  # still alive
         os.kill(proc.pid, signal.SIGKILL)
         # before the parent reaps it the child is a zombie: it must already read as killed
@@ -154,13 +156,13 @@ def test_sigkill_while_running_reads_killed(tmp_path):
     assert records[0].invocation.benchmark.status == Status.NOT_STARTED
     assert records[0].invocation.characterization.status == Status.SUCCESSFUL
     # reading never rewrites the file: the stored status is still what the writer wrote
-    data = json.loads((tmp_path / "victim_0a1b2c3d" / RECORD_FILE).read_text())
+    data = json.loads((tmp_path / "c" / "victim_0a1b2c3d" / RECORD_FILE).read_text())
     assert data["invocation"]["build"]["status"] == "running"
 
 
-def _write_running(cache: Cache, *, create_time=None, started_at=None, host=None) -> None:
+def _write_running(cache: Cache, hello, *, create_time=None, started_at=None, host=None) -> None:
     """Save a record whose build stage is running in *this* (live) process, then doctor the writer facts."""
-    rec = make_record()
+    rec = renamed(hello, "resnet_tiny_0a1b2c3d")
     rec.invocation.build.status = Status.RUNNING
     rec.invocation.build.pid = os.getpid()
     rec.invocation.build.started_at = started_at
@@ -176,27 +178,27 @@ def _write_running(cache: Cache, *, create_time=None, started_at=None, host=None
     path.write_text(json.dumps(data))
 
 
-def test_reused_pid_is_not_mistaken_for_the_writer(tmp_path):
+def test_reused_pid_is_not_mistaken_for_the_writer(tmp_path, hello):
     cache = Cache(tmp_path)
-    _write_running(cache)
+    _write_running(cache, hello)
     assert cache.load("resnet_tiny_0a1b2c3d").invocation.build.status == Status.RUNNING
     # the pid is alive but is a different process than the one that wrote "running" (other create time)
-    _write_running(cache, create_time=psutil.Process().create_time() - 3600)
+    _write_running(cache, hello, create_time=psutil.Process().create_time() - 3600)
     rec = cache.load("resnet_tiny_0a1b2c3d")
     assert rec.invocation.build.status == Status.KILLED and "pid reused" in rec.invocation.build.error
     # without a stored create time: the live process started after the stage did (year 2000)
-    _write_running(cache, started_at="2000-01-01T00:00:00+00:00")
+    _write_running(cache, hello, started_at="2000-01-01T00:00:00+00:00")
     assert cache.load("resnet_tiny_0a1b2c3d").invocation.build.status == Status.KILLED
     # written on another host: its processes cannot be checked from here, so it stays running
-    _write_running(cache, create_time=1.0, host="some-other-host")
+    _write_running(cache, hello, create_time=1.0, host="some-other-host")
     assert cache.load("resnet_tiny_0a1b2c3d").invocation.build.status == Status.RUNNING
 
 
 # ------------------------------------------------------------------------------------------- corrupt records
-def test_truncated_and_corrupt_records_are_named_and_skipped(tmp_path, capsys):
+def test_truncated_and_corrupt_records_are_named_and_skipped(tmp_path, capsys, hello):
     cache = Cache(tmp_path)
-    for i in range(4):
-        cache.save(make_record(f"m{i}_0000000{i}", inv_hash=f"0000000{i}"))
+    for i in (0, 1, 2, 3, 5):
+        cache.save(renamed(hello, f"m{i}_0000000{i}"))
     rec_path = tmp_path / "m1_00000001" / RECORD_FILE
     text = rec_path.read_text()
     rec_path.write_text(text[: len(text) // 2])  # truncated mid-write by something that was not tk
@@ -205,25 +207,76 @@ def test_truncated_and_corrupt_records_are_named_and_skipped(tmp_path, capsys):
     newer["schema_version"] = SCHEMA_VERSION + 1
     (tmp_path / "m3_00000003" / RECORD_FILE).write_text(json.dumps(newer))
     cache.build_dir("m4_00000004")  # folder created, record not written yet
+    wrong = json.loads((tmp_path / "m5_00000005" / RECORD_FILE).read_text())
+    wrong["invocation"]["executed"] = "x"  # valid JSON, wrong type
+    (tmp_path / "m5_00000005" / RECORD_FILE).write_text(json.dumps(wrong))
 
     records, problems = cache.records()
     assert [r.build_name for r in records] == ["m0_00000000"]
     why = {p.build_name: p.message for p in problems}
-    assert set(why) == {"m1_00000001", "m2_00000002", "m3_00000003", "m4_00000004"}
+    assert set(why) == {"m1_00000001", "m2_00000002", "m3_00000003", "m4_00000004", "m5_00000005"}
+    assert all("\n" not in m and name in m for name, m in why.items())  # one line, naming the build
     assert "truncated or not JSON" in why["m1_00000001"]
-    assert "missing field" in why["m2_00000002"]
+    assert "missing required field" in why["m2_00000002"]
     assert "newer than this tk reads" in why["m3_00000003"]
     assert "no record yet" in why["m4_00000004"]
+    assert why["m5_00000005"] == ("record of build m5_00000005 does not match the tk schema: "
+                                  "Expected `int`, got `str` - at `$.invocation.executed`")
     with pytest.raises(CacheError, match="corrupt") as e:
         cache.load("m1_00000001")
     assert "tk cache delete m1_00000001" in e.value.hint
+    with pytest.raises(CacheError, match="invocation.executed"):  # what the pipeline reads as "no previous record"
+        cache.load("m5_00000005")
 
-    assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 1  # something failed, the rest listed
     captured = capsys.readouterr()
     assert "m0_00000000" in captured.out and "1 build(s)" in captured.out
-    assert "skipped 4 unreadable record(s)" in captured.err and "m1_00000001: record of build" in captured.err
+    assert "skipped 5 unreadable record(s)" in captured.err and "m1_00000001: record of build" in captured.err
     # the broken build can still be deleted
     assert cache.delete(["m1_00000001"]) == ["m1_00000001"]
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda d: d["invocation"].__setitem__("executed", "x"), "$.invocation.executed"),
+    (lambda d: d["invocation"]["benchmark"]["result"].__setitem__("latency_ms", "fast"),
+     "$.invocation.benchmark.result.latency_ms"),
+], ids=["executed", "latency_ms"])
+def test_every_command_names_and_skips_an_invalid_record(tmp_path, hello, damage, field):
+    """`tk cache list`, `tk cache stats` and `tk report` (real processes) with one invalid record next
+    to a good one: the invalid one is named on stderr in one line, the good one is still shown, and
+    the exit code is 1 (no traceback)."""
+    cache = Cache(tmp_path / "c")
+    cache.save(renamed(hello, "good_11111111"))
+    cache.save(renamed(hello, "bad_22222222"))
+    path = tmp_path / "c" / "bad_22222222" / RECORD_FILE
+    data = json.loads(path.read_text())
+    damage(data)
+    path.write_text(json.dumps(data))
+
+    def named_once(err: str) -> str:
+        (line,) = [ln for ln in err.splitlines() if field in ln]
+        assert "bad_22222222" in line and "Traceback" not in err
+        return line
+
+    # exit code 1: something failed, the others still ran (docs/exit_codes.md)
+    out = run_tk("cache", "list", "--cache-dir", str(cache.root), env={"COLUMNS": "250"})
+    assert out.returncode == 1, out.stderr
+    assert "good_11111111" in out.stdout and "bad_22222222" not in out.stdout and "1 build(s)" in out.stdout
+    assert named_once(out.stderr).startswith("  bad_22222222: record of build bad_22222222 does not match")
+
+    out = run_tk("cache", "stats", "bad_22222222", "--cache-dir", str(cache.root))
+    assert out.returncode == 1 and out.stdout == ""
+    assert named_once(out.stderr).startswith("error: record of build bad_22222222 does not match the tk schema")
+    out = run_tk("cache", "stats", "good_11111111", "--cache-dir", str(cache.root), env={"COLUMNS": "250"})
+    assert out.returncode == 0 and "good_11111111" in out.stdout, out.stderr
+
+    report = tmp_path / "r.csv"
+    out = run_tk("report", "--cache-dir", str(cache.root), "-o", str(report))
+    assert out.returncode == 1, out.stderr
+    assert "wrote 1 row(s)" in out.stdout
+    named_once(out.stderr)
+    rows = report.read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("good_11111111,")
 
 
 # ------------------------------------------------------------------------------------------- read-only
@@ -254,11 +307,12 @@ def _unprivileged(fn):
     return json.loads(text)
 
 
-def test_read_only_cache_gives_clear_errors_and_stays_readable():
+def test_read_only_cache_gives_clear_errors_and_stays_readable(hello):
     base = Path(tempfile.mkdtemp(prefix="tk_ro_"))
+    rec = renamed(hello, "resnet_tiny_0a1b2c3d")
     try:
         cache = Cache(base / "cache")
-        cache.save(make_record())
+        cache.save(rec)
         (base / "empty").mkdir()
         for p in (base, base / "cache", base / "cache" / "resnet_tiny_0a1b2c3d", base / "empty"):
             p.chmod(0o555)
@@ -283,7 +337,7 @@ def test_read_only_cache_gives_clear_errors_and_stays_readable():
             records, problems = reader.records()
             out["read"] = [r.build_name for r in records] + [p.message for p in problems]
             try:
-                reader.save(make_record())
+                reader.save(rec)
                 out["save"] = "no error"
             except CacheError as e:
                 out["save"] = e.message
@@ -306,23 +360,28 @@ def test_read_only_cache_gives_clear_errors_and_stays_readable():
 # ------------------------------------------------------------------------------------------- atomic writes
 SAVER = r"""
 import sys
+import time
+import msgspec
 from turnkey_like.cache import Cache
-from test_cache import make_record
+from test_cache import record_from_file
 cache = Cache(sys.argv[1])
-rec = make_record("big_0a1b2c3d")
+rec = record_from_file(sys.argv[2], "big_0a1b2c3d")
+char = rec.invocation.characterization.result
+row = char.rows[0]
 for i in range(25):
     rec.invocation.executed = i
-    # a large result (~150 KB of per-node rows) makes a non-atomic write easy to catch half-done
-    rec.invocation.characterization.result["nodes"] = [{"op": "aten::mm", "i": i, "macs": j} for j in range(4000)]
+    # a large result (~1 MB: the real op row repeated) makes a non-atomic write easy to catch half-done
+    char.rows = [msgspec.structs.replace(row, index=j) for j in range(4000)]
     cache.save(rec)
+    time.sleep(0.02)  # leave the reader time to read between saves, so the two really overlap
 print("done", flush=True)
 """
 
 
-def test_readers_never_see_a_half_written_record(tmp_path):
+def test_readers_never_see_a_half_written_record(tmp_path, hello, template_file):
     cache = Cache(tmp_path)
-    cache.save(make_record("big_0a1b2c3d"))
-    writer = _spawn(SAVER, str(tmp_path))
+    cache.save(renamed(hello, "big_0a1b2c3d"))
+    writer = _spawn(SAVER, str(tmp_path), str(template_file))
     seen, reads = set(), 0
     while writer.poll() is None:
         rec = cache.load("big_0a1b2c3d")  # raises CacheError("... corrupt ...") on a partial file

@@ -1,12 +1,12 @@
 """The `tk` command line end to end, in-process: bad inputs, selection, labels, --json, help."""
 
-import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from turnkey_like.cli import main
+from turnkey_like.records import RunReport, Status, decode
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "scripts"
 
@@ -94,21 +94,21 @@ def test_shorthand_selection_and_json(tmp_path, cache, capsys):
     code, out, err = _tk(capsys, str(EXAMPLES / "two_models.py") + "::c69b7dea", "--analyze-only",
                          "--cache-dir", cache, "--json", str(out_json))
     assert "c69b7dea" in out and "(not selected)" in out
-    data = json.loads(out_json.read_text())
-    (script,) = data["scripts"]
-    invs = {i["hash"]: i for m in script["models"] for i in m["invocations"]}
-    assert invs["f93db89f"]["selected"] is False
-    assert invs["f93db89f"]["characterization"]["status"] == "skipped"
-    assert invs["c69b7dea"]["selected"] is True
-    assert invs["c69b7dea"]["build"]["reason"] == "--analyze-only"
+    report = decode(out_json.read_bytes(), RunReport)
+    (script,) = report.results
+    invs = {inv.hash: inv for _model, inv in script.invocations()}
+    assert invs["f93db89f"].selected is False
+    assert invs["f93db89f"].characterization.status == Status.SKIPPED
+    assert invs["c69b7dea"].selected is True
+    assert invs["c69b7dea"].build.reason == "--analyze-only"
 
 
 def test_model_hash_selects_all_its_invocations(tmp_path, cache, capsys):
     out_json = tmp_path / "run.json"
     _tk(capsys, str(EXAMPLES / "multiple_invocations.py") + "::d0b6b257", "--analyze-only",
         "--cache-dir", cache, "--json", str(out_json))
-    (model,) = json.loads(out_json.read_text())["scripts"][0]["models"]
-    assert [i["selected"] for i in model["invocations"]] == [True, True]
+    (model,) = decode(out_json.read_bytes(), RunReport).results[0].models
+    assert [inv.selected for inv in model.invocations] == [True, True]
 
 
 def test_labels_filter(tmp_path, cache, capsys):
@@ -151,7 +151,8 @@ def test_analyze_only_rerun_keeps_earlier_build_and_benchmark(tmp_path, cache, c
     assert code == 0
     again = Cache(cache, create=False).load(name).invocation
     assert again.build.status.value == again.benchmark.status.value == "successful"
-    assert again.benchmark.result["latency_ms"] == first.benchmark.result["latency_ms"]
+    assert again.benchmark.result.latency_ms == first.benchmark.result.latency_ms
+    assert again.benchmark.run_id == first.benchmark.run_id  # says which run measured it
     assert again.benchmark.reason == "kept from an earlier run"
     assert "kept from an earlier run" in out
 
@@ -167,7 +168,7 @@ def test_lean_cache_drops_onnx_but_keeps_the_record(tmp_path, cache, capsys):
     files = [path for path, _size in store.files(name)]
     assert not [f for f in files if f.endswith((".onnx", ".onnx.data"))], files
     record = store.load(name).invocation
-    assert record.benchmark.status.value == "successful" and record.benchmark.result["latency_ms"]["mean"] > 0
+    assert record.benchmark.status.value == "successful" and record.benchmark.result.latency_ms.mean > 0
 
 
 TRAINING = """
@@ -181,7 +182,7 @@ model(torch.rand(8, 16))
 
 def test_training_mode_model_is_built_and_benchmarked_in_eval_mode(tmp_path, cache, capsys):
     from turnkey_like.cache import Cache
-    from turnkey_like.pipeline import Pipeline
+    from turnkey_like.pipeline import eval_mode
 
     script = _write(tmp_path, "train.py", TRAINING)
     code, out, err = _tk(capsys, "benchmark", str(script), "--iterations", "5", "--cache-dir", cache)
@@ -191,13 +192,13 @@ def test_training_mode_model_is_built_and_benchmarked_in_eval_mode(tmp_path, cac
     inv = store.load(store.builds()[0]).invocation
     assert inv.training is True
     # dropout and batch statistics would make ONNX and eager disagree; in eval mode they agree
-    assert inv.build.result["faithful"] is True
+    assert inv.build.result.faithful is True
 
     import torch
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
     model.train()
     model[1].eval()  # a mixed state must come back exactly
-    with Pipeline._eval_mode(model):
+    with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == [True, True, False]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
-from turnkey_like.characterize.counter import CountResult, OpRow, count_model
+from turnkey_like.characterize.counter import count_model
 from turnkey_like.errors import CharacterizationError
+from turnkey_like.records import OpRow, decode, encode
 
 try:
     from tests.zoo import ZOO, build, conv_variety_macs
@@ -173,13 +177,11 @@ def test_failing_forward_raises_characterization_error_and_unhooks():
     assert res.module_order == [""] and res.total_macs() == 24
 
 
-def test_records_round_trip():
+def test_rows_are_typed_records_and_round_trip_through_the_codec():
     model, args, kwargs, _ = build("mha")
     res = count_model(model, args, kwargs)
-    d = res.to_dict()
-    back = CountResult.from_dict(d)
-    assert back == res
-    assert isinstance(back.rows[0], OpRow)
+    assert all(isinstance(r, OpRow) for r in res.rows)
+    assert decode(encode(res.rows), list[OpRow]) == res.rows
 
 
 def test_plain_callable_root():
@@ -232,3 +234,147 @@ def test_bert_base_and_yolov8n_match_reference_counts():
         res = count_model(yolo, (torch.zeros(1, 3, 640, 640),))
     # Ultralytics reports 8.7 GFLOPs for YOLOv8n at 640 (conv MACs x 2)
     assert abs(2 * res.total_macs() - 8.7e9) <= 0.01 * 8.7e9
+
+
+# --- higher-order ops ------------------------------------------------------------------------------
+
+
+class CondModel(nn.Module):
+    """``torch.cond(x.sum() > 0, lin(x), x + 1)`` with lin = Linear(4, 6, bias=False), x [2, 4].
+
+    True branch: 2*4*6 = 48 MACs; false branch: 0 MACs (one add).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 6, bias=False)
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda t: self.lin(t), lambda t: torch.cat([t, t[:, :2]], 1) + 1, (x,))
+
+
+def test_cond_is_counted_through_the_branch_that_ran():
+    model = CondModel().eval()
+    taken = count_model(model, (torch.ones(2, 4),))
+    assert taken.total_macs() == 48 and taken.uncounted == {}
+    lin = [r for r in taken.rows if r.category == "matmul"]
+    assert len(lin) == 1 and lin[0].module_path == "lin" and lin[0].macs == 48
+    other = count_model(model, (-torch.ones(2, 4),))
+    assert other.total_macs() == 0 and other.uncounted == {}
+    assert "aten.add.Tensor" in [r.op for r in other.rows]  # the false branch's ops are rows
+    assert not any(r.op.startswith("higher_order.") for r in taken.rows + other.rows)
+
+
+def test_cond_on_fake_tensors_is_listed_as_uncounted_not_dropped():
+    # the predicate has no value on fake tensors: the branch is unknown, so the cond is one uncounted row
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    model = CondModel().eval()
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        res = count_model(model, (mode.from_tensor(torch.ones(2, 4)),))
+    assert res.uncounted == {"higher_order.cond": 1}
+    (row,) = [r for r in res.rows if r.op == "higher_order.cond"]
+    assert not row.counted and row.macs is None and row.output_shapes == [[2, 6]]
+
+
+def test_while_loop_counts_every_iteration():
+    from torch._higher_order_ops.while_loop import while_loop
+
+    class Loop(nn.Module):
+        def forward(self, x):
+            return while_loop(lambda i, t: i < 3, lambda i, t: (i + 1, t @ t), (torch.tensor(0), x))
+
+    # 3 iterations of [4, 4] @ [4, 4] = 3 x 64 = 192 MACs; 4 checks of i < 3
+    res = count_model(Loop(), (torch.randn(4, 4),))
+    assert res.total_macs() == 192
+    assert [r.op for r in res.rows].count("aten.lt.Scalar") == 4
+    assert res.uncounted == {}
+
+
+def test_flex_attention_is_one_attention_row():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    class Flex(nn.Module):
+        def forward(self, q, k, v):
+            return flex_attention(q, k, v)
+
+    # q, k, v [1, 2, 8, 16]: B*H*Lq*S*(E + Ev) = 1*2*8*8*(16+16) = 4096 MACs, as SDPA
+    q = torch.randn(1, 2, 8, 16)
+    res = count_model(Flex(), (q, q, q))
+    (row,) = [r for r in res.rows if r.category == "attention"]
+    assert row.op == "higher_order.flex_attention" and row.macs == 4096 and row.flops == 8192
+    assert row.output_shapes[0] == [1, 2, 8, 16]
+    assert res.total_macs() == 4096 and res.uncounted == {}
+
+
+def test_invoke_subgraph_is_counted_through_its_subgraph():
+    # [3, 5] @ [5, 3] inside the subgraph: 3*5*3 = 45 MACs
+    graph = torch.fx.symbolic_trace(lambda a, b: (a @ b,))
+
+    def call(a, b):
+        return torch.ops.higher_order.invoke_subgraph(graph, "sub", a, b)[0]
+
+    res = count_model(call, (torch.randn(3, 5), torch.randn(5, 3)))
+    assert res.total_macs() == 45 and res.uncounted == {}
+
+
+# --- agreement with torch.utils.flop_counter -----------------------------------------------------------
+
+
+def _flop_counter_total(model, args):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(*args)
+    return counter.get_total_flops(), counter.get_flop_counts()["Global"]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "conv_mlp", "causal_sdpa_math"])
+def test_conv_matmul_flops_equal_flop_counter_mode(name):
+    # FlopCounterMode counts only conv, matmul and attention ops (FLOPs = 2 x MACs); on models made of
+    # ops both count, its total must equal our FLOPs of those categories, op by op. (It has no
+    # formula for the fused CPU flash-attention kernel, so SDPA is compared on the math backend.)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = contextlib.nullcontext()
+    if name == "resnet18":
+        model, args = torchvision.models.resnet18(weights=None).eval(), (torch.randn(1, 3, 64, 64),)
+    elif name == "conv_mlp":
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 16), nn.GELU(),
+                              nn.Linear(16, 4)).eval()
+        args = (torch.randn(2, 3, 8, 8),)
+    else:
+        model, args, _, _ = build("causal_sdpa")
+        backend = sdpa_kernel(SDPBackend.MATH)
+    with torch.no_grad(), backend:
+        total, per_op = _flop_counter_total(model, args)
+        res = count_model(model, args)
+    ours = res.total_flops(categories=("conv", "matmul", "attention"))
+    assert total > 0 and ours == total
+    by_packet: dict[str, int] = {}
+    for r in res.rows:
+        if r.category in ("conv", "matmul", "attention"):
+            packet = r.op.rsplit(".", 1)[0]
+            by_packet[packet] = by_packet.get(packet, 0) + r.flops
+    assert by_packet == {str(p): n for p, n in per_op.items()}
+
+
+def test_symbolic_sizes_are_kept_by_name_and_costed_at_their_hints():
+    # make_fx(tracing_mode="symbolic") runs the function on fake tensors whose sizes are symbols
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    got = {}
+
+    def f(x, w, b):
+        got["res"] = count_model(lambda t: torch.relu(F.linear(t, w, b)), (x,))
+        return x
+
+    make_fx(f, tracing_mode="symbolic")(torch.randn(5, 8), torch.randn(4, 8), torch.randn(4))
+    res = got["res"]
+    addmm = res.rows[0]
+    assert addmm.op == "aten.addmm.default"
+    assert all(isinstance(d, str) for s in addmm.input_shapes + addmm.output_shapes for d in s)
+    # costs at the example sizes, without specialising the symbols: 5*8*4 = 160 MACs
+    assert addmm.macs == 160 and type(addmm.macs) is int
+    assert addmm.bytes_read == (4 + 5 * 8 + 8 * 4) * 4 and type(addmm.bytes_read) is int
+    assert decode(encode(res.rows), list[OpRow]) == res.rows

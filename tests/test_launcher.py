@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from turnkey_like.launcher import run_isolated
-from turnkey_like.records import Status
+from turnkey_like.launcher import choose_start_method, default_start_method, run_isolated
+from turnkey_like.records import LatencyStats, StageResult, Status
 
 
 def _returns(x):
@@ -39,6 +39,16 @@ def _exits():
 
 def _unpicklable():
     return lambda: None
+
+
+def _record():
+    return LatencyStats(mean=2.0, median=2.0, p90=3.0, p99=3.5, min=1.0, max=4.0, std=0.5)
+
+
+def _raises_tk_error():
+    from turnkey_like.errors import BuildError
+
+    raise BuildError("ONNX export failed: dynamo: " + "x" * 1000)
 
 
 def test_success_returns_value_and_logs_output(tmp_path):
@@ -85,6 +95,34 @@ def test_unpicklable_result_is_an_error_not_a_hang(tmp_path):
     out = run_isolated(_unpicklable, timeout_s=60, log_path=tmp_path / "child.log")
     assert out.status is Status.ERROR
     assert "could not be sent" in out.error
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_records_cross_the_process_boundary_as_records(tmp_path, method):
+    out = run_isolated(_record, timeout_s=120, log_path=tmp_path / "child.log", start_method=method)
+    assert out.status is Status.SUCCESSFUL, out.error
+    assert out.value == _record() and isinstance(out.value, LatencyStats)
+    stage = out.stage_result("2026-01-01T00:00:00+00:00", 1.5)
+    assert isinstance(stage, StageResult) and stage.result == out.value and stage.duration_s == 1.5
+
+
+def test_error_line_is_errors_one_line(tmp_path):
+    out = run_isolated(_raises_tk_error, timeout_s=60, log_path=tmp_path / "child.log")
+    assert out.status is Status.ERROR
+    assert out.error.startswith("ONNX export failed: dynamo: xxx")  # a TkError by its message alone
+    assert len(out.error) == 500 and out.error.endswith("...")
+
+
+def test_choose_start_method_is_the_one_rule():
+    # no CUDA anywhere: the default (fork on Linux), which sees the live model
+    assert choose_start_method("cpu", False) == default_start_method()
+    assert choose_start_method("cpu", False, needs_live_model=False) == default_start_method()
+    # CUDA and the live model (a CUDA model's export, torch on CUDA): in-process
+    assert choose_start_method("cuda", False, needs_live_model=True) == "inline"
+    assert choose_start_method("cpu", True, needs_live_model=True) == "inline"
+    # CUDA with picklable work only (ORT on CUDA): a spawned child
+    assert choose_start_method("cuda", False, needs_live_model=False) == "spawn"
+    assert choose_start_method("cuda", True, needs_live_model=False) == "spawn"
 
 
 def test_inline_start_method_runs_in_this_process(tmp_path):

@@ -9,10 +9,18 @@ import onnx
 import pytest
 import torch
 
-from turnkey_like.build import BuildOptions, save_onnx
+from turnkey_like.build import BuildOptions
 from turnkey_like.errors import InputError
-from turnkey_like.onnx_file import INT_HIGH, build_onnx_file, describe_onnx, parse_input_shape, synthesize_inputs
-from turnkey_like.records import Status, TensorSpec
+from turnkey_like.onnx_file import (
+    FILE_EXPORTER,
+    INT_HIGH,
+    build_onnx_file,
+    describe_onnx,
+    parse_input_shape,
+    synthesize_inputs,
+)
+from turnkey_like.onnx_tools import save_onnx
+from turnkey_like.records import BuildResult, GraphIO, Status, TensorSpec, decode, encode
 from turnkey_like.runtimes import BenchmarkOptions, benchmark_invocation
 
 
@@ -64,8 +72,8 @@ def test_describe_with_overrides(dynamic_onnx):
     assert info.model_hash == hashlib.sha256(path.read_bytes()).hexdigest()[:8]
     # Embedding 50x8 = 400, Linear 8x3 + 3 = 27 -> 427 fp32 values, 1708 bytes
     assert info.params == 427 and info.param_bytes == 1708
-    assert info.inputs == [TensorSpec("input_ids", "tensor", (2, 7), "int64"),
-                           TensorSpec("attention_mask", "tensor", (2, 7), "int64")]
+    assert info.inputs == [TensorSpec(name="input_ids", kind="tensor", shape=(2, 7), dtype="int64"),
+                           TensorSpec(name="attention_mask", kind="tensor", shape=(2, 7), dtype="int64")]
     assert info.index_bounds == {"input_ids": 50}  # the Embedding(50, 8) table
     # external data: counted from the initializers' dims without loading the data
     assert describe_onnx(ext, {"input_ids": (1, 4), "attention_mask": (1, 4)}).params == 427
@@ -85,11 +93,11 @@ def test_fixed_dims_cannot_be_overridden(tmp_path):
 
 def test_synthesize_inputs():
     specs = [
-        TensorSpec("input_ids", "tensor", (2, 64), "int64"),
-        TensorSpec("attention_mask", "tensor", (2, 64), "int64"),
-        TensorSpec("token_type_ids", "tensor", (2, 64), "int64"),
-        TensorSpec("pixel_values", "tensor", (100, 100), "float32"),
-        TensorSpec("flags", "tensor", (3,), "bool"),
+        TensorSpec(name="input_ids", kind="tensor", shape=(2, 64), dtype="int64"),
+        TensorSpec(name="attention_mask", kind="tensor", shape=(2, 64), dtype="int64"),
+        TensorSpec(name="token_type_ids", kind="tensor", shape=(2, 64), dtype="int64"),
+        TensorSpec(name="pixel_values", kind="tensor", shape=(100, 100), dtype="float32"),
+        TensorSpec(name="flags", kind="tensor", shape=(3,), dtype="bool"),
     ]
     x = synthesize_inputs(specs)
     ids = x["input_ids"]
@@ -110,13 +118,15 @@ def test_build_and_benchmark_onnx_file_with_external_data(dynamic_onnx, tmp_path
     stage = build_onnx_file(ext, tmp_path, BuildOptions(), input_shapes=shapes)
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
+    assert isinstance(r, BuildResult) and r.exporter == FILE_EXPORTER
     assert (tmp_path / "classifier_ext.onnx").exists() and (tmp_path / "classifier_ext.onnx.data").exists()
-    assert r["external_data"] is True and r["data_files"] == ["classifier_ext.onnx.data"]
-    assert r["input_specs"][0] == {"name": "input_ids", "shape": [3, 6], "dtype": "int64", "int_high": 50}
-    assert r["faithful"] is None  # no eager model to compare with
-    bench = benchmark_invocation(None, (), {}, r, tmp_path, BenchmarkOptions(iterations=10))
+    assert r.external_data is True and r.data_files == ["classifier_ext.onnx.data"]
+    assert r.input_specs[0] == GraphIO(name="input_ids", shape=[3, 6], dtype="int64", int_high=50)
+    assert r.faithful is None and r.tolerance is None  # no eager model to compare with
+    # the benchmark synthesizes inputs from the record as the cache gives it back
+    bench = benchmark_invocation(None, (), {}, decode(encode(r), BuildResult), tmp_path, BenchmarkOptions(iterations=10))
     assert bench.status is Status.SUCCESSFUL, (bench.error, bench.log_excerpt)
-    assert bench.result["batch_size"] == 3 and bench.result["max_abs_err"] is None
+    assert bench.result.batch_size == 3 and bench.result.max_abs_err is None
 
 
 def test_onnx_file_fp16_is_checked_against_the_fp32_file(dynamic_onnx, tmp_path):
@@ -124,17 +134,18 @@ def test_onnx_file_fp16_is_checked_against_the_fp32_file(dynamic_onnx, tmp_path)
     stage = build_onnx_file(path, tmp_path, BuildOptions(precision="fp16"),
                             input_shapes={"input_ids": (1, 4), "attention_mask": (1, 4)})
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["faithful"] is True
-    assert 0 < stage.result["faithfulness"]["logits"]["max_abs_err"] < 1e-2
+    assert stage.result.faithful is True
+    assert 0 < stage.result.faithfulness["logits"].max_abs_err < 1e-2
 
 
 def test_onnx_file_build_reuse(dynamic_onnx, tmp_path):
     path, _ = dynamic_onnx
     shapes = {"input_ids": (1, 4), "attention_mask": (1, 4)}
     first = build_onnx_file(path, tmp_path, BuildOptions(), input_shapes=shapes)
-    assert first.status is Status.SUCCESSFUL and first.result["reused"] is False
+    assert first.status is Status.SUCCESSFUL and first.result.reused is False
+    assert first.result.fingerprint["file"] == describe_onnx(path, shapes).model_hash
     again = build_onnx_file(path, tmp_path, BuildOptions(), input_shapes=shapes, previous=first.result)
-    assert again.result["reused"] is True
+    assert again.result.reused is True
     wider = {"input_ids": (2, 4), "attention_mask": (2, 4)}
     other = build_onnx_file(path, tmp_path, BuildOptions(), input_shapes=wider, previous=first.result)
-    assert other.result["reused"] is False and other.result["input_specs"][0]["shape"] == [2, 4]
+    assert other.result.reused is False and other.result.input_specs[0].shape == [2, 4]

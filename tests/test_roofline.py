@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import torch
 
-from turnkey_like.characterize.hardware import BUILTIN, HardwareProfile, get_profile, list_profiles, local_profile
+from turnkey_like.characterize.hardware import (
+    BUILTIN,
+    HardwareProfile,
+    get_profile,
+    list_profiles,
+    local_profile,
+    local_profile_path,
+)
 from turnkey_like.characterize.roofline import (
     COMPUTE_BOUND,
     MEMORY_BOUND,
@@ -16,6 +25,7 @@ from turnkey_like.characterize.roofline import (
     roofline_time_s,
 )
 from turnkey_like.errors import InputError
+from turnkey_like.records import decode, encode
 
 # A made-up device with round numbers: 100 GFLOP/s fp32, 10 GB/s -> ridge point 10 FLOPs/byte.
 TOY = HardwareProfile(
@@ -88,15 +98,16 @@ def test_unknown_profile_lists_known_names():
     assert get_profile("A100") is BUILTIN["a100"]
 
 
-def test_profile_round_trips_through_dict():
-    p = BUILTIN["xeon8480"]
-    assert HardwareProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+def test_profile_round_trips_through_the_codec():
+    for p in BUILTIN.values():
+        assert decode(encode(p), HardwareProfile) == p
 
 
 def test_local_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("TK_CACHE_DIR", str(tmp_path))
     first = local_profile()
     assert first.measured and first.name == "local"
+    assert first.threads == torch.get_num_threads()
     # any real CPU does more than 1 GFLOP/s in fp32 matmul and copies more than 0.5 GB/s
     assert first.peak_flops["float32"] > 1e9
     assert first.memory_bandwidth > 0.5e9
@@ -108,3 +119,24 @@ def test_local_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
     entries[key]["memory_bandwidth"] = 123.0
     cached.write_text(json.dumps(entries))
     assert get_profile(None).memory_bandwidth == 123.0
+    # a file that does not match the schema is ignored and rewritten with a fresh measurement
+    cached.write_text(json.dumps({key: {"name": "local"}}))
+    again = get_profile("local")
+    assert again.memory_bandwidth > 0.5e9
+    assert decode(cached.read_bytes(), dict[str, HardwareProfile]) == {key: again}
+
+
+def test_local_profile_lands_in_the_given_cache_dir_not_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TK_CACHE_DIR", raising=False)
+    cache = tmp_path / "cache"
+    assert local_profile_path(cache) == cache / "hardware" / "local.json"
+    profile = get_profile("local", cache_dir=cache)
+    assert profile.measured
+    assert (cache / "hardware" / "local.json").is_file()
+    assert [p for p in home.rglob("*")] == []  # nothing under $HOME
+    # without a cache dir the default root is under the (redirected) home
+    assert local_profile_path(None) == home / ".cache" / "turnkey_like" / "hardware" / "local.json"
+    assert os.listdir(cache) == ["hardware"]

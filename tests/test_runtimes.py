@@ -12,15 +12,15 @@ import torch
 from turnkey_like.build import BuildOptions, build_invocation
 from turnkey_like.errors import BenchmarkError
 from turnkey_like.records import Status
+from turnkey_like.records import BenchmarkResult, StageResult, decode, encode
 from turnkey_like.runtimes import (
+    BATCH_TAKEN,
     WARMUP_MIN_RUNS,
-    batch_size_of,
     BenchmarkOptions,
-    BenchmarkResult,
     Runtime,
+    batch_of,
     benchmark_invocation,
     latency_stats,
-    status_line,
     warm_up,
 )
 from turnkey_like.system import cpu_name
@@ -50,37 +50,36 @@ def mlp(tmp_path_factory):
 
 def _check_stats(r: BenchmarkResult):
     lat = r.latency_ms
-    assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-    assert lat["min"] <= lat["mean"] <= lat["max"]
-    assert lat["std"] >= 0
-    assert r.throughput_ips == pytest.approx(r.batch_size * 1000.0 / lat["mean"])
+    assert 0 < lat.min <= lat.median <= lat.p90 <= lat.p99 <= lat.max
+    assert lat.min <= lat.mean <= lat.max
+    assert lat.std >= 0
+    assert r.throughput_ips == pytest.approx(r.batch_size * 1000.0 / lat.mean)
 
 
 def test_ort_cpu_benchmark(mlp):
     model, x, build_dir, build = mlp
     stage = benchmark_invocation(model, (x,), {}, build, build_dir, BenchmarkOptions(iterations=30, threads=1))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    r = BenchmarkResult.from_dict(stage.result)
+    r = stage.result
+    assert isinstance(r, BenchmarkResult)
     _check_stats(r)
     assert r.runtime == "ort" and r.execution_provider == "CPUExecutionProvider"
     assert r.runtime_version == __import__("onnxruntime").__version__
     assert r.device == "cpu" and r.device_name == cpu_name()
-    assert r.threads == 1 and r.batch_size == 4 and r.iterations == 30
+    assert r.threads == 1 and r.batch_size == 4 and r.batch_note == BATCH_TAKEN and r.iterations == 30
     assert r.warmup_iterations >= WARMUP_MIN_RUNS and r.warmup_stable in (True, False)
     assert r.precision == "fp32" and r.within_tolerance is True and r.max_abs_err < 1e-4
     assert r.peak_memory_bytes >= r.rss_start_bytes > 0
     raw = json.loads(open(r.raw_path).read())
     assert len(raw["latency_ms"]) == 30
-    assert max(raw["latency_ms"]) == pytest.approx(r.latency_ms["max"])
-    line = status_line(stage)
-    assert line.startswith(f"Successfully benchmarked on {cpu_name()} (ort {r.runtime_version}) mean ")
-    assert line.endswith(" inferences/s")
+    assert max(raw["latency_ms"]) == pytest.approx(r.latency_ms.max)
+    assert decode(encode(stage), StageResult[BenchmarkResult]) == stage  # survives the cache's codec
 
 
 def test_fixed_warmup_count(mlp):
     model, x, build_dir, build = mlp
     stage = benchmark_invocation(model, (x,), {}, build, build_dir, BenchmarkOptions(iterations=5, warmup=3))
-    assert stage.result["warmup_iterations"] == 3 and stage.result["warmup_stable"] is None
+    assert stage.result.warmup_iterations == 3 and stage.result.warmup_stable is None
 
 
 def test_torch_eager_benchmark(mlp):
@@ -88,11 +87,12 @@ def test_torch_eager_benchmark(mlp):
     stage = benchmark_invocation(model, (x,), {}, None, build_dir,
                                  BenchmarkOptions(runtime="torch-eager", iterations=20, threads=1))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    r = BenchmarkResult.from_dict(stage.result)
+    r = stage.result
     _check_stats(r)
     assert r.runtime_version == torch.__version__ and r.execution_provider == "torch-cpu"
     assert r.threads == 1 and r.batch_size == 4 and r.precision == "fp32"
     assert r.max_abs_err is None  # eager is the reference
+    assert decode(encode(stage), StageResult[BenchmarkResult]) == stage  # survives the cache's codec
 
 
 def test_torch_compiled_benchmark(tmp_path):
@@ -103,8 +103,8 @@ def test_torch_compiled_benchmark(tmp_path):
                                  BenchmarkOptions(runtime="torch-compiled", iterations=10, warmup=2))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
-    assert r["runtime"] == "torch-compiled" and r["within_tolerance"] is True
-    assert r["max_abs_err"] < 1e-5
+    assert r.runtime == "torch-compiled" and r.within_tolerance is True
+    assert r.max_abs_err < 1e-5
 
 
 def test_ort_with_keyword_inputs(tmp_path):
@@ -118,14 +118,14 @@ def test_ort_with_keyword_inputs(tmp_path):
     assert build.status is Status.SUCCESSFUL, build.error
     stage = benchmark_invocation(model, (), kwargs, build.result, tmp_path, BenchmarkOptions(iterations=10))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["batch_size"] == 2 and stage.result["within_tolerance"] is True
+    assert stage.result.batch_size == 2 and stage.result.within_tolerance is True
 
 
 def test_ort_without_build_is_an_error_result(mlp):
     model, x, build_dir, _ = mlp
     stage = benchmark_invocation(model, (x,), {}, None, build_dir, BenchmarkOptions())
     assert stage.status is Status.ERROR and "no ONNX build" in stage.error
-    assert status_line(stage).startswith("Benchmark failed: no ONNX build")
+    assert stage.result is None and stage.log_excerpt is None
 
 
 def test_user_option_errors_raise(mlp, tmp_path):
@@ -157,9 +157,10 @@ def test_torch_eager_on_cuda(mlp, tmp_path):
     stage = benchmark_invocation(model, (x,), {}, None, tmp_path,
                                  BenchmarkOptions(runtime="torch-eager", device="cuda", iterations=20))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["execution_provider"] == "torch-cuda"
-    assert stage.result["device_name"] == torch.cuda.get_device_name(0)
-    assert stage.result["peak_device_memory_bytes"] > 0
+    assert stage.result.execution_provider == "torch-cuda"
+    assert stage.result.device_name == torch.cuda.get_device_name(0)
+    assert stage.result.peak_device_memory_bytes > 0
+    assert next(model.parameters()).device.type == "cpu"  # the user's model is given back where it was
 
 
 @pytest.mark.cuda
@@ -172,17 +173,17 @@ def test_ort_on_cuda(mlp, tmp_path):
     model, x, _, build = mlp
     stage = benchmark_invocation(model, (x,), {}, build, tmp_path, BenchmarkOptions(device="cuda", iterations=20))
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
-    assert stage.result["execution_provider"] == "CUDAExecutionProvider"
-    assert stage.result["within_tolerance"] is True
+    assert stage.result.execution_provider == "CUDAExecutionProvider"
+    assert stage.result.within_tolerance is True
 
 
 def test_latency_stats_hand_numbers():
     stats = latency_stats([0.001, 0.002, 0.003, 0.004, 0.005])  # 1..5 ms
-    assert stats["mean"] == pytest.approx(3.0) and stats["median"] == pytest.approx(3.0)
-    assert stats["p90"] == pytest.approx(4.6)  # rank 0.9 * 4 = 3.6 -> 4 + 0.6 * (5 - 4)
-    assert stats["p99"] == pytest.approx(4.96)  # rank 3.96 -> 4 + 0.96
-    assert stats["std"] == pytest.approx(math.sqrt(2.0))  # population: mean of (4,1,0,1,4) = 2
-    assert stats["min"] == pytest.approx(1.0) and stats["max"] == pytest.approx(5.0)
+    assert stats.mean == pytest.approx(3.0) and stats.median == pytest.approx(3.0)
+    assert stats.p90 == pytest.approx(4.6)  # rank 0.9 * 4 = 3.6 -> 4 + 0.6 * (5 - 4)
+    assert stats.p99 == pytest.approx(4.96)  # rank 3.96 -> 4 + 0.96
+    assert stats.std == pytest.approx(math.sqrt(2.0))  # population: mean of (4,1,0,1,4) = 2
+    assert stats.min == pytest.approx(1.0) and stats.max == pytest.approx(5.0)
 
 
 class ScriptedRuntime(Runtime):
@@ -218,9 +219,77 @@ def test_warm_up_is_bounded_in_time():
     assert runs >= WARMUP_MIN_RUNS
 
 
-def test_batch_size_rule():
-    import numpy as np
+def test_batch_rule():
+    # dim 0 is the batch when every input with >= 2 dims agrees on it; 1-D inputs do not vote
+    assert batch_of({"x": (8, 3, 4), "lengths": (2,)}) == (8, BATCH_TAKEN)
+    assert batch_of({"ids": (4, 16), "mask": (4, 16)}) == (4, BATCH_TAKEN)
+    assert batch_of({"x": (2708, 16), "edge_index": (2, 10556)}) == (
+        1, "inputs disagree on dim 0: x=2708, edge_index=2 → batch 1")
+    assert batch_of({"a": (3, 1), "b": (3, 2), "c": (5, 1)}) == (1, "inputs disagree on dim 0: a=3, c=5 → batch 1")
+    assert batch_of({"v": (50,)}) == (1, "no input has 2 or more dims → batch 1")  # one sample, not 50
+    assert batch_of({}) == (1, "no input has 2 or more dims → batch 1")
 
-    assert batch_size_of([np.zeros((8, 3, 4)), np.zeros((2,))]) == 8  # first tensor's first dim
-    assert batch_size_of([np.zeros((50,))]) == 1  # a 1-D vector is one sample, not a batch of 50
-    assert batch_size_of([np.zeros(())]) == 1
+
+class TinyGCN(torch.nn.Module):
+    """Two graph convolutions over an edge list: ``relu(A_hat X W1)`` then ``A_hat H W2``.
+
+    Inputs: node features ``x [N, 16]`` and ``edge_index [2, E]`` (source, target rows), as
+    PyTorch Geometric passes them; one call is one inference over one graph of N nodes.
+    """
+
+    def __init__(self, features: int = 16, hidden: int = 16, classes: int = 7):
+        super().__init__()
+        self.lin1 = torch.nn.Linear(features, hidden)
+        self.lin2 = torch.nn.Linear(hidden, classes)
+
+    def propagate(self, h, edge_index):
+        """Mean of each node and the sum of its in-neighbours' messages (self loops kept)."""
+        src, dst = edge_index[0], edge_index[1]
+        index = dst.unsqueeze(1).expand(-1, h.size(1))
+        return h.scatter_add(0, index, h[src]) / 2.0
+
+    def forward(self, x, edge_index):
+        h = torch.relu(self.propagate(self.lin1(x), edge_index))
+        return self.propagate(self.lin2(h), edge_index)
+
+
+@pytest.mark.parametrize("runtime", ["ort", "torch-eager"])
+def test_graph_model_counts_one_inference_per_call(tmp_path, runtime):
+    """Cora-sized graph: 2,708 nodes must not count as 2,708 inferences (issue 8: "49,543 inferences/s")."""
+    torch.manual_seed(0)
+    model = TinyGCN().eval()
+    x = torch.randn(2708, 16)
+    edge_index = torch.randint(0, 2708, (2, 10556))  # Cora has 10,556 directed edges
+    build = None
+    if runtime == "ort":
+        built = build_invocation(model, (x, edge_index), {}, tmp_path, BuildOptions(exporter="torchscript"))
+        assert built.status is Status.SUCCESSFUL, (built.error, built.log_excerpt)
+        assert built.result.faithful is True
+        build = built.result
+    stage = benchmark_invocation(model, (x, edge_index), {}, build, tmp_path,
+                                 BenchmarkOptions(runtime=runtime, iterations=5, warmup=1))
+    assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
+    r = stage.result
+    assert r.batch_size == 1
+    assert r.batch_note == "inputs disagree on dim 0: x=2708, edge_index=2 → batch 1"
+    assert r.throughput_ips == pytest.approx(1000.0 / r.latency_ms.mean)
+    assert r.latency_ms.mean > 0
+
+
+def test_ort_work_crosses_a_spawned_child(mlp, tmp_path):
+    """ORT on CUDA runs in a spawned child (the parent may hold CUDA): its target, inputs, reference and
+    result must pickle. Checked here on CPU with the same harness function and arguments."""
+    from turnkey_like.calls import eager_outputs
+    from turnkey_like.launcher import run_isolated
+    from turnkey_like.runtimes.harness import _benchmark_child
+    from turnkey_like.runtimes.ort import OrtRuntime
+
+    model, x, _, build = mlp
+    feed = OrtRuntime.prepare_inputs(model, (x,), {}, build)
+    reference = eager_outputs(model, (x,), {})
+    options = BenchmarkOptions(iterations=3, warmup=1)
+    out = run_isolated(_benchmark_child, "ort", build, feed, options, reference, str(tmp_path / "raw.json"),
+                       timeout_s=300, log_path=tmp_path / "spawn.log", start_method="spawn")
+    assert out.status is Status.SUCCESSFUL, (out.error, out.log_excerpt)
+    assert isinstance(out.value, BenchmarkResult)
+    assert out.value.within_tolerance is True and out.value.batch_size == 4 and out.value.iterations == 3

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from turnkey_like.tracing import EXPORT_NONSTRICT, FX, NONE, TraceResult, trace_model
+from turnkey_like.records import TraceSummary, decode, encode
+from turnkey_like.tracing import EXPORT_NONSTRICT, FX, NONE, trace_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is built from code
 
@@ -77,9 +78,19 @@ def test_untraceable_model_records_every_attempt():
     assert result.method == NONE and result.graph_module is None and result.node_count == 0
     assert [(a.method, a.ok) for a in result.attempts] == [(FX, False), (EXPORT_NONSTRICT, False)]
     assert all(a.error and "\n" not in a.error for a in result.attempts)
-    d = result.to_dict()
-    assert "graph_module" not in d
-    assert TraceResult.from_dict(d).attempts == result.attempts
+    summary = result.summary()
+    assert isinstance(summary, TraceSummary)
+    assert (summary.method, summary.node_count, summary.attempts) == (NONE, 0, result.attempts)
+    assert summary.failure_reason == f"{EXPORT_NONSTRICT}: {result.attempts[-1].error}"
+    assert decode(encode(summary), TraceSummary) == summary  # no graph in the record
+
+
+def test_summary_of_a_successful_trace():
+    model = WithMask().eval()
+    result = trace_model(model, (torch.randn(2, 4),))
+    summary = result.summary()
+    assert summary.method == FX and summary.node_count == result.node_count > 0
+    assert summary.failure_reason is None and summary.duration_s == result.duration_s
 
 
 def _ids(vocab=1000, seq=16):

@@ -331,12 +331,15 @@ def _assignment_line(filename: str, name: str, before_line: int) -> int | None:
 class _TurnkeymlShim(importlib.abc.MetaPathFinder):
     """Serve ``turnkeyml`` / ``turnkeyml.parser`` from :mod:`turnkey_like.parser` when TurnkeyML is absent."""
 
+    used = False  #: set when the script imported turnkeyml.parser through this shim
+
     def find_spec(self, fullname, path=None, target=None):
         if fullname == "turnkeyml":
             spec = importlib.util.spec_from_loader(fullname, loader=None, is_package=True)
             spec.submodule_search_locations = []
             return spec
         if fullname == "turnkeyml.parser":
+            self.used = True
             return importlib.util.find_spec("turnkey_like.parser")
         return None
 
@@ -359,6 +362,18 @@ def _script_error(exc: BaseException, script: Path) -> str:
             break
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}{where}: {message}" if message else f"{type(exc).__name__}{where}"
+
+
+TRACEBACK_FRAMES = 8
+
+
+def _script_traceback(exc: BaseException) -> str:
+    """The last :data:`TRACEBACK_FRAMES` frames of a script's traceback, tk's own frames left out."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith(_TK_DIR) and "runpy" not in f.filename]
+    lines = traceback.format_list(frames[-TRACEBACK_FRAMES:])
+    return "Traceback (most recent call last):\n" + "".join(lines) + "".join(
+        traceback.format_exception_only(type(exc), exc))
 
 
 def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> Discovery:
@@ -420,9 +435,11 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
     except BaseException as e:  # noqa: BLE001 - any failure of the user's script is recorded, not raised
         result.status = Status.ERROR
         result.error = _script_error(e, spec.path)
+        result.traceback = _script_traceback(e)
     finally:
         module_cls.__call__ = original_call
         result.duration_s = time.perf_counter() - start
+        result.uses_turnkeyml_parser = shim is not None and shim.used
         if shim is not None and shim in sys.meta_path:
             sys.meta_path.remove(shim)
             for name in ("turnkeyml.parser", "turnkeyml"):

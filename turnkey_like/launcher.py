@@ -1,28 +1,33 @@
 """Run one stage's work in a child process, so a crash, hang or out-of-memory kill never takes tk down.
 
-:func:`run_isolated` forks a child (the model lives in the parent's memory, so the child inherits it
-without pickling), sends the child's stdout/stderr to a log file, and returns an
-:class:`IsolatedOutcome` saying how the child ended:
+:func:`run_isolated` runs ``fn(*args, **kwargs)`` in a child (forked by default: the model lives in the
+parent's memory, so the child inherits it without pickling), sends the child's stdout/stderr to a log
+file, and returns an :class:`IsolatedOutcome` saying how the child ended:
 
-- ``successful``: ``fn`` returned; its value (plain data: dicts, lists, numbers, strings) came back
-  through a pipe.
-- ``error``: ``fn`` raised; ``error`` is the traceback's last line, the full traceback is in the log.
+- ``successful``: ``fn`` returned; its value came back through a pipe (pickled: plain data or
+  :mod:`turnkey_like.records` records, which are msgspec Structs and pickle as such).
+- ``error``: ``fn`` raised; ``error`` is the exception's one line (:func:`turnkey_like.errors.one_line`),
+  the full traceback is in the log.
 - ``timeout``: the child ran past ``timeout_s`` and was killed (SIGKILL).
 - ``killed``: the child died by a signal it did not ask for (the kernel's OOM killer's SIGKILL, a
   segfault's SIGSEGV, ...).
 
-Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``process`` launcher):
-``start_method="inline"`` runs ``fn`` in this process (no protection, no timeout) and returns the same
-outcome record. ``"spawn"`` starts a fresh interpreter (``fn`` and its arguments must then pickle); it is
-what CUDA work needs when this process has already initialised CUDA, because a forked child of such a
-process cannot use the GPU.
+Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``process`` launcher).
+:func:`choose_start_method` is the one place that picks it, for builds and benchmarks alike:
+
+- ``fork``: the default where the OS has it; the child sees the live model.
+- ``spawn``: a fresh interpreter (``fn`` and its arguments must pickle). CUDA work that needs no live
+  model (ONNX Runtime on CUDA) runs here, because a forked child of a process that has used CUDA
+  cannot use the GPU.
+- ``inline``: ``fn`` runs in this process (no protection, no timeout) and returns the same outcome
+  record. CUDA work that needs the live model (a CUDA model's export, torch on CUDA) runs here: a
+  forked child could not use CUDA and a spawned one cannot receive the model.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -30,33 +35,39 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Literal, TypeVar
 
+from turnkey_like.errors import one_line
 from turnkey_like.records import StageResult, Status
 
 LOG_EXCERPT_LINES = 20
+#: characters kept of a stage's one-line error (a failed export names each exporter's error)
+ERROR_LIMIT = 500
+
+StartMethod = Literal["fork", "spawn", "inline"]
+T = TypeVar("T")
 
 
 @dataclass
-class IsolatedOutcome:
+class IsolatedOutcome(Generic[T]):
     """How a child process running one piece of work ended.
 
     Attributes:
         status: ``Status.SUCCESSFUL``, ``ERROR``, ``TIMEOUT`` or ``KILLED``.
-        value: what ``fn`` returned (plain data), ``None`` unless successful.
-        error: one-line reason when not successful (the exception's last traceback line, the signal
+        value: what ``fn`` returned (plain data or a record), ``None`` unless successful.
+        error: one-line reason when not successful (the exception's :func:`one_line`, the signal
             name, or the timeout).
         log_excerpt: the last :data:`LOG_EXCERPT_LINES` lines of the child's log when not successful.
         duration_s: wall time from start to the child's end (or kill), seconds.
     """
 
     status: Status
-    value: Any = None
+    value: T | None = None
     error: str | None = None
     log_excerpt: str | None = None
     duration_s: float = 0.0
 
-    def stage_result(self, started_at: str | None, duration_s: float) -> StageResult:
+    def stage_result(self, started_at: str | None, duration_s: float) -> StageResult[T]:
         """This outcome as a pipeline :class:`StageResult` (``result`` is the value when successful)."""
         return StageResult(
             status=self.status,
@@ -82,18 +93,6 @@ def log_tail(log_path: str | Path | None, lines: int = LOG_EXCERPT_LINES) -> str
         return None
     tail = "\n".join(text.splitlines()[-lines:]).strip()
     return tail or None
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _error_line(exc: BaseException) -> str:
-    """One line naming an exception: ``ValueError: bad shape`` (the first line of a multi-line message,
-    terminal colour codes removed, at most 500 characters)."""
-    message = _ANSI.sub("", str(exc)).strip()
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return line if len(line) <= 500 else line[:497] + "..."
 
 
 def _redirect_output(log_path: str | Path | None) -> None:
@@ -133,7 +132,7 @@ def _call_in_fresh_thread(fn, args, kwargs):
             box.append(("ok", fn(*args, **kwargs)))
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
             traceback.print_exc()
-            box.append(("error", _error_line(exc)))
+            box.append(("error", one_line(exc, ERROR_LIMIT)))
 
     old_size = threading.stack_size()
     try:
@@ -157,12 +156,12 @@ def _child_main(conn, fn, args, kwargs, log_path, fresh_thread) -> None:
             message = ("ok", fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
             traceback.print_exc()
-            message = ("error", _error_line(exc))
+            message = ("error", one_line(exc, ERROR_LIMIT))
     try:
         conn.send(message)
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
         print(f"tk: could not send the result to the parent: {exc!r}", file=sys.stderr)
-        conn.send(("error", f"result could not be sent to the parent: {_error_line(exc)}"))
+        conn.send(("error", f"result could not be sent to the parent: {one_line(exc, ERROR_LIMIT)}"))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -184,32 +183,54 @@ def _run_inline(fn, args, kwargs, log_path, start) -> IsolatedOutcome:
             with open(log_path, "a", encoding="utf-8") as f:
                 traceback.print_exc(file=f)
         return IsolatedOutcome(
-            Status.ERROR, error=_error_line(exc), log_excerpt=log_tail(log_path),
+            Status.ERROR, error=one_line(exc, ERROR_LIMIT), log_excerpt=log_tail(log_path),
             duration_s=time.perf_counter() - start,
         )
     return IsolatedOutcome(Status.SUCCESSFUL, value=value, duration_s=time.perf_counter() - start)
 
 
-def default_start_method() -> str:
+def default_start_method() -> StartMethod:
     """``fork`` where the OS has it (Linux, macOS), else ``inline`` (Windows: no isolation)."""
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "inline"
 
 
+def choose_start_method(device: str, model_on_cuda: bool, *, needs_live_model: bool = True) -> StartMethod:
+    """Where a stage's work runs: the one rule for builds, benchmarks and any later stage.
+
+    Args:
+        device: the device the work runs on (``cpu`` or ``cuda``).
+        model_on_cuda: the live model (or its inputs) sits on a CUDA device.
+        needs_live_model: the work cannot run without the live model (an export, a torch runtime);
+            ``False`` when everything it needs pickles (an ONNX file, numpy inputs and reference).
+
+    Returns:
+        :func:`default_start_method` (``fork``) when no CUDA is involved; otherwise ``inline`` when the
+        work needs the live model (a forked child of a CUDA process cannot use CUDA and a spawned one
+        cannot receive the model) and ``spawn`` when it does not.
+    """
+    if device != "cuda" and not model_on_cuda:
+        return default_start_method()
+    return "inline" if needs_live_model else "spawn"
+
+
 def run_isolated(
-    fn: Callable[..., Any],
+    fn: Callable[..., T],
     *args: Any,
     timeout_s: float,
     log_path: str | Path | None,
-    start_method: str | None = None,
+    start_method: StartMethod | None = None,
     **kwargs: Any,
-) -> IsolatedOutcome:
+) -> IsolatedOutcome[T]:
     """Run ``fn(*args, **kwargs)`` in a child process and return how it ended.
 
     Args:
-        fn: the work; with ``fork`` it may be a closure and use anything in this process's memory.
-        timeout_s: seconds after which the child is killed with SIGKILL (status ``timeout``).
+        fn: the work; with ``fork`` it may be a closure and use anything in this process's memory; with
+            ``spawn`` it and its arguments must pickle. Its return value must pickle.
+        timeout_s: seconds after which the child is killed with SIGKILL (status ``timeout``); not
+            enforced with ``inline``.
         log_path: file that receives the child's stdout and stderr (appended), ``None`` to discard.
-        start_method: ``fork`` (default on Linux/macOS), ``spawn`` or ``inline`` (see module doc).
+        start_method: ``fork`` (default on Linux/macOS), ``spawn`` or ``inline``; usually
+            :func:`choose_start_method`'s answer (see the module doc).
         *args, **kwargs: passed to ``fn``.
 
     Returns:

@@ -8,6 +8,9 @@ data) into the build folder, checks and optimizes it, so that
 
 Dynamic dimensions (``batch``, ``sequence``, ``?``) must be given a size with
 ``--input-shape NAME:1,3,224,224`` (:func:`parse_input_shape`); tk never guesses them.
+
+The file tools (check, fp16, optimize, external data) are :mod:`turnkey_like.onnx_tools`'s; the
+reuse rule is :func:`turnkey_like.build.reuse_decision`'s; agreement is :mod:`turnkey_like.agreement`'s.
 """
 
 from __future__ import annotations
@@ -15,20 +18,39 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import msgspec
+
+from turnkey_like.agreement import compare_outputs, tolerance_for
 from turnkey_like.errors import InputError
-from turnkey_like.records import StageResult, Status, TensorSpec, to_dict
+from turnkey_like.onnx_tools import (
+    default_opset,
+    external_data_files,
+    file_facts,
+    finish_onnx,
+    graph_inputs,
+    op_counts,
+    ort_cpu_outputs,
+)
+from turnkey_like.records import BuildResult, GraphIO, Record, StageResult, TensorSpec, now_utc
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from turnkey_like.build import BuildOptions, Fingerprint
+
+#: ``BuildResult.exporter`` of an ``.onnx`` input: the file itself, nothing was exported.
+FILE_EXPORTER = "file"
 
 #: synthesized integer inputs (token ids, class indices) are drawn uniformly from [1, INT_HIGH):
 #: non-zero (TurnkeyML fed all-zero ids) and small enough for any vocabulary tk has met.
 INT_HIGH = 100
 
 
-@dataclass
-class OnnxFileInfo:
+class OnnxFileInfo(Record):
     """Facts about an ONNX file input.
 
     Attributes:
@@ -47,21 +69,13 @@ class OnnxFileInfo:
     params: int
     param_bytes: int
     opset: int | None
-    inputs: list[TensorSpec] = field(default_factory=list)
-    index_bounds: dict[str, int] = field(default_factory=dict)
+    inputs: list[TensorSpec] = []
+    index_bounds: dict[str, int] = {}
 
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict of this record."""
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "OnnxFileInfo":
-        """Rebuild the record from :meth:`to_dict`'s output."""
-        return cls(
-            path=d["path"], model_hash=d["model_hash"], params=d["params"], param_bytes=d["param_bytes"],
-            opset=d.get("opset"), inputs=[TensorSpec.from_dict(s) for s in d.get("inputs", [])],
-            index_bounds=dict(d.get("index_bounds") or {}),
-        )
+    def graph_io(self) -> list[GraphIO]:
+        """The resolved inputs as the build records them, with :attr:`index_bounds` as ``int_high``."""
+        return [GraphIO(name=s.name, shape=list(s.shape or ()), dtype=s.dtype, int_high=self.index_bounds.get(s.name))
+                for s in self.inputs]
 
 
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -95,7 +109,7 @@ def _np_dtype_name(elem_type: int) -> str:
         return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
-def _initializers(graph):
+def _initializers(graph: onnx.GraphProto):
     yield from graph.initializer
     for node in graph.node:
         for attr in node.attribute:
@@ -108,7 +122,7 @@ def _initializers(graph):
 _PASS_THROUGH = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"}
 
 
-def index_bounds(model_proto) -> dict[str, int]:
+def index_bounds(model_proto: onnx.ModelProto) -> dict[str, int]:
     """Graph inputs used as ``Gather`` indices into an initializer -> that table's size along the axis.
 
     Follows value-preserving ops (Cast, Identity, Unsqueeze, Squeeze, Reshape, Flatten) from the input
@@ -152,7 +166,6 @@ def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | N
     import numpy as np
     import onnx
 
-    from turnkey_like.build import default_opset
     from turnkey_like.hashing import file_hash
 
     path = Path(path)
@@ -207,15 +220,17 @@ def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | N
                         hint=f"pass --input-shape {inp.name}:{example} with your sizes for its dims "
                              f"[{', '.join(names)}]")
             shape = tuple(shape)
-        inputs.append(TensorSpec(inp.name, "tensor", shape, _np_dtype_name(ttype.elem_type)))
+        inputs.append(TensorSpec(name=inp.name, kind="tensor", shape=shape, dtype=_np_dtype_name(ttype.elem_type)))
     if overrides:
         raise InputError(f"--input-shape names {sorted(overrides)}, which {path.name} has no input called",
                          hint="inputs are: " + ", ".join(s.name for s in inputs))
-    return OnnxFileInfo(os.fspath(path.resolve()), file_hash(path), params, param_bytes,
-                        default_opset(model), inputs, index_bounds(model))
+    return OnnxFileInfo(path=os.fspath(path.resolve()), model_hash=file_hash(path), params=params,
+                        param_bytes=param_bytes, opset=default_opset(model), inputs=inputs,
+                        index_bounds=index_bounds(model))
 
 
-def synthesize_inputs(specs: list[TensorSpec], seed: int = 0, int_high: dict[str, int] | None = None) -> dict:
+def synthesize_inputs(specs: list[TensorSpec], seed: int = 0,
+                      int_high: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Random inputs for a signature: ``{name: numpy array}``.
 
     ``int_high`` caps integer inputs by name (exclusive), e.g. an embedding's vocabulary from
@@ -254,20 +269,27 @@ def synthesize_inputs(specs: list[TensorSpec], seed: int = 0, int_high: dict[str
     return out
 
 
-def synthesize_inputs_for(input_specs: list[dict], seed: int = 0) -> dict:
-    """:func:`synthesize_inputs` for a build's ``input_specs`` dicts (honouring their ``int_high``)."""
-    specs = [TensorSpec(s["name"], "tensor", tuple(s["shape"]), s["dtype"]) for s in input_specs]
-    highs = {s["name"]: s["int_high"] for s in input_specs if s.get("int_high")}
+def synthesize_inputs_for(input_specs: list[GraphIO], seed: int = 0) -> dict[str, np.ndarray]:
+    """:func:`synthesize_inputs` for a build's ``input_specs`` (honouring their ``int_high``).
+
+    Raises:
+        InputError: a spec has a symbolic dimension (an ``.onnx`` input's dims are resolved when it is
+            described, so this means the record was not written by a build of this tk).
+    """
+    specs = []
+    for s in input_specs:
+        if not all(isinstance(d, int) for d in s.shape):
+            raise InputError(f"input {s.name} has a symbolic shape {s.shape}; cannot synthesize it",
+                             hint=f"pass --input-shape {s.name}:... and rebuild")
+        specs.append(TensorSpec(name=s.name, kind="tensor", shape=tuple(int(d) for d in s.shape), dtype=s.dtype))
+    highs = {s.name: s.int_high for s in input_specs if s.int_high}
     return synthesize_inputs(specs, seed=seed, int_high=highs)
 
 
-def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict] | None) -> dict:
+def _build_onnx_child(src: str, build_dir: str, precision: str, input_specs: list[GraphIO],
+                      fp: Fingerprint) -> BuildResult:
+    """The ``.onnx`` build, run in the isolated child (see :func:`build_onnx_file`)."""
     import onnx
-
-    from turnkey_like.build import (
-        TOLERANCES, BuildResult, compare_outputs, default_opset, external_data_files, file_facts, finish_onnx,
-        op_counts, ort_cpu_outputs,
-    )
 
     src_p, dest = Path(src), Path(build_dir)
     durations: dict[str, float] = {}
@@ -281,38 +303,40 @@ def _build_onnx_child(src: str, build_dir: str, options, input_specs: list[dict]
             shutil.copy2(src_p.parent / name, copied.parent / name)
     durations["copy"] = time.perf_counter() - t0
     external = bool(data_files)
-    final, optimized = finish_onnx(copied, dest, options, external, durations)
-    faithfulness, faithful = {}, None
-    if options.precision == "fp16" and input_specs:  # reference: the original fp32 file on ORT CPU
+    final, optimized = finish_onnx(copied, dest, precision, external, durations)
+    faithfulness = {}
+    faithful = None
+    tolerance = None
+    if precision == "fp16" and input_specs:  # reference: the original fp32 file on ORT CPU
         t0 = time.perf_counter()
         feed = synthesize_inputs_for(input_specs)
         expected, _ = ort_cpu_outputs(copied, feed)
         actual, names = ort_cpu_outputs(final, feed)
-        faithfulness, faithful = compare_outputs(actual, expected, names, "fp16")
+        tolerance = tolerance_for("fp16")
+        faithfulness, faithful = compare_outputs(actual, expected, names, tolerance)
         durations["validate"] = time.perf_counter() - t0
     proto = onnx.load(os.fspath(final), load_external_data=False)
-    init_names = {i.name for i in proto.graph.initializer}
     return BuildResult(
-        **file_facts(final, copied, optimized),
+        **msgspec.structs.asdict(file_facts(final, copied, optimized)),
         opset=default_opset(proto) or 0,
-        exporter="none (ONNX file input)",
-        precision=options.precision,
-        input_names=[i.name for i in proto.graph.input if i.name not in init_names],
+        exporter=FILE_EXPORTER,
+        precision=precision,
+        input_names=graph_inputs(proto),
         output_names=[o.name for o in proto.graph.output],
-        input_specs=input_specs or [],
+        input_specs=input_specs,
         onnx_op_counts=op_counts(proto),
         durations={k: round(v, 4) for k, v in durations.items()},
+        fingerprint=fp,
         faithfulness=faithfulness,
-        tolerance=dict(TOLERANCES[options.precision]) if faithful is not None else {},
+        tolerance=tolerance,
         faithful=faithful,
-    ).to_dict()
+    )
 
 
-def onnx_fingerprint(info: OnnxFileInfo, specs: list[dict], options) -> dict:
+def onnx_fingerprint(info: OnnxFileInfo, specs: list[GraphIO], options: BuildOptions) -> Fingerprint:
     """What an ONNX-file build depends on: the file's hash, its external data files' names and sizes,
     the resolved inputs, precision and tk version."""
     from turnkey_like import __version__
-    from turnkey_like.build import external_data_files
 
     folder = Path(info.path).parent
     data = sorted((name, (folder / name).stat().st_size if (folder / name).exists() else -1)
@@ -320,39 +344,38 @@ def onnx_fingerprint(info: OnnxFileInfo, specs: list[dict], options) -> dict:
     return {
         "file": info.model_hash,
         "data": repr(data),
-        "inputs": repr([(s["name"], s["shape"], s["dtype"]) for s in specs]),
+        "inputs": repr([(s.name, list(s.shape), s.dtype) for s in specs]),
         "precision": options.precision,
         "tk": __version__,
     }
 
 
-def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: dict | None = None,
-                    previous: dict | None = None) -> StageResult:
+def build_onnx_file(path: str | Path, build_dir: Path, options: BuildOptions,
+                    input_shapes: dict[str, tuple[int, ...]] | None = None,
+                    previous: BuildResult | None = None) -> StageResult[BuildResult]:
     """Copy an ONNX file (and its external data) into ``build_dir``, check it, optionally convert to fp16,
     and write ONNX Runtime's optimized copy; returns the build stage's result.
 
-    ``previous`` (the cached ``BuildResult`` dict) is reused per ``options.rebuild`` as in
+    ``previous`` (the cached :class:`BuildResult`) is reused per ``options.rebuild`` as in
     :func:`turnkey_like.build.build_invocation`, with :func:`onnx_fingerprint`.
 
-    ``result["input_specs"]`` holds the resolved input signature so the benchmark can synthesize inputs.
-    With ``--precision fp16`` the faithfulness check compares the fp16 model with the original file
-    (both on ORT CPU). Failures of the model return an ``error``/``timeout``/``killed`` result.
+    ``result.input_specs`` holds the resolved input signature (with ``int_high`` for embedding ids) so
+    the benchmark can synthesize inputs; ``result.exporter`` is :data:`FILE_EXPORTER`. With
+    ``--precision fp16`` the faithfulness check compares the fp16 model with the original file (both
+    on ORT CPU); with fp32 there is nothing to compare with (``faithful`` is ``None``). Failures of
+    the model return an ``error``/``timeout``/``killed`` result.
 
     Raises:
         InputError: the file is missing/unreadable or a dynamic dimension has no ``--input-shape``.
         BuildError: invalid options.
     """
     from turnkey_like.build import BUILD_LOG, reuse_decision
-    from turnkey_like.launcher import run_isolated
+    from turnkey_like.launcher import choose_start_method, run_isolated
 
     options.validate()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
+    started, t0 = now_utc(), time.perf_counter()
     info = describe_onnx(path, input_shapes)
-    specs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in info.inputs]
-    for spec in specs:
-        if spec["name"] in info.index_bounds:
-            spec["int_high"] = info.index_bounds[spec["name"]]
+    specs = info.graph_io()
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     fp = onnx_fingerprint(info, specs, options)
@@ -361,12 +384,7 @@ def build_onnx_file(path: str | Path, build_dir: Path, options, input_shapes: di
         return decided
     log_path = build_dir / BUILD_LOG
     log_path.write_text("")
-    outcome = run_isolated(_build_onnx_child, os.fspath(Path(path).resolve()), os.fspath(build_dir), options, specs,
-                           timeout_s=options.timeout_s, log_path=log_path)
-    result = outcome.value if outcome.status is Status.SUCCESSFUL else None
-    if result is not None:
-        result["fingerprint"] = fp
-    return StageResult(
-        status=outcome.status, duration_s=time.perf_counter() - t0, started_at=started, error=outcome.error,
-        log_excerpt=outcome.log_excerpt, result=result,
-    )
+    outcome = run_isolated(_build_onnx_child, os.fspath(Path(path).resolve()), os.fspath(build_dir),
+                           options.precision, specs, fp, timeout_s=options.timeout_s, log_path=log_path,
+                           start_method=choose_start_method("cpu", False, needs_live_model=False))
+    return outcome.stage_result(started, time.perf_counter() - t0)

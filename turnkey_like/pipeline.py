@@ -1,24 +1,30 @@
 """The one pipeline every command runs: inputs → discovery → characterize → build → benchmark → cache.
 
 Each input is handled on its own: its script runs (discovery), its invocations are selected, then every
-selected invocation goes through the stages in order, and its :class:`~turnkey_like.records.BuildRecord`
-is saved to the cache before and after each stage, so a crash or kill loses nothing already measured.
-One bad script, model or stage never stops the others; failures are recorded and counted, and the
-command exits non-zero when there were any.
+selected invocation goes through the :data:`STAGE_ORDER` stages in order, and its
+:class:`~turnkey_like.records.BuildRecord` is saved to the cache before and after each stage, so a
+crash or kill loses nothing already measured. One bad script, model or stage never stops the
+others; failures are recorded and counted, and the command exits non-zero when there were any.
+
+A stage is an object with three questions (:class:`Stage`): should it be skipped here and why, can
+an earlier outcome be reused, and how to run it. The pipeline owns everything else: the record,
+saving, timing, keeping earlier outcomes, and turning a crash into an ``error`` outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
+import logging
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from turnkey_like import __version__
-from turnkey_like.errors import ScriptError, SelectionError, TkError
+from turnkey_like.errors import ScriptError, SelectionError, TkError, one_line
 from turnkey_like.inputs import InputSpec
 from turnkey_like.records import (
     BuildRecord,
@@ -27,12 +33,32 @@ from turnkey_like.records import (
     ScriptResult,
     StageResult,
     Status,
+    now_utc,
 )
 
-STAGES = ("characterization", "build", "benchmark")
-#: Outcomes worth keeping in the record when a later run does not redo the stage.
-FINAL_STATUSES = (Status.SUCCESSFUL, Status.ERROR, Status.TIMEOUT, Status.KILLED)
+if TYPE_CHECKING:
+    from turnkey_like.build import BuildOptions
+    from turnkey_like.cache import Cache
+    from turnkey_like.discovery import LiveInvocation
+    from turnkey_like.records import HardwareProfile
+    from turnkey_like.runtimes import BenchmarkOptions
+
+log = logging.getLogger(__name__)
+
 KEPT_REASON = "kept from an earlier run"
+REUSED_REASON = "reused from cache"
+
+
+def _default_build_options() -> BuildOptions:
+    from turnkey_like.build import BuildOptions
+
+    return BuildOptions()
+
+
+def _default_benchmark_options() -> BenchmarkOptions:
+    from turnkey_like.runtimes import BenchmarkOptions
+
+    return BenchmarkOptions()
 
 
 @dataclass
@@ -46,10 +72,10 @@ class RunOptions:
         max_depth: discover submodules down to this depth (0 = the models the script calls).
         script_args: the scripts' command-line arguments (``--script-args``).
         cache_dir: cache root (``None``: ``TK_CACHE_DIR`` or ``~/.cache/turnkey_like``).
-        hardware: hardware profile name for the roofline (``None``: this machine).
+        hardware: hardware profile name for the roofline (``None``: ``local``, this machine).
         no_weights: characterize on meta tensors (no real weights or compute).
-        build: ``turnkey_like.build.BuildOptions`` (``None``: defaults).
-        benchmark: ``turnkey_like.runtimes.BenchmarkOptions`` (``None``: defaults).
+        build: how to build (opset, precision, reuse policy, time limit, exporter).
+        benchmark: how to benchmark (runtime, device, iterations, warm-up, threads, time limit).
         lean_cache: delete ONNX files and other large artifacts once a build is benchmarked.
         input_shapes: ``--input-shape`` overrides for ``.onnx`` inputs, name → shape.
     """
@@ -62,45 +88,52 @@ class RunOptions:
     cache_dir: str | None = None
     hardware: str | None = None
     no_weights: bool = False
-    build: Any = None
-    benchmark: Any = None
+    build: BuildOptions = field(default_factory=_default_build_options)
+    benchmark: BenchmarkOptions = field(default_factory=_default_benchmark_options)
     lean_cache: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
 class RunSummary:
-    """What a pipeline run produced: one :class:`ScriptResult` per input, and the failures."""
+    """What a pipeline run produced: one :class:`ScriptResult` per input, and the failures.
+
+    Attributes:
+        results: one record per input, in the order run.
+        errors: one error per bad input, failed script or unmatched selector.
+        run_id: this run's id (``<started-at>-<pid>``), stamped on every outcome it produced.
+    """
 
     results: list[ScriptResult] = field(default_factory=list)
-    errors: list[TkError] = field(default_factory=list)  # input/selection errors, one per bad input
+    errors: list[TkError] = field(default_factory=list)
+    run_id: str = ""
 
     @property
     def failed(self) -> bool:
         """True when any input, script or stage failed (the command then exits non-zero)."""
         if self.errors:
             return True
-        for result in self.results:
-            if result.status == Status.ERROR:
-                return True
-            for _model, inv in result.invocations():
-                if any(s.status in (Status.ERROR, Status.TIMEOUT, Status.KILLED) for s in inv.stages().values()):
-                    return True
-        return False
+        return any(result.status == Status.ERROR or any(inv.failed for _m, inv in result.invocations())
+                   for result in self.results)
 
 
 class Listener:
     """Receives pipeline events; the CLI's renderer subclasses it. Every method is optional."""
 
-    def script_started(self, spec: InputSpec) -> None: ...
+    def run_started(self, specs: list[InputSpec]) -> None: ...
+
+    def script_started(self, spec: InputSpec, index: int) -> None: ...
 
     def stage_started(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+    def stage_finished(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
 
     def script_finished(self, result: ScriptResult, error: TkError | None) -> None: ...
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+# --------------------------------------------------------------------------------------------------
+# Selection and script failures
+# --------------------------------------------------------------------------------------------------
 
 
 def apply_selection(result: ScriptResult) -> SelectionError | None:
@@ -121,27 +154,217 @@ def apply_selection(result: ScriptResult) -> SelectionError | None:
     missing = sorted(selectors - matched)
     if not missing:
         return None
-    name = os.path.basename(result.path)
+    name = _given_path(result)
     listing = "; ".join(found) if found else "none (the script called no model)"
     return SelectionError(
         f"{name}::{','.join(missing)}: no model or invocation has this hash",
-        hint=f"hashes found in {name}: {listing}",
+        hint=f"the hashes found in {name} are: {listing}",
     )
 
 
+def _given_path(result: ScriptResult) -> str:
+    """The input's path as the user gave it (without ``::HASH``), else relative to the working folder."""
+    if result.entry:
+        return result.entry.split("::", 1)[0]
+    try:
+        return os.path.relpath(result.path)
+    except ValueError:
+        return result.path
+
+
 def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
-    """The one-line error (with a hint saying what to do) for a script that failed."""
-    name = os.path.basename(result.path)
+    """The one-line error, with a hint that says what to do, for a script that failed.
+
+    The hint names the script as the user gave it and suggests a command that works: ``python
+    SCRIPT`` only where the script runs without tk (not for TurnkeyML scripts, whose
+    ``turnkeyml.parser`` exists only inside tk).
+    """
+    name = _given_path(result)
     error = result.error or "failed"
+    debug = (f"rerun with `tk benchmark {name} --analyze-only --traceback` to see where it failed"
+             if result.uses_turnkeyml_parser else
+             f"run `python {name}` (or rerun tk with --traceback) to see where it failed")
     if error.startswith("syntax error"):
         hint = f"fix the syntax error in {name}, then rerun"
     elif result.exit_code == 2 and script_args:
-        hint = f"{name} rejected --script-args {script_args!r}: pass the arguments it accepts (python {name} --help)"
+        hint = f"{name} rejected --script-args {script_args!r}: pass arguments that it accepts"
     elif result.exit_code is not None:
-        hint = f"{name} called sys.exit({result.exit_code}); models it ran before exiting are reported above"
+        hint = f"{name} called sys.exit({result.exit_code}); the models that it ran before exiting are reported above"
     else:
-        hint = f"models {name} ran before the error are reported above; run `python {name}` to debug it"
+        hint = f"the models that {name} ran before the error are reported above; {debug}"
     return ScriptError(f"{name}: {error}", hint=hint)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InvocationContext:
+    """Everything a stage needs about one invocation.
+
+    Attributes:
+        result, model, inv: the input's record, the model and the invocation being run.
+        live: the model object and its first call's inputs (``None`` for ``.onnx`` inputs).
+        build_dir: the invocation's cache folder.
+        previous: the record an earlier run saved for this build folder, if any (and readable).
+        onnx_path: the ``.onnx`` file for ONNX inputs, else ``None``.
+    """
+
+    result: ScriptResult
+    model: ModelInfo
+    inv: Invocation
+    live: LiveInvocation | None
+    build_dir: Path
+    previous: BuildRecord | None
+    onnx_path: Path | None = None
+
+    @cached_property
+    def call(self) -> tuple:
+        """``(model, args, kwargs)`` of the first call, inference-mode tensors cloned into normal ones."""
+        if self.live is None:
+            return None, (), {}
+        from turnkey_like.calls import map_tensors
+
+        def normal(t):
+            return t.clone() if t.is_inference() else t
+
+        return self.live.model, map_tensors(normal, self.live.args), map_tensors(normal, self.live.kwargs)
+
+
+class Stage:
+    """One step of the pipeline for one invocation.
+
+    Subclasses set :attr:`name` (one of ``records.STAGES``) and implement :meth:`run`; they may
+    override :meth:`skip_reason` and :meth:`reuse`.
+    """
+
+    name: str = ""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.options = pipeline.options
+
+    def skip_reason(self, ctx: InvocationContext) -> str | None:
+        """Why this stage does not run for ``ctx`` (``None``: it runs)."""
+        return None
+
+    def reuse(self, ctx: InvocationContext) -> StageResult | None:
+        """An earlier outcome that still applies (``None``: run the stage)."""
+        return None
+
+    def run(self, ctx: InvocationContext) -> StageResult:
+        """Do the work; return the stage's outcome. Exceptions become an ``error`` outcome, except
+        :class:`TkError`, which stops the run (an option the user must fix)."""
+        raise NotImplementedError
+
+
+class CharacterizeStage(Stage):
+    """Count MACs/FLOPs and memory traffic per op, roll up per module, place on the roofline."""
+
+    name = "characterization"
+
+    def skip_reason(self, ctx: InvocationContext) -> str | None:
+        if ctx.onnx_path is not None:
+            return "ONNX input: characterization needs the PyTorch model"
+        if not self.options.characterize:
+            return "not requested"
+        return None
+
+    def reuse(self, ctx: InvocationContext) -> StageResult | None:
+        """The cached characterization when it still applies (same tk, hardware and weights mode).
+
+        Counts depend only on the architecture and input signature (both in the invocation hash),
+        so a successful earlier result is reused unless ``--rebuild always`` asks for fresh work.
+        """
+        previous = ctx.previous
+        if previous is None or previous.tk_version != __version__ or self.options.build.rebuild == "always":
+            return None
+        old = previous.invocation.characterization
+        if old.status != Status.SUCCESSFUL or old.result is None:
+            return None
+        if old.result.hardware.name != self.pipeline.profile.name or old.result.no_weights != self.options.no_weights:
+            return None
+        return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=old.started_at,
+                           run_id=old.run_id, result=old.result, reason=REUSED_REASON)
+
+    def run(self, ctx: InvocationContext) -> StageResult:
+        import torch
+
+        from turnkey_like.characterize import characterize_call
+
+        model, args, kwargs = ctx.call
+        grad = torch.inference_mode() if (ctx.live and ctx.live.inference_mode) else torch.no_grad()
+        with grad:
+            char = characterize_call(model, args, kwargs, hardware=self.pipeline.profile,
+                                     no_weights=self.options.no_weights)
+        return StageResult(status=Status.SUCCESSFUL, result=char)
+
+
+class BuildStage(Stage):
+    """Export to ONNX (or take the ``.onnx`` input), check, optimize and validate against PyTorch."""
+
+    name = "build"
+
+    def skip_reason(self, ctx: InvocationContext) -> str | None:
+        return "--analyze-only" if self.options.analyze_only else None
+
+    def run(self, ctx: InvocationContext) -> StageResult:
+        previous = ctx.previous.invocation.build.result if ctx.previous is not None else None
+        if ctx.onnx_path is not None:
+            from turnkey_like.onnx_file import build_onnx_file
+
+            return build_onnx_file(ctx.onnx_path, ctx.build_dir, self.options.build,
+                                   input_shapes=self.options.input_shapes or None, previous=previous)
+        from turnkey_like.build import build_invocation
+
+        model, args, kwargs = ctx.call
+        with eval_mode(model):
+            return build_invocation(model, args, kwargs, ctx.build_dir, self.options.build, previous=previous)
+
+
+class BenchmarkStage(Stage):
+    """Time the build (or the eager/compiled model) on the chosen runtime and device."""
+
+    name = "benchmark"
+
+    def skip_reason(self, ctx: InvocationContext) -> str | None:
+        if self.options.analyze_only:
+            return "--analyze-only"
+        if self.options.build_only:
+            return "--build-only"
+        return None
+
+    def run(self, ctx: InvocationContext) -> StageResult:
+        if ctx.inv.build.status != Status.SUCCESSFUL:
+            return StageResult(status=Status.SKIPPED, reason="build did not succeed")
+        from turnkey_like.runtimes import benchmark_invocation
+
+        model, args, kwargs = ctx.call
+        with eval_mode(model):
+            return benchmark_invocation(model, args, kwargs, ctx.inv.build.result, ctx.build_dir,
+                                       self.options.benchmark)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put ``model`` in eval mode for an inference build/benchmark; restore every module's mode after."""
+    if model is None or not hasattr(model, "modules"):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------------
 
 
 class Pipeline:
@@ -150,26 +373,40 @@ class Pipeline:
     Args:
         options: :class:`RunOptions`.
         listener: receives progress events (the CLI prints from them).
+        stages: the stage classes, in order (default: characterize, build, benchmark).
     """
 
-    def __init__(self, options: RunOptions, listener: Listener | None = None):
+    STAGE_ORDER = (CharacterizeStage, BuildStage, BenchmarkStage)
+
+    def __init__(self, options: RunOptions, listener: Listener | None = None, stages=None):
         from turnkey_like.cache import Cache
 
         self.options = options
         self.listener = listener or Listener()
-        self.cache = Cache(options.cache_dir)
+        self.cache: Cache = Cache(options.cache_dir)
+        self.stages: list[Stage] = [cls(self) for cls in (stages or self.STAGE_ORDER)]
+        self.run_id = f"{now_utc()}-{os.getpid()}"
+
+    @cached_property
+    def profile(self) -> HardwareProfile:
+        """The hardware profile for the roofline, resolved once per run (``local`` is measured once
+        per machine and kept in this run's cache)."""
+        from turnkey_like.characterize.hardware import get_profile
+
+        return get_profile(self.options.hardware, cache_dir=self.options.cache_dir)
 
     # -- inputs -------------------------------------------------------------------------------
     def run(self, specs: list[InputSpec]) -> RunSummary:
         """Run every input in order; never raises for a bad input, script, model or stage."""
-        summary = RunSummary()
-        for spec in specs:
-            self.listener.script_started(spec)
+        summary = RunSummary(run_id=self.run_id)
+        self.listener.run_started(specs)
+        for index, spec in enumerate(specs):
+            self.listener.script_started(spec, index)
             try:
                 result, error = self.run_input(spec)
             except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
                 result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
-                                      status=Status.ERROR, error=e.message)
+                                      entry=spec.entry or None, status=Status.ERROR, error=e.message)
                 error = e
             if error is None and result.status == Status.ERROR:
                 error = script_failure(result, self.options.script_args)
@@ -190,14 +427,15 @@ class Pipeline:
 
         discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args)
         result = discovery.result
+        result.entry = spec.entry or None
         selection_error = apply_selection(result)
         for model, inv in result.invocations():
-            live = discovery.live.get(inv.hash)
-            self._run_invocation(result, model, inv, live)
+            self.run_invocation(result, model, inv, discovery.live.get(inv.hash))
         discovery.live.clear()
         return result, selection_error
 
     def _run_onnx(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
+        from turnkey_like.hashing import invocation_hash
         from turnkey_like.onnx_file import describe_onnx
 
         start = time.perf_counter()
@@ -207,207 +445,104 @@ class Pipeline:
             model_hash=facts.model_hash, model_type="onnx", source_file=str(spec.path), source_line=None,
             location_kind="file", params=facts.params, param_bytes=facts.param_bytes,
         )
-        from turnkey_like.hashing import invocation_hash
-
         inv_hash, note = invocation_hash(facts.model_hash, None, facts.inputs)
         inv = Invocation(hash=inv_hash, parent_hash=None, signature=facts.inputs, executed=0, hash_note=note)
         model.invocations.append(inv)
         result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
-                              status=Status.SUCCESSFUL, models=[model], duration_s=time.perf_counter() - start)
+                              entry=spec.entry or None, status=Status.SUCCESSFUL, models=[model],
+                              duration_s=time.perf_counter() - start)
         selection_error = apply_selection(result)
-        self._run_invocation(result, model, inv, None, onnx_path=spec.path)
+        self.run_invocation(result, model, inv, None, onnx_path=spec.path)
         return result, selection_error
 
     # -- one invocation ------------------------------------------------------------------------
-    def _run_invocation(self, result: ScriptResult, model: ModelInfo, inv: Invocation, live, onnx_path=None) -> None:
+    def run_invocation(self, result: ScriptResult, model: ModelInfo, inv: Invocation,
+                       live: LiveInvocation | None, onnx_path: Path | None = None) -> None:
+        """Run every stage for one invocation, saving its record before and after each stage.
+
+        A stage that does not run keeps the final outcome an earlier run saved (marked
+        :data:`KEPT_REASON`): an ``--analyze-only`` rerun never erases a benchmark measured before.
+        """
         from turnkey_like.system import system_info
 
-        build_name = self.cache.build_name(result.path, result.labels, inv.hash)
-        inv.build_name = build_name
-        previous = self._previous(build_name)
+        inv.build_name = self.cache.build_name(result.path, result.labels, inv.hash)
         if not inv.selected:
-            for name in STAGES:
-                inv.stages()[name].status = Status.SKIPPED
-                inv.stages()[name].reason = "not selected"
+            for stage in inv.stages().values():
+                stage.status, stage.reason = Status.SKIPPED, "not selected"
             return
+        previous = self._previous(inv.build_name)
         record = BuildRecord(
-            build_name=build_name, script=result.path, labels=result.labels, model=model.summary(),
+            build_name=inv.build_name, script=result.path, labels=result.labels, model=model.summary(),
             invocation=inv, system=system_info(), tk_version=__version__,
-            created_at=(previous.created_at if previous else None) or _now(),
+            created_at=(previous.created_at if previous else None) or now_utc(),
         )
-        # Results of earlier runs stay in the record until this run redoes that stage: an
-        # --analyze-only rerun must not erase a benchmark measured before.
         if previous is not None:
-            for name in STAGES:
-                earlier = previous.invocation.stages()[name]
-                if earlier.status in FINAL_STATUSES:
+            for name, earlier in previous.invocation.stages().items():
+                if earlier.final:
                     setattr(inv, name, earlier)
-        build_dir = self.cache.build_dir(build_name)
-        opts = self.options
-        model_obj, args, kwargs = self._live_inputs(live)
-        plan: list[tuple[str, Callable[[], StageResult] | None, str | None]] = []
-        if onnx_path is not None:
-            plan.append(("characterization", None, "ONNX input: characterization needs the PyTorch model"))
-        elif not opts.characterize:
-            plan.append(("characterization", None, "not requested"))
-        else:
-            plan.append(("characterization", lambda: self._characterize(model_obj, args, kwargs, live), None))
-        if opts.analyze_only:
-            plan.append(("build", None, "--analyze-only"))
-            plan.append(("benchmark", None, "--analyze-only"))
-        else:
-            plan.append(("build", lambda: self._build(model_obj, args, kwargs, build_dir, previous, onnx_path), None))
-            if opts.build_only:
-                plan.append(("benchmark", None, "--build-only"))
+        ctx = InvocationContext(result=result, model=model, inv=inv, live=live,
+                                build_dir=self.cache.build_dir(inv.build_name), previous=previous,
+                                onnx_path=onnx_path)
+        saved = False
+        for stage in self.stages:
+            saved = self._run_stage(stage, ctx, record)
+        if not saved:
+            self._save(record)
+        if self.options.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
+            self.cache.clean([inv.build_name])
+
+    def _run_stage(self, stage: Stage, ctx: InvocationContext, record: BuildRecord) -> bool:
+        """Run (or skip, or reuse) one stage; return True when the record was saved after it."""
+        inv = ctx.inv
+        reason = stage.skip_reason(ctx)
+        if reason is not None:
+            earlier = getattr(inv, stage.name)
+            if earlier.final:
+                earlier.reason = KEPT_REASON
             else:
-                plan.append(("benchmark", lambda: self._benchmark(model_obj, args, kwargs, inv, build_dir), None))
-        # The record is saved when a stage starts (as `running`) and when it ends; if no stage runs
-        # (everything reused or skipped), once at the end.
-        unsaved = True
-        for stage_name, run_stage, skip_reason in plan:
-            if run_stage is None:
-                if getattr(inv, stage_name).status in FINAL_STATUSES:
-                    getattr(inv, stage_name).reason = KEPT_REASON
-                else:
-                    setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason=skip_reason))
-                unsaved = True
-                continue
-            if stage_name == "benchmark" and inv.build.status != Status.SUCCESSFUL:
-                setattr(inv, stage_name, StageResult(status=Status.SKIPPED, reason="build did not succeed"))
-                unsaved = True
-                continue
-            if stage_name == "characterization":
-                reused = self._reusable_characterization(previous)
-                if reused is not None:
-                    inv.characterization = reused
-                    unsaved = True
-                    continue
-            self.listener.stage_started(result, model, inv, stage_name)
-            setattr(inv, stage_name, StageResult(status=Status.RUNNING, started_at=_now(), pid=os.getpid()))
-            self._save(record)
-            start = time.perf_counter()
-            try:
-                outcome = run_stage()
-            except TkError:
-                raise  # an option the user must fix (e.g. --device cuda without CUDA): stop the run
-            except Exception as e:  # noqa: BLE001 - one model's failure never stops the others
-                outcome = StageResult(status=Status.ERROR, error=_one_line(e),
-                                      log_excerpt="".join(traceback.format_exception(e)[-6:]))
-            outcome.started_at = outcome.started_at or getattr(inv, stage_name).started_at
-            if outcome.duration_s is None:
-                outcome.duration_s = time.perf_counter() - start
-            outcome.pid = None
-            setattr(inv, stage_name, outcome)
-            self._save(record)
-            unsaved = False
-        if unsaved:
-            self._save(record)
-        if opts.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
-            self.cache.clean([build_name])
+                setattr(inv, stage.name, StageResult(status=Status.SKIPPED, reason=reason, run_id=self.run_id))
+            return False
+        reused = stage.reuse(ctx)
+        if reused is not None:
+            setattr(inv, stage.name, reused)
+            return False
+        self.listener.stage_started(ctx.result, ctx.model, inv, stage.name)
+        started = now_utc()
+        setattr(inv, stage.name, StageResult(status=Status.RUNNING, started_at=started, pid=os.getpid(),
+                                             run_id=self.run_id))
+        self._save(record)
+        log.info("%s %s (%s): started", stage.name, ctx.model.name, inv.hash)
+        t0 = time.perf_counter()
+        try:
+            outcome = stage.run(ctx)
+        except TkError:
+            raise  # an option the user must fix (e.g. --device cuda without CUDA): stop the run
+        except Exception as e:  # noqa: BLE001 - one model's failure never stops the others
+            outcome = StageResult(status=Status.ERROR, error=one_line(e),
+                                  log_excerpt="".join(traceback.format_exception(e)[-6:]))
+        outcome.started_at = outcome.started_at or started
+        if outcome.duration_s is None:
+            outcome.duration_s = time.perf_counter() - t0
+        outcome.pid = None
+        outcome.run_id = outcome.run_id or self.run_id
+        setattr(inv, stage.name, outcome)
+        self._save(record)
+        log.info("%s %s (%s): %s in %.2f s", stage.name, ctx.model.name, inv.hash, outcome.status.value,
+                 outcome.duration_s)
+        self.listener.stage_finished(ctx.result, ctx.model, inv, stage.name)
+        return True
 
     def _previous(self, build_name: str) -> BuildRecord | None:
+        """The record an earlier run saved, or ``None`` (none, or unreadable: then it is rewritten)."""
         try:
             return self.cache.load(build_name)
-        except TkError:
+        except TkError as e:
+            from turnkey_like.cache import RECORD_FILE
+
+            if (self.cache.root / build_name / RECORD_FILE).exists():
+                log.warning("%s: earlier record not readable (%s); it will be rewritten", build_name, e.message)
             return None
 
     def _save(self, record: BuildRecord) -> None:
-        record.updated_at = _now()
+        record.updated_at = now_utc()
         self.cache.save(record)
-
-    @staticmethod
-    def _live_inputs(live):
-        """The model and first-call inputs, with inference-mode tensors cloned into normal tensors."""
-        if live is None:
-            return None, (), {}
-        import torch
-
-        def normal(value):
-            if isinstance(value, torch.Tensor) and value.is_inference():
-                return value.clone()
-            if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-                return type(value)(normal(v) for v in value)
-            if isinstance(value, dict):
-                return {k: normal(v) for k, v in value.items()}
-            return value
-
-        return live.model, normal(live.args), normal(live.kwargs)
-
-    # -- the stages -------------------------------------------------------------------------------
-    def _reusable_characterization(self, previous: BuildRecord | None) -> StageResult | None:
-        """The cached characterization when it still applies (same tk, hardware and weights mode).
-
-        Counts depend only on the architecture and input signature (both in the invocation hash),
-        so a successful earlier result is reused unless ``--rebuild always`` asks for fresh work.
-        """
-        if previous is None or previous.tk_version != __version__ or self._rebuild_always():
-            return None
-        old = previous.invocation.characterization
-        if old.status != Status.SUCCESSFUL or not old.result:
-            return None
-        hardware = old.result.get("hardware", {})
-        name = hardware.get("name") if isinstance(hardware, dict) else hardware
-        if name != self._hardware_name() or bool(old.result.get("no_weights")) != bool(self.options.no_weights):
-            return None
-        return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=_now(), result=old.result,
-                           reason="reused from cache")
-
-    def _characterize(self, model, args, kwargs, live) -> StageResult:
-        import torch
-
-        from turnkey_like.characterize import characterize_call
-
-        opts = self.options
-        grad_context = torch.inference_mode() if (live and live.inference_mode) else torch.no_grad()
-        with grad_context:
-            char = characterize_call(model, args, kwargs, hardware=opts.hardware, no_weights=opts.no_weights)
-        return StageResult(status=Status.SUCCESSFUL, result=char.to_dict())
-
-    def _hardware_name(self) -> str:
-        from turnkey_like.characterize.hardware import get_profile
-
-        return get_profile(self.options.hardware).name
-
-    def _rebuild_always(self) -> bool:
-        return getattr(self.options.build, "rebuild", "if_needed") == "always"
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _eval_mode(model):
-        """Put ``model`` in eval mode for an inference build/benchmark; restore every module's mode after."""
-        if model is None or not hasattr(model, "modules"):
-            yield
-            return
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
-
-    def _build(self, model, args, kwargs, build_dir, previous: BuildRecord | None, onnx_path) -> StageResult:
-        from turnkey_like.build import BuildOptions, build_invocation
-
-        options = self.options.build or BuildOptions()
-        prev = previous.invocation.build.result if previous is not None else None
-        if onnx_path is not None:
-            from turnkey_like.onnx_file import build_onnx_file
-
-            return build_onnx_file(onnx_path, build_dir, options, input_shapes=self.options.input_shapes or None,
-                                   previous=prev)
-        with self._eval_mode(model):
-            return build_invocation(model, args, kwargs, build_dir, options, previous=prev)
-
-    def _benchmark(self, model, args, kwargs, inv: Invocation, build_dir) -> StageResult:
-        from turnkey_like.runtimes import BenchmarkOptions, benchmark_invocation
-
-        options = self.options.benchmark or BenchmarkOptions()
-        with self._eval_mode(model):
-            return benchmark_invocation(model, args, kwargs, inv.build.result, build_dir, options)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-

@@ -100,7 +100,7 @@ Dim = int | str
 """One tensor dimension: an int, or the name of a symbolic dimension (``"s0"``), never taken as 1."""
 
 
-class TensorSpec(Record):
+class TensorSpec(Record, kw_only=False):
     """One leaf of a call's input signature.
 
     Attributes:
@@ -475,11 +475,16 @@ class Characterization(Record):
 
 
 class GraphIO(Record):
-    """One ONNX graph input: name, shape (ints) and numpy dtype name."""
+    """One ONNX graph input: name, shape (ints) and numpy dtype name.
+
+    ``int_high``: for an ``.onnx`` input's integer input used as an index into a weight table (an
+    embedding lookup), the table's rows: synthesized values stay below it. ``None`` otherwise.
+    """
 
     name: str
     shape: list[Dim]
     dtype: str
+    int_high: int | None = None
 
 
 class Tolerance(Record):
@@ -774,6 +779,10 @@ class ScriptResult(Record):
         error: one-line message when the script failed.
         exit_code: the script's ``sys.exit`` code when it called it.
         duration_s: wall time of running the script (discovery only), seconds.
+        traceback: the last frames of the script's traceback when it raised (for ``--traceback``).
+        uses_turnkeyml_parser: the script imported ``turnkeyml.parser``, which tk serves itself
+            (so ``python SCRIPT`` alone may not run it).
+        entry: the input as the user gave it on the command line (for messages).
         models: the top-level models in first-call order (submodules nest in ``children``).
     """
 
@@ -784,6 +793,9 @@ class ScriptResult(Record):
     error: str | None = None
     exit_code: int | None = None
     duration_s: float | None = None
+    traceback: str | None = None
+    uses_turnkeyml_parser: bool = False
+    entry: str | None = None
     models: list[ModelInfo] = []
 
     def walk_models(self):

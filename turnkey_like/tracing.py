@@ -24,35 +24,28 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnkey_like.records import to_dict
+from turnkey_like.calls import tensor_leaves
+from turnkey_like.errors import one_line
+from turnkey_like.records import TraceAttempt, TraceSummary
 
 FX = "fx.symbolic_trace"
 EXPORT_NONSTRICT = "torch.export(strict=False)"
 EXPORT_STRICT = "torch.export(strict=True)"
 NONE = "none"
+NOT_TRACED = "not traced"
 METHODS = (FX, EXPORT_NONSTRICT, EXPORT_STRICT)
 
 
 @dataclass
-class TraceAttempt:
-    """One tracing attempt: the method, whether it worked, and the error as one line (``None`` if ok)."""
-
-    method: str
-    ok: bool
-    error: str | None = None
-    duration_s: float = 0.0
-
-
-@dataclass
 class TraceResult:
-    """What :func:`trace_model` found.
+    """What :func:`trace_model` found, with the live graph (the record is :meth:`summary`).
 
     Attributes:
         method: the method that succeeded (one of :data:`METHODS`) or ``"none"``.
-        graph_module: (property) the traced ``torch.fx.GraphModule``, not serialised; ``None`` when
-            nothing traced. For FX it is built on first access (code generation costs about as much
-            as tracing, and characterize only needs the graph).
-        graph: the traced ``torch.fx.Graph`` (not serialised).
+        graph_module: (property) the traced ``torch.fx.GraphModule``; ``None`` when nothing traced.
+            For FX it is built on first access (code generation costs about as much as tracing, and
+            characterize only needs the graph).
+        graph: the traced ``torch.fx.Graph``.
         node_count: nodes in that graph (0 when nothing traced).
         attempts: every method tried, in order, with its one-line error.
         duration_s: wall time of the warm-up and all attempts, seconds.
@@ -81,34 +74,10 @@ class TraceResult:
         """True when some method produced a graph."""
         return self.method != NONE
 
-    def to_dict(self) -> dict:
-        """Return plain JSON-able data, without the graph."""
-        return {
-            "method": self.method,
-            "node_count": self.node_count,
-            "attempts": [to_dict(a) for a in self.attempts],
-            "duration_s": self.duration_s,
-            "warmup_error": self.warmup_error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TraceResult":
-        """Rebuild from :meth:`to_dict` output (the graph is not restored)."""
-        d = d or {}
-        return cls(
-            method=d.get("method", NONE),
-            node_count=d.get("node_count", 0),
-            attempts=[TraceAttempt(**a) for a in d.get("attempts", [])],
-            duration_s=d.get("duration_s", 0.0),
-            warmup_error=d.get("warmup_error"),
-        )
-
-
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """Return ``ExcType: first line of the message`` cut to ``limit`` characters."""
-    msg = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def summary(self) -> TraceSummary:
+        """The :class:`~turnkey_like.records.TraceSummary` record of this trace (everything but the graph)."""
+        return TraceSummary(method=self.method, node_count=self.node_count, attempts=list(self.attempts),
+                            duration_s=self.duration_s, warmup_error=self.warmup_error)
 
 
 def _concrete_args(model, args: tuple, kwargs: dict) -> dict | None:
@@ -141,25 +110,6 @@ def _fx(model, args: tuple, kwargs: dict):
     return graph, lambda: torch.fx.GraphModule(tracer.root, graph, name)
 
 
-def _tensor_leaves(out, acc: list) -> list:
-    """Collect the tensors in a model output (tuples, lists, dicts, ``ModelOutput``, cache objects)."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        acc.append(out)
-    elif isinstance(out, dict):
-        for v in out.values():
-            _tensor_leaves(v, acc)
-    elif isinstance(out, (list, tuple)):
-        for v in out:
-            _tensor_leaves(v, acc)
-    elif hasattr(out, "__dict__") and not isinstance(out, type):
-        for v in vars(out).values():  # e.g. transformers' DynamicCache -> layers -> keys/values
-            if isinstance(v, (torch.Tensor, list, tuple, dict)) or hasattr(v, "__dict__"):
-                _tensor_leaves(v, acc)
-    return acc
-
-
 def _flat_output_wrapper(model):
     """Wrap ``model`` so its output is a flat tuple of tensors (for outputs export cannot flatten)."""
     import torch
@@ -170,7 +120,7 @@ def _flat_output_wrapper(model):
             self.inner = inner
 
         def forward(self, *args, **kwargs):
-            return tuple(_tensor_leaves(self.inner(*args, **kwargs), []))
+            return tuple(tensor_leaves(self.inner(*args, **kwargs), objects=True))
 
     return FlatOutput(model)
 
@@ -198,14 +148,18 @@ def _export(model, args: tuple, kwargs: dict, strict: bool):
 
 @contextlib.contextmanager
 def _quiet():
+    """Silence the tracers while they try: their warnings, their log records, and the partial graph
+    ``torch.export`` prints to stderr when it meets data-dependent control flow. Every failure is
+    recorded in :class:`~turnkey_like.records.TraceAttempt` instead."""
+    import io
     import logging
 
     loggers = [logging.getLogger(n) for n in ("torch._dynamo", "torch._export", "torch.export", "torch.fx")]
     levels = [lg.level for lg in loggers]
     try:
         for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
+            lg.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -256,9 +210,10 @@ def trace_model(
             with _quiet():
                 graph, factory = tracers[method]()
         except Exception as exc:  # noqa: BLE001 - every tracer failure is recorded, not raised
-            result.attempts.append(TraceAttempt(method, False, one_line(exc), time.perf_counter() - t0))
+            result.attempts.append(TraceAttempt(method=method, ok=False, error=one_line(exc),
+                                               duration_s=time.perf_counter() - t0))
             continue
-        result.attempts.append(TraceAttempt(method, True, None, time.perf_counter() - t0))
+        result.attempts.append(TraceAttempt(method=method, ok=True, duration_s=time.perf_counter() - t0))
         result.method = method
         result.graph = graph
         result._gm_factory = factory

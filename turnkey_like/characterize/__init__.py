@@ -4,8 +4,9 @@
 
 - :func:`characterize` / :func:`characterize_call`: count one model call at the ATen dispatch level
   (``counter``, formulas in ``ops``), trace it (``turnkey_like.tracing``), and assemble a
-  :class:`Characterization` record (``record``) with the roofline (``roofline``) on a hardware
-  profile (``hardware``) and fusion groups (``fusion``).
+  :class:`~turnkey_like.records.Characterization` record (``record``) with the roofline
+  (``roofline``) on a hardware profile (``hardware``) and fusion groups (``fusion``). The record
+  classes themselves live in :mod:`turnkey_like.records`; they are re-exported here.
 - :func:`get_profile` / :func:`list_profiles`: hardware profiles (datasheet ones, and ``local``).
 
 Nothing heavy is imported until one of these is used.
@@ -14,10 +15,11 @@ Nothing heavy is imported until one of these is used.
 _EXPORTS = {
     "characterize": "turnkey_like.characterize.record",
     "characterize_call": "turnkey_like.characterize.record",
-    "Characterization": "turnkey_like.characterize.record",
-    "ModuleRow": "turnkey_like.characterize.record",
-    "Totals": "turnkey_like.characterize.record",
-    "HardwareProfile": "turnkey_like.characterize.hardware",
+    "Characterization": "turnkey_like.records",
+    "ModuleRow": "turnkey_like.records",
+    "OpRow": "turnkey_like.records",
+    "Totals": "turnkey_like.records",
+    "HardwareProfile": "turnkey_like.records",
     "get_profile": "turnkey_like.characterize.hardware",
     "list_profiles": "turnkey_like.characterize.hardware",
 }

@@ -2,9 +2,10 @@
 
 :func:`count_model` calls the model once inside a ``TorchDispatchMode``: every ATen op the call
 dispatches (whatever Python code, functional call, ``torch.matmul`` or fused SDPA kernel produced
-it) becomes one :class:`OpRow`, costed by the formula registry in
+it) becomes one :class:`~turnkey_like.records.OpRow`, costed by the formula registry in
 :mod:`turnkey_like.characterize.ops`. Module attribution comes from global forward pre/post hooks
-that keep a stack of the modules being run.
+that keep a stack of the modules being run (see :class:`_Counter` for why not
+``torch.utils.module_tracker.ModuleTracker``).
 
 What becomes a row:
 
@@ -13,6 +14,11 @@ What becomes a row:
 - real ops without a formula: a row with ``counted=False`` (``macs=None``, ``flops=0``), and the op
   is tallied in :attr:`CountResult.uncounted` — never dropped silently. Composite ops without a
   formula are first decomposed (``OpOverload.decompose``) so their parts are counted.
+- higher-order ops (``torch.ops.higher_order.*``): ``flex_attention`` has a formula (one
+  ``attention`` row); ``cond``, ``while_loop`` and ``invoke_subgraph`` are counted through their
+  bodies (the branch that ran, every loop iteration, the subgraph), whose ops become ordinary rows;
+  any other higher-order op, or one whose body cannot run here (a ``cond`` predicate on meta or fake
+  tensors), is one uncounted row named ``higher_order.NAME``.
 
 What does not: **view and metadata ops** (``view``, ``t``, ``transpose``, ``expand``, ``detach``,
 ``_unsafe_view``, ``empty``, ...; any op whose schema marks its output as an alias of an input).
@@ -21,90 +27,53 @@ producer map is keyed by storage), so dataflow through them is kept.
 
 Works under ``torch.no_grad()``, ``torch.inference_mode()`` and training mode, on real, ``meta``
 and FakeTensor inputs (no data is read by the counter), and with shared submodules (a module
-called twice gets both calls' rows under the same path).
+called twice gets both calls' rows under the same path). Symbolic sizes (``SymInt`` from fake
+tensors with dynamic shapes) are kept by name in shapes (``"s0"``); costs are evaluated at the
+example sizes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch._ops import HigherOrderOperator
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from turnkey_like.calls import tensor_leaves
 from turnkey_like.characterize import ops as _ops
-from turnkey_like.errors import CharacterizationError
-from turnkey_like.records import to_dict
+from turnkey_like.errors import CharacterizationError, one_line
+from turnkey_like.records import OpRow
 
 aten = torch.ops.aten
 
-# Views/metadata/allocation ops that are not flagged ``is_view`` by their schema but move no data.
-_SKIP_PACKETS = {
-    getattr(aten, n)
-    for n in (
-        "_unsafe_view", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
-        "resize_", "set_", "size", "sym_size", "stride", "sym_stride", "numel", "sym_numel", "dim",
-        "storage_offset", "sym_storage_offset", "is_contiguous", "sym_is_contiguous",
-        "is_strides_like_format", "is_non_overlapping_and_dense", "_has_compatible_shallow_copy_type",
-        "record_stream", "_assert_tensor_metadata", "sym_constrain_range",
-        "sym_constrain_range_for_size", "_functional_assert_async", "_assert_scalar", "is_same_size",
-        "_nested_tensor_from_mask_left_aligned", "_resize_output_", "is_pinned", "_version",
-        "detach_", "lift", "lift_fresh", "alias", "_reshape_alias", "_make_dep_token",
-        "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
-        # in-place metadata changes (no data moves)
-        "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapdims_", "swapaxes_",
-        "resize_as_", "_resize_output_", "set_data",
-    )
-    if hasattr(aten, n)
-}
+SKIP_NAMES = (
+    "_unsafe_view", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
+    "resize_", "set_", "size", "sym_size", "stride", "sym_stride", "numel", "sym_numel", "dim",
+    "storage_offset", "sym_storage_offset", "is_contiguous", "sym_is_contiguous",
+    "is_strides_like_format", "is_non_overlapping_and_dense", "_has_compatible_shallow_copy_type",
+    "record_stream", "_assert_tensor_metadata", "sym_constrain_range",
+    "sym_constrain_range_for_size", "_functional_assert_async", "_assert_scalar", "is_same_size",
+    "_nested_tensor_from_mask_left_aligned", "_resize_output_", "is_pinned", "_version",
+    "detach_", "lift", "lift_fresh", "alias", "_reshape_alias", "_make_dep_token",
+    "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
+    # in-place metadata changes (no data moves)
+    "as_strided_", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapdims_", "swapaxes_",
+    "resize_as_", "set_data",
+)
+"""Views/metadata/allocation ops that their schema does not flag ``is_view`` but that move no data.
+Resolved at import; a test checks that every name exists in ``torch.ops.aten``."""
 
+_SKIP_PACKETS = frozenset(getattr(aten, n) for n in SKIP_NAMES if hasattr(aten, n))
 
-@dataclass
-class OpRow:
-    """One ATen op call, in execution order.
+BODY_HOPS = ("cond", "while_loop", "invoke_subgraph")
+"""Higher-order ops counted through their bodies (see :meth:`_CountingMode._run_body`)."""
 
-    Attributes:
-        index: position in execution order (rows are numbered 0, 1, ... with no gaps).
-        op: ATen overload name, e.g. ``aten.convolution.default``.
-        category: the op's category (:data:`turnkey_like.characterize.ops.CATEGORIES`), ``other``
-            when it has no formula.
-        module_path: innermost module that ran it, ``""`` for the root, e.g. ``layer1.0.conv1``.
-        module_class: that module's class name.
-        input_shapes: shapes of the tensor arguments, in order.
-        output_shapes: shapes of the tensor outputs, in order.
-        dtype: numpy-style name of the first tensor argument's dtype (``float32``).
-        macs: multiply-accumulates, ``None`` where not defined or not counted.
-        flops: FLOPs (1 MAC = 2 FLOPs); 0 when not counted.
-        bytes_read: bytes of all tensor arguments at their dtype's size (numel * itemsize); for
-            gathers (``embedding``) only the rows read.
-        bytes_written: bytes of all tensor outputs.
-        weight_bytes: the part of ``bytes_read`` that comes from the model's parameters and buffers.
-        counted: ``False`` when the op has no formula (then ``macs`` is ``None`` and ``flops`` 0).
-        producers: indices of earlier rows whose outputs this op reads (dataflow, for fusion).
-    """
-
-    index: int
-    op: str
-    category: str
-    module_path: str
-    module_class: str
-    input_shapes: list[list[int]]
-    output_shapes: list[list[int]]
-    dtype: str
-    macs: int | None
-    flops: int
-    bytes_read: int
-    bytes_written: int
-    weight_bytes: int
-    counted: bool
-    producers: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "OpRow":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+# Kinds of op, decided once per overload (see _Counter.info).
+_SKIP, _COUNT, _DECOMPOSE, _HOP = 0, 1, 2, 3
 
 
 @dataclass
@@ -112,8 +81,10 @@ class CountResult:
     """Everything one counted model call ran.
 
     Attributes:
-        rows: one :class:`OpRow` per op, in execution order.
-        uncounted: ATen op -> number of calls that had no formula (also present as rows with
+        rows: one :class:`~turnkey_like.records.OpRow` per op, in execution order (the roofline
+            fields ``arithmetic_intensity``, ``bound``, ``roofline_time_s`` are left at their
+            defaults; ``characterize_call`` fills them in place).
+        uncounted: op -> number of calls that had no formula (also present as rows with
             ``counted=False``).
         module_classes: module path -> class name for every module that ran (the root is ``""``).
         module_order: module paths in the order they were first entered (root first).
@@ -129,21 +100,10 @@ class CountResult:
         attention: the "conv+matmul MACs")."""
         return sum(r.macs or 0 for r in self.rows if r.category in categories)
 
-    def total_flops(self) -> int:
-        """Return the FLOPs of all rows (1 MAC = 2 FLOPs)."""
-        return sum(r.flops for r in self.rows)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CountResult":
-        return cls(
-            rows=[OpRow.from_dict(r) for r in d["rows"]],
-            uncounted=dict(d["uncounted"]),
-            module_classes=dict(d["module_classes"]),
-            module_order=list(d["module_order"]),
-        )
+    def total_flops(self, categories=None) -> int:
+        """Return the FLOPs of all rows, or of the rows whose category is in ``categories``
+        (1 MAC = 2 FLOPs)."""
+        return sum(r.flops for r in self.rows if categories is None or r.category in categories)
 
 
 def _storage_key(t: torch.Tensor):
@@ -154,17 +114,83 @@ def _storage_key(t: torch.Tensor):
         return None
 
 
-def _tensors(x, acc: list) -> list:
-    """Append the tensors in ``x`` (a tensor, or a list/tuple nesting tensors) to ``acc``."""
-    if isinstance(x, torch.Tensor):
-        acc.append(x)
-    elif isinstance(x, (list, tuple)):
-        for e in x:
-            if isinstance(e, torch.Tensor):
-                acc.append(e)
-            elif isinstance(e, (list, tuple)):
-                _tensors(e, acc)
-    return acc
+_TENSOR, _TENSOR_LIST = 0, 1
+
+
+def _slot_kind(t) -> int | None:
+    """``_TENSOR`` for a ``Tensor``/``Tensor?`` schema type, ``_TENSOR_LIST`` for ``Tensor[]``/
+    ``Tensor?[]``, ``None`` for types that hold no tensor; raises ``TypeError`` for types that might
+    hold tensors in a way the schema does not tell (``Any``, tuples, dicts)."""
+    if isinstance(t, torch._C.OptionalType):
+        t = t.getElementType()
+    if isinstance(t, torch._C.TensorType):
+        return _TENSOR
+    if isinstance(t, torch._C.ListType):
+        e = t.getElementType()
+        if isinstance(e, torch._C.OptionalType):
+            e = e.getElementType()
+        return _TENSOR_LIST if isinstance(e, torch._C.TensorType) else None
+    if isinstance(t, (torch._C.AnyType, torch._C.TupleType, torch._C.DictType)):
+        raise TypeError(f"schema type {t} may hold tensors")
+    return None
+
+
+def _schema_slots(func):
+    """Where an ATen op's tensors are, read from its schema, or ``None`` when the schema cannot tell
+    (then :func:`_tensors_in` walks the values with ``turnkey_like.calls.tensor_leaves``).
+
+    Returns ``(inputs, outputs, returns)``: ``inputs`` is ``(position, name, kind)`` per tensor
+    argument, ``outputs`` ``(position, None, kind)`` per tensor return, ``returns`` the number of
+    returns (a single return is the value itself, several are a tuple). Reading the schema once per
+    op replaces walking every argument of every call (the counter's hot path).
+    """
+    try:
+        schema = func._schema
+        inputs = tuple((i, a.name, k) for i, a in enumerate(schema.arguments)
+                       if (k := _slot_kind(a.type)) is not None)
+        outputs = tuple((i, None, k) for i, r in enumerate(schema.returns) if (k := _slot_kind(r.type)) is not None)
+        return inputs, outputs, len(schema.returns)
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+
+
+def _tensors_in(slots, values: tuple, kwargs: dict | None = None) -> list:
+    """The tensors at ``slots`` (from :func:`_schema_slots`) of positional ``values`` / ``kwargs``,
+    in schema order; every tensor in them (``turnkey_like.calls.tensor_leaves``) when ``slots`` is
+    ``None``."""
+    if slots is None:
+        return tensor_leaves((values, kwargs) if kwargs else values)
+    found = []
+    n = len(values)
+    for i, name, kind in slots:
+        v = values[i] if i < n else (kwargs.get(name) if kwargs else None)
+        if v is None:
+            continue
+        if kind == _TENSOR:
+            if isinstance(v, torch.Tensor):
+                found.append(v)
+        else:
+            for t in v:
+                if isinstance(t, torch.Tensor):
+                    found.append(t)
+    return found
+
+
+def _outputs(info, out) -> list:
+    """The tensors an op returned."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    slots = info[4]
+    if slots is None:
+        return tensor_leaves(out)
+    _, outputs, returns = slots
+    return _tensors_in(outputs, (out,) if returns == 1 else tuple(out or ()))
+
+
+def _inputs(info, args: tuple, kwargs: dict) -> list:
+    """The tensors an op was given (positional, then keyword-only arguments)."""
+    slots = info[4]
+    return _tensors_in(None if slots is None else slots[0], args, kwargs)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -175,8 +201,46 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def _plain_dim(d):
+    """One size as an int, or the name/expression of a symbolic size (``SymInt`` -> ``"s0"``)."""
+    if type(d) is int:
+        return d
+    text = str(d)
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _plain_shape(shape: list) -> list:
+    """A shape with symbolic sizes kept by name (never taken as 1)."""
+    return [_plain_dim(d) for d in shape]
+
+
+def _plain_int(v):
+    """An int: ``v``, or a symbolic integer expression at its example value (no guard added)."""
+    if v is None or type(v) is int:
+        return v
+    return _ops.size_hint(v) if isinstance(v, torch.SymInt) else int(v)
+
+
 class _Counter:
-    """State of one counting run: the rows, the module stack and the storage -> producer map."""
+    """State of one counting run: the rows, the module stack and the storage -> producer map.
+
+    Module attribution (why forward hooks and not ``torch.utils.module_tracker.ModuleTracker``):
+    ModuleTracker was evaluated for this (torch 2.14.1) and does not serve:
+
+    - it keeps the enclosing modules as a *set* of names (``ModuleTracker.parents``), not a stack,
+      so the innermost module of an op is not known; taking the longest name is a guess that fails
+      for a module called from a module that is not its registered parent;
+    - it names a module by one registered path: a submodule shared by two parents (``a.lin`` and
+      ``b.lin``, tests/zoo.py ``shared_child``) is reported as ``b.lin`` for both calls, although the
+      first ran under ``a``; every name is also prefixed with the root's class name;
+    - with grad enabled it installs multi-grad hooks on every module's inputs and outputs (for
+      backward tracking), work that counting never uses;
+    - it is slower. Counting with it (innermost = longest name in ``parents``) against these hooks
+      (``benchmarks/module_attribution.py``: CPU time, 1 thread, minimum of 15 (ResNet-50) / 150
+      (MLP) interleaved runs): ResNet-50 b1 224 under no_grad 128.5 ms vs 118.1 ms (+9%), with grad
+      139.8 ms vs 132.7 ms (+5%); an MLP of 8 x Linear(64, 64) + ReLU, b8, 0.90 ms vs 0.67 ms (+34%),
+      with grad 1.62 ms vs 0.85 ms (+90%).
+    """
 
     def __init__(self, root):
         self.rows: list[OpRow] = []
@@ -229,35 +293,42 @@ class _Counter:
 
     # --- op recording ----------------------------------------------------------------------
     def info(self, func):
-        """Per-overload facts, computed once: (skip, formula, op name, category)."""
+        """Per-op facts, computed once: (kind, formula, row name, category, schema slots)."""
         info = self.func_info.get(func)
         if info is None:
-            packet = func._overloadpacket
-            skip = (
-                packet in _SKIP_PACKETS
-                or bool(getattr(func, "is_view", False))
-                or getattr(func, "namespace", "") == "prim"  # prim.device, prim.layout: metadata
-            )
-            entry = _ops.REGISTRY.get(packet)
-            if entry is not None:
-                skip = False
-            info = (skip, entry, str(func), entry.category if entry else "other")
+            if isinstance(func, HigherOrderOperator):
+                entry = _ops.lookup(func)
+                name = f"{_ops.HIGHER_ORDER_PREFIX}{func.name()}"
+                info = (_HOP, entry, name, entry.category if entry else "other", None)
+            else:
+                packet = getattr(func, "_overloadpacket", None)
+                entry = _ops.REGISTRY.get(packet) if packet is not None else None
+                if entry is not None:
+                    kind = _COUNT
+                elif packet is not None and (
+                    packet in _SKIP_PACKETS
+                    or bool(getattr(func, "is_view", False))
+                    or getattr(func, "namespace", "") == "prim"  # prim.device, prim.layout: metadata
+                ):
+                    kind = _SKIP
+                elif hasattr(func, "decompose"):
+                    kind = _DECOMPOSE
+                else:
+                    kind = _COUNT
+                info = (kind, entry, str(func), entry.category if entry else "other", _schema_slots(func))
             self.func_info[func] = info
         return info
 
-    def record(self, func, entry, name, category, args, kwargs, out):
-        ins = _tensors(args, [])
-        for v in kwargs.values():
-            _tensors(v, ins)
-        outs = _tensors(out, [])
+    def record(self, func, info, args, kwargs, out):
+        _, entry, name, category, _ = info
+        ins = _inputs(info, args, kwargs)
+        outs = _outputs(info, out)
         counted = entry is not None
         macs, flops, read_elems = None, 0, None
         if counted:
             try:
                 cost = _ops.op_cost(func, args, kwargs, out)
-                macs, flops, read_elems = cost.macs, int(cost.flops), cost.read_elems
-                if macs is not None:
-                    macs = int(macs)
+                macs, flops, read_elems = _plain_int(cost.macs), _plain_int(cost.flops), cost.read_elems
             except Exception as exc:  # a formula that cannot handle this call: listed, not dropped
                 counted = False
                 name_err = f"{name} (formula error: {type(exc).__name__})"
@@ -272,7 +343,7 @@ class _Counter:
         for i, t in enumerate(ins):
             key = _storage_key(t)
             if read_elems is not None and i in read_elems:
-                nb = int(read_elems[i]) * t.element_size()
+                nb = _plain_int(read_elems[i]) * t.element_size()
             else:
                 nb = _nbytes(t)
             bytes_read += nb
@@ -311,20 +382,32 @@ class _Counter:
         )
         self.row_inputs.append(in_keys)
 
-    def forget_outputs(self, args, kwargs, out):
+    def forget_outputs(self, info, args, kwargs, out):
         """A skipped op that allocates fresh storage: clear any stale producer for it."""
-        outs = _tensors(out, [])
+        outs = _outputs(info, out)
         if not outs:
             return
-        in_keys = {_storage_key(t) for t in _tensors(args, [])}
+        in_keys = {_storage_key(t) for t in _inputs(info, args, kwargs)}
         for t in outs:
             key = _storage_key(t)
             if key is not None and key not in in_keys:
                 self.producer.pop(key, None)
 
+    @contextlib.contextmanager
+    def rollback_on_error(self):
+        """Undo the rows recorded inside the block when it raises (a body that could not run)."""
+        n, uncounted, producer = len(self.rows), dict(self.uncounted), dict(self.producer)
+        try:
+            yield
+        except BaseException:
+            del self.rows[n:], self.row_inputs[n:]
+            self.uncounted, self.producer = uncounted, producer
+            raise
+
     def finish(self) -> CountResult:
         """Attribute parameter/buffer reads (known only now: lazy modules create theirs during the
-        call) and return the result."""
+        call), make symbolic sizes plain (names in shapes, example values in costs), and return the
+        result."""
         weights: set = set()
         if isinstance(self.root, torch.nn.Module):
             for t in list(self.root.parameters()) + list(self.root.buffers()):
@@ -334,7 +417,13 @@ class _Counter:
                 if key is not None:
                     weights.add(key)
         for row, in_keys in zip(self.rows, self.row_inputs):
-            row.weight_bytes = sum(nb for key, nb in in_keys if key is not None and key in weights)
+            row.weight_bytes = _plain_int(sum(nb for key, nb in in_keys if key is not None and key in weights))
+            for shapes in (row.input_shapes, row.output_shapes):
+                for i, shape in enumerate(shapes):
+                    if not all(type(d) is int for d in shape):
+                        shapes[i] = _plain_shape(shape)
+            if type(row.bytes_read) is not int or type(row.bytes_written) is not int:
+                row.bytes_read, row.bytes_written = _plain_int(row.bytes_read), _plain_int(row.bytes_written)
         return CountResult(
             rows=self.rows,
             uncounted=dict(self.uncounted),
@@ -344,7 +433,9 @@ class _Counter:
 
 
 class _CountingMode(TorchDispatchMode):
-    """The dispatch mode that feeds every ATen call to a :class:`_Counter`."""
+    """The dispatch mode that feeds every ATen call (and higher-order op) to a :class:`_Counter`."""
+
+    supports_higher_order_operators = True
 
     def __init__(self, counter: _Counter):
         super().__init__()
@@ -353,24 +444,94 @@ class _CountingMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         c = self.counter
-        try:
-            skip, entry, name, category = c.info(func)
-        except AttributeError:  # higher-order ops and others without an overload packet
-            return func(*args, **kwargs)
-        if skip:
+        info = c.info(func)
+        kind = info[0]
+        if kind == _SKIP:
             out = func(*args, **kwargs)
             if not getattr(func, "is_view", False):
-                c.forget_outputs(args, kwargs, out)
+                c.forget_outputs(info, args, kwargs, out)
             return out
-        if entry is None:
+        if kind == _HOP:
+            return self._higher_order(func, info, args, kwargs)
+        if kind == _DECOMPOSE:
             # A composite op without a formula: count its parts instead, when it has any.
             with self:
                 r = func.decompose(*args, **kwargs)
             if r is not NotImplemented:
                 return r
         out = func(*args, **kwargs)
-        c.record(func, entry, name, category, args, kwargs, out)
+        c.record(func, info, args, kwargs, out)
         return out
+
+    def _higher_order(self, func, info, args, kwargs):
+        """Count a higher-order op: by its formula, through its body, or as one uncounted row."""
+        c = self.counter
+        if info[1] is None and func.name() in BODY_HOPS:
+            try:
+                with c.rollback_on_error():
+                    return self._run_body(func, args, kwargs)
+            except Exception:  # noqa: BLE001 - e.g. a cond predicate on meta/fake tensors: one row below
+                pass
+        out = func(*args, **kwargs)
+        c.record(func, info, args, kwargs, out)
+        return out
+
+    def _run_body(self, func, args, kwargs):
+        """Run ``func``'s eager (``CompositeExplicitAutograd``) kernel with its body functions run
+        under this mode, so the ops of the branch taken (``cond``), of every iteration and condition
+        check (``while_loop``) or of the subgraph (``invoke_subgraph``) become rows.
+
+        The kernels are torch's own (``torch/_higher_order_ops/{cond,while_loop,invoke_subgraph}.py``);
+        they require that no mode is active when they start, which holds here (the dispatcher pops
+        this mode while it handles the op), and they call the bodies, which push it back.
+        """
+        from torch._C import DispatchKey
+
+        kernel = func.py_kernels[DispatchKey.CompositeExplicitAutograd]
+
+        def counted(fn):
+            if fn is None or getattr(fn, "_boxed_call", False):
+                return fn
+
+            def run(*a, **k):
+                with self:
+                    return fn(*a, **k)
+
+            return run
+
+        if func.name() == "cond":
+            pred, true_fn, false_fn, operands = args
+            return kernel(pred, counted(true_fn), counted(false_fn), operands, **kwargs)
+        if func.name() == "while_loop":
+            cond_fn, body_fn, *rest = args
+            return kernel(counted(cond_fn), counted(body_fn), *rest, **kwargs)
+        subgraph, *rest = args  # invoke_subgraph(subgraph, identifier, *operands)
+        if getattr(subgraph, "_boxed_call", False):
+            raise NotImplementedError("boxed subgraphs are not counted through")
+        return kernel(counted(subgraph), *rest, **kwargs)
+
+
+@contextlib.contextmanager
+def _eager_flex_attention():
+    """Let ``flex_attention`` run eagerly under the counting mode.
+
+    Called outside ``torch.compile``, ``torch.nn.attention.flex_attention.flex_attention`` wraps its
+    higher-order op in ``torch.compile(fullgraph=True)``, which refuses to run while a non-infra
+    dispatch mode is active (torch 2.14: "found no compiled frames"). Its debug switch
+    ``_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG`` calls the op directly instead, with the same forward
+    result; it is set for the counted call only, and only when the module is loaded already.
+    """
+    module = sys.modules.get("torch.nn.attention.flex_attention")
+    flag = "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"
+    if module is None or not hasattr(module, flag):
+        yield
+        return
+    old = getattr(module, flag)
+    setattr(module, flag, True)
+    try:
+        yield
+    finally:
+        setattr(module, flag, old)
 
 
 def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountResult:
@@ -406,14 +567,13 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
             counter.module_classes[""] = type(model).__name__
             counter.module_order.append("")
             root_pushed = True
-        with _CountingMode(counter):
+        with _eager_flex_attention(), _CountingMode(counter):
             model(*args, **kwargs)
     except CharacterizationError:
         raise
     except Exception as exc:
-        name = type(model).__name__
         raise CharacterizationError(
-            f"counting ops of {name} failed: {type(exc).__name__}: {exc}",
+            f"counting ops of {type(model).__name__} failed: {one_line(exc)}",
             hint="the model must run on the given inputs outside tk first; check input shapes/dtypes",
         ) from exc
     finally:
@@ -424,4 +584,4 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
     return counter.finish()
 
 
-__all__ = ["OpRow", "CountResult", "count_model"]
+__all__ = ["OpRow", "CountResult", "count_model", "SKIP_NAMES", "BODY_HOPS"]

@@ -16,78 +16,15 @@ Conventions:
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from turnkey_like.errors import InputError
-from turnkey_like.records import to_dict
+from turnkey_like.records import HardwareProfile, RecordError, decode
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 LOCAL = "local"
-
-
-@dataclass
-class HardwareProfile:
-    """Peak compute and memory bandwidth of one device.
-
-    Attributes:
-        name: short key used on the command line (``a100``, ``h100``, ``local``, ...).
-        description: full device name.
-        peak_flops: dense peak per dtype in FLOP/s (``int8`` in op/s); keys from :data:`DTYPES`.
-        memory_bandwidth: peak (or measured, for ``local``) memory bandwidth in bytes/s.
-        sources: per value (``peak_flops.float32``, ``memory_bandwidth``, ...) the document it comes from
-            and how it was derived.
-        notes: caveats (TF32, sparsity, clock assumptions).
-        measured: True for profiles measured on this machine, False for datasheet profiles.
-    """
-
-    name: str
-    description: str
-    peak_flops: dict[str, float]
-    memory_bandwidth: float
-    sources: dict[str, str] = field(default_factory=dict)
-    notes: str = ""
-    measured: bool = False
-
-    def peak(self, dtype: str | None) -> float:
-        """Return the peak FLOP/s for ``dtype`` (numpy-style name).
-
-        Dtypes without an entry (``float64``, ``int64``, ``bool``, ...) fall back to the ``float32``
-        peak: such ops are rare in inference graphs and almost always memory-bound, so the fallback
-        only matters for their compute-time term.
-        """
-        if dtype in self.peak_flops and self.peak_flops[dtype]:
-            return float(self.peak_flops[dtype])
-        return float(self.peak_flops["float32"])
-
-    def ridge_point(self, dtype: str | None = "float32") -> float:
-        """Return the ridge point in FLOPs/byte: peak FLOP/s ÷ memory bandwidth (Williams et al., 2009).
-
-        An op whose arithmetic intensity is at or above the ridge point is compute-bound on this device.
-        """
-        return self.peak(dtype) / self.memory_bandwidth
-
-    def to_dict(self) -> dict:
-        """Return the profile as plain JSON-able data."""
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HardwareProfile":
-        """Rebuild a profile from :meth:`to_dict` output."""
-        return cls(
-            name=d["name"],
-            description=d.get("description", d["name"]),
-            peak_flops={k: float(v) for k, v in d["peak_flops"].items()},
-            memory_bandwidth=float(d["memory_bandwidth"]),
-            sources=dict(d.get("sources", {})),
-            notes=d.get("notes", ""),
-            measured=bool(d.get("measured", False)),
-        )
-
 
 _A100_DS = "NVIDIA A100 Tensor Core GPU Datasheet (NVIDIA, 2021), column 'A100 80GB SXM'"
 _H100_DS = "NVIDIA H100 Tensor Core GPU Datasheet (NVIDIA, 2023), column 'H100 SXM'"
@@ -172,18 +109,23 @@ BUILTIN: dict[str, HardwareProfile] = {
 }
 
 
-def cache_root() -> Path:
-    """Return the tk cache root: ``$TK_CACHE_DIR`` or ``~/.cache/turnkey_like``."""
-    env = os.environ.get("TK_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "turnkey_like"
-
-
 def _local_key() -> str:
     import torch
 
     from turnkey_like.system import cpu_name
 
     return f"{cpu_name()}|torch_threads={torch.get_num_threads()}"
+
+
+def local_profile_path(cache_dir: str | Path | None = None) -> Path:
+    """Return where the ``local`` profile is cached: ``<cache root>/hardware/local.json``.
+
+    The cache root is ``turnkey_like.cache.resolve_root(cache_dir)`` (``--cache-dir``, else
+    ``$TK_CACHE_DIR``, else ``~/.cache/turnkey_like``).
+    """
+    from turnkey_like.cache import resolve_root
+
+    return resolve_root(cache_dir) / "hardware" / "local.json"
 
 
 def measure_local(budget_s: float = 4.0) -> HardwareProfile:
@@ -232,39 +174,37 @@ def measure_local(budget_s: float = 4.0) -> HardwareProfile:
         },
         notes="Measured peaks are achievable rates, below the theoretical datasheet peaks.",
         measured=True,
+        threads=threads,
     )
 
 
-def local_profile(*, refresh: bool = False) -> HardwareProfile:
+def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False) -> HardwareProfile:
     """Return the ``local`` profile, measuring it once and caching it.
 
-    Cached in ``<cache root>/hardware/local.json`` keyed by CPU name and torch thread count, so a
-    different thread setting or machine sharing the cache is measured separately. ``refresh=True``
-    measures again. An unreadable cache file is ignored and rewritten (atomically).
+    Cached in :func:`local_profile_path` (under the cache root that ``cache_dir`` resolves to), one
+    entry per CPU name and torch thread count, so a different thread setting or machine sharing the
+    cache is measured separately. ``refresh=True`` measures again. A cache file that is unreadable
+    or does not match the schema is ignored and rewritten (atomically); a cache that cannot be
+    written only costs a measurement next time.
     """
-    path = cache_root() / "hardware" / "local.json"
+    from turnkey_like.errors import CacheError
+    from turnkey_like.files import write_record
+
+    path = local_profile_path(cache_dir)
     key = _local_key()
-    entries: dict = {}
-    if path.is_file():
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(entries, dict):
-                entries = {}
-        except (OSError, ValueError):
-            entries = {}
+    entries: dict[str, HardwareProfile] = {}
+    try:
+        entries = decode(path.read_bytes(), dict[str, HardwareProfile], what=str(path))
+    except (OSError, RecordError):
+        entries = {}
     if key in entries and not refresh:
-        try:
-            return HardwareProfile.from_dict(entries[key])
-        except (KeyError, TypeError, ValueError):
-            pass
+        return entries[key]
     profile = measure_local()
-    entries[key] = profile.to_dict()
+    entries[key] = profile
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
+        write_record(path, entries)
+    except (OSError, CacheError):
         pass  # an unwritable cache only costs a re-measurement next time
     return profile
 
@@ -274,10 +214,11 @@ def list_profiles() -> list[str]:
     return [*BUILTIN, LOCAL]
 
 
-def get_profile(name: str | HardwareProfile | None = None) -> HardwareProfile:
+def get_profile(name: str | HardwareProfile | None = None, *, cache_dir: str | Path | None = None) -> HardwareProfile:
     """Return the hardware profile called ``name`` (``None`` or ``"local"``: this machine, measured).
 
     A :class:`HardwareProfile` passed in is returned as is. Names are case-insensitive.
+    ``cache_dir`` is where the ``local`` profile is cached (see :func:`local_profile`).
 
     Raises:
         InputError: unknown name; the message lists the known names.
@@ -285,7 +226,7 @@ def get_profile(name: str | HardwareProfile | None = None) -> HardwareProfile:
     if isinstance(name, HardwareProfile):
         return name
     if name is None or name.lower() in (LOCAL, "this", "this-machine"):
-        return local_profile()
+        return local_profile(cache_dir=cache_dir)
     key = name.lower()
     if key in BUILTIN:
         return BUILTIN[key]
@@ -293,3 +234,7 @@ def get_profile(name: str | HardwareProfile | None = None) -> HardwareProfile:
         f"unknown hardware profile {name!r}",
         hint=f"choose one of: {', '.join(list_profiles())}",
     )
+
+
+__all__ = ["DTYPES", "LOCAL", "BUILTIN", "HardwareProfile", "get_profile", "list_profiles", "local_profile",
+           "local_profile_path", "measure_local"]

@@ -1,4 +1,4 @@
-"""The registry of per-op cost formulas, keyed by ATen op (``OpOverloadPacket``).
+"""The registry of per-op cost formulas, keyed by ATen op (``OpOverloadPacket``) or higher-order op.
 
 One registry serves every counting path (see ``turnkey_like.characterize.counter``). Each formula is
 a small pure function of the op's arguments with every tensor replaced by its shape (a tuple of
@@ -6,7 +6,9 @@ ints), plus ``out_shape`` (the shape of the op's first output, or a list of shap
 :class:`Cost`: MACs (``None`` where a multiply-accumulate is not defined) and FLOPs, with
 **1 MAC = 2 FLOPs**. Each formula is registered with :func:`register` on the ATen ops it covers,
 with a category, and its docstring names its source. Adding an op is one function and one
-decorator line, as in PyTorch's ``torch/utils/flop_counter.py``.
+decorator line, as in PyTorch's ``torch/utils/flop_counter.py``. Op names resolve when this module
+is imported; an op registered twice raises, and every name given is kept (:data:`NAMES`) so a test
+checks that each exists in the installed torch.
 
 Categories (:data:`CATEGORIES`): ``conv``, ``matmul``, ``attention`` (the three whose MACs are
 "conv+matmul MACs", :data:`MAC_CATEGORIES`, the figure torchvision reports as ``_ops``), ``norm``,
@@ -84,41 +86,78 @@ class OpFormula:
 
 
 REGISTRY: dict[Any, OpFormula] = {}
-"""OpOverloadPacket -> :class:`OpFormula`."""
+"""Op -> :class:`OpFormula`: ATen ``OpOverloadPacket`` objects, and ``HigherOrderOperator`` objects
+for the higher-order ops costed by a formula (``higher_order.flex_attention``)."""
+
+NAMES: dict[str, str] = {}
+"""Every op name given to :func:`register` -> the name of its formula, in registration order.
+Kept so a test can check that each one exists in the installed torch (:data:`UNRESOLVED`)."""
+
+UNRESOLVED: list[str] = []
+"""Names given to :func:`register` that this torch build lacks (skipped, so tk still imports on
+other torch versions; on the pinned torch a test requires this to be empty)."""
+
+HIGHER_ORDER_PREFIX = "higher_order."
 
 
-def _packets(names) -> list[Any]:
-    """Resolve ATen op names (or packets) to the packets this torch build has; missing ones are skipped."""
-    out = []
-    for n in [names] if isinstance(names, str) else names:
-        if not isinstance(n, str):
-            out.append(n)
-        elif hasattr(aten, n):
-            out.append(getattr(aten, n))
-    return out
+def resolve(name: str):
+    """Return the op called ``name`` in this torch build, or ``None`` when it has none.
+
+    ``"mm"`` is ``torch.ops.aten.mm`` (an ``OpOverloadPacket``); ``"higher_order.flex_attention"``
+    is ``torch.ops.higher_order.flex_attention`` (a ``HigherOrderOperator``).
+    """
+    if name.startswith(HIGHER_ORDER_PREFIX):
+        try:
+            return getattr(torch.ops.higher_order, name[len(HIGHER_ORDER_PREFIX):])
+        except AttributeError:
+            return None
+    return getattr(aten, name, None) if hasattr(aten, name) else None
 
 
 def register(names, category: str, inplace: bool = False):
-    """Register the decorated formula for the ATen ops named in ``names``.
+    """Register the decorated formula for the ops named in ``names``, resolved now (at import).
 
     Args:
-        names: one op name (``"mm"``), a list of names, or ``OpOverloadPacket`` objects. Names this
-            torch build lacks are skipped, so the registry works across torch versions.
+        names: one op name (``"mm"``) or a list of names; ATen names, or
+            ``"higher_order.NAME"`` for a higher-order op. Every name is kept in :data:`NAMES`;
+            a name this torch build lacks is skipped and listed in :data:`UNRESOLVED`.
         category: one of :data:`CATEGORIES`.
-        inplace: also register the in-place variant ``name_`` of each name.
+        inplace: also register the in-place variant ``name_`` of each name, where this torch
+            build has one (derived names are not kept in :data:`NAMES`).
 
     Raises:
-        ValueError: for an unknown category.
+        ValueError: an unknown category, or an op that already has a formula (an op is registered
+            once; a second registration would silently replace the first cost).
     """
     if category not in CATEGORIES:
         raise ValueError(f"unknown op category {category!r}")
     names = [names] if isinstance(names, str) else list(names)
-    if inplace:
-        names = names + [f"{n}_" for n in names if isinstance(n, str)]
 
     def deco(fn):
-        for p in _packets(names):
-            REGISTRY[p] = OpFormula(fn=fn, category=category, name=fn.__name__)
+        ops, missing = [], []
+        for n in names:
+            if n in NAMES or names.count(n) > 1:
+                raise ValueError(f"op {n!r} is registered twice: {NAMES.get(n, fn.__name__)} and {fn.__name__}")
+            op = resolve(n)
+            if op is None:
+                missing.append(n)
+                continue
+            ops.append(op)
+            if inplace:
+                variant = resolve(f"{n}_")
+                if variant is not None:
+                    ops.append(variant)
+        for op in ops:
+            if op in REGISTRY or ops.count(op) > 1:
+                first = REGISTRY[op].name if op in REGISTRY else fn.__name__
+                raise ValueError(f"op {op} is registered twice: {first} and {fn.__name__}")
+        # Checked: now record (nothing is recorded when registration raises).
+        entry = OpFormula(fn=fn, category=category, name=fn.__name__)
+        for n in names:
+            NAMES[n] = fn.__name__
+        UNRESOLVED.extend(missing)
+        for op in ops:
+            REGISTRY[op] = entry
         return fn
 
     return deco
@@ -404,13 +443,17 @@ def sdpa_cost_from_shapes(q_shape, k_shape, v_shape) -> Cost:
         "scaled_dot_product_attention",
         "_flash_attention_forward",
         "_efficient_attention_forward",
+        "higher_order.flex_attention",
     ],
     "attention",
 )
 def sdpa_cost(q_shape, k_shape, v_shape, *_, out_shape=None, **__) -> Cost:
-    """Every fused SDPA ATen variant (CPU flash, CUDA flash/efficient/cuDNN, overrideable):
-    see :func:`sdpa_macs`. (Flash/efficient forward on CUDA take ``[B, L, H, E]``; the same product
-    results because B, H, L all multiply.)"""
+    """Every fused SDPA ATen variant (CPU flash, CUDA flash/efficient/cuDNN, overrideable) and the
+    ``flex_attention`` higher-order op: see :func:`sdpa_macs`. (Flash/efficient forward on CUDA take
+    ``[B, L, H, E]``; the same product results because B, H, L all multiply.) For flex attention the
+    full Lq x S products are counted, as its eager (dense) implementation computes them; the FLOPs of
+    ``score_mod``/``mask_mod`` and the blocks a block mask skips are not counted, as in
+    ``torch.utils.flop_counter`` (its ``flex_attention_forward_flop`` is the SDPA count too)."""
     return sdpa_cost_from_shapes(q_shape, k_shape, v_shape)
 
 
@@ -595,7 +638,7 @@ _ELEMENTWISE_1 = [
     "gt", "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "bitwise_and",
     "bitwise_or", "bitwise_not", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
     "where", "masked_fill", "isnan", "isinf", "isfinite", "nan_to_num", "copysign", "hypot", "xlogy",
-    "sigmoid_backward", "exponential", "logit", "lgamma", "digamma", "polar", "heaviside", "signbit",
+    "sigmoid_backward", "logit", "lgamma", "digamma", "polar", "heaviside", "signbit",
     "isneginf", "isposinf", "conj_physical", "real", "imag", "angle", "i0", "special_i0e",
     "special_i1", "special_i1e", "sinc", "deg2rad", "rad2deg", "float_power", "true_divide",
 ]
@@ -643,9 +686,10 @@ def _window_pool(nd: int, what: str):
 
 
 for _nd in (1, 2, 3):
-    register([f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d", f"mkldnn_max_pool{_nd}d"],
+    # oneDNN has max pooling kernels for 2-d and 3-d only, and no average pooling ATen ops.
+    register([f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d"] + ([f"mkldnn_max_pool{_nd}d"] if _nd > 1 else []),
              "pooling")(_window_pool(_nd, "max"))
-    register([f"avg_pool{_nd}d", f"mkldnn_avg_pool{_nd}d"], "pooling")(_window_pool(_nd, "average"))
+    register([f"avg_pool{_nd}d"], "pooling")(_window_pool(_nd, "average"))
 
 
 def adaptive_window_sum(in_size: int, out_size: int) -> int:
@@ -698,7 +742,7 @@ def var_cost(x_shape, *_, out_shape=None, **__) -> Cost:
     return Cost(None, 4 * prod(x_shape))
 
 
-@register(["linalg_vector_norm", "norm", "frobenius_norm", "logsumexp", "_logsumexp"], "reduction")
+@register(["linalg_vector_norm", "norm", "frobenius_norm", "logsumexp"], "reduction")
 def norm_reduce_cost(x_shape, *_, out_shape=None, **__) -> Cost:
     """Vector norm (|x|^p then sum) or logsumexp (exp then sum): 2 FLOPs per input element."""
     return Cost(None, 2 * prod(x_shape))
@@ -795,9 +839,14 @@ def scatter_add_cost(x_shape, *args, out_shape=None, **__) -> Cost:
     return Cost(None, prod(shapes[-1]) if shapes else _numel(out_shape))
 
 
+# ``exponential``/``exponential_`` fill a tensor with samples of the exponential distribution
+# (``Tensor.exponential_``, used e.g. by Gumbel sampling); they are not ``exp``. They used to be
+# registered twice, as 1-FLOP element-wise arithmetic and here, and the second silently won; they
+# belong here, with the other random-number generators.
 register(["bernoulli", "bernoulli_", "uniform", "uniform_", "normal", "normal_", "rand", "randn",
           "randint", "rand_like", "randn_like", "randint_like", "randperm", "multinomial",
-          "random_", "exponential_", "geometric_", "cauchy_", "log_normal_"], "other")(_elementwise(0))
+          "random_", "exponential", "exponential_", "geometric_", "cauchy_", "log_normal_"],
+         "other")(_elementwise(0))
 """Random-number generation: 0 FLOPs (not floating-point arithmetic on data)."""
 
 register(["native_dropout"], "other")(_elementwise(2))
@@ -809,14 +858,41 @@ def is_mac_category(category: str) -> bool:
     return category in MAC_CATEGORIES
 
 
+def size_hint(v):
+    """An int for a size: ``v`` itself, or a symbolic size's example value (its hint).
+
+    Symbolic sizes (``SymInt`` from fake tensors with dynamic shapes) are read through
+    ``torch.fx.experimental.symbolic_shapes.optimization_hint``, which adds no guard: calling
+    ``int()`` on them would specialise the shape to its example value for the rest of the run.
+    """
+    if type(v) is int or not isinstance(v, torch.SymInt):
+        return v
+    try:
+        from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+        return int(optimization_hint(v))
+    except (ImportError, TypeError, ValueError, RuntimeError):  # older torch, or no hint
+        return int(v)
+
+
+def _shape(t: torch.Tensor) -> tuple:
+    """A tensor's shape as plain ints (symbolic sizes at their hints, see :func:`size_hint`)."""
+    shape = tuple(t.shape)
+    if type(t) is torch.Tensor or type(t) is torch.nn.Parameter:  # real and meta: always ints
+        return shape
+    return tuple(size_hint(d) for d in shape)
+
+
 def _shape_of(x):
-    """Tensor -> shape tuple (ints, or SymInts kept as they are); lists/tuples mapped; others kept."""
+    """Tensor -> shape tuple of ints; SymInt -> its hint; lists/tuples mapped; others kept."""
     if isinstance(x, torch.Tensor):
-        return tuple(x.shape)
+        return _shape(x)
     if isinstance(x, (list, tuple)):
-        if any(isinstance(e, torch.Tensor) for e in x):
+        if any(isinstance(e, (torch.Tensor, torch.SymInt)) for e in x):
             return [_shape_of(e) for e in x]
         return x
+    if isinstance(x, torch.SymInt):
+        return size_hint(x)
     return x
 
 
@@ -838,11 +914,11 @@ def op_cost(func, args: tuple, kwargs: dict, out) -> Cost | None:
 
 def _out_shape(out):
     if isinstance(out, torch.Tensor):
-        return tuple(out.shape)
+        return _shape(out)
     if isinstance(out, (list, tuple)):
         for o in out:
             if isinstance(o, torch.Tensor):
-                return tuple(o.shape)
+                return _shape(o)
     return None
 
 
@@ -853,10 +929,15 @@ __all__ = [
     "Cost",
     "OpFormula",
     "REGISTRY",
+    "NAMES",
+    "UNRESOLVED",
+    "HIGHER_ORDER_PREFIX",
+    "resolve",
     "register",
     "lookup",
     "category_of",
     "op_cost",
+    "size_hint",
     "is_mac_category",
     "conv_macs",
     "mm_macs",

@@ -13,7 +13,9 @@ Multicore Architectures", Communications of the ACM 52(4), 2009.
 
 from __future__ import annotations
 
-from turnkey_like.characterize.hardware import HardwareProfile
+from typing import NamedTuple
+
+from turnkey_like.records import HardwareProfile
 
 COMPUTE_BOUND = "compute-bound"
 MEMORY_BOUND = "memory-bound"
@@ -50,10 +52,24 @@ def roofline_time_s(flops: int | float, nbytes: int | float, profile: HardwarePr
     return max(float(flops) / profile.peak(dtype), float(nbytes) / profile.memory_bandwidth)
 
 
-def annotate(flops: int | float, nbytes: int | float, profile: HardwareProfile, dtype: str | None) -> dict:
-    """Return ``{"arithmetic_intensity", "bound", "roofline_time_s"}`` for one op/module/group."""
-    return {
-        "arithmetic_intensity": arithmetic_intensity(flops, nbytes),
-        "bound": classify(flops, nbytes, profile, dtype),
-        "roofline_time_s": roofline_time_s(flops, nbytes, profile, dtype),
-    }
+class Roofline(NamedTuple):
+    """The roofline annotation of one op, module or group.
+
+    Attributes:
+        arithmetic_intensity: FLOPs/byte, ``None`` without traffic.
+        bound: ``compute-bound``, ``memory-bound`` or ``no compute``.
+        time_s: roofline time, seconds.
+    """
+
+    arithmetic_intensity: float | None
+    bound: str
+    time_s: float
+
+
+def annotate(flops: int | float, nbytes: int | float, profile: HardwareProfile, dtype: str | None) -> Roofline:
+    """Return the :class:`Roofline` (intensity, bound, time) of ``flops`` over ``nbytes`` on ``profile``."""
+    return Roofline(
+        arithmetic_intensity(flops, nbytes),
+        classify(flops, nbytes, profile, dtype),
+        roofline_time_s(flops, nbytes, profile, dtype),
+    )

@@ -2,7 +2,9 @@
 
 ``tk INPUTS...`` is shorthand for ``tk benchmark INPUTS...``. Every :class:`~turnkey_like.errors.TkError`
 becomes ``error: <message>`` (and ``hint: <hint>``) on stderr with exit code 1; ``--traceback`` shows
-the full trace. No other module imports the CLI.
+the full trace. ``--traceback``, ``-q/--quiet`` and ``-v/--verbose`` are accepted before or after the
+command. Exit codes (``docs/exit_codes.md``): 0 all went well, 1 something failed (the others still
+ran), 2 the command line itself is wrong, 130 interrupted. No other module imports the CLI.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import glob
+import logging
 import os
 import sys
 
@@ -26,24 +29,69 @@ def _looks_like_input(token: str) -> bool:
     return token.lower().endswith((".py", ".onnx", ".txt")) or os.sep in token
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The options every command accepts, before or after its name (a parent parser).
+
+    With ``suppress`` the defaults are left unset, so a value given before the command is not
+    overwritten by the subcommand's default.
+    """
+    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("output")
+    group.add_argument("--traceback", action="store_true", default=default(False),
+                       help="show the full Python traceback on errors (and a failing script's traceback)")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                       help="no progress display and no per-stage lines on stderr; the report still prints")
+    group.add_argument("-v", "--verbose", action="count", default=default(0),
+                       help="log what tk does on stderr (-vv for debug detail)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     from turnkey_like.cli import benchmark_commands, cache_commands
 
     parser = argparse.ArgumentParser(
         prog="tk",
+        parents=[common_options(suppress=False)],
         description=(
             "Discover the PyTorch models a script runs, characterize them (MACs, FLOPs, memory traffic, "
             "roofline), build them to ONNX and benchmark them. `tk INPUTS...` means `tk benchmark INPUTS...`."
         ),
+        epilog="Exit codes: 0 success, 1 something failed (other inputs still ran), 2 bad command line, "
+               "130 interrupted. See docs/exit_codes.md.",
     )
-    parser.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors")
+    parser.add_argument("--version", action="version", version=f"tk {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    benchmark_commands.register(subparsers)
-    cache_commands.register(subparsers)
-    version = subparsers.add_parser("version", help="print the versions of tk and its runtimes")
+    parent = common_options(suppress=True)
+    benchmark_commands.register(subparsers, parent)
+    cache_commands.register(subparsers, parent)
+    version = subparsers.add_parser("version", parents=[parent], help="print the versions of tk and its runtimes")
     version.set_defaults(func=_version)
     return parser
+
+
+def configure_logging(verbose: int) -> None:
+    """Send tk's log records to stderr: warnings always, info with ``-v``, debug with ``-vv``."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logger = logging.getLogger("turnkey_like")
+    logger.handlers[:] = []
+    handler = RichHandler(console=_stderr_console(), show_path=verbose > 1, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version(args) -> int:
@@ -80,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         if not argv:
             parser.print_help()
-            return 2
+            return EXIT_USAGE
         args = parser.parse_args(_normalise_argv(argv))
         if not getattr(args, "func", None):
             parser.print_help()
-            return 2
+            return EXIT_USAGE
+        configure_logging(getattr(args, "verbose", 0))
         return int(args.func(args) or 0)
     except TkError as e:
         if show_traceback:
@@ -94,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: records written so far are kept in the cache", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def entry_point() -> None:

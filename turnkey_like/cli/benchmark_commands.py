@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from turnkey_like.errors import BenchmarkError, InputError, TkError
 
@@ -42,10 +40,10 @@ def _add_output_arguments(group) -> None:
     group.add_argument("--json", metavar="FILE", help="also write the records of this run as JSON")
 
 
-def register(subparsers) -> None:
-    """Add the ``benchmark`` and ``profile`` commands."""
+def register(subparsers, parent: argparse.ArgumentParser) -> None:
+    """Add the ``benchmark`` and ``profile`` commands (``parent``: the options every command takes)."""
     bench = subparsers.add_parser(
-        "benchmark", help="discover, characterize, build to ONNX and benchmark the models scripts run",
+        "benchmark", parents=[parent], help="discover, characterize, build to ONNX and benchmark the models scripts run",
         description="Run scripts, discover their models, characterize each invocation, export it to ONNX "
                     "and benchmark it. --analyze-only stops after characterization; --build-only after "
                     "the ONNX build.")
@@ -72,7 +70,9 @@ def register(subparsers) -> None:
                        help="warm-up iterations (default: at least 10 and until latency is stable)")
     group.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: runtime's)")
     group.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                       help="per-invocation limit for build and benchmark (default 3600)")
+                       help="time limit in seconds for each invocation's build and for its benchmark, each in "
+                            "its own child process (default 3600); discovery and characterization run in tk's "
+                            "own process and are not limited yet")
     group = bench.add_argument_group("cache and output")
     _add_output_arguments(group)
     group.add_argument("--lean-cache", action="store_true",
@@ -80,7 +80,7 @@ def register(subparsers) -> None:
     bench.set_defaults(func=run_benchmark)
 
     profile = subparsers.add_parser(
-        "profile", help="per-module MACs/FLOPs, memory traffic and roofline tables for the models scripts run",
+        "profile", parents=[parent], help="per-module MACs/FLOPs, memory traffic and roofline tables for the models scripts run",
         description="Run scripts, discover their models and print, per invocation, the per-module table, "
                     "summary, bottleneck breakdown, top ops and uncounted ops. 1 MAC = 2 FLOPs.")
     _add_input_arguments(profile)
@@ -110,7 +110,10 @@ def _check_args(args) -> None:
     if getattr(args, "hardware", None):
         from turnkey_like.characterize.hardware import get_profile
 
-        get_profile(args.hardware)  # InputError listing the known profiles
+        from turnkey_like.characterize.hardware import list_profiles
+
+        if args.hardware.lower() not in list_profiles():
+            get_profile(args.hardware)  # InputError listing the known profiles
 
 
 def _resolve(args, console):
@@ -140,14 +143,19 @@ def _print_error(error: TkError) -> None:
 
 
 def _options(args, **overrides):
+    """The typed :class:`~turnkey_like.pipeline.RunOptions` for what the command line asked."""
+    from turnkey_like.build import BuildOptions
+    from turnkey_like.onnx_file import parse_input_shape
     from turnkey_like.pipeline import RunOptions
+    from turnkey_like.runtimes import BenchmarkOptions
 
-    input_shapes = {}
-    for text in getattr(args, "input_shape", []) or []:
-        from turnkey_like.onnx_file import parse_input_shape
-
-        name, shape = parse_input_shape(text)
-        input_shapes[name] = shape
+    input_shapes = dict(parse_input_shape(text) for text in getattr(args, "input_shape", []) or [])
+    build = BuildOptions()
+    benchmark = BenchmarkOptions()
+    if hasattr(args, "opset"):  # tk benchmark
+        build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild, timeout_s=args.timeout)
+        benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
+                                     warmup=args.warmup, threads=args.threads, timeout_s=args.timeout)
     options = RunOptions(
         analyze_only=getattr(args, "analyze_only", False),
         build_only=getattr(args, "build_only", False),
@@ -158,37 +166,30 @@ def _options(args, **overrides):
         no_weights=args.no_weights,
         lean_cache=getattr(args, "lean_cache", False),
         input_shapes=input_shapes,
+        build=build,
+        benchmark=benchmark,
     )
-    if hasattr(args, "opset") and not options.analyze_only:
-        from turnkey_like.build import BuildOptions
-        from turnkey_like.runtimes import BenchmarkOptions
-
-        options.build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild,
-                                     timeout_s=args.timeout)
-        options.benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
-                                             warmup=args.warmup, threads=args.threads, timeout_s=args.timeout)
-    elif hasattr(args, "rebuild"):
-        from types import SimpleNamespace
-
-        options.build = SimpleNamespace(rebuild=args.rebuild)
     for key, value in overrides.items():
         setattr(options, key, value)
     return options
 
 
-def _write_json(path: str, summary) -> None:
-    from turnkey_like.records import to_dict
+def _write_json(path: str, summary, exit_code: int, interrupted: bool) -> None:
+    """Write the run's records to ``path`` as a :class:`~turnkey_like.records.RunReport` (atomically)."""
+    from pathlib import Path
+
+    from turnkey_like import __version__
+    from turnkey_like.files import write_record
+    from turnkey_like.records import RunReport, now_utc
     from turnkey_like.system import system_info
 
-    data = {"tk_version": system_info()["tk"], "system": system_info(),
-            "scripts": [to_dict(r) for r in summary.results],
-            "errors": [{"message": e.message, "hint": e.hint} for e in summary.errors]}
+    report = RunReport(tk_version=__version__, created_at=now_utc(), system=system_info(), exit_code=exit_code,
+                       interrupted=interrupted, results=summary.results,
+                       errors=[e.message + (f" (hint: {e.hint})" if e.hint else "") for e in summary.errors])
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, target)
+        write_record(target, report)
     except OSError as e:
         raise InputError(f"--json {path}: cannot write ({e.strerror})", hint="choose a writable path") from e
 
@@ -206,15 +207,19 @@ def _run(args, *, profile: bool) -> int:
     specs, input_errors = _resolve(args, console)
     options = _options(args, analyze_only=True) if profile else _options(args)
     pipeline = Pipeline(options)
-    pipeline.listener = ConsoleListener(console, cache_root=str(pipeline.cache.root), profile=profile,
-                                        showshape=getattr(args, "showshape", False), top=getattr(args, "top", 10))
-    summary = pipeline.run(specs)
+    listener = ConsoleListener(console, cache_root=str(pipeline.cache.root), profile=profile,
+                               showshape=getattr(args, "showshape", False), top=getattr(args, "top", 10),
+                               quiet=args.quiet, show_traceback=args.traceback)
+    pipeline.listener = listener
+    with listener:
+        summary = pipeline.run(specs)
     summary.errors[:0] = input_errors
+    code = 1 if summary.failed or not specs else 0
     if args.json:
-        _write_json(args.json, summary)
+        _write_json(args.json, summary, code, interrupted=False)
         console.print(f"[dim]records written to {args.json}[/]")
     ConsoleListener.print_summary(console, summary)
-    return 1 if summary.failed or not specs else 0
+    return code
 
 
 def run_benchmark(args) -> int:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import sys
 from pathlib import Path
 
 from turnkey_like.errors import InputError
+from turnkey_like.units import format_bytes, format_count, format_ms
 
 STATUS_STYLE = {
     "successful": "green",
     "error": "bold red",
     "killed": "bold red",
+    "interrupted": "bold red",
     "timeout": "yellow",
     "running": "cyan",
     "skipped": "dim",
@@ -47,16 +48,19 @@ def _status(value: str) -> str:
     return f"[{style}]{value}[/{style}]" if style else value
 
 
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+def _print_json(doc) -> None:
+    """Print ``doc`` (records and builtins) as indented JSON through the records codec."""
+    import msgspec
+
+    from turnkey_like.records import encode
+
+    print(msgspec.json.format(encode(doc), indent=1).decode("utf-8"))
 
 
 RICH_MAX_ROWS = 200
+#: Exit code of `tk cache list` and `tk report` when records were skipped as unreadable (the rest was
+#: listed/reported): "something failed, the others still ran" (docs/exit_codes.md).
+EXIT_SKIPPED = 1
 ANSI = {"green": "32", "bold red": "1;31", "yellow": "33", "cyan": "36", "dim": "2"}
 
 
@@ -80,37 +84,52 @@ def _print_plain(title: str, headers: list[str], lines: list[list[str]], status_
 
 
 def _print_problems(problems) -> None:
+    """Name each unreadable record on stderr, one line each (never wrapped), then how to remove one."""
     if not problems:
         return
-    err = _console(stderr=True)
-    err.print(f"[yellow]warning:[/yellow] skipped {len(problems)} unreadable record(s):", markup=True)
-    for p in problems:
-        err.print(f"  {p.build_name}: {p.message}", markup=False)
+    lines = [f"warning: skipped {len(problems)} unreadable record(s):"]
+    lines += [f"  {p.build_name}: {p.message}" for p in problems]
+    lines.append("hint: `tk cache delete BUILD` removes a broken build; running it again rewrites its record")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------------------------- list
-def cache_list(args) -> int:
-    """Print one line per build: build, script, model, class, status per stage, mean latency (ms).
+LIST_HEADERS = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean"]
 
-    Up to :data:`RICH_MAX_ROWS` builds print as a rich table, more as a plain aligned table (same columns).
+
+def cache_list(args) -> int:
+    """Print one line per build: build, script, model, class, status per stage, mean latency.
+
+    Up to :data:`RICH_MAX_ROWS` builds print as a rich table, more as a plain aligned table (same
+    columns). Unreadable records are named on stderr, one line each, and skipped (exit code
+    :data:`EXIT_SKIPPED`). ``--json`` prints
+    ``{"schema_version", "cache", "builds": [record summaries], "problems": [...]}``.
     """
-    from turnkey_like.records import to_dict
+    from turnkey_like.cache import bulk_load
+
+    with bulk_load():
+        return _cache_list(args)
+
+
+def _cache_list(args) -> int:
+    from turnkey_like.records import SCHEMA_VERSION
     from turnkey_like.report.table import report_row
 
     cache = _cache(args)
     records, problems = cache.records()
     if getattr(args, "json", False):
-        print(json.dumps({"cache": str(cache.root), "builds": [to_dict(r) for r in records],
-                          "problems": [p.to_dict() for p in problems]}, indent=1))
-        return 0
-    headers = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean (ms)"]
+        _print_json({"schema_version": SCHEMA_VERSION, "cache": str(cache.root), "builds": records,
+                     "problems": problems})
+        _print_problems(problems)
+        return EXIT_SKIPPED if problems else 0
     lines = []
     for record in records:
         row = report_row(record)
         latency = row["latency_mean_ms"]
         lines.append([
-            row["build_name"], row["script"], str(row["model"]), str(row["class"]), row["characterization_status"],
-            row["build_status"], row["benchmark_status"], f"{latency:.3f}" if isinstance(latency, (int, float)) else "",
+            row["build_name"], row["script"] or "", row["model"], row["class"], row["characterization_status"],
+            row["build_status"], row["benchmark_status"], "" if latency is None else format_ms(latency),
         ])
     title = f"{len(records)} build(s) in {cache.root}"
     if len(lines) <= RICH_MAX_ROWS:
@@ -119,32 +138,37 @@ def cache_list(args) -> int:
 
         console = _console()
         table = Table(title=escape(title), title_justify="left")
-        for h in headers:
+        for h in LIST_HEADERS:
             table.add_column(h, justify="right" if h.startswith("Latency") else "left", no_wrap=h == "Build")
         for line in lines:
             table.add_row(*(escape(v) for v in line[:4]), *(_status(v) for v in line[4:7]), line[7])
         console.print(table)
-    else:  # rich lays out ~3 ms per row; a plain aligned table prints 1,000 builds at once
-        _print_plain(title, headers, lines, status_cols=(4, 5, 6), right_cols=(7,))
+    else:  # rich lays out ~3 ms per row; a plain aligned table prints thousands of builds at once
+        _print_plain(title, LIST_HEADERS, lines, status_cols=(4, 5, 6), right_cols=(7,))
     _print_problems(problems)
-    return 0
+    return EXIT_SKIPPED if problems else 0
 
 
 # --------------------------------------------------------------------------------------------- stats
 def cache_stats(args) -> int:
-    """Print one build's record (summary, or all of it with ``--json``), its files and sizes, and system."""
+    """Print one build's record (its report row, or all of it with ``--json``), its files and sizes,
+    and the system it ran on.
+
+    A record that cannot be read is an error naming the build in one line (exit code 1);
+    ``--json`` prints ``{"schema_version", "record", "folder", "files": [{"path", "bytes"}]}``.
+    """
     from rich.markup import escape
     from rich.table import Table
 
-    from turnkey_like.records import to_dict
-    from turnkey_like.report.table import COLUMNS, report_row
+    from turnkey_like.records import SCHEMA_VERSION
+    from turnkey_like.report.table import COLUMNS, human, report_row
 
     cache = _cache(args)
     record = cache.load(args.build)
     files = cache.files(args.build)
     if getattr(args, "json", False):
-        print(json.dumps({"record": to_dict(record), "folder": str(cache.root / args.build),
-                          "files": [{"path": p, "bytes": s} for p, s in files]}, indent=1))
+        _print_json({"schema_version": SCHEMA_VERSION, "record": record, "folder": str(cache.root / args.build),
+                     "files": [{"path": p, "bytes": s} for p, s in files]})
         return 0
     console = _console()
     row = report_row(record)
@@ -153,17 +177,20 @@ def cache_stats(args) -> int:
     facts.add_column("value")
     facts.add_row("Folder", escape(str(cache.root / record.build_name)))
     facts.add_row("Script path", escape(record.script))
-    for key, title in COLUMNS.items():
+    for key, column in COLUMNS.items():
         if key in ("build_name", "cpu", "os", "torch", "onnxruntime"):
             continue
         value = row[key]
-        if value == "" or value is None:
+        if value is None or value == "":
             continue
         if key.endswith("_status"):
             text = _status(value)
         else:
-            text = escape(f"{value:.6g}" if isinstance(value, float) else str(value))
-        facts.add_row(title, text)
+            shown = human(key, value)
+            if column.kind == "count" and isinstance(value, int) and value >= 1000:
+                shown += f" ({format_count(value)})"
+            text = escape(shown)
+        facts.add_row(column.title, text)
     facts.add_row("Created (UTC)", escape(record.created_at or ""))
     console.print(facts)
 
@@ -172,15 +199,16 @@ def cache_stats(args) -> int:
     ftable.add_column("Size", justify="right")
     ftable.add_column("Bytes", justify="right")
     for path, size in files:
-        ftable.add_row(escape(path), _human_bytes(size), str(size))
-    ftable.add_row("[bold]total[/bold]", _human_bytes(sum(s for _, s in files)), str(sum(s for _, s in files)))
+        ftable.add_row(escape(path), format_bytes(size), str(size))
+    total = sum(s for _, s in files)
+    ftable.add_row("[bold]total[/bold]", format_bytes(total), str(total))
     console.print(ftable)
 
     stable = Table(title="System (where it ran)", title_justify="left", show_header=False)
     stable.add_column("key")
     stable.add_column("value")
-    for key, value in (record.system or {}).items():
-        stable.add_row(escape(str(key)), escape(", ".join(value) if isinstance(value, list) else str(value)))
+    for key, value in record.system.items():
+        stable.add_row(escape(str(key)), escape(", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     console.print(stable)
     console.print("Full record: [bold]tk cache stats --json " + escape(record.build_name) + "[/bold]")
     return 0
@@ -212,9 +240,9 @@ def cache_clean(args) -> int:
     cache = _cache(args)
     freed = cache.clean(_names(args, cache))
     total = sum(freed.values())
-    print(f"cleaned {len(freed)} build(s) in {cache.root}: freed {_human_bytes(total)} ({total} bytes)")
+    print(f"cleaned {len(freed)} build(s) in {cache.root}: freed {format_bytes(total)} ({total} bytes)")
     for name, n in freed.items():
-        print(f"  {name}: {_human_bytes(n)}")
+        print(f"  {name}: {format_bytes(n)}")
     return 0
 
 
@@ -228,16 +256,29 @@ def cache_location(args) -> int:
 
 # --------------------------------------------------------------------------------------------- report
 def report(args) -> int:
-    """Write one row per evaluation from one or more caches (merged, no duplicates) to CSV/JSON/Markdown."""
+    """Write one row per evaluation from one or more caches (merged, no duplicates) to CSV/JSON/Markdown.
+
+    Unreadable records are named on stderr, one line each, and left out; the report is still written,
+    and the exit code is then :data:`EXIT_SKIPPED`.
+    """
+    from turnkey_like.cache import bulk_load
+
+    with bulk_load():
+        return _report(args)
+
+
+def _report(args) -> int:
     from turnkey_like.cache import Cache
     from turnkey_like.report.table import FORMATS, format_from_path, merge_rows, report_rows, write_report
 
     dirs = args.cache_dirs or [None]
     lists = []
+    skipped = 0
     for d in dirs:
         cache = Cache(d, create=False)
         records, problems = cache.records()
         _print_problems(problems)
+        skipped += len(problems)
         lists.append(report_rows(records))
     rows = merge_rows(*lists)
     if args.output:
@@ -254,7 +295,7 @@ def report(args) -> int:
     except OSError as e:
         raise InputError(f"cannot write report {path}: {e.strerror or e}", hint="pass -o with a writable path") from None
     print(f"wrote {len(rows)} row(s) from {len(dirs)} cache(s) to {path}")
-    return 0
+    return EXIT_SKIPPED if skipped else 0
 
 
 # --------------------------------------------------------------------------------------------- parsers
@@ -265,17 +306,22 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers) -> None:
-    """Add the ``cache`` (list, stats, delete, clean, location) and ``report`` parsers to ``subparsers``."""
-    cache_p = subparsers.add_parser("cache", help="list, inspect and prune the builds in the cache")
+def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
+    """Add the ``cache`` (list, stats, delete, clean, location) and ``report`` parsers to ``subparsers``.
+
+    ``parent``: the options every command takes (``--traceback``, ``-q``, ``-v``; see
+    ``turnkey_like.cli.common_options``), accepted after the command name too.
+    """
+    parents = [parent] if parent is not None else []
+    cache_p = subparsers.add_parser("cache", parents=parents, help="list, inspect and prune the builds in the cache")
     cache_sub = cache_p.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
 
-    p = cache_sub.add_parser("list", help="one line per build: script, model, status per stage, latency")
+    p = cache_sub.add_parser("list", parents=parents, help="one line per build: script, model, status per stage, latency")
     _add_cache_dir(p)
-    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.add_argument("--json", action="store_true", help="print the records (summaries, no per-op rows) as JSON")
     p.set_defaults(func=cache_list)
 
-    p = cache_sub.add_parser("stats", help="one build's record, files with sizes, and system")
+    p = cache_sub.add_parser("stats", parents=parents, help="one build's record, files with sizes, and system")
     p.add_argument("build", metavar="BUILD", help="build name (see `tk cache list`)")
     _add_cache_dir(p)
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
@@ -283,17 +329,18 @@ def register(subparsers) -> None:
 
     for name, func, what in (("delete", cache_delete, "remove builds entirely"),
                              ("clean", cache_clean, "drop ONNX files and artifacts, keep records and logs")):
-        p = cache_sub.add_parser(name, help=what)
+        p = cache_sub.add_parser(name, parents=parents, help=what)
         p.add_argument("builds", nargs="*", metavar="BUILD", help="build names (see `tk cache list`)")
         p.add_argument("--all", action="store_true", help="every build in the cache")
         _add_cache_dir(p)
         p.set_defaults(func=func)
 
-    p = cache_sub.add_parser("location", help="print the cache folder")
+    p = cache_sub.add_parser("location", parents=parents, help="print the cache folder")
     _add_cache_dir(p)
     p.set_defaults(func=cache_location)
 
-    p = subparsers.add_parser("report", help="write a CSV/JSON/Markdown table of every evaluation in the cache(s)")
+    p = subparsers.add_parser("report", parents=parents,
+                              help="write a CSV/JSON/Markdown table of every evaluation in the cache(s)")
     p.add_argument("--cache-dir", dest="cache_dirs", action="append", metavar="DIR",
                    help="cache folder; repeat to merge several caches (default: $TK_CACHE_DIR, else ~/.cache/turnkey_like)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default: tk_report_<time>.<format> here)")

@@ -1,61 +1,17 @@
-"""Terminal renderers of a :class:`~turnkey_like.characterize.record.Characterization`.
+"""Terminal renderers of a :class:`~turnkey_like.records.Characterization` (``tk profile``).
 
 They only format numbers already in the record (computed once by ``characterize``); nothing here
-counts, sums or classifies. Units: MACs and FLOPs with SI prefixes (1 MAC = 2 FLOPs), bytes with SI
-prefixes (1 MB = 10^6 bytes, matching GB/s bandwidths), arithmetic intensity in FLOPs/byte, roofline
-time in µs/ms/s.
+counts, sums or classifies. Units follow :mod:`turnkey_like.units`: MACs and FLOPs with SI prefixes
+(1 MAC = 2 FLOPs), bytes with decimal SI prefixes (1 MB = 10^6 bytes, matching GB/s bandwidths),
+arithmetic intensity in FLOPs/byte, roofline time in ns/µs/ms/s.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from turnkey_like.records import Characterization, TraceSummary
+from turnkey_like.units import format_bytes, format_intensity, format_seconds, format_shapes, si
 
 MAC_NOTE = "1 MAC = 2 FLOPs"
-
-
-def si(value: float | int | None, unit: str = "", digits: int = 3) -> str:
-    """Format ``value`` with an SI prefix: ``si(4.1e9) == '4.10 G'``; ``None`` gives ``'-'``."""
-    if value is None:
-        return "-"
-    v = float(value)
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= factor:
-            return f"{v / factor:.{digits}g} {prefix}{unit}".rstrip()
-    if v == int(v):
-        return f"{int(v)} {unit}".rstrip()
-    return f"{v:.{digits}g} {unit}".rstrip()
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    """Format a byte count with SI prefixes (``'1.23 MB'``)."""
-    return si(n, "B")
-
-
-def fmt_time(seconds: float | None) -> str:
-    """Format seconds as ``ns``/``µs``/``ms``/``s`` with 3 significant digits."""
-    if seconds is None:
-        return "-"
-    s = float(seconds)
-    if s == 0:
-        return "0 s"
-    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if s >= factor:
-            return f"{s / factor:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def fmt_ai(ai: float | None) -> str:
-    """Format an arithmetic intensity (FLOPs/byte)."""
-    return "-" if ai is None else f"{ai:.3g}"
-
-
-def fmt_shape(shapes: list) -> str:
-    """Format a list of shapes as ``[1,3,224,224] [64]``."""
-    return " ".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
-
-
-def _get(obj: Any, key: str):
-    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
 
 
 # Only text columns give up width on narrow terminals (folded or shortened); numbers never do.
@@ -96,11 +52,22 @@ def _table(title: str, columns: list[tuple[str, str]]) -> _Section:
     return _Section(title, columns)
 
 
-def _hw_name(char) -> str:
-    return char.hardware.get("description") or char.hardware.get("name", "?")
+def _hw_name(char: Characterization) -> str:
+    return char.hardware.description or char.hardware.name
 
 
-def render_profile(char, console, *, showshape: bool = False, top: int = 10, max_depth: int | None = None) -> None:
+def trace_text(trace: TraceSummary) -> str:
+    """The trace in a few words: ``fx.symbolic_trace (52 nodes)``, ``not traced``, or ``none (WHY)``
+    with the one-line reason every method failed."""
+    if trace.method == "none":
+        return f"none ({trace.failure_reason})"
+    if trace.method == "not traced":
+        return trace.method
+    return f"{trace.method} ({trace.node_count} nodes)"
+
+
+def render_profile(char: Characterization, console, *, showshape: bool = False, top: int = 10,
+                   max_depth: int | None = None) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
     Sections: the per-module table (hierarchical, indented by depth; MACs, FLOPs, params, bytes,
@@ -110,12 +77,12 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
     (their numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
     """
     hw = _hw_name(char)
-    inputs = ", ".join(f"{k}: [{','.join(str(d) for d in v['shape'])}] {v['dtype']}" for k, v in char.inputs.items())
+    inputs = ", ".join(f"{k}: {format_shapes([v.shape])} {v.dtype}" for k, v in char.inputs.items())
     from rich.text import Text
 
     console.print(Text(
         f"{char.model_class} ({inputs}) · dtype {char.dtype} · counted on {char.device}"
-        f"{' (no weights)' if char.no_weights else ''} · trace: {char.trace.get('method', 'none')}"
+        f"{' (no weights)' if char.no_weights else ''} · trace: {trace_text(char.trace)}"
     ))
     console.print(Text(f"Hardware: {hw} · ridge point {char.ridge_point:.3g} FLOPs/B · {MAC_NOTE}"))
 
@@ -130,8 +97,8 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
         name = "(model)" if m.path == "" else m.path.rsplit(".", 1)[-1]
         table.add_row(
             "  " * m.depth + name, m.class_name, si(m.macs), si(m.flops), si(m.params),
-            fmt_bytes(m.bytes_read + m.bytes_written), fmt_ai(m.arithmetic_intensity), m.bound,
-            fmt_time(m.roofline_time_s),
+            format_bytes(m.bytes), format_intensity(m.arithmetic_intensity), m.bound,
+            format_seconds(m.roofline_time_s),
         )
     table.print(console)
 
@@ -139,21 +106,21 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
     summary = _table(f"Summary ({MAC_NOTE})", [("Quantity", "left"), ("Value", "right")])
     fus = char.fusion.summary
     for label, value in (
-        ("Parameters", f"{si(t.params)} ({fmt_bytes(t.param_bytes)})"),
+        ("Parameters", f"{si(t.params)} ({format_bytes(t.param_bytes)})"),
         ("MACs", si(t.macs)),
         ("MACs in conv/matmul/attention", si(t.conv_matmul_macs)),
         ("FLOPs", si(t.flops)),
-        ("Bytes read", fmt_bytes(t.bytes_read)),
-        ("  of which weights", fmt_bytes(t.weight_bytes)),
-        ("Bytes written", fmt_bytes(t.bytes_written)),
-        ("Arithmetic intensity", f"{fmt_ai(t.arithmetic_intensity)} FLOPs/B"),
+        ("Bytes read", format_bytes(t.bytes_read)),
+        ("  of which weights", format_bytes(t.weight_bytes)),
+        ("Bytes written", format_bytes(t.bytes_written)),
+        ("Arithmetic intensity", f"{format_intensity(t.arithmetic_intensity)} FLOPs/B"),
         ("Ridge point", f"{char.ridge_point:.3g} FLOPs/B"),
         ("Bound", t.bound),
-        ("Roofline time", fmt_time(t.roofline_time_s)),
+        ("Roofline time", format_seconds(t.roofline_time_s)),
         ("Ops", f"{t.ops} ({t.uncounted_ops} not counted)"),
         ("Fusion groups (ops)", f"{fus.groups} ({fus.fused_ops})"),
-        ("Traffic removed by fusion", f"{fmt_bytes(fus.removed_bytes)} ({fus.removed_fraction:.1%})"),
-        ("AI after fusion", f"{fmt_ai(fus.arithmetic_intensity_fused)} FLOPs/B"),
+        ("Traffic removed by fusion", f"{format_bytes(fus.removed_bytes)} ({fus.removed_fraction:.1%})"),
+        ("AI after fusion", f"{format_intensity(fus.arithmetic_intensity_fused)} FLOPs/B"),
     ):
         summary.add_row(label, value)
     summary.print(console)
@@ -163,18 +130,16 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
         [("Category", "left"), ("Ops", "right"), ("FLOPs", "right"), ("Bytes", "right"), ("Time", "right"),
          ("Share", "right")],
     )
-    for cat, e in char.breakdown.get("by_category", {}).items():
-        cats.add_row(cat, str(e["ops"]), si(e["flops"]), fmt_bytes(e["bytes"]), fmt_time(e["time_s"]),
-                     f"{e['share']:.1%}")
+    for cat, e in char.breakdown.by_category.items():
+        cats.add_row(cat, str(e.ops), si(e.flops), format_bytes(e.bytes), format_seconds(e.time_s), f"{e.share:.1%}")
     cats.print(console)
     bounds = _table(
         f"Bottlenecks: share of roofline time by bound on {hw}",
         [("Bound", "left"), ("Ops", "right"), ("FLOPs", "right"), ("Bytes", "right"), ("Time", "right"),
          ("Share", "right")],
     )
-    for b, e in char.breakdown.get("by_bound", {}).items():
-        bounds.add_row(b, str(e["ops"]), si(e["flops"]), fmt_bytes(e["bytes"]), fmt_time(e["time_s"]),
-                       f"{e['share']:.1%}")
+    for b, e in char.breakdown.by_bound.items():
+        bounds.add_row(b, str(e.ops), si(e.flops), format_bytes(e.bytes), format_seconds(e.time_s), f"{e.share:.1%}")
     bounds.print(console)
 
     if top:
@@ -185,11 +150,11 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
         ops = _table(f"Top {min(top, len(char.top_ops))} ops by roofline time ({MAC_NOTE})", cols)
         for i in char.top_ops[:top]:
             r = char.rows[i]
-            cells = [str(r["index"]), r["op"], r["module_path"] or "(model)", r["category"]]
+            cells = [str(r.index), r.op, r.module_path or "(model)", r.category]
             if showshape:
-                cells += [fmt_shape(r["input_shapes"]), fmt_shape(r["output_shapes"])]
-            cells += [si(r["flops"]), fmt_bytes(r["bytes_read"] + r["bytes_written"]),
-                      fmt_ai(r["arithmetic_intensity"]), r["bound"], fmt_time(r["roofline_time_s"])]
+                cells += [format_shapes(r.input_shapes), format_shapes(r.output_shapes)]
+            cells += [si(r.flops), format_bytes(r.bytes), format_intensity(r.arithmetic_intensity), r.bound,
+                      format_seconds(r.roofline_time_s)]
             ops.add_row(*cells)
         ops.print(console)
 
@@ -205,24 +170,23 @@ def render_profile(char, console, *, showshape: bool = False, top: int = 10, max
         console.print(Text(f"Symbolic dimensions (kept symbolic, not taken as 1): {', '.join(char.symbolic_dims)}"))
 
 
-def summary_lines(char) -> list[str]:
+def summary_lines(char: Characterization) -> list[str]:
     """Return the few lines shown per invocation by ``tk benchmark --analyze-only``.
 
     MACs and FLOPs (stating 1 MAC = 2 FLOPs), memory traffic, arithmetic intensity and bound on the
-    chosen hardware with its ridge point and roofline time, and the trace method. Formats only.
+    chosen hardware with its ridge point and roofline time, and the trace method (when every method
+    failed, ``Trace: none (...)`` says why in one line). Formats only.
     """
     t = char.totals
     lines = [
         f"MACs {si(t.macs)} (conv/matmul {si(t.conv_matmul_macs)}) · FLOPs {si(t.flops)} ({MAC_NOTE})"
         f" · params {si(t.params)}",
-        f"Memory traffic {fmt_bytes(t.bytes_read + t.bytes_written)} (read {fmt_bytes(t.bytes_read)}, "
-        f"written {fmt_bytes(t.bytes_written)}; unfused)",
-        f"Arithmetic intensity {fmt_ai(t.arithmetic_intensity)} FLOPs/B · {t.bound} on {_hw_name(char)} "
-        f"(ridge {char.ridge_point:.3g} FLOPs/B) · roofline time {fmt_time(t.roofline_time_s)}",
+        f"Memory traffic {format_bytes(t.bytes_read + t.bytes_written)} (read {format_bytes(t.bytes_read)}, "
+        f"written {format_bytes(t.bytes_written)}; unfused)",
+        f"Arithmetic intensity {format_intensity(t.arithmetic_intensity)} FLOPs/B · {t.bound} on {_hw_name(char)} "
+        f"(ridge {char.ridge_point:.3g} FLOPs/B) · roofline time {format_seconds(t.roofline_time_s)}",
     ]
-    trace = char.trace or {}
-    method = trace.get("method", "none")
-    line = f"Trace: {method}" + (f" ({trace.get('node_count', 0)} nodes)" if method != "none" else "")
+    line = f"Trace: {trace_text(char.trace)}"
     if char.no_weights:
         line += " · counted without weights (meta tensors)"
     if char.uncounted:

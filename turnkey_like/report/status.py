@@ -12,9 +12,20 @@ import os
 from rich.console import Console
 from rich.markup import escape
 
-from turnkey_like.records import Invocation, ModelInfo, ScriptResult, StageResult, Status
+from turnkey_like.records import (
+    BenchmarkResult,
+    BuildResult,
+    Invocation,
+    ModelInfo,
+    ScriptResult,
+    StageResult,
+    Status,
+)
+from turnkey_like.units import format_bytes
 
 INDENT = "    "
+#: Invocations printed per model; the rest are counted ("N more (see --json)").
+MAX_INVOCATIONS_SHOWN = 20
 _STATUS_STYLE = {
     Status.SUCCESSFUL: "green",
     Status.ERROR: "red",
@@ -23,18 +34,8 @@ _STATUS_STYLE = {
     Status.SKIPPED: "yellow",
     Status.RUNNING: "cyan",
     Status.NOT_STARTED: "dim",
+    Status.INTERRUPTED: "red",
 }
-
-
-def format_bytes(n: int | float | None) -> str:
-    """Human-readable decimal size (``97.5 MB``; ``<0.1 MB`` below 100 kB), as TurnkeyML prints it."""
-    if n is None:
-        return ""
-    if n < 1e5:
-        return "<0.1 MB"
-    if n < 1e9:
-        return f"{n / 1e6:.1f} MB"
-    return f"{n / 1e9:.2f} GB"
 
 
 def format_signature(inv: Invocation) -> str:
@@ -82,26 +83,33 @@ def _stage_outcome(name: str, stage: StageResult) -> str:
     style = _STATUS_STYLE.get(stage.status, "")
     if stage.status == Status.SKIPPED:
         return f"[{style}]skipped[/] ({escape(stage.reason or '')})"
-    if stage.status in (Status.ERROR, Status.TIMEOUT, Status.KILLED):
-        return f"[{style}]{stage.status.value}[/]: {escape(stage.error or '')}"
+    if stage.failed:
+        return f"[{style}]{stage.status.value}[/]: {escape(stage.error or 'no error message')}"
     if stage.status != Status.SUCCESSFUL:
-        return f"[{style}]{stage.status.value}[/]"
-    result = stage.result or {}
-    if name == "build":
-        size = format_bytes(result.get("size_bytes"))
-        line = (f"[green]built[/] {escape(relative_path(result.get('onnx_path')))} (opset {result.get('opset')}, "
-                f"{result.get('exporter')} exporter, {result.get('precision', 'fp32')}, {size})")
-        faithful = result.get("faithful")
-        if faithful is False:
-            line += " [red]MISMATCH vs PyTorch[/] (see `tk cache stats`)"
-        if result.get("reused"):
-            line += " [dim](reused)[/]"
-        return line
-    if name == "benchmark":
-        from turnkey_like.runtimes import status_line
-
-        return escape(status_line(stage))
+        return f"[{style}]{stage.status.value.replace('_', ' ')}[/]"
+    if isinstance(stage.result, BuildResult):
+        return build_line(stage.result)
+    if isinstance(stage.result, BenchmarkResult):
+        return escape(benchmark_line(stage.result))
     return "[green]successful[/]"
+
+
+def build_line(build: BuildResult) -> str:
+    """``built PATH (opset 18, dynamo exporter, fp32, 97.5 MB)`` with a mismatch warning and reuse note."""
+    line = (f"[green]built[/] {escape(relative_path(build.onnx_path))} (opset {build.opset}, "
+            f"{build.exporter} exporter, {build.precision}, {format_bytes(build.size_bytes)})")
+    if build.faithful is False:
+        line += " [red]MISMATCH vs PyTorch[/] (see `tk cache stats`)"
+    if build.reused:
+        line += " [dim](reused)[/]"
+    return line
+
+
+def benchmark_line(bench: BenchmarkResult) -> str:
+    """``Successfully benchmarked on CPU (ort 1.31.1) mean 12.3 ms, 81.3 inferences/s at batch 1``."""
+    return (f"Successfully benchmarked on {bench.device_name} ({bench.runtime} {bench.runtime_version}) "
+            f"mean {bench.latency_ms.mean:.3g} ms, {bench.throughput_ips:,.1f} inferences/s "
+            f"at batch {bench.batch_size}")
 
 
 def render_invocation(console: Console, inv: Invocation, indent: str, showshape_label: str = "Input Shape:") -> None:
@@ -116,14 +124,15 @@ def render_invocation(console: Console, inv: Invocation, indent: str, showshape_
     if not inv.selected:
         return
     char = inv.characterization
-    if char.status == Status.SUCCESSFUL and char.result:
-        from turnkey_like.characterize import Characterization
+    if char.status == Status.SUCCESSFUL and char.result is not None:
         from turnkey_like.report.characterization import summary_lines
 
-        lines = summary_lines(Characterization.from_dict(char.result))
+        lines = summary_lines(char.result)
         console.print(f"{indent}{'Analysis:':<16}{escape(lines[0]) if lines else ''}")
         for line in lines[1:]:
             console.print(f"{indent}{'':<16}{escape(line)}")
+        if char.reason:
+            console.print(f"{indent}{'':<16}[dim]({escape(char.reason)})[/]")
     elif char.status != Status.SKIPPED or char.reason not in ("not requested",):
         console.print(f"{indent}{'Analysis:':<16}{_stage_line('characterization', char)}")
     for name in ("build", "benchmark"):
@@ -148,11 +157,15 @@ def render_model(console: Console, model: ModelInfo, level: int, cache_root: str
     if len(model.invocations) == 1:
         render_invocation(console, model.invocations[0], indent)
     else:
-        for k, inv in enumerate(model.invocations, start=1):
+        for k, inv in enumerate(model.invocations[:MAX_INVOCATIONS_SHOWN], start=1):
             console.print(f"{indent}With input shape {k} (executed {inv.executed}x)")
             render_invocation(console, inv, indent + INDENT)
+        hidden = len(model.invocations) - MAX_INVOCATIONS_SHOWN
+        if hidden > 0:
+            console.print(f"{indent}[yellow]{hidden} more input shape(s) (see --json or tk cache list)[/]")
     if cache_root and any(inv.selected and inv.build_name for inv in model.invocations):
-        names = ", ".join(inv.build_name for inv in model.invocations if inv.selected and inv.build_name)
+        built = [inv.build_name for inv in model.invocations if inv.selected and inv.build_name]
+        names = ", ".join(built[:3]) + (f" and {len(built) - 3} more" if len(built) > 3 else "")
         console.print(f"{indent}{'Cache:':<16}{escape(relative_path(cache_root))} → {escape(names)}")
     for child in model.children:
         render_model(console, child, level + 1, cache_root)

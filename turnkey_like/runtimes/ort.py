@@ -12,8 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import TYPE_CHECKING
 
-from turnkey_like.runtimes import Runtime
+from turnkey_like.errors import BenchmarkError
+from turnkey_like.runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from turnkey_like.records import BuildResult
 
 
 def gpu_name(index: int = 0) -> str:
@@ -31,35 +39,65 @@ def gpu_name(index: int = 0) -> str:
     return f"CUDA device {index}"
 
 
-class OrtRuntime(Runtime):
-    """Benchmark an ONNX file on ONNX Runtime.
+class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
+    """Benchmark a build's ONNX file on ONNX Runtime.
 
     Args:
-        onnx_path: model file (its external data beside it).
-        feed: input name -> numpy array; names the model does not take are ignored.
+        target: the build's :class:`BuildResult`: ``onnx_path`` is run (its external data beside it),
+            ``precision`` is recorded with the result.
+        inputs: ``{input name: numpy array}`` (:meth:`prepare_inputs`); names the model does not take
+            are ignored.
         device: ``cpu`` or ``cuda``.
         threads: ``intra_op_num_threads`` (``None`` = ORT's default).
-        precision: the build's precision, recorded with the result.
 
-    Raises (from ``prepare``):
+    Raises (from :meth:`load`):
         RuntimeError: CUDA was asked for but the session did not place the model on it, or an input
             the model needs is missing.
     """
 
     name = "ort"
+    source = "onnx"
 
-    def __init__(self, onnx_path: str, feed: dict, device: str = "cpu", threads: int | None = None,
-                 precision: str = "fp32"):
-        self.onnx_path = os.fspath(onnx_path)
-        self.model_path = self.onnx_path
-        self.all_inputs = feed
-        self.device = device
-        self.requested_threads = threads
-        self.precision = precision
+    def __init__(self, target: BuildResult, inputs: dict[str, np.ndarray], *, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        super().__init__(target, inputs, device=device, threads=threads)
+        self.model_path = os.fspath(target.onnx_path)
+        self.precision = target.precision
         self.session = None
-        self.feed: dict = {}
+        self.feed: dict[str, np.ndarray] = {}
 
-    def prepare(self) -> None:
+    @classmethod
+    def prepare_inputs(cls, model: torch.nn.Module | None, args: tuple, kwargs: dict,
+                       build: BuildResult | None) -> dict[str, np.ndarray]:
+        """Numpy inputs named as the graph's: the recorded call flattened (:func:`turnkey_like.calls.flatten_inputs`)
+        when there is a model; for ``.onnx`` inputs, ``kwargs`` (name -> array) when given, else inputs
+        synthesized from ``build.input_specs`` (:func:`turnkey_like.onnx_file.synthesize_inputs_for`)."""
+        import numpy as np
+
+        from turnkey_like.calls import flatten_inputs, to_numpy
+
+        if model is not None:
+            return flatten_inputs(model, args, kwargs).feed()
+        if kwargs:
+            return {k: (to_numpy(v) if hasattr(v, "detach") else np.asarray(v)) for k, v in kwargs.items()}
+        from turnkey_like.onnx_file import synthesize_inputs_for
+
+        return synthesize_inputs_for(build.input_specs if build is not None else [])
+
+    @classmethod
+    def check_device(cls, device: str) -> None:
+        if device != "cuda":
+            return
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BenchmarkError(
+                "--device cuda: ONNX Runtime has no CUDAExecutionProvider "
+                f"(available: {', '.join(ort.get_available_providers())})",
+                hint="pip install onnxruntime-gpu (instead of onnxruntime) on a machine with an NVIDIA GPU",
+            )
+
+    def load(self) -> None:
         import onnxruntime as ort
         import psutil
 
@@ -72,24 +110,24 @@ class OrtRuntime(Runtime):
         so.intra_op_num_threads = self.requested_threads or 0
         so.log_severity_level = 3
         if self.device == "cuda":
-            providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+            providers: list = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(self.onnx_path, so, providers=providers)
+        self.session = ort.InferenceSession(self.model_path, so, providers=providers)
         used = self.session.get_providers()
         self.execution_provider = used[0]
         if self.device == "cuda" and self.execution_provider != "CUDAExecutionProvider":
             raise RuntimeError(f"ONNX Runtime did not place the model on CUDA (providers: {used})")
         names = [i.name for i in self.session.get_inputs()]
-        missing = [n for n in names if n not in self.all_inputs]
+        missing = [n for n in names if n not in self.inputs]
         if missing:
             raise RuntimeError(f"no value for ONNX input(s) {missing}; the model takes {names}")
-        self.feed = {n: self.all_inputs[n] for n in names}
+        self.feed = {n: self.inputs[n] for n in names}
         self.version = ort.__version__
         self.threads = self.requested_threads or psutil.cpu_count(logical=False) or os.cpu_count()
         self.device_name = gpu_name(0) if self.device == "cuda" else cpu_name()
 
-    def run(self) -> list:
+    def run(self) -> list[np.ndarray]:
         return self.session.run(None, self.feed)
 
     def time_runs(self, n: int) -> list[float]:
@@ -100,3 +138,6 @@ class OrtRuntime(Runtime):
             run(None, feed)
             times[i] = clock() - start
         return times
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(int(d) for d in array.shape) for name, array in self.feed.items()}
