@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -139,4 +141,23 @@ def test_local_profile_lands_in_the_given_cache_dir_not_home(tmp_path, monkeypat
     assert [p for p in home.rglob("*")] == []  # nothing under $HOME
     # without a cache dir the default root is under the (redirected) home
     assert local_profile_path(None) == home / ".cache" / "turnkey_like" / "hardware" / "local.json"
-    assert os.listdir(cache) == ["hardware"]
+    assert sorted(os.listdir(cache)) == [".tk-cache", "hardware"]  # a tk cache, marker and all
+
+
+def test_python_api_local_profile_leaves_a_default_cache_that_tk_accepts(tmp_path):
+    """``turnkey_like.characterize(model, x)`` measures ``local`` into the default cache root; a later
+    ``tk benchmark`` with that default root must still accept it as a tk cache."""
+    from conftest import EXAMPLES, run_tk
+
+    env = {"HOME": str(tmp_path), "TK_CACHE_DIR": ""}
+    code = ("import torch, turnkey_like\n"
+            "c = turnkey_like.characterize(torch.nn.Linear(4, 2), torch.rand(1, 4))\n"
+            "print(c.hardware.name)\n")
+    api = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **env})
+    assert api.returncode == 0 and api.stdout.strip() == "local", api.stderr
+    root = tmp_path / ".cache" / "turnkey_like"
+    assert (root / "hardware" / "local.json").is_file() and (root / ".tk-cache").is_file()
+    out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), "--analyze-only", "-q", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "1 characterized" in out.stdout

@@ -184,8 +184,9 @@ def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False)
     Cached in :func:`local_profile_path` (under the cache root that ``cache_dir`` resolves to), one
     entry per CPU name and torch thread count, so a different thread setting or machine sharing the
     cache is measured separately. ``refresh=True`` measures again. A cache file that is unreadable
-    or does not match the schema is ignored and rewritten (atomically); a cache that cannot be
-    written only costs a measurement next time.
+    or does not match the schema is ignored and rewritten (atomically). The profile is written only
+    into a tk cache (the root gets its marker, as any tk command would give it), never into a folder
+    that is not one; a cache that cannot be written only costs a measurement next time.
     """
     from turnkey_like.errors import CacheError
     from turnkey_like.files import write_record
@@ -202,10 +203,13 @@ def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False)
     profile = measure_local()
     entries[key] = profile
     try:
+        from turnkey_like.cache import Cache
+
+        Cache(cache_dir)  # the root becomes (or must already be) a tk cache, marker and all
         path.parent.mkdir(parents=True, exist_ok=True)
         write_record(path, entries)
     except (OSError, CacheError):
-        pass  # an unwritable cache only costs a re-measurement next time
+        pass  # an unwritable cache, or a folder that is not a tk cache, only costs a re-measurement
     return profile
 
 

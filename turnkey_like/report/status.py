@@ -106,10 +106,14 @@ def build_line(build: BuildResult) -> str:
 
 
 def benchmark_line(bench: BenchmarkResult) -> str:
-    """``Successfully benchmarked on CPU (ort 1.31.1) mean 12.3 ms, 81.3 inferences/s at batch 1``."""
-    return (f"Successfully benchmarked on {bench.device_name} ({bench.runtime} {bench.runtime_version}) "
+    """``Successfully benchmarked on CPU (ort 1.31.1) mean 12.3 ms, 81.3 inferences/s at batch 1``, and
+    why the batch is 1 when the inputs did not agree on one (``BenchmarkResult.batch_note``)."""
+    line = (f"Successfully benchmarked on {bench.device_name} ({bench.runtime} {bench.runtime_version}) "
             f"mean {bench.latency_ms.mean:.3g} ms, {bench.throughput_ips:,.1f} inferences/s "
             f"at batch {bench.batch_size}")
+    if (bench.batch_note or "").startswith("inputs disagree"):
+        line += f" ({bench.batch_note})"
+    return line
 
 
 def render_invocation(console: Console, inv: Invocation, indent: str, showshape_label: str = "Input Shape:") -> None:
