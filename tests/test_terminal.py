@@ -152,7 +152,8 @@ def test_failure_hint_names_the_path_as_given_and_a_command_that_works(tmp_path)
 
 
 def _normalised(text: str, cache: Path) -> str:
-    text = text.replace(str(cache), "<cache>")
+    """The report with the cache folder (shown absolute, or relative to the repository) as ``<cache>``."""
+    text = text.replace(str(cache), "<cache>").replace(os.path.relpath(cache, REPO), "<cache>")
     return re.sub(r"[ \t]+\n", "\n", text)
 
 
