@@ -176,6 +176,7 @@ def describe_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | N
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path} is not a readable ONNX model: {exc}".splitlines()[0],
                          hint="check the file (onnx.checker) or re-export it") from None
+    external_data_files(path)  # InputError for a location outside the model's folder, before any copy
     params = param_bytes = 0
     for init in _initializers(model.graph):
         n = int(np.prod(init.dims)) if len(init.dims) else 1

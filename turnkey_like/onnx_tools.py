@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from turnkey_like.errors import BuildError
+from turnkey_like.errors import BuildError, InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,7 +68,15 @@ def file_facts(final: Path, exported: Path, optimized: Path) -> OnnxFiles:
 
 def external_data_files(onnx_path: str | Path) -> list[str]:
     """Names (relative to the model's folder) of the external-data files a model refers to, in order
-    of first use. Reads the protobuf only, not the data."""
+    of first use. Reads the protobuf only, not the data.
+
+    Every location must be a relative path that stays inside the model's own folder (symlinks
+    resolved): a crafted ``location`` of ``../../.bashrc`` would otherwise make a copy of the model
+    write, or read, outside it.
+
+    Raises:
+        InputError: a location is absolute, or resolves outside the model's folder.
+    """
     import onnx
     from onnx.external_data_helper import _get_all_tensors
 
@@ -78,8 +86,20 @@ def external_data_files(onnx_path: str | Path) -> list[str]:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location" and entry.value not in files:
+                    check_external_location(onnx_path, entry.value)
                     files.append(entry.value)
     return files
+
+
+def check_external_location(onnx_path: str | Path, location: str) -> None:
+    """Raise :class:`InputError` unless ``location`` is a relative path inside ``onnx_path``'s folder."""
+    folder = Path(onnx_path).resolve().parent
+    target = (folder / location).resolve()
+    if os.path.isabs(location) or (target != folder and folder not in target.parents):
+        raise InputError(
+            f"{onnx_path}: external-data location {location!r} points outside the model's folder",
+            hint="external data must be a file next to the .onnx file, named by a relative path "
+                 "(onnx.save_model(..., save_as_external_data=True, location='model.onnx.data'))")
 
 
 def onnx_size_bytes(onnx_path: str | Path, data_files: list[str]) -> int:
