@@ -172,3 +172,48 @@ def test_calls_made_while_a_module_is_constructed_are_not_models(tmp_path):
     """)
     r = _discover(script).result
     assert [m.name for m in r.models] == ["net"]
+
+
+THREADED = """
+import threading
+import torch
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+        self.out = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
+
+model = Block()
+start = threading.Barrier(4)
+
+def worker():
+    start.wait()  # all four threads call the model at once
+    for _ in range(200):
+        model(torch.rand(1, 8))
+
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.parametrize("max_depth", [0, 1])
+def test_calls_from_four_threads_are_counted_exactly_with_no_phantom_models(tmp_path, max_depth):
+    d = _discover(_write(tmp_path, "threads.py", THREADED), max_depth=max_depth)
+    r = d.result
+    assert r.status == Status.SUCCESSFUL, r.error
+    (model,) = r.models
+    assert model.class_name == "Block"
+    (inv,) = model.invocations
+    assert inv.executed == 800
+    if max_depth:
+        assert sorted((c.name, c.invocations[0].executed) for c in model.children) == [
+            ("model.fc", 800), ("model.out", 800)]
+    else:
+        assert model.children == []

@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shlex
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -66,15 +67,34 @@ class _ModelEntry:
         self.children: dict[tuple, _ModelEntry] = {}
 
 
+class _ThreadState(threading.local):
+    """Per-thread call state: each thread of a script has its own stack of models being called.
+
+    Attributes:
+        stack: the (model entry, invocation) of every recorded call this thread is inside.
+        suppress: True inside a model at ``--max-depth`` (or a compiled one): nested calls pass
+            straight through.
+    """
+
+    def __init__(self):
+        self.stack: list[tuple[_ModelEntry, Invocation]] = []
+        self.suppress = False
+
+
 class _Recorder:
-    """State of the ``Module.__call__`` hook for one script run."""
+    """State of the ``Module.__call__`` hook for one script run.
+
+    Calls from several threads are attributed per thread (:class:`_ThreadState`), and the shared
+    tables and counters are updated under one lock, so counts stay exact and a call made by one
+    thread is never taken as a submodule call of another thread's model.
+    """
 
     def __init__(self, script: Path, max_depth: int, original_call):
         self.script = script
         self.max_depth = max_depth
         self.original_call = original_call
-        self.suppress = False  # True inside a model at max depth: nested calls pass straight through
-        self.stack: list[tuple[_ModelEntry, Invocation]] = []
+        self.state = _ThreadState()
+        self.lock = threading.Lock()
         self.top: dict[str, _ModelEntry] = {}
         self.live: dict[str, LiveInvocation] = {}
         self._module_facts: dict[int, tuple] = {}  # id(module) -> (module, is_model, hash)
@@ -88,43 +108,47 @@ class _Recorder:
         if not facts[1]:  # parameter-less modules and bare activations are not models
             return self.original_call(module, *args, **kwargs)
         target, compiled = facts[3], facts[4]
-        depth = len(self.stack)
+        state = self.state
+        depth = len(state.stack)
         if not depth and _inside_module_constructor(self._torch.nn.Module):
             # e.g. ultralytics runs each layer once in DetectionModel.__init__ to find its strides:
             # construction-time calls are not calls the script makes.
-            saved_suppress, self.suppress = self.suppress, True
+            saved_suppress, state.suppress = state.suppress, True
             try:
                 return self.original_call(module, *args, **kwargs)
             finally:
-                self.suppress = saved_suppress
-        parent_entry, parent_inv = self.stack[-1] if self.stack else (None, None)
-        entry = self._entry(target, facts[2], parent_entry, compiled)
+                state.suppress = saved_suppress
+        parent_entry, parent_inv = state.stack[-1] if state.stack else (None, None)
         specs = describe_inputs(args, kwargs)
         sig_key = tuple((s.name, s.kind, s.shape, s.dtype) for s in specs)
         parent_hash = parent_inv.hash if parent_inv is not None else None
-        inv = entry.invocations.get((parent_hash, sig_key))
-        if inv is None:
-            h, note = invocation_hash(entry.info.model_hash, parent_hash, specs)
-            inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note,
-                             training=bool(target.training))
-            entry.invocations[(parent_hash, sig_key)] = inv
-            entry.info.invocations.append(inv)
-            torch = self._torch
-            self.live.setdefault(h, LiveInvocation(
-                model=target, args=args, kwargs=kwargs,
-                grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
-            ))
-        inv.executed += 1
-        self.stack.append((entry, inv))
-        saved_suppress = self.suppress
-        self.suppress = compiled or depth >= self.max_depth
+        with self.lock:
+            entry = self._entry(target, facts[2], parent_entry, compiled)
+            inv = entry.invocations.get((parent_hash, sig_key))
+            if inv is None:
+                h, note = invocation_hash(entry.info.model_hash, parent_hash, specs)
+                inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note,
+                                 training=bool(target.training))
+                entry.invocations[(parent_hash, sig_key)] = inv
+                entry.info.invocations.append(inv)
+                torch = self._torch
+                self.live.setdefault(h, LiveInvocation(
+                    model=target, args=args, kwargs=kwargs,
+                    grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
+                ))
+            inv.executed += 1
+        state.stack.append((entry, inv))
+        saved_suppress = state.suppress
+        state.suppress = compiled or depth >= self.max_depth
         start = time.perf_counter()
         try:
             return self.original_call(module, *args, **kwargs)
         finally:
-            inv.time_s += time.perf_counter() - start
-            self.suppress = saved_suppress
-            self.stack.pop()
+            elapsed = time.perf_counter() - start
+            with self.lock:
+                inv.time_s += elapsed
+            state.suppress = saved_suppress
+            state.stack.pop()
 
     # -- helpers (first call of a module only) -----------------------------------------------
     def _facts(self, module) -> tuple:
@@ -271,8 +295,9 @@ def _caller_frame():
 def _find_variable(frame, obj) -> tuple[str | None, Any]:
     """Search the calling frames outward for a name bound to ``obj``; return ``(name, frame)``.
 
-    First a plain variable (``model``), then one attribute down (``self.encoder``, ``pipe.model``),
-    so models held by a class or a pipeline object still get a readable name.
+    First a plain variable (``model``), then a module-level one seen from a function (a worker
+    thread's target), then one attribute down (``self.encoder``, ``pipe.model``), so models held by a
+    class or a pipeline object still get a readable name.
     """
     frames = []
     f = frame
@@ -283,6 +308,11 @@ def _find_variable(frame, obj) -> tuple[str | None, Any]:
         for name, value in f.f_locals.items():
             if value is obj and not name.startswith("__") and name != "self":
                 return name, f
+    for f in frames:  # a module-level model called from a function (a worker thread, a helper)
+        if f.f_globals is not f.f_locals:
+            for name, value in f.f_globals.items():
+                if value is obj and not name.startswith("__"):
+                    return name, f
     for f in frames:
         for name, value in list(f.f_locals.items()):
             attrs = getattr(value, "__dict__", None)
@@ -403,7 +433,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
     recorder = _Recorder(spec.path, max_depth, original_call)
 
     def hooked_call(self, *args, **kwargs):
-        if recorder.suppress:
+        if recorder.state.suppress:
             return original_call(self, *args, **kwargs)
         return recorder.call(self, args, kwargs)
 
@@ -452,6 +482,6 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
             pass
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
-        recorder.stack.clear()
+        recorder.state.stack.clear()
     result.models = [entry.info for entry in recorder.top.values()]
     return Discovery(result=result, live=recorder.live)
