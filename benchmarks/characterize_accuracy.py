@@ -175,35 +175,24 @@ def count_yolov8n():
     return res, _params(model)
 
 
-def measure_overhead(repeats: int = 10, threads: int | None = None) -> None:
+def measure_overhead(pairs: int = 10, threads: int | None = None) -> None:
     """Print the cost of :func:`count_model` against a plain eager forward of ResNet-50 (batch 1,
-    224x224, CPU, ``no_grad``): the two are interleaved ``repeats`` times after a warm-up, and the
-    ratio of the minima and of the medians is printed (target: at most 1.5)."""
-    import statistics
-
+    224x224, CPU, ``no_grad``): the median of ``pairs`` interleaved pairs (``benchmarks/pairs.py``)
+    after a warm-up pair, with the min and max pair and the load average. The whole
+    ``characterize`` against eager and FlopCounterMode is ``benchmarks/characterize_speed.py``."""
     import torchvision
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pairs import interleaved_pairs, print_pairs
 
     if threads:
         torch.set_num_threads(threads)
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(1, 3, 224, 224)
-    plain, counted = [], []
     with torch.no_grad():
-        for _ in range(3):
-            model(x)
-            count_model(model, (x,))
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            plain.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            count_model(model, (x,))
-            counted.append(time.perf_counter() - t)
-    pm, cm = min(plain), min(counted)
-    pmed, cmed = statistics.median(plain), statistics.median(counted)
-    print(f"overhead resnet50 b1 224, {torch.get_num_threads()} threads: plain forward min {pm * 1e3:.1f} ms "
-          f"median {pmed * 1e3:.1f} ms; count_model min {cm * 1e3:.1f} ms median {cmed * 1e3:.1f} ms; "
-          f"ratio min {cm / pm:.3f} median {cmed / pmed:.3f} (target <= 1.5)")
+        stats = interleaved_pairs(lambda: model(x), lambda: count_model(model, (x,)), pairs=pairs, warmup=2)
+    print_pairs(f"overhead resnet50 b1 224, {torch.get_num_threads()} threads: count_model / eager forward",
+                stats, unit="ms", scale=1e3)
 
 
 def _line(name, params, ref_params, macs, ref_macs, rel, ok):

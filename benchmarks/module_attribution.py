@@ -6,30 +6,34 @@ innermost module taken as the longest name in ``ModuleTracker.parents``), and pr
 
 - the module paths each gives for a submodule shared by two parents (tests/zoo.py ``shared_child``:
   one ``Linear`` registered as ``a.lin`` and ``b.lin``, called under ``a`` then ``b``);
-- CPU time of one counted call (this process, all threads; 1 torch thread by default), minimum and
-  median of interleaved runs, for ResNet-50 (b1, 224) and an MLP of 8 x Linear(64, 64) + ReLU (b8),
-  under ``no_grad`` and with grad enabled.
+- CPU time of one counted call (this process, all threads; 1 torch thread by default) with each, as
+  interleaved pairs (``benchmarks/pairs.py``: hooks then ModuleTracker, then the other way round, ...):
+  the median of the per-pair ratios ModuleTracker ÷ hooks with the smallest and largest pair, the
+  median CPU time of each and the 1-minute load average, for ResNet-50 (b1, 224) and an MLP of
+  8 x Linear(64, 64) + ReLU (b8), under ``no_grad`` and with grad enabled.
 
-Usage: ``python benchmarks/module_attribution.py [--threads 1] [--runs 15]``
+Usage: ``python benchmarks/module_attribution.py [--threads 1] [--pairs 15]``
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from pairs import interleaved_pairs, print_pairs  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=15, help="interleaved runs for ResNet-50 (MLP: 10x more)")
+    parser.add_argument("--pairs", "--runs", type=int, default=15,
+                        help="interleaved pairs for ResNet-50 (MLP: 10x more)")
     args = parser.parse_args()
 
     import torch
@@ -73,23 +77,24 @@ def main() -> None:
 
     resnet = torchvision.models.resnet50(weights=None).eval()
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(64, 64), nn.ReLU()) for _ in range(8)]).eval()
-    cases = (("ResNet-50 b1 224", resnet, (torch.randn(1, 3, 224, 224),), args.runs),
-             ("MLP 8 x Linear(64, 64) b8", mlp, (torch.randn(8, 64),), 10 * args.runs))
-    print(f"CPU time of one counted call, {torch.get_num_threads()} thread(s), min / median of interleaved runs:")
+    cases = (("ResNet-50 b1 224", resnet, (torch.randn(1, 3, 224, 224),), args.pairs),
+             ("MLP 8 x Linear(64, 64) b8", mlp, (torch.randn(8, 64),), 10 * args.pairs))
+    print(f"CPU time of one counted call, {torch.get_num_threads()} thread(s): ModuleTracker ÷ hooks, "
+          f"median of interleaved pairs (A = hooks, B = ModuleTracker):")
+
+    def cpu_time(fn, model, inputs):
+        def one() -> float:
+            c0 = time.process_time()
+            fn(model, inputs)
+            return time.process_time() - c0
+        return one
+
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
-            for name, model, inputs, runs in cases:
-                times = {"hooks": [], "ModuleTracker": []}
-                with_hooks(model, inputs), with_tracker(model, inputs)
-                for _ in range(runs):
-                    for key, fn in (("hooks", with_hooks), ("ModuleTracker", with_tracker)):
-                        c0 = time.process_time()
-                        fn(model, inputs)
-                        times[key].append(time.process_time() - c0)
-                h, t = min(times["hooks"]), min(times["ModuleTracker"])
-                print(f"  {name}, grad {'on ' if grad else 'off'}: hooks {h * 1e3:.2f} / "
-                      f"{statistics.median(times['hooks']) * 1e3:.2f} ms, ModuleTracker {t * 1e3:.2f} / "
-                      f"{statistics.median(times['ModuleTracker']) * 1e3:.2f} ms ({(t / h - 1) * 100:+.0f}%)")
+            for name, model, inputs, pairs in cases:
+                stats = interleaved_pairs(cpu_time(with_hooks, model, inputs), cpu_time(with_tracker, model, inputs),
+                                          pairs=pairs, warmup=2)
+                print_pairs(f"  {name}, grad {'on ' if grad else 'off'}", stats, unit="ms", scale=1e3)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,24 @@
 """How much does tk's ONNX Runtime harness add over a bare ``session.run`` loop?
 
 For each model (a tiny linear model, ResNet-50 at 1x3x224x224, BERT-base at sequence length 128),
-tk builds the ONNX file once, then, for several repeats in alternating order:
+tk builds the ONNX file once, then runs interleaved pairs (``benchmarks/pairs.py``: A then B, B then
+A, ...) of:
 
-- **tk**: ``benchmark_invocation(..., BenchmarkOptions(runtime="ort"))``: forked child, adaptive
-  warm-up, ``iterations`` timed runs, statistics;
-- **bare**: what a user would write in this process: an ``InferenceSession`` with the same session
-  options (level *all*, sequential, the same intra-op threads), 10 warm-up runs, then the same number
-  of ``session.run(None, feed)`` calls timed one by one with ``time.perf_counter``.
+- **bare** (A): what a user would write in this process: an ``InferenceSession`` with the same
+  session options (level *all*, sequential, the same intra-op threads), 10 warm-up runs, then
+  ``iterations`` calls of ``session.run(None, feed)`` timed one by one with ``time.perf_counter``;
+- **tk** (B): ``benchmark_invocation(..., BenchmarkOptions(runtime="ort"))``: forked child, adaptive
+  warm-up, ``iterations`` timed runs, statistics.
 
-Printed per model: mean latency (ms) of each, their ratio tk/bare (mean over repeats of each side;
-target <= 1.02 for ResNet-50 and BERT), the median of the per-repeat ratios (each repeat runs both
-sides back to back, so on a shared machine a burst of load from elsewhere hits one pair, not the
-median), and each side's run-to-run coefficient of variation (std/mean of the per-repeat means,
-population std). Models are built from code (random weights),
-nothing is downloaded.
+Each run's figure is its mean latency. Printed per model: the median of the per-pair ratios tk ÷ bare
+(target <= 1.02 for ResNet-50 and BERT) with the smallest and largest pair, the median mean latency
+of each side (ms), the 1-minute load average, and each side's run-to-run coefficient of variation
+(population std ÷ mean of the per-run means). Models are built from code (random weights), nothing
+is downloaded.
 
 Usage::
 
-    python benchmarks/ort_harness_overhead.py [--models tiny,resnet50,bert] [--repeats 5]
+    python benchmarks/ort_harness_overhead.py [--models tiny,resnet50,bert] [--pairs 7] [--warmup 1]
         [--iterations 50] [--threads 2] [--exporter torchscript]
 """
 
@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pairs import format_load, interleaved_pairs, print_pairs  # noqa: E402
+
+TARGETS = {"resnet50": 1.02, "bert": 1.02}  # tk ÷ bare, median of pairs
 
 
 def make_model(name: str):
@@ -84,7 +88,8 @@ def cv(values: list[float]) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,resnet50,bert")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pairs", "--repeats", type=int, default=7, help="timed interleaved pairs per model")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed pairs first")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--exporter", default="torchscript", help="auto, dynamo or torchscript (faster to build)")
@@ -95,6 +100,9 @@ def main(argv=None) -> int:
     from turnkey_like.records import Status
     from turnkey_like.runtimes import BenchmarkOptions, benchmark_invocation
 
+    print(f"ORT harness overhead: tk ÷ bare, median of {opts.pairs} interleaved pairs per model "
+          f"(A = bare session.run loop, B = tk), {opts.iterations} iterations per run, "
+          f"threads={opts.threads or 'ORT default'}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tk_harness_") as tmp:
         for name in opts.models.split(","):
@@ -108,30 +116,31 @@ def main(argv=None) -> int:
             print(f"{name}: built in {time.perf_counter() - t0:.1f} s ({build.result.exporter})", flush=True)
             feed = flatten_inputs(model, args, kwargs).feed()
             bench_opts = BenchmarkOptions(iterations=opts.iterations, threads=opts.threads)
-            tk_means, bare_means = [], []
-            for rep in range(opts.repeats):
-                order = ("tk", "bare") if rep % 2 == 0 else ("bare", "tk")
-                for side in order:
-                    if side == "tk":
-                        stage = benchmark_invocation(model, args, kwargs, build.result, build_dir, bench_opts)
-                        if stage.status is not Status.SUCCESSFUL:
-                            raise SystemExit(f"{name}: tk benchmark failed: {stage.error}")
-                        tk_means.append(stage.result.latency_ms.mean)
-                    else:
-                        bare_means.append(bare_mean_ms(build.result.onnx_path, feed, opts.iterations, opts.threads))
-                print(f"  repeat {rep + 1}: tk {tk_means[-1]:.3f} ms, bare {bare_means[-1]:.3f} ms", flush=True)
-            tk_mean, bare_mean = statistics.fmean(tk_means), statistics.fmean(bare_means)
-            paired = statistics.median(t / b for t, b in zip(tk_means, bare_means))
-            rows.append((name, tk_mean, bare_mean, tk_mean / bare_mean, paired, cv(tk_means), cv(bare_means)))
+
+            def bare() -> float:
+                return bare_mean_ms(build.result.onnx_path, feed, opts.iterations, opts.threads) / 1e3
+
+            def tk() -> float:
+                stage = benchmark_invocation(model, args, kwargs, build.result, build_dir, bench_opts)
+                if stage.status is not Status.SUCCESSFUL:
+                    raise SystemExit(f"{name}: tk benchmark failed: {stage.error}")
+                return stage.result.latency_ms.mean / 1e3
+
+            stats = interleaved_pairs(bare, tk, pairs=opts.pairs, warmup=opts.warmup)
+            print_pairs(f"  {name}: tk ÷ bare (mean latency per run)", stats, unit="ms", scale=1e3)
+            rows.append((name, stats))
 
     print()
-    print(f"ORT harness overhead ({opts.repeats} repeats x {opts.iterations} iterations, "
-          f"threads={opts.threads or 'ORT default'})")
-    print(f"{'model':<10} {'tk mean ms':>11} {'bare mean ms':>13} {'tk/bare':>8} {'median pair':>12} "
-          f"{'CV tk':>7} {'CV bare':>8}")
-    for name, tk_mean, bare_mean, ratio, paired, cv_tk, cv_bare in rows:
-        print(f"{name:<10} {tk_mean:>11.3f} {bare_mean:>13.3f} {ratio:>8.3f} {paired:>12.3f} "
-              f"{cv_tk:>7.1%} {cv_bare:>8.1%}")
+    print(f"{'model':<10} {'tk ms':>9} {'bare ms':>9} {'tk÷bare':>8} {'min pair':>9} {'max pair':>9} "
+          f"{'CV tk':>7} {'CV bare':>8}  target")
+    for name, stats in rows:
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f"<= {target:.2f} {'OK' if stats.ratio <= target else 'MISS'}"
+        print(f"{name:<10} {stats.b_median * 1e3:>9.4g} {stats.a_median * 1e3:>9.4g} {stats.ratio:>8.3f} "
+              f"{min(stats.ratios):>9.3f} {max(stats.ratios):>9.3f} {cv(stats.b):>7.1%} {cv(stats.a):>8.1%}  "
+              f"{verdict}")
+        print(f"{'':<10} {format_load(stats)}")
+    print("(tk ms and bare ms: medians of the per-run mean latencies; tk÷bare: median of the per-pair ratios)")
     return 0
 
 

@@ -146,21 +146,52 @@ def interleaved_pairs(run_a: Callable[[], float | None], run_b: Callable[[], flo
     return stats
 
 
-def run_command(cmd: list[str], *, cwd=None, env=None, timeout: float | None = None) -> float:
-    """Run a whole command; return its wall time in seconds.
+@dataclass
+class CommandRun:
+    """One finished command: wall seconds, CPU seconds (user + system, the child and what it waited
+    for, from ``getrusage(RUSAGE_CHILDREN)``) and its captured output."""
+
+    wall_s: float
+    cpu_s: float
+    stdout: str
+    stderr: str
+
+
+def run_timed(cmd: list[str], *, cwd=None, env=None, timeout: float | None = None) -> CommandRun:
+    """Run a whole command and measure it (see :class:`CommandRun`).
+
+    The CPU time is the difference of this process's ``RUSAGE_CHILDREN`` around the run, so it is
+    exact only while no other child of this process ends meanwhile (the benchmarks run one at a time).
+    CPU time is far less disturbed than wall time by other processes on a shared machine.
 
     Raises:
         RuntimeError: the command exited non-zero (its exit code and the tails of its output in the
             message).
         subprocess.TimeoutExpired: it ran past ``timeout`` seconds.
     """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return CommandRun(wall_s=elapsed, cpu_s=cpu, stdout=proc.stdout, stderr=proc.stderr)
+
+
+def run_command(cmd: list[str], *, cwd=None, env=None, timeout: float | None = None) -> float:
+    """Run a whole command; return its wall time in seconds (:func:`run_timed` for CPU time too).
+
+    Raises:
+        RuntimeError: the command exited non-zero (its exit code and the tails of its output in the
+            message).
+        subprocess.TimeoutExpired: it ran past ``timeout`` seconds.
+    """
+    return run_timed(cmd, cwd=cwd, env=env, timeout=timeout).wall_s
 
 
 def format_load(stats: PairStats) -> str:
@@ -170,7 +201,8 @@ def format_load(stats: PairStats) -> str:
 
 
 def format_pairs(label: str, stats: PairStats, unit: str = "s", scale: float = 1.0) -> str:
-    """One line: ``label: ratio 1.040 (median of 7 interleaved pairs; min 0.980, max 1.120) · A 4.51 s, B 4.69 s (medians) · load …``.
+    """One line: ``label: ratio 1.040 (median of 7 interleaved pairs; min 0.980, max 1.120) ·
+    A 4.51 s, B 4.69 s (medians) · load 1.20→1.45 (max 2.10) on 2 CPUs``.
 
     ``scale`` multiplies the A and B medians for display in ``unit`` (e.g. ``1e3`` and ``"ms"``).
     """

@@ -122,7 +122,7 @@ def test_bert_keyword_inputs_keep_their_names(tmp_path):
                              tmp_path, BuildOptions())
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     r = stage.result
-    assert r.exporter == "dynamo"
+    assert r.exporter == "dynamo" and r.trace.method == "torch.export(strict=False)"
     assert r.input_names == ["input_ids", "attention_mask"]
     assert r.output_names == ["last_hidden_state", "pooler_output"]
     assert r.faithful is True
@@ -154,6 +154,45 @@ def test_fallback_to_torchscript_records_why(tmp_path):
     assert "dynamo" in stage.result.exporter_errors
     assert "\x1b" not in stage.result.exporter_errors["dynamo"]  # no terminal colour codes
     assert stage.result.faithful is True
+    # both export rungs were tried once and failed; that is the dynamo exporter's recorded reason
+    trace = stage.result.trace
+    assert trace.method == "none"
+    assert [(a.method, a.ok) for a in trace.attempts] == [
+        ("torch.export(strict=False)", False), ("torch.export(strict=True)", False)]
+    assert stage.result.exporter_errors["dynamo"] == f"torch.export failed: {trace.failure_reason}"
+    assert "refuses torch.export" in trace.attempts[0].error  # the model's own error, in one line
+
+
+class CountsExportCalls(torch.nn.Module):
+    """Prints a line to the build log each time torch.export runs its forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        if torch.compiler.is_exporting():
+            print("forward run by torch.export", flush=True)
+        return torch.relu(self.lin(x))
+
+
+def test_dynamo_export_converts_the_one_trace(tmp_path):
+    torch.manual_seed(0)
+    stage = build_invocation(CountsExportCalls().eval(), (torch.randn(2, 4),), {}, tmp_path, BuildOptions())
+    assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
+    r = stage.result
+    assert r.exporter == "dynamo" and r.faithful is True
+    # traced once (non-strict export, the first rung); the ONNX exporter converted that program
+    log = (tmp_path / "build.log").read_text()
+    assert log.count("forward run by torch.export") == 1
+    assert r.trace.method == "torch.export(strict=False)" and r.trace.node_count > 0
+    assert [(a.method, a.ok) for a in r.trace.attempts] == [("torch.export(strict=False)", True)]
+    assert r.durations["trace"] > 0 and r.durations["export"] > 0
+    # the TorchScript exporter alone needs no torch.export trace
+    ts = build_invocation(CountsExportCalls().eval(), (torch.randn(2, 4),), {}, tmp_path / "ts",
+                          BuildOptions(exporter="torchscript"))
+    assert ts.status is Status.SUCCESSFUL and ts.result.trace.method == "not traced"
+    assert "forward run by torch.export" not in (tmp_path / "ts" / "build.log").read_text()
 
 
 def test_dynamo_only_failure_is_a_result_not_an_exception(tmp_path):

@@ -8,8 +8,12 @@ hello_world.py two_models.py``); variants are derived with ``msgspec.structs.rep
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime as dt
 import json
 import os
+import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -19,6 +23,7 @@ import msgspec
 import pytest
 
 from conftest import run_tk
+from turnkey_like.cache_index import INDEX_FILE
 from turnkey_like.cache import (
     BUILD_MARKER,
     RECORD_FILE,
@@ -31,6 +36,7 @@ from turnkey_like.cache import (
 from turnkey_like.errors import CacheError, InputError
 from turnkey_like.files import FILE_MODE
 from turnkey_like.records import SCHEMA_VERSION, BuildRecord, StageResult, Status, decode, encode, to_builtins
+from turnkey_like.units import format_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 replace = msgspec.structs.replace
@@ -438,6 +444,7 @@ def test_cli_list_prints_builds_and_statuses(tmp_path, capsys, hello):
     assert data["schema_version"] == SCHEMA_VERSION and data["problems"] == []
     assert [b["build_name"] for b in data["builds"]] == ["bert_alice_11112222", "resnet_tiny_alice_0a1b2c3d"]
     assert data["builds"][1]["invocation"]["benchmark"]["result"]["latency_ms"]["mean"] == pytest.approx(1.5)
+    assert data["total_bytes"] == sum(cache.folder_bytes(n) for n in cache.builds()) > 0
 
 
 def test_cli_list_plain_table_for_many_builds(tmp_path, capsys, monkeypatch, hello):
@@ -449,12 +456,14 @@ def test_cli_list_plain_table_for_many_builds(tmp_path, capsys, monkeypatch, hel
     monkeypatch.setattr(cache_commands, "RICH_MAX_ROWS", 1)  # the plain renderer takes over above this
     assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"2 build(s) in {tmp_path}"
+    sizes = {n: cache.folder_bytes(n) for n in cache.builds()}
+    assert lines[0] == f"2 build(s) in {tmp_path}: {format_bytes(sum(sizes.values()))} (records and artifacts)"
     assert lines[1].split() == ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark",
-                                "Latency", "mean"]
+                                "Latency", "mean", "Size"]
     assert lines[3].split() == ["bert_alice_11112222", "hello_world.py", "pytorch_model", "SmallModel", "successful",
-                                "successful", "successful", "12.5", "ms"]
-    assert len({len(ln) for ln in lines[1:]}) == 1  # aligned: latency right-justified to the header's width
+                                "successful", "successful", "12.5", "ms",
+                                *format_bytes(sizes["bert_alice_11112222"]).split()]
+    assert len({len(ln) for ln in lines[1:]}) == 1  # aligned: latency and size right-justified to the header's width
 
 
 def test_cli_stats_shows_record_files_and_system(tmp_path, capsys, hello):
@@ -514,3 +523,238 @@ def test_cache_list_does_not_import_torch(tmp_path, hello):
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO_TORCH 0")
+
+
+# ------------------------------------------------------------------------------------------- the index
+TESTS_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "COLUMNS": "250"}
+
+
+def copy_cache(real_cache: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's real cache (new inodes: every index row it holds is stale)."""
+    return Path(shutil.copytree(real_cache, tmp_path / "cache", symlinks=True))
+
+
+def index_rows(root: Path) -> dict[str, dict]:
+    """The rows of a cache's index file by build name, read with the standard ``sqlite3``."""
+    con = sqlite3.connect(f"file:{root / INDEX_FILE}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    try:
+        return {r["name"]: dict(r) for r in con.execute("SELECT * FROM builds")}
+    finally:
+        con.close()
+
+
+def record_stamp(root: Path, name: str) -> tuple[int, int, int, int]:
+    st = os.stat(root / name / RECORD_FILE)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def assert_index_matches_records(root: Path) -> None:
+    """Every build has an index row made from its current record.json: same stamp, same report row,
+    same CSV line, and the folder's size."""
+    from turnkey_like.cache_index import decode_rows
+    from turnkey_like.report.table import csv_line, report_row
+
+    cache = Cache(root, create=False)
+    rows = index_rows(root)
+    assert sorted(rows) == cache.builds()
+    for name, got in rows.items():
+        assert (got["ino"], got["size"], got["mtime_ns"], got["ctime_ns"]) == record_stamp(root, name), name
+        expected = report_row(cache.load(name))
+        assert decode_rows([got["row"]]) == [expected] and got["csv"] == csv_line(expected)
+        assert got["bytes"] == cache.folder_bytes(name) and got["updated_at"] == expected["updated_at"]
+
+
+def listed(out: str, name: str) -> str:
+    (line,) = [ln for ln in out.splitlines() if name in ln]
+    return line
+
+
+def test_a_real_run_keeps_the_index_in_step(real_cache):
+    """The session's `tk benchmark` run wrote the index as it saved each stage: every row is fresh."""
+    assert_index_matches_records(real_cache)
+
+
+def test_entries_are_the_records_rows_from_the_records_then_from_the_index(real_cache, tmp_path):
+    from turnkey_like.report.table import csv_line, report_rows
+
+    root = copy_cache(real_cache, tmp_path)
+    cache = Cache(root, create=False)
+    records, _ = cache.records()
+    expected = sorted(report_rows(records), key=lambda r: r["build_name"])
+    for _ in range(2):  # the copy's rows are stale: read from the records and rewritten; then read from the index
+        entries, problems = cache.entries(rows=True, csv=True)
+        assert problems == [] and [e.row for e in entries] == expected
+        assert [e.csv for e in entries] == [csv_line(r) for r in expected]
+        assert [e.updated_at for e in entries] == [r.updated_at for r in records]
+        assert [e.bytes for e in entries] == [cache.folder_bytes(r.build_name) for r in records]
+        assert_index_matches_records(root)
+    bare, _ = cache.entries()
+    assert [(e.row, e.csv) for e in bare] == [(None, None)] * 3  # only what listing needs unless asked
+
+
+WITHOUT_INDEX = r"""
+import sys
+from turnkey_like import cache_index
+cache_index.CacheIndex.put = lambda self, rows: False  # a tk that keeps no index (tk 0.1)
+from turnkey_like.cache import Cache
+from test_cache import with_latency
+cache = Cache(sys.argv[1])
+cache.save(with_latency(cache.load(sys.argv[2]), 42.0))
+"""
+
+
+def test_list_and_report_read_the_index_but_never_over_a_changed_record(real_cache, tmp_path):
+    """`tk cache list` and `tk report` (real processes) take a build's row from the index while its
+    record.json has the stamp stored with it, and from the record once it has not: touched, or
+    rewritten by another process that did not update the index."""
+    root = copy_cache(real_cache, tmp_path)
+    first = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert first.returncode == 0, first.stderr
+    assert_index_matches_records(root)  # the copy's stale rows were rewritten from the records
+    names = sorted(index_rows(root))
+    hello, other = names[0], names[1]
+    assert hello.startswith("hello_world")
+
+    # the index is what is read while the records do not change: mark one row in the index itself
+    con = sqlite3.connect(root / INDEX_FILE)
+    with con:
+        con.execute("UPDATE builds SET model = 'from_the_index', csv = replace(csv, 'pytorch_model', 'from_the_index') "
+                    "WHERE name = ?", (hello,))
+    con.close()
+    out = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert "from_the_index" in listed(out.stdout, hello)
+    report = tmp_path / "r.csv"
+    assert run_tk("report", "--cache-dir", str(root), "-o", str(report)).returncode == 0
+    assert "from_the_index" in listed(report.read_text(), hello)
+
+    # touched: the stamp differs, so the record is read and the row rewritten
+    os.utime(root / hello / RECORD_FILE)
+    out = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert "from_the_index" not in out.stdout and "pytorch_model" in listed(out.stdout, hello)
+    assert run_tk("report", "--cache-dir", str(root), "-o", str(report)).returncode == 0
+    assert "from_the_index" not in report.read_text()
+    assert index_rows(root)[hello]["model"] == "pytorch_model"
+
+    # rewritten by a process that keeps no index: the new latency is shown, and the row follows
+    before = index_rows(root)[other]
+    child = subprocess.run([sys.executable, "-c", WITHOUT_INDEX, str(root), other], cwd=REPO,
+                           env={**os.environ, **TESTS_ENV}, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert index_rows(root)[other] == before  # the index did not follow the record
+    out = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert "42 ms" in listed(out.stdout, other)
+    assert run_tk("report", "--cache-dir", str(root), "-o", str(report)).returncode == 0
+    with open(report, newline="") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["build_name"] == other]
+    assert float(row["latency_mean_ms"]) == pytest.approx(42.0)
+    assert_index_matches_records(root)
+
+
+def test_missing_or_damaged_index_is_rebuilt_and_reindex(real_cache, tmp_path):
+    root = copy_cache(real_cache, tmp_path)
+    base = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert base.returncode == 0 and (root / INDEX_FILE).is_file()
+    (root / INDEX_FILE).unlink()  # deleted: rebuilt on the way by the next reader
+    again = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert (again.returncode, again.stdout, again.stderr) == (0, base.stdout, "")
+    assert_index_matches_records(root)
+    (root / INDEX_FILE).write_bytes(b"not a database\n" * 500)  # damaged: never trusted, replaced
+    again = run_tk("cache", "list", "--cache-dir", str(root), env=TESTS_ENV)
+    assert (again.returncode, again.stdout, again.stderr) == (0, base.stdout, "")
+    assert_index_matches_records(root)
+
+    out = run_tk("cache", "reindex", "--cache-dir", str(root))
+    assert out.returncode == 0, out.stderr
+    total = sum(Cache(root, create=False).folder_bytes(n) for n in index_rows(root))
+    assert out.stdout.startswith(f"indexed 3 build(s) in {root} ({format_bytes(total)}) in ")
+    assert_index_matches_records(root)
+    # a damaged record is named, left out of the index, and listed by every command as before
+    (root / index_rows(root).popitem()[0] / RECORD_FILE).write_text("{")
+    out = run_tk("cache", "reindex", "--cache-dir", str(root))
+    assert out.returncode == 1 and "indexed 2 build(s)" in out.stdout and "is corrupt" in out.stderr
+    assert len(index_rows(root)) == 2
+
+
+def test_parse_size_decimal_units():
+    from turnkey_like.cli.cache_commands import parse_size
+
+    assert parse_size("500MB") == 500 * 10**6 and parse_size("2GB") == 2 * 10**9 and parse_size("2 gb") == 2 * 10**9
+    assert parse_size("1.5G") == 1_500_000_000 and parse_size("750k") == parse_size("750kB") == 750_000
+    assert parse_size("123456") == 123456 and parse_size("1TB") == 10**12
+    assert parse_size("2GiB") == 2 * 2**30  # binary only when asked for
+    for bad in ("", "MB", "2 parsecs", "-1GB"):
+        with pytest.raises(InputError, match="not a size"):
+            parse_size(bad)
+
+
+def last_used(cache: Cache, name: str, days_ago: float) -> None:
+    """Make a build's record say it was last written ``days_ago`` days ago (its ``updated_at``), the way
+    a run that long ago left it; the record is rewritten behind the index's back."""
+    path = cache.root / name / RECORD_FILE
+    data = json.loads(path.read_text())
+    data["updated_at"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)).isoformat(timespec="seconds")
+    path.write_text(json.dumps(data))
+
+
+def test_prune_older_than_removes_the_least_recently_used_and_says_what_it_freed(tmp_path, hello):
+    cache = Cache(tmp_path / "c")
+    ages = {"older_00000002": 120, "old_00000001": 90, "recent_00000003": 2, "new_00000004": 0}
+    for name, days in ages.items():
+        _with_artifacts(cache, renamed(hello, name))
+        if days:
+            last_used(cache, name, days)
+    (tmp_path / "c" / "notes").mkdir()  # not a build (no marker): never touched
+    (tmp_path / "c" / "notes" / "todo.txt").write_text("keep\n")
+    os.utime(tmp_path / "c" / "notes", (0, 0))
+    sizes = {n: cache.folder_bytes(n) for n in ages}
+    freed = sizes["older_00000002"] + sizes["old_00000001"]
+    left = sizes["recent_00000003"] + sizes["new_00000004"]
+    argv = ["cache", "prune", "--older-than", "30", "--cache-dir", str(cache.root)]
+
+    dry = run_tk(*argv, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == (f"would prune 2 build(s) from {cache.root}: would free {format_bytes(freed)} ({freed} bytes); "
+                        f"2 build(s) left, {format_bytes(left)}")
+    assert [ln.split()[0] for ln in lines[1:]] == ["older_00000002", "old_00000001"]  # least recently used first
+    assert cache.builds() == sorted(ages)  # a dry run removes nothing
+
+    out = run_tk(*argv)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == (f"pruned 2 build(s) from {cache.root}: freed {format_bytes(freed)} "
+                                          f"({freed} bytes); 2 build(s) left, {format_bytes(left)}")
+    assert cache.builds() == ["new_00000004", "recent_00000003"]
+    assert (tmp_path / "c" / "notes" / "todo.txt").read_text() == "keep\n"
+    assert_index_matches_records(cache.root)  # the pruned builds' rows are gone too
+    listing = run_tk("cache", "list", "--cache-dir", str(cache.root), env=TESTS_ENV)
+    assert f"2 build(s) in {cache.root}: {format_bytes(left)}" in listing.stdout
+
+
+def test_prune_max_size_removes_oldest_first_until_under_the_limit(tmp_path, hello):
+    cache = Cache(tmp_path / "c")
+    ages = {"a_00000001": 40, "b_00000002": 30, "c_00000003": 20, "d_00000004": 10}
+    for i, (name, days) in enumerate(ages.items()):
+        folder = _with_artifacts(cache, renamed(hello, name))
+        (folder / "model.onnx").write_bytes(b"\0" * 10_000 * (4 - i))  # the oldest is the largest
+        last_used(cache, name, days)
+    sizes = {n: cache.folder_bytes(n) for n in ages}
+    limit = sizes["c_00000003"] + sizes["d_00000004"] + sizes["b_00000002"] - 1  # b must go too, c need not
+    out = run_tk("cache", "prune", "--max-size", str(limit), "--cache-dir", str(cache.root))
+    assert out.returncode == 0, out.stderr
+    freed = sizes["a_00000001"] + sizes["b_00000002"]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"pruned 2 build(s) from {cache.root}: freed {format_bytes(freed)} ({freed} bytes)")
+    assert [ln.split()[0] for ln in lines[1:]] == ["a_00000001", "b_00000002"]
+    assert cache.builds() == ["c_00000003", "d_00000004"]
+    assert sum(cache.folder_bytes(n) for n in cache.builds()) <= limit
+    # decimal units, as units.format_bytes prints them: 1 MB is more than all that is left
+    out = run_tk("cache", "prune", "--max-size", "1MB", "--cache-dir", str(cache.root))
+    assert out.stdout.startswith("pruned 0 build(s)") and cache.builds() == ["c_00000003", "d_00000004"]
+    out = run_tk("cache", "prune", "--max-size", "0B", "--older-than", "15", "--dry-run",
+                 "--cache-dir", str(cache.root))
+    assert [ln.split()[0] for ln in out.stdout.splitlines()[1:]] == ["c_00000003", "d_00000004"]
+    out = run_tk("cache", "prune", "--cache-dir", str(cache.root))
+    assert out.returncode == 1 and "needs --older-than DAYS, --max-size SIZE or both" in out.stderr
+    out = run_tk("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache.root))
+    assert out.returncode == 2 and "not a size: 'lots'" in out.stderr

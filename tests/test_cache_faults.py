@@ -23,9 +23,19 @@ from conftest import run_tk
 from turnkey_like.cache import LOCK_FILE, RECORD_FILE, Cache
 from turnkey_like.errors import CacheError
 from turnkey_like.records import SCHEMA_VERSION, Status
+from turnkey_like.units import format_bytes
 
 # pytest puts tests/ on sys.path; the fixtures are used by name
-from test_cache import hello, real_records, renamed, run_cli, template_file  # noqa: E402,F401 - fixtures
+from test_cache import (  # noqa: E402,F401 - fixtures
+    _with_artifacts,
+    assert_index_matches_records,
+    hello,
+    last_used,
+    real_records,
+    renamed,
+    run_cli,
+    template_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(REPO / "tests")}
@@ -88,6 +98,8 @@ def test_two_writer_processes_lose_nothing(tmp_path, template_file, hello):
     assert shared.invocation.time_s == pytest.approx(hello.invocation.time_s + 50.0)
     # no temp files left anywhere
     assert not [p for p in root.rglob("*.tmp")]
+    # the index the two writers kept in step holds every build's row, each made from its current record
+    assert_index_matches_records(root)
 
 
 HOLDER = r"""
@@ -336,6 +348,8 @@ def test_read_only_cache_gives_clear_errors_and_stays_readable(hello):
             reader = Cache(base / "cache", create=False)
             records, problems = reader.records()
             out["read"] = [r.build_name for r in records] + [p.message for p in problems]
+            entries, problems = reader.entries(rows=True)  # the index: read if it can be, never written
+            out["entries"] = [e.row["build_name"] for e in entries] + [p.message for p in problems]
             try:
                 reader.save(rec)
                 out["save"] = "no error"
@@ -349,12 +363,108 @@ def test_read_only_cache_gives_clear_errors_and_stays_readable(hello):
         assert out["create_sub"].startswith(f"cannot create the cache folder {base / 'new'}")
         assert out["mark_empty"].startswith(f"cache folder {base / 'empty'} is not writable")
         assert out["read"] == ["resnet_tiny_0a1b2c3d"]  # a read-only cache can still be listed/reported
+        assert out["entries"] == ["resnet_tiny_0a1b2c3d"]
         assert "cannot lock build resnet_tiny_0a1b2c3d" in out["save"] or "cannot write" in out["save"]
     finally:
         for p in [base, *base.rglob("*")]:
             if p.is_dir():
                 p.chmod(0o755)
         shutil.rmtree(base)
+
+
+# ------------------------------------------------------------------------------------------- prune
+def test_prune_touches_only_real_build_folders_and_skips_builds_in_use(tmp_path, hello):
+    """Old builds all, but: one is a symbolic link to a build folder elsewhere, one holds a link to
+    files outside the cache, one is locked by another process (a run using it). Only real build
+    folders are removed, links are never followed, and the locked build is kept and named."""
+    cache = Cache(tmp_path / "c")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep\n")
+    old = _with_artifacts(cache, renamed(hello, "old_00000001"))
+    (old / "data").symlink_to(outside, target_is_directory=True)
+    (old / "notes.txt").symlink_to(outside / "precious.txt")
+    elsewhere = Cache(tmp_path / "elsewhere")
+    elsewhere.save(renamed(hello, "linked_00000002"))
+    (cache.root / "linked_00000002").symlink_to(elsewhere.root / "linked_00000002", target_is_directory=True)
+    cache.save(renamed(hello, "busy_00000003"))
+    for name in ("old_00000001", "busy_00000003"):
+        last_used(cache, name, 60)
+    last_used(elsewhere, "linked_00000002", 60)
+    cache.save(renamed(hello, "fresh_00000004"))
+    holder = _spawn(HOLDER, str(cache.root / "busy_00000003" / LOCK_FILE))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = run_tk("cache", "prune", "--older-than", "30", "--cache-dir", str(cache.root))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"pruned 1 build(s) from {cache.root}: freed ")
+    assert lines[1].split()[0] == "old_00000001"
+    assert lines[2] == "kept 2 chosen build(s):"
+    kept = {ln.split()[0]: ln.split(None, 1)[1] for ln in lines[3:]}
+    assert kept == {"busy_00000003": "in use: another tk process holds its lock",
+                    "linked_00000002": "not a real folder (a symbolic link or a file); not touched"}
+    assert sorted(p.name for p in cache.root.iterdir() if not p.name.startswith(".")) == [
+        "busy_00000003", "fresh_00000004", "linked_00000002"]
+    assert (outside / "precious.txt").read_text() == "keep\n"  # links inside a pruned build: removed, not followed
+    assert elsewhere.load("linked_00000002").build_name == "linked_00000002"
+
+
+def test_prune_max_size_takes_the_next_oldest_when_one_is_in_use(tmp_path, hello):
+    cache = Cache(tmp_path / "c")
+    for name, days in (("a_00000001", 30), ("b_00000002", 20), ("c_00000003", 10)):
+        cache.save(renamed(hello, name))
+        last_used(cache, name, days)
+    sizes = {n: cache.folder_bytes(n) for n in cache.builds()}
+    holder = _spawn(HOLDER, str(cache.root / "a_00000001" / LOCK_FILE))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        limit = sizes["a_00000001"] + sizes["c_00000003"]  # one build must go
+        out = run_tk("cache", "prune", "--max-size", str(limit), "--cache-dir", str(cache.root))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"pruned 1 build(s) from {cache.root}: freed {format_bytes(sizes['b_00000002'])}")
+    assert lines[1].split()[0] == "b_00000002" and lines[3].split()[0] == "a_00000001"
+    assert cache.builds() == ["a_00000001", "c_00000003"]
+
+
+SAVE_WAITING = r"""
+import sys
+from turnkey_like.cache import Cache
+from test_cache import record_from_file
+cache = Cache(sys.argv[1])
+record = record_from_file(sys.argv[2], "gone_0a1b2c3d")
+print("saving", flush=True)
+cache.save(record)  # waits for the lock the test holds, while the folder is removed
+print("saved", flush=True)
+"""
+
+
+def test_a_save_waiting_while_its_build_is_pruned_writes_it_again(tmp_path, hello, template_file):
+    from filelock import FileLock
+
+    cache = Cache(tmp_path / "c")
+    cache.save(renamed(hello, "gone_0a1b2c3d"))
+    folder = cache.root / "gone_0a1b2c3d"
+    lock = FileLock(str(folder / LOCK_FILE))
+    lock.acquire()
+    try:
+        writer = _spawn(SAVE_WAITING, str(cache.root), str(template_file))
+        assert writer.stdout.readline().strip() == "saving"
+        time.sleep(0.5)  # the writer is now waiting for the lock
+        shutil.rmtree(folder)  # what prune does, under the build's lock
+    finally:
+        lock.release()
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0 and out.strip() == "saved", err
+    assert cache.load("gone_0a1b2c3d").build_name == "gone_0a1b2c3d"
+    assert_index_matches_records(cache.root)
 
 
 # ------------------------------------------------------------------------------------------- atomic writes

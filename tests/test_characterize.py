@@ -75,7 +75,7 @@ class Gate(nn.Module):
 @pytest.fixture(scope="module")
 def gate_char():
     with torch.no_grad():
-        return characterize(Gate().eval(), torch.ones(2, 4, 4), hardware="a100")
+        return characterize(Gate().eval(), torch.ones(2, 4, 4), hardware="a100", trace=True)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def tiny_char():
     torch.manual_seed(0)
     model = Tiny().eval()
     with torch.no_grad():
-        return characterize(model, torch.randn(1, 3, 8, 8), hardware="a100")
+        return characterize(model, torch.randn(1, 3, 8, 8), hardware="a100", trace=True)
 
 
 def render(char, **kw) -> str:
@@ -269,6 +269,64 @@ def test_frozen_params_are_counted():
     assert summary_lines(char)[-1] == "Trace: not traced"
 
 
+class Spy(nn.Module):
+    """Notes, on every call, whether torch.export or FX is tracing it (a trace calls forward too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.calls: list[tuple[bool, bool]] = []
+
+    def forward(self, x):
+        from torch.fx._symbolic_trace import is_fx_tracing
+
+        self.calls.append((torch.compiler.is_exporting(), is_fx_tracing()))
+        return torch.relu(self.lin(x))
+
+
+def test_characterize_does_not_trace_unless_asked():
+    model = Spy().eval()
+    with torch.no_grad():
+        char = characterize_call(model, (torch.randn(2, 4),), {}, hardware="a100")  # the pipeline's call
+        again = characterize(model, torch.randn(2, 4), hardware="a100")  # the Python API's default
+    assert model.calls == [(False, False), (False, False)]  # one counted call each, no tracer
+    for c in (char, again):
+        assert c.trace.method == "not traced" and c.trace.attempts == [] and c.trace_duration_s == 0.0
+        assert c.rows[1].producers == [c.rows[0].index]  # the graph is there without a trace
+    with torch.no_grad():
+        traced = characterize(model, torch.randn(2, 4), hardware="a100", trace=True)
+    assert (False, True) in model.calls[2:]  # fx.symbolic_trace ran the forward on proxies
+    assert traced.trace.method == "fx.symbolic_trace" and traced.trace_duration_s > 0
+    assert traced.totals == again.totals  # tracing adds the trace record, never changes counts
+
+
+def test_summary_lines_show_the_build_trace_when_characterization_did_not_trace(tiny_char):
+    from turnkey_like.tracing import trace_model
+
+    model = Tiny().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        plain = characterize(model, x, hardware="a100")
+        build_trace = trace_model(model, (x,), methods=("torch.export(strict=False)",)).summary()
+    lines = summary_lines(plain, build_trace=build_trace)
+    assert lines[-1] == f"Trace: torch.export(strict=False) ({build_trace.node_count} nodes) (ONNX build)"
+    assert summary_lines(plain)[-1] == "Trace: not traced"
+    # a characterization that traced keeps its own trace
+    assert summary_lines(tiny_char, build_trace=build_trace) == summary_lines(tiny_char)
+
+
+def test_tk_profile_traces_only_with_trace_flag(tmp_path):
+    from conftest import EXAMPLES, run_tk
+
+    script = str(EXAMPLES / "hello_world.py")
+    plain = run_tk("profile", script, "--hardware", "a100", "--cache-dir", str(tmp_path / "a"))
+    assert plain.returncode == 0, plain.stderr
+    assert "trace: not traced" in plain.stdout
+    traced = run_tk("profile", script, "--trace", "--hardware", "a100", "--cache-dir", str(tmp_path / "b"))
+    assert traced.returncode == 0, traced.stderr
+    assert "trace: fx.symbolic_trace (" in traced.stdout  # SmallModel: x -> fc -> output, traced by FX
+
+
 def test_no_weights_counts_the_same_without_touching_weights(tiny_char):
     model = Tiny().eval()
     before = {n: p for n, p in model.named_parameters()}
@@ -332,7 +390,7 @@ def test_llama_7b_on_meta_counts_every_parameter_and_mac():
         c = characterize(model, input_ids=torch.randint(0, 32000, (1, 128)), hardware="a100")
     assert c.no_weights and c.device == "meta"
     assert c.uncounted == {}
-    assert c.trace.method != "none", c.trace.failure_reason
+    assert c.trace.method == "not traced" and c.trace_duration_s == 0.0  # counting needs no trace
     # Llama-2-7B: 32 x (4 x 4096^2 attention + 3 x 4096 x 11008 MLP + 2 x 4096 norms) + 2 x 32000 x 4096
     # (embedding, lm_head) + 4096 final norm = 6,738,415,616 parameters
     assert c.totals.params == 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 2 * 32000 * 4096 + 4096

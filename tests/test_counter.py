@@ -127,6 +127,45 @@ def test_producers_follow_dataflow_through_views():
     assert mm.producers == [relu.index]
 
 
+def test_resnet18_dataflow_edges_by_hand():
+    """The counted call's rows are the dataflow graph: edges checked by hand on torchvision's
+    resnet18 (BasicBlock: conv1-bn1-relu-conv2-bn2, ``out += identity``, relu; in-place ops keep
+    the storage, so the next reader's edge goes to the last op that wrote it)."""
+    model = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():
+        res = count_model(model, (torch.randn(1, 3, 32, 32),))
+    rows = res.rows
+
+    def row(path, op):
+        (r,) = [r for r in rows if r.module_path == path and r.op == op]
+        return r
+
+    conv = "aten.convolution.default"
+    bn = "aten.native_batch_norm.default"
+    add = "aten.add_.Tensor"
+    # the stem reads only the graph input and the weights: no producer
+    assert row("conv1", conv).producers == []
+    assert row("bn1", bn).producers == [row("conv1", conv).index]
+    maxpool = row("maxpool", "aten.max_pool2d_with_indices.default")
+    assert maxpool.producers == [row("relu", "aten.relu_.default").index]
+    # layer1.0: the residual add reads bn2's output and the block input (the max-pool output)
+    assert row("layer1.0.conv1", conv).producers == [maxpool.index]
+    assert row("layer1.0", add).producers == [row("layer1.0.bn2", bn).index, maxpool.index]
+    # the block's last relu_ writes in place into the add's output; layer1.1 reads it through that
+    (relu_out,) = [r for r in rows if r.module_path == "layer1.0.relu" and r.producers == [row("layer1.0", add).index]]
+    assert row("layer1.1.conv1", conv).producers == [relu_out.index]
+    assert row("layer1.1", add).producers == [row("layer1.1.bn2", bn).index, relu_out.index]
+    # layer2.0: the identity path is the downsample (1x1 conv + bn) of the block input
+    block_in = [r for r in rows if r.module_path == "layer1.1.relu"][-1]
+    assert row("layer2.0.downsample.0", conv).producers == [block_in.index]
+    assert row("layer2.0", add).producers == [row("layer2.0.bn2", bn).index, row("layer2.0.downsample.1", bn).index]
+    # the head: flatten is a view, so the linear (addmm) reads the average pool's output directly
+    assert row("fc", "aten.addmm.default").producers == [row("avgpool", "aten.mean.dim").index]
+    # every edge points backwards, and every row but the stem conv has one
+    assert all(p < r.index for r in rows for p in r.producers)
+    assert [r.index for r in rows if not r.producers] == [row("conv1", conv).index]
+
+
 def test_views_are_not_rows_and_uncounted_ops_are_listed():
     class M(nn.Module):
         def forward(self, x):

@@ -201,3 +201,82 @@ def test_read_only_cache_as_unprivileged_user():
         assert problems == [] and [s["characterization"] for s in statuses.values()] == ["successful"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ctrl_c_during_a_rerun_keeps_the_earlier_latency_writes_json_and_exits_130(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C sends) mid-benchmark of a rerun."""
+    from turnkey_like.records import RunReport, decode
+
+    cache = tmp_path / "cache"
+    script = tmp_path / "model.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 8))
+        model(torch.rand(4, 256))
+        """))
+    first = _tk("benchmark", str(script), "--iterations", "5", cache=cache)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (name,) = Cache(cache, create=False).builds()
+    before = Cache(cache, create=False).load(name).invocation.benchmark
+    assert before.status.value == "successful"
+    report = tmp_path / "run.json"
+    proc = _tk("benchmark", str(script), "--iterations", "100000000", "--json", str(report), cache=cache, wait=False)
+    seen = ""
+    deadline = time.time() + 300
+    while "benchmarking" not in seen and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert "benchmarking" in seen, seen
+    time.sleep(2)  # inside the timed loop of the benchmark child
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + rest
+    assert "interrupted" in rest
+    after = Cache(cache, create=False).load(name).invocation.benchmark
+    assert after.status.value == "successful"
+    assert after.result.latency_ms == before.result.latency_ms and after.run_id == before.run_id
+    assert "this run was interrupted" in (after.reason or "")
+    written = decode(report.read_bytes(), RunReport)
+    assert written.interrupted is True and written.exit_code == 130 and written.results
+    import psutil
+
+    def in_group(p):
+        try:
+            return os.getpgid(p.pid) == proc.pid
+        except (ProcessLookupError, psutil.Error):
+            return False
+
+    assert [p.pid for p in psutil.process_iter() if in_group(p)] == []  # no child outlived tk
+
+
+def test_kill_9_of_tk_alone_takes_its_build_child_with_it(tmp_path):
+    """``kill -9`` of the tk process only (not its group): the hanging build child must not outlive it."""
+    import psutil
+
+    cache = tmp_path / "cache"
+    script = tmp_path / "slow_build.py"
+    script.write_text(textwrap.dedent(SLOW_BUILD))
+    env = dict(os.environ, TK_TEST_SLOW="1")
+    cmd = [sys.executable, "-c",
+           "import os, sys; os.environ['TK_TEST_PARENT'] = str(os.getpid()); "
+           "from turnkey_like.cli import main; sys.exit(main(sys.argv[1:]))",
+           "benchmark", str(script), "--iterations", "5", "--cache-dir", str(cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    children = []
+    while time.time() < deadline and not children:
+        statuses, _ = _statuses(cache) if (cache / ".tk-cache").exists() else ({}, [])
+        classes = _classes(cache) if statuses else {}
+        if any(s["build"] == "running" and classes.get(n) == "Slow" for n, s in statuses.items()):
+            children = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.5)
+    assert children, "the slow build never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    for leftover in alive:  # do not leave a hanging child behind when the test fails
+        leftover.kill()
+    assert alive == [], f"children outlived tk: {[p.pid for p in alive]}"

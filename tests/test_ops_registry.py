@@ -63,3 +63,32 @@ def test_higher_order_names_resolve_to_higher_order_ops():
     assert ops.category_of(flex) == "attention"
     assert ops.resolve("higher_order.no_such_op") is None
     assert ops.resolve("no_such_aten_op") is None
+
+
+def test_a_formula_registered_at_run_time_is_used_by_the_next_count():
+    # The counter keeps what it decided per op for the process; a registration must still count.
+    def det_model(x):
+        return torch.linalg.det(x)
+
+    x = torch.randn(3, 4, 4)
+    before = count_model(det_model, (x,))
+    assert before.uncounted == {"aten._linalg_det.default": 1}
+    saved = (dict(ops.REGISTRY), dict(ops.NAMES))
+
+    def det_cost(x_shape, *_, out_shape=None, **__):
+        # LU factorisation: about n^3 / 3 MACs per n x n matrix (hand-derived here: 3 x 64 / 3 = 64)
+        n = x_shape[-1]
+        return ops.Cost(macs=ops.prod(x_shape[:-2]) * n**3 // 3, flops=2 * ops.prod(x_shape[:-2]) * n**3 // 3)
+
+    try:
+        ops.register("_linalg_det", "other")(det_cost)
+        after = count_model(det_model, (x,))
+    finally:
+        ops.REGISTRY.clear()
+        ops.REGISTRY.update(saved[0])
+        ops.NAMES.clear()
+        ops.NAMES.update(saved[1])
+    (row,) = [r for r in after.rows if r.op == "aten._linalg_det.default"]
+    assert after.uncounted == {} and row.counted and row.macs == 64
+    # and forgotten again once the formula is gone
+    assert count_model(det_model, (x,)).uncounted == {"aten._linalg_det.default": 1}

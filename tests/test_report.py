@@ -58,6 +58,20 @@ def test_summaries_give_the_same_rows_as_full_records(real_cache):
     assert report_rows(fast) == report_rows(full)
 
 
+def test_report_from_the_index_is_the_report_from_the_records(real_cache, tmp_path, capsys):
+    """One cache to CSV writes the index's stored CSV lines; JSON decodes the index's rows: both give
+    exactly what the records' rows give."""
+    from turnkey_like.report.table import render_csv, render_json
+
+    records, _ = Cache(real_cache, create=False).records()
+    rows = merge_rows(report_rows(records))
+    assert run_cli(["report", "--cache-dir", str(real_cache), "-o", str(tmp_path / "r.csv")]) == 0
+    assert (tmp_path / "r.csv").read_text() == render_csv(rows)
+    assert run_cli(["report", "--cache-dir", str(real_cache), "-o", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["rows"] == json.loads(render_json(rows))["rows"]
+    capsys.readouterr()
+
+
 def test_missing_values_are_none_and_errors_excerpted(hello):
     (row,) = report_rows([failed(hello)])
     for key in ("runtime", "device", "latency_mean_ms", "latency_std_ms", "throughput_ips", "batch_size"):

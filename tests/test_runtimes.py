@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,3 +294,152 @@ def test_ort_work_crosses_a_spawned_child(mlp, tmp_path):
     assert out.status is Status.SUCCESSFUL, (out.error, out.log_excerpt)
     assert isinstance(out.value, BenchmarkResult)
     assert out.value.within_tolerance is True and out.value.batch_size == 4 and out.value.iterations == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# Reuse (--rebenchmark): the fingerprint rule on a real result, then real `tk benchmark` reruns
+# --------------------------------------------------------------------------------------------------
+
+
+def test_fingerprint_says_what_the_figures_depend_on(mlp):
+    from turnkey_like.runtimes import benchmark_fingerprint
+    from turnkey_like.system import system_info
+
+    _, _, _, build = mlp
+    fp = benchmark_fingerprint(build, BenchmarkOptions(iterations=30, threads=1))
+    assert {f"build.{k}" for k in build.fingerprint} <= set(fp)  # the build's own keys, prefixed
+    assert fp["build.weights"] == build.fingerprint["weights"]
+    assert (fp["runtime"], fp["device"], fp["precision"], fp["threads"], fp["iterations"], fp["warmup"],
+            fp["per_layer"]) == ("ort", "cpu", "fp32", 1, 30, None, False)
+    assert fp["tk"] == __import__("turnkey_like").__version__
+    assert (fp["cpu"], fp["cores"], fp["onnxruntime"]) == (
+        cpu_name(), system_info()["cores_logical"], __import__("onnxruntime").__version__)
+    assert "build.stale" not in fp  # ORT measures the build's file, whatever the live model became
+    eager = benchmark_fingerprint(build, BenchmarkOptions(runtime="torch-eager"))
+    assert eager["build.stale"] is None  # torch runtimes measure the live model: a stale build counts
+    assert benchmark_fingerprint(build, BenchmarkOptions(iterations=30, threads=1)) == fp  # deterministic
+
+
+def test_reuse_rule_on_a_real_benchmark(mlp):
+    """``reuse_benchmark`` against a benchmark measured here: equal fingerprints reuse (if_needed), any
+    difference measures again, ``never`` reuses and lists what differs, ``always`` never reuses."""
+    from turnkey_like.runtimes import benchmark_fingerprint, reuse_benchmark
+    from turnkey_like.system import system_info
+
+    model, x, build_dir, build = mlp
+    options = BenchmarkOptions(iterations=5, warmup=1)
+    measured = benchmark_invocation(model, (x,), {}, build, build_dir, options)
+    assert measured.status is Status.SUCCESSFUL, (measured.error, measured.log_excerpt)
+    fp = benchmark_fingerprint(build, options)
+    assert measured.result.fingerprint == fp and measured.result.reused is False
+
+    reused = reuse_benchmark(measured, fp, "if_needed")
+    assert reused is not None and reused.reused is True and reused.stale == []
+    assert reused.latency_ms == measured.result.latency_ms and measured.result.reused is False  # a copy
+    assert reuse_benchmark(measured, fp, "always") is None
+
+    other_machine = {**system_info(), "cpu": "another CPU", "onnxruntime": "0.0.1"}
+    changes = {
+        "iterations": benchmark_fingerprint(build, BenchmarkOptions(iterations=6, warmup=1)),
+        "warmup": benchmark_fingerprint(build, BenchmarkOptions(iterations=5)),
+        "threads": benchmark_fingerprint(build, BenchmarkOptions(iterations=5, warmup=1, threads=1)),
+        "runtime": benchmark_fingerprint(build, BenchmarkOptions(runtime="torch-eager", iterations=5, warmup=1)),
+        "per_layer": benchmark_fingerprint(build, BenchmarkOptions(iterations=5, warmup=1, per_layer=True)),
+        "machine": benchmark_fingerprint(build, options, system=other_machine),
+    }
+    for what, changed in changes.items():
+        assert reuse_benchmark(measured, changed, "if_needed") is None, what
+    stale = reuse_benchmark(measured, changes["machine"], "never")
+    assert stale.reused is True and stale.stale == ["cpu", "onnxruntime"]
+    assert reuse_benchmark(measured, changes["runtime"], "never").stale == ["runtime"]
+
+    failed = StageResult(status=Status.ERROR, error="boom")
+    assert all(reuse_benchmark(prev, fp, policy) is None for prev in (None, failed)
+               for policy in ("if_needed", "never"))
+    with pytest.raises(BenchmarkError, match="rebenchmark"):
+        BenchmarkOptions(rebenchmark="sometimes").validate()
+
+
+def _copy_cache(real_cache, tmp_path):
+    import shutil
+
+    return shutil.copytree(real_cache, tmp_path / "cache", symlinks=True)
+
+
+def _hello_world(cache, *extra):
+    """Rerun ``tk benchmark hello_world.py`` as the ``real_cache`` fixture ran it (5 iterations), plus
+    ``extra``; returns (the run's output, hello_world's benchmark stage from the cache)."""
+    from conftest import EXAMPLES, run_tk
+
+    out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), "--iterations", "5", *extra,
+                 "--cache-dir", str(cache))
+    assert out.returncode == 0, f"tk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr, _benchmark_stage(cache)
+
+
+def _benchmark_stage(cache):
+    from turnkey_like.cache import Cache
+
+    store = Cache(cache, create=False)
+    name = next(n for n in store.builds() if n.startswith("hello_world"))
+    return store.load(name).invocation.benchmark
+
+
+def test_a_rerun_reuses_the_benchmark(real_cache, tmp_path):
+    cache = _copy_cache(real_cache, tmp_path)
+    before = _benchmark_stage(cache)
+    raw = Path(cache) / Path(before.result.raw_path).parent.name / Path(before.result.raw_path).name
+    raw_facts = (raw.read_bytes(), raw.stat().st_mtime_ns)
+    output, after = _hello_world(cache)
+    assert after.status is Status.SUCCESSFUL and after.reason == "reused from cache"
+    assert after.result.reused is True and after.result.stale == []
+    assert after.duration_s == 0.0 and "benchmarking pytorch_model" not in output  # no benchmark child ran
+    assert after.run_id == before.run_id and after.started_at == before.started_at  # the run that measured it
+    assert after.result.latency_ms == before.result.latency_ms
+    assert after.result.throughput_ips == before.result.throughput_ips
+    assert (raw.read_bytes(), raw.stat().st_mtime_ns) == raw_facts  # the raw latencies were not rewritten
+    assert "(reused from cache)" in output
+
+
+#: the rule itself is checked fast above; these reruns each measure again (~5 s), so most are slow
+@pytest.mark.parametrize("extra", [
+    ("--rebenchmark", "always"),
+    pytest.param(("--iterations", "6"), marks=pytest.mark.slow),
+    pytest.param(("--threads", "1"), marks=pytest.mark.slow),
+    pytest.param(("--runtime", "torch-eager"), marks=pytest.mark.slow),
+], ids=lambda e: " ".join(e))
+def test_a_changed_option_measures_again(real_cache, tmp_path, extra):
+    cache = _copy_cache(real_cache, tmp_path)
+    before = _benchmark_stage(cache)
+    output, after = _hello_world(cache, *extra)  # after its --iterations 5: argparse keeps the last value
+    assert after.status is Status.SUCCESSFUL and after.reason is None and after.result.reused is False
+    assert after.run_id != before.run_id and "benchmarking pytorch_model" in output
+    fp = after.result.fingerprint
+    assert (fp["iterations"], fp["threads"], fp["runtime"]) == (
+        6 if "--iterations" in extra else 5, 1 if "--threads" in extra else None,
+        "torch-eager" if "--runtime" in extra else "ort")
+
+
+@pytest.mark.parametrize("key", ["tk", pytest.param("cpu", marks=pytest.mark.slow)])
+def test_a_benchmark_from_another_tk_or_machine_is_measured_again(real_cache, tmp_path, key):
+    """The stored fingerprint says another tk version (or CPU) measured it: ``if_needed`` measures
+    again, ``never`` reuses it and names the key."""
+    import msgspec
+
+    from turnkey_like.cache import Cache
+
+    cache = _copy_cache(real_cache, tmp_path)
+    store = Cache(cache)
+    name = next(n for n in store.builds() if n.startswith("hello_world"))
+    record = store.load(name)
+    stage = record.invocation.benchmark
+    other = {**stage.result.fingerprint, key: f"another {key}"}
+    record.invocation.benchmark = msgspec.structs.replace(
+        stage, result=msgspec.structs.replace(stage.result, fingerprint=other))
+    store.save(record)
+
+    _, kept = _hello_world(cache, "--rebenchmark", "never")
+    assert kept.reason == "reused from cache" and kept.result.stale == [key] and kept.run_id == stage.run_id
+    _, after = _hello_world(cache)
+    assert after.reason is None and after.result.reused is False and after.run_id != stage.run_id
+    assert after.result.fingerprint[key] == stage.result.fingerprint[key]  # this machine's value again

@@ -4,8 +4,12 @@
 into the invocation's build folder:
 
 - ``model.onnx`` (plus ``model.onnx.data`` when the weights are stored as external data): the export
-  at the recorded static shapes, default opset 18, with ``torch.onnx.export``'s current
-  (``dynamo=True``) exporter, falling back to the TorchScript exporter (``dynamo=False``);
+  at the recorded static shapes, default opset 18. The model is traced once, in the child, by the
+  export rungs of :func:`turnkey_like.tracing.trace_model` (``torch.export``, non-strict then
+  strict); ``torch.onnx.export``'s current (``dynamo=True``) exporter converts that
+  ``ExportedProgram``, and the TorchScript exporter (``dynamo=False``) is the fallback when no
+  rung traced or the conversion failed. The trace (method, attempts, times) is recorded in
+  ``BuildResult.trace``; the program itself never leaves the child;
 - ``model_fp16.onnx`` with ``--precision fp16`` (onnxconverter-common's float16 converter,
   ``keep_io_types=True`` so inputs and outputs stay fp32);
 - ``model.opt.onnx``: ONNX Runtime's optimized copy (graph optimization level *extended*);
@@ -59,10 +63,12 @@ from turnkey_like.onnx_tools import (
     ort_cpu_outputs,
     save_onnx,
 )
-from turnkey_like.records import BuildResult, GraphIO, StageResult, Status, now_utc
+from turnkey_like.records import BuildResult, GraphIO, StageResult, Status, TraceSummary, now_utc
 
 if TYPE_CHECKING:
     import torch
+
+    from turnkey_like.tracing import TraceResult
 
 __all__ = [
     "BUILD_LOG", "EXPORTERS", "MIN_OPSET", "ONNX_NAME", "PRECISIONS", "REBUILD_POLICIES", "BuildOptions",
@@ -227,28 +233,74 @@ def reuse_decision(previous: BuildResult | None, fp: Fingerprint, options: Build
 # --------------------------------------------------------------------------------------------------
 
 
-def _export(model: torch.nn.Module, flat: FlatInputs, path: Path, options: BuildOptions, external: bool,
-            output_names: list[str]) -> tuple[str, dict[str, str]]:
+def _onnx_capture_config():
+    """The setting ``torch.onnx.export`` itself captures under (``backed_size_oblivious=True``, torch
+    2.14 ``torch/onnx/_internal/exporter/_capture_strategies.py``), so the program traced here is the
+    one the exporter would have captured from the module; a no-op where torch has no such setting."""
+    import contextlib
+
+    import torch.fx.experimental._config as fx_config
+
+    if not hasattr(fx_config, "backed_size_oblivious"):
+        return contextlib.nullcontext()
+    return fx_config.patch(backed_size_oblivious=True)
+
+
+def _trace_for_export(wrapper: torch.nn.Module, flat: FlatInputs,
+                      options: BuildOptions) -> tuple[TraceResult | None, TraceSummary]:
+    """Trace the export wrapper once with the export rungs of the tracing ladder (non-strict, then
+    strict ``torch.export``) when the dynamo exporter is to be tried.
+
+    Returns ``(TraceResult or None, TraceSummary)``: ``None`` and a ``not traced`` summary for
+    ``--exporter torchscript`` (the TorchScript exporter traces its own way).
+    """
+    import torch
+
+    from turnkey_like.tracing import EXPORT_NONSTRICT, EXPORT_STRICT, trace_model
+
+    if options.exporter == "torchscript":
+        return None, TraceSummary()
+    print("tk: tracing with torch.export (non-strict, then strict)", flush=True)
+    with torch.no_grad(), _onnx_capture_config():
+        traced = trace_model(wrapper, tuple(flat.tensors), {}, warmup=False, methods=(EXPORT_NONSTRICT, EXPORT_STRICT))
+    for attempt in traced.attempts:
+        print(f"tk: {attempt.method}: {'ok' if attempt.ok else 'failed: ' + (attempt.error or '')}"
+              f" ({attempt.duration_s:.2f} s)", flush=True)
+    return traced, traced.summary()
+
+
+def _export(wrapper: torch.nn.Module, flat: FlatInputs, path: Path, options: BuildOptions, external: bool,
+            output_names: list[str], traced: TraceResult | None) -> tuple[str, dict[str, str]]:
     """Export with the chosen exporter(s); returns (exporter used, one-line errors of the ones that failed).
+
+    The dynamo exporter converts ``traced.exported_program`` (the one trace of this build, see
+    :func:`_trace_for_export`): ``torch.onnx.export`` takes an ``ExportedProgram`` and then skips its
+    own capture step, so the model is traced once. When no export rung traced, the dynamo exporter
+    counts as failed with the trace's reason, and the TorchScript exporter (``dynamo=False``) is
+    tried next under ``--exporter auto``.
 
     Raises:
         BuildError: every exporter tried failed (their tracebacks are in the log).
     """
     import torch
 
-    wrapper = export_wrapper(model, flat)
     tried = {"auto": ["dynamo", "torchscript"], "dynamo": ["dynamo"], "torchscript": ["torchscript"]}[options.exporter]
     errors: dict[str, str] = {}
     for method in tried:
         for stale in (path, path.with_name(path.name + ".data")):
             if stale.exists():
                 stale.unlink()
+        if method == "dynamo" and (traced is None or traced.exported_program is None):
+            reason = traced.summary().failure_reason if traced is not None else "not traced"
+            errors[method] = f"torch.export failed: {reason}"
+            print(f"tk: the dynamo exporter needs a torch.export program: {errors[method]}", flush=True)
+            continue
         print(f"tk: exporting with the {method} exporter (opset {options.opset})", flush=True)
         try:
             with torch.no_grad():
                 if method == "dynamo":
                     torch.onnx.export(
-                        wrapper, tuple(flat.tensors), os.fspath(path), dynamo=True,
+                        traced.exported_program, (), os.fspath(path), dynamo=True,
                         opset_version=options.opset, input_names=flat.names, output_names=output_names,
                         external_data=external, optimize=True,
                     )
@@ -308,9 +360,14 @@ def _build_child(model: torch.nn.Module, args: tuple, kwargs: dict, build_dir: s
 
     external = _param_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES
     exported = build_dir_p / ONNX_NAME
+    wrapper = export_wrapper(model, flat)
     t0 = time.perf_counter()
-    exporter, errors = _export(model, flat, exported, options, external, out_names)
+    traced, trace = _trace_for_export(wrapper, flat, options)
+    durations["trace"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    exporter, errors = _export(wrapper, flat, exported, options, external, out_names, traced)
     durations["export"] = time.perf_counter() - t0
+    del traced  # the program (and its copy of the graph) is not needed past the export
 
     final, optimized = finish_onnx(exported, build_dir_p, options.precision, external, durations)
 
@@ -340,6 +397,7 @@ def _build_child(model: torch.nn.Module, args: tuple, kwargs: dict, build_dir: s
         faithfulness=faithfulness,
         tolerance=tolerance,
         faithful=faithful,
+        trace=trace,
     )
 
 

@@ -4,6 +4,7 @@ Layout::
 
     <root>/                         --cache-dir, else $TK_CACHE_DIR, else ~/.cache/turnkey_like
       .tk-cache                     marker: this folder is a tk cache (JSON)
+      .tk-index.sqlite              the index: one row per build for list/report/prune (cache_index)
       <script-stem>[_<author>]_<invocation-hash>/
         .tk-build                   marker: this folder is a tk build (JSON)
         .lock                       file lock taken by writers of this build only
@@ -46,7 +47,14 @@ Safety rules (DESIGN.md, "Cache"):
   unreadable or of another schema version, the full record is read instead, so ``record.json`` stays
   the single source of truth. Version-1 summaries (written by tk 0.1) are migrated the same way as
   version-1 records, so an existing cache lists as fast as before without being rewritten.
-- ``delete`` removes only folders carrying the build marker, inside a folder carrying the cache marker.
+- ``tk cache list``, ``tk report`` and ``tk cache prune`` read :meth:`Cache.entries`: one index at the
+  cache root (:mod:`turnkey_like.cache_index`) holding each build's report row, last use and size,
+  kept in step by every write under the build's lock. A row is used only while its ``record.json``
+  has the stamp stored with it (inode, size, mtime, ctime: one ``stat`` per build); any other build
+  (changed behind the index's back, new, running) is read from its record and its row rewritten, so
+  a missing or damaged index is rebuilt as a side effect (``tk cache reindex`` does it at once).
+- ``delete`` and ``prune`` remove only real folders (never symbolic links) carrying the build marker,
+  inside a folder carrying the cache marker; ``prune`` skips a build whose lock another process holds.
 """
 
 from __future__ import annotations
@@ -60,13 +68,29 @@ import os
 import re
 import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
 import msgspec
 
-from turnkey_like.errors import CacheError, one_line
-from turnkey_like.files import write_record
+from turnkey_like.cache_index import (
+    AT_BYTES,
+    AT_EXTRA,
+    AT_LISTING,
+    AT_LIVE,
+    AT_STAMP,
+    AT_UPDATED,
+    LISTING_KEYS,
+    BuildEntry,
+    CacheIndex,
+    decode_rows,
+    folder_bytes,
+    index_row,
+)
+from turnkey_like.cache_index import stamp as _index_stamp
+from turnkey_like.errors import CacheError, InputError, one_line
+from turnkey_like.files import refuse_symlink, write_record
 from turnkey_like.records import (
     SCHEMA_VERSION,
     STAGES,
@@ -133,6 +157,49 @@ class CacheProblem(Record, frozen=True):
     build_name: str
     path: str
     message: str
+
+
+class _BuildGone(CacheError):
+    """A build folder removed (``tk cache prune`` or ``delete``) while tk waited for its lock."""
+
+
+class PrunedBuild(Record, frozen=True):
+    """A build ``tk cache prune`` removed (or, with ``--dry-run``, would remove), or chose but kept.
+
+    Attributes:
+        build_name: the folder name.
+        last_used: the record's ``updated_at`` (ISO-8601 UTC); for an unreadable record, its file's
+            modification time.
+        bytes: size of the folder's files, bytes (measured).
+        unreadable: the record could not be read (it is pruned by its file's age).
+        kept_because: why a chosen build was not removed (its lock is held, it was written since the
+            listing, it is not a real folder); ``None`` for a removed one.
+    """
+
+    build_name: str
+    last_used: str | None
+    bytes: int
+    unreadable: bool = False
+    kept_because: str | None = None
+
+
+class PruneResult(Record):
+    """What :meth:`Cache.prune` did.
+
+    Attributes:
+        removed: the builds removed (with ``dry_run``: that would be), least recently used first.
+        skipped: builds chosen but kept (see :attr:`PrunedBuild.kept_because`).
+        freed_bytes: bytes freed (with ``dry_run``: that would be).
+        kept_builds, kept_bytes: the builds left and their total size, bytes.
+        dry_run: nothing was removed.
+    """
+
+    removed: list[PrunedBuild] = []
+    skipped: list[PrunedBuild] = []
+    freed_bytes: int = 0
+    kept_builds: int = 0
+    kept_bytes: int = 0
+    dry_run: bool = False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,6 +283,11 @@ def _stamp(st: os.stat_result) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Linux: process facts come straight from procfs, as psutil reads them there (``psutil._pslinux``),
+#: without importing psutil (15-50 ms; `tk cache list` checks every build left ``running``).
+_PROCFS = sys.platform.startswith("linux") and os.path.isfile("/proc/stat")
+
+
 class _HostFacts:
     """This machine's host name and boot time, read once per process (psutil is imported lazily)."""
 
@@ -230,15 +302,35 @@ class _HostFacts:
 
     @classmethod
     def boot_time(cls) -> float:
+        """Boot time (epoch s): ``btime`` of ``/proc/stat`` on Linux (what ``psutil.boot_time`` reads)."""
         if cls._boot is None:
-            import psutil
+            if _PROCFS:
+                with open("/proc/stat", "rb") as f:
+                    cls._boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+            else:
+                import psutil
 
-            cls._boot = float(psutil.boot_time())
+                cls._boot = float(psutil.boot_time())
         return cls._boot
 
 
 def _create_time(pid: int) -> float | None:
-    """The create time (epoch s) of a live, non-zombie process, ``None`` when it is gone."""
+    """The create time (epoch s) of a live, non-zombie process, ``None`` when it is gone.
+
+    On Linux: boot time + field 22 of ``/proc/PID/stat`` (start time, clock ticks since boot) /
+    ``SC_CLK_TCK``, a zombie by the state letter of field 3: psutil's own formula
+    (``psutil._pslinux.Process.create_time``), so times written by either agree.
+    """
+    if _PROCFS:
+        try:
+            with open(f"/proc/{int(pid)}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rfind(b")") + 2:].split()
+            if fields[0] == b"Z":
+                return None
+            return _HostFacts.boot_time() + float(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
     import psutil
 
     try:
@@ -260,6 +352,11 @@ def _parse_time(text: str | None) -> float | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.timezone.utc)
     return t.timestamp()
+
+
+def _iso(epoch_s: float) -> str:
+    """Epoch seconds as ISO-8601 UTC text with seconds, like ``records.now_utc``."""
+    return _dt.datetime.fromtimestamp(epoch_s, _dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _writer_facts(record: BuildRecord) -> WriterFacts:
@@ -477,6 +574,16 @@ class Cache:
             self._ensure_root()
         else:
             self._check_root()
+        self._index: CacheIndex | None = None
+
+    @property
+    def index(self) -> CacheIndex:
+        """The cache's index (:mod:`turnkey_like.cache_index`), opened on first use; written only when
+        this process may write the cache folder."""
+        if self._index is None:
+            writable = self.writable or os.access(self.root, os.W_OK | os.X_OK)
+            self._index = CacheIndex(self.root, writable=writable)
+        return self._index
 
     # ----------------------------------------------------------------------------- root
     def _check_root(self) -> None:
@@ -587,10 +694,12 @@ class Cache:
             ) from None
         return folder
 
-    def _lock(self, folder: Path):
+    def _lock(self, folder: Path, timeout_s: float | None = None):
         from filelock import FileLock
 
-        return FileLock(str(folder / LOCK_FILE), timeout=self.lock_timeout_s)
+        path = folder / LOCK_FILE
+        refuse_symlink(path)  # filelock opens with O_TRUNC: a planted link would truncate its target
+        return FileLock(str(path), timeout=self.lock_timeout_s if timeout_s is None else timeout_s)
 
     def _locked(self, folder: Path, build_name: str):
         from filelock import Timeout
@@ -604,6 +713,9 @@ class Cache:
                 hint=f"wait for it to finish, or remove {folder / LOCK_FILE} if no tk process is running",
             ) from None
         except OSError as e:
+            if isinstance(e, FileNotFoundError) and not folder.is_dir():
+                raise _BuildGone(f"build folder {folder} was removed while tk was waiting to write it",
+                                 hint="another tk process is deleting builds (`tk cache prune`); run again") from None
             raise CacheError(
                 f"cannot lock build {build_name}: {e.strerror or e}",
                 hint="fix the cache's permissions, or pass --cache-dir to a writable folder",
@@ -624,16 +736,19 @@ class Cache:
         path = folder / RECORD_FILE
         try:
             write_record(path, _wrap(record, writer=facts))
+            st = os.stat(path)
         except OSError as e:
             raise CacheError(
                 f"cannot write the record of build {record.build_name}: {e.strerror or e}",
                 hint="check free disk space and the cache's permissions",
             ) from None
         try:
-            summary = _wrap(_summary(record), writer=facts, summary_of=_stamp(os.stat(path)))
+            summary = _wrap(_summary(record), writer=facts, summary_of=_stamp(st))
             write_record(folder / SUMMARY_FILE, summary, fsync=False)
         except (OSError, CacheError):
             pass  # only a speed-up: readers fall back to record.json
+        # only a speed-up too: a row that is not written is stale, and readers then read the record
+        self.index.put([index_row(record.build_name, st, record, folder_bytes(folder))])
 
     def save(self, record: BuildRecord) -> None:
         """Write ``record`` to its build folder atomically, under the build's lock.
@@ -645,12 +760,22 @@ class Cache:
             CacheError: invalid build name, read-only cache, lock timeout, disk full, a symlink in
                 place of ``record.json``.
         """
-        folder = self.build_dir(record.build_name)
-        lock = self._locked(folder, record.build_name)
-        try:
-            self._write(folder, record)
-        finally:
-            lock.release()
+        for attempt in range(3):  # a folder pruned or deleted while this waited for its lock is made again
+            folder = self.build_dir(record.build_name)
+            try:
+                lock = self._locked(folder, record.build_name)
+            except _BuildGone:
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                if self._is_build(folder):
+                    self._write(folder, record)
+                    return
+            finally:
+                lock.release()
+        raise _BuildGone(f"build folder {folder} was removed while tk was writing it",
+                         hint="another tk process is deleting builds (`tk cache prune/delete`); run again")
 
     def update(self, build_name: str, fn: Callable[[BuildRecord], None]) -> BuildRecord:
         """Read, change (``fn(record)`` mutates it in place) and write one record, all under its lock.
@@ -666,16 +791,19 @@ class Cache:
             raise self._unknown(build_name)
         lock = self._locked(folder, build_name)
         try:
-            record, _ = self._read(folder)
+            record, _, _ = self._read(folder)
             fn(record)
             self._write(folder, record)
         finally:
             lock.release()
         return record
 
-    def _read(self, folder: Path | str, summary: bool = False) -> tuple[BuildRecord, WriterFacts | None]:
+    def _read(self, folder: Path | str,
+              summary: bool = False) -> tuple[BuildRecord, WriterFacts | None, os.stat_result]:
         """Read a folder's record (its summary when ``summary`` and fresh); raises CacheError with a reason.
 
+        Returns the record, its writer facts and the ``stat`` of the very ``record.json`` it came from
+        (the one the summary names, or ``fstat`` of the file read), for the index's stamps.
         ``folder`` may be a plain string: :meth:`records` passes one per build, and ``pathlib`` joins
         cost more than the decoding on a large cache.
         """
@@ -691,14 +819,15 @@ class Cache:
                 except OSError:
                     got = None
                 if got is not None:
-                    return got
+                    return (*got, st)
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
                 data = f.read()
         except FileNotFoundError:
             raise CacheError(f"build {name} has no record yet ({path})", hint="it may still be starting; run it again") from None
         except OSError as e:
             raise CacheError(f"cannot read the record of build {name}: {e.strerror or e}", hint="check the cache's permissions") from None
-        return decode_stored(data, name)
+        return (*decode_stored(data, name), st)
 
     def load(self, build_name: str) -> BuildRecord:
         """Return one build's full record; a ``running`` stage whose process is gone reads as ``killed``.
@@ -711,7 +840,7 @@ class Cache:
         folder = self._folder(build_name)
         if not self._is_build(folder):
             raise self._unknown(build_name)
-        record, facts = self._read(folder)
+        record, facts, _ = self._read(folder)
         return _apply_stale(record, facts)
 
     def builds(self) -> list[str]:
@@ -739,7 +868,7 @@ class Cache:
             for name in self.builds():
                 folder = os.path.join(root, name)
                 try:
-                    record, facts = self._read(folder, summary=not full)
+                    record, facts, _ = self._read(folder, summary=not full)
                 except CacheError as e:
                     problems.append(CacheProblem(build_name=name, path=os.path.join(folder, RECORD_FILE),
                                                  message=e.message))
@@ -789,11 +918,17 @@ class Cache:
             CacheError: a name is not a build here (closest names suggested), or removal failed.
         """
         names = self._check_names(names)
-        for name in names:
-            try:
-                shutil.rmtree(self.root / name)
-            except OSError as e:
-                raise CacheError(f"cannot delete build {name}: {e.strerror or e}", hint="check the cache's permissions") from None
+        removed: list[str] = []
+        try:
+            for name in names:
+                try:
+                    shutil.rmtree(self.root / name)
+                except OSError as e:
+                    raise CacheError(f"cannot delete build {name}: {e.strerror or e}",
+                                     hint="check the cache's permissions") from None
+                removed.append(name)
+        finally:
+            self.index.remove(removed)
         return names
 
     @staticmethod
@@ -833,6 +968,266 @@ class Cache:
                         if not any(sub.iterdir()):
                             sub.rmdir()
                 freed[name] = total
+                self.index.set_bytes({name: folder_bytes(folder)})
             finally:
                 lock.release()
         return freed
+
+    # ----------------------------------------------------------------------------- the index
+    def entries(self, *, rows: bool = False, csv: bool = False,
+                rebuild: bool = False) -> tuple[list[BuildEntry], list[CacheProblem]]:
+        """Return every readable build as listing, reporting and pruning see it (name, last use, size,
+        listing values; sorted by name), and the builds whose record cannot be read.
+
+        Reads the index (:mod:`turnkey_like.cache_index`) plus one ``stat`` of ``record.json`` per
+        build. A build whose row is missing, of another format or marked running, or whose
+        ``record.json`` no longer has the stamp stored with its row, is read from its record (its
+        summary when fresh) instead; when this process may write the cache, such rows are then
+        rewritten and the rows of builds that are gone or unreadable dropped, so a missing or stale
+        index is rebuilt on the way. A stale ``running`` stage reads ``killed``, as in :meth:`records`.
+
+        Args:
+            rows: fill each entry's report row (``report.table.report_row``).
+            csv: fill each entry's report row as a CSV line (``report.table.csv_line``).
+            rebuild: ignore the index, read every record and make what was read the whole index, in
+                one transaction (``tk cache reindex``).
+
+        Raises:
+            CacheError: with ``rebuild``, the index cannot be written.
+        """
+        extra = ("row",) * rows + ("csv",) * csv
+        at_row, at_csv = AT_EXTRA, AT_EXTRA + rows  # positions of the extra columns in what the index returns
+        indexed = {} if rebuild else self.index.read(extra)
+        root = str(self.root)
+        sep = os.sep
+        entries: list[BuildEntry] = []
+        blobs: list[tuple[BuildEntry, bytes]] = []  # fresh report rows, decoded together below
+        problems: list[CacheProblem] = []
+        new_rows: list[tuple] = []
+        drop: list[str] = []
+        with bulk_load():
+            try:
+                with os.scandir(root) as it:
+                    names = sorted(e.name for e in it if e.is_dir())
+            except FileNotFoundError:
+                names = []
+            for name in names:
+                got = indexed.pop(name, None)
+                known = None
+                if got is not None:
+                    try:
+                        fresh = got[AT_STAMP] == _index_stamp(os.stat(root + sep + name + sep + RECORD_FILE))
+                    except OSError:
+                        fresh = False
+                    if fresh and not got[AT_LIVE] and (not csv or got[at_csv].startswith(name + ",")):
+                        entry = BuildEntry(name, got[AT_UPDATED], got[AT_BYTES], got[AT_LISTING],
+                                           csv=got[at_csv] if csv else None)
+                        entries.append(entry)
+                        if rows:
+                            blobs.append((entry, got[at_row]))
+                        continue
+                    if fresh and got[AT_LIVE]:  # running when written, record unchanged: only the row is re-derived
+                        known = got[AT_BYTES]
+                entry = self._entry_from_record(name, new_rows, problems, rows, csv, known)
+                if entry is not None:
+                    entries.append(entry)
+                elif got is not None:
+                    drop.append(name)
+            if blobs:
+                self._fill_rows(blobs, entries, new_rows, problems, csv)
+        drop.extend(indexed)  # rows of folders that are gone
+        if rebuild:
+            self.index.replace_all(new_rows)
+        elif new_rows or drop:
+            self.index.put(new_rows)
+            self.index.remove(drop)
+        return entries, problems
+
+    def _entry_from_record(self, name: str, new_rows: list, problems: list[CacheProblem], rows: bool = False,
+                           csv: bool = False, known_bytes: int | None = None) -> BuildEntry | None:
+        """A build read from its record (summary when fresh), its index row appended to ``new_rows``;
+        or ``None``: not a build folder, or an unreadable record (appended to ``problems``).
+        ``rows``/``csv``: fill the entry's report row / CSV line. ``known_bytes``: the folder's size
+        from an index row still fresh (a running build's): the folder is then not walked, nor the
+        row stored again."""
+        folder = os.path.join(str(self.root), name)
+        if not os.path.isfile(os.path.join(folder, BUILD_MARKER)):
+            return None
+        try:
+            record, facts, st = self._read(folder, summary=True)
+        except CacheError as e:
+            problems.append(CacheProblem(build_name=name, path=os.path.join(folder, RECORD_FILE), message=e.message))
+            return None
+        from turnkey_like.report.table import csv_line, report_row
+
+        row = report_row(record)
+        if known_bytes is None:
+            stored = index_row(name, st, record, folder_bytes(folder), row=row)
+            new_rows.append(stored)
+            nbytes, live, line = stored[AT_BYTES], stored[AT_LIVE], stored[-1]  # an IndexRow starts as READ_COLUMNS
+        else:
+            nbytes, live, line = known_bytes, True, None
+        if live:  # a stage is running: its process may be gone since (so a stored row is never used)
+            row = report_row(_apply_stale(record, facts))
+            line = None
+        if csv and line is None:
+            line = csv_line(row)
+        return BuildEntry(name, record.updated_at, nbytes, tuple(row[k] for k in LISTING_KEYS),
+                          row=row if rows else None, csv=line if csv else None)
+
+    def _fill_rows(self, blobs: list[tuple[BuildEntry, bytes]], entries: list[BuildEntry], new_rows: list,
+                   problems: list[CacheProblem], csv: bool) -> None:
+        """Decode the report rows of fresh index entries (one call for all); an entry whose row does
+        not decode, or names another build, is read from its record instead: a damaged index is
+        never trusted over a record."""
+        decoded = decode_rows([b for _, b in blobs])
+        bad = []
+        for (entry, _), row in zip(blobs, decoded):
+            if row is not None and row["build_name"] == entry.name:
+                entry.row = row
+            else:
+                bad.append(entry.name)
+        if bad:
+            bad_set = set(bad)
+            entries[:] = [e for e in entries if e.name not in bad_set]
+            for name in bad:
+                entry = self._entry_from_record(name, new_rows, problems, True, csv)
+                if entry is not None:
+                    entries.append(entry)
+            entries.sort(key=lambda e: e.name)
+
+    def reindex(self) -> tuple[list[BuildEntry], list[CacheProblem]]:
+        """Rebuild the index from the records (``tk cache reindex``); returns :meth:`entries`.
+
+        Raises:
+            CacheError: the index cannot be written (read-only cache, full disk).
+        """
+        return self.entries(rebuild=True)
+
+    def folder_bytes(self, build_name: str) -> int:
+        """Total size of the files in a build's folder, bytes (0 when it is gone).
+
+        Raises:
+            CacheError: ``build_name`` is not a folder name (a path, ``.``, ``..``).
+        """
+        if not build_name or build_name in (".", "..") or "/" in build_name or os.sep in build_name:
+            raise CacheError(f"invalid build name {build_name!r}", hint="`tk cache list` shows the builds")
+        return folder_bytes(self.root / build_name)
+
+    def prune(self, *, older_than_days: float | None = None, max_bytes: int | None = None,
+              dry_run: bool = False) -> PruneResult:
+        """Remove the least recently used builds (``tk cache prune``).
+
+        First every build last used more than ``older_than_days`` days ago, then, oldest first, as
+        many as it takes to bring the total size of the build folders to ``max_bytes`` or less. Last
+        use is the record's ``updated_at`` (every run writes its record, reused or not); an
+        unreadable record's is the modification time of its ``record.json`` (of its build marker when
+        it has none). Sizes are measured (a walk of every build folder: the index's sizes date from
+        each build's last write), so what is freed and what is left are exact.
+
+        Only real folders (not symbolic links) carrying the build marker are removed, each under its
+        lock, taken without waiting: a build whose lock another process holds, or whose record was
+        written after the listing, is kept and named in ``skipped`` (and, for ``max_bytes``, the
+        next least recently used is taken instead). Nothing is removed with ``dry_run``.
+
+        Raises:
+            InputError: no limit given, or a negative one.
+        """
+        import time
+
+        if older_than_days is None and max_bytes is None:
+            raise InputError("give --older-than DAYS, --max-size SIZE or both", hint="`tk cache prune --help`")
+        if (older_than_days is not None and older_than_days < 0) or (max_bytes is not None and max_bytes < 0):
+            raise InputError("prune limits cannot be negative")
+        started = time.time()
+        entries, problems = self.entries()
+        builds: list[tuple[float, str, int, str | None, bool]] = []  # (last use, name, bytes, text, unreadable)
+        measured: dict[str, int] = {}
+        for e in entries:
+            when = _parse_time(e.updated_at)
+            if when is None:
+                when = self._mtime(e.name)
+            nbytes = folder_bytes(os.path.join(self.root, e.name))
+            if nbytes != e.bytes:
+                measured[e.name] = nbytes
+            builds.append((when, e.name, nbytes, e.updated_at, False))
+        self.index.set_bytes(measured)  # files added since a build's last write: the listing's sizes follow
+        for p in problems:
+            when = self._mtime(p.build_name)
+            builds.append((when, p.build_name, folder_bytes(os.path.join(self.root, p.build_name)), _iso(when), True))
+        builds.sort()  # least recently used first
+        left = sum(b[2] for b in builds)
+        cutoff = None if older_than_days is None else started - older_than_days * 86400.0
+        result = PruneResult(dry_run=dry_run)
+        for when, name, nbytes, text, unreadable in builds:
+            old = cutoff is not None and when < cutoff
+            if not old and (max_bytes is None or left <= max_bytes):
+                result.kept_builds += 1
+                result.kept_bytes += nbytes
+                continue
+            why, freed = (None, nbytes) if dry_run else self._remove_build(name, started)
+            pruned = PrunedBuild(build_name=name, last_used=text, bytes=nbytes if why else freed,
+                                 unreadable=unreadable, kept_because=why)
+            if why is None:
+                result.removed.append(pruned)
+                result.freed_bytes += freed
+                left -= nbytes
+            else:  # the next least recently used is taken instead, where a size is to be reached
+                result.skipped.append(pruned)
+                result.kept_builds += 1
+                result.kept_bytes += nbytes
+        if not dry_run:
+            self.index.remove([b.build_name for b in result.removed])
+        return result
+
+    def _mtime(self, build_name: str) -> float:
+        """Modification time (epoch s) of a build's ``record.json``, else of its marker, else 0."""
+        folder = self.root / build_name
+        for name in (RECORD_FILE, BUILD_MARKER):
+            with contextlib.suppress(OSError):
+                return os.stat(folder / name).st_mtime
+        return 0.0
+
+    def _remove_build(self, build_name: str, listed_at: float) -> tuple[str | None, int]:
+        """Remove one build folder for :meth:`prune`: ``(None, bytes freed)``, or ``(why it was kept, 0)``.
+
+        Removed only when it is a real folder (``lstat``: not a symbolic link) with a regular build
+        marker file, its lock is free (taken without waiting, held while removing) and its record
+        was not written after ``listed_at`` (epoch s). ``shutil.rmtree`` never follows symbolic links
+        inside the folder (it removes the links themselves).
+        """
+        import stat as _stat
+
+        from filelock import Timeout
+
+        try:
+            folder = self._folder(build_name)
+        except CacheError:
+            return "not a tk build name; not touched", 0
+        try:
+            if not _stat.S_ISDIR(os.lstat(folder).st_mode):
+                return "not a real folder (a symbolic link or a file); not touched", 0
+            if not _stat.S_ISREG(os.lstat(folder / BUILD_MARKER).st_mode):
+                return f"its {BUILD_MARKER} marker is not a regular file; not touched", 0
+        except FileNotFoundError:
+            return "not a tk build folder (gone, or no marker); not touched", 0
+        try:
+            lock = self._lock(folder, timeout_s=0)
+            lock.acquire()
+        except Timeout:
+            return "in use: another tk process holds its lock", 0
+        except (OSError, CacheError) as e:
+            return f"cannot lock it: {e.strerror if isinstance(e, OSError) else e.message}", 0
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(folder / RECORD_FILE).st_mtime > listed_at:
+                    return "written by a run since the listing", 0
+            freed = folder_bytes(folder)
+            try:
+                shutil.rmtree(folder)
+            except OSError as e:
+                return f"cannot remove it: {e.strerror or e}", 0
+            return None, freed
+        finally:
+            with contextlib.suppress(OSError):
+                lock.release()

@@ -146,8 +146,26 @@ def _call_in_fresh_thread(fn, args, kwargs):
     return box[0] if box else ("error", "the work thread ended without a result")
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``), so a
+    child never outlives tk, even after ``kill -9`` of tk. A no-op where ``prctl`` is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect: we were re-parented to init
+        os._exit(1)
+
+
 def _child_main(conn, fn, args, kwargs, log_path, fresh_thread) -> None:
     """Body of the child: redirect output, run ``fn``, send ``("ok", value)`` or ``("error", line)``."""
+    die_with_parent()
     _redirect_output(log_path)
     if fresh_thread:
         message = _call_in_fresh_thread(fn, args, kwargs)
@@ -266,6 +284,10 @@ def run_isolated(
                 break
             if not proc.is_alive() and not reader.poll(0):
                 break
+    except BaseException:  # Ctrl-C (or any error) in the parent: the child goes at once, never later
+        if proc.is_alive():
+            proc.kill()
+        raise
     finally:
         if status is Status.TIMEOUT and proc.is_alive():
             proc.kill()

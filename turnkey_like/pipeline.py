@@ -78,6 +78,8 @@ class RunOptions:
         benchmark: how to benchmark (runtime, device, iterations, warm-up, threads, time limit).
         lean_cache: delete ONNX files and other large artifacts once a build is benchmarked.
         input_shapes: ``--input-shape`` overrides for ``.onnx`` inputs, name → shape.
+        trace: also trace each model with FX/export while characterizing (``tk profile --trace``:
+            the traceability line and attempts); otherwise only the ONNX build traces, once.
     """
 
     analyze_only: bool = False
@@ -92,6 +94,7 @@ class RunOptions:
     benchmark: BenchmarkOptions = field(default_factory=_default_benchmark_options)
     lean_cache: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    trace: bool = False
 
 
 @dataclass
@@ -102,11 +105,14 @@ class RunSummary:
         results: one record per input, in the order run.
         errors: one error per bad input, failed script or unmatched selector.
         run_id: this run's id (``<started-at>-<pid>``), stamped on every outcome it produced.
+        interrupted: the run was stopped by Ctrl-C; ``results`` holds what was done until then
+            (the input being run included, as far as it got).
     """
 
     results: list[ScriptResult] = field(default_factory=list)
     errors: list[TkError] = field(default_factory=list)
     run_id: str = ""
+    interrupted: bool = False
 
     @property
     def failed(self) -> bool:
@@ -286,6 +292,8 @@ class CharacterizeStage(Stage):
             return None
         if old.result.hardware.name != self.pipeline.profile.name or old.result.no_weights != self.options.no_weights:
             return None
+        if self.options.trace and old.result.trace.method == "not traced":  # --trace asks for what it lacks
+            return None
         return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=old.started_at,
                            run_id=old.run_id, result=old.result, reason=REUSED_REASON)
 
@@ -298,7 +306,7 @@ class CharacterizeStage(Stage):
         grad = torch.inference_mode() if (ctx.live and ctx.live.inference_mode) else torch.no_grad()
         with grad:
             char = characterize_call(model, args, kwargs, hardware=self.pipeline.profile,
-                                     no_weights=self.options.no_weights)
+                                     no_weights=self.options.no_weights, trace=self.options.trace)
         return StageResult(status=Status.SUCCESSFUL, result=char)
 
 
@@ -335,6 +343,28 @@ class BenchmarkStage(Stage):
         if self.options.build_only:
             return "--build-only"
         return None
+
+    def reuse(self, ctx: InvocationContext) -> StageResult | None:
+        """The cached benchmark when ``--rebenchmark`` allows it (see ``runtimes.harness.reuse_benchmark``).
+
+        ``if_needed`` reuses a successful benchmark whose fingerprint (the current build's
+        fingerprint, runtime, device, precision, threads, iterations, warm-up, per-layer, tk version,
+        machine) equals this run's; ``never`` reuses any successful one. The outcome keeps the
+        ``run_id`` and ``started_at`` of the run that measured it.
+        """
+        build = ctx.inv.build
+        if ctx.previous is None or build.status != Status.SUCCESSFUL or build.result is None:
+            return None
+        from turnkey_like.runtimes import benchmark_fingerprint, reuse_benchmark
+
+        old = ctx.previous.invocation.benchmark
+        options = self.options.benchmark
+        options.validate()
+        result = reuse_benchmark(old, benchmark_fingerprint(build.result, options), options.rebenchmark)
+        if result is None:
+            return None
+        return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=old.started_at,
+                           run_id=old.run_id, result=result, reason=REUSED_REASON)
 
     def run(self, ctx: InvocationContext) -> StageResult:
         if ctx.inv.build.status != Status.SUCCESSFUL:
@@ -397,23 +427,34 @@ class Pipeline:
 
     # -- inputs -------------------------------------------------------------------------------
     def run(self, specs: list[InputSpec]) -> RunSummary:
-        """Run every input in order; never raises for a bad input, script, model or stage."""
+        """Run every input in order; never raises for a bad input, script, model or stage.
+
+        The first Ctrl-C stops the stage running (its earlier outcome, if any, is kept; else it is
+        recorded ``interrupted``) and returns what was done, with ``interrupted`` set.
+        """
         summary = RunSummary(run_id=self.run_id)
         self.listener.run_started(specs)
-        for index, spec in enumerate(specs):
-            self.listener.script_started(spec, index)
-            try:
-                result, error = self.run_input(spec)
-            except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
-                result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
-                                      entry=spec.entry or None, status=Status.ERROR, error=e.message)
-                error = e
-            if error is None and result.status == Status.ERROR:
-                error = script_failure(result, self.options.script_args)
-            if error is not None:
-                summary.errors.append(error)
-            summary.results.append(result)
-            self.listener.script_finished(result, error)
+        self._current: ScriptResult | None = None
+        try:
+            for index, spec in enumerate(specs):
+                self.listener.script_started(spec, index)
+                try:
+                    result, error = self.run_input(spec)
+                except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
+                    result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
+                                          entry=spec.entry or None, status=Status.ERROR, error=e.message)
+                    error = e
+                if error is None and result.status == Status.ERROR:
+                    error = script_failure(result, self.options.script_args)
+                if error is not None:
+                    summary.errors.append(error)
+                summary.results.append(result)
+                self._current = None
+                self.listener.script_finished(result, error)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            if self._current is not None:
+                summary.results.append(self._current)
         return summary
 
     def run_input(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
@@ -428,6 +469,7 @@ class Pipeline:
         discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args)
         result = discovery.result
         result.entry = spec.entry or None
+        self._current = result
         selection_error = apply_selection(result)
         for model, inv in result.invocations():
             self.run_invocation(result, model, inv, discovery.live.get(inv.hash))
@@ -452,6 +494,7 @@ class Pipeline:
                               entry=spec.entry or None, status=Status.SUCCESSFUL, models=[model],
                               duration_s=time.perf_counter() - start)
         selection_error = apply_selection(result)
+        self._current = result
         self.run_invocation(result, model, inv, None, onnx_path=spec.path)
         return result, selection_error
 
@@ -508,6 +551,7 @@ class Pipeline:
             return False
         self.listener.stage_started(ctx.result, ctx.model, inv, stage.name)
         started = now_utc()
+        earlier = getattr(inv, stage.name)
         setattr(inv, stage.name, StageResult(status=Status.RUNNING, started_at=started, pid=os.getpid(),
                                              run_id=self.run_id))
         self._save(record)
@@ -517,6 +561,17 @@ class Pipeline:
             outcome = stage.run(ctx)
         except TkError:
             raise  # an option the user must fix (e.g. --device cuda without CUDA): stop the run
+        except KeyboardInterrupt:
+            # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
+            if earlier.final:
+                earlier.reason = f"{KEPT_REASON}; this run was interrupted"
+                setattr(inv, stage.name, earlier)
+            else:
+                setattr(inv, stage.name, StageResult(status=Status.INTERRUPTED, started_at=started,
+                                                     duration_s=time.perf_counter() - t0, run_id=self.run_id,
+                                                     error="interrupted (Ctrl-C)"))
+            self._save(record)
+            raise
         except Exception as e:  # noqa: BLE001 - one model's failure never stops the others
             outcome = StageResult(status=Status.ERROR, error=one_line(e),
                                   log_excerpt="".join(traceback.format_exception(e)[-6:]))

@@ -189,6 +189,9 @@ class TraceAttempt(Record):
 class TraceSummary(Record):
     """What tracing found, without the graph itself (``turnkey_like.tracing.TraceResult.summary()``).
 
+    Kept in ``Characterization.trace`` (``tk profile --trace``; ``not traced`` otherwise) and in
+    ``BuildResult.trace`` (the ONNX build's one ``torch.export`` trace).
+
     Attributes:
         method: the method that succeeded (``fx.symbolic_trace``, ``torch.export(strict=False)``,
             ``torch.export(strict=True)``), ``none`` when every method failed, ``not traced`` when no
@@ -238,7 +241,9 @@ class OpRow(Record):
         bytes_written: bytes of all tensor outputs.
         weight_bytes: the part of ``bytes_read`` that comes from the model's parameters and buffers.
         counted: ``False`` when the op has no formula (then ``macs`` is ``None`` and ``flops`` 0).
-        producers: indices of earlier rows whose outputs this op reads (the dataflow edges).
+        producers: indices of earlier rows whose outputs this op reads (the dataflow edges, in the
+            order its inputs read them, each once); empty when it reads only graph inputs,
+            parameters and buffers. The rows with their producers are the call's dataflow graph.
         arithmetic_intensity: flops / (bytes_read + bytes_written), ``None`` without traffic.
         bound: ``compute-bound``, ``memory-bound`` or ``no compute`` on the hardware profile.
         roofline_time_s: max(flops / peak, bytes / bandwidth) on that profile, seconds.
@@ -429,7 +434,9 @@ class Characterization(Record):
         dtype: the model's main dtype (most parameter bytes; else the first floating input's).
         device: where counting ran: ``cpu``/``cuda:0`` (real tensors) or ``meta`` (no weights touched).
         no_weights: True when counting ran on meta tensors (``no_weights=True`` or a model too big).
-        trace: method, node count and attempts of the structural trace.
+        trace: method, node count and attempts of the FX/export trace when one was asked for
+            (``tk profile --trace``, ``characterize(..., trace=True)``); ``not traced`` otherwise
+            (the default: the op rows' ``producers`` already give the dataflow graph).
         hardware: the profile used for the roofline.
         ridge_point: the profile's ridge point for ``dtype``, FLOPs/byte.
         rows: one :class:`OpRow` per op, in execution order.
@@ -440,7 +447,8 @@ class Characterization(Record):
         top_ops: indices into ``rows`` of the most time-consuming ops, slowest first (up to 50).
         fusion: fusion groups and the traffic they remove.
         symbolic_dims: symbolic dimension names seen in shapes (reported, never replaced by 1).
-        duration_s, count_duration_s, trace_duration_s: wall times, seconds.
+        duration_s, count_duration_s, trace_duration_s: wall times, seconds (``trace_duration_s``
+            is 0 when not traced).
     """
 
     model_class: str
@@ -529,7 +537,9 @@ class BuildResult(Record):
         input_names, output_names: graph input/output names, in graph order.
         input_specs: per graph input, its name, shape and numpy dtype name.
         onnx_op_counts: node count per ONNX op type (sub-graphs included), sorted by name.
-        durations: seconds per step: ``export``, ``check``, ``fp16``, ``optimize``, ``validate``.
+        durations: seconds per step: ``eager_reference`` (the eager call whose outputs the export is
+            checked against), ``trace`` (``torch.export``, once), ``export`` (ONNX from that program,
+            or the TorchScript fallback), ``check``, ``fp16``, ``optimize``, ``validate``.
         fingerprint: what the build depends on (``weights``, ``inputs``, ``opset``, ``exporter``,
             ``precision``, ``tk``, ``torch``; see ``turnkey_like.build.fingerprint``).
         faithfulness: per output name, its agreement with eager PyTorch.
@@ -537,6 +547,9 @@ class BuildResult(Record):
         faithful: True when every output is within tolerance, ``None`` when not measured.
         reused: True when this result was reused from an earlier build.
         stale: fingerprint keys that differ from the current model (``rebuild=never`` reuse only).
+        trace: the build's one ``torch.export`` trace (method, attempts with one-line errors,
+            seconds): ``not traced`` with ``--exporter torchscript``; ``None`` for ``.onnx`` inputs
+            and for records written before builds recorded it.
     """
 
     onnx_path: str
@@ -560,6 +573,7 @@ class BuildResult(Record):
     faithful: bool | None = None
     reused: bool = False
     stale: list[str] = []
+    trace: TraceSummary | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -606,6 +620,13 @@ class BenchmarkResult(Record):
         within_tolerance: whether those errors pass the build's tolerance.
         model_path: the ONNX file benchmarked (ORT).
         raw_path: JSON file with every timed latency (ms).
+        fingerprint: what the figures depend on (the build's fingerprint as ``build.*`` keys,
+            runtime, device, precision, requested threads, iterations, warm-up, per-layer profiling,
+            tk version and the machine; see ``turnkey_like.runtimes.harness.benchmark_fingerprint``).
+            A later run reuses this result when its fingerprint is equal (``--rebenchmark``).
+        reused: True when this run took the result from the cache instead of measuring
+            (the stage's ``run_id`` names the run that measured it).
+        stale: fingerprint keys that differ from the current run's (``--rebenchmark never`` reuse only).
     """
 
     runtime: str
@@ -631,6 +652,9 @@ class BenchmarkResult(Record):
     warmup_stable: bool | None = None
     model_path: str | None = None
     raw_path: str | None = None
+    fingerprint: dict[str, str | int | float | bool | None] = {}
+    reused: bool = False
+    stale: list[str] = []
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,9 +10,17 @@
    data-independent control flow such as Hugging Face models and ultralytics heads);
 4. ``torch.export.export(strict=True)`` (TorchDynamo bytecode capture).
 
-Every attempt is recorded with a one-line error, so ``tk discover-models`` can tell which models
+Every attempt is recorded with a one-line error, so ``tk profile --trace`` can tell which models
 trace and how. Counting (``turnkey_like.characterize``) runs at the dispatch level and does not
-depend on tracing succeeding; the graph only adds structure (names, fusion, pictures).
+depend on tracing: its one counted call already records the dataflow graph (each op row's
+``producers``), which is what fusion and pictures draw from. Tracing runs only when its result is
+needed:
+
+- ``tk profile --trace`` (``characterize(..., trace=True)``): the whole ladder, for the
+  traceability line;
+- the ONNX build (``turnkey_like.build``): the two export rungs only, once, in the build's child
+  process; the ONNX file is converted from that :attr:`TraceResult.exported_program` instead of
+  tracing again, and the program never leaves the child (nothing is pickled).
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ class TraceResult:
         attempts: every method tried, in order, with its one-line error.
         duration_s: wall time of the warm-up and all attempts, seconds.
         warmup_error: one-line error when the warm-up call itself failed.
+        exported_program: the ``torch.export.ExportedProgram`` when an export rung succeeded (what
+            ``torch.onnx.export(..., dynamo=True)`` converts), else ``None``.
     """
 
     method: str = NONE
@@ -58,6 +68,7 @@ class TraceResult:
     duration_s: float = 0.0
     warmup_error: str | None = None
     graph: Any = field(default=None, repr=False, compare=False)
+    exported_program: Any = field(default=None, repr=False, compare=False)
     _gm: Any = field(default=None, repr=False, compare=False)
     _gm_factory: Any = field(default=None, repr=False, compare=False)
 
@@ -101,13 +112,13 @@ def _concrete_args(model, args: tuple, kwargs: dict) -> dict | None:
 
 
 def _fx(model, args: tuple, kwargs: dict):
-    """Trace with ``torch.fx.Tracer`` (what ``symbolic_trace`` does); return (graph, lazy GraphModule)."""
+    """Trace with ``torch.fx.Tracer`` (what ``symbolic_trace`` does); return (graph, lazy GraphModule, None)."""
     import torch.fx
 
     tracer = torch.fx.Tracer()
     graph = tracer.trace(model, concrete_args=_concrete_args(model, args, kwargs))
     name = model.__class__.__name__ if isinstance(model, torch.nn.Module) else model.__name__
-    return graph, lambda: torch.fx.GraphModule(tracer.root, graph, name)
+    return graph, lambda: torch.fx.GraphModule(tracer.root, graph, name), None
 
 
 def _flat_output_wrapper(model):
@@ -126,7 +137,8 @@ def _flat_output_wrapper(model):
 
 
 def _export(model, args: tuple, kwargs: dict, strict: bool):
-    """Export with torch.export; retry with a flat-output wrapper when the output type is the problem.
+    """Export with torch.export; return (graph, GraphModule factory, ExportedProgram). Retry with a
+    flat-output wrapper when the output type is the problem.
 
     Output objects that are not registered pytrees (e.g. transformers' ``DynamicCache`` returned by
     GPT-2 with ``use_cache=True``) make export fail after tracing the whole model; the wrapper
@@ -143,7 +155,7 @@ def _export(model, args: tuple, kwargs: dict, strict: bool):
         wrapped = _flat_output_wrapper(model)
         ep = torch.export.export(wrapped, tuple(args), kwargs=dict(kwargs), strict=strict)
     gm = ep.graph_module
-    return gm.graph, lambda: gm
+    return gm.graph, lambda: gm, ep
 
 
 @contextlib.contextmanager
@@ -208,7 +220,7 @@ def trace_model(
         t0 = time.perf_counter()
         try:
             with _quiet():
-                graph, factory = tracers[method]()
+                graph, factory, program = tracers[method]()
         except Exception as exc:  # noqa: BLE001 - every tracer failure is recorded, not raised
             result.attempts.append(TraceAttempt(method=method, ok=False, error=one_line(exc),
                                                duration_s=time.perf_counter() - t0))
@@ -217,6 +229,7 @@ def trace_model(
         result.method = method
         result.graph = graph
         result._gm_factory = factory
+        result.exported_program = program
         result.node_count = len(graph.nodes)
         break
     result.duration_s = time.perf_counter() - start

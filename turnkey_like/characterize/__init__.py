@@ -3,7 +3,8 @@
 1 MAC = 2 FLOPs throughout. Public API:
 
 - :func:`characterize` / :func:`characterize_call`: count one model call at the ATen dispatch level
-  (``counter``, formulas in ``ops``), trace it (``turnkey_like.tracing``), and assemble a
+  (``counter``, formulas in ``ops``), trace it with FX/export only when asked (``trace=True``,
+  ``turnkey_like.tracing``), and assemble a
   :class:`~turnkey_like.records.Characterization` record (``record``) with the roofline
   (``roofline``) on a hardware profile (``hardware``) and fusion groups (``fusion``). The record
   classes themselves live in :mod:`turnkey_like.records`; they are re-exported here.

@@ -25,6 +25,12 @@ What does not: **view and metadata ops** (``view``, ``t``, ``transpose``, ``expa
 They move no data and would only add noise; their outputs inherit the producer of their base (the
 producer map is keyed by storage), so dataflow through them is kept.
 
+The rows are the dataflow graph of the call (what fusion, pictures and the explorer draw from,
+traceable model or not): each row's ``producers`` are the earlier rows whose outputs it reads, found
+by the storage each input tensor lives in (a map storage -> last row that wrote it; an in-place op
+such as ``relu_`` or ``add_`` becomes the storage's new producer, so its readers point at it). Graph
+inputs, parameters and buffers have no producer, so a row that reads only them has none.
+
 Works under ``torch.no_grad()``, ``torch.inference_mode()`` and training mode, on real, ``meta``
 and FakeTensor inputs (no data is read by the counter), and with shared submodules (a module
 called twice gets both calls' rows under the same path). Symbolic sizes (``SymInt`` from fake
@@ -75,6 +81,17 @@ BODY_HOPS = ("cond", "while_loop", "invoke_subgraph")
 # Kinds of op, decided once per overload (see _Counter.info).
 _SKIP, _COUNT, _DECOMPOSE, _HOP = 0, 1, 2, 3
 
+_INFO: dict[Any, tuple] = {}
+"""Op overload -> (kind, formula, row name, category, schema slots), filled as ops are first seen and
+kept for the process (reading an op's schema costs more than counting it). Cleared by
+:func:`count_model` when :data:`turnkey_like.characterize.ops.REGISTRY` has grown since (a formula
+registered at run time)."""
+_INFO_REGISTRY_SIZE = [0]
+
+# Tensor types whose sizes are always plain ints (real and meta tensors); any other (FakeTensor, a
+# subclass) may carry symbolic sizes, which _Counter.finish then makes plain.
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
 
 @dataclass
 class CountResult:
@@ -88,12 +105,16 @@ class CountResult:
             ``counted=False``).
         module_classes: module path -> class name for every module that ran (the root is ``""``).
         module_order: module paths in the order they were first entered (root first).
+        plain_shapes: ``True`` when every tensor seen was a real or meta tensor, so every size in
+            ``rows`` is an int; ``False`` when some were not (FakeTensors...), and shapes may hold
+            symbolic sizes by name.
     """
 
     rows: list[OpRow]
     uncounted: dict[str, int]
     module_classes: dict[str, str]
     module_order: list[str]
+    plain_shapes: bool = True
 
     def total_macs(self, categories=_ops.MAC_CATEGORIES) -> int:
         """Return the MACs of the rows whose category is in ``categories`` (default conv, matmul,
@@ -193,12 +214,15 @@ def _inputs(info, args: tuple, kwargs: dict) -> list:
     return _tensors_in(None if slots is None else slots[0], args, kwargs)
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
+    """``torch.float32`` -> ``"float32"`` (memoised: called once per row)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).replace("torch.", "")
+    return name
 
 
 def _plain_dim(d):
@@ -250,51 +274,68 @@ class _Counter:
         self.module_order: list[str] = []
         self.producer: dict[Any, int | None] = {}
         self.root = root
-        self.stack: list[tuple[int, str, str]] = []  # (id(module), path, class name)
-        self.names: dict[int, str] = {}
-        self.children: dict[int, dict[int, str]] = {}
-        if isinstance(root, torch.nn.Module):
-            for name, mod in root.named_modules(remove_duplicate=False):
-                self.names.setdefault(id(mod), name)
-                kids = {}
-                for cname, child in mod.named_children():
-                    kids.setdefault(id(child), cname)
-                self.children[id(mod)] = kids
-        self.func_info: dict[Any, tuple] = {}
+        self.stack: list[tuple[Any, str, str]] = []  # (module, path, class name), innermost last
+        self._names: dict[int, str] | None = None
+        # id(parent) -> (parent, {id(child): attribute name}); filled for a parent when its first
+        # child runs (the parent is kept so its id cannot be reused by another object meanwhile)
+        self.children: dict[int, tuple[Any, dict[int, str]]] = {}
+        self.plain_shapes = True  # False once a tensor that may carry symbolic sizes is seen
+
+    @property
+    def names(self) -> dict[int, str]:
+        """id(module) -> its first registered path under the root; built on first need (only for a
+        module that runs outside its registered parent, which most models never do)."""
+        if self._names is None:
+            self._names = {}
+            if isinstance(self.root, torch.nn.Module):
+                for name, mod in self.root.named_modules(remove_duplicate=False):
+                    self._names.setdefault(id(mod), name)
+        return self._names
 
     # --- module tracking -------------------------------------------------------------------
     def pre_hook(self, module, args):
         mid = id(module)
         if self.stack:
-            pid, ppath, _ = self.stack[-1]
-            cname = self.children.get(pid, {}).get(mid)
+            parent, ppath, _ = self.stack[-1]
+            known = self.children.get(id(parent))
+            if known is None:
+                kids = {}
+                for n, c in getattr(parent, "_modules", {}).items():
+                    if c is not None:
+                        kids.setdefault(id(c), n)  # a child registered twice: its first name
+                self.children[id(parent)] = (parent, kids)
+            else:
+                kids = known[1]
+            cname = kids.get(mid)
             if cname is not None:
                 path = f"{ppath}.{cname}" if ppath else cname
             elif mid in self.names:
                 path = self.names[mid]
             else:  # a module that is not a registered submodule of the model
                 path = f"{ppath}.<{type(module).__name__}>" if ppath else f"<{type(module).__name__}>"
+        elif module is self.root:
+            path = ""
         else:
-            path = self.names.get(mid, "" if module is self.root else f"<{type(module).__name__}>")
+            path = self.names.get(mid, f"<{type(module).__name__}>")
         cls = type(module).__name__
         if path not in self.module_classes:
             self.module_classes[path] = cls
             self.module_order.append(path)
-        if mid not in self.children:  # modules created lazily or outside the model
-            self.children[mid] = {id(c): n for n, c in module.named_children()}
-        self.stack.append((mid, path, cls))
+        self.stack.append((module, path, cls))
 
     def post_hook(self, module, args, output):
-        mid = id(module)
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == mid:
-                del self.stack[i:]
+        stack = self.stack
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] is module:
+                del stack[i:]
                 break
 
     # --- op recording ----------------------------------------------------------------------
-    def info(self, func):
-        """Per-op facts, computed once: (kind, formula, row name, category, schema slots)."""
-        info = self.func_info.get(func)
+    @staticmethod
+    def info(func):
+        """Per-op facts, computed once per process (:data:`_INFO`): (kind, formula, row name,
+        category, schema slots)."""
+        info = _INFO.get(func)
         if info is None:
             if isinstance(func, HigherOrderOperator):
                 entry = _ops.lookup(func)
@@ -316,10 +357,11 @@ class _Counter:
                 else:
                     kind = _COUNT
                 info = (kind, entry, str(func), entry.category if entry else "other", _schema_slots(func))
-            self.func_info[func] = info
+            _INFO[func] = info
         return info
 
     def record(self, func, info, args, kwargs, out):
+        """Append the row of one op call (the counter's hot path: kept to plain local operations)."""
         _, entry, name, category, _ = info
         ins = _inputs(info, args, kwargs)
         outs = _outputs(info, out)
@@ -327,10 +369,14 @@ class _Counter:
         macs, flops, read_elems = None, 0, None
         if counted:
             try:
-                cost = _ops.op_cost(func, args, kwargs, out)
-                macs, flops, read_elems = _plain_int(cost.macs), _plain_int(cost.flops), cost.read_elems
+                macs, flops, read_elems = _ops.entry_cost(entry, args, kwargs, out)
+                if type(macs) is not int and macs is not None:
+                    macs = _plain_int(macs)
+                if type(flops) is not int:
+                    flops = _plain_int(flops)
             except Exception as exc:  # a formula that cannot handle this call: listed, not dropped
                 counted = False
+                macs, flops, read_elems = None, 0, None
                 name_err = f"{name} (formula error: {type(exc).__name__})"
                 self.uncounted[name_err] = self.uncounted.get(name_err, 0) + 1
         else:
@@ -338,29 +384,43 @@ class _Counter:
         index = len(self.rows)
         producers: list[int] = []
         in_keys: list[tuple[Any, int]] = []
+        in_shapes = []
         bytes_read = 0
         prod_map = self.producer
+        plain = _PLAIN_TYPES
         for i, t in enumerate(ins):
-            key = _storage_key(t)
+            if type(t) not in plain:
+                self.plain_shapes = False
+            in_shapes.append(list(t.shape))
+            try:
+                key = t.untyped_storage()._cdata
+            except Exception:  # noqa: BLE001 - a tensor without storage (see _storage_key)
+                key = None
             if read_elems is not None and i in read_elems:
                 nb = _plain_int(read_elems[i]) * t.element_size()
             else:
-                nb = _nbytes(t)
+                nb = t.numel() * t.element_size()
             bytes_read += nb
             in_keys.append((key, nb))
             p = prod_map.get(key)
             if p is not None and p not in producers:
                 producers.append(p)
         bytes_written = 0
+        out_shapes = []
         for t in outs:
-            bytes_written += _nbytes(t)
-            key = _storage_key(t)
-            if key is not None:
-                prod_map[key] = index
+            if type(t) not in plain:
+                self.plain_shapes = False
+            out_shapes.append(list(t.shape))
+            bytes_written += t.numel() * t.element_size()
+            try:
+                prod_map[t.untyped_storage()._cdata] = index
+            except Exception:  # noqa: BLE001 - no storage: nothing can read it back by storage
+                pass
         if self.stack:
             _, path, cls = self.stack[-1]
         else:
             path, cls = "", type(self.root).__name__
+        first = ins[0] if ins else (outs[0] if outs else None)
         self.rows.append(
             OpRow(
                 index=index,
@@ -368,11 +428,11 @@ class _Counter:
                 category=category if counted else "other",
                 module_path=path,
                 module_class=cls,
-                input_shapes=[list(t.shape) for t in ins],
-                output_shapes=[list(t.shape) for t in outs],
-                dtype=_dtype_name(ins[0].dtype) if ins else (_dtype_name(outs[0].dtype) if outs else ""),
-                macs=macs if counted else None,
-                flops=flops if counted else 0,
+                input_shapes=in_shapes,
+                output_shapes=out_shapes,
+                dtype=_dtype_name(first.dtype) if first is not None else "",
+                macs=macs,
+                flops=flops,
                 bytes_read=bytes_read,
                 bytes_written=bytes_written,
                 weight_bytes=0,
@@ -404,31 +464,43 @@ class _Counter:
             self.uncounted, self.producer = uncounted, producer
             raise
 
-    def finish(self) -> CountResult:
-        """Attribute parameter/buffer reads (known only now: lazy modules create theirs during the
-        call), make symbolic sizes plain (names in shapes, example values in costs), and return the
-        result."""
+    def finish(self, tensors: list | None = None) -> CountResult:
+        """Attribute parameter/buffer reads, make symbolic sizes plain (names in shapes, example values
+        in costs), and return the result.
+
+        ``tensors``: the root's parameters and buffers when the caller has them; otherwise they are
+        read here, after the call (lazy modules create theirs during it).
+        """
         weights: set = set()
-        if isinstance(self.root, torch.nn.Module):
-            for t in list(self.root.parameters()) + list(self.root.buffers()):
+        if tensors is None and isinstance(self.root, torch.nn.Module):
+            tensors = [*self.root.parameters(), *self.root.buffers()]
+        if tensors:
+            for t in tensors:
                 if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
                     continue
                 key = _storage_key(t)
                 if key is not None:
                     weights.add(key)
         for row, in_keys in zip(self.rows, self.row_inputs):
-            row.weight_bytes = _plain_int(sum(nb for key, nb in in_keys if key is not None and key in weights))
-            for shapes in (row.input_shapes, row.output_shapes):
-                for i, shape in enumerate(shapes):
-                    if not all(type(d) is int for d in shape):
-                        shapes[i] = _plain_shape(shape)
-            if type(row.bytes_read) is not int or type(row.bytes_written) is not int:
+            wb = 0
+            for key, nb in in_keys:
+                if key in weights:
+                    wb += nb
+            row.weight_bytes = wb
+        if not self.plain_shapes:
+            for row in self.rows:
+                row.weight_bytes = _plain_int(row.weight_bytes)
+                for shapes in (row.input_shapes, row.output_shapes):
+                    for i, shape in enumerate(shapes):
+                        if not all(type(d) is int for d in shape):
+                            shapes[i] = _plain_shape(shape)
                 row.bytes_read, row.bytes_written = _plain_int(row.bytes_read), _plain_int(row.bytes_written)
         return CountResult(
             rows=self.rows,
             uncounted=dict(self.uncounted),
             module_classes=dict(self.module_classes),
             module_order=list(self.module_order),
+            plain_shapes=self.plain_shapes,
         )
 
 
@@ -534,7 +606,7 @@ def _eager_flex_attention():
         setattr(module, flag, old)
 
 
-def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountResult:
+def count_model(model, args: tuple = (), kwargs: dict | None = None, *, weights: list | None = None) -> CountResult:
     """Run ``model(*args, **kwargs)`` once and return every ATen op it dispatched, costed.
 
     The call runs under whatever grad mode the caller set (``no_grad``, ``inference_mode`` or
@@ -546,6 +618,8 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
             calls, root ``""`` being the callable).
         args: positional inputs.
         kwargs: keyword inputs.
+        weights: the model's parameters and buffers, when the caller has them already (they decide
+            each row's ``weight_bytes``); ``None`` reads them from the model after the call.
 
     Returns:
         A :class:`CountResult`: rows in execution order with MACs, FLOPs (1 MAC = 2 FLOPs) and bytes,
@@ -555,6 +629,9 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
         CharacterizationError: when the model's forward raises (the original exception is chained).
     """
     kwargs = kwargs or {}
+    if _INFO_REGISTRY_SIZE[0] != len(_ops.REGISTRY):  # a formula was registered since: decide again
+        _INFO.clear()
+        _INFO_REGISTRY_SIZE[0] = len(_ops.REGISTRY)
     counter = _Counter(model)
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
@@ -563,7 +640,7 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
     root_pushed = False
     try:
         if not isinstance(model, torch.nn.Module):
-            counter.stack.append((id(model), "", type(model).__name__))
+            counter.stack.append((model, "", type(model).__name__))
             counter.module_classes[""] = type(model).__name__
             counter.module_order.append("")
             root_pushed = True
@@ -581,7 +658,7 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None) -> CountRes
         h_post.remove()
         if root_pushed:
             counter.stack.clear()
-    return counter.finish()
+    return counter.finish(weights)
 
 
 __all__ = ["OpRow", "CountResult", "count_model", "SKIP_NAMES", "BODY_HOPS"]

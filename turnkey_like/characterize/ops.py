@@ -883,13 +883,25 @@ def _shape(t: torch.Tensor) -> tuple:
     return tuple(size_hint(d) for d in shape)
 
 
+# Argument types passed to formulas unchanged (checked by exact type first: the counter's hot path).
+_KEPT_TYPES = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
+                         torch.memory_format})
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
 def _shape_of(x):
     """Tensor -> shape tuple of ints; SymInt -> its hint; lists/tuples mapped; others kept."""
+    tx = type(x)
+    if tx in _KEPT_TYPES:
+        return x
+    if tx in _PLAIN_TENSORS:  # real and meta tensors: sizes are ints
+        return tuple(x.shape)
     if isinstance(x, torch.Tensor):
         return _shape(x)
-    if isinstance(x, (list, tuple)):
-        if any(isinstance(e, (torch.Tensor, torch.SymInt)) for e in x):
-            return [_shape_of(e) for e in x]
+    if tx is list or tx is tuple or isinstance(x, (list, tuple)):
+        for e in x:
+            if type(e) not in _KEPT_TYPES and isinstance(e, (torch.Tensor, torch.SymInt)):
+                return [_shape_of(e) for e in x]
         return x
     if isinstance(x, torch.SymInt):
         return size_hint(x)
@@ -908,11 +920,19 @@ def op_cost(func, args: tuple, kwargs: dict, out) -> Cost | None:
     entry = lookup(func)
     if entry is None:
         return None
+    return entry_cost(entry, args, kwargs, out)
+
+
+def entry_cost(entry: OpFormula, args: tuple, kwargs: dict, out) -> Cost:
+    """Return the :class:`Cost` of one call by the formula ``entry`` (what :func:`op_cost` does once
+    the formula is found; the counter keeps each op's formula and calls this)."""
     return entry.fn(*[_shape_of(a) for a in args], out_shape=_out_shape(out),
-                    **{k: _shape_of(v) for k, v in kwargs.items()})
+                    **{k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {})
 
 
 def _out_shape(out):
+    if type(out) in _PLAIN_TENSORS:
+        return tuple(out.shape)
     if isinstance(out, torch.Tensor):
         return _shape(out)
     if isinstance(out, (list, tuple)):
@@ -937,6 +957,7 @@ __all__ = [
     "lookup",
     "category_of",
     "op_cost",
+    "entry_cost",
     "size_hint",
     "is_mac_category",
     "conv_macs",

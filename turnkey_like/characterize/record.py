@@ -1,9 +1,10 @@
 """Assemble the :class:`~turnkey_like.records.Characterization` record of one model call.
 
-:func:`characterize_call` runs the dispatch-level counter (``counter.count_model``) on one model call,
-traces the model for structure (``turnkey_like.tracing``), then computes once, into the record:
-per-op arithmetic intensity / bound / roofline time on a hardware profile, the per-module roll-up,
-totals, the bottleneck breakdown, and fusion groups. Renderers only format this record.
+:func:`characterize_call` runs the dispatch-level counter (``counter.count_model``) on one model call
+(the one pass: its op rows with their ``producers`` are the dataflow graph), traces the model with
+FX/export only when asked (``trace=True``, ``turnkey_like.tracing``), then computes once, into the
+record: per-op arithmetic intensity / bound / roofline time on a hardware profile, the per-module
+roll-up, totals, the bottleneck breakdown, and fusion groups. Renderers only format this record.
 
 1 MAC = 2 FLOPs. Bytes follow the real dtype of every tensor.
 """
@@ -11,15 +12,16 @@ totals, the bottleneck breakdown, and fusion groups. Renderers only format this 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from turnkey_like.calls import map_tensors, tensor_leaves
 from turnkey_like.characterize.fusion import find_fusion_groups
 from turnkey_like.characterize.hardware import get_profile
 from turnkey_like.characterize.ops import MAC_CATEGORIES
-from turnkey_like.characterize.roofline import BOUNDS, annotate
+from turnkey_like.characterize.roofline import BOUNDS, annotate, annotate_rows
 from turnkey_like.errors import CharacterizationError, TkError, one_line
 from turnkey_like.records import (
     Breakdown,
@@ -51,22 +53,18 @@ def _module_class(model, path: str) -> str:
         return ""
 
 
-def _unique_params(model) -> list[tuple[str, Any]]:
-    """Unique parameters with the name of the first module registering them (shared counted once)."""
-    if model is None:
-        return []
-    return list(model.named_parameters(remove_duplicate=True))
-
-
 def build_modules(rows: list[OpRow], module_classes: dict[str, str], module_order: list[str], model,
-                  profile: HardwareProfile, dtype: str) -> list[ModuleRow]:
+                  profile: HardwareProfile, dtype: str, params: list[tuple[str, Any]] | None = None,
+                  ) -> list[ModuleRow]:
     """Return the hierarchical per-module roll-up in pre-order (root first).
 
     Every module path seen (ran, or owns an op) gets a row; missing ancestors (containers such as
     ``ModuleList`` that never run themselves) are added so the tree is complete. Inclusive values
     are the sum of the children's plus the module's own direct ops/parameters. Parameters of modules
     that never ran are attributed to their nearest ancestor that has a row. ``rows`` must carry
-    their roofline times already.
+    their roofline times already. ``params``: the model's unique ``(name, parameter)`` pairs (shared
+    ones once, under the first name), as ``model.named_parameters()`` gives them; read from
+    ``model`` when ``None``.
     """
     order: list[str] = []
     seen: set[str] = set()
@@ -83,39 +81,49 @@ def build_modules(rows: list[OpRow], module_classes: dict[str, str], module_orde
     add("")
     for p in module_order:
         add(p)
+    # per module: [macs, flops, bytes_read, bytes_written, ops, roofline time] of its direct ops
+    direct: dict[str, list] = {}
     for r in rows:
-        add(r.module_path)
+        acc = direct.get(r.module_path)
+        if acc is None:
+            add(r.module_path)
+            acc = direct[r.module_path] = [0, 0, 0, 0, 0, 0.0]
+        acc[0] += r.macs or 0
+        acc[1] += r.flops
+        acc[2] += r.bytes_read
+        acc[3] += r.bytes_written
+        acc[4] += 1
+        acc[5] += r.roofline_time_s
 
-    nodes = {
-        p: ModuleRow(
+    nodes: dict[str, ModuleRow] = {}
+    for p in order:
+        n = ModuleRow(
             path=p,
             class_name=module_classes.get(p) or _module_class(model, p),
             depth=0 if p == "" else p.count(".") + 1,
             parent=_parent_path(p),
         )
-        for p in order
-    }
-    for r in rows:
-        n = nodes[r.module_path]
-        macs = r.macs or 0
-        n.self_macs += macs
-        n.self_flops += r.flops
-        n.self_bytes += r.bytes_read + r.bytes_written
-        n.self_ops += 1
-        n.macs += macs
-        n.flops += r.flops
-        n.bytes_read += r.bytes_read
-        n.bytes_written += r.bytes_written
-        n.ops += 1
-        n.roofline_time_s += r.roofline_time_s
-    for name, p in _unique_params(model):
+        acc = direct.get(p)
+        if acc is not None:
+            macs, flops, read, written, ops, time_s = acc
+            n.self_macs = n.macs = macs
+            n.self_flops = n.flops = flops
+            n.self_bytes = read + written
+            n.bytes_read, n.bytes_written = read, written
+            n.self_ops = n.ops = ops
+            n.roofline_time_s = time_s
+        nodes[p] = n
+    if params is None:
+        params = list(model.named_parameters()) if model is not None else []
+    for name, p in params:
         owner = name.rsplit(".", 1)[0] if "." in name else ""
         while owner not in nodes:
             owner = _parent_path(owner) or ""
         n = nodes[owner]
-        n.self_params += p.numel()
-        n.params += p.numel()
-        n.param_bytes += p.numel() * p.element_size()
+        numel = p.numel()
+        n.self_params += numel
+        n.params += numel
+        n.param_bytes += numel * p.element_size()
 
     children: dict[str, list[str]] = {p: [] for p in order}
     for p in order:
@@ -183,11 +191,54 @@ def _symbolic_dims(rows: list[OpRow]) -> list[str]:
     return names
 
 
-def _main_dtype(model, args, kwargs) -> str:
+class _Weights(NamedTuple):
+    """A model's tensors, read in one walk over its modules (:func:`_weights`).
+
+    Attributes:
+        params: unique ``(name, parameter)`` pairs, shared ones once under their first name (what
+            ``model.named_parameters()`` gives).
+        buffers: unique buffers.
+        lazy: whether a lazy module (``nn.LazyLinear``...) still has uninitialised parameters.
+    """
+
+    params: list[tuple[str, Any]]
+    buffers: list[Any]
+    lazy: bool
+
+
+def _weights(model) -> _Weights:
+    """Walk ``model``'s modules once (``named_modules`` order) and return its :class:`_Weights`.
+
+    One walk instead of one per question (meta? dtype? size? lazy? parameter owners?): on a model with
+    hundreds of modules each ``parameters()`` walk costs about a millisecond.
+    """
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    params: list[tuple[str, Any]] = []
+    buffers: list[Any] = []
+    seen: set[int] = set()
+    lazy = False
+    for prefix, mod in model.named_modules():
+        if isinstance(mod, LazyModuleMixin) and mod.has_uninitialized_params():
+            lazy = True
+        for name, p in mod._parameters.items():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            params.append((f"{prefix}.{name}" if prefix else name, p))
+        for b in mod._buffers.values():
+            if b is not None and id(b) not in seen:
+                seen.add(id(b))
+                buffers.append(b)
+    return _Weights(params, buffers, lazy)
+
+
+def _main_dtype(params: list[tuple[str, Any]], args, kwargs) -> str:
+    """The dtype holding most parameter bytes, else of the first floating-point input, else float32."""
     import torch
 
     by_dtype: dict[torch.dtype, int] = {}
-    for p in model.parameters():
+    for _, p in params:
         by_dtype[p.dtype] = by_dtype.get(p.dtype, 0) + p.numel() * p.element_size()
     if by_dtype:
         dt = max(by_dtype.items(), key=lambda kv: kv[1])[0]
@@ -258,11 +309,23 @@ def meta_weights(model):
             getattr(mod, kind)[name] = t
 
 
-def _too_big(model) -> bool:
-    """True when the model's parameters take over half of the available memory (heuristic)."""
+def _too_big(nbytes: int) -> bool:
+    """True when ``nbytes`` of parameters take over half of the available memory (heuristic).
+
+    "Available" is psutil's ``virtual_memory().available`` (Linux ``MemAvailable``). The free pages
+    (``os.sysconf("SC_AVPHYS_PAGES")``, one cheap system call) are asked first: when the parameters
+    fit in half of those, they fit in half of the available memory too (free memory is part of it),
+    and the slower psutil call (0.13 ms here against 0.5 µs; it parses ``/proc/meminfo``) is skipped.
+    """
+    if nbytes <= 0:
+        return False
+    try:
+        if nbytes <= 0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"):
+            return False
+    except (AttributeError, ValueError, OSError):  # no such sysconf name on this OS
+        pass
     import psutil
 
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters() if not p.is_meta)
     return nbytes > 0.5 * psutil.virtual_memory().available
 
 
@@ -273,11 +336,15 @@ def characterize_call(
     *,
     hardware: str | HardwareProfile | None = None,
     no_weights: bool = False,
-    trace: bool = True,
+    trace: bool = False,
     warmup: bool = True,
     cache_dir: str | Path | None = None,
 ) -> Characterization:
-    """Characterize one call ``model(*args, **kwargs)``: count, roofline, roll-up, fusion, trace.
+    """Characterize one call ``model(*args, **kwargs)``: count, roofline, roll-up, fusion (and trace).
+
+    One counted call gives every number and the dataflow graph (each op row's ``producers``); the
+    FX/export trace is extra work that only the traceability report needs, so it runs only when
+    ``trace=True`` (``tk profile --trace``); the ONNX build traces on its own, once, in its child.
 
     Args:
         model: a ``torch.nn.Module`` (real, or built under ``torch.device("meta")``).
@@ -287,8 +354,10 @@ def characterize_call(
             (measured once, cached under ``cache_dir``'s cache root).
         no_weights: count on ``meta`` tensors without touching the weights (also chosen automatically
             when the model has meta parameters or its parameters exceed half the free memory).
-        trace: also trace the model for structure (``turnkey_like.tracing``); failure is recorded,
-            never raised. ``False`` records the trace as ``not traced``.
+        trace: also trace the model with the :func:`turnkey_like.tracing.trace_model` ladder (FX,
+            then non-strict and strict ``torch.export``); its method and attempts go to
+            ``Characterization.trace``, a failure is recorded, never raised. ``False`` (default)
+            records the trace as ``not traced`` with ``trace_duration_s == 0``.
         warmup: run the model once before counting when it has uninitialised lazy modules
             (``nn.LazyLinear``...); otherwise the counted call is the only call.
         cache_dir: the cache root for the ``local`` profile (``turnkey_like.cache.resolve_root``).
@@ -304,12 +373,12 @@ def characterize_call(
     import torch
 
     from turnkey_like.characterize.counter import count_model
-    from turnkey_like.tracing import trace_model
 
     kwargs = dict(kwargs or {})
     start = time.perf_counter()
     profile = get_profile(hardware, cache_dir=cache_dir)
-    if _has_lazy(model):
+    weights = _weights(model)
+    if weights.lazy:
         if no_weights:
             raise CharacterizationError(
                 f"{type(model).__name__} has uninitialised lazy modules; their shapes are unknown without "
@@ -319,21 +388,26 @@ def characterize_call(
         if warmup:
             with torch.no_grad():
                 model(*args, **kwargs)
-    has_meta = any(t.is_meta for t in (*model.parameters(), *model.buffers())) or any(
-        t.is_meta for t in tensor_leaves((args, kwargs)))
-    use_meta = no_weights or has_meta or _too_big(model)
-    dtype = _main_dtype(model, args, kwargs)
+            weights = _weights(model)
+    has_meta = (any(p.is_meta for _, p in weights.params) or any(b.is_meta for b in weights.buffers)
+                or any(t.is_meta for t in tensor_leaves((args, kwargs))))
+    use_meta = no_weights or has_meta or _too_big(
+        sum(p.numel() * p.element_size() for _, p in weights.params if not p.is_meta))
+    dtype = _main_dtype(weights.params, args, kwargs)
     inputs = _describe_inputs(args, kwargs)
 
     if use_meta:
         ctx = meta_weights(model)
         args, kwargs = _to_meta(tuple(args)), _to_meta(kwargs)
+        tensors = None  # swapped for meta copies inside the block: the counter reads them there
     else:
         ctx = contextlib.nullcontext(model)
+        tensors = [p for _, p in weights.params] + weights.buffers
+    traced = None
     with ctx:
         t0 = time.perf_counter()
         try:
-            counted = count_model(model, tuple(args), kwargs)
+            counted = count_model(model, tuple(args), kwargs, weights=tensors)
         except TkError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model failed; say which and why
@@ -344,35 +418,46 @@ def characterize_call(
                 "check that the model runs with these inputs in plain PyTorch",
             ) from exc
         count_s = time.perf_counter() - t0
-        traced = trace_model(model, args, kwargs, warmup=False) if trace else None
+        if trace:
+            from turnkey_like.tracing import trace_model
+
+            traced = trace_model(model, args, kwargs, warmup=False)
 
     rows = counted.rows
-    for r in rows:
-        r.arithmetic_intensity, r.bound, r.roofline_time_s = annotate(
-            r.flops, r.bytes_read + r.bytes_written, profile, r.dtype)
-    modules = build_modules(rows, counted.module_classes, counted.module_order, model, profile, dtype)
+    annotate_rows(rows, profile)
+    modules = build_modules(rows, counted.module_classes, counted.module_order, model, profile, dtype,
+                            params=weights.params)
     root = modules[0]
-    flops = sum(r.flops for r in rows)
-    bytes_read = sum(r.bytes_read for r in rows)
-    bytes_written = sum(r.bytes_written for r in rows)
+    flops = macs = conv_matmul_macs = bytes_read = bytes_written = weight_bytes = 0
+    roofline_s = 0.0
+    for r in rows:
+        flops += r.flops
+        bytes_read += r.bytes_read
+        bytes_written += r.bytes_written
+        weight_bytes += r.weight_bytes
+        roofline_s += r.roofline_time_s
+        if r.macs:
+            macs += r.macs
+            if r.category in MAC_CATEGORIES:
+                conv_matmul_macs += r.macs
     overall = annotate(flops, bytes_read + bytes_written, profile, dtype)
     totals = Totals(
         params=root.params,
         param_bytes=root.param_bytes,
-        macs=sum(r.macs or 0 for r in rows),
-        conv_matmul_macs=sum(r.macs or 0 for r in rows if r.category in MAC_CATEGORIES),
+        macs=macs,
+        conv_matmul_macs=conv_matmul_macs,
         flops=flops,
         bytes_read=bytes_read,
         bytes_written=bytes_written,
-        weight_bytes=sum(r.weight_bytes for r in rows),
+        weight_bytes=weight_bytes,
         arithmetic_intensity=overall.arithmetic_intensity,
         bound=overall.bound,
-        roofline_time_s=sum(r.roofline_time_s for r in rows),
+        roofline_time_s=roofline_s,
         ops=len(rows),
         uncounted_ops=sum(counted.uncounted.values()),
     )
     top = sorted(range(len(rows)), key=lambda i: -rows[i].roofline_time_s)[:TOP_OPS_KEPT]
-    first_param = next(iter(model.parameters()), None)
+    first_param = weights.params[0][1] if weights.params else None
     device = "meta" if use_meta else (str(first_param.device) if first_param is not None else "cpu")
     return Characterization(
         model_class=type(model).__name__,
@@ -390,22 +475,22 @@ def characterize_call(
         breakdown=build_breakdown(rows),
         top_ops=top,
         fusion=find_fusion_groups(rows),
-        symbolic_dims=_symbolic_dims(rows),
+        symbolic_dims=[] if counted.plain_shapes else _symbolic_dims(rows),
         duration_s=time.perf_counter() - start,
         count_duration_s=count_s,
         trace_duration_s=traced.duration_s if traced is not None else 0.0,
     )
 
 
-def _has_lazy(model) -> bool:
-    from torch.nn.modules.lazy import LazyModuleMixin
-
-    return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
-
-
-def characterize(model, *args, hardware=None, no_weights: bool = False, trace: bool = True,
+def characterize(model, *args, hardware=None, no_weights: bool = False, trace: bool = False,
                  **kwargs) -> Characterization:
     """Characterize ``model(*args, **kwargs)``; see :func:`characterize_call` for what is returned.
+
+    ``trace`` defaults to ``False``, as in ``tk profile``: a caller from Python mostly wants the
+    counts, at about the cost of one forward pass, and the dataflow graph is in the op rows
+    (``OpRow.producers``) either way. The FX/export trace can cost many times the forward (BERT-base
+    4x, YOLOv8n 7x, a 70B Llama config on meta 26 s of 28 s); ``trace=True`` adds it when the
+    traceability of the model is the question.
 
     Example: ``characterize(resnet50, torch.randn(1, 3, 224, 224), hardware="a100")``.
     """

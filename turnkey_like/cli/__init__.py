@@ -75,10 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: int) -> None:
-    """Send tk's log records to stderr: warnings always, info with ``-v``, debug with ``-vv``."""
+    """Send tk's log records to stderr: warnings always, info with ``-v``, debug with ``-vv``.
+
+    Without ``-v`` nothing is configured: Python's last-resort handler already prints warnings to
+    stderr, and every command starts faster without importing rich's logging handler.
+    """
+    if not verbose:
+        return
     from rich.logging import RichHandler
 
-    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    level = logging.INFO if verbose == 1 else logging.DEBUG
     logger = logging.getLogger("turnkey_like")
     logger.handlers[:] = []
     handler = RichHandler(console=_stderr_console(), show_path=verbose > 1, markup=False, rich_tracebacks=False)

@@ -69,6 +69,10 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--warmup", type=int, default=None, metavar="N",
                        help="warm-up iterations (default: at least 10 and until latency is stable)")
     group.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: runtime's)")
+    group.add_argument("--rebenchmark", choices=("if_needed", "always", "never"), default="if_needed",
+                       help="reuse a cached benchmark when the build, runtime, device, precision, threads, "
+                            "iterations, warm-up, tk version and machine all match (if_needed, default), "
+                            "measure always, or never measure again when a benchmark exists")
     group.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
                        help="time limit in seconds for each invocation's build and for its benchmark, each in "
                             "its own child process (default 3600); discovery and characterization run in tk's "
@@ -88,6 +92,9 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     _add_analysis_arguments(group)
     group.add_argument("--showshape", action="store_true", help="add input/output tensor shapes to the tables")
     group.add_argument("--top", type=int, default=10, metavar="N", help="how many top ops to list (default 10)")
+    group.add_argument("--trace", action="store_true",
+                       help="also trace each model with FX / torch.export and report which method traces it "
+                            "(the attempts and their errors); off by default: counting needs no trace")
     group = profile.add_argument_group("cache and output")
     _add_output_arguments(group)
     profile.set_defaults(func=run_profile)
@@ -155,7 +162,8 @@ def _options(args, **overrides):
     if hasattr(args, "opset"):  # tk benchmark
         build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild, timeout_s=args.timeout)
         benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
-                                     warmup=args.warmup, threads=args.threads, timeout_s=args.timeout)
+                                     warmup=args.warmup, threads=args.threads, timeout_s=args.timeout,
+                                     rebenchmark=args.rebenchmark)
     options = RunOptions(
         analyze_only=getattr(args, "analyze_only", False),
         build_only=getattr(args, "build_only", False),
@@ -166,6 +174,7 @@ def _options(args, **overrides):
         no_weights=args.no_weights,
         lean_cache=getattr(args, "lean_cache", False),
         input_shapes=input_shapes,
+        trace=getattr(args, "trace", False),
         build=build,
         benchmark=benchmark,
     )
@@ -214,9 +223,12 @@ def _run(args, *, profile: bool) -> int:
     with listener:
         summary = pipeline.run(specs)
     summary.errors[:0] = input_errors
-    code = 1 if summary.failed or not specs else 0
+    code = 130 if summary.interrupted else (1 if summary.failed or not specs else 0)
+    if summary.interrupted:
+        print("interrupted: results measured so far are kept in the cache (press Ctrl-C again to exit at once)",
+              file=sys.stderr)
     if args.json:
-        _write_json(args.json, summary, code, interrupted=False)
+        _write_json(args.json, summary, code, interrupted=summary.interrupted)
         console.print(f"[dim]records written to {args.json}[/]")
     ConsoleListener.print_summary(console, summary)
     return code

@@ -66,7 +66,8 @@ ANSI = {"green": "32", "bold red": "1;31", "yellow": "33", "cyan": "36", "dim": 
 
 def _print_plain(title: str, headers: list[str], lines: list[list[str]], status_cols=(), right_cols=()) -> None:
     """Print an aligned plain-text table (ANSI colours for statuses only on a terminal)."""
-    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(headers)]
+    columns = list(zip(*lines)) or [()] * len(headers)
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
     def fmt(cells, is_header=False):
@@ -79,7 +80,11 @@ def _print_plain(title: str, headers: list[str], lines: list[list[str]], status_
         return "  ".join(out).rstrip()
 
     parts = [title, fmt(headers, True), "  ".join("-" * w for w in widths)]
-    parts.extend(fmt(line) for line in lines)
+    if color:
+        parts.extend(fmt(line) for line in lines)
+    else:  # one format string for every line: 10,000 lines in a few ms
+        template = "  ".join(f"{{:{'>' if i in right_cols else '<'}{w}}}" for i, w in enumerate(widths))
+        parts.extend(template.format(*line).rstrip() for line in lines)
     sys.stdout.write("\n".join(parts) + "\n")
 
 
@@ -95,16 +100,24 @@ def _print_problems(problems) -> None:
 
 
 # --------------------------------------------------------------------------------------------- list
-LIST_HEADERS = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean"]
+LIST_HEADERS = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean", "Size"]
+RIGHT_COLUMNS = (7, 8)
+
+
+def _total_bytes(cache, entries, problems) -> int:
+    """Bytes of every build folder: the index's size per readable build, a walk of each unreadable one."""
+    return sum(e.bytes for e in entries) + sum(cache.folder_bytes(p.build_name) for p in problems)
 
 
 def cache_list(args) -> int:
-    """Print one line per build: build, script, model, class, status per stage, mean latency.
+    """Print one line per build: build, script, model, class, status per stage, mean latency, size;
+    the title gives the number of builds and their total size (records and artifacts).
 
-    Up to :data:`RICH_MAX_ROWS` builds print as a rich table, more as a plain aligned table (same
-    columns). Unreadable records are named on stderr, one line each, and skipped (exit code
-    :data:`EXIT_SKIPPED`). ``--json`` prints
-    ``{"schema_version", "cache", "builds": [record summaries], "problems": [...]}``.
+    Reads the cache index (``Cache.entries``). Up to :data:`RICH_MAX_ROWS` builds print as a rich
+    table, more as a plain aligned table (same columns). Unreadable records are named on stderr, one
+    line each, and skipped (exit code :data:`EXIT_SKIPPED`). ``--json`` prints
+    ``{"schema_version", "cache", "total_bytes", "builds": [record summaries], "problems": [...]}``
+    (the summaries are read from each build's ``.summary.json``).
     """
     from turnkey_like.cache import bulk_load
 
@@ -113,38 +126,36 @@ def cache_list(args) -> int:
 
 
 def _cache_list(args) -> int:
-    from turnkey_like.records import SCHEMA_VERSION
-    from turnkey_like.report.table import report_row
-
     cache = _cache(args)
-    records, problems = cache.records()
+    entries, problems = cache.entries()
+    total = _total_bytes(cache, entries, problems)
     if getattr(args, "json", False):
-        _print_json({"schema_version": SCHEMA_VERSION, "cache": str(cache.root), "builds": records,
-                     "problems": problems})
+        from turnkey_like.records import SCHEMA_VERSION
+
+        records, problems = cache.records()
+        _print_json({"schema_version": SCHEMA_VERSION, "cache": str(cache.root), "total_bytes": total,
+                     "builds": records, "problems": problems})
         _print_problems(problems)
         return EXIT_SKIPPED if problems else 0
     lines = []
-    for record in records:
-        row = report_row(record)
-        latency = row["latency_mean_ms"]
-        lines.append([
-            row["build_name"], row["script"] or "", row["model"], row["class"], row["characterization_status"],
-            row["build_status"], row["benchmark_status"], "" if latency is None else format_ms(latency),
-        ])
-    title = f"{len(records)} build(s) in {cache.root}"
+    for entry in entries:  # listing: script, model, class, 3 statuses, mean latency (cache_index.LISTING_KEYS)
+        script, model, class_, char, build, bench, latency = entry.listing
+        lines.append([entry.name, script or "", model or "", class_ or "", char, build, bench,
+                      "" if latency is None else format_ms(latency), format_bytes(entry.bytes)])
+    title = f"{len(entries)} build(s) in {cache.root}: {format_bytes(total)} (records and artifacts)"
     if len(lines) <= RICH_MAX_ROWS:
         from rich.markup import escape
         from rich.table import Table
 
         console = _console()
         table = Table(title=escape(title), title_justify="left")
-        for h in LIST_HEADERS:
-            table.add_column(h, justify="right" if h.startswith("Latency") else "left", no_wrap=h == "Build")
+        for i, h in enumerate(LIST_HEADERS):
+            table.add_column(h, justify="right" if i in RIGHT_COLUMNS else "left", no_wrap=i == 0)
         for line in lines:
-            table.add_row(*(escape(v) for v in line[:4]), *(_status(v) for v in line[4:7]), line[7])
+            table.add_row(*(escape(v) for v in line[:4]), *(_status(v) for v in line[4:7]), *line[7:])
         console.print(table)
     else:  # rich lays out ~3 ms per row; a plain aligned table prints thousands of builds at once
-        _print_plain(title, LIST_HEADERS, lines, status_cols=(4, 5, 6), right_cols=(7,))
+        _print_plain(title, LIST_HEADERS, lines, status_cols=(4, 5, 6), right_cols=RIGHT_COLUMNS)
     _print_problems(problems)
     return EXIT_SKIPPED if problems else 0
 
@@ -246,6 +257,91 @@ def cache_clean(args) -> int:
     return 0
 
 
+def cache_reindex(args) -> int:
+    """Rebuild the cache index from the records; names unreadable records (exit code :data:`EXIT_SKIPPED`)."""
+    import time
+
+    from turnkey_like.cache import bulk_load
+    from turnkey_like.cache_index import INDEX_FILE
+
+    cache = _cache(args)
+    t0 = time.perf_counter()
+    with bulk_load():
+        entries, problems = cache.reindex()
+    total = _total_bytes(cache, entries, problems)
+    print(f"indexed {len(entries)} build(s) in {cache.root} ({format_bytes(total)}) in "
+          f"{time.perf_counter() - t0:.2f} s: {cache.root / INDEX_FILE}")
+    _print_problems(problems)
+    return EXIT_SKIPPED if problems else 0
+
+
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size as people write it: ``500MB``, ``2GB``, ``1.5 G``, ``750k``, ``123456``.
+
+    Decimal SI prefixes, as ``turnkey_like.units`` prints them (``1 MB`` = 10^6 bytes; ``k``/``K``
+    alike); the binary ``KiB MiB GiB TiB`` are accepted as 2^10... A trailing ``B`` is optional.
+
+    Raises:
+        InputError: not a size.
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKmMgGtT]i?)?[bB]?\s*", text or "")
+    if not m:
+        raise InputError(f"not a size: {text!r}", hint="write it like 500MB, 2GB or 750kB (1 MB = 10^6 bytes)")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if days < 0 or days != days:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}")
+    return days
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
+
+
+def cache_prune(args) -> int:
+    """Remove the least recently used builds: older than ``--older-than DAYS``, then oldest first
+    until the builds total ``--max-size SIZE`` at most; ``--dry-run`` lists them without removing.
+
+    Prints what was removed (last use, size) and the space freed; builds chosen but kept (in use by
+    another tk process, written since the listing) are named with the reason.
+    """
+    from turnkey_like.cache import bulk_load
+
+    if args.older_than is None and args.max_size is None:
+        raise InputError("`tk cache prune` needs --older-than DAYS, --max-size SIZE or both",
+                         hint="e.g. `tk cache prune --max-size 2GB --dry-run` lists what would go")
+    cache = _cache(args)
+    with bulk_load():
+        result = cache.prune(older_than_days=args.older_than, max_bytes=args.max_size, dry_run=args.dry_run)
+    verb, freed = ("would prune", "would free") if result.dry_run else ("pruned", "freed")
+    print(f"{verb} {len(result.removed)} build(s) from {cache.root}: {freed} {format_bytes(result.freed_bytes)} "
+          f"({result.freed_bytes} bytes); {result.kept_builds} build(s) left, {format_bytes(result.kept_bytes)}")
+    width = max([len(b.build_name) for b in result.removed + result.skipped] or [0])
+    for b in result.removed:
+        note = "  (unreadable record)" if b.unreadable else ""
+        print(f"  {b.build_name:<{width}}  last used {b.last_used or '?'}  {format_bytes(b.bytes):>9}{note}")
+    if result.skipped:
+        print(f"kept {len(result.skipped)} chosen build(s):")
+        for b in result.skipped:
+            print(f"  {b.build_name:<{width}}  {b.kept_because}")
+    return 0
+
+
 def cache_location(args) -> int:
     """Print the cache folder tk uses (``--cache-dir``, else ``$TK_CACHE_DIR``, else the default)."""
     from turnkey_like.cache import resolve_root
@@ -269,18 +365,10 @@ def report(args) -> int:
 
 def _report(args) -> int:
     from turnkey_like.cache import Cache
-    from turnkey_like.report.table import FORMATS, format_from_path, merge_rows, report_rows, write_report
+    from turnkey_like.report.table import (FORMATS, csv_sort_key, format_from_path, merge_rows, write_csv_lines,
+                                           write_report)
 
     dirs = args.cache_dirs or [None]
-    lists = []
-    skipped = 0
-    for d in dirs:
-        cache = Cache(d, create=False)
-        records, problems = cache.records()
-        _print_problems(problems)
-        skipped += len(problems)
-        lists.append(report_rows(records))
-    rows = merge_rows(*lists)
     if args.output:
         path = Path(args.output)
         fmt = args.format or format_from_path(path)
@@ -290,11 +378,28 @@ def _report(args) -> int:
         path = Path.cwd() / f"tk_report_{stamp}.{fmt}"
     if fmt not in FORMATS:
         raise InputError(f"unknown report format {fmt!r}", hint=f"use --format with one of: {', '.join(FORMATS)}")
+    # one cache to CSV (the default): the index's ready-made CSV lines, sorted as merge_rows sorts rows
+    lines_only = len(dirs) == 1 and fmt == "csv"
+    lists = []
+    skipped = 0
+    for d in dirs:
+        cache = Cache(d, create=False)
+        entries, problems = cache.entries(rows=not lines_only, csv=lines_only)  # records only where stale
+        _print_problems(problems)
+        skipped += len(problems)
+        lists.append(entries)
     try:
-        write_report(rows, path, fmt)
+        if lines_only:
+            entries = sorted(lists[0], key=lambda e: csv_sort_key(e.listing[0], e.listing[1], e.name, e.updated_at))
+            write_csv_lines([e.csv for e in entries], path)
+            count = len(entries)
+        else:
+            rows = merge_rows(*([e.row for e in entries] for entries in lists))
+            write_report(rows, path, fmt)
+            count = len(rows)
     except OSError as e:
         raise InputError(f"cannot write report {path}: {e.strerror or e}", hint="pass -o with a writable path") from None
-    print(f"wrote {len(rows)} row(s) from {len(dirs)} cache(s) to {path}")
+    print(f"wrote {count} row(s) from {len(dirs)} cache(s) to {path}")
     return EXIT_SKIPPED if skipped else 0
 
 
@@ -307,7 +412,8 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
-    """Add the ``cache`` (list, stats, delete, clean, location) and ``report`` parsers to ``subparsers``.
+    """Add the ``cache`` (list, stats, delete, clean, prune, reindex, location) and ``report`` parsers
+    to ``subparsers``.
 
     ``parent``: the options every command takes (``--traceback``, ``-q``, ``-v``; see
     ``turnkey_like.cli.common_options``), accepted after the command name too.
@@ -334,6 +440,22 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
         p.add_argument("--all", action="store_true", help="every build in the cache")
         _add_cache_dir(p)
         p.set_defaults(func=func)
+
+    p = cache_sub.add_parser("prune", parents=parents,
+                             help="remove the least recently used builds, by age or down to a total size")
+    p.add_argument("--older-than", type=_days, metavar="DAYS",
+                   help="remove builds last used more than DAYS days ago (fractions allowed)")
+    p.add_argument("--max-size", type=_size, metavar="SIZE",
+                   help="then remove least recently used builds until all builds total SIZE at most "
+                        "(500MB, 2GB: decimal, 1 MB = 10^6 bytes)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    _add_cache_dir(p)
+    p.set_defaults(func=cache_prune)
+
+    p = cache_sub.add_parser("reindex", parents=parents,
+                             help="rebuild the cache index (what list and report read) from the records")
+    _add_cache_dir(p)
+    p.set_defaults(func=cache_reindex)
 
     p = cache_sub.add_parser("location", parents=parents, help="print the cache folder")
     _add_cache_dir(p)

@@ -170,12 +170,16 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         console.print(Text(f"Symbolic dimensions (kept symbolic, not taken as 1): {', '.join(char.symbolic_dims)}"))
 
 
-def summary_lines(char: Characterization) -> list[str]:
-    """Return the few lines shown per invocation by ``tk benchmark --analyze-only``.
+def summary_lines(char: Characterization, build_trace: TraceSummary | None = None) -> list[str]:
+    """Return the few lines shown per invocation by ``tk benchmark`` (and ``--analyze-only``).
 
     MACs and FLOPs (stating 1 MAC = 2 FLOPs), memory traffic, arithmetic intensity and bound on the
     chosen hardware with its ridge point and roofline time, and the trace method (when every method
     failed, ``Trace: none (...)`` says why in one line). Formats only.
+
+    ``build_trace``: the ONNX build's trace (``BuildResult.trace``), shown as the ``Trace:`` line
+    with `` (ONNX build)`` when the characterization itself was not traced (the default: only
+    ``tk profile --trace`` traces while characterizing).
     """
     t = char.totals
     lines = [
@@ -186,7 +190,10 @@ def summary_lines(char: Characterization) -> list[str]:
         f"Arithmetic intensity {format_intensity(t.arithmetic_intensity)} FLOPs/B · {t.bound} on {_hw_name(char)} "
         f"(ridge {char.ridge_point:.3g} FLOPs/B) · roofline time {format_seconds(t.roofline_time_s)}",
     ]
-    line = f"Trace: {trace_text(char.trace)}"
+    if char.trace.method == "not traced" and build_trace is not None and build_trace.method != "not traced":
+        line = f"Trace: {trace_text(build_trace)} (ONNX build)"
+    else:
+        line = f"Trace: {trace_text(char.trace)}"
     if char.no_weights:
         line += " · counted without weights (meta tensors)"
     if char.uncounted:

@@ -113,6 +113,8 @@ def benchmark_line(bench: BenchmarkResult) -> str:
             f"at batch {bench.batch_size}")
     if (bench.batch_note or "").startswith("inputs disagree"):
         line += f" ({bench.batch_note})"
+    if bench.stale:
+        line += f" (stale: {', '.join(bench.stale)})"
     return line
 
 
@@ -131,7 +133,8 @@ def render_invocation(console: Console, inv: Invocation, indent: str, showshape_
     if char.status == Status.SUCCESSFUL and char.result is not None:
         from turnkey_like.report.characterization import summary_lines
 
-        lines = summary_lines(char.result)
+        build_trace = inv.build.result.trace if inv.build.result is not None else None
+        lines = summary_lines(char.result, build_trace=build_trace)
         console.print(f"{indent}{'Analysis:':<16}{escape(lines[0]) if lines else ''}")
         for line in lines[1:]:
             console.print(f"{indent}{'':<16}{escape(line)}")

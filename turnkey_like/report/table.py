@@ -84,6 +84,14 @@ COLUMN_LIST: tuple[Column, ...] = (
 #: Row key -> column, in column order.
 COLUMNS: dict[str, Column] = {c.key: c for c in COLUMN_LIST}
 
+#: Row keys, in column order.
+ROW_KEYS: tuple[str, ...] = tuple(COLUMNS)
+
+#: Version of what :func:`report_row` puts in a row. The cache index stores rows
+#: (``turnkey_like.cache_index``) and uses only those of its own format, which includes this number,
+#: the tk version and the column keys: bump it whenever a row's values change for the same record.
+ROW_VERSION = 1
+
 FORMATS = ("csv", "json", "md")
 ERROR_EXCERPT_CHARS = 300
 MARKDOWN_NOTE = ("MACs are multiply-accumulates (1 MAC = 2 FLOPs); counts use decimal SI prefixes "
@@ -188,8 +196,14 @@ def report_row(record: BuildRecord) -> Row:
     return row  # built in COLUMNS order
 
 
+def csv_sort_key(script: str | None, model: str | None, build_name: str | None, updated_at: str | None) -> tuple:
+    """The key :func:`report_rows` and :func:`merge_rows` sort rows by, from those four values."""
+    return (script or "", model or "", build_name or "", updated_at or "")
+
+
 def _sort_key(row: Row) -> tuple:
-    return tuple(row.get(k) or "" for k in ("script", "model", "build_name", "updated_at"))
+    get = row.get
+    return csv_sort_key(get("script"), get("model"), get("build_name"), get("updated_at"))
 
 
 def report_rows(records: Iterable[BuildRecord]) -> list[Row]:
@@ -208,8 +222,13 @@ def merge_rows(*row_lists: Iterable[Row]) -> list[Row]:
     """Merge rows from several caches: one row per :func:`row_identity`, the most recently updated kept.
 
     On equal ``updated_at`` the row from the later list wins (``tk report --cache-dir A --cache-dir B``:
-    B's). The result is sorted like :func:`report_rows`.
+    B's). The result is sorted like :func:`report_rows`. One list (one cache, where build names are
+    unique) is only sorted.
     """
+    if len(row_lists) == 1:
+        out = list(row_lists[0])
+        out.sort(key=_sort_key)
+        return out
     best: dict[tuple, Row] = {}
     for rows in row_lists:
         for row in rows:
@@ -267,10 +286,41 @@ def render_markdown(rows: list[Row]) -> str:
 def render_csv(rows: list[Row]) -> str:
     """Return the rows as CSV: a header of row keys, plain numbers in base units, ``None`` empty."""
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    _write_csv(rows, out)
     return out.getvalue()
+
+
+def _write_csv(rows: Iterable[Row], stream) -> None:
+    """Write the rows as CSV (see :func:`render_csv`) to a text stream opened with ``newline=""``."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(ROW_KEYS)
+    writer.writerows([row.get(k) for k in ROW_KEYS] for row in rows)
+
+
+def csv_line(row: Row) -> str:
+    """One row as the line :func:`render_csv` writes for it (``\\n`` included).
+
+    The cache index stores it with the row, so that `tk report` writes CSV without formatting a
+    number again (:func:`write_csv_lines`); CSV has no state from row to row, so the lines joined
+    under the header are exactly :func:`render_csv`'s text.
+    """
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerow([row.get(k) for k in ROW_KEYS])
+    return out.getvalue()
+
+
+def write_csv_lines(lines: Iterable[str], path: str | Path) -> Path:
+    """Write a CSV report from rows already rendered by :func:`csv_line` (in the order given)
+    under the header; the same file :func:`write_report` writes from the rows. Returns the path.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    path = Path(path)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerow(ROW_KEYS)
+        f.writelines(lines)
+    return path
 
 
 def render_json(rows: list[Row]) -> bytes:
@@ -315,7 +365,8 @@ def write_report(rows: list[Row], path: str | Path, fmt: str | None = None) -> P
     if fmt not in FORMATS:
         raise InputError(f"unknown report format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     if fmt == "csv":
-        path.write_text(render_csv(rows), encoding="utf-8", newline="")
+        with open(path, "w", encoding="utf-8", newline="") as f:  # streamed: 100,000 rows are 150 MB of text
+            _write_csv(rows, f)
     elif fmt == "json":
         path.write_bytes(render_json(rows) + b"\n")
     else:

@@ -19,6 +19,10 @@ work runs, and runs :func:`run_benchmark` there:
    ``torch-eager`` itself, nor for ``.onnx`` inputs, which have no model).
 
 Every timed latency (ms) goes to ``benchmark_<runtime>_<device>.json`` in the build folder.
+
+Reuse: :func:`benchmark_fingerprint` says what a benchmark's figures depend on (the build, the
+options that change the measurement, tk and the machine); :func:`reuse_benchmark` applies
+``--rebenchmark`` to the benchmark an earlier run saved (the pipeline's ``BenchmarkStage.reuse``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Union
+
+import msgspec
 
 from turnkey_like.agreement import compare_outputs, max_errors, tolerance_for
 from turnkey_like.errors import BenchmarkError, one_line
@@ -65,6 +71,11 @@ RUNTIMES = {
 }
 DEVICES = ("cpu", "cuda")
 BENCHMARK_LOG = "benchmark.log"
+#: ``--rebenchmark`` policies (see :func:`reuse_benchmark`)
+REBENCHMARK_POLICIES = ("if_needed", "always", "never")
+
+#: Fingerprint values: strings and numbers (``BenchmarkResult.fingerprint``'s type).
+Fingerprint = dict[str, Union[str, int, float, bool, None]]
 
 #: the eager reference outputs, or a zero-argument callable computing them where the work runs
 Reference = Union[list["np.ndarray"], Callable[[], list["np.ndarray"]], None]
@@ -83,6 +94,11 @@ class BenchmarkOptions:
         threads: intra-op threads (ORT ``intra_op_num_threads``, ``torch.set_num_threads``);
             ``None`` = the runtime's default (ORT: physical cores; torch: its current setting).
         timeout_s: seconds before the benchmarking child is killed.
+        rebenchmark: ``if_needed`` (reuse the cached benchmark when its :func:`benchmark_fingerprint`
+            is equal), ``always`` (measure again), ``never`` (reuse any successful cached benchmark,
+            listing the keys that differ in ``stale``; measure only when there is none).
+        per_layer: also record per-layer times (issue 11; not implemented yet: ``validate`` refuses
+            it). Part of the fingerprint, so a run that asks for it never reuses one without it.
     """
 
     runtime: str = "ort"
@@ -91,6 +107,8 @@ class BenchmarkOptions:
     warmup: int | None = None
     threads: int | None = None
     timeout_s: float = 3600
+    rebenchmark: str = "if_needed"
+    per_layer: bool = False
 
     def validate(self) -> None:
         """Raise :class:`BenchmarkError` naming the first invalid option."""
@@ -106,6 +124,11 @@ class BenchmarkOptions:
             raise BenchmarkError(f"threads {self.threads!r} must be a positive integer")
         if not self.timeout_s or self.timeout_s <= 0:
             raise BenchmarkError(f"benchmark timeout {self.timeout_s!r} must be positive seconds")
+        if self.rebenchmark not in REBENCHMARK_POLICIES:
+            raise BenchmarkError(f"unknown rebenchmark policy {self.rebenchmark!r}",
+                                 hint="use --rebenchmark " + ", ".join(REBENCHMARK_POLICIES))
+        if self.per_layer:
+            raise BenchmarkError("per-layer profiling is not implemented yet", hint="run without per_layer")
 
 
 def runtime_class(name: str) -> type[Runtime]:
@@ -210,6 +233,81 @@ def current_rss_bytes() -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# Reuse
+# --------------------------------------------------------------------------------------------------
+
+
+def benchmark_fingerprint(build: BuildResult | None, options: BenchmarkOptions,
+                          system: Mapping[str, object] | None = None) -> Fingerprint:
+    """What a benchmark's figures depend on; two benchmarks with equal fingerprints measure the same thing.
+
+    Keys:
+
+    - ``build.<key>``: every key of the build's fingerprint (``BuildResult.fingerprint``: weights,
+      inputs, opset, exporter, precision, tk and torch versions); a reused build keeps the
+      fingerprint it was built with, so its benchmark stays reusable. For torch runtimes, which run
+      the live model rather than the build's file, ``build.stale`` lists the build's stale keys
+      (``--rebuild never``): a model that changed since is measured again. ``{}`` without a build.
+    - ``runtime``, ``device``, ``precision`` (the build's; ``None`` without one), ``threads`` (as
+      requested; ``None`` = the runtime's default), ``iterations``, ``warmup`` (``None`` = adaptive),
+      ``per_layer``;
+    - ``tk``: this tk's version (the harness's rules come with it);
+    - the machine, from ``system`` (default :func:`turnkey_like.system.system_info`): ``cpu`` (model
+      name), ``cores`` (logical cores: the machine's size, which default thread counts follow),
+      ``gpu`` (CUDA device names, comma-separated, ``None`` when none is visible) and ``onnxruntime``
+      (version). The host name is not part of it: two machines of the same kind give comparable figures.
+
+    Not in it: the time limit, ``--rebenchmark`` itself, paths.
+    """
+    from turnkey_like import __version__
+
+    if system is None:
+        from turnkey_like.system import system_info
+
+        system = system_info()
+    fp: Fingerprint = {f"build.{key}": value for key, value in sorted((build.fingerprint if build else {}).items())}
+    if build is not None and runtime_class(options.runtime).source == "torch":
+        fp["build.stale"] = ",".join(build.stale) or None
+    gpus = system.get("gpu") or []
+    fp.update({
+        "runtime": options.runtime,
+        "device": options.device,
+        "precision": build.precision if build is not None else None,
+        "threads": options.threads,
+        "iterations": options.iterations,
+        "warmup": options.warmup,
+        "per_layer": options.per_layer,
+        "tk": __version__,
+        "cpu": system.get("cpu"),
+        "cores": system.get("cores_logical"),
+        "gpu": ", ".join(map(str, gpus)) or None,
+        "onnxruntime": system.get("onnxruntime"),
+    })
+    return fp
+
+
+def stale_keys(current: Mapping[str, object], earlier: Mapping[str, object]) -> list[str]:
+    """The keys whose values differ between two fingerprints, sorted (a key missing on one side reads as ``None``)."""
+    return sorted(k for k in set(current) | set(earlier) if current.get(k) != earlier.get(k))
+
+
+def reuse_benchmark(previous: StageResult[BenchmarkResult] | None, fp: Fingerprint,
+                    policy: str) -> BenchmarkResult | None:
+    """Apply ``--rebenchmark`` to the benchmark an earlier run saved: the result to reuse, or ``None`` to measure.
+
+    ``if_needed`` reuses a successful benchmark whose fingerprint equals ``fp``; ``never`` reuses any
+    successful benchmark, listing the keys that differ in ``stale``; ``always`` never reuses. Nothing
+    successful to reuse means measuring, whatever the policy. The returned copy has ``reused=True``.
+    """
+    if policy == "always" or previous is None or previous.status != Status.SUCCESSFUL or previous.result is None:
+        return None
+    stale = stale_keys(fp, previous.result.fingerprint)
+    if stale and policy != "never":
+        return None
+    return msgspec.structs.replace(previous.result, reused=True, stale=stale)
+
+
+# --------------------------------------------------------------------------------------------------
 # The harness
 # --------------------------------------------------------------------------------------------------
 
@@ -302,8 +400,10 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
         options: :class:`BenchmarkOptions`.
 
     Returns:
-        ``StageResult[BenchmarkResult]``: successful with the result, else status
-        ``error``/``timeout``/``killed`` with a one-line error and log excerpt.
+        ``StageResult[BenchmarkResult]``: successful with the result (its ``fingerprint`` is
+        :func:`benchmark_fingerprint` of ``build`` and ``options``), else status
+        ``error``/``timeout``/``killed`` with a one-line error and log excerpt. This function always
+        measures; reuse is decided before it (:func:`reuse_benchmark`).
 
     Raises:
         BenchmarkError: invalid options, ``--device cuda`` without CUDA support, a torch runtime
@@ -315,6 +415,7 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
     options.validate()
     cls = runtime_class(options.runtime)
     cls.check_device(options.device)
+    fp = benchmark_fingerprint(build, options)
     if cls.source == "torch" and model is None:
         raise BenchmarkError(f"runtime {options.runtime} needs a PyTorch model; this input is an ONNX file",
                              hint="use --runtime ort for .onnx inputs")
@@ -356,4 +457,6 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
             reference = functools.partial(eager_outputs, model, args, kwargs)
     outcome = run_isolated(_benchmark_child, options.runtime, target, inputs, options, reference, raw_path,
                            timeout_s=options.timeout_s, log_path=log_path, start_method=method)
+    if outcome.value is not None:
+        outcome.value = msgspec.structs.replace(outcome.value, fingerprint=fp)
     return outcome.stage_result(started, time.perf_counter() - t0)
