@@ -178,7 +178,8 @@ def _steady(record: BuildRecord) -> BuildRecord:
                     runtime_version="1.31.1")
     inv = replace(inv, characterization=replace(inv.characterization, duration_s=0.2),
                   build=replace(inv.build, duration_s=1.0),
-                  benchmark=replace(inv.benchmark, duration_s=2.0, result=bench))
+                  benchmark=replace(inv.benchmark, duration_s=2.0, result=bench,
+                                    run_id="2026-01-01T00:00:00+00:00-1234"))
     return replace(record, invocation=inv, tk_version="0.0.0", updated_at="2026-01-01T00:00:00+00:00",
                    system={"cpu": "Test CPU", "os": "Linux 6.1", "torch": "2.14.1", "onnxruntime": "1.31.1"})
 

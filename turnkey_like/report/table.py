@@ -70,6 +70,8 @@ COLUMN_LIST: tuple[Column, ...] = (
     Column("batch_size", "Batch", "int"),
     *(Column(f"latency_{s}_ms", f"Latency {s}", "ms") for s in LATENCY_STATS),
     Column("throughput_ips", "Throughput (inferences/s)", "rate"),
+    Column("benchmark_reused", "Benchmark reused"),
+    Column("benchmark_run_id", "Benchmark measured by run"),
     *(c for s in STAGES for c in (Column(f"{s}_status", f"{s.capitalize()} status"),
                                   Column(f"{s}_duration_s", f"{s.capitalize()} duration", "s"))),
     Column("error", "Error"),
@@ -183,6 +185,8 @@ def report_row(record: BuildRecord) -> Row:
         "batch_size": bench.batch_size if bench else None,
         **{f"latency_{s}_ms": getattr(latency, s) if latency else None for s in LATENCY_STATS},
         "throughput_ips": bench.throughput_ips if bench else None,
+        "benchmark_reused": bench.reused if bench else None,
+        "benchmark_run_id": inv.benchmark.run_id if bench else None,
     }
     for name in STAGES:
         stage = getattr(inv, name)
