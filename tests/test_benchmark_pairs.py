@@ -48,9 +48,10 @@ def test_pairs_alternate_order_and_take_the_ratio_within_each_pair():
     # Work grows 2x..6x across the pairs, yet each pair's B ÷ A stays near 2: the ratio is taken
     # within a pair, not across pairs.
     assert stats.a[-1] > 2.5 * stats.a[0]
-    assert all(1.5 < r < 2.7 for r in stats.ratios), stats.ratios
+    # (a loaded machine can disturb one pair; most pairs, and their median, stay near 2)
+    assert sum(1.4 < r < 3.0 for r in stats.ratios) >= 4, stats.ratios
     assert stats.ratio == sorted(stats.ratios)[2]
-    assert 1.5 < stats.ratio < 2.7
+    assert 1.5 < stats.ratio < 2.7, stats.ratios
     assert all(d > 0 for d in stats.differences)
 
 
