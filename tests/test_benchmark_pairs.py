@@ -1,7 +1,6 @@
 """benchmarks/pairs.py: interleaved A/B pairs, the one way the scripts under benchmarks/ take a ratio.
 
-The runs here do real work (a Python loop, a sleep, a child process); loop runs report the CPU time
-of this thread, which a loaded machine disturbs far less than wall time.
+The runs here do real work (sleeps, a child process), timed by the helper itself.
 """
 
 from __future__ import annotations
@@ -16,16 +15,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from pairs import cpu_count, format_pairs, interleaved_pairs, run_command, run_timed  # noqa: E402
 
-LOOP = 200_000  # about 5-10 ms of CPU per unit of work
+UNIT_S = 0.05  # one unit of work: a 50 ms sleep (wall time; scheduling adds at most a few ms)
 
 
-def spin(units: int) -> float:
-    """Loop ``units * LOOP`` times; return the CPU seconds this thread spent."""
-    start = time.thread_time()
-    total = 0
-    for i in range(units * LOOP):
-        total += i
-    return time.thread_time() - start
+def spin(units: int) -> None:
+    """Sleep ``units * UNIT_S`` seconds; ``None`` has the pair helper time the call itself.
+
+    Sleeps keep their ratio on a loaded machine, where CPU-bound loops shared with other processes
+    do not (a busy neighbour once turned a 2x loop into 3x in one pair).
+    """
+    time.sleep(units * UNIT_S)
 
 
 def test_pairs_alternate_order_and_take_the_ratio_within_each_pair():
@@ -33,10 +32,10 @@ def test_pairs_alternate_order_and_take_the_ratio_within_each_pair():
     calls = {"a": 0, "b": 0}
 
     def run(side: str, factor: int):
-        def one() -> float:
+        def one() -> None:
             log.append(side)
             calls[side] += 1
-            return spin(factor * calls[side])  # the work grows pair by pair; B does twice A's
+            spin(factor * calls[side])  # the work grows pair by pair; B does twice A's
         return one
 
     stats = interleaved_pairs(run("a", 1), run("b", 2), pairs=5, warmup=1)
