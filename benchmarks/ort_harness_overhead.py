@@ -19,7 +19,11 @@ is downloaded.
 Usage::
 
     python benchmarks/ort_harness_overhead.py [--models tiny,resnet50,bert] [--pairs 7] [--warmup 1]
-        [--iterations 50] [--threads 2] [--exporter torchscript]
+        [--iterations 50] [--threads 1] [--exporter torchscript]
+
+Both sides run with 1 intra-op thread unless ``--threads`` says otherwise: on a shared machine a run
+that needs every core at once is stalled by any other load (with ORT's default of one thread per
+core, 2 here, the per-run means varied by 25-45% under a load of 3).
 """
 
 from __future__ import annotations
@@ -91,9 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", "--repeats", type=int, default=7, help="timed interleaved pairs per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed pairs first")
     parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of both sides (default 1: on a shared machine a run that needs "
+                             "every core at once is stalled by any other load; 0: ORT's default)")
     parser.add_argument("--exporter", default="torchscript", help="auto, dynamo or torchscript (faster to build)")
     opts = parser.parse_args(argv)
+    opts.threads = opts.threads or None  # 0 -> None: ORT's default (one thread per core)
 
     from turnkey_like.build import BuildOptions, build_invocation
     from turnkey_like.calls import flatten_inputs
