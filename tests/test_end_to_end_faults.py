@@ -78,8 +78,8 @@ def _classes(cache_dir):
     return {r.build_name: r.model.class_name for r in records}
 
 
-def test_kill_9_mid_build_then_rerun(tmp_path):
-    pytest.importorskip("onnxruntime")
+def _start_slow_build(tmp_path, output=subprocess.PIPE):
+    """Start ``tk benchmark`` on :data:`SLOW_BUILD` in its own session; return (process, cache, script)."""
     cache = tmp_path / "cache"
     script = tmp_path / "slow_build.py"
     script.write_text(textwrap.dedent(SLOW_BUILD))
@@ -88,8 +88,14 @@ def test_kill_9_mid_build_then_rerun(tmp_path):
            "import os, sys; os.environ['TK_TEST_PARENT'] = str(os.getpid()); "
            "from turnkey_like.cli import main; sys.exit(main(sys.argv[1:]))",
            "benchmark", str(script), "--iterations", "5", "--cache-dir", str(cache)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    stderr = subprocess.STDOUT if output == subprocess.PIPE else output
+    proc = subprocess.Popen(cmd, stdout=output, stderr=stderr, text=True, env=env, start_new_session=True)
+    return proc, cache, script
+
+
+def test_kill_9_mid_build_then_rerun(tmp_path):
+    pytest.importorskip("onnxruntime")
+    proc, cache, script = _start_slow_build(tmp_path)
     deadline = time.time() + 300
     slow_build = None
     while time.time() < deadline:
@@ -255,16 +261,7 @@ def test_kill_9_of_tk_alone_takes_its_build_child_with_it(tmp_path):
     """``kill -9`` of the tk process only (not its group): the hanging build child must not outlive it."""
     import psutil
 
-    cache = tmp_path / "cache"
-    script = tmp_path / "slow_build.py"
-    script.write_text(textwrap.dedent(SLOW_BUILD))
-    env = dict(os.environ, TK_TEST_SLOW="1")
-    cmd = [sys.executable, "-c",
-           "import os, sys; os.environ['TK_TEST_PARENT'] = str(os.getpid()); "
-           "from turnkey_like.cli import main; sys.exit(main(sys.argv[1:]))",
-           "benchmark", str(script), "--iterations", "5", "--cache-dir", str(cache)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc, cache, script = _start_slow_build(tmp_path, subprocess.DEVNULL)
     deadline = time.time() + 300
     children = []
     while time.time() < deadline and not children:
