@@ -501,3 +501,46 @@ def test_readers_never_see_a_half_written_record(tmp_path, hello, template_file)
     assert writer.returncode == 0 and out.strip() == "done", err
     assert reads > 10 and len(seen) > 2  # the reader really overlapped the writes
     assert cache.load("big_0a1b2c3d").invocation.executed == 24
+
+
+# ------------------------------------------------------------------------------ symlinks (issue 9)
+@pytest.mark.parametrize("command", ["delete", "clean"])
+def test_delete_and_clean_all_skip_a_symlinked_build_and_say_so(tmp_path, hello, command):
+    """A build folder that is a link to somewhere else is skipped by `--all` and named; its target
+    (another cache here, but it could be a home folder) keeps every file."""
+    cache = Cache(tmp_path / "c")
+    _with_artifacts(cache, renamed(hello, "real_00000001"))
+    elsewhere = Cache(tmp_path / "elsewhere")
+    target = _with_artifacts(elsewhere, renamed(hello, "linked_00000002"))
+    (cache.root / "linked_00000002").symlink_to(target, target_is_directory=True)
+    before = sorted(p.name for p in target.iterdir())
+    out = run_tk("cache", command, "--all", "--cache-dir", str(cache.root))
+    assert out.returncode == 0, out.stderr
+    assert "skipped linked_00000002: a symbolic link" in out.stdout
+    assert sorted(p.name for p in target.iterdir()) == before  # nothing outside the cache touched
+    assert (cache.root / "linked_00000002").is_symlink()
+    if command == "delete":
+        assert not (cache.root / "real_00000001").exists()
+    else:
+        assert not list((cache.root / "real_00000001").glob("*.onnx"))
+
+
+def test_a_symlinked_build_log_is_refused_and_its_target_kept(tmp_path):
+    """A planted `build.log -> victim` makes the build an error naming the link; the victim is intact."""
+    script = tmp_path / "tiny.py"
+    script.write_text("import torch\nm = torch.nn.Linear(4, 2)\nm(torch.rand(1, 4))\n")
+    cache = tmp_path / "cache"
+    first = run_tk("benchmark", str(script), "--build-only", "--hardware", "a100", "--cache-dir", str(cache))
+    assert first.returncode == 0, first.stdout + first.stderr
+    (name,) = Cache(cache, create=False).builds()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    log = cache / name / "build.log"
+    log.unlink()
+    log.symlink_to(victim)
+    again = run_tk("benchmark", str(script), "--build-only", "--rebuild", "always", "--hardware", "a100",
+                   "--cache-dir", str(cache))
+    assert again.returncode == 1
+    assert "refusing to write" in again.stdout and "build.log" in again.stdout
+    assert victim.read_text() == "precious\n"
+    assert Cache(cache, create=False).load(name).invocation.build.status == Status.ERROR

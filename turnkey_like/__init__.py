@@ -6,7 +6,7 @@ The Python API mirrors the command line:
   model call (see :mod:`turnkey_like.characterize`).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name):  # lazy: `import turnkey_like` must not import torch

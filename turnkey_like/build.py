@@ -51,6 +51,7 @@ from turnkey_like.calls import (
     FlatInputs, export_wrapper, flatten_inputs, output_names_for, tensor_leaves, to_numpy, uses_cuda,
 )
 from turnkey_like.errors import BuildError, one_line
+from turnkey_like.files import no_space_error, reset_log
 from turnkey_like.onnx_tools import (
     FP16_NAME,
     OPT_NAME,
@@ -437,17 +438,26 @@ def build_invocation(model: torch.nn.Module, args: tuple, kwargs: dict, build_di
     if decided is not None:
         return decided
 
-    for name in (ONNX_NAME, FP16_NAME, OPT_NAME):
-        for stale_file in (build_dir / name, build_dir / (name + ".data")):
-            if stale_file.exists():
-                stale_file.unlink()
+    _remove_onnx_files(build_dir)
     log_path = build_dir / BUILD_LOG
-    log_path.write_text("")
+    reset_log(log_path)
     on_cuda = uses_cuda(model, args, kwargs)
     method = choose_start_method("cuda" if on_cuda else "cpu", on_cuda, needs_live_model=True)
     outcome = run_isolated(_build_child, model, args, kwargs, os.fspath(build_dir), options, fp,
                            timeout_s=options.timeout_s, log_path=log_path, start_method=method)
+    if outcome.status != Status.SUCCESSFUL:
+        _remove_onnx_files(build_dir)  # never leave a partial or unvalidated model behind
+        if outcome.error and "No space left on device" in outcome.error:
+            outcome.error = no_space_error(build_dir / ONNX_NAME).message
     return outcome.stage_result(started, time.perf_counter() - t0)
+
+
+def _remove_onnx_files(build_dir: Path) -> None:
+    """Delete the ONNX files a build writes (exported, optimized, fp16, and their external data)."""
+    for name in (ONNX_NAME, FP16_NAME, OPT_NAME):
+        for stale_file in (build_dir / name, build_dir / (name + ".data")):
+            if stale_file.is_file() or stale_file.is_symlink():
+                stale_file.unlink()
 
 
 def copy_build(result: BuildResult, dest_dir: str | Path) -> BuildResult:

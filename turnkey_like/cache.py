@@ -397,7 +397,8 @@ def _stale_reason(stage_name: str, record: BuildRecord, facts: WriterFacts | Non
 
 
 def _apply_stale(record: BuildRecord, facts: WriterFacts | None) -> BuildRecord:
-    """Mark ``running`` stages whose process is gone as ``killed`` (in memory only)."""
+    """Mark ``running`` stages whose process is gone as ``killed`` (in memory only); an earlier
+    success the stage held while running stays in its ``kept`` field."""
     for name in STAGES:
         reason = _stale_reason(name, record, facts)
         if reason is not None:
@@ -405,6 +406,8 @@ def _apply_stale(record: BuildRecord, facts: WriterFacts | None) -> BuildRecord:
             stage.status = Status.KILLED
             if not stage.error:
                 stage.error = f"stopped while running: {reason}"
+            if stage.kept is not None and stage.kept.status != Status.SUCCESSFUL:
+                stage.kept = None  # only an earlier success rides along with a failure
     return record
 
 
@@ -634,12 +637,15 @@ class Cache:
 
     # ----------------------------------------------------------------------------- names
     @staticmethod
-    def build_name(script: str | Path, labels: dict[str, list[str]], invocation_hash: str) -> str:
+    def build_name(script: str | Path, labels: dict[str, list[str]], invocation_hash: str,
+                   stem: str | None = None) -> str:
         """Return ``<script-stem>[_<author>]_<invocation-hash>``; the author is ``labels["author"][0]``.
 
-        Characters other than letters, digits, ``. _ + -`` become ``_`` so the name is a safe folder name.
+        ``stem`` replaces the script's stem (a named model's ``<name>_<source>``, so it never
+        collides with a script's build). Characters other than letters, digits, ``. _ + -`` become
+        ``_`` so the name is a safe folder name.
         """
-        parts = [Path(str(script)).stem]
+        parts = [stem or Path(str(script)).stem]
         authors = (labels or {}).get("author") or []
         if authors and authors[0]:
             parts.append(str(authors[0]))
@@ -909,15 +915,23 @@ class Cache:
                 )
         return names
 
+    def links(self, names: Iterable[str]) -> list[str]:
+        """The names among ``names`` whose build folder is a symbolic link (which :meth:`delete` and
+        :meth:`clean` skip: tk never follows a link out of its cache)."""
+        return [name for name in names if (self.root / name).is_symlink()]
+
     def delete(self, names: Iterable[str]) -> list[str]:
         """Remove whole build folders; returns the names removed.
 
-        Every name is checked before anything is removed.
+        Every name is checked before anything is removed. A build folder that is a symbolic link is
+        skipped (see :meth:`links`), never followed.
 
         Raises:
             CacheError: a name is not a build here (closest names suggested), or removal failed.
         """
         names = self._check_names(names)
+        skip = set(self.links(names))
+        names = [name for name in names if name not in skip]
         removed: list[str] = []
         try:
             for name in names:
@@ -941,14 +955,17 @@ class Cache:
     def clean(self, names: Iterable[str]) -> dict[str, int]:
         """Drop the artifacts (ONNX files, raw data, leftovers) of builds, keeping records and logs.
 
-        Returns bytes freed per build name. Each build is cleaned under its lock.
+        Returns bytes freed per build name. Each build is cleaned under its lock. A build folder that
+        is a symbolic link is skipped (see :meth:`links`); links inside a build are removed, never
+        followed.
 
         Raises:
             CacheError: a name is not a build here (closest names suggested), or removal failed.
         """
         names = self._check_names(names)
+        skip = set(self.links(names))
         freed: dict[str, int] = {}
-        for name in names:
+        for name in (n for n in names if n not in skip):
             folder = self.root / name
             lock = self._locked(folder, name)
             try:
@@ -959,13 +976,15 @@ class Cache:
                         if self._keep(p.relative_to(folder)):
                             continue
                         try:
-                            total += p.stat().st_size
+                            total += p.lstat().st_size
                             p.unlink()
                         except OSError as e:
                             raise CacheError(f"cannot clean build {name}: {e.strerror or e}", hint="check the cache's permissions") from None
                     for d in dirs:
                         sub = Path(dirpath) / d
-                        if not any(sub.iterdir()):
+                        if sub.is_symlink():  # a link to a folder: removed, its target untouched
+                            sub.unlink()
+                        elif not any(sub.iterdir()):
                             sub.rmdir()
                 freed[name] = total
                 self.index.set_bytes({name: folder_bytes(folder)})

@@ -7,8 +7,11 @@ deeper than ``max_depth`` inside another model call, the recorder notes the mode
 the invocation hash, the call count and the time spent. Calls nested deeper go straight to PyTorch
 with one flag test of overhead (measured by ``benchmarks/discovery_overhead.py``).
 
-Afterwards ``sys.argv``, ``sys.path``, the working directory, ``sys.modules['__main__']`` and the hook
-are restored, so several scripts in one ``tk`` process don't leak into each other.
+From the command line each script runs in a child process of its own (``pipeline.Pipeline`` with
+``isolate``), so nothing the script changes (default dtype, threads, streams, signal handlers, alarms,
+grad mode, warnings filters, environment, working folder) outlives it. In-process
+(``isolate=False``) only ``sys.argv``, ``sys.path``, the working directory, ``sys.modules['__main__']``
+and the hook are restored afterwards.
 
 The live model objects and each invocation's first inputs are kept in :class:`Discovery.live` for the
 later stages (characterize, build, benchmark); they are never written to disk.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gc
 import importlib.abc
 import importlib.util
 import os
@@ -89,8 +93,11 @@ class _Recorder:
     thread is never taken as a submodule call of another thread's model.
     """
 
-    def __init__(self, script: Path, max_depth: int, original_call):
+    def __init__(self, script: Path, max_depth: int, original_call, result: ScriptResult | None = None,
+                 on_found=None):
         self.script = script
+        self.result = result if result is not None else ScriptResult(path=str(script))
+        self.on_found = on_found
         self.max_depth = max_depth
         self.original_call = original_call
         self.state = _ThreadState()
@@ -125,7 +132,8 @@ class _Recorder:
         with self.lock:
             entry = self._entry(target, facts[2], parent_entry, compiled)
             inv = entry.invocations.get((parent_hash, sig_key))
-            if inv is None:
+            is_new = inv is None
+            if is_new:
                 h, note = invocation_hash(entry.info.model_hash, parent_hash, specs)
                 inv = Invocation(hash=h, parent_hash=parent_hash, signature=specs, hash_note=note,
                                  training=bool(target.training))
@@ -137,6 +145,8 @@ class _Recorder:
                     grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
                 ))
             inv.executed += 1
+            if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
+                self.on_found(self.result)
         state.stack.append((entry, inv))
         saved_suppress = state.suppress
         state.suppress = compiled or depth >= self.max_depth
@@ -173,6 +183,8 @@ class _Recorder:
             table[key] = entry
             if parent is not None:
                 parent.info.children.append(entry.info)
+            else:
+                self.result.models.append(entry.info)
         if compiled:
             entry.info.compiled = True
         return entry
@@ -406,13 +418,17 @@ def _script_traceback(exc: BaseException) -> str:
         traceback.format_exception_only(type(exc), exc))
 
 
-def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> Discovery:
+def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_found=None, call=None) -> Discovery:
     """Run one script with the discovery hook and return what it called.
 
     Args:
         spec: the resolved script (path, selectors, labels).
         max_depth: 0 records the models the script calls; N also records submodules N levels down.
         script_args: the script's command-line arguments, split like a shell (``shlex``).
+        on_found: called with the script's :class:`ScriptResult` (models so far) each time a new
+            invocation is found, from the thread that called the model, under the recorder's lock;
+            an input's child process streams it to tk, so models found before a crash are kept.
+        call: run this instead of the script (a named model's forward call, :func:`discover_named`).
 
     Returns:
         A :class:`Discovery`. ``result.status`` is ``error`` when the script failed (syntax error,
@@ -430,7 +446,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
     result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors))
     module_cls = torch.nn.Module
     original_call = module_cls.__call__
-    recorder = _Recorder(spec.path, max_depth, original_call)
+    recorder = _Recorder(spec.path, max_depth, original_call, result, on_found)
 
     def hooked_call(self, *args, **kwargs):
         if recorder.state.suppress:
@@ -445,11 +461,19 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
     if shim is not None:
         sys.meta_path.insert(0, shim)
     module_cls.__call__ = hooked_call
+    children = _ChildCounter()
+    # torch's ~300k objects are moved out of the collector's view for the script's run: tk's own
+    # allocations would otherwise trigger full collections over them (benchmarks/discovery_overhead.py)
+    gc.freeze()
     start = time.perf_counter()
     try:
         import runpy
 
-        runpy.run_path(str(spec.path), run_name="__main__")
+        with children:
+            if call is None:
+                runpy.run_path(str(spec.path), run_name="__main__")
+            else:
+                call()
         result.status = Status.SUCCESSFUL
     except SystemExit as e:
         code = e.code
@@ -468,7 +492,9 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
         result.traceback = _script_traceback(e)
     finally:
         module_cls.__call__ = original_call
+        gc.unfreeze()
         result.duration_s = time.perf_counter() - start
+        result.child_processes = children.count
         result.uses_turnkeyml_parser = shim is not None and shim.used
         if shim is not None and shim in sys.meta_path:
             sys.meta_path.remove(shim)
@@ -483,5 +509,77 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "") -> D
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         recorder.state.stack.clear()
-    result.models = [entry.info for entry in recorder.top.values()]
     return Discovery(result=result, live=recorder.live)
+
+
+class _ChildCounter:
+    """Counts the child processes a script starts while it runs (``multiprocessing``, ``os.fork``).
+
+    Models called in those processes are not seen (the hook lives in this process only); the
+    report says so when the count is not zero. ``multiprocessing``'s ``Process.start`` is wrapped
+    for the run; raw forks are counted by one ``os.register_at_fork`` hook installed once.
+    """
+
+    active: _ChildCounter | None = None
+    _hook_installed = False
+
+    def __init__(self):
+        self.count = 0
+        self._starting = threading.local()
+
+    def __enter__(self):
+        import multiprocessing.process as mp_process
+
+        if not _ChildCounter._hook_installed and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_parent=_ChildCounter._forked)
+            _ChildCounter._hook_installed = True
+        self._mp = mp_process.BaseProcess
+        self._original_start = self._mp.start
+        counter = self
+
+        def start(process_self):
+            counter._starting.on = True
+            try:
+                return counter._original_start(process_self)
+            finally:
+                counter._starting.on = False
+                counter.count += 1
+
+        self._mp.start = start
+        _ChildCounter.active = self
+        return self
+
+    def __exit__(self, *exc):
+        self._mp.start = self._original_start
+        _ChildCounter.active = None
+
+    @staticmethod
+    def _forked():
+        counter = _ChildCounter.active
+        if counter is not None and not getattr(counter._starting, "on", False):
+            counter.count += 1
+
+
+def discover_named(spec: InputSpec, *, max_depth: int = 0, on_found=None) -> Discovery:
+    """Build a named model (``spec.model``, ``--model NAME``) and discover it from one forward call.
+
+    The model and its inputs come from :func:`turnkey_like.zoo.load`; the call goes through the
+    same hook as a script's, so a named model gives the same records, hashes and submodules. The
+    top-level model is named as the user named it.
+
+    Raises:
+        InputError: the name is unknown (closest names suggested), its package is missing, or its
+            config cannot be read offline (from :func:`turnkey_like.zoo.load`).
+    """
+    from turnkey_like import zoo
+
+    loaded = zoo.load(spec.model)
+    discovery = discover(spec, max_depth=max_depth, on_found=on_found, call=lambda: zoo.forward(loaded))
+    result = discovery.result
+    result.path = spec.model.name
+    result.model_request = loaded.request
+    result.notes = list(loaded.notes)
+    for model in result.models:
+        model.name = spec.model.name
+        model.source_file, model.source_line, model.location_kind = None, None, "named"
+    return discovery

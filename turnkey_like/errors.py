@@ -26,6 +26,10 @@ class TkError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        # pickles with its hint (an input's child process sends its errors to tk this way)
+        return (type(self), (self.message, self.hint))
+
 
 class InputError(TkError):
     """A command-line input (path, glob, `.txt` list, `::hash`, label filter, option) is invalid."""

@@ -39,7 +39,7 @@ def write_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
 
     Args:
         path: destination; its folder must exist.
-        data: the bytes to write (a trailing newline is added when missing).
+        data: the bytes to write, as they are (binary files such as PNG stay byte-exact).
         fsync: flush to disk before the rename (off for files that are only a speed-up).
 
     Raises:
@@ -48,8 +48,6 @@ def write_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
     """
     path = Path(path)
     refuse_symlink(path)
-    if not data.endswith(b"\n"):
-        data += b"\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)
@@ -69,9 +67,27 @@ def write_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
+def reset_log(path: str | Path) -> None:
+    """Create ``path`` empty (or empty it) for a stage's log, never through a symlink.
+
+    Raises:
+        CacheError: ``path`` is a symlink, or the disk is full.
+    """
+    refuse_symlink(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(path) from None
+        if e.errno == errno.ELOOP:  # a link planted between the check and the open
+            refuse_symlink(path)
+        raise
+    os.close(fd)
+
+
 def write_record(path: str | Path, record, *, fsync: bool = True) -> None:
-    """Encode ``record`` (a :mod:`turnkey_like.records` record or builtins) as JSON and
-    :func:`write_atomic` it."""
+    """Encode ``record`` (a :mod:`turnkey_like.records` record or builtins) as JSON, one line ending
+    in a newline, and :func:`write_atomic` it."""
     from turnkey_like.records import encode
 
-    write_atomic(path, encode(record), fsync=fsync)
+    write_atomic(path, encode(record) + b"\n", fsync=fsync)

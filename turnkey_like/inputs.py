@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from turnkey_like.errors import InputError
+from turnkey_like.records import ModelRequest
 
 SCRIPT_SUFFIXES = (".py",)
 MODEL_SUFFIXES = (".onnx",)
@@ -34,23 +35,30 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass
 class InputSpec:
-    """One resolved input: a script or ONNX file, with its selectors and labels.
+    """One resolved input: a script, an ONNX file or a named model, with its selectors and labels.
 
     Attributes:
-        path: absolute path of the ``.py`` or ``.onnx`` file.
+        path: absolute path of the ``.py`` or ``.onnx`` file; for a named model, its name as given.
         selectors: the ``::HASH`` values given for it (empty = every invocation is selected).
         labels: its line-1 labels pragma (``{}`` when it has none or for ONNX files).
         entry: the text the user gave that produced it (for messages).
+        model: the named model (``--model NAME``, one sweep point) this input builds, else ``None``.
     """
 
     path: Path
     selectors: list[str] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)
     entry: str = ""
+    model: ModelRequest | None = None
 
     @property
     def is_onnx(self) -> bool:
-        return self.path.suffix.lower() in MODEL_SUFFIXES
+        return self.model is None and self.path.suffix.lower() in MODEL_SUFFIXES
+
+
+def named_model_specs(requests: list[ModelRequest]) -> list[InputSpec]:
+    """One :class:`InputSpec` per named-model request (sweep points already expanded), in order."""
+    return [InputSpec(path=Path(r.name), entry=r.name, model=r) for r in requests]
 
 
 def parse_labels_pragma(path: Path) -> dict[str, list[str]]:

@@ -12,6 +12,10 @@ file, and returns an :class:`IsolatedOutcome` saying how the child ended:
 - ``killed``: the child died by a signal it did not ask for (the kernel's OOM killer's SIGKILL, a
   segfault's SIGSEGV, ...).
 
+:class:`StreamingChild` is the long-lived kind: a forked child in its own process group that sends
+messages (records, progress events) to the parent while it works, so what it found before it crashed
+is not lost. The pipeline runs each input's discovery and stages in one.
+
 Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``process`` launcher).
 :func:`choose_start_method` is the one place that picks it, for builds and benchmarks alike:
 
@@ -26,6 +30,7 @@ Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``
 
 from __future__ import annotations
 
+import codecs
 import multiprocessing
 import os
 import signal
@@ -98,7 +103,7 @@ def log_tail(log_path: str | Path | None, lines: int = LOG_EXCERPT_LINES) -> str
 def _redirect_output(log_path: str | Path | None) -> None:
     """Point this process's fd 1 and 2 (and sys.stdout/err) at the log file (or /dev/null)."""
     target = os.fspath(log_path) if log_path is not None else os.devnull
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -319,3 +324,208 @@ def run_isolated(
         Status.ERROR, error=f"child process exited with code {code} without a result",
         log_excerpt=log_tail(log_path), duration_s=duration,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# A child that streams messages while it works
+# --------------------------------------------------------------------------------------------------
+
+
+class ChildEnded(Exception):
+    """A :class:`StreamingChild` ended (or was killed) before it sent its last message.
+
+    Attributes:
+        status: ``Status.KILLED`` (a signal: segfault, OOM killer), ``Status.TIMEOUT`` (killed by
+            the parent at its deadline) or ``Status.ERROR`` (it exited, e.g. ``os._exit(0)``).
+        error: one line saying how it ended, naming the signal or exit code.
+        fault_dump: what :mod:`faulthandler` wrote when the child died of a fatal signal (the
+            Python stack of the thread that crashed), else ``None``.
+    """
+
+    def __init__(self, status: Status, error: str, fault_dump: str | None = None):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.fault_dump = fault_dump
+
+
+def _streaming_main(conn, fault_fd, out_fd, err_fd, fn, args) -> None:
+    """Body of a :class:`StreamingChild`: own process group, dies with its parent, then ``fn(send, *args)``.
+
+    The child leaves the terminal's foreground group, so a Ctrl-C reaches tk alone (which then
+    kills the child's whole group); stdin is ``/dev/null`` (a background process reading the
+    terminal would stop); fd 1 and 2 are pipes that tk forwards to its own stdout and stderr (so
+    the script's output passes through tk's progress display), and ``sys.stdout``/``sys.stderr``
+    are fresh writers on them, never the parent's (possibly locked) rich console proxies.
+    """
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    os.close(out_fd)
+    os.close(err_fd)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    except OSError:
+        pass
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    import faulthandler
+
+    faulthandler.enable(file=fault_fd, all_threads=False)  # a segfault's Python stack goes to tk
+    try:
+        fn(conn.send, *args)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a script may have closed or replaced them
+                pass
+        conn.close()
+
+
+class StreamingChild:
+    """Run ``fn(send, *args)`` in a forked child that streams messages back while it works.
+
+    ``send(message)`` pickles ``message`` to the parent (records are msgspec Structs, which pickle).
+    The child is forked, so ``fn`` and ``args`` may be anything in this process's memory (the
+    module objects of a script it will run, a live model). It runs in its own process group with
+    ``PR_SET_PDEATHSIG`` (:func:`die_with_parent`): :meth:`kill` takes the child and every process it
+    started, and a ``kill -9`` of tk takes the child too.
+
+    Use as a context manager; leaving it kills whatever is left of the group.
+
+    Raises:
+        OSError: the child could not be started (no memory, process limit).
+    """
+
+    def __init__(self, fn: Callable[..., None], *args: Any):
+        ctx = multiprocessing.get_context("fork")
+        self._reader, writer = ctx.Pipe(duplex=False)
+        self._faults, fault_writer = os.pipe()
+        out_reader, out_writer = os.pipe()
+        err_reader, err_writer = os.pipe()
+        for fd in (self._faults, out_reader, err_reader):
+            os.set_blocking(fd, False)
+        self._outputs = {out_reader: (sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")),
+                         err_reader: (sys.stderr, codecs.getincrementaldecoder("utf-8")("replace"))}
+        try:
+            with warnings.catch_warnings():  # see run_isolated: fork of a threaded parent is deliberate
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.process = ctx.Process(
+                    target=_streaming_main, args=(writer, fault_writer, out_writer, err_writer, fn, args),
+                    daemon=False)
+                self.process.start()
+        finally:
+            writer.close()
+            for fd in (fault_writer, out_writer, err_writer):
+                os.close(fd)
+        self.pid = self.process.pid
+        try:
+            os.setpgid(self.pid, self.pid)  # also from the parent: no race with the first kill
+        except OSError:
+            pass
+
+    def __enter__(self) -> StreamingChild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+    def receive(self, timeout_s: float | None) -> Any:
+        """The next message, waiting at most ``timeout_s`` seconds (``None``: no limit).
+
+        Raises:
+            ChildEnded: the child ended without sending more (status and signal or exit code
+                named), or ``timeout_s`` passed (then the child's group is killed, status
+                ``timeout``).
+        """
+        from multiprocessing.connection import wait as wait_for
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait <= 0:
+                self.kill()
+                raise ChildEnded(Status.TIMEOUT, f"timed out after {timeout_s:g} s (child killed)")
+            ready = wait_for([self._reader, *self._outputs], wait)
+            self._forward_output(fd for fd in ready if fd is not self._reader)
+            if self._reader in ready:
+                try:
+                    return self._reader.recv()
+                except (EOFError, OSError):
+                    raise self._ended() from None
+            if not self.process.is_alive() and not self._reader.poll(0):
+                raise self._ended()
+
+    def _forward_output(self, fds=None) -> None:
+        """Copy what the child wrote to its stdout/stderr onto this process's (all pipes if ``fds`` is None)."""
+        for fd in list(self._outputs if fds is None else fds):
+            stream, decoder = self._outputs[fd]
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                if not chunk:
+                    break
+                text = decoder.decode(chunk)
+                try:
+                    stream.write(text)
+                    stream.flush()
+                except (OSError, ValueError):  # our own stdout closed (a pipe to `head`): drop it
+                    pass
+
+    def _ended(self) -> ChildEnded:
+        self.process.join(timeout=10)
+        code = self.process.exitcode
+        dump = self._fault_dump()
+        self.kill()
+        if code is not None and code < 0:
+            name = _signal_name(-code)
+            hint = {signal.SIGKILL: " (killed from outside, or out of memory)",
+                    signal.SIGSEGV: " (segmentation fault)", signal.SIGABRT: " (aborted)",
+                    signal.SIGBUS: " (bus error)"}.get(-code, "")
+            return ChildEnded(Status.KILLED, f"process killed by {name}{hint}", dump)
+        return ChildEnded(Status.ERROR, f"process exited with code {code} before tk finished "
+                                        "(os._exit() or a library ending the process)")
+
+    def _fault_dump(self) -> str | None:
+        if self._faults is None:
+            return None
+        chunks = []
+        try:
+            while chunk := os.read(self._faults, 65536):
+                chunks.append(chunk)
+        except (BlockingIOError, OSError):
+            pass
+        text = b"".join(chunks).decode("utf-8", errors="replace").strip()
+        return text or None
+
+    def kill(self) -> None:
+        """SIGKILL the child's process group (the child and everything it started); reap the child."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        self._reader.close()
+        if self._faults is not None:
+            self._forward_output()
+            for fd in (self._faults, *self._outputs):
+                os.close(fd)
+            self._faults = None
+            self._outputs = {}
+
+    def wait(self, timeout_s: float = 10.0) -> None:
+        """Wait for a child that sent its last message to exit; kill its group if it lingers."""
+        self.process.join(timeout=timeout_s)
+        self.kill()

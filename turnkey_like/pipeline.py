@@ -23,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from turnkey_like import __version__
 from turnkey_like.errors import ScriptError, SelectionError, TkError, one_line
 from turnkey_like.inputs import InputSpec
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEPT_REASON = "kept from an earlier run"
+CHARACTERIZE_LOG = "characterize.log"
 REUSED_REASON = "reused from cache"
 
 
@@ -80,6 +83,13 @@ class RunOptions:
         input_shapes: ``--input-shape`` overrides for ``.onnx`` inputs, name → shape.
         trace: also trace each model with FX/export while characterizing (``tk profile --trace``:
             the traceability line and attempts); otherwise only the ONNX build traces, once.
+        timeout_s: time limit, seconds, for each input's discovery (running the script) and for each
+            invocation's characterization; build and benchmark take theirs from ``build`` and
+            ``benchmark``.
+        isolate: run each input (its discovery and its stages) in a child process of its own
+            (:class:`~turnkey_like.launcher.StreamingChild`), so a crash, ``os._exit``, hang or
+            leaked global state in one script never reaches tk or the next script. ``False`` runs
+            everything in this process (no protection, no discovery or characterization time limit).
     """
 
     analyze_only: bool = False
@@ -95,6 +105,8 @@ class RunOptions:
     lean_cache: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     trace: bool = False
+    timeout_s: float = 3600.0
+    isolate: bool = True
 
 
 @dataclass
@@ -261,8 +273,8 @@ class Stage:
         return None
 
     def run(self, ctx: InvocationContext) -> StageResult:
-        """Do the work; return the stage's outcome. Exceptions become an ``error`` outcome, except
-        :class:`TkError`, which stops the run (an option the user must fix)."""
+        """Do the work; return the stage's outcome. Exceptions (tk's own included) become an
+        ``error`` outcome of this stage; the run goes on."""
         raise NotImplementedError
 
 
@@ -298,6 +310,18 @@ class CharacterizeStage(Stage):
                            run_id=old.run_id, result=old.result, reason=REUSED_REASON)
 
     def run(self, ctx: InvocationContext) -> StageResult:
+        """Characterize in a fork of the discovering process under ``--timeout`` (in this process when
+        the pipeline does not isolate, or when the model sits on CUDA, which a fork cannot use)."""
+        from turnkey_like.launcher import run_isolated
+
+        if not self.pipeline.options.isolate:
+            return StageResult(status=Status.SUCCESSFUL, result=self._characterize(ctx))
+        outcome = run_isolated(self._characterize, ctx, timeout_s=self.options.timeout_s,
+                               log_path=ctx.build_dir / CHARACTERIZE_LOG,
+                               start_method=_start_method_for(ctx))
+        return outcome.stage_result(None, outcome.duration_s)
+
+    def _characterize(self, ctx: InvocationContext):
         import torch
 
         from turnkey_like.characterize import characterize_call
@@ -305,9 +329,27 @@ class CharacterizeStage(Stage):
         model, args, kwargs = ctx.call
         grad = torch.inference_mode() if (ctx.live and ctx.live.inference_mode) else torch.no_grad()
         with grad:
-            char = characterize_call(model, args, kwargs, hardware=self.pipeline.profile,
-                                     no_weights=self.options.no_weights, trace=self.options.trace)
-        return StageResult(status=Status.SUCCESSFUL, result=char)
+            return characterize_call(model, args, kwargs, hardware=self.pipeline.profile,
+                                     no_weights=self.options.no_weights or _on_meta(ctx), trace=self.options.trace)
+
+
+def _on_meta(ctx: InvocationContext) -> bool:
+    """The named model was built on the meta device (too large, or ``--no-weights``)."""
+    request = ctx.result.model_request
+    return bool(request is not None and request.no_weights)
+
+
+def _start_method_for(ctx: InvocationContext):
+    """``fork`` for a CPU model; in-process for a model on CUDA (a forked child cannot use CUDA)."""
+    from turnkey_like.calls import tensor_leaves
+    from turnkey_like.launcher import choose_start_method
+
+    model, args, kwargs = ctx.call
+    on_cuda = any(getattr(t, "is_cuda", False) for t in tensor_leaves((args, kwargs)))
+    if not on_cuda and model is not None and hasattr(model, "parameters"):
+        first = next(iter(model.parameters()), None)
+        on_cuda = first is not None and first.is_cuda
+    return choose_start_method("cpu", on_cuda)
 
 
 class BuildStage(Stage):
@@ -316,7 +358,11 @@ class BuildStage(Stage):
     name = "build"
 
     def skip_reason(self, ctx: InvocationContext) -> str | None:
-        return "--analyze-only" if self.options.analyze_only else None
+        if self.options.analyze_only:
+            return "--analyze-only"
+        if _on_meta(ctx):
+            return "built on meta tensors (no weights): nothing to export"
+        return None
 
     def run(self, ctx: InvocationContext) -> StageResult:
         previous = ctx.previous.invocation.build.result if ctx.previous is not None else None
@@ -342,6 +388,8 @@ class BenchmarkStage(Stage):
             return "--analyze-only"
         if self.options.build_only:
             return "--build-only"
+        if _on_meta(ctx):
+            return "built on meta tensors (no weights): nothing to time"
         return None
 
     def reuse(self, ctx: InvocationContext) -> StageResult | None:
@@ -397,8 +445,92 @@ def eval_mode(model):
 # --------------------------------------------------------------------------------------------------
 
 
+def settle(earlier: StageResult | None, outcome: StageResult) -> StageResult:
+    """The stage's outcome once an attempt ended, such that no earlier measurement is ever erased.
+
+    - A success replaces whatever was there.
+    - An ``interrupted`` attempt (Ctrl-C) leaves the earlier final outcome in place, its reason
+      saying this run was interrupted; with none, the outcome is ``interrupted``.
+    - Any other failure (``error``, ``timeout``, ``killed``) is the outcome, and the last earlier
+      success rides along in :attr:`~turnkey_like.records.StageResult.kept`.
+
+    Args:
+        earlier: the stage's last final outcome before this attempt (``None`` when none).
+        outcome: how this attempt ended.
+    """
+    if outcome.status == Status.SUCCESSFUL or earlier is None or not earlier.final:
+        return outcome
+    if outcome.status == Status.INTERRUPTED:
+        earlier.reason = f"{KEPT_REASON}; this run was interrupted"
+        return earlier
+    success = earlier if earlier.status == Status.SUCCESSFUL else earlier.kept
+    if success is not None and success.status == Status.SUCCESSFUL:
+        outcome.kept = msgspec.structs.replace(success, kept=None)
+    return outcome
+
+
+class _Events:
+    """Where a running input's progress and records go (the parent's pipeline, or a pipe to it)."""
+
+    def found(self, result: ScriptResult, done: bool) -> None: ...
+
+    def save(self, record: BuildRecord) -> None: ...
+
+    def stage_started(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+    def stage_finished(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+
+class _LocalEvents(_Events):
+    """In-process: save to the cache and tell the listener directly."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def found(self, result, done):
+        self.pipeline._current = result
+
+    def save(self, record):
+        self.pipeline._save(record)
+
+    def stage_started(self, result, model, inv, stage):
+        self.pipeline.listener.stage_started(result, model, inv, stage)
+
+    def stage_finished(self, result, model, inv, stage):
+        self.pipeline.listener.stage_finished(result, model, inv, stage)
+
+
+class _PipeEvents(_Events):
+    """In an input's child process: every event becomes a message to the parent, sent at once."""
+
+    def __init__(self, send):
+        self.send = send
+
+    def found(self, result, done):
+        self.send(("discovered" if done else "found", result))
+
+    def save(self, record):
+        self.send(("save", record))
+
+    def stage_started(self, result, model, inv, stage):
+        self.send(("stage_started", inv.hash, stage))
+
+    def stage_finished(self, result, model, inv, stage):
+        self.send(("stage_finished", inv.hash, stage))
+
+
+#: seconds a child may stay silent beyond the stage time limit before tk takes it for hung
+SILENCE_GRACE_S = 60.0
+
+
 class Pipeline:
     """Runs inputs through the stages, saving every step to the cache.
+
+    With ``options.isolate`` (the default) each input runs in a child process of its own: the
+    script's discovery, then each selected invocation's stages, each stage in a further fork of that
+    child under the time limit. The child streams what it finds and every record to this process,
+    which alone writes the user's records; a child that crashes, exits or hangs becomes a one-line
+    error for its input, and what it sent before stays.
 
     Args:
         options: :class:`RunOptions`.
@@ -416,14 +548,28 @@ class Pipeline:
         self.cache: Cache = Cache(options.cache_dir)
         self.stages: list[Stage] = [cls(self) for cls in (stages or self.STAGE_ORDER)]
         self.run_id = f"{now_utc()}-{os.getpid()}"
+        self._current: ScriptResult | None = None
 
     @cached_property
     def profile(self) -> HardwareProfile:
         """The hardware profile for the roofline, resolved once per run (``local`` is measured once
-        per machine and kept in this run's cache)."""
+        per machine and kept in this run's cache).
+
+        With isolation it is resolved in a child: measuring ``local`` runs multi-threaded torch
+        kernels, and a process that has done so cannot fork a script child that uses them.
+        """
         from turnkey_like.characterize.hardware import get_profile
 
-        return get_profile(self.options.hardware, cache_dir=self.options.cache_dir)
+        if not self.options.isolate:
+            return get_profile(self.options.hardware, cache_dir=self.options.cache_dir)
+        from turnkey_like.launcher import run_isolated
+
+        outcome = run_isolated(get_profile, self.options.hardware, cache_dir=self.options.cache_dir,
+                               timeout_s=600, log_path=None)
+        if outcome.status != Status.SUCCESSFUL:
+            raise TkError(f"hardware profile {self.options.hardware or 'local'}: {outcome.error}",
+                          hint="pass --hardware with a datasheet profile (e.g. a100) to skip measuring this machine")
+        return outcome.value
 
     # -- inputs -------------------------------------------------------------------------------
     def run(self, specs: list[InputSpec]) -> RunSummary:
@@ -434,8 +580,10 @@ class Pipeline:
         """
         summary = RunSummary(run_id=self.run_id)
         self.listener.run_started(specs)
-        self._current: ScriptResult | None = None
+        self._current = None
         try:
+            if self.options.isolate and self.options.characterize and any(not s.is_onnx for s in specs):
+                self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
             for index, spec in enumerate(specs):
                 self.listener.script_started(spec, index)
                 try:
@@ -460,23 +608,38 @@ class Pipeline:
     def run_input(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
         """Discover (or describe, for ``.onnx``) one input, then run its selected invocations.
 
-        Returns the input's record and the selection error for ``::HASH`` values that matched nothing.
-        """
-        if spec.is_onnx:
-            return self._run_onnx(spec)
-        from turnkey_like.discovery import discover
+        Returns the input's record and its error: a ``::HASH`` value that matched nothing, or (in a
+        child) a problem with the input itself, such as an unreadable ``.onnx`` file.
 
-        discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args)
+        Raises:
+            TkError: in-process (``isolate=False``), a problem with the input itself.
+        """
+        if self.options.isolate:
+            return self._run_input_in_child(spec)
+        return self._run_input_here(spec, _LocalEvents(self))
+
+    def _run_input_here(self, spec: InputSpec, events: _Events) -> tuple[ScriptResult, SelectionError | None]:
+        """The work of one input, in the process that calls it (the input's child, or tk itself)."""
+        if spec.is_onnx:
+            return self._run_onnx(spec, events)
+        from turnkey_like.discovery import discover, discover_named
+
+        found = lambda result: events.found(result, False)  # noqa: E731
+        if spec.model is not None:
+            discovery = discover_named(spec, max_depth=self.options.max_depth, on_found=found)
+        else:
+            discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args,
+                                 on_found=found)
         result = discovery.result
         result.entry = spec.entry or None
-        self._current = result
         selection_error = apply_selection(result)
+        events.found(result, True)
         for model, inv in result.invocations():
-            self.run_invocation(result, model, inv, discovery.live.get(inv.hash))
+            self.run_invocation(result, model, inv, discovery.live.get(inv.hash), events=events)
         discovery.live.clear()
         return result, selection_error
 
-    def _run_onnx(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
+    def _run_onnx(self, spec: InputSpec, events: _Events) -> tuple[ScriptResult, SelectionError | None]:
         from turnkey_like.hashing import invocation_hash
         from turnkey_like.onnx_file import describe_onnx
 
@@ -494,13 +657,150 @@ class Pipeline:
                               entry=spec.entry or None, status=Status.SUCCESSFUL, models=[model],
                               duration_s=time.perf_counter() - start)
         selection_error = apply_selection(result)
-        self._current = result
-        self.run_invocation(result, model, inv, None, onnx_path=spec.path)
+        events.found(result, True)
+        self.run_invocation(result, model, inv, None, onnx_path=spec.path, events=events)
         return result, selection_error
+
+    # -- one input in a child process ----------------------------------------------------------
+    def _child_body(self, send, spec: InputSpec) -> None:
+        """What an input's child does: the work, then ``done`` (or the error that stops the run)."""
+        try:
+            result, selection_error = self._run_input_here(spec, _PipeEvents(send))
+        except TkError as e:
+            send(("tk_error", e.message, e.hint))
+            return
+        except BaseException as e:  # noqa: BLE001 - reported to the parent as this input's error
+            send(("crash", one_line(e), "".join(traceback.format_exception(e)[-6:])))
+            return
+        send(("done", result, selection_error))
+
+    def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
+        """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` and mirror what it sends.
+
+        The child's messages: ``found``/``discovered`` (the script's record so far), ``save`` (a
+        build record: written to the cache here), ``stage_started``/``stage_finished``, then
+        ``done``. Discovery must end within ``options.timeout_s``; after it, a child silent for
+        longer than the stage limits plus :data:`SILENCE_GRACE_S` is taken for hung.
+        """
+        from turnkey_like.launcher import ChildEnded, StreamingChild
+
+        mirror = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
+                              entry=spec.entry or None, status=Status.RUNNING)
+        self._current = mirror
+        invocations: dict[str, tuple[ModelInfo, Invocation]] = {}
+        saved: dict[str, BuildRecord] = {}
+        running: tuple[str, str] | None = None  # (invocation hash, stage) of the stage in progress
+        save_error: TkError | None = None  # the first record that could not be written
+        discovering = True
+        started = time.monotonic()
+        silence_limit = max(self.options.timeout_s, self.options.build.timeout_s,
+                            self.options.benchmark.timeout_s) + SILENCE_GRACE_S
+
+        def adopt(result: ScriptResult) -> None:
+            nonlocal mirror
+            result.entry = spec.entry or None
+            mirror = self._current = result
+            invocations.clear()
+            for model, inv in result.invocations():
+                invocations[inv.hash] = (model, inv)
+
+        with StreamingChild(self._child_body, spec) as child:
+            try:
+                while True:
+                    limit = (self.options.timeout_s - (time.monotonic() - started)) if discovering else silence_limit
+                    message = child.receive(max(limit, 0.001))
+                    kind = message[0]
+                    if kind in ("found", "discovered"):
+                        adopt(message[1])
+                        discovering = kind == "found"
+                    elif kind == "save":
+                        record: BuildRecord = message[1]
+                        saved[record.invocation.hash] = record
+                        try:
+                            self._save(record)
+                        except TkError as e:  # e.g. a full disk: the run goes on, the input reports it
+                            save_error = save_error or e
+                        model, inv = invocations.get(record.invocation.hash, (None, None))
+                        if inv is not None:
+                            _copy_stages(record.invocation, inv)
+                    elif kind in ("stage_started", "stage_finished"):
+                        model, inv = invocations[message[1]]
+                        running = (message[1], message[2]) if kind == "stage_started" else None
+                        getattr(self.listener, kind)(mirror, model, inv, message[2])
+                    elif kind == "done":
+                        child.wait()
+                        adopt(message[1])
+                        return message[1], message[2] or save_error
+                    elif kind == "tk_error":  # a problem with this input (e.g. an unreadable .onnx file)
+                        child.wait()
+                        mirror.status, mirror.error = Status.ERROR, message[1]
+                        return mirror, TkError(message[1], hint=message[2])
+                    elif kind == "crash":
+                        raise ChildEnded(Status.ERROR, f"tk failed: {message[1]}")
+            except ChildEnded as ended:
+                phase = "discovery" if discovering else "stage" if running else "run"
+                self._child_failed(mirror, ended, phase, running, saved, invocations)
+                return mirror, None
+            except KeyboardInterrupt:
+                child.kill()
+                if running is not None:
+                    self._end_running(running, saved, invocations, StageResult(
+                        status=Status.INTERRUPTED, error="interrupted (Ctrl-C)", run_id=self.run_id))
+                raise
+
+    def _end_running(self, running: tuple[str, str], saved: dict[str, BuildRecord],
+                     invocations: dict, outcome: StageResult) -> None:
+        """Record how the stage that was running in a dead or killed child ended, keeping earlier results."""
+        inv_hash, stage_name = running
+        record = saved.get(inv_hash)
+        if record is None:
+            return
+        current = getattr(record.invocation, stage_name)
+        outcome.started_at = current.started_at
+        outcome.run_id = self.run_id
+        if current.started_at:
+            outcome.duration_s = _seconds_since(current.started_at)
+        setattr(record.invocation, stage_name, settle(current.kept, outcome))
+        try:
+            self._save(record)
+        except TkError as e:
+            log.warning("%s: %s", record.build_name, e.message)
+        model, inv = invocations.get(inv_hash, (None, None))
+        if inv is not None:
+            _copy_stages(record.invocation, inv)
+            self.listener.stage_finished(self._current, model, inv, stage_name)
+
+    def _child_failed(self, mirror: ScriptResult, ended, phase: str, running, saved, invocations) -> None:
+        """Turn a child that ended early into this input's one-line error; keep all it sent."""
+        what = {"discovery": "the script", "stage": "a stage", "run": "the input's process"}[phase]
+        mirror.status = Status.ERROR
+        if phase == "discovery" and ended.status == Status.TIMEOUT:
+            mirror.error = (f"the script ran longer than --timeout {self.options.timeout_s:g} s "
+                            "(its process was killed)")
+        elif ended.error.startswith("tk failed"):
+            mirror.error = ended.error
+        else:
+            where = _script_line(ended.fault_dump, mirror.path)
+            mirror.error = f"{what}: {ended.error}{where}"
+        if ended.fault_dump:  # the crashing thread's stack down to the script's frames (tk's own cut)
+            kept = []
+            for line in ended.fault_dump.splitlines():
+                if "<frozen runpy>" in line or line.startswith("Extension modules"):
+                    break
+                kept.append(line)
+            mirror.traceback = "\n".join(kept).strip()
+        if running is not None:
+            status = Status.TIMEOUT if ended.status == Status.TIMEOUT else Status.KILLED
+            self._end_running(running, saved, invocations, StageResult(status=status, error=ended.error))
+        for _model, inv in mirror.invocations():
+            for stage in inv.stages().values():
+                if stage.status in (Status.NOT_STARTED, Status.RUNNING):
+                    stage.status, stage.reason = Status.SKIPPED, f"not run: {what} ended the input's process"
 
     # -- one invocation ------------------------------------------------------------------------
     def run_invocation(self, result: ScriptResult, model: ModelInfo, inv: Invocation,
-                       live: LiveInvocation | None, onnx_path: Path | None = None) -> None:
+                       live: LiveInvocation | None, onnx_path: Path | None = None,
+                       events: _Events | None = None) -> None:
         """Run every stage for one invocation, saving its record before and after each stage.
 
         A stage that does not run keeps the final outcome an earlier run saved (marked
@@ -508,7 +808,13 @@ class Pipeline:
         """
         from turnkey_like.system import system_info
 
-        inv.build_name = self.cache.build_name(result.path, result.labels, inv.hash)
+        events = events or _LocalEvents(self)
+        stem = None
+        if result.model_request is not None:
+            from turnkey_like.zoo import stem as named_stem
+
+            stem = named_stem(result.model_request)
+        inv.build_name = self.cache.build_name(result.path, result.labels, inv.hash, stem=stem)
         if not inv.selected:
             for stage in inv.stages().values():
                 stage.status, stage.reason = Status.SKIPPED, "not selected"
@@ -518,6 +824,7 @@ class Pipeline:
             build_name=inv.build_name, script=result.path, labels=result.labels, model=model.summary(),
             invocation=inv, system=system_info(), tk_version=__version__,
             created_at=(previous.created_at if previous else None) or now_utc(),
+            model_request=result.model_request,
         )
         if previous is not None:
             for name, earlier in previous.invocation.stages().items():
@@ -528,13 +835,13 @@ class Pipeline:
                                 onnx_path=onnx_path)
         saved = False
         for stage in self.stages:
-            saved = self._run_stage(stage, ctx, record)
+            saved = self._run_stage(stage, ctx, record, events)
         if not saved:
-            self._save(record)
+            events.save(record)
         if self.options.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
             self.cache.clean([inv.build_name])
 
-    def _run_stage(self, stage: Stage, ctx: InvocationContext, record: BuildRecord) -> bool:
+    def _run_stage(self, stage: Stage, ctx: InvocationContext, record: BuildRecord, events: _Events) -> bool:
         """Run (or skip, or reuse) one stage; return True when the record was saved after it."""
         inv = ctx.inv
         reason = stage.skip_reason(ctx)
@@ -549,42 +856,39 @@ class Pipeline:
         if reused is not None:
             setattr(inv, stage.name, reused)
             return False
-        self.listener.stage_started(ctx.result, ctx.model, inv, stage.name)
+        events.stage_started(ctx.result, ctx.model, inv, stage.name)
         started = now_utc()
         earlier = getattr(inv, stage.name)
+        earlier = msgspec.structs.replace(earlier, kept=earlier.kept) if earlier.final else None
         setattr(inv, stage.name, StageResult(status=Status.RUNNING, started_at=started, pid=os.getpid(),
-                                             run_id=self.run_id))
-        self._save(record)
+                                             run_id=self.run_id, kept=_without_nesting(earlier)))
+        events.save(record)
         log.info("%s %s (%s): started", stage.name, ctx.model.name, inv.hash)
         t0 = time.perf_counter()
         try:
             outcome = stage.run(ctx)
-        except TkError:
-            raise  # an option the user must fix (e.g. --device cuda without CUDA): stop the run
         except KeyboardInterrupt:
             # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
-            if earlier.final:
-                earlier.reason = f"{KEPT_REASON}; this run was interrupted"
-                setattr(inv, stage.name, earlier)
-            else:
-                setattr(inv, stage.name, StageResult(status=Status.INTERRUPTED, started_at=started,
-                                                     duration_s=time.perf_counter() - t0, run_id=self.run_id,
-                                                     error="interrupted (Ctrl-C)"))
-            self._save(record)
+            setattr(inv, stage.name, settle(earlier, StageResult(
+                status=Status.INTERRUPTED, started_at=started, duration_s=time.perf_counter() - t0,
+                run_id=self.run_id, error="interrupted (Ctrl-C)")))
+            events.save(record)
             raise
         except Exception as e:  # noqa: BLE001 - one model's failure never stops the others
+            # tk's own errors too (a refused symlink, a full disk): the stage failed, the run goes on
             outcome = StageResult(status=Status.ERROR, error=one_line(e),
-                                  log_excerpt="".join(traceback.format_exception(e)[-6:]))
+                                  log_excerpt=None if isinstance(e, TkError) else
+                                  "".join(traceback.format_exception(e)[-6:]))
         outcome.started_at = outcome.started_at or started
         if outcome.duration_s is None:
             outcome.duration_s = time.perf_counter() - t0
         outcome.pid = None
         outcome.run_id = outcome.run_id or self.run_id
-        setattr(inv, stage.name, outcome)
-        self._save(record)
+        setattr(inv, stage.name, settle(earlier, outcome))
+        events.save(record)
         log.info("%s %s (%s): %s in %.2f s", stage.name, ctx.model.name, inv.hash, outcome.status.value,
                  outcome.duration_s)
-        self.listener.stage_finished(ctx.result, ctx.model, inv, stage.name)
+        events.stage_finished(ctx.result, ctx.model, inv, stage.name)
         return True
 
     def _previous(self, build_name: str) -> BuildRecord | None:
@@ -601,3 +905,41 @@ class Pipeline:
     def _save(self, record: BuildRecord) -> None:
         record.updated_at = now_utc()
         self.cache.save(record)
+
+
+def _without_nesting(stage: StageResult | None) -> StageResult | None:
+    """``stage`` as a :attr:`StageResult.kept` value: its own success, else the success it kept."""
+    if stage is None:
+        return None
+    if stage.status != Status.SUCCESSFUL and stage.kept is not None:
+        return msgspec.structs.replace(stage.kept, kept=None)
+    return msgspec.structs.replace(stage, kept=None)
+
+
+def _copy_stages(source: Invocation, target: Invocation) -> None:
+    """Copy the stage outcomes (and build name) of a record's invocation onto the mirrored one."""
+    target.build_name = source.build_name
+    for name, stage in source.stages().items():
+        setattr(target, name, stage)
+
+
+def _script_line(fault_dump: str | None, script: str) -> str:
+    """`` at line N`` of ``script`` in a faulthandler dump (innermost frame of the script), else ``""``."""
+    import re
+
+    if not fault_dump:
+        return ""
+    lines = re.findall(r'File "([^"]+)", line (\d+)', fault_dump)
+    for filename, line in lines:  # faulthandler lists the innermost frame first
+        if os.path.abspath(filename) == os.path.abspath(script):
+            return f" at line {line}"
+    return ""
+
+
+def _seconds_since(iso: str) -> float | None:
+    from datetime import datetime, timezone
+
+    try:
+        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return None

@@ -380,6 +380,8 @@ class FusionGroup(Record):
         internal_bytes: intermediate traffic fusion removes (writes + reads of intermediates).
         external_bytes: traffic left after fusion (inputs from outside + the final output).
         arithmetic_intensity: FLOPs / external bytes (``None`` when there is no traffic).
+        id: the group's number in :attr:`FusionResult.row_groups` (``-1`` in records written before
+            every op had a group).
     """
 
     ops: list[int]
@@ -390,6 +392,7 @@ class FusionGroup(Record):
     internal_bytes: int
     external_bytes: int
     arithmetic_intensity: float | None
+    id: int = -1
 
 
 class FusionSummary(Record):
@@ -405,6 +408,8 @@ class FusionSummary(Record):
         flops: the model's FLOPs.
         arithmetic_intensity_unfused: flops / total_bytes.
         arithmetic_intensity_fused: flops / fused_total_bytes.
+        all_groups: groups of every size: the multi-op groups plus one group per op outside them
+            (the kernels a fusing compiler launches); 0 in records written before every op had one.
     """
 
     groups: int = 0
@@ -416,13 +421,43 @@ class FusionSummary(Record):
     flops: int = 0
     arithmetic_intensity_unfused: float | None = None
     arithmetic_intensity_fused: float | None = None
+    all_groups: int = 0
 
 
 class FusionResult(Record):
-    """Fusion groups (two ops or more) and their summary."""
+    """Fusion groups (two ops or more), their summary, and the group of every op.
+
+    Attributes:
+        groups: the groups of two ops or more, in execution order of their anchors.
+        summary: see :class:`FusionSummary`.
+        row_groups: per op row (``OpRow.index``), the number of its group. Every op has one:
+            an op outside the multi-op groups (functional calls and tensor methods included: the
+            rows are ATen ops whatever Python called them) is a group of its own. Groups are
+            numbered 0, 1, ... in execution order of their first op; a multi-op group's number is
+            its :attr:`FusionGroup.id`. Empty in records written before every op had a group.
+    """
 
     groups: list[FusionGroup] = []
     summary: FusionSummary = msgspec.field(default_factory=FusionSummary)
+    row_groups: list[int] = []
+
+
+class RepeatedBlocks(Record):
+    """A run of consecutive sibling modules that do identical work (BERT's 12 ``BertLayer`` modules).
+
+    Two blocks are identical when they have the same class and run the same ops, in the same order,
+    with the same output shapes, at the same paths relative to the block (``attention.self.query``).
+    Pictures draw the first block once, marked "×N" (``turnkey_like.views.graph``).
+
+    Attributes:
+        paths: the blocks' module paths, in execution order (``encoder.layer.0`` ...).
+        class_name: their class.
+        ops: op rows in each block (the same for every block).
+    """
+
+    paths: list[str]
+    class_name: str
+    ops: int
 
 
 class Characterization(Record):
@@ -446,6 +481,7 @@ class Characterization(Record):
         breakdown: share of roofline time by category and by bound.
         top_ops: indices into ``rows`` of the most time-consuming ops, slowest first (up to 50).
         fusion: fusion groups and the traffic they remove.
+        repeats: runs of identical consecutive sibling modules (outermost first, then in module order).
         symbolic_dims: symbolic dimension names seen in shapes (reported, never replaced by 1).
         duration_s, count_duration_s, trace_duration_s: wall times, seconds (``trace_duration_s``
             is 0 when not traced).
@@ -467,6 +503,7 @@ class Characterization(Record):
     top_ops: list[int]
     fusion: FusionResult
     symbolic_dims: list[str] = []
+    repeats: list[RepeatedBlocks] = []
     duration_s: float = 0.0
     count_duration_s: float = 0.0
     trace_duration_s: float = 0.0
@@ -475,6 +512,78 @@ class Characterization(Record):
     def profile(self) -> HardwareProfile:
         """The hardware profile used (same as :attr:`hardware`)."""
         return self.hardware
+
+
+class RooflineRoof(Record):
+    """One hardware profile's roofline for one dtype: its two roofs and the point where they meet.
+
+    Attributes:
+        name: the profile's key (``a100``, ``local``, ...); description: its full device name.
+        dtype: the dtype whose peak is used (the model's main dtype).
+        peak_flops: peak FLOP/s for that dtype (the flat roof).
+        memory_bandwidth: bytes/s (the slanted roof: attainable = intensity x bandwidth).
+        ridge_point: peak ÷ bandwidth, FLOPs/byte, where the two roofs meet (Williams et al., 2009).
+    """
+
+    name: str
+    description: str
+    dtype: str
+    peak_flops: float
+    memory_bandwidth: float
+    ridge_point: float
+
+
+class RooflinePoint(Record):
+    """One module's own ops, or one fusion group, placed on the roofline of every profile.
+
+    Attributes:
+        kind: ``module`` (the ops a module runs itself, its children's excluded) or ``fusion group``.
+        module_path: the module (for a group: its anchor op's module); ``""`` for the model itself.
+        module_class: that module's class name.
+        op_names: a group's member ops (ATen names, execution order); empty for a module.
+        ops: number of op rows in the point.
+        flops: FLOPs (1 MAC = 2 FLOPs).
+        bytes: memory traffic in bytes: a module's ops run one by one (unfused); a group's
+            ``external_bytes`` (what is left once fused).
+        arithmetic_intensity: flops / bytes, FLOPs/byte (``None`` without traffic).
+        time_s: per profile name, the roofline time in seconds: the sum of a module's ops' times,
+            a group's fused time ``max(flops / peak, bytes / bandwidth)``.
+        attainable_flops: per profile name, ``flops / time_s`` in FLOP/s: at or below that profile's
+            roof at this intensity (below it when a module mixes compute- and memory-bound ops).
+        bound: per profile name, ``compute-bound`` or ``memory-bound`` at this intensity.
+    """
+
+    kind: str
+    module_path: str
+    module_class: str
+    op_names: list[str] = []
+    ops: int = 0
+    flops: int = 0
+    bytes: int = 0
+    arithmetic_intensity: float | None = None
+    time_s: dict[str, float] = {}
+    attainable_flops: dict[str, float] = {}
+    bound: dict[str, str] = {}
+
+
+class RooflineChart(Record):
+    """What a roofline plot draws for one model call (``characterize.roofline.roofline_chart``).
+
+    Attributes:
+        title: the model and invocation it shows.
+        dtype: the dtype of the roofs (the model's main dtype).
+        roofs: one per hardware profile; the first is the profile of the record's Bound column.
+        points: every module with its own FLOPs and every fusion group, heaviest first (by roofline
+            time on the first profile).
+        no_compute_modules: modules whose own ops do no FLOPs (data movement only): a log-scale plot
+            cannot place them, so they are counted here instead.
+    """
+
+    title: str
+    dtype: str
+    roofs: list[RooflineRoof]
+    points: list[RooflinePoint] = []
+    no_compute_modules: int = 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -581,6 +690,94 @@ class BuildResult(Record):
 # --------------------------------------------------------------------------------------------------
 
 
+class LayerTime(Record):
+    """One row of a per-layer profile: a module (by path) or an op category, per profiled iteration.
+
+    Attributes:
+        name: the module path (``""`` for the model itself) or the op category; the two extra rows of
+            :attr:`PerLayerResult.modules` are ``(unattributed)`` and ``(unmapped kernels)``.
+        class_name: the module's class (module rows; ``""`` otherwise).
+        measured_ms: measured time per iteration, ms: the module's own ops (not its children's),
+            or the kernels of the category.
+        inclusive_ms: module rows: the module and everything below it, ms (``None`` for other rows).
+        share: ``measured_ms`` ÷ the profiled run's wall time per iteration (0-1).
+        predicted_ms: roofline time of the same ops on the profile the run measured on, ms
+            (``None`` without a characterization or a profile for that device).
+        predicted_inclusive_ms: the same for ``inclusive_ms``.
+        efficiency: ``predicted_ms / measured_ms``, the fraction of the roof attained (``None`` when
+            either is missing or 0: ops with no counted work, such as views, have no roof).
+        flops, bytes: FLOPs (1 MAC = 2 FLOPs) and bytes read + written of the row's ops (unfused), from
+            the characterization.
+        attained_flops_s, attained_bytes_s: ``flops`` and ``bytes`` ÷ ``measured_ms`` (FLOP/s, bytes/s).
+        faster_than_roof: measured below the roofline time (efficiency > 1): the profile's peaks or the
+            op count are wrong for this row; flagged, never hidden.
+        kernels: kernel (or op) events attributed to the row per iteration (fractions when a fused
+            kernel is split across rows).
+    """
+
+    name: str
+    measured_ms: float
+    share: float
+    class_name: str = ""
+    inclusive_ms: float | None = None
+    predicted_ms: float | None = None
+    predicted_inclusive_ms: float | None = None
+    efficiency: float | None = None
+    flops: int = 0
+    bytes: int = 0
+    attained_flops_s: float | None = None
+    attained_bytes_s: float | None = None
+    faster_than_roof: bool = False
+    kernels: float = 0.0
+
+
+class PerLayerResult(Record):
+    """Per-layer measured time of one benchmark (``--per-layer``), beside the roofline.
+
+    Measured in profiling runs made after the timed ones (so ``BenchmarkResult.latency_ms`` is not
+    disturbed). The rows of :attr:`modules` (each module's own time, plus ``(unattributed)`` and
+    ``(unmapped kernels)``) add up to :attr:`wall_ms`, the profiled runs' own wall time per iteration.
+
+    Attributes:
+        method: the profiler (``onnxruntime session profiler``, ``torch.profiler``).
+        mapping: how kernels were mapped to module paths (``dynamo name_scopes``, ``torchscript node
+            names``, ``forward hooks``, ``none``); ``mapping_note`` states its limits.
+        iterations: profiled runs (after their own warm-up).
+        wall_ms: wall time of one profiled run, mean, ms.
+        attributed_ms: kernel time mapped to modules, per iteration, ms.
+        unmapped_ms: kernel time no module could be found for, per iteration, ms.
+        unattributed_ms: ``wall_ms`` minus all kernel time (time between ops, framework overhead), ms.
+        unattributed_share: ``unattributed_ms / wall_ms``.
+        overhead: ``wall_ms`` ÷ the timed runs' mean latency (what the profiler costs per run).
+        hardware: the profile the roofline is computed on (the one the run measured on: ``local`` on
+            CPU, the GPU's datasheet profile on CUDA); ``None`` when none matches the device.
+        predicted_ms: roofline time of the whole call on ``hardware``, ms.
+        efficiency: ``predicted_ms`` ÷ the timed runs' mean latency (``None`` without a prediction).
+        modules: one row per module with a measured or predicted time, in the characterization's
+            order, then the two extra rows.
+        categories: one row per op category (ONNX op types and ATen ops mapped to tk's categories),
+            slowest first.
+        faster_than_roof: names of the rows measured faster than their roof.
+    """
+
+    method: str
+    mapping: str
+    iterations: int
+    wall_ms: float
+    attributed_ms: float
+    unmapped_ms: float
+    unattributed_ms: float
+    unattributed_share: float
+    overhead: float | None = None
+    mapping_note: str = ""
+    hardware: HardwareProfile | None = None
+    predicted_ms: float | None = None
+    efficiency: float | None = None
+    modules: list[LayerTime] = []
+    categories: list[LayerTime] = []
+    faster_than_roof: list[str] = []
+
+
 class LatencyStats(Record):
     """Latency statistics over the timed iterations, milliseconds (p90/p99: linear interpolation)."""
 
@@ -627,6 +824,7 @@ class BenchmarkResult(Record):
         reused: True when this run took the result from the cache instead of measuring
             (the stage's ``run_id`` names the run that measured it).
         stale: fingerprint keys that differ from the current run's (``--rebenchmark never`` reuse only).
+        per_layer: per-layer measured times beside the roofline (``--per-layer``), else ``None``.
     """
 
     runtime: str
@@ -655,6 +853,7 @@ class BenchmarkResult(Record):
     fingerprint: dict[str, str | int | float | bool | None] = {}
     reused: bool = False
     stale: list[str] = []
+    per_layer: PerLayerResult | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -680,6 +879,10 @@ class StageResult(Record, Generic[T]):
         reason: why the stage was skipped (e.g. ``not selected``, ``--analyze-only``), or where a
             result came from when this run did not compute it (``reused from cache``,
             ``kept from an earlier run``).
+        kept: the last final outcome of an earlier run, held while this stage runs (so a run killed
+            mid-stage is read back as that outcome, never as ``killed`` over a measurement), and
+            after a failed attempt (``error``/``timeout``) of this run, so the earlier successful
+            result is never erased. ``None`` when there was none. Never nested more than one level.
     """
 
     status: Status = Status.NOT_STARTED
@@ -691,6 +894,7 @@ class StageResult(Record, Generic[T]):
     log_excerpt: str | None = None
     result: T | None = None
     reason: str | None = None
+    kept: StageResult[T] | None = None
 
     @property
     def failed(self) -> bool:
@@ -742,6 +946,40 @@ class Invocation(Record):
     def failed(self) -> bool:
         """True when any stage ended in a failure."""
         return any(stage.failed for stage in self.stages().values())
+
+
+class ModelRequest(Record):
+    """A named model (``--model NAME``) and the options that shape it (``turnkey_like.zoo.load``).
+
+    Attributes:
+        name: as the user typed it: ``resnet50``, ``bert``, ``bert-base-uncased``,
+            ``timm/resnet18``, ``yolov8n.yaml``, ``pkg.mod:factory``, a local folder.
+        source: ``torchvision | transformers | ultralytics | timm | factory``; ``""`` = detect from
+            the name (``turnkey_like.zoo.model_source``). The loader fills it in.
+        batch_size, seq_len, imgsz: ``None`` = the model's default; the loader fills in the value
+            it used, and leaves ``None`` where the model takes no such dimension.
+        input_shapes: ``--input-shape NAME:D0,D1,...``: exact shapes of named inputs.
+        pretrained: load trained weights (network or local cache); random weights otherwise.
+        model_args: ``--model-args JSON``: keyword arguments of a ``module:factory``, a
+            torchvision builder or ``timm.create_model``; config attributes for transformers
+            (``{"num_hidden_layers": 2}``); refused by ultralytics.
+        trust_remote_code: allow a hub model's own code (``--trust-remote-code``).
+        no_weights: build on the meta device (no memory for weights); ``None`` = automatic above
+            ``turnkey_like.zoo.META_THRESHOLD_PARAMS`` parameters. The loader fills in the choice.
+        seed: seed of the random weights and synthesized inputs (``torch.Generator``).
+    """
+
+    name: str
+    source: str = ""
+    batch_size: int | None = None
+    seq_len: int | None = None
+    imgsz: int | None = None
+    input_shapes: dict[str, list[int]] = {}
+    pretrained: bool = False
+    model_args: dict | None = None
+    trust_remote_code: bool = False
+    no_weights: bool | None = None
+    seed: int = 0
 
 
 class ModelInfo(Record):
@@ -807,6 +1045,12 @@ class ScriptResult(Record):
         uses_turnkeyml_parser: the script imported ``turnkeyml.parser``, which tk serves itself
             (so ``python SCRIPT`` alone may not run it).
         entry: the input as the user gave it on the command line (for messages).
+        child_processes: how many child processes the script started (``multiprocessing``,
+            ``os.fork``); models called inside them are not seen by discovery.
+        model_request: for a named model (``--model NAME``) instead of a script: the request with
+            every default the loader used filled in (source, sizes, seed); ``None`` for scripts.
+        notes: what tk changed to build a named model and says so (e.g. ``DETR:
+            use_pretrained_backbone=False``, ``meta tensors``).
         models: the top-level models in first-call order (submodules nest in ``children``).
     """
 
@@ -820,6 +1064,9 @@ class ScriptResult(Record):
     traceback: str | None = None
     uses_turnkeyml_parser: bool = False
     entry: str | None = None
+    child_processes: int = 0
+    model_request: ModelRequest | None = None
+    notes: list[str] = []
     models: list[ModelInfo] = []
 
     def walk_models(self):
@@ -846,6 +1093,8 @@ class BuildRecord(Record):
         system: the machine and software versions (``turnkey_like.system.system_info()``).
         tk_version: version of tk that wrote the record.
         schema_version: :data:`SCHEMA_VERSION` when written.
+        model_request: for a named model (``--model``): the source and options that made it
+            (``script`` is then the name as given); ``None`` for scripts and ``.onnx`` files.
         created_at, updated_at: ISO-8601 UTC times.
     """
 
@@ -859,6 +1108,7 @@ class BuildRecord(Record):
     schema_version: int = SCHEMA_VERSION
     created_at: str | None = None
     updated_at: str | None = None
+    model_request: ModelRequest | None = None
 
 
 class RunReport(Record):
@@ -883,6 +1133,67 @@ class RunReport(Record):
     interrupted: bool = False
     results: list[ScriptResult] = []
     errors: list[str] = []
+
+
+class ComparisonEntry(Record):
+    """One model call in a side-by-side comparison (``tk compare``; ``views.compare``).
+
+    Attributes:
+        label: what the user named it by (build name, invocation hash, model name).
+        build_name: its cache folder, ``None`` when it was not cached.
+        script: the script (or .onnx file) it came from.
+        model, class_name: the model's display name and class.
+        invocation_hash: the invocation hash; signature: its inputs.
+        params, param_bytes: unique parameters and their bytes.
+        hardware: the profile its roofline figures are on (``None`` when not characterized).
+        macs, flops, bytes, arithmetic_intensity, bound, roofline_time_s: the characterization's totals
+            (bytes read + written, unfused; seconds); ``None`` when it was not characterized.
+        runtime, device: what the benchmark ran on; latency_ms: its mean latency (ms);
+            throughput_ips: inferences/s counting the batch; ``None`` when not benchmarked.
+        by_category: the share of roofline time per op category (the record's breakdown).
+        statuses: stage name -> status of that stage.
+        relative: per quantity (``params``, ``macs``, ``flops``, ``bytes``, ``roofline_time_s``,
+            ``latency_ms``, ``throughput_ips``), this entry's value ÷ the first entry's (``None``
+            where either is missing or the first is 0).
+    """
+
+    label: str
+    model: str
+    class_name: str
+    invocation_hash: str
+    build_name: str | None = None
+    script: str | None = None
+    signature: list[TensorSpec] = []
+    params: int = 0
+    param_bytes: int = 0
+    hardware: str | None = None
+    macs: int | None = None
+    flops: int | None = None
+    bytes: int | None = None
+    arithmetic_intensity: float | None = None
+    bound: str | None = None
+    roofline_time_s: float | None = None
+    runtime: str | None = None
+    device: str | None = None
+    latency_ms: float | None = None
+    throughput_ips: float | None = None
+    by_category: dict[str, BreakdownEntry] = {}
+    statuses: dict[str, str] = {}
+    relative: dict[str, float | None] = {}
+
+
+class Comparison(Record):
+    """Model calls side by side (``tk compare``, ``--json``, the HTML report).
+
+    Attributes:
+        entries: in the order given; ratios in ``relative`` are to the first.
+        categories: every op category in any entry's breakdown, by total roofline time, slowest first.
+        notes: caveats, one line each (entries on different hardware profiles, not characterized, ...).
+    """
+
+    entries: list[ComparisonEntry] = []
+    categories: list[str] = []
+    notes: list[str] = []
 
 
 # --------------------------------------------------------------------------------------------------

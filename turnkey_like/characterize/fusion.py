@@ -12,6 +12,11 @@ Traffic accounting per group (bytes at the real dtype):
   by the next op in the chain; fusion keeps these on chip, so they are removed;
 - ``external_bytes`` = unfused - internal: inputs read from outside the group + the final output;
 - the group's arithmetic intensity is FLOPs / external bytes.
+
+Every op belongs to exactly one group: an op outside the multi-op groups is a group of its own (it
+runs as its own kernel). ``FusionResult.row_groups`` numbers the groups 0, 1, ... in execution order
+of their first op, so the explorer and the pictures show a group for every node, nothing "not
+partitioned".
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
     Uses each row's ``producers`` (indices of earlier rows whose outputs it reads) to find consumers;
     a chain continues from op A to op B only when B is A's only consumer, B's category is in
     :data:`FUSIBLE` and B is not already in a group. Bytes as described in the module docstring.
+    ``row_groups`` gives every row its group's number (position ``i`` for the ``i``-th row given).
     """
     rows = list(rows)
     by_index = {r.index: r for r in rows}
@@ -79,6 +85,23 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
             )
         )
 
+    # Number every group, singletons included, in execution order of its first op.
+    first_of = {g.ops[0]: g for g in groups}
+    member_of = {i: g for g in groups for i in g.ops}
+    row_groups: list[int] = []
+    number = 0
+    for r in rows:
+        g = member_of.get(r.index)
+        if g is None:
+            row_groups.append(number)
+            number += 1
+        elif r.index in first_of:
+            g.id = number
+            row_groups.append(number)
+            number += 1
+        else:
+            row_groups.append(g.id)
+
     total = sum(r.bytes_read + r.bytes_written for r in rows)
     flops = sum(r.flops for r in rows)
     removed = sum(g.internal_bytes for g in groups)
@@ -93,5 +116,6 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
         flops=flops,
         arithmetic_intensity_unfused=flops / total if total else None,
         arithmetic_intensity_fused=flops / fused_total if fused_total else None,
+        all_groups=number,
     )
-    return FusionResult(groups=groups, summary=summary)
+    return FusionResult(groups=groups, summary=summary, row_groups=row_groups)

@@ -109,12 +109,10 @@ BUILTIN: dict[str, HardwareProfile] = {
 }
 
 
-def _local_key() -> str:
-    import torch
-
+def _local_key(threads: int) -> str:
     from turnkey_like.system import cpu_name
 
-    return f"{cpu_name()}|torch_threads={torch.get_num_threads()}"
+    return f"{cpu_name()}|torch_threads={threads}"
 
 
 def local_profile_path(cache_dir: str | Path | None = None) -> Path:
@@ -128,17 +126,28 @@ def local_profile_path(cache_dir: str | Path | None = None) -> Path:
     return resolve_root(cache_dir) / "hardware" / "local.json"
 
 
-def measure_local(budget_s: float = 4.0) -> HardwareProfile:
+def measure_local(budget_s: float = 4.0, threads: int | None = None) -> HardwareProfile:
     """Measure this machine: fp32 matmul FLOP/s with torch and stream-copy memory bandwidth.
 
     Compute: best of repeated 1024x1024 fp32 ``torch.mm`` (2·1024³ FLOPs each, Dongarra-style dense
     matmul peak). Bandwidth: best of repeated copies of a 64 MiB fp32 tensor, counting read + write
     bytes (the STREAM "Copy" kernel convention, McCalpin 1995). Other dtypes are not measured and
     take the fp32 figure (stated in ``sources``). Takes about ``budget_s`` seconds or less.
+
+    ``threads``: torch intra-op threads to measure with (``None``: torch's current setting); torch's
+    setting is restored afterwards. The count is recorded in ``HardwareProfile.threads``.
     """
     import torch
 
     from turnkey_like.system import cpu_name
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+        try:
+            return measure_local(budget_s)
+        finally:
+            torch.set_num_threads(before)
 
     def best_rate(fn, work: float, seconds: float) -> float:
         fn()  # warm-up
@@ -178,12 +187,13 @@ def measure_local(budget_s: float = 4.0) -> HardwareProfile:
     )
 
 
-def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False) -> HardwareProfile:
+def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False,
+                  threads: int | None = None) -> HardwareProfile:
     """Return the ``local`` profile, measuring it once and caching it.
 
     Cached in :func:`local_profile_path` (under the cache root that ``cache_dir`` resolves to), one
-    entry per CPU name and torch thread count, so a different thread setting or machine sharing the
-    cache is measured separately. ``refresh=True`` measures again. A cache file that is unreadable
+    entry per CPU name and thread count (``threads``; ``None``: torch's current setting), so a
+    different thread setting or machine sharing the cache is measured separately. ``refresh=True`` measures again. A cache file that is unreadable
     or does not match the schema is ignored and rewritten (atomically). The profile is written only
     into a tk cache (the root gets its marker, as any tk command would give it), never into a folder
     that is not one; a cache that cannot be written only costs a measurement next time.
@@ -191,8 +201,11 @@ def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False)
     from turnkey_like.errors import CacheError
     from turnkey_like.files import write_record
 
+    import torch
+
+    threads = threads or torch.get_num_threads()
     path = local_profile_path(cache_dir)
-    key = _local_key()
+    key = _local_key(threads)
     entries: dict[str, HardwareProfile] = {}
     try:
         entries = decode(path.read_bytes(), dict[str, HardwareProfile], what=str(path))
@@ -200,7 +213,7 @@ def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False)
         entries = {}
     if key in entries and not refresh:
         return entries[key]
-    profile = measure_local()
+    profile = measure_local(threads=threads)
     entries[key] = profile
     try:
         from turnkey_like.cache import Cache
@@ -211,6 +224,29 @@ def local_profile(*, cache_dir: str | Path | None = None, refresh: bool = False)
     except (OSError, CacheError):
         pass  # an unwritable cache, or a folder that is not a tk cache, only costs a re-measurement
     return profile
+
+
+#: GPU name fragment (upper case) -> the datasheet profile a CUDA run on it is predicted with
+GPU_PROFILES = {"A100": "a100", "H100": "h100"}
+
+
+def gpu_profile(device_name: str) -> HardwareProfile | None:
+    """The datasheet profile of a GPU by its name (``NVIDIA A100-SXM4-80GB`` -> ``a100``), or ``None``
+    when tk has none for it (then per-layer rows have no predicted time; never a wrong GPU's)."""
+    upper = device_name.upper()
+    for fragment, name in GPU_PROFILES.items():
+        if fragment in upper:
+            return BUILTIN[name]
+    return None
+
+
+def measured_on(device: str, device_name: str, *, threads: int | None = None,
+                cache_dir: str | Path | None = None) -> HardwareProfile | None:
+    """The profile a benchmark on ``device`` measured on: ``local`` (measured with ``threads``) for
+    ``cpu``, the GPU's datasheet profile (:func:`gpu_profile`) for ``cuda``."""
+    if device == "cuda":
+        return gpu_profile(device_name)
+    return local_profile(cache_dir=cache_dir, threads=threads)
 
 
 def list_profiles() -> list[str]:
@@ -240,5 +276,5 @@ def get_profile(name: str | HardwareProfile | None = None, *, cache_dir: str | P
     )
 
 
-__all__ = ["DTYPES", "LOCAL", "BUILTIN", "HardwareProfile", "get_profile", "list_profiles", "local_profile",
-           "local_profile_path", "measure_local"]
+__all__ = ["DTYPES", "LOCAL", "BUILTIN", "GPU_PROFILES", "HardwareProfile", "get_profile", "gpu_profile",
+           "list_profiles", "local_profile", "local_profile_path", "measure_local", "measured_on"]

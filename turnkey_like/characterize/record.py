@@ -4,7 +4,7 @@
 (the one pass: its op rows with their ``producers`` are the dataflow graph), traces the model with
 FX/export only when asked (``trace=True``, ``turnkey_like.tracing``), then computes once, into the
 record: per-op arithmetic intensity / bound / roofline time on a hardware profile, the per-module
-roll-up, totals, the bottleneck breakdown, and fusion groups. Renderers only format this record.
+roll-up, totals, the bottleneck breakdown, fusion groups (one per op at least) and repeated blocks. Renderers only format this record.
 
 1 MAC = 2 FLOPs. Bytes follow the real dtype of every tensor.
 """
@@ -31,6 +31,7 @@ from turnkey_like.records import (
     InputDesc,
     ModuleRow,
     OpRow,
+    RepeatedBlocks,
     Totals,
     TraceSummary,
 )
@@ -178,6 +179,70 @@ def build_breakdown(rows: list[OpRow]) -> Breakdown:
     by_bound = group("bound")
     return Breakdown(by_category=group("category"),
                      by_bound={b: by_bound[b] for b in BOUNDS if b in by_bound})
+
+
+def _feeds(before: list[OpRow], after: list[OpRow]) -> bool:
+    """True when some row of ``after`` reads an output of a row of ``before`` (``OpRow.producers``)."""
+    produced = {r.index for r in before}
+    return any(p in produced for r in after for p in r.producers)
+
+
+def find_repeats(rows: list[OpRow], modules: list[ModuleRow]) -> list[RepeatedBlocks]:
+    """Return the runs of consecutive sibling modules that do identical work, outermost first.
+
+    Siblings (children of one module, in the roll-up's order) are identical blocks when they have
+    the same class and run the same ops in the same order, each with the same output shapes and at
+    the same module path relative to the block, and each block reads an output of the block before it
+    (a chain, like BERT's layers; parallel branches such as query/key/value projections are not a
+    run); a run needs two blocks or more. Modules that ran no
+    op are never part of a run. Runs are listed by depth (outermost first), then in module order;
+    runs nested inside a block of an outer run are listed too (each block has its own).
+    Cost: one pass over the rows per ancestor level of the candidate modules (siblings sharing a
+    class), so a few milliseconds for thousands of rows.
+    """
+    children: dict[str, list[ModuleRow]] = {}
+    for m in modules:
+        if m.parent is not None:
+            children.setdefault(m.parent, []).append(m)
+    candidates: set[str] = set()
+    for kids in children.values():
+        classes: dict[str, int] = {}
+        for m in kids:
+            classes[m.class_name] = classes.get(m.class_name, 0) + 1
+        candidates.update(m.path for m in kids if classes[m.class_name] > 1 and m.ops)
+    if not candidates:
+        return []
+    inside: dict[str, list[OpRow]] = {p: [] for p in candidates}
+    for r in rows:
+        path = r.module_path
+        while path:
+            if path in inside:
+                inside[path].append(r)
+            path = path.rpartition(".")[0]
+
+    def signature(path: str) -> tuple:
+        cut = len(path) + 1
+        return tuple((r.module_path[cut:], r.op, tuple(tuple(s) for s in r.output_shapes))
+                     for r in inside[path])
+
+    order = {m.path: i for i, m in enumerate(modules)}
+    runs: list[tuple[int, int, RepeatedBlocks]] = []
+    for kids in children.values():
+        run: list[ModuleRow] = []
+        run_sig: tuple = ()
+        for m in [*kids, None]:
+            sig = signature(m.path) if m is not None and m.path in candidates else None
+            if (run and m is not None and sig and m.class_name == run[0].class_name and sig == run_sig
+                    and _feeds(inside[run[-1].path], inside[m.path])):
+                run.append(m)
+                continue
+            if len(run) > 1:
+                runs.append((run[0].depth, order[run[0].path],
+                             RepeatedBlocks(paths=[b.path for b in run], class_name=run[0].class_name,
+                                            ops=len(run_sig))))
+            run, run_sig = ([m], sig) if sig else ([], ())
+    runs.sort(key=lambda t: t[:2])
+    return [r for _, _, r in runs]
 
 
 def _symbolic_dims(rows: list[OpRow]) -> list[str]:
@@ -475,6 +540,7 @@ def characterize_call(
         breakdown=build_breakdown(rows),
         top_ops=top,
         fusion=find_fusion_groups(rows),
+        repeats=find_repeats(rows, modules),
         symbolic_dims=[] if counted.plain_shapes else _symbolic_dims(rows),
         duration_s=time.perf_counter() - start,
         count_duration_s=count_s,
@@ -497,5 +563,5 @@ def characterize(model, *args, hardware=None, no_weights: bool = False, trace: b
     return characterize_call(model, args, kwargs, hardware=hardware, no_weights=no_weights, trace=trace)
 
 
-__all__ = ["characterize", "characterize_call", "build_modules", "build_breakdown", "meta_weights",
+__all__ = ["characterize", "characterize_call", "build_modules", "build_breakdown", "find_repeats", "meta_weights",
            "Characterization", "ModuleRow", "Totals"]

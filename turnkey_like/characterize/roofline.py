@@ -102,3 +102,69 @@ def annotate_rows(rows, profile: HardwareProfile) -> None:
         r.arithmetic_intensity = ai
         r.bound = bound
         r.roofline_time_s = max(float(flops) / peak, float(nbytes) / bandwidth)
+
+
+def roofline_chart(char, profiles=(), *, title: str = ""):
+    """Return the :class:`~turnkey_like.records.RooflineChart` of one characterization on its own
+    hardware profile and on ``profiles`` (extra :class:`HardwareProfile` s, for ``--hardware a,b,c``).
+
+    The first roof is ``char.hardware`` (the profile of the record's Bound column); a profile of the
+    same name in ``profiles`` is not repeated. Points, each placed on every profile with
+    :func:`roofline_time_s` and :func:`classify`:
+
+    - one per module whose own ops (``OpRow.module_path``, children excluded) do FLOPs: their FLOPs,
+      unfused bytes and the sum of their roofline times; attainable FLOP/s = FLOPs ÷ that time;
+    - one per fusion group (``char.fusion.groups``): FLOPs over ``external_bytes``, timed as one
+      fused op at the group's anchor dtype.
+
+    Points are sorted by roofline time on the first profile, heaviest first. Modules whose own ops
+    do no FLOPs cannot sit on a log-scale plot and are counted in ``no_compute_modules``.
+    """
+    from turnkey_like.records import RooflineChart, RooflinePoint, RooflineRoof
+
+    chosen = [char.hardware, *(p for p in profiles if p.name != char.hardware.name)]
+    chosen = list({p.name: p for p in chosen}.values())
+    dtype = char.dtype
+    roofs = [RooflineRoof(name=p.name, description=p.description, dtype=dtype, peak_flops=p.peak(dtype),
+                          memory_bandwidth=p.memory_bandwidth, ridge_point=p.ridge_point(dtype)) for p in chosen]
+    classes = {m.path: m.class_name for m in char.modules}
+    by_index = {r.index: r for r in char.rows}
+
+    per_module: dict[str, list] = {}  # path -> [flops, bytes, ops, {profile: time}]
+    for r in char.rows:
+        acc = per_module.get(r.module_path)
+        if acc is None:
+            acc = per_module[r.module_path] = [0, 0, 0, dict.fromkeys((p.name for p in chosen), 0.0)]
+        acc[0] += r.flops
+        acc[1] += r.bytes_read + r.bytes_written
+        acc[2] += 1
+        for p in chosen:
+            acc[3][p.name] += roofline_time_s(r.flops, r.bytes_read + r.bytes_written, p, r.dtype)
+
+    def point(kind, path, flops, nbytes, ops, times, op_names=(), point_dtype=dtype):
+        return RooflinePoint(
+            kind=kind, module_path=path, module_class=classes.get(path, ""), op_names=list(op_names), ops=ops,
+            flops=flops, bytes=nbytes, arithmetic_intensity=arithmetic_intensity(flops, nbytes),
+            time_s=times, attainable_flops={k: (flops / t if t > 0 else 0.0) for k, t in times.items()},
+            bound={p.name: classify(flops, nbytes, p, point_dtype) for p in chosen},
+        )
+
+    points = []
+    no_compute = 0
+    for path, (flops, nbytes, ops, times) in per_module.items():
+        if flops <= 0:
+            no_compute += 1
+            continue
+        points.append(point("module", path, flops, nbytes, ops, times))
+    for g in char.fusion.groups:
+        if g.flops <= 0:
+            continue
+        anchor = by_index.get(g.ops[0]) if g.ops else None
+        group_dtype = anchor.dtype if anchor is not None else dtype
+        times = {p.name: roofline_time_s(g.flops, g.external_bytes, p, group_dtype) for p in chosen}
+        points.append(point("fusion group", g.module_path, g.flops, g.external_bytes, len(g.ops), times,
+                            g.op_names, group_dtype))
+    first = chosen[0].name
+    points.sort(key=lambda pt: -pt.time_s[first])
+    return RooflineChart(title=title or char.model_class, dtype=dtype, roofs=roofs, points=points,
+                         no_compute_modules=no_compute)

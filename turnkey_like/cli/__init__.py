@@ -19,7 +19,7 @@ import sys
 from turnkey_like import __version__
 from turnkey_like.errors import TkError
 
-COMMANDS = ("benchmark", "profile", "cache", "report", "version")
+COMMANDS = ("benchmark", "profile", "cache", "report", "discover-models", "explore", "view", "compare", "version")
 
 
 def _looks_like_input(token: str) -> bool:
@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     parent = common_options(suppress=True)
     benchmark_commands.register(subparsers, parent)
     cache_commands.register(subparsers, parent)
+    from turnkey_like.cli import model_commands
+
+    model_commands.register(subparsers, parent)
+    from turnkey_like.cli import view_commands
+
+    view_commands.register(subparsers, parent)
+    from turnkey_like.cli import compare_commands
+
+    compare_commands.register(subparsers, parent)
     version = subparsers.add_parser("version", parents=[parent], help="print the versions of tk and its runtimes")
     version.set_defaults(func=_version)
     return parser

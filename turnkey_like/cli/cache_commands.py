@@ -236,24 +236,34 @@ def _names(args, cache) -> list[str]:
     return args.builds
 
 
+def _say_links_skipped(cache, names: list[str]) -> None:
+    for name in cache.links(names):
+        print(f"skipped {name}: a symbolic link (not followed: tk touches nothing outside its cache)")
+
+
 def cache_delete(args) -> int:
-    """Remove build folders (record, ONNX files, logs)."""
+    """Remove build folders (record, ONNX files, logs); symbolic links are skipped and named."""
     cache = _cache(args)
-    removed = cache.delete(_names(args, cache))
+    names = _names(args, cache)
+    removed = cache.delete(names)
     print(f"deleted {len(removed)} build(s) from {cache.root}")
     for name in removed:
         print(f"  {name}")
+    _say_links_skipped(cache, names)
     return 0
 
 
 def cache_clean(args) -> int:
-    """Drop ONNX files and other artifacts of builds, keeping their records and logs."""
+    """Drop ONNX files and other artifacts of builds, keeping their records and logs; symbolic links
+    are skipped and named."""
     cache = _cache(args)
-    freed = cache.clean(_names(args, cache))
+    names = _names(args, cache)
+    freed = cache.clean(names)
     total = sum(freed.values())
     print(f"cleaned {len(freed)} build(s) in {cache.root}: freed {format_bytes(total)} ({total} bytes)")
     for name, n in freed.items():
         print(f"  {name}: {format_bytes(n)}")
+    _say_links_skipped(cache, names)
     return 0
 
 
@@ -371,11 +381,15 @@ def _report(args) -> int:
     dirs = args.cache_dirs or [None]
     if args.output:
         path = Path(args.output)
-        fmt = args.format or format_from_path(path)
+        fmt = args.format or ("html" if path.suffix.lower() in (".html", ".htm") else format_from_path(path))
     else:
         fmt = args.format or "csv"
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path.cwd() / f"tk_report_{stamp}.{fmt}"
+    if fmt == "html":  # one self-contained page of the full records (turnkey_like.views.html)
+        from turnkey_like.cli.compare_commands import report_html
+
+        return report_html(dirs, path)
     if fmt not in FORMATS:
         raise InputError(f"unknown report format {fmt!r}", hint=f"use --format with one of: {', '.join(FORMATS)}")
     # one cache to CSV (the default): the index's ready-made CSV lines, sorted as merge_rows sorts rows
@@ -466,5 +480,7 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     p.add_argument("--cache-dir", dest="cache_dirs", action="append", metavar="DIR",
                    help="cache folder; repeat to merge several caches (default: $TK_CACHE_DIR, else ~/.cache/turnkey_like)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default: tk_report_<time>.<format> here)")
-    p.add_argument("--format", choices=["csv", "json", "md"], help="output format (default: from -o's extension, else csv)")
+    p.add_argument("--format", choices=["csv", "json", "md", "html"],
+                   help="output format (default: from -o's extension, else csv); html: one self-contained page "
+                        "with every build's tables, graph and roofline")
     p.set_defaults(func=report)

@@ -8,8 +8,8 @@ arithmetic intensity in FLOPs/byte, roofline time in ns/µs/ms/s.
 
 from __future__ import annotations
 
-from turnkey_like.records import Characterization, TraceSummary
-from turnkey_like.units import format_bytes, format_intensity, format_seconds, format_shapes, si
+from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, Status, TraceSummary
+from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 
 MAC_NOTE = "1 MAC = 2 FLOPs"
 
@@ -66,8 +66,31 @@ def trace_text(trace: TraceSummary) -> str:
     return f"{trace.method} ({trace.node_count} nodes)"
 
 
+def hardware_text(hw: HardwareProfile) -> str:
+    """A profile in one line: its name, and for a measured one (``local``) the measured peaks and the
+    thread count they were measured with."""
+    text = hw.description or hw.name
+    if hw.measured:
+        text += (f" · measured with {hw.threads} thread(s): {si(hw.peak('float32'))}FLOP/s fp32 matmul, "
+                 f"{format_bytes(hw.memory_bandwidth)}/s stream copy")
+    return text
+
+
+def invocation_per_layer(inv: Invocation) -> PerLayerResult | None:
+    """The per-layer record of an invocation's benchmark (measured now or kept from an earlier run),
+    or ``None`` when its benchmark has none."""
+    bench = inv.benchmark
+    if bench.status != Status.SUCCESSFUL or bench.result is None:
+        return None
+    return bench.result.per_layer
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
 def render_profile(char: Characterization, console, *, showshape: bool = False, top: int = 10,
-                   max_depth: int | None = None) -> None:
+                   max_depth: int | None = None, per_layer: PerLayerResult | None = None) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
     Sections: the per-module table (hierarchical, indented by depth; MACs, FLOPs, params, bytes,
@@ -75,6 +98,12 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     roofline time by op category and by bound), the ``top`` slowest ops (with input/output shapes
     when ``showshape``), fusion, and the ops that were not counted. ``max_depth`` hides deeper modules
     (their numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
+
+    ``per_layer`` (a ``--per-layer`` benchmark of the same invocation, see
+    :func:`invocation_per_layer`) adds "Measured" (the module and everything below it, ms per
+    iteration) and "% of roof" (its predicted ÷ measured time, on the profile the run measured on)
+    to the per-module table, and a section of measured time by category and the rows measured faster
+    than their roof.
     """
     hw = _hw_name(char)
     inputs = ", ".join(f"{k}: {format_shapes([v.shape])} {v.dtype}" for k, v in char.inputs.items())
@@ -84,23 +113,44 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         f"{char.model_class} ({inputs}) · dtype {char.dtype} · counted on {char.device}"
         f"{' (no weights)' if char.no_weights else ''} · trace: {trace_text(char.trace)}"
     ))
-    console.print(Text(f"Hardware: {hw} · ridge point {char.ridge_point:.3g} FLOPs/B · {MAC_NOTE}"))
+    console.print(Text(f"Hardware: {hardware_text(char.hardware)} · ridge point {char.ridge_point:.3g} FLOPs/B"
+                       f" · {MAC_NOTE}"))
+    measured = {r.name: r for r in per_layer.modules} if per_layer is not None else None
+    if per_layer is not None:
+        roof = hardware_text(per_layer.hardware) if per_layer.hardware is not None else "no profile for this device"
+        console.print(Text(
+            f"Measured: {per_layer.method}, {per_layer.iterations} profiled run(s), "
+            f"{format_ms(per_layer.wall_ms)} per run, {per_layer.unattributed_share:.1%} unattributed · "
+            f"% of roof on {roof}"))
 
+    columns = [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
+               ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")]
+    if measured is not None:
+        columns += [("Measured", "right"), ("% of roof", "right")]
     table = _table(
-        f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {hw})",
-        [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
-         ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")],
+        f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {hw}"
+        + ("; measured = the module and below, per iteration" if measured is not None else "") + ")",
+        columns,
     )
     for m in char.modules:
         if max_depth is not None and m.depth > max_depth:
             continue
         name = "(model)" if m.path == "" else m.path.rsplit(".", 1)[-1]
-        table.add_row(
+        cells = [
             "  " * m.depth + name, m.class_name, si(m.macs), si(m.flops), si(m.params),
             format_bytes(m.bytes), format_intensity(m.arithmetic_intensity), m.bound,
             format_seconds(m.roofline_time_s),
-        )
+        ]
+        if measured is not None:
+            row = measured.get(m.path)
+            incl = row.inclusive_ms if row is not None else None
+            pred = row.predicted_inclusive_ms if row is not None else None
+            cells += ["" if incl is None else format_ms(incl),
+                      _percent(pred / incl if pred is not None and incl else None)]
+        table.add_row(*cells)
     table.print(console)
+    if per_layer is not None:
+        _render_measured(per_layer, console)
 
     t = char.totals
     summary = _table(f"Summary ({MAC_NOTE})", [("Quantity", "left"), ("Value", "right")])
@@ -168,6 +218,31 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         console.print(Text("Ops not counted: none"))
     if char.symbolic_dims:
         console.print(Text(f"Symbolic dimensions (kept symbolic, not taken as 1): {', '.join(char.symbolic_dims)}"))
+
+
+def _render_measured(per_layer: PerLayerResult, console) -> None:
+    """The measured-time sections of ``tk profile``: by category, the extra rows, the flagged rows."""
+    from rich.text import Text
+
+    cats = _table(
+        "Measured by op category (per iteration; predicted = roofline on the profile measured on)",
+        [("Category", "left"), ("Measured", "right"), ("Share", "right"), ("Predicted", "right"),
+         ("% of roof", "right"), ("FLOP/s", "right"), ("Bytes/s", "right")],
+    )
+    for r in per_layer.categories:
+        cats.add_row(r.name, format_ms(r.measured_ms), f"{r.share:.1%}",
+                     "" if r.predicted_ms is None else format_ms(r.predicted_ms), _percent(r.efficiency),
+                     "" if r.attained_flops_s is None else si(r.attained_flops_s),
+                     "" if r.attained_bytes_s is None else format_bytes(r.attained_bytes_s))
+    for r in per_layer.modules[-2:]:  # unmapped kernels, unattributed
+        cats.add_row(r.name, format_ms(r.measured_ms), f"{r.share:.1%}", "", "", "", "")
+    cats.add_row("(profiled run)", format_ms(per_layer.wall_ms), "100.0%",
+                 "" if per_layer.predicted_ms is None else format_ms(per_layer.predicted_ms), "", "", "")
+    cats.print(console)
+    console.print(Text(f"Mapping: {per_layer.mapping} ({per_layer.mapping_note})"))
+    if per_layer.faster_than_roof:
+        console.print(Text("Measured faster than their roof (a profile or counting error): "
+                           + ", ".join(n or "(model)" for n in per_layer.faster_than_roof)))
 
 
 def summary_lines(char: Characterization, build_trace: TraceSummary | None = None) -> list[str]:

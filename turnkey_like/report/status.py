@@ -63,6 +63,8 @@ def relative_path(path: str | None) -> str:
 
 
 def _location(model: ModelInfo) -> str:
+    if model.location_kind == "named":
+        return "named model (--model; no script)"
     where = relative_path(model.source_file)
     if model.source_line:
         where += f", line {model.source_line}"
@@ -84,7 +86,13 @@ def _stage_outcome(name: str, stage: StageResult) -> str:
     if stage.status == Status.SKIPPED:
         return f"[{style}]skipped[/] ({escape(stage.reason or '')})"
     if stage.failed:
-        return f"[{style}]{stage.status.value}[/]: {escape(stage.error or 'no error message')}"
+        line = f"[{style}]{stage.status.value}[/]: {escape(stage.error or 'no error message')}"
+        kept = stage.kept
+        if kept is not None and kept.status == Status.SUCCESSFUL:
+            earlier = (escape(benchmark_line(kept.result)) if isinstance(kept.result, BenchmarkResult)
+                       else build_line(kept.result) if isinstance(kept.result, BuildResult) else "successful")
+            line += f"\n{'':<24}[dim]earlier result kept (run {escape(kept.run_id or '?')}):[/] {earlier}"
+        return line
     if stage.status != Status.SUCCESSFUL:
         return f"[{style}]{stage.status.value.replace('_', ' ')}[/]"
     if isinstance(stage.result, BuildResult):
@@ -181,8 +189,23 @@ def render_model(console: Console, model: ModelInfo, level: int, cache_root: str
 def render_script(console: Console, result: ScriptResult, cache_root: str | None = None) -> None:
     """Print the whole report for one script: its models, then its failure if it failed."""
     console.print(f"\n[bold underline]{escape(os.path.basename(result.path))}[/]:")
+    request = result.model_request
+    if request is not None:
+        sizes = ", ".join(f"{label} {value}" for label, value in (
+            ("batch", request.batch_size), ("seq_len", request.seq_len), ("imgsz", request.imgsz))
+            if value is not None)
+        weights = ("meta tensors (no weights)" if request.no_weights else
+                   "pretrained weights" if request.pretrained else "random weights")
+        console.print(f"{INDENT}[dim]named model from {escape(request.source)}: {escape(sizes or 'default sizes')}, "
+                      f"{weights}, seed {request.seed}[/]")
+        for note in result.notes:
+            console.print(f"{INDENT}[dim]note: {escape(note)}[/]")
     if not result.models:
         note = "no model was called" if result.status == Status.SUCCESSFUL else "no model was called before the failure"
         console.print(f"{INDENT}[yellow]{note}[/]")
     for model in result.models:
         render_model(console, model, 1, cache_root)
+    if result.child_processes:
+        console.print(f"{INDENT}[yellow]note:[/] the script started {result.child_processes} child "
+                      f"process{'es' if result.child_processes > 1 else ''}: models called in them are "
+                      "not seen (discovery hooks the script's own process only)")

@@ -33,7 +33,7 @@ class Column(NamedTuple):
     ``kind`` decides how :func:`human` shows a value: ``text`` and ``int`` as they are, ``count`` with
     a decimal SI prefix (``25.6 M``), ``intensity`` in FLOPs/byte (3 significant digits), ``ms`` and
     ``s`` with their unit (``38.5 ms``, ``12.4 s``), ``rate`` (per second, the unit in the title) with an
-    SI prefix.
+    SI prefix, ``fraction`` (0-1) as a percentage.
     """
 
     key: str
@@ -70,6 +70,9 @@ COLUMN_LIST: tuple[Column, ...] = (
     Column("batch_size", "Batch", "int"),
     *(Column(f"latency_{s}_ms", f"Latency {s}", "ms") for s in LATENCY_STATS),
     Column("throughput_ips", "Throughput (inferences/s)", "rate"),
+    Column("top_layers", "Top layers by measured time"),
+    Column("efficiency", "Efficiency (roofline ÷ latency)", "fraction"),
+    Column("unattributed_share", "Unattributed time (per-layer run)", "fraction"),
     Column("benchmark_reused", "Benchmark reused"),
     Column("benchmark_run_id", "Benchmark measured by run"),
     *(c for s in STAGES for c in (Column(f"{s}_status", f"{s.capitalize()} status"),
@@ -92,7 +95,7 @@ ROW_KEYS: tuple[str, ...] = tuple(COLUMNS)
 #: Version of what :func:`report_row` puts in a row. The cache index stores rows
 #: (``turnkey_like.cache_index``) and uses only those of its own format, which includes this number,
 #: the tk version and the column keys: bump it whenever a row's values change for the same record.
-ROW_VERSION = 1
+ROW_VERSION = 2
 
 FORMATS = ("csv", "json", "md")
 ERROR_EXCERPT_CHARS = 300
@@ -141,6 +144,23 @@ def _error_excerpt(inv: Invocation) -> str | None:
     return None
 
 
+#: how many layers the ``top_layers`` column names
+TOP_LAYERS = 3
+
+
+def _top_layers(per_layer) -> str | None:
+    """``path ms (% of roof); ...`` of the :data:`TOP_LAYERS` modules with the most own measured time."""
+    if per_layer is None:
+        return None
+    from turnkey_like.runtimes.per_layer import top_measured
+
+    parts = []
+    for r in top_measured(per_layer, TOP_LAYERS):
+        roof = f", {r.efficiency:.0%} of roof" if r.efficiency is not None else ""
+        parts.append(f"{r.name or '(model)'} {units.format_ms(r.measured_ms)}{roof}")
+    return "; ".join(parts)
+
+
 def report_row(record: BuildRecord) -> Row:
     """Return one flat report row (keys of :data:`COLUMNS`, in order) for one :class:`BuildRecord`.
 
@@ -185,6 +205,9 @@ def report_row(record: BuildRecord) -> Row:
         "batch_size": bench.batch_size if bench else None,
         **{f"latency_{s}_ms": getattr(latency, s) if latency else None for s in LATENCY_STATS},
         "throughput_ips": bench.throughput_ips if bench else None,
+        "top_layers": _top_layers(bench.per_layer) if bench else None,
+        "efficiency": bench.per_layer.efficiency if bench and bench.per_layer else None,
+        "unattributed_share": bench.per_layer.unattributed_share if bench and bench.per_layer else None,
         "benchmark_reused": bench.reused if bench else None,
         "benchmark_run_id": inv.benchmark.run_id if bench else None,
     }
@@ -264,6 +287,8 @@ def human(key: str, value: Any) -> str:
         return units.format_seconds(value)
     if kind == "rate":
         return units.si(value)
+    if kind == "fraction":
+        return f"{value:.1%}"
     return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 

@@ -13,8 +13,8 @@ where ``target`` is what the runtime runs, by its :attr:`Runtime.source`:
 
 Then the harness (:mod:`turnkey_like.runtimes.harness`) calls :meth:`Runtime.load` (untimed: session
 creation, moving to the device), :meth:`Runtime.time_runs` (warm-up and timed runs),
-:meth:`Runtime.run` (outputs for the agreement check), :meth:`Runtime.input_shapes` (the batch rule)
-and :meth:`Runtime.close`. A new runtime is one subclass and one line in
+:meth:`Runtime.run` (outputs for the agreement check), :meth:`Runtime.input_shapes` (the batch rule),
+:meth:`Runtime.profile_layers` (``--per-layer`` only, after everything else) and :meth:`Runtime.close`. A new runtime is one subclass and one line in
 ``turnkey_like.runtimes.RUNTIMES``; its heavy imports go inside its methods.
 """
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from turnkey_like.records import BuildResult
+    from turnkey_like.runtimes.per_layer import RawProfile
 
 TargetT = TypeVar("TargetT")
 InputsT = TypeVar("InputsT")
@@ -96,6 +97,20 @@ class Runtime(Generic[TargetT, InputsT]):
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """``{input name: shape}`` of the tensors one inference takes (for the batch rule)."""
         raise NotImplementedError
+
+    @classmethod
+    def default_threads(cls) -> int | None:
+        """The intra-op threads this runtime uses when none are asked for (``None``: not known)."""
+        return None
+
+    def profile_layers(self, runs: int, modules: set[str] | None) -> RawProfile:
+        """Profile ``runs`` more inferences (after their own warm-up) and return every kernel's time
+        with the module path(s) it ran for (:mod:`turnkey_like.runtimes.per_layer`).
+
+        ``modules``: the characterization's module paths (mapped paths are taken to the deepest of
+        them), or ``None``. Called after the timed runs, so their latencies are not disturbed.
+        """
+        raise NotImplementedError(f"runtime {self.name} has no per-layer profiler")
 
     def peak_device_memory(self) -> int | None:
         """Peak device memory the runtime allocated, bytes (``None`` when not known)."""

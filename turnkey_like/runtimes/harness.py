@@ -16,7 +16,12 @@ work runs, and runs :func:`run_benchmark` there:
    ``rss_start_bytes`` says where it started);
 5. agreement of one more run's outputs with the eager PyTorch reference (:mod:`turnkey_like.agreement`,
    at the runtime's precision's tolerance), when the runtime is compared with eager (not for
-   ``torch-eager`` itself, nor for ``.onnx`` inputs, which have no model).
+   ``torch-eager`` itself, nor for ``.onnx`` inputs, which have no model);
+6. with ``per_layer``: :func:`~turnkey_like.runtimes.per_layer.profiled_runs` more runs under the
+   runtime's profiler (:meth:`Runtime.profile_layers`), after everything above so no figure above
+   is disturbed, mapped to module paths and set beside the roofline of the invocation's
+   characterization on the hardware profile the run measured on
+   (:func:`turnkey_like.characterize.hardware.measured_on`): ``BenchmarkResult.per_layer``.
 
 Every timed latency (ms) goes to ``benchmark_<runtime>_<device>.json`` in the build folder.
 
@@ -42,7 +47,7 @@ import msgspec
 
 from turnkey_like.agreement import compare_outputs, max_errors, tolerance_for
 from turnkey_like.errors import BenchmarkError, one_line
-from turnkey_like.files import write_atomic
+from turnkey_like.files import reset_log, write_atomic
 from turnkey_like.records import (
     BenchmarkResult,
     BuildResult,
@@ -57,6 +62,8 @@ from turnkey_like.runtimes.base import Runtime
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from turnkey_like.records import Characterization, HardwareProfile
 
 WARMUP_MIN_RUNS = 10
 WARMUP_WINDOW = 5
@@ -97,8 +104,9 @@ class BenchmarkOptions:
         rebenchmark: ``if_needed`` (reuse the cached benchmark when its :func:`benchmark_fingerprint`
             is equal), ``always`` (measure again), ``never`` (reuse any successful cached benchmark,
             listing the keys that differ in ``stale``; measure only when there is none).
-        per_layer: also record per-layer times (issue 11; not implemented yet: ``validate`` refuses
-            it). Part of the fingerprint, so a run that asks for it never reuses one without it.
+        per_layer: also profile per-layer times after the timed runs (``BenchmarkResult.per_layer``,
+            see :mod:`turnkey_like.runtimes.per_layer`). Part of the fingerprint, so a run that asks
+            for it never reuses one without it.
     """
 
     runtime: str = "ort"
@@ -127,8 +135,8 @@ class BenchmarkOptions:
         if self.rebenchmark not in REBENCHMARK_POLICIES:
             raise BenchmarkError(f"unknown rebenchmark policy {self.rebenchmark!r}",
                                  hint="use --rebenchmark " + ", ".join(REBENCHMARK_POLICIES))
-        if self.per_layer:
-            raise BenchmarkError("per-layer profiling is not implemented yet", hint="run without per_layer")
+        if not isinstance(self.per_layer, bool):
+            raise BenchmarkError(f"per_layer {self.per_layer!r} must be True or False")
 
 
 def runtime_class(name: str) -> type[Runtime]:
@@ -313,7 +321,8 @@ def reuse_benchmark(previous: StageResult[BenchmarkResult] | None, fp: Fingerpri
 
 
 def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Reference,
-                  raw_path: str | None) -> BenchmarkResult:
+                  raw_path: str | None, characterization: Characterization | None = None,
+                  hardware: HardwareProfile | None = None) -> BenchmarkResult:
     """Load, warm up, time, count the batch, then check agreement with the reference (see the module doc).
 
     Args:
@@ -324,6 +333,9 @@ def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Refere
             gives a moved model back to its device), so nothing of it precedes the timing or counts
             in ``peak_memory_bytes``.
         raw_path: file that receives every timed latency (ms) as JSON, or ``None``.
+        characterization, hardware: with ``options.per_layer``, the invocation's characterization
+            (module paths and op costs; ``None`` for ``.onnx`` inputs) and the profile the run
+            measures on (``None``: no predicted times).
 
     Returns:
         The :class:`BenchmarkResult`. Errors of the runtime propagate (the launcher records them).
@@ -340,8 +352,19 @@ def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Refere
         if reference is not None:
             actual = runtime.run()
         peak_device = runtime.peak_device_memory()
+        raw_profile = None
+        if options.per_layer:
+            from turnkey_like.runtimes.per_layer import profiled_runs
+
+            known = {m.path for m in characterization.modules} if characterization is not None else None
+            raw_profile = runtime.profile_layers(profiled_runs(options.iterations), known)
     finally:
         runtime.close()
+    per_layer = None
+    if raw_profile is not None:
+        from turnkey_like.runtimes.per_layer import per_layer_result
+
+        per_layer = per_layer_result(raw_profile, characterization, hardware, stats.mean)
     max_abs = max_rel = within = None
     if actual is not None:
         expected = reference() if callable(reference) else reference
@@ -375,20 +398,39 @@ def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Refere
         warmup_stable=stable,
         model_path=runtime.model_path,
         raw_path=raw_path,
+        per_layer=per_layer,
     )
 
 
 def _benchmark_child(runtime_name: str, target: BuildResult | torch.nn.Module, inputs: object,
-                     options: BenchmarkOptions, reference: Reference, raw_path: str) -> BenchmarkResult:
+                     options: BenchmarkOptions, reference: Reference, raw_path: str,
+                     characterization: Characterization | None = None,
+                     hardware: HardwareProfile | None = None) -> BenchmarkResult:
     """The work of the benchmark child: construct the runtime and run the harness. Module-level and
     made of picklable arguments (for ``spawn``) unless the target is a live model."""
     cls = runtime_class(runtime_name)
     runtime = cls(target, inputs, device=options.device, threads=options.threads)
-    return run_benchmark(runtime, options, reference, raw_path)
+    return run_benchmark(runtime, options, reference, raw_path, characterization, hardware)
+
+
+def per_layer_hardware(cls: type[Runtime], options: BenchmarkOptions,
+                       cache_dir: str | Path | None = None) -> HardwareProfile | None:
+    """The hardware profile a ``--per-layer`` run of ``cls`` with ``options`` measures on: ``local``
+    measured with the run's thread count on cpu (measured once per count and cached under
+    ``cache_dir``'s cache root), the GPU's datasheet profile on cuda (``None`` when tk has none)."""
+    from turnkey_like.characterize.hardware import measured_on
+
+    if options.device == "cuda":
+        from turnkey_like.runtimes.ort import gpu_name
+
+        return measured_on("cuda", gpu_name(0))
+    return measured_on("cpu", "", threads=options.threads or cls.default_threads(), cache_dir=cache_dir)
 
 
 def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dict, build: BuildResult | None,
-                         build_dir: Path, options: BenchmarkOptions) -> StageResult[BenchmarkResult]:
+                         build_dir: Path, options: BenchmarkOptions, *,
+                         characterization: Characterization | None = None,
+                         cache_dir: str | Path | None = None) -> StageResult[BenchmarkResult]:
     """Benchmark one invocation and return the benchmark stage's result.
 
     Args:
@@ -398,6 +440,9 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
         build: the build stage's :class:`BuildResult` (needed by ONNX runtimes), or ``None``.
         build_dir: the invocation's folder; receives ``benchmark.log`` and the raw latencies.
         options: :class:`BenchmarkOptions`.
+        characterization: the invocation's characterization, for ``options.per_layer`` (module paths
+            and the roofline beside the measured times); ``None``: measured times only.
+        cache_dir: the cache root where the ``local`` hardware profile is kept (``--cache-dir``).
 
     Returns:
         ``StageResult[BenchmarkResult]``: successful with the result (its ``fingerprint`` is
@@ -427,7 +472,7 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     log_path = build_dir / BENCHMARK_LOG
-    log_path.write_text("")
+    reset_log(log_path)  # never through a symlink planted in the build folder
     raw_path = os.fspath((build_dir / f"benchmark_{options.runtime}_{options.device}.json").resolve())
 
     def failed(message: str) -> StageResult[BenchmarkResult]:
@@ -455,7 +500,9 @@ def benchmark_invocation(model: torch.nn.Module | None, args: tuple, kwargs: dic
             reference = eager_outputs(model, args, kwargs)
         else:  # computed where the work runs, so a crashing forward cannot take tk down
             reference = functools.partial(eager_outputs, model, args, kwargs)
+    hardware = per_layer_hardware(cls, options, cache_dir) if options.per_layer else None
     outcome = run_isolated(_benchmark_child, options.runtime, target, inputs, options, reference, raw_path,
+                           characterization if options.per_layer else None, hardware,
                            timeout_s=options.timeout_s, log_path=log_path, start_method=method)
     if outcome.value is not None:
         outcome.value = msgspec.structs.replace(outcome.value, fingerprint=fp)

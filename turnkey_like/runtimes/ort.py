@@ -5,6 +5,11 @@ The session uses graph optimization level *all*, sequential execution, one inter
 converted once before timing; the timed loop is the bare ``session.run(None, feed)`` loop a user
 would write (``benchmarks/ort_harness_overhead.py`` measures the difference). On CUDA the inputs are
 host arrays, so each latency includes the host-to-device and device-to-host copies, as TurnkeyML's did.
+
+``--per-layer`` (:meth:`OrtRuntime.profile_layers`): a second session with the same options and
+ONNX Runtime's profiler on (``SessionOptions.enable_profiling``) runs after the timed ones; it also
+saves the graph it optimized, whose nodes are the profiler's events, to map them back to modules
+(:func:`turnkey_like.runtimes.per_layer.onnx_kernel_modules`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from turnkey_like.records import BuildResult
+    from turnkey_like.runtimes.per_layer import RawProfile
 
 
 def gpu_name(index: int = 0) -> str:
@@ -97,11 +103,15 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
                 hint="pip install onnxruntime-gpu (instead of onnxruntime) on a machine with an NVIDIA GPU",
             )
 
-    def load(self) -> None:
-        import onnxruntime as ort
+    @classmethod
+    def default_threads(cls) -> int | None:
+        """ORT's default intra-op threads: one per physical core."""
         import psutil
 
-        from turnkey_like.system import cpu_name
+        return psutil.cpu_count(logical=False) or os.cpu_count()
+
+    def _session_options(self):
+        import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -109,11 +119,19 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
         so.inter_op_num_threads = 1
         so.intra_op_num_threads = self.requested_threads or 0
         so.log_severity_level = 3
+        return so
+
+    def _providers(self) -> list:
         if self.device == "cuda":
-            providers: list = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(self.model_path, so, providers=providers)
+            return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        from turnkey_like.system import cpu_name
+
+        self.session = ort.InferenceSession(self.model_path, self._session_options(), providers=self._providers())
         used = self.session.get_providers()
         self.execution_provider = used[0]
         if self.device == "cuda" and self.execution_provider != "CUDAExecutionProvider":
@@ -124,7 +142,7 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
             raise RuntimeError(f"no value for ONNX input(s) {missing}; the model takes {names}")
         self.feed = {n: self.inputs[n] for n in names}
         self.version = ort.__version__
-        self.threads = self.requested_threads or psutil.cpu_count(logical=False) or os.cpu_count()
+        self.threads = self.requested_threads or self.default_threads()
         self.device_name = gpu_name(0) if self.device == "cuda" else cpu_name()
 
     def run(self) -> list[np.ndarray]:
@@ -141,3 +159,72 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: tuple(int(d) for d in array.shape) for name, array in self.feed.items()}
+
+    def profile_layers(self, runs: int, modules: set[str] | None) -> RawProfile:
+        """Profile ``runs`` inferences on a second session with ONNX Runtime's profiler on.
+
+        The session has this one's options and providers plus ``enable_profiling`` and
+        ``optimized_model_filepath`` (its optimized graph, weights stored apart, both in a temporary
+        folder removed afterwards). It runs :data:`~turnkey_like.runtimes.per_layer.PER_LAYER_WARMUP`
+        warm-up runs, then ``runs`` profiled ones; only those are read. The timed session is released
+        first, so the two never hold the weights together.
+        """
+        import json
+        import shutil
+        import tempfile
+
+        import onnx
+        import onnxruntime as ort
+
+        from turnkey_like.runtimes.per_layer import (
+            PER_LAYER_WARMUP,
+            Kernel,
+            RawProfile,
+            onnx_category,
+            onnx_kernel_modules,
+            ort_profile_kernels,
+        )
+
+        self.session = None
+        folder = tempfile.mkdtemp(prefix="tk_ort_profile_")
+        try:
+            so = self._session_options()
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(folder, "profile")
+            optimized_path = os.path.join(folder, "optimized.onnx")
+            so.optimized_model_filepath = optimized_path
+            so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                        "optimized.onnx.data")
+            so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+            session = ort.InferenceSession(self.model_path, so, providers=self._providers())
+            for _ in range(PER_LAYER_WARMUP + runs):
+                session.run(None, self.feed)
+            with open(session.end_profiling(), encoding="utf-8") as f:
+                events = json.load(f)
+            del session
+            try:
+                optimized = onnx.load(optimized_path, load_external_data=False)
+            except Exception:  # noqa: BLE001 - a graph ORT could not save: map by names only
+                optimized = None
+            source = onnx.load(self.model_path, load_external_data=False)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        wall_s, timed = ort_profile_kernels(events, runs)
+        shares, mapping = onnx_kernel_modules(source, optimized, modules)
+        kernels = [Kernel(name=name, op=op, category=onnx_category(op), seconds=seconds, events=count,
+                          modules=shares.get(name, []))
+                   for name, (op, seconds, count) in timed.items()]
+        note = {
+            "dynamo name_scopes": "modules from the dynamo exporter's name_scopes node metadata",
+            "torchscript node names": "modules from the TorchScript exporter's scoped node names "
+                                      "(/model/layer1/layer1.0/conv1/Conv); a module called twice is "
+                                      "numbered by the exporter (relu_1) and mapped back to its path",
+            "none": "the ONNX file carries no module scopes (not exported by torch): kernels are unmapped",
+        }[mapping]
+        if self.device == "cuda" and not any(e.get("cat") == "Kernel" for e in events):
+            note += "; this ONNX Runtime build records no CUDA kernel events, so node times are host-side " \
+                    "launch times and the rest of the GPU time shows as unattributed"
+        note += ("; a kernel fused from nodes of several modules is split among them in proportion to "
+                 "their predicted roofline time")
+        return RawProfile(method=f"onnxruntime {ort.__version__} session profiler ({self.execution_provider})",
+                          mapping=mapping, wall_s=wall_s, kernels=kernels, mapping_note=note)

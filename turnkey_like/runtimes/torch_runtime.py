@@ -5,6 +5,12 @@ and the inputs are moved to ``cuda:0`` once before timing (and the model moved b
 every timed run ends with ``torch.cuda.synchronize()`` so the latency covers the GPU work.
 ``torch-compiled`` compiles with ``torch.compile(model)`` (default mode, inductor backend);
 compilation happens during warm-up.
+
+``--per-layer`` (:meth:`TorchEagerRuntime.profile_layers`): ``torch.profiler`` over extra runs after
+the timed ones, with a forward pre-hook and hook on every module opening and closing a
+``record_function`` range named after its path; each top-level ATen op's time goes to the innermost
+module range around it. A compiled model runs inductor kernels fused across modules, with no module
+hooks inside the compiled graph: its kernels are listed, unmapped.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from turnkey_like.records import BuildResult
+    from turnkey_like.runtimes.per_layer import RawProfile
 
 _PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 
@@ -73,6 +80,99 @@ class TorchEagerRuntime(Runtime["torch.nn.Module", TorchCall]):
 
     def _make_callable(self) -> Callable:
         return self.model
+
+    @classmethod
+    def default_threads(cls) -> int | None:
+        """torch's current intra-op thread setting."""
+        import torch
+
+        return torch.get_num_threads()
+
+    #: whether module hooks can attribute ops to modules (not inside a compiled graph)
+    hooks_attribute = True
+
+    def profile_layers(self, runs: int, modules: set[str] | None) -> RawProfile:
+        """Profile ``runs`` calls with ``torch.profiler`` (after their own warm-up), ops attributed to modules.
+
+        Each run is a ``tk.run`` range (its wall time); on CUDA each ends with a synchronize and an op's
+        time is its kernels' device time (``device_time_total``), else its CPU time
+        (``cpu_time_total``, children included). An op's category is tk's (ops registry) for its
+        ATen name, else its first child's that has one, else ``other``.
+        """
+        import torch
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        from turnkey_like.runtimes.per_layer import MODULE_RANGE, PER_LAYER_WARMUP, RUN_RANGE, Kernel, RawProfile
+
+        handles = []
+        if self.hooks_attribute:
+            stack: list = []
+
+            def enter(path):
+                def pre(_module, _args):
+                    rf = record_function(MODULE_RANGE + path)
+                    rf.__enter__()
+                    stack.append(rf)
+                return pre
+
+            def leave(_module, _args, _out):
+                if stack:
+                    stack.pop().__exit__(None, None, None)
+
+            for path, module in self.model.named_modules():
+                handles.append(module.register_forward_pre_hook(enter(path)))
+                handles.append(module.register_forward_hook(leave))
+        fn, args, kwargs = self.callable, self.call.args, self.call.kwargs
+        cuda = self.device == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        try:
+            with torch.inference_mode():
+                for _ in range(PER_LAYER_WARMUP):
+                    fn(*args, **kwargs)
+                if cuda:
+                    torch.cuda.synchronize()
+                with profile(activities=activities) as prof:
+                    for _ in range(runs):
+                        with record_function(RUN_RANGE):
+                            fn(*args, **kwargs)
+                            if cuda:
+                                torch.cuda.synchronize()
+        finally:
+            for h in handles:
+                h.remove()
+        wall_s: list[float] = []
+        kernels: dict[tuple[str, str | None], Kernel] = {}
+        for e in prof.events():
+            if e.name == RUN_RANGE:
+                wall_s.append(e.time_range.elapsed_us() * 1e-6)
+                continue
+            if e.name.startswith(MODULE_RANGE) or e.name == "cudaDeviceSynchronize":
+                continue
+            parent, path = e.cpu_parent, None
+            if parent is None or not (parent.name == RUN_RANGE or parent.name.startswith(MODULE_RANGE)):
+                continue  # not a top-level op (its parent op holds its time), or outside the runs
+            while parent is not None and path is None:
+                if parent.name.startswith(MODULE_RANGE):
+                    path = parent.name[len(MODULE_RANGE):]
+                parent = parent.cpu_parent
+            us = e.device_time_total if cuda else e.cpu_time_total
+            key = (e.name, path)
+            k = kernels.get(key)
+            if k is None:
+                k = kernels[key] = Kernel(name=e.name, op=e.name, category=_category(e),
+                                          modules=[(path, 1.0)] if path is not None else [])
+            k.seconds += us * 1e-6
+            k.events += 1
+        if self.hooks_attribute:
+            mapping, note = "forward hooks", ("each top-level ATen op's time goes to the innermost module "
+                                              "whose forward was running (module hooks + record_function)")
+        else:
+            mapping, note = "none", ("torch.compile fuses ops across modules into inductor kernels that carry no "
+                                     "module: kernel times are listed unmapped; use torch-eager or ort for modules")
+        if cuda:
+            note += "; times are the ops' CUDA kernel times"
+        return RawProfile(method=f"torch.profiler (torch {torch.__version__}, {self.execution_provider})",
+                          mapping=mapping, wall_s=wall_s, kernels=list(kernels.values()), mapping_note=note)
 
     def load(self) -> None:
         import torch
@@ -142,11 +242,28 @@ class TorchEagerRuntime(Runtime["torch.nn.Module", TorchCall]):
             self.model.to(self._original_device)
 
 
+def _category(event) -> str:
+    """tk's op category of a torch.profiler op event: its ATen op's, else its first child's, else ``other``."""
+    from turnkey_like.characterize.ops import category_of, resolve
+
+    stack = [event]
+    while stack:
+        e = stack.pop(0)
+        if e.name.startswith("aten::"):
+            op = resolve(e.name[len("aten::"):])
+            category = category_of(op) if op is not None else None
+            if category:
+                return category
+        stack.extend(e.cpu_children)
+    return "other"
+
+
 class TorchCompiledRuntime(TorchEagerRuntime):
     """Benchmark ``torch.compile(model)`` (inductor); the first warm-up runs include compilation."""
 
     name = "torch-compiled"
     compares_with_eager = True
+    hooks_attribute = False  # hooks added after compiling would recompile, and never see inside kernels
 
     def _make_callable(self) -> Callable:
         import torch

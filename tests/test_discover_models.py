@@ -1,0 +1,207 @@
+"""`tk discover-models`: the real CLI in a child process, real torchvision models built offline.
+
+Expected numbers come from outside tk: parameter counts from the torchvision models built here, MACs
+from torchvision's own weight metadata (``weights.meta["_ops"]``: GFLOPS in torchvision's wording,
+counted as multiply-accumulates, which is what tk calls MACs), and a tiny factory model whose count
+is derived by hand.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+from conftest import run_tk
+
+from turnkey_like.discover_models import LADDER, ModelSurvey, SurveyReport, survey_counts
+from turnkey_like.records import Status, decode
+
+FX, NONSTRICT, STRICT = LADDER
+
+
+def _ok(out) -> None:
+    assert out.returncode == 0, f"tk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+
+
+def _torchvision_facts(name: str) -> tuple[int, float]:
+    """(parameters of the model built here, torchvision's published GMACs for it)."""
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None)
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return sum(p.numel() for p in model.parameters()), weights.meta["_ops"]
+
+
+def test_test_model_prints_every_rung(tmp_path):
+    out = run_tk("discover-models", "--test-model", "resnet18", "--cache-dir", str(tmp_path),
+                 "--json", str(tmp_path / "resnet18.json"))
+    _ok(out)
+    for step in ("build", "run (counted call)", *LADDER):
+        line = next((ln for ln in out.stdout.splitlines() if ln.strip().startswith(step)), None)
+        assert line is not None and " ok " in line, f"no ok line for {step}:\n{out.stdout}"
+    assert "resnet18: traced by fx.symbolic_trace" in out.stdout
+    survey = decode((tmp_path / "resnet18.json").read_bytes(), ModelSurvey)
+    assert [a.method for a in survey.attempts] == list(LADDER)  # --test-model tries every rung
+    assert all(a.ok for a in survey.attempts)
+    assert survey.trace_method == FX and survey.node_count > 0
+    params, gmacs = _torchvision_facts("resnet18")
+    assert survey.params == params
+    assert survey.macs == pytest.approx(gmacs * 1e9, rel=0.01)
+    assert survey.inputs["args[0]"].shape == [1, 3, 224, 224]
+
+
+@pytest.fixture(scope="module")
+def squeezenet_cache(tmp_path_factory):
+    """A cache after one real survey of torchvision's squeezenet family, with --export and 2 workers;
+    returns (cache folder, the --json report, the run's stdout)."""
+    cache = tmp_path_factory.mktemp("discover")
+    report_path = cache / "first.json"
+    out = run_tk("discover-models", "--family", "squeezenet", "--workers", "2", "--export",
+                 "--cache-dir", str(cache), "--json", str(report_path))
+    _ok(out)
+    return cache, decode(report_path.read_bytes(), SurveyReport), out.stdout
+
+
+def test_family_subset_records(squeezenet_cache):
+    _, report, stdout = squeezenet_cache
+    assert [m.name for m in report.models] == ["squeezenet1_0", "squeezenet1_1"]
+    assert report.available > 100 and report.skipped == []
+    for m in report.models:
+        params, gmacs = _torchvision_facts(m.name)
+        assert (m.status, m.family, m.cached) == (Status.SUCCESSFUL, "squeezenet", False)
+        assert m.params == params
+        assert m.macs == pytest.approx(gmacs * 1e9, rel=0.01)
+        assert m.trace_method == FX and [a.method for a in m.attempts] == [FX]
+        assert m.export is not None and m.export.status is Status.SUCCESSFUL and m.export.faithful
+        assert m.duration_s > 0 and set(m.durations) == {"build", "run", "trace", "export"}
+    assert report.counts == survey_counts(report.models, report.skipped)
+    assert report.counts["traced"] == report.counts[FX] == report.counts["exported"] == 2
+    for text in ("Models by family", "squeezenet1_0", "squeezenet1_1", "Skipped: none"):
+        assert text in stdout
+
+
+def test_second_run_is_served_from_the_cache_and_refresh_redoes_it(squeezenet_cache):
+    cache, first, _ = squeezenet_cache
+    t0 = time.perf_counter()
+    out = run_tk("discover-models", "--family", "squeezenet", "--cache-dir", str(cache),
+                 "--json", str(cache / "second.json"), "--skip-patterns", "1_1")
+    elapsed = time.perf_counter() - t0
+    _ok(out)
+    second = decode((cache / "second.json").read_bytes(), SurveyReport)
+    assert [m.name for m in second.models] == ["squeezenet1_0"]
+    assert [(s.name, s.reason) for s in second.skipped] == [("squeezenet1_1", "matches --skip-patterns '1_1'")]
+    assert "Skipped (1)" in out.stdout and "matches --skip-patterns" in out.stdout
+    cached = second.models[0]
+    assert cached.cached and cached.surveyed_at == first.models[0].surveyed_at
+    assert second.counts["cached"] == 1 and second.wall_s < 1.0, second.wall_s
+    assert elapsed < 10, f"a cached run took {elapsed:.1f} s"  # no model library imported: the CLI's own start
+
+    out = run_tk("discover-models", "--family", "squeezenet1_0", "--refresh", "--cache-dir", str(cache),
+                 "--json", str(cache / "third.json"))
+    _ok(out)
+    third = decode((cache / "third.json").read_bytes(), SurveyReport)
+    redone = third.models[0]
+    assert third.counts["cached"] == 0 and not redone.cached
+    assert redone.surveyed_at >= cached.surveyed_at and redone.duration_s != cached.duration_s
+    assert redone.export is None  # --refresh without --export: surveyed again, not exported
+
+
+def test_generate_code_compiles_and_builds(squeezenet_cache):
+    import torch
+
+    cache, report, _ = squeezenet_cache
+    out = run_tk("discover-models", "--family", "squeezenet", "--generate-code", "--cache-dir", str(cache))
+    _ok(out)
+    code = compile(out.stdout, "registry.py", "exec")
+    namespace: dict = {}
+    exec(code, namespace)
+    registry = namespace["MODEL_REGISTRY"]
+    assert list(registry) == [m.name for m in report.models if m.traced]
+    assert "    # squeezenet" in out.stdout
+    for m in report.models:
+        model = registry[m.name]()
+        assert isinstance(model, torch.nn.Module) and type(model).__name__ == m.model_class
+        assert sum(p.numel() for p in model.parameters()) == m.params
+
+
+FACTORIES = textwrap.dedent('''
+    import os
+    import signal
+    import time
+
+    import torch
+
+
+    def tiny():
+        """Linear(8, 4) then ReLU on [2, 8]: 2*8*4 = 64 MACs, 8*4 + 4 = 36 parameters."""
+        return torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()), (torch.randn(2, 8),)
+
+
+    def crashes():
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+    def hangs():
+        time.sleep(3600)
+
+
+    class Raises(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("no forward for you")
+
+
+    def raises():
+        return Raises(), (torch.randn(2, 8),)
+''')
+
+
+def test_crash_hang_and_failures_are_recorded_and_the_rest_go_on(tmp_path):
+    factories = tmp_path / "factories.py"
+    factories.write_text(FACTORIES)
+    names = [f"{factories}:{n}" for n in ("crashes", "hangs", "tiny", "raises", "missing")]
+    out = run_tk("discover-models", "--source", "factory", "--models", *names, "--timeout", "20", "--workers", "2",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json"))
+    _ok(out)
+    report = decode((tmp_path / "r.json").read_bytes(), SurveyReport)
+    by = {m.name.rsplit(":", 1)[1]: m for m in report.models}
+    assert by["crashes"].status is Status.KILLED and "SIGSEGV" in by["crashes"].error
+    assert by["hangs"].status is Status.TIMEOUT and by["hangs"].duration_s >= 20
+    assert (by["tiny"].status, by["tiny"].trace_method, by["tiny"].macs, by["tiny"].params) == (
+        Status.SUCCESSFUL, FX, 64, 36)
+    raises = by["raises"]
+    assert (raises.status, raises.failed_step) == (Status.ERROR, "run")
+    assert "no forward for you" in raises.error
+    assert raises.trace_method == "none" and len(raises.attempts) == len(LADDER)  # the ladder was still walked
+    assert (by["missing"].status, by["missing"].failed_step) == (Status.ERROR, "build")
+    assert "no attribute missing" in by["missing"].error
+    counts = report.counts
+    assert (counts["killed"], counts["timeout"], counts["run_failed"], counts["build_failed"], counts["traced"]) == (
+        1, 1, 1, 1, 1)
+    assert "Failures (4)" in out.stdout and "SIGSEGV" in out.stdout
+
+
+def test_unknown_family_is_one_line_error(tmp_path):
+    out = run_tk("discover-models", "--family", "resnett", "--cache-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert "error: no torchvision model's name or family contains 'resnett'" in out.stderr
+    assert "hint:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_every_torchvision_kind_builds_runs_and_is_recorded(tmp_path):
+    """One detection, segmentation, video, optical-flow and quantized model: each builds and runs,
+    and whichever rungs fail say why."""
+    names = ["fasterrcnn_mobilenet_v3_large_320_fpn", "lraspp_mobilenet_v3_large", "r3d_18", "raft_small",
+             "quantized_mobilenet_v3_large"]
+    out = run_tk("discover-models", "--models", *names, "--workers", "2", "--timeout", "300",
+                 "--cache-dir", str(tmp_path), "--json", str(tmp_path / "r.json"))
+    _ok(out)
+    report = decode((tmp_path / "r.json").read_bytes(), SurveyReport)
+    for m in report.models:
+        assert m.status is Status.SUCCESSFUL, (m.name, m.error)
+        assert m.macs and m.macs > 0 or m.uncounted_ops, m.name
+        for attempt in m.attempts:
+            assert attempt.ok or ":" in (attempt.error or ""), (m.name, attempt)  # "Type: first line"
+    assert {m.family for m in report.models} == {"detection.faster_rcnn", "segmentation.lraspp", "video.resnet",
+                                                 "optical_flow.raft", "quantization.mobilenetv3"}

@@ -1,0 +1,216 @@
+"""Graph pictures (``turnkey_like.views.graph``, ``tk profile --visualize``): every file is opened and
+checked against the characterization record it was drawn from.
+
+SVG: the node groups (``<g id="n12" class="node">``) and edge groups are counted against the rows
+and their ``producers``; fill colours against each row's bound. DOT: node statements are counted.
+PNG: the signature and the IHDR size. Models are real (torchvision, transformers default configs
+with 2 layers, ultralytics from its yaml), random weights, nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+
+from conftest import EXAMPLES, run_tk
+from turnkey_like.characterize import characterize
+from turnkey_like.errors import InputError, TkError
+from turnkey_like.units import si
+from turnkey_like.views import output_path_for
+from turnkey_like.views.graph import BOUND_COLOURS, graph_dot, graph_svg, render_graph
+
+SVG = "{http://www.w3.org/2000/svg}"
+pytestmark = pytest.mark.skipif(__import__("shutil").which("dot") is None,
+                                reason="Graphviz's dot is missing (apt-get install graphviz)")
+
+
+def svg_nodes(svg: str) -> dict[str, ET.Element]:
+    """Graph node groups of an SVG by id (legend nodes left out)."""
+    root = ET.fromstring(svg)
+    return {g.get("id"): g for g in root.iter(f"{SVG}g")
+            if g.get("class") == "node" and not g.get("id", "").startswith("legend")}
+
+
+def svg_edges(svg: str) -> list[str]:
+    """The ``source->target`` titles of the SVG's edges (legend's invisible edges left out)."""
+    root = ET.fromstring(svg)
+    titles = [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("class") == "edge"]
+    return [t for t in titles if not t.startswith("legend")]
+
+
+def expected_edges(char) -> set[str]:
+    return {f"n{p}->n{r.index}" for r in char.rows for p in r.producers}
+
+
+@pytest.fixture(scope="module")
+def resnet50_char():
+    import torchvision
+
+    return characterize(torchvision.models.resnet50(weights=None).eval(), torch.randn(1, 3, 224, 224),
+                        hardware="a100")
+
+
+@pytest.fixture(scope="module")
+def bert_char():
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(num_hidden_layers=2)).eval()
+    ids = torch.randint(0, 1000, (1, 16))
+    return characterize(model, ids, attention_mask=torch.ones(1, 16, dtype=torch.long), hardware="a100")
+
+
+def test_every_op_is_a_node_and_every_producer_an_edge(resnet50_char):
+    svg = graph_svg(resnet50_char, fold_repeats=False)
+    nodes = svg_nodes(svg)
+    assert set(nodes) == {f"n{r.index}" for r in resnet50_char.rows}
+    edges = svg_edges(svg)
+    assert len(edges) == len(set(edges))
+    assert set(edges) == expected_edges(resnet50_char)
+
+
+def test_nodes_show_op_shape_macs_and_are_coloured_by_bound(resnet50_char):
+    svg = graph_svg(resnet50_char, fold_repeats=False)
+    nodes = svg_nodes(svg)
+    conv = next(r for r in resnet50_char.rows if r.op == "aten.convolution.default")
+    text = " ".join(t.text for t in nodes[f"n{conv.index}"].iter(f"{SVG}text"))
+    assert "convolution · conv1" in text and "1×64×112×112" in text and "MACs 118 M" in text
+    assert conv.bound in text
+    for r in resnet50_char.rows:
+        shape = next(e for e in nodes[f"n{r.index}"].iter() if e.tag in (f"{SVG}path", f"{SVG}polygon"))
+        assert shape.get("fill") == BOUND_COLOURS[r.bound], r
+    legend = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if (g.get("id") or "").startswith("legend_")]
+    assert {" ".join(t.text for t in g.iter(f"{SVG}text")) for g in legend} == set(BOUND_COLOURS)
+
+
+def test_resnet50_collapsed_and_folded_stays_readable(resnet50_char):
+    char = resnet50_char
+    for depth in (1, 2):
+        nodes = svg_nodes(graph_svg(char, collapse=depth, fold_repeats=False))
+        expected = {("m" + ".".join(r.module_path.split(".")[:depth])) if r.module_path.count(".") + 1 >= depth
+                    and r.module_path else f"n{r.index}" for r in char.rows}
+        assert set(nodes) == expected
+    # depth 2 folds layer3.1 ... layer3.5 into one node marked ×5: 4 stem ops + 8 blocks + pool + fc
+    svg = graph_svg(char, collapse=2)
+    nodes = svg_nodes(svg)
+    assert len(nodes) <= 20
+    assert "mlayer3.1" in nodes and "mlayer3.2" not in nodes
+    assert "×5" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
+    macs = {m.path: m.macs for m in char.modules}
+    assert f"MACs {si(macs['layer3.1'])}" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
+
+
+def test_bert_folds_identical_layers_into_one_block_marked_x2(bert_char):
+    char = bert_char
+    [run] = char.repeats
+    assert run.paths == ["encoder.layer.0", "encoder.layer.1"] and run.class_name == "BertLayer"
+    svg = graph_svg(char)
+    nodes = svg_nodes(svg)
+    in_layer = lambda r, p: r.module_path == p or r.module_path.startswith(p + ".")  # noqa: E731
+    assert len(nodes) == len(char.rows) - run.ops
+    assert not any(f"n{r.index}" in nodes for r in char.rows if in_layer(r, "encoder.layer.1"))
+    assert "encoder.layer.0 ×2" in svg
+    # the block's result still reaches the pooler, and no edge goes from the drawn block to itself
+    edges = svg_edges(svg)
+    pooler = next(r for r in char.rows if r.module_path == "pooler.dense")
+    assert any(e.endswith(f"->n{pooler.index}") for e in edges)
+    # unfolded: every op and every dataflow edge
+    svg = graph_svg(char, fold_repeats=False)
+    assert len(svg_nodes(svg)) == len(char.rows) and set(svg_edges(svg)) == expected_edges(char)
+
+
+def test_dot_needs_no_program_and_counts_nodes(bert_char, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot anywhere
+    path = render_graph(bert_char, tmp_path / "bert.dot", fold_repeats=False)
+    text = path.read_text()
+    assert text.startswith("digraph tk {")
+    ids = re.findall(r'^\s*"?(n\d+)"? \[', text, flags=re.M)
+    assert sorted(ids) == sorted(f"n{r.index}" for r in bert_char.rows)
+    with pytest.raises(TkError) as err:
+        render_graph(bert_char, tmp_path / "bert.svg")
+    assert "apt-get install graphviz" in err.value.message and "brew install graphviz" in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_png_and_pdf_files(resnet50_char, tmp_path):
+    png = render_graph(resnet50_char, tmp_path / "r50.png", collapse=2).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert 200 < width < 5000 and 500 < height < 10000
+    assert render_graph(resnet50_char, tmp_path / "r50.pdf", collapse=1).read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(InputError):
+        render_graph(resnet50_char, tmp_path / "r50.jpg")
+    with pytest.raises(InputError):
+        graph_dot(resnet50_char, collapse=-1)
+
+
+def test_output_path_gets_the_invocation_hash_only_with_several(tmp_path):
+    assert output_path_for(tmp_path / "g.svg", "c69b7dea", False) == tmp_path / "g.svg"
+    assert output_path_for(tmp_path / "g.svg", "c69b7dea", True) == tmp_path / "g_c69b7dea.svg"
+
+
+def test_tk_profile_visualize_writes_one_picture_per_invocation(tmp_path):
+    out = run_tk("profile", str(EXAMPLES / "two_models.py"), "--hardware", "a100", "-q", "--cache-dir",
+                 str(tmp_path / "cache"), "--visualize", str(tmp_path / "pics" / "graph.svg"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    for h in ("f93db89f", "c69b7dea"):
+        nodes = svg_nodes((tmp_path / "pics" / f"graph_{h}.svg").read_text())
+        assert set(nodes) == {"n0"}  # SmallModel: one addmm
+        assert f"graph_{h}.svg" in out.stdout
+
+
+def _untraceable(name):
+    """(model, args, kwargs) of the models the pictures must handle that do not trace (or barely)."""
+    if name == "gpt2":
+        from transformers import GPT2Config, GPT2Model
+
+        return GPT2Model(GPT2Config(n_layer=2)).eval(), (torch.randint(1, 1000, (1, 16)),), {"use_cache": False}
+    if name == "detr":
+        from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
+
+        config = DetrConfig(backbone_config=ResNetConfig(out_features=["stage4"]), use_pretrained_backbone=False,
+                            encoder_layers=2, decoder_layers=2)
+        return DetrForObjectDetection(config).eval(), (), {"pixel_values": torch.rand(1, 3, 128, 128)}
+    if name == "yolov8n":
+        from ultralytics import YOLO
+
+        return YOLO("yolov8n.yaml").model.eval(), (torch.rand(1, 3, 128, 128),), {}
+    import torchvision
+
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+    return model.eval(), ([torch.rand(3, 160, 160)],), {}
+
+
+@pytest.mark.parametrize("name", ["gpt2", pytest.param("detr", marks=pytest.mark.slow),
+                                  pytest.param("yolov8n", marks=pytest.mark.slow),
+                                  pytest.param("fasterrcnn", marks=pytest.mark.slow)])
+def test_models_that_do_not_trace_are_drawn(name, tmp_path):
+    model, args, kwargs = _untraceable(name)
+    with torch.no_grad():
+        char = characterize(model, *args, hardware="a100", **kwargs)
+    svg = render_graph(char, tmp_path / f"{name}.svg", fold_repeats=False).read_text()
+    assert set(svg_nodes(svg)) == {f"n{r.index}" for r in char.rows}
+    assert set(svg_edges(svg)) == expected_edges(char)
+    svg = graph_svg(char)
+    folded = svg_nodes(svg)
+    assert all(end in folded for edge in svg_edges(svg) for end in edge.split("->"))  # no implicit nodes
+    drawn_once = len(char.rows)
+    seen: set[str] = set()
+    for run in char.repeats:  # outermost first; runs inside a dropped block are already gone
+        if any(p.startswith(s + ".") for s in seen for p in run.paths[:1]):
+            continue
+        seen.update(run.paths[1:])
+        drawn_once -= run.ops * (len(run.paths) - 1)
+    assert len(folded) == drawn_once
+
+
+def test_committed_readme_picture_is_a_real_tk_graph():
+    """docs/img/resnet50.svg: `tk profile examples/scripts/resnet50.py --hardware a100 --visualize
+    docs/img/resnet50.svg --collapse 2` (the README shows it)."""
+    svg = (EXAMPLES.parent.parent / "docs" / "img" / "resnet50.svg").read_text()
+    nodes = svg_nodes(svg)
+    assert len(nodes) == 14 and {"mlayer1.0", "mlayer3.1", "mlayer4.1"} <= set(nodes)
+    assert "layer3.1 (Bottleneck) ×5" in svg and "1 MAC = 2 FLOPs" in svg

@@ -1,0 +1,376 @@
+"""The zoo loader: real models built offline from names, their synthesized inputs, and the errors.
+
+Every model is built for real (random weights, no network) at its smallest variant or a 1-2 layer
+config, with small inputs, and runs forward on the inputs the loader made.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+import torch
+
+from turnkey_like.errors import InputError
+from turnkey_like.records import ModelRequest, decode, encode
+from turnkey_like.zoo import (
+    META_THRESHOLD_PARAMS,
+    expand_sweep,
+    forward,
+    list_names,
+    load,
+    model_source,
+    stem,
+)
+from turnkey_like.calls import tensor_leaves
+
+
+def run(request: ModelRequest):
+    """Load ``request`` and run it; ``(loaded, outputs)``."""
+    loaded = load(request)
+    return loaded, forward(loaded)
+
+
+def leaves(loaded):
+    return tensor_leaves((loaded.args, loaded.kwargs))
+
+
+# --------------------------------------------------------------------------------------------------
+# Names and sources
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, source", [
+    ("resnet50", "torchvision"),
+    ("raft_small", "torchvision"),
+    ("bert", "transformers"),
+    ("llama", "transformers"),
+    ("bert-base-uncased", "transformers"),
+    ("facebook/detr-resnet-50", "transformers"),
+    ("timm/resnet18", "timm"),
+    ("yolov8n.yaml", "ultralytics"),
+    ("weights/best.pt", "ultralytics"),
+    ("mypkg.models:build", "factory"),
+    ("models/net.py:build", "factory"),
+])
+def test_model_source_rules(name, source):
+    assert model_source(name) == source
+
+
+def test_a_folder_with_config_json_is_transformers(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert model_source(str(tmp_path)) == "transformers"
+    assert model_source(str(tmp_path / "missing")) == "transformers"  # then read as a hub name
+
+
+def test_list_names_of_every_source():
+    assert "fasterrcnn_mobilenet_v3_large_320_fpn" in list_names("torchvision")
+    types = list_names("transformers")
+    assert {"bert", "gpt2", "t5", "whisper", "vit", "detr", "clip", "llama"} <= set(types)
+    yolo = list_names("ultralytics")
+    assert {"yolov8n.yaml", "yolo11n-seg.yaml", "yolov10b.yaml", "rtdetr-l.yaml"} <= set(yolo)
+    assert "yolov10bb.yaml" not in yolo
+    assert "timm/resnet18" in list_names("timm")
+    assert list_names("factory") == []
+    with pytest.raises(InputError, match="unknown model source"):
+        list_names("keras")
+
+
+def test_every_ultralytics_name_is_a_definition_ultralytics_reads():
+    from ultralytics.nn.tasks import yaml_model_load
+
+    for name in list_names("ultralytics"):
+        assert yaml_model_load(name)["backbone"], name
+
+
+def test_unknown_name_gets_the_closest_names(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as info:
+        load(ModelRequest(name="resnet5"))
+    assert "unknown model 'resnet5'" in str(info.value)
+    assert "resnet50" in info.value.hint.split(": ", 1)[1].split(", ")
+    with pytest.raises(InputError) as info:
+        load(ModelRequest(name="yolov8z.yaml"))
+    assert "yolov8n.yaml" in info.value.hint
+    with pytest.raises(InputError) as info:
+        load(ModelRequest(name="timm/resnett18"))
+    assert "timm/resnet18" in info.value.hint
+
+
+def test_offline_hub_name_fails_at_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty hub cache
+    start = time.monotonic()
+    with pytest.raises(InputError, match="offline") as info:
+        load(ModelRequest(name="tk-tests/no-such-model"))
+    assert time.monotonic() - start < 5
+    assert "\n" not in str(info.value)
+
+
+def test_unreachable_hub_fails_at_once_without_retries(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    start = time.monotonic()
+    with pytest.raises(InputError, match="unreachable"):
+        load(ModelRequest(name="tk-tests/no-such-model"))
+    assert time.monotonic() - start < 5
+
+
+def test_stem_is_a_safe_folder_prefix():
+    assert stem(ModelRequest(name="resnet50")) == "resnet50_torchvision"
+    assert stem(ModelRequest(name="facebook/detr-resnet-50")) == "facebook-detr-resnet-50_transformers"
+    assert stem(ModelRequest(name="timm/resnet18")) == "resnet18_timm"
+    assert stem(ModelRequest(name="cfg/yolov8n.yaml")) == "yolov8n_ultralytics"
+    assert stem(ModelRequest(name="pkg.mod:make")) == "pkg.mod-make_factory"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps and the request record
+# --------------------------------------------------------------------------------------------------
+
+def test_expand_sweep_covers_every_combination_in_order():
+    points = expand_sweep(ModelRequest(name="bert"), [1, 8], [128, 512], [])
+    assert [(p.batch_size, p.seq_len, p.imgsz) for p in points] == [
+        (1, 128, None), (1, 512, None), (8, 128, None), (8, 512, None)]
+    assert all(p.name == "bert" for p in points)
+
+
+def test_expand_sweep_drops_an_axis_the_source_never_uses():
+    points = expand_sweep(ModelRequest(name="timm/resnet18"), [1, 2], [128, 512], [224, 320])
+    assert [(p.batch_size, p.seq_len, p.imgsz) for p in points] == [
+        (1, None, 224), (1, None, 320), (2, None, 224), (2, None, 320)]
+
+
+def test_request_round_trips_through_the_codec():
+    request = ModelRequest(name="bert", source="transformers", batch_size=2, seq_len=64,
+                           input_shapes={"input_ids": [2, 64]}, model_args={"num_hidden_layers": 2})
+    assert decode(encode(request), ModelRequest) == request
+
+
+# --------------------------------------------------------------------------------------------------
+# torchvision: one model of each kind
+# --------------------------------------------------------------------------------------------------
+
+def test_detection_takes_a_list_of_images():
+    loaded, out = run(ModelRequest(name="fasterrcnn_mobilenet_v3_large_320_fpn", batch_size=2))
+    (images,) = loaded.args
+    assert isinstance(images, list) and [tuple(i.shape) for i in images] == [(3, 320, 320)] * 2
+    assert loaded.request.imgsz == 320  # the model's own resize target
+    assert isinstance(out, list) and len(out) == 2 and {"boxes", "labels", "scores"} <= set(out[0])
+
+
+def test_segmentation_default_size_comes_from_the_weights():
+    loaded = load(ModelRequest(name="lraspp_mobilenet_v3_large"))
+    assert loaded.request.imgsz == 520 and tuple(loaded.args[0].shape) == (1, 3, 520, 520)
+    small, out = run(ModelRequest(name="lraspp_mobilenet_v3_large", imgsz=64))
+    assert tuple(out["out"].shape) == (1, 21, 64, 64)
+
+
+def test_video_takes_a_5d_clip():
+    loaded, out = run(ModelRequest(name="r3d_18", imgsz=32, seq_len=4))
+    assert tuple(loaded.args[0].shape) == (1, 3, 4, 32, 32)
+    assert tuple(out.shape) == (1, 400)
+    assert load(ModelRequest(name="mvit_v2_s", no_weights=True)).request.seq_len == 16  # min_temporal_size
+
+
+def test_raft_takes_an_image_pair():
+    loaded, out = run(ModelRequest(name="raft_small", imgsz=128))
+    assert [tuple(a.shape) for a in loaded.args] == [(1, 3, 128, 128)] * 2
+    assert tuple(out[-1].shape) == (1, 2, 128, 128)
+    with pytest.raises(InputError, match="below the model's minimum 128"):
+        load(ModelRequest(name="raft_small", imgsz=64))
+
+
+def test_quantized_model_runs_on_its_engine():
+    loaded, out = run(ModelRequest(name="quantized_mobilenet_v3_large", imgsz=64))
+    assert any(n.startswith("quantized engine: ") for n in loaded.notes)
+    assert torch.backends.quantized.engine in loaded.notes[-1]
+    assert tuple(out.shape) == (1, 1000)
+
+
+def test_classification_default_size_and_builder_args():
+    loaded = load(ModelRequest(name="inception_v3", no_weights=True))
+    assert loaded.request.imgsz == 299 and loaded.on_meta
+    small, out = run(ModelRequest(name="resnet18", imgsz=32, model_args={"num_classes": 10}))
+    assert tuple(out.shape) == (1, 10)
+
+
+def test_unknown_input_name_lists_the_inputs():
+    with pytest.raises(InputError, match="takes no input y") as info:
+        load(ModelRequest(name="resnet18", input_shapes={"y": [1, 3, 32, 32]}))
+    assert "x" in info.value.hint
+
+
+# --------------------------------------------------------------------------------------------------
+# transformers
+# --------------------------------------------------------------------------------------------------
+
+TWO_LAYERS = {"num_hidden_layers": 2}
+
+
+def test_bert_ids_inside_the_vocabulary():
+    loaded, out = run(ModelRequest(name="bert", seq_len=16, batch_size=2, model_args=TWO_LAYERS))
+    ids = loaded.kwargs["input_ids"]
+    assert tuple(ids.shape) == (2, 16) and 0 <= int(ids.min()) and int(ids.max()) < loaded.model.config.vocab_size
+    assert torch.equal(loaded.kwargs["attention_mask"], torch.ones(2, 16, dtype=torch.int64))
+    assert tuple(out.last_hidden_state.shape) == (2, 16, 768)
+    assert "Bert: use_cache=False (no key/value cache outputs)" in loaded.notes
+
+
+def test_gpt2_seq_len_default_and_cap():
+    loaded, out = run(ModelRequest(name="gpt2", seq_len=8, model_args={"n_layer": 2}))
+    assert tuple(out.last_hidden_state.shape) == (1, 8, 768)
+    assert loaded.request.seq_len == 8 and loaded.request.imgsz is None
+    with pytest.raises(InputError, match="above the model's limit 1024"):
+        load(ModelRequest(name="gpt2", seq_len=2048, model_args={"n_layer": 1}))
+
+
+def test_t5_gets_decoder_inputs():
+    loaded, out = run(ModelRequest(name="t5", seq_len=8, model_args={"num_layers": 1, "num_decoder_layers": 1}))
+    assert set(loaded.kwargs) == {"input_ids", "attention_mask", "decoder_input_ids"}
+    assert tuple(out.last_hidden_state.shape) == (1, 8, 512)
+
+
+def test_whisper_gets_input_features_at_the_encoder_length():
+    args = {"encoder_layers": 1, "decoder_layers": 1, "max_source_positions": 50}
+    loaded, out = run(ModelRequest(name="whisper", seq_len=4, model_args=args))
+    assert tuple(loaded.kwargs["input_features"].shape) == (1, 80, 100)
+    assert tuple(loaded.kwargs["decoder_input_ids"].shape) == (1, 4)
+    assert tuple(out.last_hidden_state.shape) == (1, 4, 384)
+
+
+def test_detr_config_builds_without_a_backbone_download():
+    args = {"encoder_layers": 1, "decoder_layers": 1, "num_queries": 5}
+    loaded, out = run(ModelRequest(name="detr", imgsz=64, model_args=args))
+    assert set(loaded.kwargs) == {"pixel_values"} and tuple(loaded.kwargs["pixel_values"].shape) == (1, 3, 64, 64)
+    assert tuple(out.last_hidden_state.shape) == (1, 5, 256)
+    backbone = loaded.model.config.backbone_config
+    assert getattr(backbone, "use_pretrained_backbone", False) is False
+
+
+def test_vit_pixel_values_at_the_configured_size():
+    loaded = load(ModelRequest(name="vit", model_args=TWO_LAYERS, no_weights=True))
+    assert tuple(loaded.kwargs["pixel_values"].shape) == (1, 3, 224, 224) and loaded.request.seq_len is None
+    small, out = run(ModelRequest(name="vit", imgsz=32, model_args=TWO_LAYERS))
+    assert "ViT: image_size=32 (--imgsz; was 224)" in small.notes
+    assert tuple(out.last_hidden_state.shape) == (1, 5, 768)  # (32/16)^2 patches + CLS
+
+
+def test_clip_gets_text_and_image():
+    loaded = load(ModelRequest(name="clip", seq_len=8, imgsz=32, no_weights=True))
+    assert {"input_ids", "pixel_values", "attention_mask"} == set(loaded.kwargs)
+    assert loaded.request.seq_len == 8 and loaded.request.imgsz == 32
+
+
+def test_multi_billion_default_builds_on_meta_and_runs():
+    loaded, out = run(ModelRequest(name="llama", seq_len=8))
+    assert loaded.on_meta and loaded.request.no_weights is True
+    assert any(n.startswith("meta tensors: 6.6") for n in loaded.notes)
+    assert sum(p.numel() for p in loaded.model.parameters()) > META_THRESHOLD_PARAMS
+    assert tuple(out.last_hidden_state.shape) == (1, 8, 4096)
+
+
+def test_local_folder_with_config_json(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=37).save_pretrained(tmp_path)
+    loaded, out = run(ModelRequest(name=str(tmp_path), seq_len=12))
+    assert loaded.request.source == "transformers"
+    assert int(loaded.kwargs["input_ids"].max()) < 100
+    assert tuple(out.last_hidden_state.shape) == (1, 12, 32)
+
+
+def test_pretrained_with_no_weights_is_refused():
+    with pytest.raises(InputError, match="exclude each other"):
+        load(ModelRequest(name="resnet18", pretrained=True, no_weights=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# ultralytics, timm, factories
+# --------------------------------------------------------------------------------------------------
+
+def test_yolov8n_from_yaml():
+    loaded, out = run(ModelRequest(name="yolov8n.yaml", imgsz=64))
+    assert tuple(loaded.args[0].shape) == (1, 3, 64, 64) and loaded.request.seq_len is None
+    assert tuple(out[0].shape) == (1, 84, 84)  # 80 classes + 4 box coords; 8x8 + 4x4 + 2x2 anchors
+    assert load(ModelRequest(name="yolov8n.yaml", no_weights=False)).request.imgsz == 640
+
+
+def test_missing_pt_file_is_not_downloaded(tmp_path):
+    with pytest.raises(InputError, match="does not download"):
+        load(ModelRequest(name=str(tmp_path / "yolov8n.pt")))
+
+
+def test_timm_input_from_the_pretrained_config():
+    loaded, out = run(ModelRequest(name="timm/test_vit"))
+    assert tuple(loaded.args[0].shape) == (1, 3, 160, 160)  # test_vit's pretrained_cfg input_size
+    small, out = run(ModelRequest(name="timm/resnet18", imgsz=32, batch_size=2))
+    assert tuple(out.shape) == (2, 1000)
+
+
+FACTORY = textwrap.dedent('''
+    import torch
+
+    def mlp(width=8):
+        return torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
+
+    def with_inputs():
+        return mlp(), (torch.zeros(3, 4),)
+''')
+
+
+def test_module_factory(tmp_path, monkeypatch):
+    (tmp_path / "tk_zoo_factory.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)
+    loaded, out = run(ModelRequest(name="tk_zoo_factory:mlp", model_args={"width": 16},
+                                   input_shapes={"input": [5, 4]}))
+    assert loaded.request.source == "factory" and loaded.model[0].out_features == 16
+    assert tuple(out.shape) == (5, 2)
+    loaded, out = run(ModelRequest(name="tk_zoo_factory:with_inputs"))
+    assert tuple(out.shape) == (3, 2)
+    with pytest.raises(InputError, match="without example inputs"):
+        load(ModelRequest(name="tk_zoo_factory:mlp"))
+    with pytest.raises(InputError, match="has no attribute nope"):
+        load(ModelRequest(name="tk_zoo_factory:nope"))
+    loaded, out = run(ModelRequest(name=f"{tmp_path / 'tk_zoo_factory.py'}:with_inputs"))
+    assert tuple(out.shape) == (3, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reproducibility
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("request_", [
+    ModelRequest(name="bert", seq_len=8, model_args={"num_hidden_layers": 1}),
+    ModelRequest(name="raft_small", imgsz=128),
+], ids=["bert", "raft_small"])
+def test_same_seed_same_inputs_and_outputs(request_):
+    first, second = load(request_), load(request_)
+    assert all(torch.equal(a, b) for a, b in zip(leaves(first), leaves(second), strict=True))
+    out1, out2 = tensor_leaves(forward(first)), tensor_leaves(forward(second))
+    assert all(torch.equal(a, b) for a, b in zip(out1, out2, strict=True))
+    import msgspec
+
+    other = load(msgspec.structs.replace(request_, seed=1))
+    assert not all(torch.equal(a, b) for a, b in zip(leaves(first), leaves(other)))
+
+
+def test_seeding_leaves_the_global_random_stream_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load(ModelRequest(name="resnet18", imgsz=32))
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --------------------------------------------------------------------------------------------------
+# Heavier defaults
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["whisper", "clip", "fasterrcnn_mobilenet_v3_large_320_fpn", "yolov8n.yaml"])
+def test_default_sizes_run(name):
+    loaded, out = run(ModelRequest(name=name))
+    assert tensor_leaves(out)

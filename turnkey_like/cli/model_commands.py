@@ -1,0 +1,268 @@
+"""`tk discover-models`: a model zoo through the tracing ladder, one child process per model.
+
+``register(subparsers, parent)`` adds the parser; the handler returns the exit code. The survey itself
+lives in :mod:`turnkey_like.discover_models`; this module parses options and prints its records with
+rich tables (numbers with :mod:`turnkey_like.units`). Nothing here imports torch; a run served from the
+cache imports no model library at all.
+
+Exit codes: 0 when the survey ran (models that fail to build, run or trace are results, listed, not
+failures of the command); 1 with ``--test-model`` when that model did not build and run, or on a
+usage problem (unknown source, ``--family`` matching nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from turnkey_like.units import format_seconds, si
+
+TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "skipped": "dim", "timeout": "yellow",
+               "killed": "bold red"}
+
+
+def register(subparsers, parent: argparse.ArgumentParser) -> None:
+    """Add the ``discover-models`` command (``parent``: the options every command takes; its
+    ``-v/--verbose`` lists every failed rung of every model)."""
+    from turnkey_like.discover_models import DEFAULT_TIMEOUT_S, SOURCES
+
+    p = subparsers.add_parser(
+        "discover-models", parents=[parent],
+        help="take every model of a zoo through the tracing ladder (FX, export non-strict, export strict)",
+        description="Build each model of a source without weights (on meta where large), run it once, walk the "
+                    "tracing ladder (fx.symbolic_trace, torch.export non-strict, then strict) and record the "
+                    "method that worked, why each other failed, parameters, MACs (1 MAC = 2 FLOPs) and time; "
+                    "with --export also whether it exports to ONNX. Each model runs in its own child process "
+                    "with a time limit. Results are cached per library versions: a second run is instant. "
+                    "-v also lists every failed rung of every model.")
+    group = p.add_argument_group("models")
+    group.add_argument("--source", choices=SOURCES, default="torchvision",
+                       help="the zoo to survey (default torchvision); factory needs --models pkg.mod:factory")
+    group.add_argument("--family", metavar="SUBSTRING",
+                       help="only models whose name or family contains SUBSTRING (case-insensitive)")
+    group.add_argument("--skip-patterns", nargs="+", default=[], metavar="SUBSTRING",
+                       help="skip models whose name contains one of these (listed as skipped; default none)")
+    group.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                       help="survey these names instead of the source's list (hub names, .yaml files, "
+                            "pkg.mod:factory with --source factory)")
+    group.add_argument("--test-model", metavar="NAME",
+                       help="survey this one model afresh, trying every rung, and print each rung's outcome")
+    group = p.add_argument_group("survey")
+    group.add_argument("--export", action="store_true", help="also export each model to ONNX (and check it on ORT)")
+    group.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="models surveyed at once, each in its own child process (default 1)")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help=f"time limit for each model's child process (default {DEFAULT_TIMEOUT_S:g})")
+    group.add_argument("--refresh", action="store_true", help="survey again instead of reading cached results")
+    group = p.add_argument_group("results")
+    group.add_argument("--generate-code", action="store_true",
+                       help="print a Python MODEL_REGISTRY = {...} of the models that traced, grouped by family")
+    group.add_argument("--json", metavar="FILE", help="also write every result as JSON (a SurveyReport)")
+    group.add_argument("--cache-dir", metavar="DIR", help="cache root (default: $TK_CACHE_DIR or ~/.cache/turnkey_like)")
+    p.set_defaults(func=discover_models)
+
+
+def _progress(quiet: bool):
+    """A callback printing one line per finished model on stderr (nothing with ``-q``)."""
+    if quiet:
+        return None
+
+    def line(survey, done: int, total: int) -> None:
+        outcome = (("did not trace" if survey.trace_method == "none" else survey.trace_method)
+                   if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)}")
+        print(f"[{done}/{total}] {survey.name}: {outcome} ({format_seconds(survey.duration_s)})",
+              file=sys.stderr, flush=True)
+
+    return line
+
+
+def discover_models(args) -> int:
+    """Handler of ``tk discover-models``."""
+    from turnkey_like import discover_models as dm
+    from turnkey_like.cli.cache_commands import _console
+    from turnkey_like.files import write_record
+
+    quiet = getattr(args, "quiet", False)
+    if args.test_model:
+        survey = dm.try_model(args.test_model, args.source, export=args.export, timeout_s=args.timeout,
+                              cache_dir=args.cache_dir)
+        console = _console()
+        render_ladder(survey, console)
+        if args.json:
+            write_record(args.json, survey, fsync=False)
+        return 0 if survey.status.value == "successful" else 1
+    report = dm.discover(args.source, family=args.family, skip_patterns=args.skip_patterns, export=args.export,
+                         workers=args.workers, timeout_s=args.timeout, refresh=args.refresh,
+                         cache_dir=args.cache_dir, models=args.models, on_result=_progress(quiet))
+    if args.json:
+        write_record(args.json, report, fsync=False)
+    if args.generate_code:
+        sys.stdout.write(dm.generate_code(report))
+        return 0
+    render_report(report, _console(), verbose=getattr(args, "verbose", 0) > 0)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- render
+def _table(title: str, columns: list[tuple[str, str]]):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")
+    return table
+
+
+def _styled(text: str, outcome: str):
+    from rich.text import Text
+
+    return Text(text, style=TRACE_STYLE.get(outcome, ""))
+
+
+def _export_text(export) -> str:
+    if export is None:
+        return "-"
+    if export.status.value == "successful":
+        return f"ok ({export.exporter})"
+    return export.status.value
+
+
+def _macs_text(survey) -> str:
+    """MACs with ``*`` when some ops had no formula (the count is then a lower bound)."""
+    return si(survey.macs) + ("*" if survey.uncounted_ops else "")
+
+
+def _inputs_text(survey) -> str:
+    from turnkey_like.units import format_shapes
+
+    return ", ".join(f"{k} {format_shapes([d.shape])} {d.dtype}" for k, d in survey.inputs.items()) or "-"
+
+
+def _reason(survey) -> str:
+    """Why a model failed or did not trace, in one line."""
+    if survey.error:
+        where = f"{survey.failed_step}: " if survey.failed_step else ""
+        return where + survey.error
+    failed = [a for a in survey.attempts if not a.ok]
+    return failed[-1].method + ": " + (failed[-1].error or "") if failed else "-"
+
+
+def render_ladder(survey, console) -> None:
+    """Print one model's survey rung by rung (``--test-model``): build, run, each tracing rung,
+    and the ONNX export when asked, with the outcome, time and one-line error of each."""
+    from rich.text import Text
+
+    from turnkey_like.discover_models import LADDER
+
+    head = (f"{survey.name} ({survey.source}, family {survey.family or '-'}): {survey.model_class or '?'}, "
+            f"{si(survey.params)} params, {si(survey.macs, 'MACs')} (1 MAC = 2 FLOPs"
+            + (f"; {survey.uncounted_ops} op calls without a formula" if survey.uncounted_ops else "") + ")"
+            + (", built on meta (no weights)" if survey.on_meta else ""))
+    console.print(Text(head, style="bold"))
+    console.print(Text(f"inputs: {_inputs_text(survey)}"))
+    for note in survey.notes:
+        console.print(Text(f"note: {note}"))
+    table = _table("Tracing ladder", [("Step", "left"), ("Outcome", "left"), ("Time", "right"), ("Error", "left")])
+    built = not (survey.failed_step == "build" or survey.status.value in ("timeout", "killed") and not survey.durations)
+    if survey.status.value in ("timeout", "killed"):
+        table.add_row("model child", _styled(survey.status.value, survey.status.value),
+                      format_seconds(survey.duration_s), Text(survey.error or ""))
+    table.add_row("build", _styled("ok" if built else "failed", "ok" if built else "failed"),
+                  format_seconds(survey.durations.get("build")),
+                  Text(survey.error if survey.failed_step == "build" else ""))
+    if "run" in survey.durations:
+        ran = survey.failed_step != "run"
+        table.add_row("run (counted call)", _styled("ok" if ran else "failed", "ok" if ran else "failed"),
+                      format_seconds(survey.durations.get("run")), Text(survey.error if not ran else ""))
+    tried = {a.method: a for a in survey.attempts}
+    for rung in LADDER:
+        attempt = tried.get(rung)
+        if attempt is None:
+            table.add_row(rung, _styled("not tried", "not tried"), "-", "")
+            continue
+        outcome = "ok" if attempt.ok else "failed"
+        table.add_row(rung, _styled(outcome, outcome), format_seconds(attempt.duration_s), Text(attempt.error or ""))
+    if survey.export is not None:
+        outcome = {"successful": "ok", "error": "failed"}.get(survey.export.status.value, survey.export.status.value)
+        table.add_row("ONNX export", _styled(_export_text(survey.export), outcome),
+                      format_seconds(survey.export.duration_s), Text(survey.export.error or ""))
+    console.print(table)
+    verdict = (f"traced by {survey.trace_method} ({survey.node_count} nodes)" if survey.traced else
+               "did not trace" if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)}")
+    console.print(Text(f"{survey.name}: {verdict}; {format_seconds(survey.duration_s)} in all"))
+    if survey.log_excerpt:
+        console.print(Text("log (last lines):\n" + survey.log_excerpt, style="dim"))
+
+
+def render_report(report, console, *, verbose: bool = False) -> None:
+    """Print a survey: summary counts, models by family, failures with their reasons, failure types
+    per rung, and skipped models. With ``verbose`` every failed rung of every model is listed."""
+    from rich.text import Text
+
+    from turnkey_like.discover_models import LADDER, failure_types
+
+    c = report.counts
+    scope = f", --family {report.family!r}" if report.family else ""
+    console.print(Text(
+        f"tk discover-models: {report.source}{scope}: {c['surveyed']} of {report.available} models surveyed "
+        f"({c['cached']} from the cache), {format_seconds(report.wall_s)}; cache {report.cache_folder}", style="bold"))
+
+    summary = _table("Summary", [("Outcome", "left"), ("Models", "right")])
+    rows = [("traced", c["traced"])] + [(f"  by {m}", c[m]) for m in LADDER] + [
+        ("built and ran, did not trace", c["not_traced"]), ("failed to build", c["build_failed"]),
+        ("failed to run", c["run_failed"]), ("timed out", c["timeout"]), ("killed (crash or out of memory)", c["killed"]),
+        ("skipped", c["skipped"])]
+    if report.export:
+        rows += [("exported to ONNX", c.get("exported", 0)), ("export failed", c.get("export_failed", 0)),
+                 ("export skipped (meta or no run)", c.get("export_skipped", 0))]
+    for label, n in rows:
+        summary.add_row(label, str(n))
+    console.print(summary)
+
+    by_family = _table("Models by family", [("Family", "left"), ("Model", "left"), ("Trace", "left"),
+                                            ("Params", "right"), ("MACs", "right"), ("ONNX", "left"), ("Time", "right")])
+    families: dict[str, list] = {}
+    for m in report.models:
+        families.setdefault(m.family or "-", []).append(m)
+    for fam in sorted(families):
+        for i, m in enumerate(families[fam]):
+            trace = m.trace_method if m.status.value == "successful" else m.status.value
+            outcome = "ok" if m.traced else "failed" if m.status.value != "timeout" else "timeout"
+            meta = " (meta)" if m.on_meta else ""
+            by_family.add_row(fam if i == 0 else "", m.name, _styled(trace, outcome), si(m.params) + meta,
+                              _macs_text(m), _export_text(m.export), format_seconds(m.duration_s),
+                              end_section=i == len(families[fam]) - 1)
+    console.print(by_family)
+    if any(m.uncounted_ops for m in report.models):
+        console.print(Text("* some ops have no MAC formula (quantized ops, custom kernels): a lower bound; "
+                           "`tk profile --model NAME` lists them"))
+
+    failed = [m for m in report.models if not m.traced]
+    if failed:
+        table = _table(f"Failures ({len(failed)})", [("Model", "left"), ("Outcome", "left"), ("Reason", "left")])
+        for m in failed:
+            outcome = "did not trace" if m.status.value == "successful" else m.status.value
+            table.add_row(m.name, _styled(outcome, "failed"), Text(_reason(m)))
+        console.print(table)
+    if verbose:
+        table = _table("Every failed rung", [("Model", "left"), ("Rung", "left"), ("Error", "left")])
+        for m in report.models:
+            for a in m.attempts:
+                if not a.ok:
+                    table.add_row(m.name, a.method, Text(a.error or ""))
+        console.print(table)
+    types = failure_types(report.models)
+    if any(types.values()):
+        table = _table("Why rungs failed (exception type: models)", [("Rung", "left"), ("Failures", "left")])
+        for rung, per in types.items():
+            if per:
+                table.add_row(rung, Text(", ".join(f"{k}: {n}" for k, n in per.items())))
+        console.print(table)
+    if report.skipped:
+        table = _table(f"Skipped ({len(report.skipped)})", [("Model", "left"), ("Family", "left"), ("Reason", "left")])
+        for s in report.skipped:
+            table.add_row(s.name, s.family, Text(s.reason))
+        console.print(table)
+    else:
+        console.print(Text("Skipped: none"))

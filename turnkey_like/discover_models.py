@@ -1,0 +1,910 @@
+"""Survey a model zoo through the tracing ladder: ``tk discover-models``.
+
+For each model of a source (torchvision, transformers, ultralytics, timm), in its own child process
+(:func:`turnkey_like.launcher.run_isolated`, forked, with a timeout), :func:`survey_model`:
+
+1. builds it with the one zoo loader (:func:`turnkey_like.zoo.load`: no weights; on ``meta`` where
+   the loader decides the model is large);
+2. runs it once: the dispatch-level count of :func:`turnkey_like.characterize.characterize_call`
+   (which gives the parameter count and MACs, 1 MAC = 2 FLOPs) with ``trace=True``, so the same call
+   walks the tracing ladder of :func:`turnkey_like.tracing.trace_model` (``fx.symbolic_trace``, then
+   ``torch.export`` non-strict, then strict) and stops at the first rung that works. Every failed
+   rung is recorded with its exception type and first line (``errors.one_line``). With
+   ``all_rungs`` (``--test-model``) the rungs after the one that worked are tried too;
+3. with ``export``, builds it to ONNX with the ONNX build's own child body
+   (``turnkey_like.build._build_child``: export, check, optimize, compare with eager PyTorch on ONNX
+   Runtime), into a temporary folder that is deleted afterwards. Models on ``meta`` have no weights
+   to export: their export is ``skipped``.
+
+A crash, hang or out-of-memory kill ends only that model's child: it is recorded (status ``killed``
+or ``timeout``, with the log's last lines) and the survey goes on.
+
+Parallelism (``--workers N``): N threads of the parent each call ``run_isolated`` for one model at a
+time, so at most N children run at once, each with ``cores // N`` torch threads. That is the
+launcher's own process-per-model isolation run N-wide, not a second pool of worker processes: each
+child is forked for one model and ends with it. (When the launcher gains Dask's LocalCluster, the N
+threads become N submissions to it.) The parent imports torch, the source library and the zoo once
+before forking, so a child starts without paying those imports again (about 4 s for torch with
+torchvision here).
+
+Cache: results live under the tk cache root (``Cache(...).root / "discover-models"``), in one folder
+per source and library versions (:func:`library_versions`: tk, torch, torchvision, transformers,
+ultralytics, timm, onnx, onnxruntime, onnxscript; a new version of any of them starts a new
+folder)::
+
+    <root>/discover-models/<source>-<key>/
+        names.json           the source's model names and families (so a cached run imports nothing)
+        models/<name>.json   one ModelSurvey per model (name percent-encoded), written atomically
+        logs/<name>.log      each child's stdout/stderr
+
+A cached result is reused unless ``refresh``; unless export is asked and the cached one has no export
+outcome; and unless it timed out under a shorter timeout than the one asked now.
+
+Numbers are plain base units in the records (counts, seconds); renderers format them with
+:mod:`turnkey_like.units`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Callable, Iterable
+
+import msgspec
+
+from turnkey_like.errors import InputError, one_line
+from turnkey_like.records import (
+    SCHEMA_VERSION,
+    InputDesc,
+    Record,
+    RecordError,
+    Status,
+    TraceAttempt,
+    decode,
+    now_utc,
+)
+
+#: Sources whose models the loader can list (``zoo.list_names``).
+LISTED_SOURCES = ("torchvision", "transformers", "ultralytics", "timm")
+#: Every source: ``factory`` (``package.module:factory``) has no list; its models are named with ``models``.
+SOURCES = LISTED_SOURCES + ("factory",)
+#: Default seconds a model's child may run (build, run, trace, export) before it is killed.
+DEFAULT_TIMEOUT_S = 300.0
+#: Hardware profile the MAC count is computed against: a datasheet profile, so no child measures this
+#: machine (the survey reports MACs and parameters, not roofline times).
+PROFILE = "a100"
+#: Packages whose versions key the cache (a result depends on tk's ladder, torch's tracers and the
+#: source library's model code).
+VERSIONED_PACKAGES = ("turnkey_like", "torch", "torchvision", "transformers", "ultralytics", "timm",
+                      "onnx", "onnxruntime", "onnxscript")
+SURVEY_DIR = "discover-models"
+
+#: The rungs of the tracing ladder, in order (turnkey_like.tracing.METHODS, without importing torch).
+LADDER = ("fx.symbolic_trace", "torch.export(strict=False)", "torch.export(strict=True)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------
+
+
+class ExportOutcome(Record, kw_only=True):
+    """Whether a model exports to ONNX (``--export``).
+
+    Attributes:
+        status: ``successful``, ``error`` (every exporter failed, or the export did not run on ONNX
+            Runtime), or ``skipped`` (built on meta: there are no weights to export).
+        exporter: ``dynamo`` or ``torchscript``: the exporter that produced the file.
+        error: one line: why it failed or was skipped (the exporters' errors, ``;``-joined).
+        faithful: the ONNX model's outputs on ONNX Runtime CPU agree with eager PyTorch within the
+            fp32 tolerance (``turnkey_like.agreement``); ``None`` when not compared.
+        opset: the exported model's default opset.
+        size_bytes: the ONNX file and its external data, bytes.
+        duration_s: wall time of the export, check, optimization and comparison, seconds.
+    """
+
+    status: Status
+    exporter: str | None = None
+    error: str | None = None
+    faithful: bool | None = None
+    opset: int | None = None
+    size_bytes: int | None = None
+    duration_s: float = 0.0
+
+
+class ModelSurvey(Record, kw_only=True):
+    """One model taken through the ladder: what built, ran and traced, and why the rest did not.
+
+    Attributes:
+        name: the model's name in its source (``resnet18``, ``bert``, ``yolov8n.yaml``).
+        source: ``torchvision``, ``transformers``, ``ultralytics`` or ``timm``.
+        family: the group the model belongs to (torchvision: the builder's module below
+            ``torchvision.models``, e.g. ``resnet``, ``detection.faster_rcnn``; see :func:`family_of`).
+        status: how the model's child ended: ``successful`` (built and ran; tracing may still have
+            failed on every rung), ``error`` (the build or the run failed: ``failed_step``),
+            ``timeout`` or ``killed`` (the child was killed: a hang, a crash or out of memory).
+        failed_step: ``build`` or ``run`` when ``status`` is ``error``, else ``None``.
+        error: one line: the exception (type and first line) or how the child ended.
+        trace_method: the first rung that traced (``fx.symbolic_trace``,
+            ``torch.export(strict=False)``, ``torch.export(strict=True)``), ``none`` when every rung
+            failed, ``not traced`` when the model never got that far.
+        attempts: every rung tried, in order, with its one-line error and seconds.
+        node_count: nodes in the traced graph (0 when nothing traced).
+        params: parameters (shared ones once), ``None`` when the model did not run.
+        macs: multiply-accumulates of one call (1 MAC = 2 FLOPs), ``None`` when it did not run.
+        uncounted_ops: op calls the counter has no formula for (MACs may be low when non-zero).
+        on_meta: built on the ``meta`` device (no weights): counts are exact, nothing was computed.
+        model_class: the model's class name.
+        inputs: the call's inputs (name → shape and dtype), as characterization records them.
+        constructor: a Python expression that builds the model (for ``--generate-code``), needing
+            ``imports``; ``None`` when it could not be written.
+        imports: the import lines ``constructor`` needs.
+        notes: what the loader chose or overrode (from ``LoadedModel.notes``).
+        export: the ONNX export outcome (``--export``), ``None`` when not asked.
+        durations: seconds per step: ``build``, ``run`` (the counted call), ``trace`` (the ladder),
+            ``export``.
+        duration_s: wall time of the model's child, seconds.
+        timeout_s: the time limit it ran under, seconds.
+        log_excerpt: the last lines of the child's log when it failed.
+        surveyed_at: ISO-8601 UTC time the survey of this model finished.
+        cached: True when this result was read from the cache rather than computed in this run
+            (never stored as ``True``).
+    """
+
+    name: str
+    source: str
+    family: str = ""
+    status: Status = Status.SUCCESSFUL
+    failed_step: str | None = None
+    error: str | None = None
+    trace_method: str = "not traced"
+    attempts: list[TraceAttempt] = []
+    node_count: int = 0
+    params: int | None = None
+    macs: int | None = None
+    uncounted_ops: int = 0
+    on_meta: bool = False
+    model_class: str | None = None
+    inputs: dict[str, InputDesc] = {}
+    constructor: str | None = None
+    imports: list[str] = []
+    notes: list[str] = []
+    export: ExportOutcome | None = None
+    durations: dict[str, float] = {}
+    duration_s: float = 0.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    log_excerpt: str | None = None
+    surveyed_at: str | None = None
+    cached: bool = False
+
+    @property
+    def traced(self) -> bool:
+        """True when some rung of the ladder traced the model."""
+        return self.trace_method in LADDER
+
+
+class SkippedModel(Record, kw_only=True):
+    """A model of the source that was not surveyed, and why (nothing is skipped silently)."""
+
+    name: str
+    family: str = ""
+    reason: str
+
+
+class ZooNames(Record, kw_only=True):
+    """What ``names.json`` holds: the source's model names with their families, in the source's order."""
+
+    source: str
+    families: dict[str, str]
+
+
+class SurveyReport(Record, kw_only=True):
+    """What ``tk discover-models --json FILE`` writes: the options, the versions, every model's result.
+
+    Attributes:
+        schema_version: :data:`turnkey_like.records.SCHEMA_VERSION`.
+        tk_version: tk that wrote the file.
+        created_at: ISO-8601 UTC time the survey finished.
+        source: the zoo surveyed.
+        versions: the library versions the results are keyed by (:func:`library_versions`).
+        family, skip_patterns, export, timeout_s, workers: the options of the run.
+        available: models the source lists.
+        counts: :func:`survey_counts` of ``models`` and ``skipped``.
+        wall_s: wall time of the whole command, seconds.
+        models: one :class:`ModelSurvey` per model surveyed (cached or not), in the source's order.
+        skipped: models not surveyed, with the reason.
+        cache_folder: where the results are cached.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    tk_version: str = ""
+    created_at: str | None = None
+    source: str = "torchvision"
+    versions: dict[str, str | None] = {}
+    family: str | None = None
+    skip_patterns: list[str] = []
+    export: bool = False
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    workers: int = 1
+    available: int = 0
+    counts: dict[str, int] = {}
+    wall_s: float = 0.0
+    models: list[ModelSurvey] = []
+    skipped: list[SkippedModel] = []
+    cache_folder: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Counting outcomes (one place; renderers and the sweep read these numbers)
+# --------------------------------------------------------------------------------------------------
+
+
+def survey_counts(models: Iterable[ModelSurvey], skipped: Iterable[SkippedModel] = ()) -> dict[str, int]:
+    """Count outcomes: the summary every renderer prints.
+
+    Keys: ``surveyed`` (models with a result), ``traced`` (some rung traced), one key per rung of
+    :data:`LADDER` (the rung that worked), ``not_traced`` (built and ran, every rung failed),
+    ``build_failed``, ``run_failed``, ``timeout``, ``killed``, ``skipped``, ``cached`` (results read
+    from the cache), and with ``--export``: ``exported``, ``export_failed``, ``export_skipped``.
+    """
+    models = list(models)
+    counts = {"surveyed": len(models), "traced": 0, **{m: 0 for m in LADDER}, "not_traced": 0,
+              "build_failed": 0, "run_failed": 0, "timeout": 0, "killed": 0,
+              "skipped": len(list(skipped)), "cached": 0}
+    for m in models:
+        counts["cached"] += m.cached
+        if m.traced:
+            counts["traced"] += 1
+            counts[m.trace_method] += 1
+        elif m.status is Status.SUCCESSFUL:
+            counts["not_traced"] += 1
+        if m.status is Status.ERROR:
+            counts["build_failed" if m.failed_step == "build" else "run_failed"] += 1
+        elif m.status in (Status.TIMEOUT, Status.KILLED):
+            counts[m.status.value] += 1
+        if m.export is not None:
+            key = {Status.SUCCESSFUL: "exported", Status.SKIPPED: "export_skipped"}.get(m.export.status, "export_failed")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def failure_types(models: Iterable[ModelSurvey]) -> dict[str, dict[str, int]]:
+    """Per rung of the ladder, how often each exception type made it fail: ``{rung: {type: count}}``.
+
+    The type is the text before the first ``:`` of the attempt's one-line error (``errors.one_line``
+    writes ``Type: message``). Sorted by count, most frequent first.
+    """
+    table: dict[str, dict[str, int]] = {m: {} for m in LADDER}
+    for model in models:
+        for attempt in model.attempts:
+            if attempt.ok:
+                continue
+            kind = (attempt.error or "unknown").split(":", 1)[0].strip() or "unknown"
+            per = table.setdefault(attempt.method, {})
+            per[kind] = per.get(kind, 0) + 1
+    return {rung: dict(sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))) for rung, per in table.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Names, families, selection
+# --------------------------------------------------------------------------------------------------
+
+
+def check_source(source: str) -> str:
+    """Return ``source`` when it is one of :data:`SOURCES`; raise :class:`InputError` otherwise."""
+    if source not in SOURCES:
+        raise InputError(f"unknown model source {source!r}", hint=f"use --source with one of: {', '.join(SOURCES)}")
+    return source
+
+
+def family_of(source: str, name: str) -> str:
+    """The family a model is grouped under (what ``--family`` matches, what the tables group by).
+
+    - torchvision: the module of the model's builder below ``torchvision.models`` (``resnet`` for
+      ``resnet18`` and ``wide_resnet50_2``, ``detection.faster_rcnn``, ``quantization.resnet``,
+      ``video.swin_transformer``): torchvision's own grouping;
+    - timm: the module that registers the model (``resnet``, ``vision_transformer``);
+    - transformers: the model type itself (``bert``);
+    - ultralytics: the definition's name without its scale letter and suffix (``yolov8`` for
+      ``yolov8n.yaml``);
+    - factory: the module of ``package.module:factory``.
+    Falls back to the name itself when the library cannot say.
+    """
+    try:
+        if source == "torchvision":
+            from torchvision import models
+
+            return models.get_model_builder(name).__module__.removeprefix("torchvision.models.")
+        if source == "timm":
+            return _timm_modules().get(name.removeprefix("timm/"), name)
+        if source == "factory":
+            return name.split(":", 1)[0]
+        if source == "ultralytics":
+            import re
+
+            stem = Path(name).name.split(".")[0]
+            match = re.match(r"^(.*?\d+)[nsmlx]?(-.*)?$", stem)
+            return (match.group(1) + (match.group(2) or "")) if match else stem
+    except Exception:  # noqa: BLE001 - an unknown name has no family; the survey says why it fails
+        return name
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_modules() -> dict[str, str]:
+    """timm's model name → the module that registers it (``timm.list_modules``/``list_models``)."""
+    import timm
+
+    return {model: module for module in timm.list_modules() for model in timm.list_models(module=module)}
+
+
+def select(families: dict[str, str], family: str | None, skip_patterns: Iterable[str]) -> tuple[list[str], list[SkippedModel]]:
+    """Return the names to survey and the models skipped, with the reason.
+
+    Args:
+        families: every model name of the source → its family, in the source's order.
+        family: keep only models whose name or family contains this text (case-insensitive);
+            ``None`` keeps all. Models it leaves out are not "skipped": they were not asked for.
+        skip_patterns: models whose name contains one of these texts (case-insensitive) are skipped,
+            each with the pattern that matched.
+    """
+    patterns = [p for p in skip_patterns if p]
+    wanted = family.lower() if family else None
+    chosen, skipped = [], []
+    for name, fam in families.items():
+        if wanted and wanted not in name.lower() and wanted not in fam.lower():
+            continue
+        hit = next((p for p in patterns if p.lower() in name.lower()), None)
+        if hit is not None:
+            skipped.append(SkippedModel(name=name, family=fam, reason=f"matches --skip-patterns {hit!r}"))
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+# --------------------------------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of :data:`VERSIONED_PACKAGES` (``None`` when not installed), read from the installed
+    distributions' metadata without importing them."""
+    from turnkey_like import __version__
+    from turnkey_like.system import package_version
+
+    versions = {name: package_version(name) for name in VERSIONED_PACKAGES}
+    versions["turnkey_like"] = __version__
+    return versions
+
+
+class SurveyCache:
+    """The folder of one source's survey results at one set of library versions (see the module doc).
+
+    Args:
+        root: the tk cache root (``--cache-dir``), resolved and created by
+            :class:`turnkey_like.cache.Cache`.
+        source: one of :data:`SOURCES`.
+        versions: :func:`library_versions` (the default).
+
+    Raises:
+        CacheError: the cache root cannot be created or is not a tk cache.
+    """
+
+    def __init__(self, root: str | Path | None, source: str, versions: dict[str, str | None] | None = None):
+        from turnkey_like.cache import Cache
+
+        self.versions = versions or library_versions()
+        key = hashlib.sha256(repr(sorted(self.versions.items())).encode()).hexdigest()[:12]
+        self.folder = Cache(root).root / SURVEY_DIR / f"{source}-{key}"
+        self.source = source
+
+    @staticmethod
+    def _file_name(name: str) -> str:
+        return urllib.parse.quote(name, safe="") or "_"
+
+    def model_path(self, name: str) -> Path:
+        """Where a model's :class:`ModelSurvey` is stored."""
+        return self.folder / "models" / (self._file_name(name) + ".json")
+
+    def log_path(self, name: str) -> Path:
+        """The log of a model's child (created with its folder)."""
+        path = self.folder / "logs" / (self._file_name(name) + ".log")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def names(self) -> dict[str, str] | None:
+        """The stored name → family table, or ``None`` when missing or unreadable."""
+        try:
+            stored = decode((self.folder / "names.json").read_bytes(), ZooNames, what="names.json")
+        except (OSError, RecordError):
+            return None
+        return stored.families
+
+    def save_names(self, families: dict[str, str]) -> None:
+        from turnkey_like.files import write_record
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_record(self.folder / "names.json", ZooNames(source=self.source, families=families))
+
+    def get(self, name: str) -> ModelSurvey | None:
+        """The stored result of ``name`` (``cached=True``), or ``None`` when missing or unreadable."""
+        try:
+            data = self.model_path(name).read_bytes()
+        except OSError:
+            return None
+        try:
+            return msgspec.structs.replace(decode(data, ModelSurvey, what=f"survey of {name}"), cached=True)
+        except RecordError:
+            return None  # rewritten by this run
+
+    def put(self, survey: ModelSurvey) -> None:
+        """Store a result atomically (``files.write_record``)."""
+        from turnkey_like.files import write_record
+
+        path = self.model_path(survey.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_record(path, msgspec.structs.replace(survey, cached=False))
+
+
+def reusable(cached: ModelSurvey | None, *, export: bool, timeout_s: float) -> bool:
+    """True when a cached result answers this run: it exists, has an export outcome when one is
+    asked, and did not time out under a shorter limit than ``timeout_s``."""
+    if cached is None:
+        return False
+    if export and cached.export is None:
+        return False
+    if cached.status is Status.TIMEOUT and cached.timeout_s < timeout_s:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# One model (runs in the child)
+# --------------------------------------------------------------------------------------------------
+
+
+def _load(name: str, source: str):
+    """Build ``name`` of ``source`` with the one zoo loader: a ``LoadedModel``."""
+    from turnkey_like.records import ModelRequest
+    from turnkey_like.zoo import load
+
+    return load(ModelRequest(name=name, source=source))
+
+
+def _trace_rungs(model, args, kwargs, on_meta: bool, methods: tuple[str, ...]):
+    """Walk ``methods`` of the tracing ladder (``tracing.trace_model``, no warm-up), on meta tensors
+    when the model is on meta; returns the :class:`~turnkey_like.tracing.TraceResult`."""
+    import contextlib
+
+    from turnkey_like.calls import map_tensors
+    from turnkey_like.characterize.record import meta_weights
+    from turnkey_like.tracing import trace_model
+
+    if on_meta:
+        args, kwargs = map_tensors(lambda t: t.to("meta"), (tuple(args), dict(kwargs)))
+    with meta_weights(model) if on_meta else contextlib.nullcontext():
+        return trace_model(model, tuple(args), dict(kwargs), warmup=False, methods=methods)
+
+
+def _export(model, args, kwargs, on_meta: bool) -> ExportOutcome:
+    """Export the model to ONNX with the build's own child body, in a temporary folder."""
+    if on_meta:
+        return ExportOutcome(status=Status.SKIPPED, error="built on meta: no weights to export")
+    from turnkey_like.build import BuildOptions, _build_child
+
+    folder = tempfile.mkdtemp(prefix="tk-discover-export-")
+    t0 = time.perf_counter()
+    try:
+        result = _build_child(model, tuple(args), dict(kwargs), folder, BuildOptions(), {})
+    except Exception as exc:  # noqa: BLE001 - a failed export is an outcome, recorded
+        return ExportOutcome(status=Status.ERROR, error=one_line(exc, 500), duration_s=time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    ok = result.faithful is not False
+    return ExportOutcome(
+        status=Status.SUCCESSFUL if ok else Status.ERROR, exporter=result.exporter, faithful=result.faithful,
+        opset=result.opset, size_bytes=result.size_bytes, duration_s=time.perf_counter() - t0,
+        error=None if ok else "the ONNX model's outputs differ from eager PyTorch beyond the fp32 tolerance",
+    )
+
+
+def constructor_of(source: str, name: str, model) -> tuple[str | None, list[str]]:
+    """A Python expression that builds ``name`` without weights, and the imports it needs.
+
+    - torchvision: ``lambda: torchvision.models.<kind>.<builder>(weights=None[, weights_backbone=None]
+      [, quantize=True])`` (the builder's public name; ``weights_backbone=None`` where the builder
+      downloads a backbone by default; quantized models quantized, as the zoo builds them);
+    - transformers: ``lambda: transformers.<ModelClass>(transformers.<ConfigClass>(**overrides))``
+      where ``overrides`` are the loader's changes to the default config that are Python literals;
+    - timm: ``lambda: timm.create_model("NAME", pretrained=False)``;
+    - ultralytics: ``lambda: ultralytics.YOLO("NAME").model``.
+
+    Returns ``(None, [])`` when no expression can be written (e.g. a ``module:factory`` model).
+    """
+    import ast
+    import inspect
+
+    if source == "torchvision":
+        from torchvision import models
+
+        builder = models.get_model_builder(name)
+        parts = builder.__module__.split(".")
+        public = ".".join(parts[:3]) if len(parts) > 3 else "torchvision.models"
+        import importlib
+
+        if getattr(importlib.import_module(public), builder.__name__, None) is not builder:
+            public = builder.__module__
+        params = inspect.signature(builder).parameters
+        kwargs = ["weights=None"]
+        if "weights_backbone" in params:
+            kwargs.append("weights_backbone=None")
+        if "quantize" in params:  # torchvision.models.quantization: quantize=True, as the zoo builds them
+            kwargs.append("quantize=True")
+        return f"lambda: {public}.{builder.__name__}({', '.join(kwargs)})", ["import torchvision"]
+    if source == "transformers":
+        config = getattr(model, "config", None)
+        if config is None:
+            return None, []
+        default = type(config)().to_dict()
+        overrides = []
+        for key, value in config.to_dict().items():
+            if key.startswith("_") or key in ("transformers_version", "architectures", "dtype", "torch_dtype"):
+                continue
+            if key in default and default[key] == value:
+                continue
+            try:
+                if ast.literal_eval(repr(value)) != value:
+                    continue
+            except (ValueError, SyntaxError):
+                continue
+            overrides.append(f"{key}={value!r}")
+        return (f"lambda: transformers.{type(model).__name__}(transformers.{type(config).__name__}"
+                f"({', '.join(overrides)}))"), ["import transformers"]
+    if source == "timm":
+        return f"lambda: timm.create_model({name.removeprefix('timm/')!r}, pretrained=False)", ["import timm"]
+    if source == "ultralytics":
+        return f"lambda: ultralytics.YOLO({name!r}).model", ["import ultralytics"]
+    return None, []
+
+
+def survey_model(name: str, source: str, *, export: bool = False, all_rungs: bool = False,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, family: str | None = None,
+                 threads: int | None = None) -> ModelSurvey:
+    """Build, run, trace (and with ``export`` export) one model; return its :class:`ModelSurvey`.
+
+    Runs in the model's child process (it may crash or hang: the parent's ``run_isolated`` records
+    that). A failed build or run is returned as a record (``status=error``, ``failed_step``), never
+    raised. When the counted run fails, the ladder is still walked, so the record says whether the
+    model traces at all.
+
+    Args:
+        name, source: the model (see :func:`turnkey_like.zoo.load`).
+        export: also export it to ONNX (``ExportOutcome``).
+        all_rungs: try every rung of the ladder, not only up to the first that works.
+        timeout_s: recorded as the limit the child ran under.
+        family: the family (computed with :func:`family_of` when ``None``).
+        threads: torch's intra-op threads in this process (``None`` keeps torch's default).
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    t_start = time.perf_counter()
+    durations: dict[str, float] = {}
+    survey = ModelSurvey(name=name, source=source, family=family or family_of(source, name), timeout_s=timeout_s)
+
+    def finish(**fields) -> ModelSurvey:
+        return msgspec.structs.replace(survey, durations={k: round(v, 4) for k, v in durations.items()},
+                                       duration_s=time.perf_counter() - t_start, surveyed_at=now_utc(), **fields)
+
+    t0 = time.perf_counter()
+    try:
+        loaded = _load(name, source)
+    except Exception as exc:  # noqa: BLE001 - recorded as the model's outcome
+        durations["build"] = time.perf_counter() - t0
+        return finish(status=Status.ERROR, failed_step="build", error=one_line(exc, 500))
+    durations["build"] = time.perf_counter() - t0
+    model, args, kwargs = loaded.model, tuple(loaded.args), dict(loaded.kwargs)
+    on_meta = bool(loaded.on_meta)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        constructor, imports = constructor_of(source, name, model)
+    except Exception:  # noqa: BLE001 - the registry entry is a convenience; the survey goes on
+        constructor, imports = None, []
+    survey = msgspec.structs.replace(survey, on_meta=on_meta, model_class=type(model).__name__,
+                                     constructor=constructor, imports=imports, notes=list(loaded.notes or []))
+
+    from turnkey_like.characterize import characterize_call
+
+    t0 = time.perf_counter()
+    run_error = None
+    try:
+        char = characterize_call(model, args, kwargs, hardware=PROFILE, no_weights=on_meta, trace=True, warmup=True)
+    except Exception as exc:  # noqa: BLE001 - the model's own call failed: still walk the ladder
+        char = None
+        run_error = one_line(exc, 500)
+        durations["run"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trace = _trace_rungs(model, args, kwargs, on_meta, LADDER).summary()
+        durations["trace"] = time.perf_counter() - t0
+    else:
+        trace = char.trace
+        durations["run"] = char.count_duration_s
+        durations["trace"] = char.trace_duration_s
+    attempts = list(trace.attempts)
+    if all_rungs:
+        t0 = time.perf_counter()
+        tried = {a.method for a in attempts}
+        for method in (m for m in LADDER if m not in tried):
+            attempts += _trace_rungs(model, args, kwargs, on_meta, (method,)).attempts
+        durations["trace"] = durations.get("trace", 0.0) + time.perf_counter() - t0
+    survey = msgspec.structs.replace(survey, trace_method=trace.method, attempts=attempts, node_count=trace.node_count)
+    if char is not None:
+        survey = msgspec.structs.replace(survey, params=char.totals.params, macs=char.totals.macs,
+                                         uncounted_ops=char.totals.uncounted_ops, inputs=char.inputs,
+                                         on_meta=char.no_weights)
+    if export:
+        t0 = time.perf_counter()
+        outcome = (ExportOutcome(status=Status.SKIPPED, error="the model's own call failed")
+                   if run_error else _export(model, args, kwargs, survey.on_meta))
+        durations["export"] = time.perf_counter() - t0
+        survey = msgspec.structs.replace(survey, export=outcome)
+    if run_error:
+        return finish(status=Status.ERROR, failed_step="run", error=run_error)
+    return finish()
+
+
+# --------------------------------------------------------------------------------------------------
+# The survey (runs in the parent)
+# --------------------------------------------------------------------------------------------------
+
+
+def _child_failure(name: str, source: str, family: str, outcome, timeout_s: float, export: bool) -> ModelSurvey:
+    """The record of a model whose child did not return one (timeout, crash, kill)."""
+    return ModelSurvey(
+        name=name, source=source, family=family, status=outcome.status, error=outcome.error,
+        log_excerpt=outcome.log_excerpt, duration_s=outcome.duration_s, timeout_s=timeout_s, surveyed_at=now_utc(),
+        export=ExportOutcome(status=Status.SKIPPED, error="the model's child did not finish") if export else None,
+    )
+
+
+def _warm_imports(source: str, export: bool) -> None:
+    """Import what every child needs once in the parent, before forking (see the module doc): torch,
+    the source's library and loader, counting and tracing, and with ``export`` the build."""
+    import importlib
+
+    modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.tracing"]
+    if source in LISTED_SOURCES:
+        modules += [source, f"turnkey_like.zoo.{source}_models"]
+    modules += ["turnkey_like.zoo", "turnkey_like.zoo.factory"] + (["turnkey_like.build", "onnxscript"] if export else [])
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - a missing library fails each model's build, with its reason
+            pass
+
+
+def run_models(names: list[str], source: str, families: dict[str, str], cache: SurveyCache, *,
+               export: bool, timeout_s: float, workers: int = 1, all_rungs: bool = False,
+               on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> list[ModelSurvey]:
+    """Survey ``names``, each in its own child (``launcher.run_isolated``, forked, ``timeout_s``),
+    ``workers`` at a time; store each result in ``cache`` as it arrives.
+
+    Args:
+        on_result: called in the parent as each result arrives, with the result, how many are done
+            and how many in all (progress lines).
+
+    Returns:
+        The results in the order of ``names``.
+    """
+    import queue
+    import threading
+
+    from turnkey_like.launcher import run_isolated
+
+    if not names:
+        return []
+    _warm_imports(source, export)
+    # N children share the cores: each gets its share of torch threads instead of all of them each
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+    def one(name: str) -> ModelSurvey:
+        log = cache.log_path(name)
+        log.write_text("")
+        fam = families.get(name) or family_of(source, name)
+        outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs,
+                               timeout_s=timeout_s, family=fam, threads=threads, log_path=log, start_method="fork")
+        if outcome.status is Status.SUCCESSFUL and isinstance(outcome.value, ModelSurvey):
+            survey = outcome.value
+            if survey.status is not Status.SUCCESSFUL:
+                from turnkey_like.launcher import log_tail
+
+                survey = msgspec.structs.replace(survey, log_excerpt=log_tail(log))
+            return msgspec.structs.replace(survey, duration_s=outcome.duration_s)
+        return _child_failure(name, source, fam, outcome, timeout_s, export)
+
+    todo: queue.Queue = queue.Queue()
+    for name in names:
+        todo.put(name)
+    done: queue.Queue = queue.Queue()
+
+    def worker() -> None:
+        while True:
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put(one(name))
+            except BaseException as exc:  # noqa: BLE001 - reported in the parent's thread
+                done.put(exc)
+
+    # Daemon threads: on Ctrl-C the parent exits without waiting for them, and each running child,
+    # whose parent thread is then gone, is killed by the kernel (launcher.die_with_parent).
+    for i in range(min(max(1, workers), len(names))):
+        threading.Thread(target=worker, name=f"tk-discover-{i}", daemon=True).start()
+    results: dict[str, ModelSurvey] = {}
+    while len(results) < len(names):
+        try:
+            item = done.get(timeout=0.5)  # a timeout keeps the main thread responsive to Ctrl-C
+        except queue.Empty:
+            continue
+        if isinstance(item, BaseException):
+            raise item
+        cache.put(item)
+        results[item.name] = item
+        if on_result is not None:
+            on_result(item, len(results), len(names))
+    return [results[n] for n in names]
+
+
+def list_families(source: str, cache: SurveyCache, refresh: bool = False) -> dict[str, str]:
+    """Every model name of ``source`` → its family, from the cache unless ``refresh`` (then from
+    :func:`turnkey_like.zoo.list_names` and :func:`family_of`, and stored)."""
+    families = None if refresh else cache.names()
+    if families is None:
+        from turnkey_like.zoo import list_names
+
+        families = {name: family_of(source, name) for name in list_names(source)}
+        cache.save_names(families)
+    return families
+
+
+def discover(source: str = "torchvision", *, family: str | None = None, skip_patterns: Iterable[str] = (),
+             export: bool = False, workers: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, refresh: bool = False,
+             cache_dir: str | Path | None = None, models: list[str] | None = None,
+             on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> SurveyReport:
+    """Survey the models of ``source``: cached results where they answer, a child per model for the rest.
+
+    Args:
+        source: one of :data:`SOURCES`.
+        family: only models whose name or family contains this text.
+        skip_patterns: skip (and list) models whose name contains one of these texts.
+        export: also try the ONNX export of each model.
+        workers: models surveyed at once (one child each).
+        timeout_s: seconds each model's child may run.
+        refresh: survey again, ignoring cached results (and the cached name list).
+        cache_dir: the tk cache root (``--cache-dir``).
+        models: survey these names instead of every model the source lists (``--models``: hub
+            names, ``.yaml`` files, ``package.module:factory`` models with source ``factory``).
+        on_result: progress callback (see :func:`run_models`).
+
+    Returns:
+        A :class:`SurveyReport` (``wall_s`` measured here).
+
+    Raises:
+        InputError: unknown source, or ``--family`` matches no model.
+        CacheError: the cache root cannot be used.
+    """
+    from turnkey_like import __version__
+
+    t0 = time.perf_counter()
+    check_source(source)
+    if workers < 1:
+        raise InputError(f"--workers {workers} must be at least 1")
+    if timeout_s <= 0:
+        raise InputError(f"--timeout {timeout_s:g} must be positive seconds")
+    cache = SurveyCache(cache_dir, source)
+    if models:
+        families = {name: family_of(source, name) for name in dict.fromkeys(models)}
+    elif source not in LISTED_SOURCES:
+        raise InputError(f"the {source} source has no list of models", hint="name them with --models NAME ...")
+    else:
+        families = list_families(source, cache, refresh)
+    names, skipped = select(families, family, skip_patterns)
+    if family and not names and not skipped:
+        import difflib
+
+        close = difflib.get_close_matches(family, sorted(set(families.values())), n=3, cutoff=0.5)
+        raise InputError(f"no {source} model's name or family contains {family!r}",
+                         hint=f"families close to it: {', '.join(close)}" if close else
+                         "run without --family to see every family")
+    done: dict[str, ModelSurvey] = {}
+    todo = []
+    for name in names:
+        cached = None if refresh else cache.get(name)
+        if reusable(cached, export=export, timeout_s=timeout_s):
+            done[name] = cached
+        else:
+            todo.append(name)
+    for survey in run_models(todo, source, families, cache, export=export, timeout_s=timeout_s, workers=workers,
+                             on_result=on_result):
+        done[survey.name] = survey
+    models = [done[n] for n in names]
+    return SurveyReport(
+        tk_version=__version__, created_at=now_utc(), source=source, versions=cache.versions, family=family,
+        skip_patterns=list(skip_patterns), export=export, timeout_s=timeout_s, workers=workers,
+        available=len(families), counts=survey_counts(models, skipped), wall_s=time.perf_counter() - t0,
+        models=models, skipped=skipped, cache_folder=os.fspath(cache.folder),
+    )
+
+
+def try_model(name: str, source: str = "torchvision", *, export: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
+               cache_dir: str | Path | None = None) -> ModelSurvey:
+    """Survey one model afresh with every rung of the ladder tried (``--test-model``); the result is
+    stored in the cache like any other."""
+    check_source(source)
+    cache = SurveyCache(cache_dir, source)
+    families = cache.names() or {}
+    return run_models([name], source, families, cache, export=export, timeout_s=timeout_s, all_rungs=True)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Code generation
+# --------------------------------------------------------------------------------------------------
+
+
+def generate_code(report: SurveyReport) -> str:
+    """A Python module text: ``MODEL_REGISTRY = {name: constructor}`` for the models that traced,
+    grouped by family (a comment line per family), each entry's trace method in a comment.
+
+    Constructors build the model without weights (see :func:`constructor_of`). Models that did not
+    trace, or have no constructor, are named in a closing comment. The text compiles (the tests
+    compile and execute it).
+    """
+    entries = [m for m in report.models if m.traced and m.constructor]
+    left = [m.name for m in report.models if not (m.traced and m.constructor)]
+    imports = sorted({line for m in entries for line in m.imports})
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)
+    lines = [
+        f'"""{report.source} models that trace, as surveyed by `tk discover-models` on {report.created_at}.',
+        "",
+        f"{len(entries)} of {len(report.models)} surveyed models traced ({versions}).",
+        "Each value builds the model without pretrained weights; the comment names the tracer that worked.",
+        '"""',
+        "",
+        *imports,
+        "",
+        "MODEL_REGISTRY = {",
+    ]
+    by_family: dict[str, list[ModelSurvey]] = {}
+    for m in entries:
+        by_family.setdefault(m.family or "other", []).append(m)
+    for fam in sorted(by_family):
+        lines.append(f"    # {fam}")
+        for m in by_family[fam]:
+            lines.append(f"    {json.dumps(m.name)}: {m.constructor},  # {m.trace_method}")
+    lines.append("}")
+    if left:
+        lines.append("")
+        lines.append(f"# Not in the registry (did not trace, or failed to build or run): {len(left)}")
+        for i in range(0, len(left), 8):
+            lines.append("#   " + ", ".join(left[i:i + 8]))
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S", "LADDER", "SOURCES", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyCache",
+    "SurveyReport", "ZooNames", "constructor_of", "discover", "failure_types", "family_of", "generate_code",
+    "library_versions", "reusable", "run_models", "select", "survey_counts", "survey_model", "try_model",
+]

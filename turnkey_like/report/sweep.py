@@ -1,0 +1,56 @@
+"""The sweep table: one row per point of a named model's size sweep (``--batch-size 1,8,32``, ...).
+
+Each point is its own invocation; the table lines them up so a user sees how MACs, memory traffic and
+arithmetic intensity move with the size, and where the model crosses the hardware's ridge point
+(its Bound turns from memory-bound to compute-bound). Latency and throughput appear when the points
+were benchmarked. Formatting only: every figure comes from the records.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from turnkey_like.records import ScriptResult, Status
+from turnkey_like.units import format_bytes, format_count, format_intensity, format_ms, format_seconds
+
+
+def sweeps(results: list[ScriptResult]) -> dict[str, list[ScriptResult]]:
+    """Named-model results grouped by the name the user gave, for names run at more than one point."""
+    groups: dict[str, list[ScriptResult]] = {}
+    for result in results:
+        if result.model_request is not None:
+            groups.setdefault(result.model_request.name, []).append(result)
+    return {name: points for name, points in groups.items() if len(points) > 1}
+
+
+def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
+    """Print one sweep table per named model run at several sizes (nothing when there is none)."""
+    for name, points in sweeps(results).items():
+        table = Table(title=f"sweep: {escape(name)} (1 MAC = 2 FLOPs; bytes unfused; time = roofline estimate)",
+                      title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("batch", "seq", "imgsz", "hash", "MACs", "bytes", "AI (FLOPs/B)", "bound",
+                       "roofline", "latency", "throughput"):
+            table.add_column(column, justify="left" if column in ("hash", "bound") else "right")
+        for result in points:
+            request = result.model_request
+            sizes = [str(v) if v is not None else "-" for v in (request.batch_size, request.seq_len, request.imgsz)]
+            top = [inv for model in result.models for inv in model.invocations]
+            if not top:
+                table.add_row(*sizes, "-", f"[red]{escape(result.error or 'no model call')}[/]", *[""] * 6)
+                continue
+            inv = top[0]
+            char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+            bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
+            cells = ["-"] * 5
+            if char is not None:
+                totals = char.totals
+                cells = [format_count(totals.macs), format_bytes(totals.bytes_read + totals.bytes_written),
+                         format_intensity(totals.arithmetic_intensity), totals.bound,
+                         format_seconds(totals.roofline_time_s)]
+            timing = (["-", "-"] if bench is None else
+                      [f"{format_ms(bench.latency_ms.mean)}", f"{bench.throughput_ips:,.1f}/s"])
+            table.add_row(*sizes, inv.hash, *cells, *timing)
+        console.print()
+        console.print(table)

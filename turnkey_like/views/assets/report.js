@@ -1,0 +1,175 @@
+// tk HTML report: sortable, filterable tables; graph pan/zoom; a graph node click shows its row.
+// Plain JavaScript, no library and no network. Numbers sort by each cell's data-v (the raw value
+// from the record); the shown text is formatted by tk.
+(function () {
+  "use strict";
+
+  function cellKey(row, col, numeric) {
+    var cell = row.cells[col];
+    if (!cell) return numeric ? -Infinity : "";
+    if (numeric) {
+      var v = cell.getAttribute("data-v");
+      return v === null || v === "" ? -Infinity : parseFloat(v);
+    }
+    var t = cell.getAttribute("data-v");
+    return (t === null ? cell.textContent : t).toLowerCase();
+  }
+
+  function sortTable(table, col, th) {
+    var body = table.tBodies[0];
+    var numeric = th.classList.contains("num");
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (c) {
+      if (c.classList.contains("sortable")) c.setAttribute("aria-sort", "none");
+    });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var rows = Array.prototype.slice.call(body.rows).map(function (r, i) {
+      return { row: r, key: cellKey(r, col, numeric), i: i };
+    });
+    rows.sort(function (a, b) {
+      var d = a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+      return (ascending ? d : -d) || a.i - b.i;
+    });
+    var frag = document.createDocumentFragment();
+    rows.forEach(function (x) { frag.appendChild(x.row); });
+    body.appendChild(frag);
+  }
+
+  function applyFilter(table, text, counter) {
+    var q = text.trim().toLowerCase();
+    var shown = 0, rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var keep = !q || rows[i].textContent.toLowerCase().indexOf(q) !== -1;
+      rows[i].hidden = !keep;
+      if (keep) shown++;
+    }
+    if (counter) counter.textContent = shown + " of " + rows.length + " rows";
+  }
+
+  function setupTables() {
+    document.querySelectorAll("table.tk-table").forEach(function (table) {
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+        th.classList.add("sortable");
+        th.setAttribute("aria-sort", "none");
+        th.title = "click to sort";
+        th.addEventListener("click", function () { sortTable(table, col, th); });
+      });
+    });
+    document.querySelectorAll("input.tk-filter").forEach(function (input) {
+      var table = document.getElementById(input.getAttribute("data-table"));
+      var counter = input.parentNode.querySelector(".count");
+      input.addEventListener("input", function () { applyFilter(table, input.value, counter); });
+      applyFilter(table, "", counter);
+    });
+  }
+
+  function showRow(section, nodeId, nodeEl) {
+    section.querySelectorAll("tr.tk-hl").forEach(function (r) { r.classList.remove("tk-hl"); });
+    section.querySelectorAll("g.node.tk-selected").forEach(function (g) { g.classList.remove("tk-selected"); });
+    if (nodeEl) nodeEl.classList.add("tk-selected");
+    var row = section.querySelector('tr[data-node="' + CSS.escape(nodeId) + '"]');
+    var out = section.querySelector(".selected-row");
+    if (!row) {
+      if (out) out.textContent = "node " + nodeId + ": no table row";
+      return null;
+    }
+    var table = row.closest("table");
+    var input = section.querySelector('input.tk-filter[data-table="' + table.id + '"]');
+    if (row.hidden && input) {  // the filter hides it: clear the filter
+      input.value = "";
+      applyFilter(table, "", input.parentNode.querySelector(".count"));
+    }
+    row.classList.add("tk-hl");
+    row.scrollIntoView({ block: "center" });
+    if (out) {
+      var heads = table.tHead.rows[0].cells;
+      out.textContent = Array.prototype.map.call(row.cells, function (c, i) {
+        return heads[i].textContent.replace(/\s+$/, "") + ": " + c.textContent;
+      }).join(" \u00b7 ");
+    }
+    return row;
+  }
+
+  function setupGraph(box) {
+    var svg = box.querySelector("svg");
+    if (!svg) return;
+    var section = box.closest("section");
+    var vb = svg.viewBox.baseVal;
+    var whole = [vb.x, vb.y, vb.width, vb.height];
+    svg.removeAttribute("width");
+    svg.removeAttribute("height");
+    svg.setAttribute("preserveAspectRatio", "xMidYMin meet");
+    // Start at natural size (1 unit = 1 pt = 4/3 px), at the top centre: a large graph fitted
+    // whole is unreadable. A graph that fits is shown whole.
+    var w = box.clientWidth * 0.75, h = box.clientHeight * 0.75;
+    var home = whole[2] <= w && whole[3] <= h ? whole.slice()
+      : [whole[0] + (whole[2] - Math.min(w, whole[2])) / 2, whole[1], w, h];
+    function show(v) { vb.x = v[0]; vb.y = v[1]; vb.width = v[2]; vb.height = v[3]; }
+    show(home);
+
+    function point(evt) {
+      var p = svg.createSVGPoint();
+      p.x = evt.clientX; p.y = evt.clientY;
+      return p.matrixTransform(svg.getScreenCTM().inverse());
+    }
+    function zoom(factor, center) {
+      var c = center || { x: vb.x + vb.width / 2, y: vb.y + vb.height / 2 };
+      vb.x = c.x - (c.x - vb.x) * factor;
+      vb.y = c.y - (c.y - vb.y) * factor;
+      vb.width *= factor;
+      vb.height *= factor;
+    }
+    svg.addEventListener("wheel", function (evt) {
+      evt.preventDefault();
+      zoom(evt.deltaY < 0 ? 0.8 : 1.25, point(evt));
+    }, { passive: false });
+    var drag = null, moved = false;
+    svg.addEventListener("mousedown", function (evt) {
+      drag = point(evt); moved = false; svg.classList.add("dragging");
+    });
+    window.addEventListener("mousemove", function (evt) {
+      if (!drag) return;
+      var p = point(evt);
+      if (Math.abs(p.x - drag.x) + Math.abs(p.y - drag.y) > 1) moved = true;
+      vb.x -= p.x - drag.x;
+      vb.y -= p.y - drag.y;
+    });
+    window.addEventListener("mouseup", function () { drag = null; svg.classList.remove("dragging"); });
+    box.querySelectorAll("button[data-zoom]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        var z = b.getAttribute("data-zoom");
+        if (z === "reset") show(home);
+        else if (z === "fit") show(whole);
+        else zoom(parseFloat(z));
+      });
+    });
+    svg.querySelectorAll("g.node").forEach(function (g) {
+      g.addEventListener("click", function (evt) {
+        if (moved) return;  // the end of a pan, not a click
+        evt.preventDefault();
+        showRow(section, g.id, g);
+      });
+    });
+  }
+
+  function setupRowLinks() {
+    // A table row that names a graph node: double-click selects that node in its section's graph.
+    document.querySelectorAll("section.inv").forEach(function (section) {
+      section.querySelectorAll("tr[data-node]").forEach(function (row) {
+        row.addEventListener("dblclick", function () {
+          var id = row.getAttribute("data-node");
+          section.querySelectorAll("g.node.tk-selected").forEach(function (g) { g.classList.remove("tk-selected"); });
+          var node = section.querySelector('.tk-graph g.node[id="' + CSS.escape(id) + '"]');
+          if (node) node.classList.add("tk-selected");
+        });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupTables();
+    document.querySelectorAll(".tk-graph").forEach(setupGraph);
+    setupRowLinks();
+    document.body.setAttribute("data-ready", "1");
+  });
+})();

@@ -1,0 +1,352 @@
+"""The HTML report (``tk profile --html PATH``, ``tk benchmark --html PATH``, ``tk report --format html``,
+``tk compare --html``): one self-contained page drawn from build records.
+
+The page holds, for the run or the caches: an overview of every model call (one row each), the
+comparison of the calls (``views.compare``), and per call its characterization (totals, bottleneck
+breakdown), build and benchmark results, its dataflow graph (``views.graph``: SVG with pan and zoom;
+clicking a node highlights its row), its roofline plot (``views.roofline_plot``, inline SVG), and
+sortable, filterable per-module and per-op tables. Nothing is fetched at view time: the CSS and the
+plain JavaScript (``views/assets``, no library) are inlined, pictures are inline SVG.
+
+Data comes from the records and from the functions that compute records for views
+(``characterize.roofline.roofline_chart``, ``views.compare.comparison``); this module only formats:
+every shown number goes through ``turnkey_like.units``, and each numeric cell carries the record's
+raw value in ``data-v`` so the page sorts by value, not by text.
+
+Graph node ids (``views.graph``): ``n<row index>`` for an op, ``m<module path>`` for a collapsed
+module; the per-op and per-module table rows carry the same id in ``data-node``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+from turnkey_like.errors import InputError, TkError, one_line
+from turnkey_like.records import BuildRecord, Characterization, Comparison, HardwareProfile, Status
+from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
+
+#: Graphs with more op rows than this are drawn collapsed to modules at depth :data:`COLLAPSE_DEPTH`
+#: (a browser pans a few hundred boxes smoothly; thousands of them make a page slow to open).
+MAX_GRAPH_OPS = 800
+COLLAPSE_DEPTH = 2
+MAC_NOTE = "1 MAC = 2 FLOPs"
+
+_PROLOG = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?(<!--.*?-->\s*)*", re.S)
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _asset(name: str) -> str:
+    return resources.files("turnkey_like.views").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def inline_svg(svg: str) -> str:
+    """``svg`` without its XML prolog, DOCTYPE and leading comments, ready to sit inside HTML."""
+    return _PROLOG.sub("", svg, count=1)
+
+
+class _Table:
+    """A sortable, filterable HTML table: columns ``(title, numeric)``, rows of ``(text, raw value)`` cells."""
+
+    def __init__(self, table_id: str, columns: list[tuple[str, bool]], caption: str = ""):
+        self.id, self.columns, self.caption = table_id, columns, caption
+        self.rows: list[tuple[str, list[tuple[str, object]]]] = []
+
+    def add(self, cells: list[tuple[str, object]], node: str | None = None, css: dict[int, str] | None = None) -> None:
+        attrs = f' data-node="{_e(node)}"' if node is not None else ""
+        out = []
+        for i, (text, raw) in enumerate(cells):
+            numeric = self.columns[i][1]
+            classes = " ".join(c for c in ("num" if numeric else "", (css or {}).get(i, "")) if c)
+            attr = f' class="{classes}"' if classes else ""
+            if numeric:  # sorted by the raw value; a missing one sorts first
+                attr += f' data-v="{"" if raw is None else repr(float(raw))}"'
+            elif raw is not None:
+                attr += f' data-v="{_e(raw)}"'
+            out.append(f"<td{attr}>{_e(text)}</td>")
+        self.rows.append((attrs, out))
+
+    def html(self, filter_box: bool = True) -> str:
+        head = "".join(f'<th class="num">{_e(t)}</th>' if num else f"<th>{_e(t)}</th>" for t, num in self.columns)
+        body = "\n".join(f"<tr{attrs}>{''.join(cells)}</tr>" for attrs, cells in self.rows)
+        box = (f'<div class="filter"><input class="tk-filter" type="search" data-table="{self.id}" '
+               f'placeholder="filter rows (any text)" aria-label="filter {self.id}"><span class="count muted"></span>'
+               f"</div>") if filter_box else ""
+        caption = f'<p class="muted">{_e(self.caption)}</p>' if self.caption else ""
+        return (f'{caption}{box}<div class="table-wrap"><table class="tk-table" id="{self.id}"><thead><tr>{head}'
+                f"</tr></thead><tbody>\n{body}\n</tbody></table></div>")
+
+
+def _status(stage) -> str:
+    value = stage.status.value
+    return f'<span class="status-{value}">{_e(value)}</span>'
+
+
+def _bound_css(bound: str | None) -> str:
+    return f"bound-{(bound or '').replace(' ', '-')}" if bound else ""
+
+
+def _inputs(record: BuildRecord) -> str:
+    return ", ".join(f"{s.name}: {list(s.shape) if s.shape is not None else s.kind} {s.dtype}"
+                     for s in record.invocation.signature) or "-"
+
+
+def _anchor(i: int, record: BuildRecord) -> str:
+    return f"inv-{i}-{record.invocation.hash}"
+
+
+def _overview(records: list[BuildRecord]) -> str:
+    table = _Table("overview-table", [("Model", False), ("Class", False), ("Script", False), ("Invocation", False),
+                                ("Inputs", False), ("Params", True), ("MACs", True), ("FLOPs", True),
+                                ("Bytes", True), ("AI (FLOPs/B)", True), ("Bound", False), ("Roofline time", True),
+                                ("Latency mean", True), ("Throughput (inf/s)", True), ("Characterize", False),
+                                ("Build", False), ("Benchmark", False)],
+                   caption=f"One row per model call. {MAC_NOTE}; bytes read + written (unfused); "
+                           "roofline time on each record's hardware profile.")
+    for i, r in enumerate(records):
+        inv = r.invocation
+        char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+        bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
+        t = char.totals if char else None
+        nbytes = t.bytes_read + t.bytes_written if t else None
+        table.add([
+            (r.model.name, r.model.name), (r.model.class_name, None), (Path(r.script).name, None), (inv.hash, None),
+            (_inputs(r), None), (si(r.model.params or (t.params if t else 0)), r.model.params or (t.params if t else 0)),
+            (si(t.macs) if t else "-", t.macs if t else None), (si(t.flops) if t else "-", t.flops if t else None),
+            (format_bytes(nbytes), nbytes),
+            (format_intensity(t.arithmetic_intensity) if t else "-", t.arithmetic_intensity if t else None),
+            (t.bound if t else "-", None),
+            (format_seconds(t.roofline_time_s) if t else "-", t.roofline_time_s if t else None),
+            (format_ms(bench.latency_ms.mean) if bench else "-", bench.latency_ms.mean if bench else None),
+            (f"{bench.throughput_ips:,.1f}" if bench else "-", bench.throughput_ips if bench else None),
+            (inv.characterization.status.value, None), (inv.build.status.value, None), (inv.benchmark.status.value, None),
+        ], node=None, css={10: _bound_css(t.bound if t else None)})
+    body = table.html()
+    links = "".join(f'<li><a href="#{_anchor(i, r)}">{_e(r.model.name)} ({_e(r.model.class_name)}) '
+                    f'::{_e(r.invocation.hash)}</a></li>' for i, r in enumerate(records))
+    return f'<section id="overview"><h2>Models</h2>{body}<nav><ul>{links}</ul></nav></section>'
+
+
+def _comparison(comp: Comparison) -> str:
+    from turnkey_like.views.compare import comparison_table
+
+    head = "".join(f"<th>{_e(e.label)}</th>" for e in comp.entries)
+    rows = "\n".join(f"<tr><th>{_e(title)}</th>{''.join(f'<td class=num>{_e(c)}</td>' for c in cells)}</tr>"
+                     for title, cells in comparison_table(comp))
+    notes = "".join(f'<p class="note">note: {_e(n)}</p>' for n in comp.notes)
+    return (f'<section id="comparison"><h2>Comparison</h2><p class="muted">{MAC_NOTE}; ratios (N.NNx) are to the '
+            f'first column.</p><div class="table-wrap"><table id="comparison-table"><thead><tr><th>Quantity</th>{head}'
+            f"</tr></thead><tbody>\n{rows}\n</tbody></table></div>{notes}</section>")
+
+
+def _dl(title: str, pairs: Iterable[tuple[str, str]]) -> str:
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs)
+    return f'<div class="card"><h4>{_e(title)}</h4><dl>{items}</dl></div>'
+
+
+def _characterization_card(char: Characterization) -> str:
+    t, fus = char.totals, char.fusion.summary
+    hw = char.hardware
+    return _dl(f"Characterization ({MAC_NOTE})", [
+        ("Hardware", f"{hw.name}: {hw.description}"), ("Ridge point", f"{format_intensity(char.ridge_point)} FLOPs/B"),
+        ("dtype / counted on", f"{char.dtype} / {char.device}{' (no weights)' if char.no_weights else ''}"),
+        ("Parameters", f"{si(t.params)} ({format_bytes(t.param_bytes)})"), ("MACs", si(t.macs)),
+        ("MACs in conv/matmul/attention", si(t.conv_matmul_macs)), ("FLOPs", si(t.flops)),
+        ("Bytes read", format_bytes(t.bytes_read)), ("  of which weights", format_bytes(t.weight_bytes)),
+        ("Bytes written", format_bytes(t.bytes_written)),
+        ("Arithmetic intensity", f"{format_intensity(t.arithmetic_intensity)} FLOPs/B"), ("Bound", t.bound),
+        ("Roofline time", format_seconds(t.roofline_time_s)), ("Ops", f"{t.ops} ({t.uncounted_ops} not counted)"),
+        ("Fusion groups", f"{fus.groups} ({fus.fused_ops} ops), removes {format_bytes(fus.removed_bytes)}"),
+    ])
+
+
+def _benchmark_card(record: BuildRecord) -> str:
+    inv = record.invocation
+    bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
+    build = inv.build.result if inv.build.status == Status.SUCCESSFUL else None
+    cards = []
+    if build is not None:
+        cards.append(_dl("Build (ONNX)", [
+            ("Exporter", build.exporter), ("Opset", str(build.opset)), ("Precision", build.precision),
+            ("Size", format_bytes(build.size_bytes)),
+            ("Faithful to PyTorch", "-" if build.faithful is None else ("yes" if build.faithful else "no")),
+        ]))
+    if bench is not None:
+        lat = bench.latency_ms
+        cards.append(_dl("Benchmark", [
+            ("Runtime", f"{bench.runtime} {bench.runtime_version}"), ("Provider", bench.execution_provider),
+            ("Device", bench.device_name), ("Threads", str(bench.threads) if bench.threads else "-"),
+            ("Iterations (warm-up)", f"{bench.iterations} ({bench.warmup_iterations})"),
+            ("Latency mean", format_ms(lat.mean)), ("Latency median", format_ms(lat.median)),
+            ("Latency p90 / p99", f"{format_ms(lat.p90)} / {format_ms(lat.p99)}"),
+            ("Latency min / max", f"{format_ms(lat.min)} / {format_ms(lat.max)}"),
+            ("Throughput", f"{bench.throughput_ips:,.1f} inferences/s (batch {bench.batch_size})"),
+            ("Peak memory", format_bytes(bench.peak_memory_bytes)),
+            ("Max abs error vs PyTorch", "-" if bench.max_abs_err is None else f"{bench.max_abs_err:.3g}"),
+        ]))
+    return "".join(cards)
+
+
+def _breakdown(char: Characterization, prefix: str) -> str:
+    parts = []
+    for key, title in (("by_category", "Category"), ("by_bound", "Bound")):
+        table = _Table(f"{prefix}-{key}", [(title, False), ("Share", True), ("Roofline time", True), ("FLOPs", True),
+                                          ("Bytes", True), ("Ops", True)])
+        for name, e in getattr(char.breakdown, key).items():
+            table.add([(name, name), (f"{e.share:.1%}", e.share), (format_seconds(e.time_s), e.time_s),
+                       (si(e.flops), e.flops), (format_bytes(e.bytes), e.bytes), (str(e.ops), e.ops)],
+                      css={0: _bound_css(name) if key == "by_bound" else ""})
+        parts.append(f'<div>{table.html(filter_box=False)}</div>')
+    return f'<h3>Where the time goes (share of roofline time)</h3><div class="cards">{"".join(parts)}</div>'
+
+
+def _module_table(char: Characterization, prefix: str) -> str:
+    table = _Table(f"{prefix}-modules", [("Module", False), ("Class", False), ("Depth", True), ("MACs", True),
+                                        ("FLOPs", True), ("Params", True), ("Bytes", True), ("AI (FLOPs/B)", True),
+                                        ("Bound", False), ("Roofline time", True), ("Ops", True)],
+                   caption=f"Per module, inclusive of its children. {MAC_NOTE}; bytes read + written, unfused.")
+    for m in char.modules:
+        table.add([(m.path or "(model)", m.path), (m.class_name, None), (str(m.depth), m.depth), (si(m.macs), m.macs),
+                   (si(m.flops), m.flops), (si(m.params), m.params), (format_bytes(m.bytes), m.bytes),
+                   (format_intensity(m.arithmetic_intensity), m.arithmetic_intensity), (m.bound, None),
+                   (format_seconds(m.roofline_time_s), m.roofline_time_s), (str(m.ops), m.ops)],
+                  node="m" + m.path, css={8: _bound_css(m.bound)})
+    return table.html()
+
+
+def _op_table(char: Characterization, prefix: str) -> str:
+    groups = char.fusion.row_groups
+    columns = [("#", True), ("Op", False), ("Category", False), ("Module", False), ("Class", False),
+               ("Output shapes", False), ("MACs", True), ("FLOPs", True), ("Bytes", True), ("AI (FLOPs/B)", True),
+               ("Bound", False), ("Roofline time", True)]
+    if groups:
+        columns.append(("Fusion group", False))
+    table = _Table(f"{prefix}-ops", columns, caption=f"One row per op, in execution order (the graph's nodes). "
+                                                     f"{MAC_NOTE}; bytes read + written.")
+    for r in char.rows:
+        cells = [(str(r.index + 1), r.index), (r.op, None), (r.category, None), (r.module_path or "(model)", None),
+                 (r.module_class, None), (format_shapes(r.output_shapes), None), (si(r.macs), r.macs),
+                 (si(r.flops), r.flops), (format_bytes(r.bytes), r.bytes),
+                 (format_intensity(r.arithmetic_intensity), r.arithmetic_intensity), (r.bound, None),
+                 (format_seconds(r.roofline_time_s), r.roofline_time_s)]
+        if groups:
+            cells.append((str(groups[r.index]), None))
+        table.add(cells, node=f"n{r.index}", css={10: _bound_css(r.bound)})
+    return table.html()
+
+
+def _graph(char: Characterization, title: str) -> str:
+    from turnkey_like.views.graph import graph_svg
+
+    collapse = COLLAPSE_DEPTH if len(char.rows) > MAX_GRAPH_OPS else None
+    try:
+        svg = inline_svg(graph_svg(char, collapse=collapse, fold_repeats=True, title=title))
+    except TkError as e:  # no Graphviz `dot`: the rest of the report still stands
+        return f'<p class="note">graph not drawn: {_e(e.message)}</p>'
+    how = (f"modules below depth {collapse} folded into one node each; " if collapse is not None else "")
+    return ('<h3>Graph</h3><p class="muted">Dataflow graph of the ops as they ran; ' + how +
+            "repeated identical blocks drawn once (×N). Scroll to zoom, drag to pan, click a node to show its row."
+            '</p><div class="tk-graph"><div class="graph-tools"><button type="button" data-zoom="0.8">+</button>'
+            '<button type="button" data-zoom="1.25">&minus;</button><button type="button" data-zoom="reset">reset'
+            f'</button><button type="button" data-zoom="fit">whole graph</button></div>{svg}</div><p class="selected-row muted"></p>')
+
+
+def _roofline(char: Characterization, profiles: list[HardwareProfile], title: str, salt: str) -> str:
+    from turnkey_like.characterize.roofline import roofline_chart
+    from turnkey_like.views.roofline_plot import render_roofline
+
+    chart = roofline_chart(char, profiles, title=title)
+    if not chart.points:
+        return '<h3>Roofline</h3><p class="muted">no op with FLOPs to place on the roofline</p>'
+    svg = render_roofline(chart, "svg", id_salt=salt).decode("utf-8")
+    return f'<h3>Roofline</h3><div class="tk-roofline">{inline_svg(svg)}</div>'
+
+
+def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile]) -> str:
+    inv = record.invocation
+    anchor = _anchor(i, record)
+    title = f"{record.model.name} ({record.model.class_name}) ::{inv.hash}"
+    facts = (f'<p>Script <code>{_e(record.script)}</code> · build <code>{_e(record.build_name or "-")}</code> · '
+             f"inputs {_e(_inputs(record))} · characterize {_status(inv.characterization)} · "
+             f"build {_status(inv.build)} · benchmark {_status(inv.benchmark)}</p>")
+    errors = "".join(f'<p class="note">{_e(name)}: {_e(stage.error)}</p>'
+                     for name, stage in inv.stages().items() if stage.error)
+    char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+    parts = [f'<section class="inv" id="{anchor}"><h2>{_e(title)}</h2>', facts, errors]
+    cards = (_characterization_card(char) if char else "") + _benchmark_card(record)
+    if cards:
+        parts.append(f'<div class="cards">{cards}</div>')
+    if char is not None:
+        parts.append(_breakdown(char, anchor))
+        if char.rows:
+            parts.append(_graph(char, title))
+            parts.append(_roofline(char, profiles, title, anchor))
+        parts.append(f"<h3>Layers</h3>{_module_table(char, anchor)}")
+        parts.append(f"<h3>Ops</h3>{_op_table(char, anchor)}")
+        if char.uncounted:
+            parts.append("<p class=\"muted\">Not counted (no formula): " +
+                         _e(", ".join(f"{op} ×{n}" for op, n in char.uncounted.items())) + "</p>")
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def render_html(records: list[BuildRecord], *, title: str = "tk report", profiles: Iterable[HardwareProfile] = (),
+                comparison: Comparison | None = None, created_at: str | None = None) -> str:
+    """Return the whole report page for ``records`` (full records: per-op rows and breakdowns are read).
+
+    ``profiles``: extra hardware profiles drawn on the roofline plots (each record's own profile is
+    drawn first). ``comparison``: shown when given (``views.compare.comparison``); :func:`write_html`
+    makes one for two records or more.
+    """
+    from turnkey_like import __version__
+    from turnkey_like.records import now_utc
+
+    profiles = list(profiles)
+    system = next((r.system for r in records if r.system), {})
+    sys_items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(', '.join(map(str, v)) if isinstance(v, list) else v)}</dd>"
+                        for k, v in system.items())
+    body = [
+        f"<header><h1>{_e(title)}</h1><p class=\"muted\">tk {_e(__version__)} · {_e(created_at or now_utc())} · "
+        f"{len(records)} model call(s) · {MAC_NOTE}; counts with decimal SI prefixes; bytes decimal "
+        f"(1 MB = 10^6 B)</p>" + (f"<details><summary>System</summary><dl>{sys_items}</dl></details>" if sys_items else "")
+        + "</header>",
+        _overview(records) if records else '<p class="muted">no builds</p>',
+        _comparison(comparison) if comparison is not None and len(comparison.entries) > 1 else "",
+        *(_invocation(i, r, profiles) for i, r in enumerate(records)),
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_e(title)}</title><link rel=\"icon\" href=\"data:,\"><style>{_asset('report.css')}</style>"
+            f"</head><body>\n{chr(10).join(b for b in body if b)}\n<script>{_asset('report.js')}</script>"
+            "</body></html>\n")
+
+
+def write_html(records: list[BuildRecord], path: str | Path, *, title: str = "tk report",
+               profiles: Iterable[HardwareProfile] = (), comparison: Comparison | None = None) -> Path:
+    """Write the report page of ``records`` to ``path`` (atomically) and return the path.
+
+    With two records or more and no ``comparison`` given, the page compares them all
+    (``views.compare.comparison``).
+
+    Raises:
+        InputError: the path cannot be written.
+    """
+    from turnkey_like.files import write_atomic
+    from turnkey_like.views.compare import comparison as compare
+
+    if comparison is None and len(records) > 1:
+        comparison = compare(records)
+    page = render_html(records, title=title, profiles=profiles, comparison=comparison)
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, page.encode("utf-8"), fsync=False)
+    except OSError as e:
+        raise InputError(f"cannot write the HTML report {path}: {one_line(e)}", hint="choose a writable path") from None
+    return target

@@ -1,0 +1,137 @@
+"""What every zoo source shares: the loaded-model record, the meta-device rule and seeded builds.
+
+The meta rule: a model whose parameter count is above :data:`META_THRESHOLD_PARAMS` is built on the
+``meta`` device (shapes without storage) unless the request says ``no_weights=False``; the count is
+taken from a first build on ``meta`` (fast: no memory, no initialisation work). One billion float32
+parameters are 4 GB, already more than a laptop or a CI runner spares for a model it only counts;
+the figure is a round number, not a measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import torch
+
+from turnkey_like.errors import InputError, one_line
+from turnkey_like.records import ModelRequest
+
+META_THRESHOLD_PARAMS = 1_000_000_000
+"""Above this many parameters a model builds on ``meta`` when ``no_weights`` is ``None`` (4 GB in fp32)."""
+
+SOURCES = ("torchvision", "transformers", "ultralytics", "timm", "factory")
+"""Every source a name can resolve to, in the order :func:`turnkey_like.zoo.model_source` tries them."""
+
+DEFAULT_BATCH = 1
+"""Batch size when the request gives none."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A named model ready to call: ``model(*args, **kwargs)``.
+
+    Attributes:
+        model: the module, in eval mode, on CPU (or ``meta`` when ``on_meta``).
+        args, kwargs: the synthesized example inputs (tensors, lists of tensors).
+        request: the request with ``source`` and every default actually used filled in (batch,
+            seq_len, imgsz, no_weights); dimensions the model does not take are ``None``.
+        notes: overrides the loader made and says so (``"DETR: use_pretrained_backbone=False"``,
+            ``"meta tensors: 6.6e9 parameters"``), in the order they were made.
+        on_meta: True when parameters and inputs live on the ``meta`` device (no values).
+    """
+
+    model: torch.nn.Module
+    args: tuple
+    kwargs: dict
+    request: ModelRequest
+    notes: list[str]
+    on_meta: bool
+
+
+def param_count(model: torch.nn.Module) -> int:
+    """Parameters of ``model``, a parameter shared between submodules counted once."""
+    return sum(p.numel() for p in model.parameters())  # parameters() already yields each once
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run the block with torch's CPU generator seeded by ``seed``, restoring its state afterwards.
+
+    Random weight initialisation inside the block is then reproducible, and the caller's own random
+    stream is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def require(module: str, extra: str):
+    """Import optional package ``module``, or raise the InputError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(f"{extra} models need the {module} package",
+                         hint=f'pip install "turnkey_like[{extra}]"') from exc
+
+
+def build_module(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: list[str],
+                 *, params: int | None = None, hint: str = "") -> tuple[torch.nn.Module, bool]:
+    """:func:`build` with any failure other than an InputError turned into one (``hint`` as its hint)."""
+    try:
+        return build(make, request, notes, params=params)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{request.name}: cannot build the model: {one_line(exc)}", hint=hint or None) from exc
+
+
+def build(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: list[str],
+          *, params: int | None = None) -> tuple[torch.nn.Module, bool]:
+    """Build ``make()`` under the meta rule; returns ``(module in eval mode, on_meta)``.
+
+    Args:
+        make: builds the module on the current default device; called once or twice (a first call on
+            ``meta`` counts the parameters when ``params`` is not known and ``no_weights`` is None).
+        request: ``no_weights`` True forces meta, False forces real weights, None applies
+            :data:`META_THRESHOLD_PARAMS`; weights are seeded by ``request.seed``.
+        notes: receives ``"meta tensors: N parameters"`` when the model is built on meta.
+        params: the parameter count when already known (e.g. from the weights' metadata).
+
+    Raises:
+        InputError: ``pretrained`` together with ``no_weights=True`` (meta tensors hold no weights).
+    """
+    if request.pretrained and request.no_weights:
+        raise InputError(f"{request.name}: --pretrained and --no-weights exclude each other",
+                         hint="meta tensors hold no values; drop one of the two options")
+    meta_model = None
+    if request.no_weights is None and not request.pretrained and params is None:
+        try:
+            with torch.device("meta"):
+                meta_model = make()
+            params = param_count(meta_model)
+        except Exception:  # a builder that needs real values (``.item()``) cannot count on meta
+            meta_model = None
+    on_meta = bool(request.no_weights) or (
+        request.no_weights is None and not request.pretrained and params is not None
+        and params > META_THRESHOLD_PARAMS)
+    if on_meta:
+        if meta_model is None:
+            with torch.device("meta"):
+                meta_model = make()
+        model = meta_model
+        why = "--no-weights" if request.no_weights else f"above {META_THRESHOLD_PARAMS:.0e}"
+        notes.append(f"meta tensors: {param_count(model):.3g} parameters ({why})")
+    else:
+        del meta_model
+        with seeded(request.seed):
+            model = make()
+    model.eval()
+    return model, on_meta
+
+
+def default(value: Any, fallback: Any) -> Any:
+    """``value`` unless it is None, else ``fallback``."""
+    return fallback if value is None else value

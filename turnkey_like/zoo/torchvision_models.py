@@ -1,0 +1,158 @@
+"""torchvision models by name: every ``torchvision.models.list_models()`` entry with the inputs it takes.
+
+Kinds (from the builder's module) and their inputs; ``B`` = batch (default 1), ``S`` = imgsz:
+
+==============  =====================================  ==============================================
+kind            inputs                                 default size
+==============  =====================================  ==============================================
+classification  ``x`` [B, 3, S, S] float               the weights' ``crop_size`` (224, 299, 384...)
+quantized       same, quantized with the weights'      same; the engine comes from the weights'
+                backend (``fbgemm``/``qnnpack``)       ``backend`` metadata
+segmentation    ``input`` [B, 3, S, S]                 the weights' ``resize_size`` (520)
+video           ``x`` [B, 3, T, S, S], T = seq_len     the weights' ``crop_size``; T = the weights'
+                                                       ``min_temporal_size``, else 16 (the clip
+                                                       length of torchvision's video references)
+detection       ``images``: a list of B [3, S, S]      the model's own resize target
+                images in [0, 1)                       (``model.transform.min_size``: 800, 320, 300)
+optical flow    ``image1``, ``image2`` [B, 3, S, S]    520 (the weights give only a minimum, 128;
+                                                       RAFT needs sides divisible by 8)
+==============  =====================================  ==============================================
+
+``model_args`` become builder keyword arguments (``{"num_classes": 10}``).
+Weights: ``weights=None`` and ``weights_backbone=None`` unless ``pretrained`` (then ``"DEFAULT"``
+and the builder's default backbone), so nothing is downloaded. Source: the weights' metadata of
+torchvision 0.19+ (``meta["min_size"]``, ``meta["min_temporal_size"]``, ``meta["backend"]``,
+``meta["num_params"]``, the preset transform's ``crop_size``/``resize_size``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from turnkey_like.errors import InputError
+from turnkey_like.records import ModelRequest
+from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default
+from turnkey_like.zoo.inputs import Synthesizer
+
+FLOW_DEFAULT_SIZE = 520
+"""Default side of RAFT's image pairs (the weights' metadata only gives a minimum of 128)."""
+
+VIDEO_DEFAULT_FRAMES = 16
+"""Default clip length where the weights give no ``min_temporal_size`` (torchvision's video references)."""
+
+
+def names() -> list[str]:
+    """Every torchvision model name (``torchvision.models.list_models()``), sorted."""
+    from torchvision import models
+
+    return sorted(models.list_models())
+
+
+def kind(name: str) -> str:
+    """``classification | quantized | segmentation | video | detection | optical_flow`` for a model name."""
+    from torchvision import models
+
+    module = models.get_model_builder(name).__module__
+    for part in ("quantization", "segmentation", "video", "detection", "optical_flow"):
+        if f".{part}." in module:
+            return "quantized" if part == "quantization" else part
+    return "classification"
+
+
+def _preset(weights) -> dict:
+    """The keyword arguments of the weights' preset transform (``crop_size``, ``resize_size``)."""
+    return dict(getattr(weights.transforms, "keywords", {}) or {})
+
+
+def _side(value, fallback: int) -> int:
+    """First side of a size given as int, tuple or list."""
+    if value is None:
+        return fallback
+    return int(value[0] if isinstance(value, (tuple, list)) else value)
+
+
+def load(request: ModelRequest) -> LoadedModel:
+    """Build torchvision model ``request.name`` and its example inputs (see the module docstring).
+
+    Raises:
+        InputError: an input named in ``input_shapes`` that the model does not take, or a size
+            below the weights' minimum.
+    """
+    from torchvision import models
+
+    name = request.name
+    builder = models.get_model_builder(name)
+    weights_enum = models.get_model_weights(name)
+    weights = weights_enum.DEFAULT
+    model_kind = kind(name)
+    notes: list[str] = []
+    params = inspect.signature(builder).parameters
+    kwargs: dict = {"weights": "DEFAULT" if request.pretrained else None, **(request.model_args or {})}
+    if "weights_backbone" in params and not request.pretrained:
+        kwargs["weights_backbone"] = None
+    if model_kind == "quantized":
+        kwargs["quantize"] = True
+        engine = weights.meta.get("backend", "fbgemm")
+        supported = torch.backends.quantized.supported_engines
+        if engine not in supported:
+            engine = "qnnpack" if "qnnpack" in supported else supported[-1]
+            notes.append(f"quantized engine {engine} ({weights.meta.get('backend')} not available)")
+        if not request.pretrained:
+            kwargs["backend"] = engine
+        torch.backends.quantized.engine = engine
+        notes.append(f"quantized engine: {engine}")
+
+    model, on_meta = build_module(lambda: builder(**kwargs), request, notes,
+                                  params=weights.meta.get("num_params"))
+    preset = _preset(weights)
+    min_side = _side(weights.meta.get("min_size"), 1)
+    batch = default(request.batch_size, DEFAULT_BATCH)
+    seq_len = None
+    if model_kind in ("classification", "quantized"):
+        size = default(request.imgsz, _side(preset.get("crop_size"), 224))
+    elif model_kind == "segmentation":
+        size = default(request.imgsz, _side(preset.get("resize_size"), 520))
+    elif model_kind == "video":
+        size = default(request.imgsz, _side(preset.get("crop_size"), 112))
+        seq_len = default(request.seq_len, weights.meta.get("min_temporal_size", VIDEO_DEFAULT_FRAMES))
+    elif model_kind == "detection":
+        size = default(request.imgsz, _side(getattr(model.transform, "min_size", None), 800))
+    else:
+        size = default(request.imgsz, FLOW_DEFAULT_SIZE)
+    if size < min_side:
+        raise InputError(f"{name}: --imgsz {size} is below the model's minimum {min_side}",
+                         hint=f"use --imgsz {min_side} or more")
+
+    synth = Synthesizer(request.seed, on_meta)
+    shapes = {k: list(v) for k, v in request.input_shapes.items()}
+    input_names = [p for p in inspect.signature(model.forward).parameters if p != "self"]
+    unknown = sorted(set(shapes) - set(input_names))
+    if unknown:
+        raise InputError(f"{name} takes no input {', '.join(unknown)}",
+                         hint=f"its inputs are: {', '.join(input_names)}")
+
+    def image(input_name: str, default_shape: list[int]) -> torch.Tensor:
+        return synth.unit(shapes.get(input_name, default_shape))
+
+    first = input_names[0]
+    if model_kind == "detection":
+        shape = shapes.get(first, [batch, 3, size, size])
+        args: tuple = ([synth.unit(shape[1:]) for _ in range(shape[0])],)
+    elif model_kind == "optical_flow":
+        args = tuple(image(n, [batch, 3, size, size]) for n in input_names[:2])
+    elif model_kind == "video":
+        args = (image(first, [batch, 3, seq_len, size, size]),)
+    else:
+        args = (image(first, [batch, 3, size, size]),)
+    filled = _fill(request, batch, seq_len, size, on_meta)
+    return LoadedModel(model=model, args=args, kwargs={}, request=filled, notes=notes, on_meta=on_meta)
+
+
+def _fill(request: ModelRequest, batch: int, seq_len: int | None, size: int, on_meta: bool) -> ModelRequest:
+    """The request with the source and the sizes used filled in."""
+    import msgspec
+
+    return msgspec.structs.replace(request, source="torchvision", batch_size=batch, seq_len=seq_len,
+                                   imgsz=size, no_weights=on_meta)

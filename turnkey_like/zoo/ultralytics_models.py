@@ -1,0 +1,126 @@
+"""ultralytics models: ``*.yaml`` definitions (``yolov8n.yaml``, ``yolo11n-seg.yaml``) and ``*.pt`` files.
+
+- ``NAME.yaml``: a definition shipped with ultralytics (or a local yaml file), built with random
+  weights (seeded) by ``ultralytics.YOLO`` (``RTDETR`` for ``rtdetr-*``); the scale letter in the
+  name picks the width/depth (``n s m l x``), as ultralytics reads it.
+- ``PATH.pt``: a checkpoint. A ``.pt`` file is a pickle: tk loads it only because the user named
+  that file, through ultralytics' own loader (``ultralytics.nn.tasks.load_checkpoint``, which
+  restricts unpickling to its known classes), and only when the file exists: tk never downloads one.
+  It holds weights, so ``pretrained`` changes nothing and ``no_weights`` is refused.
+
+Input: ``images`` [B, 3, imgsz, imgsz] floats in [0, 1) (ultralytics' own scaling), imgsz default
+640 (ultralytics' default ``imgsz``), B default 1. ``model_args`` is refused (the definition fixes
+the model).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import msgspec
+
+from turnkey_like.errors import InputError, one_line
+from turnkey_like.records import ModelRequest
+from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, require
+from turnkey_like.zoo.inputs import Synthesizer
+
+DEFAULT_IMGSZ = 640
+"""ultralytics' default image size (``imgsz`` in ``ultralytics/cfg/default.yaml``)."""
+
+_SCALED = re.compile(r"^(yolo(?:e-)?v?\d+)(.*)$")
+
+
+def _require():
+    return require("ultralytics", "ultralytics")
+
+
+@functools.lru_cache(maxsize=1)
+def _names() -> tuple[str, ...]:
+    return tuple(names())
+
+
+def names() -> list[str]:
+    """The yaml definitions ultralytics ships, one name per scale (``yolov8n.yaml`` ... ``yolov8x.yaml``)."""
+    import yaml
+
+    ultralytics = _require()
+    root = Path(ultralytics.__file__).parent / "cfg" / "models"
+    found: set[str] = set()
+    for path in root.rglob("*.yaml"):
+        scales = (yaml.safe_load(path.read_text()) or {}).get("scales") or {}
+        match = _SCALED.match(path.stem)
+        if scales and match and not match.group(2)[:1].isalpha():  # the scale letter follows the version, as ultralytics' guess_model_scale reads it
+            found.update(f"{match.group(1)}{s}{match.group(2)}.yaml" for s in scales)
+        else:  # rtdetr-l.yaml, yolov9c.yaml: the name is the model
+            found.add(path.name)
+    return sorted(found)
+
+
+def load(request: ModelRequest) -> LoadedModel:
+    """Build an ultralytics model from a yaml name or load a local ``.pt`` file; see the module docstring.
+
+    Raises:
+        InputError: unknown yaml name (closest names), missing ``.pt`` file, ``model_args``,
+            ``no_weights`` with a ``.pt`` file, or a load failure (one line).
+    """
+    _require()
+    name = request.name
+    notes: list[str] = []
+    if request.model_args:
+        raise InputError(f"{name}: --model-args does not apply to ultralytics models",
+                         hint="edit a copy of the yaml definition and name that file instead")
+    if name.lower().endswith(".pt"):
+        model, on_meta = _load_pt(name, request), False
+    else:
+        model, on_meta = _build_yaml(name, request, notes)
+    batch = default(request.batch_size, DEFAULT_BATCH)
+    imgsz = default(request.imgsz, DEFAULT_IMGSZ)
+    synth = Synthesizer(request.seed, on_meta)
+    shape = list(request.input_shapes.get("x", [batch, 3, imgsz, imgsz]))
+    unknown = sorted(set(request.input_shapes) - {"x"})
+    if unknown:
+        raise InputError(f"{name} takes no input {', '.join(unknown)}", hint="its input is: x")
+    filled = msgspec.structs.replace(request, source="ultralytics", batch_size=batch, seq_len=None,
+                                     imgsz=imgsz, no_weights=on_meta)
+    return LoadedModel(model=model, args=(synth.unit(shape),), kwargs={}, request=filled, notes=notes,
+                       on_meta=on_meta)
+
+
+def _load_pt(name: str, request: ModelRequest):
+    path = Path(name)
+    if not path.is_file():
+        raise InputError(f"{name}: no such file (tk does not download .pt files)",
+                         hint="download the checkpoint yourself and name its path, or use NAME.yaml")
+    if request.no_weights:
+        raise InputError(f"{name}: a .pt file holds weights; --no-weights does not apply",
+                         hint="use the yaml definition (e.g. yolov8n.yaml) for a model without weights")
+    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(str(path))
+    except Exception as exc:
+        raise InputError(f"{name}: cannot load the checkpoint: {one_line(exc)}",
+                         hint="is it an ultralytics checkpoint?") from exc
+    return model.float().eval()
+
+
+def _build_yaml(name: str, request: ModelRequest, notes: list[str]):
+    from ultralytics import RTDETR, YOLO
+
+    local = Path(name).is_file()
+    if not local and name not in _names():
+        from turnkey_like.zoo import unknown_name
+
+        raise unknown_name(name, "not a yaml definition ultralytics ships, nor a local file")
+    wrapper = RTDETR if Path(name).stem.lower().startswith("rtdetr") else YOLO
+
+    def make():
+        return wrapper(name, verbose=False).model
+
+    model, on_meta = build_module(make, request, notes, params=0,  # all far below the threshold
+                                  hint="check the yaml definition")
+    if request.pretrained:
+        notes.append("yaml definitions carry no weights: random weights (name a .pt file for trained ones)")
+    return model, on_meta
