@@ -549,6 +549,9 @@ class Pipeline:
         self.stages: list[Stage] = [cls(self) for cls in (stages or self.STAGE_ORDER)]
         self.run_id = f"{now_utc()}-{os.getpid()}"
         self._current: ScriptResult | None = None
+        #: ``stage_guard(stage_name)`` is entered around each stage's work in the process doing it:
+        #: none by default; corpus runs on Dask set a host-wide lock so a benchmark has its host alone.
+        self.stage_guard = lambda stage_name: contextlib.nullcontext()
 
     @cached_property
     def profile(self) -> HardwareProfile:
@@ -662,8 +665,9 @@ class Pipeline:
         return result, selection_error
 
     # -- one input in a child process ----------------------------------------------------------
-    def _child_body(self, send, spec: InputSpec) -> None:
-        """What an input's child does: the work, then ``done`` (or the error that stops the run)."""
+    def child_body(self, send, spec: InputSpec) -> None:
+        """What an input's child does: the work, sending every event with ``send(message)`` (see
+        :meth:`consume`), then ``done`` (or the input's error)."""
         try:
             result, selection_error = self._run_input_here(spec, _PipeEvents(send))
         except TkError as e:
@@ -675,14 +679,26 @@ class Pipeline:
         send(("done", result, selection_error))
 
     def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
-        """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` and mirror what it sends.
+        """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
+        from turnkey_like.launcher import StreamingChild
+
+        return self.consume(spec, StreamingChild(self.child_body, spec))
+
+    def consume(self, spec: InputSpec, channel) -> tuple[ScriptResult, SelectionError | None]:
+        """Mirror what an input's child sends: write its records to the cache, tell the listener.
+
+        ``channel`` is where the child's messages arrive: a
+        :class:`~turnkey_like.launcher.StreamingChild` here, or a relay from a Dask worker running
+        one. It is a context manager with ``receive(timeout_s)`` (raising
+        :class:`~turnkey_like.launcher.ChildEnded` when the child ended early or timed out),
+        ``kill()`` and ``wait()``.
 
         The child's messages: ``found``/``discovered`` (the script's record so far), ``save`` (a
         build record: written to the cache here), ``stage_started``/``stage_finished``, then
         ``done``. Discovery must end within ``options.timeout_s``; after it, a child silent for
         longer than the stage limits plus :data:`SILENCE_GRACE_S` is taken for hung.
         """
-        from turnkey_like.launcher import ChildEnded, StreamingChild
+        from turnkey_like.launcher import ChildEnded
 
         mirror = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
                               entry=spec.entry or None, status=Status.RUNNING)
@@ -704,7 +720,7 @@ class Pipeline:
             for model, inv in result.invocations():
                 invocations[inv.hash] = (model, inv)
 
-        with StreamingChild(self._child_body, spec) as child:
+        with channel as child:
             try:
                 while True:
                     limit = (self.options.timeout_s - (time.monotonic() - started)) if discovering else silence_limit
@@ -866,7 +882,8 @@ class Pipeline:
         log.info("%s %s (%s): started", stage.name, ctx.model.name, inv.hash)
         t0 = time.perf_counter()
         try:
-            outcome = stage.run(ctx)
+            with self.stage_guard(stage.name):
+                outcome = stage.run(ctx)
         except KeyboardInterrupt:
             # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
             setattr(inv, stage.name, settle(earlier, StageResult(
