@@ -42,6 +42,37 @@ def resolve_builds(cache, names: list[str]):
     return out
 
 
+def _named_points(args) -> list:
+    from turnkey_like.cli.benchmark_commands import _named_specs
+
+    return _named_specs(args) if getattr(args, "model", None) else []
+
+
+def _characterize_named(args):
+    """Characterize the ``--model`` entries through the one pipeline (a cached characterization is
+    reused); return their build records and labels (``NAME`` or ``NAME::HASH`` for sweep points)."""
+    from rich.console import Console
+
+    from turnkey_like.cli.benchmark_commands import _options
+    from turnkey_like.pipeline import Pipeline, RunOptions
+    from turnkey_like.report.listener import ConsoleListener
+    from turnkey_like.views.compare import build_records
+
+    specs = _named_points(args)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    options = RunOptions(analyze_only=True, cache_dir=args.cache_dir, hardware=args.hardware, no_weights=args.no_weights)
+    pipeline = Pipeline(options)
+    with ConsoleListener(err, cache_root=str(pipeline.cache.root), quiet=True) as listener:
+        pipeline.listener = listener
+        summary = pipeline.run(specs)
+    if summary.errors:
+        raise InputError(f"--model: {summary.errors[0].message}", hint=summary.errors[0].hint)
+    records = build_records(summary.results)
+    several = len(records) != len(args.model)
+    labels = [f"{r.script}::{r.invocation.hash}" if several else r.script for r in records]
+    return records, labels
+
+
 def run_compare(args) -> int:
     """``tk compare A B [C ...]``: the builds side by side (terminal table, ``--json``, ``--html``)."""
     import msgspec
@@ -51,12 +82,17 @@ def run_compare(args) -> int:
     from turnkey_like.records import encode
     from turnkey_like.views.compare import comparison, render_comparison
 
-    if len(args.builds) < 2:
-        raise InputError("`tk compare` needs at least two builds or invocation hashes",
-                         hint="`tk cache list` shows the builds in the cache")
-    cache = Cache(args.cache_dir, create=False)
+    if len(args.builds) + len(_named_points(args)) < 2:
+        raise InputError("`tk compare` needs at least two builds, invocation hashes or --model entries",
+                         hint="`tk cache list` shows the builds in the cache; e.g. `tk compare --model resnet18 --model resnet50`")
+    cache = Cache(args.cache_dir, create=not args.builds)
     records = resolve_builds(cache, args.builds)
-    comp = comparison(records, labels=args.builds)
+    labels = list(args.builds)
+    if args.model:
+        named, named_labels = _characterize_named(args)
+        records += named
+        labels += named_labels
+    comp = comparison(records, labels=labels)
     if args.json == "-":
         print(msgspec.json.format(encode(comp), indent=1).decode("utf-8"))
     else:
@@ -160,9 +196,15 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
         description="Compare builds from the cache side by side: parameters, MACs, FLOPs, bytes, arithmetic "
                     "intensity, bound, roofline time, measured latency and throughput, and the share of "
                     "roofline time per op category. Ratios are to the first. 1 MAC = 2 FLOPs.")
-    p.add_argument("builds", nargs="+", metavar="BUILD",
+    p.add_argument("builds", nargs="*", metavar="BUILD",
                    help="build names or invocation hashes (8 hex digits); `tk cache list` shows them")
     p.add_argument("--cache-dir", metavar="DIR", help="cache root (default: $TK_CACHE_DIR or ~/.cache/turnkey_like)")
+    from turnkey_like.cli.benchmark_commands import _add_named_model_arguments
+
+    _add_named_model_arguments(p)  # --model NAME (characterized on the spot when not cached)
+    p.add_argument("--hardware", metavar="NAME",
+                   help="hardware profile for characterizing --model entries (default: local)")
+    p.add_argument("--no-weights", action="store_true", help="characterize --model entries on meta tensors")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="the comparison as JSON: printed instead of the table, or written to FILE")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report of these builds")
