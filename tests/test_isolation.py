@@ -262,22 +262,31 @@ def _start_tk(*args: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def test_ctrl_c_during_discovery_exits_130_writes_json_and_leaves_no_process(tmp_path):
-    hangs = _write(tmp_path, "hangs.py", """
-        import time, torch
-        model = torch.nn.Linear(4, 5)
-        model(torch.rand(1, 4))
-        print("script is running", flush=True)
-        time.sleep(600)
-        """)
-    report = tmp_path / "run.json"
+HANGS = """
+import time, torch
+model = torch.nn.Linear(4, 5)
+model(torch.rand(1, 4))
+print("script is running", flush=True)
+time.sleep(600)
+"""
+
+
+def _start_hanging_script(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """Start `tk benchmark hangs.py --analyze-only`; return it once the script is running, with its output so far."""
+    hangs = _write(tmp_path, "hangs.py", HANGS)
     proc = _start_tk("benchmark", str(hangs), "--analyze-only", "--hardware", "a100",
-                     "--cache-dir", str(tmp_path / "cache"), "--json", str(report))
+                     "--cache-dir", str(tmp_path / "cache"), *extra)
     seen = ""
     while "script is running" not in seen:
         line = proc.stdout.readline()
         assert line, seen
         seen += line
+    return proc, seen
+
+
+def test_ctrl_c_during_discovery_exits_130_writes_json_and_leaves_no_process(tmp_path):
+    report = tmp_path / "run.json"
+    proc, seen = _start_hanging_script(tmp_path, "--json", str(report))
     script_child = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to tk's foreground group
     rest, _ = proc.communicate(timeout=60)
@@ -293,20 +302,7 @@ def test_ctrl_c_during_discovery_exits_130_writes_json_and_leaves_no_process(tmp
 def test_kill_9_of_tk_during_discovery_takes_the_script_process_with_it(tmp_path):
     import psutil
 
-    hangs = _write(tmp_path, "hangs.py", """
-        import time, torch
-        model = torch.nn.Linear(4, 5)
-        model(torch.rand(1, 4))
-        print("script is running", flush=True)
-        time.sleep(600)
-        """)
-    proc = _start_tk("benchmark", str(hangs), "--analyze-only", "--hardware", "a100", "--cache-dir",
-                     str(tmp_path / "cache"))
-    seen = ""
-    while "script is running" not in seen:
-        line = proc.stdout.readline()
-        assert line, seen
-        seen += line
+    proc, _ = _start_hanging_script(tmp_path)
     children = psutil.Process(proc.pid).children(recursive=True)
     assert children
     os.kill(proc.pid, signal.SIGKILL)  # tk alone: its children are in a group of their own
