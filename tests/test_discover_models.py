@@ -142,8 +142,17 @@ FACTORIES = textwrap.dedent('''
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
-    def hangs():
-        time.sleep(3600)
+    class HangsWhenTraced(torch.nn.Sequential):
+        """Runs eagerly; hangs when torch.fx traces it (its input is then a Proxy)."""
+
+        def forward(self, x):
+            if isinstance(x, torch.fx.Proxy):
+                time.sleep(3600)
+            return super().forward(x)
+
+
+    def hangs_when_traced():
+        return HangsWhenTraced(torch.nn.Linear(8, 4)), (torch.randn(2, 8),)
 
 
     class Raises(torch.nn.Module):
@@ -159,14 +168,17 @@ FACTORIES = textwrap.dedent('''
 def test_crash_hang_and_failures_are_recorded_and_the_rest_go_on(tmp_path):
     factories = tmp_path / "factories.py"
     factories.write_text(FACTORIES)
-    names = [f"{factories}:{n}" for n in ("crashes", "hangs", "tiny", "raises", "missing")]
+    names = [f"{factories}:{n}" for n in ("crashes", "hangs_when_traced", "tiny", "raises", "missing")]
     out = run_tk("discover-models", "--source", "factory", "--models", *names, "--timeout", "20", "--workers", "2",
                  "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json"))
     _ok(out)
     report = decode((tmp_path / "r.json").read_bytes(), SurveyReport)
     by = {m.name.rsplit(":", 1)[1]: m for m in report.models}
     assert by["crashes"].status is Status.KILLED and "SIGSEGV" in by["crashes"].error
-    assert by["hangs"].status is Status.TIMEOUT and by["hangs"].duration_s >= 20
+    hangs = by["hangs_when_traced"]  # what the child found before it hung is kept, and where it hung
+    assert (hangs.status, hangs.failed_step, hangs.macs, hangs.params) == (Status.TIMEOUT, FX, 64, 36)
+    assert hangs.error == "timed out after 20 s (child killed) during fx.symbolic_trace" and hangs.duration_s >= 20
+    assert hangs.trace_method == "not traced" and hangs.attempts == []
     assert (by["tiny"].status, by["tiny"].trace_method, by["tiny"].macs, by["tiny"].params) == (
         Status.SUCCESSFUL, FX, 64, 36)
     raises = by["raises"]

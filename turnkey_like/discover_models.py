@@ -6,18 +6,21 @@ For each model of a source (torchvision, transformers, ultralytics, timm), in it
 1. builds it with the one zoo loader (:func:`turnkey_like.zoo.load`: no weights; on ``meta`` where
    the loader decides the model is large);
 2. runs it once: the dispatch-level count of :func:`turnkey_like.characterize.characterize_call`
-   (which gives the parameter count and MACs, 1 MAC = 2 FLOPs) with ``trace=True``, so the same call
-   walks the tracing ladder of :func:`turnkey_like.tracing.trace_model` (``fx.symbolic_trace``, then
-   ``torch.export`` non-strict, then strict) and stops at the first rung that works. Every failed
-   rung is recorded with its exception type and first line (``errors.one_line``). With
-   ``all_rungs`` (``--test-model``) the rungs after the one that worked are tried too;
-3. with ``export``, builds it to ONNX with the ONNX build's own child body
+   gives the parameter count and MACs (1 MAC = 2 FLOPs);
+3. walks the tracing ladder of :func:`turnkey_like.tracing.trace_model` (``fx.symbolic_trace``,
+   then ``torch.export`` non-strict, then strict), one ``trace_model`` call per rung, and stops at
+   the first rung that works. Every failed rung is recorded with its exception type and first line
+   (``errors.one_line``). With ``all_rungs`` (``--test-model``) the rungs after the one that worked
+   are tried too;
+4. with ``export``, builds it to ONNX with the ONNX build's own child body
    (``turnkey_like.build._build_child``: export, check, optimize, compare with eager PyTorch on ONNX
    Runtime), into a temporary folder that is deleted afterwards. Models on ``meta`` have no weights
    to export: their export is ``skipped``.
 
 A crash, hang or out-of-memory kill ends only that model's child: it is recorded (status ``killed``
-or ``timeout``, with the log's last lines) and the survey goes on.
+or ``timeout``, with the log's last lines) and the survey goes on. Before each step the child writes
+its record so far (``progress/<name>.json``), so such a record still holds what was found before
+(parameters, MACs, the rungs that failed) and names the step that never ended.
 
 Parallelism (``--workers N``): N threads of the parent each call ``run_isolated`` for one model at a
 time, so at most N children run at once, each with ``cores // N`` torch threads. That is the
@@ -35,6 +38,7 @@ folder)::
     <root>/discover-models/<source>-<key>/
         names.json           the source's model names and families (so a cached run imports nothing)
         models/<name>.json   one ModelSurvey per model (name percent-encoded), written atomically
+        progress/<name>.json a running child's record so far (removed when the child has ended)
         logs/<name>.log      each child's stdout/stderr
 
 A cached result is reused unless ``refresh``; unless export is asked and the cached one has no export
@@ -130,8 +134,11 @@ class ModelSurvey(Record, kw_only=True):
         status: how the model's child ended: ``successful`` (built and ran; tracing may still have
             failed on every rung), ``error`` (the build or the run failed: ``failed_step``),
             ``timeout`` or ``killed`` (the child was killed: a hang, a crash or out of memory).
-        failed_step: ``build`` or ``run`` when ``status`` is ``error``, else ``None``.
-        error: one line: the exception (type and first line) or how the child ended.
+        failed_step: ``build`` or ``run`` when ``status`` is ``error``; with ``timeout`` or ``killed``
+            the step the child was in (``build``, ``run``, a rung of :data:`LADDER`, ``export``), the
+            fields before it holding what the child had found; else ``None``.
+        error: one line: the exception (type and first line) or how the child ended (and in which
+            step: ``timed out after 120 s (child killed) during torch.export(strict=True)``).
         trace_method: the first rung that traced (``fx.symbolic_trace``,
             ``torch.export(strict=False)``, ``torch.export(strict=True)``), ``none`` when every rung
             failed, ``not traced`` when the model never got that far.
@@ -414,6 +421,12 @@ class SurveyCache:
         """Where a model's :class:`ModelSurvey` is stored."""
         return self.folder / "models" / (self._file_name(name) + ".json")
 
+    def progress_path(self, name: str) -> Path:
+        """Where a running model's child writes its record so far (removed once the parent read it)."""
+        path = self.folder / "progress" / (self._file_name(name) + ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def log_path(self, name: str) -> Path:
         """The log of a model's child (created with its folder)."""
         path = self.folder / "logs" / (self._file_name(name) + ".log")
@@ -577,13 +590,15 @@ def constructor_of(source: str, name: str, model) -> tuple[str | None, list[str]
 
 def survey_model(name: str, source: str, *, export: bool = False, all_rungs: bool = False,
                  timeout_s: float = DEFAULT_TIMEOUT_S, family: str | None = None,
-                 threads: int | None = None) -> ModelSurvey:
+                 threads: int | None = None, progress_path: str | None = None) -> ModelSurvey:
     """Build, run, trace (and with ``export`` export) one model; return its :class:`ModelSurvey`.
 
     Runs in the model's child process (it may crash or hang: the parent's ``run_isolated`` records
     that). A failed build or run is returned as a record (``status=error``, ``failed_step``), never
     raised. When the counted run fails, the ladder is still walked, so the record says whether the
-    model traces at all.
+    model traces at all. The rungs are tried one :func:`~turnkey_like.tracing.trace_model` call each
+    (in the ladder's order, stopping at the first that works unless ``all_rungs``) so that progress
+    can be written between them.
 
     Args:
         name, source: the model (see :func:`turnkey_like.zoo.load`).
@@ -592,26 +607,35 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
         timeout_s: recorded as the limit the child ran under.
         family: the family (computed with :func:`family_of` when ``None``).
         threads: torch's intra-op threads in this process (``None`` keeps torch's default).
+        progress_path: where to write the record so far before each step (``failed_step`` naming
+            the step about to run), so that the parent can say what a killed child had found and
+            where it stopped; ``None`` writes nothing.
     """
     import torch
 
+    from turnkey_like.files import write_record
+
     if threads:
         torch.set_num_threads(threads)
-
     t_start = time.perf_counter()
     durations: dict[str, float] = {}
     survey = ModelSurvey(name=name, source=source, family=family or family_of(source, name), timeout_s=timeout_s)
 
-    def finish(**fields) -> ModelSurvey:
+    def update(**fields) -> ModelSurvey:
         return msgspec.structs.replace(survey, durations={k: round(v, 4) for k, v in durations.items()},
                                        duration_s=time.perf_counter() - t_start, surveyed_at=now_utc(), **fields)
 
+    def checkpoint(step: str) -> None:
+        if progress_path is not None:
+            write_record(progress_path, update(failed_step=step), fsync=False)
+
+    checkpoint("build")
     t0 = time.perf_counter()
     try:
         loaded = _load(name, source)
     except Exception as exc:  # noqa: BLE001 - recorded as the model's outcome
         durations["build"] = time.perf_counter() - t0
-        return finish(status=Status.ERROR, failed_step="build", error=one_line(exc, 500))
+        return update(status=Status.ERROR, failed_step="build", error=one_line(exc, 500))
     durations["build"] = time.perf_counter() - t0
     model, args, kwargs = loaded.model, tuple(loaded.args), dict(loaded.kwargs)
     on_meta = bool(loaded.on_meta)
@@ -626,42 +650,43 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
 
     from turnkey_like.characterize import characterize_call
 
+    checkpoint("run")
     t0 = time.perf_counter()
     run_error = None
     try:
-        char = characterize_call(model, args, kwargs, hardware=PROFILE, no_weights=on_meta, trace=True, warmup=True)
+        char = characterize_call(model, args, kwargs, hardware=PROFILE, no_weights=on_meta, warmup=True)
     except Exception as exc:  # noqa: BLE001 - the model's own call failed: still walk the ladder
-        char = None
         run_error = one_line(exc, 500)
-        durations["run"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        trace = _trace_rungs(model, args, kwargs, on_meta, LADDER).summary()
-        durations["trace"] = time.perf_counter() - t0
     else:
-        trace = char.trace
-        durations["run"] = char.count_duration_s
-        durations["trace"] = char.trace_duration_s
-    attempts = list(trace.attempts)
-    if all_rungs:
-        t0 = time.perf_counter()
-        tried = {a.method for a in attempts}
-        for method in (m for m in LADDER if m not in tried):
-            attempts += _trace_rungs(model, args, kwargs, on_meta, (method,)).attempts
-        durations["trace"] = durations.get("trace", 0.0) + time.perf_counter() - t0
-    survey = msgspec.structs.replace(survey, trace_method=trace.method, attempts=attempts, node_count=trace.node_count)
-    if char is not None:
         survey = msgspec.structs.replace(survey, params=char.totals.params, macs=char.totals.macs,
                                          uncounted_ops=char.totals.uncounted_ops, inputs=char.inputs,
                                          on_meta=char.no_weights)
+    durations["run"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for rung in LADDER:
+        if survey.traced and not all_rungs:
+            break
+        checkpoint(rung)
+        traced = _trace_rungs(model, args, kwargs, survey.on_meta, (rung,))
+        survey = msgspec.structs.replace(survey, attempts=survey.attempts + traced.attempts)
+        if traced.ok and not survey.traced:
+            survey = msgspec.structs.replace(survey, trace_method=traced.method, node_count=traced.node_count)
+        durations["trace"] = time.perf_counter() - t0
+        del traced
+    if not survey.traced:
+        survey = msgspec.structs.replace(survey, trace_method="none")
+
     if export:
+        checkpoint("export")
         t0 = time.perf_counter()
         outcome = (ExportOutcome(status=Status.SKIPPED, error="the model's own call failed")
                    if run_error else _export(model, args, kwargs, survey.on_meta))
         durations["export"] = time.perf_counter() - t0
         survey = msgspec.structs.replace(survey, export=outcome)
     if run_error:
-        return finish(status=Status.ERROR, failed_step="run", error=run_error)
-    return finish()
+        return update(status=Status.ERROR, failed_step="run", error=run_error)
+    return update()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -669,21 +694,32 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
 # --------------------------------------------------------------------------------------------------
 
 
-def _child_failure(name: str, source: str, family: str, outcome, timeout_s: float, export: bool) -> ModelSurvey:
-    """The record of a model whose child did not return one (timeout, crash, kill)."""
-    return ModelSurvey(
-        name=name, source=source, family=family, status=outcome.status, error=outcome.error,
+def _child_failure(name: str, source: str, family: str, outcome, timeout_s: float, export: bool,
+                   progress_path: Path) -> ModelSurvey:
+    """The record of a model whose child did not return one (timeout, crash, kill): what the child
+    had found before (its last progress record, when readable), the step it was in, and how it ended."""
+    try:
+        partial = decode(progress_path.read_bytes(), ModelSurvey, what=f"progress of {name}")
+    except (OSError, RecordError):
+        partial = ModelSurvey(name=name, source=source, family=family)
+    step = partial.failed_step
+    return msgspec.structs.replace(
+        partial, status=outcome.status, error=outcome.error + (f" during {step}" if step else ""),
+        trace_method="not traced" if not partial.traced else partial.trace_method,
         log_excerpt=outcome.log_excerpt, duration_s=outcome.duration_s, timeout_s=timeout_s, surveyed_at=now_utc(),
-        export=ExportOutcome(status=Status.SKIPPED, error="the model's child did not finish") if export else None,
+        export=(partial.export or ExportOutcome(status=Status.SKIPPED, error="the model's child did not finish"))
+        if export else None,
     )
 
 
-def _warm_imports(source: str, export: bool) -> None:
-    """Import what every child needs once in the parent, before forking (see the module doc): torch,
-    the source's library and loader, counting and tracing, and with ``export`` the build."""
+def _warm_parent(source: str, export: bool) -> None:
+    """Pay once, in the parent before forking, what every child would pay on its first model (see the
+    module doc): import torch, the source's library and loader, counting, tracing (and with
+    ``export`` the build), then count and trace a one-layer model, which initialises the dispatch
+    counter and ``torch.export`` (2.5 s and 1 s on their first call here; a few ms after)."""
     import importlib
 
-    modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.tracing"]
+    modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
     if source in LISTED_SOURCES:
         modules += [source, f"turnkey_like.zoo.{source}_models"]
     modules += ["turnkey_like.zoo", "turnkey_like.zoo.factory"] + (["turnkey_like.build", "onnxscript"] if export else [])
@@ -692,6 +728,17 @@ def _warm_imports(source: str, export: bool) -> None:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001 - a missing library fails each model's build, with its reason
             pass
+    import torch
+
+    from turnkey_like.characterize import characterize_call
+    from turnkey_like.tracing import trace_model
+
+    model, x = torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.zeros(1, 2)
+    try:
+        characterize_call(model, (x,), {}, hardware=PROFILE)
+        trace_model(model, (x,), {}, warmup=False, methods=LADDER[1:])
+    except Exception:  # noqa: BLE001 - only a warm-up: each child does the real work and records it
+        pass
 
 
 def run_models(names: list[str], source: str, families: dict[str, str], cache: SurveyCache, *,
@@ -710,28 +757,32 @@ def run_models(names: list[str], source: str, families: dict[str, str], cache: S
     import queue
     import threading
 
-    from turnkey_like.launcher import run_isolated
+    from turnkey_like.launcher import log_tail, run_isolated
 
     if not names:
         return []
-    _warm_imports(source, export)
+    _warm_parent(source, export)
     # N children share the cores: each gets its share of torch threads instead of all of them each
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
     def one(name: str) -> ModelSurvey:
         log = cache.log_path(name)
         log.write_text("")
+        progress = cache.progress_path(name)
+        progress.unlink(missing_ok=True)
         fam = families.get(name) or family_of(source, name)
         outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs,
-                               timeout_s=timeout_s, family=fam, threads=threads, log_path=log, start_method="fork")
-        if outcome.status is Status.SUCCESSFUL and isinstance(outcome.value, ModelSurvey):
-            survey = outcome.value
-            if survey.status is not Status.SUCCESSFUL:
-                from turnkey_like.launcher import log_tail
-
-                survey = msgspec.structs.replace(survey, log_excerpt=log_tail(log))
-            return msgspec.structs.replace(survey, duration_s=outcome.duration_s)
-        return _child_failure(name, source, fam, outcome, timeout_s, export)
+                               timeout_s=timeout_s, family=fam, threads=threads, progress_path=os.fspath(progress),
+                               log_path=log, start_method="fork")
+        try:
+            if outcome.status is not Status.SUCCESSFUL or not isinstance(outcome.value, ModelSurvey):
+                return _child_failure(name, source, fam, outcome, timeout_s, export, progress)
+        finally:
+            progress.unlink(missing_ok=True)
+        survey = outcome.value
+        if survey.status is not Status.SUCCESSFUL:
+            survey = msgspec.structs.replace(survey, log_excerpt=log_tail(log))
+        return msgspec.structs.replace(survey, duration_s=outcome.duration_s)
 
     todo: queue.Queue = queue.Queue()
     for name in names:

@@ -422,7 +422,8 @@ class BenchmarkStage(Stage):
         model, args, kwargs = ctx.call
         with eval_mode(model):
             return benchmark_invocation(model, args, kwargs, ctx.inv.build.result, ctx.build_dir,
-                                       self.options.benchmark)
+                                        self.options.benchmark, characterization=ctx.inv.characterization.result,
+                                        cache_dir=self.options.cache_dir)
 
 
 @contextlib.contextmanager

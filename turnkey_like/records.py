@@ -1196,6 +1196,27 @@ class Comparison(Record):
     notes: list[str] = []
 
 
+class CorpusInput(Record):
+    """How one input of a corpus last ended, for ``--resume`` (``<cache>/.corpus/inputs/<key>.json``;
+    ``turnkey_like.corpus``).
+
+    Attributes:
+        key: the input's identity (``corpus.input_key``: path or named model, and selectors).
+        entry: the input as the user gave it.
+        fingerprint: sha256 of what its outcome depends on (``corpus.input_fingerprint``: the file's
+            bytes, script arguments, discovery depth, input shapes, requested stages).
+        run_id: the run that ran it; finished_at: ISO-8601 UTC time it ended.
+        result: its :class:`ScriptResult` without the stage payloads (those live in the build records).
+    """
+
+    key: str
+    entry: str
+    fingerprint: str
+    run_id: str
+    finished_at: str
+    result: ScriptResult
+
+
 # --------------------------------------------------------------------------------------------------
 # The codec: the only place records become bytes or builtins and back
 # --------------------------------------------------------------------------------------------------

@@ -154,6 +154,9 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     from turnkey_like.cli.compare_commands import add_view_arguments
 
     add_view_arguments(group)
+    from turnkey_like.cli.corpus_options import add_corpus_arguments
+
+    add_corpus_arguments(bench)
     bench.set_defaults(func=run_benchmark)
 
     profile = subparsers.add_parser(
@@ -308,8 +311,11 @@ def _run(args, *, profile: bool) -> int:
                                showshape=getattr(args, "showshape", False), top=getattr(args, "top", 10),
                                quiet=args.quiet, show_traceback=args.traceback)
     pipeline.listener = listener
+    from turnkey_like.cli.corpus_options import corpus_options
+    from turnkey_like.corpus import run_corpus
+
     with listener:
-        summary = pipeline.run(specs)
+        summary = run_corpus(pipeline, specs, corpus_options(args))  # serial Pipeline.run unless --workers/--scheduler
     summary.errors[:0] = input_errors
     code = 130 if summary.interrupted else (1 if summary.failed or not specs else 0)
     if summary.interrupted:

@@ -17,8 +17,8 @@ import sys
 
 from turnkey_like.units import format_seconds, si
 
-TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "skipped": "dim", "timeout": "yellow",
-               "killed": "bold red"}
+TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "not reached": "dim", "skipped": "dim",
+               "timeout": "yellow", "killed": "bold red"}
 
 
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
@@ -164,29 +164,38 @@ def render_ladder(survey, console) -> None:
     for note in survey.notes:
         console.print(Text(f"note: {note}"))
     table = _table("Tracing ladder", [("Step", "left"), ("Outcome", "left"), ("Time", "right"), ("Error", "left")])
-    built = not (survey.failed_step == "build" or survey.status.value in ("timeout", "killed") and not survey.durations)
-    if survey.status.value in ("timeout", "killed"):
-        table.add_row("model child", _styled(survey.status.value, survey.status.value),
-                      format_seconds(survey.duration_s), Text(survey.error or ""))
-    table.add_row("build", _styled("ok" if built else "failed", "ok" if built else "failed"),
-                  format_seconds(survey.durations.get("build")),
-                  Text(survey.error if survey.failed_step == "build" else ""))
-    if "run" in survey.durations:
-        ran = survey.failed_step != "run"
-        table.add_row("run (counted call)", _styled("ok" if ran else "failed", "ok" if ran else "failed"),
-                      format_seconds(survey.durations.get("run")), Text(survey.error if not ran else ""))
+    status = survey.status.value
+    ended = status in ("timeout", "killed")  # the child was killed during failed_step
+    steps = ["build", "run", *LADDER]
+    stop = (survey.failed_step or "build") if ended else survey.failed_step if survey.failed_step == "build" else None
+    stop_at = steps.index(stop) if stop in steps else len(steps)
     tried = {a.method: a for a in survey.attempts}
-    for rung in LADDER:
-        attempt = tried.get(rung)
-        if attempt is None:
-            table.add_row(rung, _styled("not tried", "not tried"), "-", "")
-            continue
-        outcome = "ok" if attempt.ok else "failed"
-        table.add_row(rung, _styled(outcome, outcome), format_seconds(attempt.duration_s), Text(attempt.error or ""))
+    for i, step in enumerate(steps):
+        attempt = tried.get(step)
+        seconds = attempt.duration_s if attempt else survey.durations.get(step)
+        error = attempt.error if attempt else None
+        if i > stop_at:
+            outcome, seconds = "not reached", None
+        elif i == stop_at:
+            outcome, error = (status if ended else "failed"), survey.error
+            seconds = seconds if not ended else None
+        elif step == "build":
+            outcome = "ok"
+        elif step == "run":
+            outcome, error = ("failed", survey.error) if survey.failed_step == "run" else ("ok", None)
+        else:
+            outcome = ("ok" if attempt.ok else "failed") if attempt else "not tried"
+        label = "run (counted call)" if step == "run" else step
+        table.add_row(label, _styled(outcome, outcome), format_seconds(seconds) if seconds is not None else "-",
+                      Text(error or ""))
     if survey.export is not None:
-        outcome = {"successful": "ok", "error": "failed"}.get(survey.export.status.value, survey.export.status.value)
-        table.add_row("ONNX export", _styled(_export_text(survey.export), outcome),
-                      format_seconds(survey.export.duration_s), Text(survey.export.error or ""))
+        export = survey.export
+        if ended and survey.failed_step == "export":
+            outcome, text, error = status, status, survey.error
+        else:
+            outcome = {"successful": "ok", "error": "failed"}.get(export.status.value, export.status.value)
+            text, error = _export_text(export), export.error
+        table.add_row("ONNX export", _styled(text, outcome), format_seconds(export.duration_s), Text(error or ""))
     console.print(table)
     verdict = (f"traced by {survey.trace_method} ({survey.node_count} nodes)" if survey.traced else
                "did not trace" if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)}")

@@ -111,14 +111,15 @@ class ConsoleListener(Listener):
             self._print_profiles(result)
 
     def _print_profiles(self, result: ScriptResult) -> None:
-        from turnkey_like.report.characterization import render_profile
+        from turnkey_like.report.characterization import invocation_per_layer, render_profile
 
         for model, inv in result.invocations():
             char = inv.characterization
             if not inv.selected or char.status != Status.SUCCESSFUL or char.result is None:
                 continue
             self.console.rule(f"{escape(model.name)} · invocation {inv.hash}")
-            render_profile(char.result, self.console, showshape=self.showshape, top=self.top)
+            render_profile(char.result, self.console, showshape=self.showshape, top=self.top,
+                           per_layer=invocation_per_layer(inv))
 
     @staticmethod
     def print_summary(console: Console, summary: RunSummary) -> None:
