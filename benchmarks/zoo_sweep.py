@@ -104,7 +104,7 @@ def print_figures(report: SurveyReport, wall: float, load: str) -> None:
     for rung, per in failure_types(report.models).items():
         if per:
             print(f"{rung} failed: " + ", ".join(f"{k} {n}" for k, n in per.items()))
-    failures = [m for m in report.models if not m.traced]
+    failures = [m for m in report.models if not m.traced or m.status.value != "successful"]
     if failures:
         print(f"failures ({len(failures)}):")
     for m in failures:
@@ -112,7 +112,8 @@ def print_figures(report: SurveyReport, wall: float, load: str) -> None:
             last = next((a for a in reversed(m.attempts) if not a.ok), None)
             reason = f"did not trace; {last.method}: {last.error}" if last else "did not trace"
         else:
-            reason = f"{m.status.value}" + (f" ({m.failed_step})" if m.failed_step else "") + f": {m.error}"
+            reason = (f"{m.status.value}" + (f" ({m.failed_step})" if m.failed_step else "") + f": {m.error}"
+                      + (f"; traced by {m.trace_method}" if m.traced else ""))
         print(f"  {m.name}: {reason}")
     if report.export:
         for m in report.models:

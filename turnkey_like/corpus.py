@@ -32,6 +32,7 @@ shared during discovery, characterization and build, and exclusive during a benc
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -48,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -324,18 +326,28 @@ class _Task:
     cache_id: str
     script: bytes | None = None
     previous: list[bytes] = field(default_factory=list)
+    threads_per_host: dict[str, int] = field(default_factory=dict)
 
 
 #: hardware profiles resolved in this worker process, by (hardware, cache root)
 _PROFILES: dict = {}
 
 
-def _same_cache(task: _Task) -> bool:
-    """True when this worker sees the client's cache folder (same token at the same path)."""
+def _worker_cache(task: _Task) -> tuple[str | None, bool]:
+    """The cache folder this worker uses for ``task``, and whether it is the client's.
+
+    The worker's own ``TK_CACHE_DIR`` when set (its operator chose it); else the client's folder when
+    the worker sees it (the client's token at the same path: same host, or a shared filesystem);
+    else the worker's default cache. Shared means the client's token is in the chosen folder.
+    """
+    from turnkey_like.cache import ENV_VAR
+
+    root = os.environ.get(ENV_VAR) or task.cache_root
     try:
-        return (Path(task.cache_root) / CORPUS_DIR / CACHE_ID_FILE).read_text().strip() == task.cache_id
+        shared = (Path(root) / CORPUS_DIR / CACHE_ID_FILE).read_text().strip() == task.cache_id
     except OSError:
-        return False
+        shared = False
+    return (root if shared or os.environ.get(ENV_VAR) else None), shared
 
 
 #: seconds of silence after which a task sends a ``tick``: the client waits on its queue without a
@@ -378,16 +390,16 @@ class _RelayStream(io.TextIOBase):
         return True
 
 
-def _worker_pipeline(task: _Task, shared: bool):
+def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
     """The pipeline that runs ``task`` on this worker: the client's options, run id and (when this
     worker sees it) cache; the host lock around each stage; the hardware profile resolved once."""
     from turnkey_like import hostlock
     from turnkey_like.pipeline import Pipeline
 
-    options = replace(task.options, cache_dir=task.cache_root if shared else None)
+    options = replace(task.options, cache_dir=cache_dir)
     pipeline = Pipeline(options)
     pipeline.run_id = task.run_id
-    pipeline.stage_guard = hostlock.stage_guard
+    pipeline.stage_guard = functools.partial(_stage_guard, default_threads=_share_cores(task))
     if not shared:
         _adopt_previous(pipeline.cache, task.previous)
     if options.characterize and not task.spec.is_onnx:
@@ -397,6 +409,58 @@ def _worker_pipeline(task: _Task, shared: bool):
                 _PROFILES[key] = pipeline.profile
         pipeline.__dict__["profile"] = _PROFILES[key]  # the cached_property's slot: resolved once
     return pipeline
+
+
+def _share_cores(task: _Task) -> int | None:
+    """Give this worker's inputs their share of the host's cores for torch; return torch's default.
+
+    Several tk workers on one host each running torch with every core (torch's default) oversubscribe
+    it, and OpenMP's spinning threads then slow everything several-fold (3 scripts: 27 s instead of
+    13 s on 2 cores with 2 workers). Discovery, characterization and build run with
+    ``cores // (worker threads on this host)`` threads (at least 1); a benchmark, which has the host
+    to itself, gets torch's default back (:func:`_stage_guard`), so its latency is a serial run's.
+    torch is imported here, once per worker, so the input children inherit it instead of importing it.
+    """
+    import torch
+
+    if "default" not in _THREADS:
+        _THREADS["default"] = torch.get_num_threads()
+    host = urlsplit(get_worker_address()).hostname or ""
+    sharing = task.threads_per_host.get(host)
+    if sharing:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // sharing))
+    return _THREADS["default"]
+
+
+#: torch's default intra-op thread count in this worker process, before :func:`_share_cores`
+_THREADS: dict[str, int] = {}
+
+
+def get_worker_address() -> str:
+    """This Dask worker's address (``tcp://host:port``)."""
+    from distributed import get_worker
+
+    return get_worker().address
+
+
+@contextlib.contextmanager
+def _stage_guard(stage_name: str, default_threads: int | None = None):
+    """``Pipeline.stage_guard`` on a worker: the host lock (:func:`turnkey_like.hostlock.stage_guard`),
+    and torch's default thread count back for a benchmark (see :func:`_share_cores`)."""
+    from turnkey_like import hostlock
+
+    with hostlock.stage_guard(stage_name):
+        if stage_name not in hostlock.EXCLUSIVE_STAGES or not default_threads:
+            yield
+            return
+        import torch
+
+        shared_threads = torch.get_num_threads()
+        torch.set_num_threads(default_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(shared_threads)
 
 
 def _adopt_previous(cache, previous: list[bytes]) -> None:
@@ -467,10 +531,10 @@ def _run_task(task: _Task) -> str:
     worker = get_worker()
     host = socket.gethostname()
     where = f"{host} ({worker.address})"
-    shared = _same_cache(task)
+    cache_dir, shared = _worker_cache(task)
     spec = task.spec
     try:
-        pipeline = _worker_pipeline(task, shared)
+        pipeline = _worker_pipeline(task, cache_dir, shared)
         if task.script is not None:
             spec = replace(spec, path=_upload_path(pipeline.cache.root, spec, task.script))
     except BaseException as e:  # noqa: BLE001 - reported as this input's error, never a worker crash
@@ -803,10 +867,13 @@ class DaskRun:
         self.pipeline, self.corpus, self.book = pipeline, corpus, book
         self.client = None
         self.cluster = None
+        self._config = None
         self.cache_id = ""
         self._lock = threading.Lock()
         self._channels: dict[str, DaskChannel] = {}
         self._previous: dict[str, list[str]] = {}
+        self._threads_per_host: dict[str, int] = {}
+        self._futures: list = []
 
     # -- the cluster ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -823,11 +890,12 @@ class DaskRun:
                 import importlib.util
 
                 dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-                with dask.config.set(LOCAL_CLUSTER_CONFIG):
-                    self.cluster = LocalCluster(n_workers=self.corpus.workers, threads_per_worker=1,
-                                                processes=True, dashboard_address=dashboard)
-                    self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as e:
+                # held until the cluster closes: a nanny restarting a dead worker reads it again
+                self._config = dask.config.set(LOCAL_CLUSTER_CONFIG)
+                self.cluster = LocalCluster(n_workers=self.corpus.workers, threads_per_worker=1,
+                                            processes=True, dashboard_address=dashboard)
+                self.client = Client(self.cluster)
+        except (OSError, TimeoutError, RuntimeError) as e:
             where = self.corpus.scheduler or "a local cluster"
             raise TkError(f"cannot reach the Dask scheduler at {where}: {one_line(e)}",
                           hint="start one with `dask scheduler` and `dask worker ADDRESS` (see docs/corpus.md)") from None
@@ -844,6 +912,9 @@ class DaskRun:
             if thing is not None:
                 with contextlib.suppress(Exception):
                     thing.close()
+        if self._config is not None:
+            self._config.__exit__(None, None, None)
+            self._config = None
 
     def _cache_token(self) -> str:
         """This cache's id (created once): a worker that reads the same token at the same path shares it."""
@@ -879,7 +950,10 @@ class DaskRun:
         results: dict[int, tuple[ScriptResult, TkError | None]] = {}
         try:
             self._previous = self._previous_index() if self.corpus.scheduler else {}
-            threads = sum(self.client.nthreads().values()) or 1
+            for worker in self.client.scheduler_info()["workers"].values():
+                host = worker.get("host") or ""
+                self._threads_per_host[host] = self._threads_per_host.get(host, 0) + worker.get("nthreads", 1)
+            threads = sum(self._threads_per_host.values()) or 1
             pool = ThreadPoolExecutor(max_workers=self.corpus.in_flight or 2 * threads,
                                       thread_name_prefix="tk-corpus")
             futures = {pool.submit(self._one, index, spec, progress): index for index, spec in enumerate(specs)}
@@ -899,6 +973,10 @@ class DaskRun:
             pool.shutdown(wait=False)
         finally:
             pipeline.listener = listener
+            with contextlib.suppress(Exception):  # let finished tasks end before the cluster goes
+                from distributed import wait
+
+                wait(self._futures, timeout=10)
             self._close()
         for index in sorted(results):
             result, error = results[index]
@@ -931,6 +1009,7 @@ class DaskRun:
         future = self.client.submit(_run_task, task, key=name, pure=False)
         channel = DaskChannel(future, queue, stop, client_path=str(spec.path))
         future.add_done_callback(lambda _f: channel.wake())  # a failed task wakes its waiting consumer
+        self._futures.append(future)
         with self._lock:
             self._channels[name] = channel
         pipeline.listener.local.events = progress.listener_for(index)
@@ -971,7 +1050,7 @@ class DaskRun:
         previous = [encode(r) for r in self._previous_records(spec)] if self.corpus.scheduler else []
         return _Task(spec=spec, options=self.pipeline.options, run_id=self.pipeline.run_id, queue=f"{name}-q",
                      stop=f"{name}-stop", cache_root=str(self.pipeline.cache.root), cache_id=self.cache_id,
-                     script=script, previous=previous)
+                     script=script, previous=previous, threads_per_host=self._threads_per_host)
 
     def _previous_index(self) -> dict[str, list[str]]:
         """Build names by script path in the client's cache (to ship earlier records to workers)."""

@@ -349,7 +349,45 @@ class ChildEnded(Exception):
         self.fault_dump = fault_dump
 
 
-def _streaming_main(conn, fault_fd, out_fd, err_fd, fn, args) -> None:
+_MAIN_THREAD_POISONED = False
+
+
+def main_thread_forks_clean(timeout_s: float = 3.0) -> bool:
+    """Whether a child forked from this thread can run multi-threaded torch kernels on its main thread.
+
+    GNU OpenMP keeps its worker pool in the thread-local state of the thread that first ran a
+    parallel region; a child forked from that thread inherits a pool whose workers do not exist in
+    it, and hangs at its first parallel op (see :func:`_call_in_fresh_thread`). A ``tk`` process
+    never runs torch kernels itself, but a notebook or a test process that calls the pipeline may
+    have. So a probe child is forked that runs one parallel op on its main thread: it ends within
+    ``timeout_s`` (clean) or hangs and is killed (not clean; remembered, since the pool stays).
+    Costs one fork (about 10-30 ms) when torch is imported; nothing otherwise.
+    """
+    global _MAIN_THREAD_POISONED
+    if _MAIN_THREAD_POISONED:
+        return False
+    torch = sys.modules.get("torch")
+    if torch is None or torch.get_num_threads() < 2:
+        return True
+    pid = os.fork()
+    if pid == 0:  # the probe: one op large enough for at::parallel_for to use the pool
+        try:
+            torch.ones(1 << 18).add_(1)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return True
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    _MAIN_THREAD_POISONED = True
+    return False
+
+
+def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> None:
     """Body of a :class:`StreamingChild`: own process group, dies with its parent, then ``fn(send, *args)``.
 
     The child leaves the terminal's foreground group, so a Ctrl-C reaches tk alone (which then
@@ -380,7 +418,12 @@ def _streaming_main(conn, fault_fd, out_fd, err_fd, fn, args) -> None:
 
     faulthandler.enable(file=fault_fd, all_threads=False)  # a segfault's Python stack goes to tk
     try:
-        fn(conn.send, *args)
+        if fresh_thread:
+            kind, error = _call_in_fresh_thread(fn, (conn.send, *args), {})
+            if kind == "error":
+                print(f"tk: {error}", file=sys.stderr)
+        else:
+            fn(conn.send, *args)
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -398,6 +441,11 @@ class StreamingChild:
     module objects of a script it will run, a live model). It runs in its own process group with
     ``PR_SET_PDEATHSIG`` (:func:`die_with_parent`): :meth:`kill` takes the child and every process it
     started, and a ``kill -9`` of tk takes the child too.
+
+    ``fn`` runs on the child's main thread (a script's signal handlers then work as under
+    ``python``), unless this thread has run multi-threaded torch kernels before
+    (:func:`main_thread_forks_clean`, as in a notebook or a test process): then on a fresh thread,
+    where GNU OpenMP can start a pool of its own.
 
     Use as a context manager; leaving it kills whatever is left of the group.
 
@@ -419,7 +467,8 @@ class StreamingChild:
             with warnings.catch_warnings():  # see run_isolated: fork of a threaded parent is deliberate
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.process = ctx.Process(
-                    target=_streaming_main, args=(writer, fault_writer, out_writer, err_writer, fn, args),
+                    target=_streaming_main,
+                    args=(writer, fault_writer, out_writer, err_writer, not main_thread_forks_clean(), fn, args),
                     daemon=False)
                 self.process.start()
         finally:

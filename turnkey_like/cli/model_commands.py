@@ -69,7 +69,7 @@ def _progress(quiet: bool):
 
     def line(survey, done: int, total: int) -> None:
         outcome = (("did not trace" if survey.trace_method == "none" else survey.trace_method)
-                   if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)}")
+                   if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)[:150]}")
         print(f"[{done}/{total}] {survey.name}: {outcome} ({format_seconds(survey.duration_s)})",
               file=sys.stderr, flush=True)
 
@@ -198,7 +198,7 @@ def render_ladder(survey, console) -> None:
         table.add_row("ONNX export", _styled(text, outcome), format_seconds(export.duration_s), Text(error or ""))
     console.print(table)
     verdict = (f"traced by {survey.trace_method} ({survey.node_count} nodes)" if survey.traced else
-               "did not trace" if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)}")
+               "did not trace" if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)[:150]}")
     console.print(Text(f"{survey.name}: {verdict}; {format_seconds(survey.duration_s)} in all"))
     if survey.log_excerpt:
         console.print(Text("log (last lines):\n" + survey.log_excerpt, style="dim"))
@@ -247,11 +247,12 @@ def render_report(report, console, *, verbose: bool = False) -> None:
         console.print(Text("* some ops have no MAC formula (quantized ops, custom kernels): a lower bound; "
                            "`tk profile --model NAME` lists them"))
 
-    failed = [m for m in report.models if not m.traced]
+    failed = [m for m in report.models if not m.traced or m.status.value != "successful"]
     if failed:
         table = _table(f"Failures ({len(failed)})", [("Model", "left"), ("Outcome", "left"), ("Reason", "left")])
         for m in failed:
-            outcome = "did not trace" if m.status.value == "successful" else m.status.value
+            outcome = ("did not trace" if m.status.value == "successful" else
+                       f"{m.status.value} (traced)" if m.traced else m.status.value)
             table.add_row(m.name, _styled(outcome, "failed"), Text(_reason(m)))
         console.print(table)
     if verbose:

@@ -1,0 +1,279 @@
+"""Corpus runs on Dask (``--workers``, ``--scheduler``) and ``--resume``: real ``tk`` processes, a real
+``LocalCluster`` of 2 workers (or a scheduler and 2 workers started here), real scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, REPO, run_tk
+
+pytest.importorskip("distributed")
+
+EXAMPLE_SCRIPTS = [str(EXAMPLES / name) for name in ("hello_world.py", "two_models.py", "multiple_invocations.py")]
+
+
+def _report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _invocations(report: dict) -> dict[tuple, tuple]:
+    """(script name, invocation hash) -> (model hash, MACs, FLOPs, status of characterization)."""
+    out = {}
+    for result in report["results"]:
+        stack = list(result["models"])
+        while stack:
+            model = stack.pop()
+            stack.extend(model.get("children", []))
+            for inv in model["invocations"]:
+                char = inv["characterization"]
+                totals = (char.get("result") or {}).get("totals") or {}
+                out[Path(result["path"]).name, inv["hash"]] = (model["model_hash"], totals.get("macs"),
+                                                               totals.get("flops"), char["status"])
+    return out
+
+
+def _records(cache: Path) -> dict[str, dict]:
+    """build name -> the record the client wrote (``record.json`` of each build folder)."""
+    out = {}
+    for folder in cache.iterdir():
+        record = folder / "record.json"
+        if record.is_file():
+            out[folder.name] = json.loads(record.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial_and_dask(tmp_path_factory):
+    """The three bundled examples through ``--analyze-only``: once serially, once on 2 Dask workers."""
+    root = tmp_path_factory.mktemp("corpus")
+    runs = {}
+    for name, extra in (("serial", []), ("dask", ["--workers", "2"])):
+        cache, report = root / f"cache_{name}", root / f"{name}.json"
+        out = run_tk("benchmark", *EXAMPLE_SCRIPTS, "--analyze-only", "--cache-dir", str(cache),
+                     "--json", str(report), *extra, timeout=600)
+        assert out.returncode == 0, f"{name} run failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+        runs[name] = (cache, _report(report), out)
+    return runs
+
+
+def test_dask_run_gives_the_serial_hashes_and_macs(serial_and_dask):
+    serial = _invocations(serial_and_dask["serial"][1])
+    dask = _invocations(serial_and_dask["dask"][1])
+    assert len(serial) == 5  # hello_world 1, two_models 2, multiple_invocations 2
+    assert dask == serial
+    assert all(status == "successful" for *_rest, status in dask.values())
+
+
+def test_dask_run_records_are_written_by_the_client_and_name_the_worker(serial_and_dask):
+    cache, report, out = serial_and_dask["dask"]
+    records = _records(cache)
+    assert sorted(records) == sorted(_records(serial_and_dask["serial"][0]))
+    for record in records.values():
+        assert record["invocation"]["characterization"]["status"] == "successful"
+        assert record["system"]["dask_worker"].startswith("tcp://")  # stamped on the worker
+        assert record["system"]["host"]
+    # one progress line per input names the worker it ran on; the script's own prints come through
+    assert out.stderr.count("── input ") == 3
+    assert "Output: tensor(" in out.stdout
+
+
+def test_resume_does_no_work_on_a_finished_corpus(serial_and_dask, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(serial_and_dask["dask"][0], cache)
+    before = _records(cache)
+    for extra in ([], ["--workers", "2"]):
+        out = run_tk("benchmark", *EXAMPLE_SCRIPTS, "--analyze-only", "--cache-dir", str(cache), "--resume",
+                     "--json", str(tmp_path / "resumed.json"), *extra, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "3 of 3 input(s) unchanged and complete in the cache, not run again" in out.stderr
+        assert "Output: tensor(" not in out.stdout  # no script ran
+        assert _records(cache) == before  # nothing rewritten: same run ids, same times
+        report = _report(tmp_path / "resumed.json")
+        assert _invocations(report) == _invocations(serial_and_dask["dask"][1])
+
+
+def test_resume_reruns_a_changed_script_and_retry_failed_a_failed_one(tmp_path):
+    cache = tmp_path / "cache"
+    good = tmp_path / "good.py"
+    good.write_text((EXAMPLES / "hello_world.py").read_text())
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\ntorch.nn.Linear(2, 2)(torch.ones(1, 2))\nraise ValueError('broken')\n")
+    args = ["benchmark", str(good), str(bad), "--analyze-only", "--cache-dir", str(cache)]
+    first = run_tk(*args)
+    assert first.returncode == 1 and "broken" in first.stdout + first.stderr
+    resumed = run_tk(*args, "--resume")
+    assert "2 of 2 input(s) unchanged" in resumed.stderr  # a failure is a final outcome
+    assert resumed.returncode == 1  # ... and still a failure of the corpus
+    retried = run_tk(*args, "--retry-failed")
+    assert "1 of 2 input(s) unchanged" in retried.stderr  # only bad.py ran again
+    assert retried.stdout.count("broken") >= 1 and "Output: tensor(" not in retried.stdout
+    good.write_text(good.read_text() + "\nprint('changed')\n")
+    changed = run_tk(*args, "--resume")
+    assert "1 of 2 input(s) unchanged" in changed.stderr and "changed" in changed.stdout
+
+
+def test_a_segfaulting_script_takes_down_only_its_own_task(tmp_path):
+    crash = tmp_path / "crash.py"
+    crash.write_text("import ctypes, torch\ntorch.nn.Linear(3, 2)(torch.ones(1, 3))\nctypes.string_at(0)\n")
+    report = tmp_path / "run.json"
+    out = run_tk("benchmark", str(crash), str(EXAMPLES / "hello_world.py"), "--analyze-only", "--workers", "2",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), timeout=300)
+    assert out.returncode == 1, out.stderr
+    results = {Path(r["path"]).name: r for r in _report(report)["results"]}
+    assert results["crash.py"]["status"] == "error"
+    assert "SIGSEGV" in results["crash.py"]["error"] and "line 3" in results["crash.py"]["error"]
+    assert results["hello_world.py"]["status"] == "successful"
+    assert _invocations(_report(report))  # hello_world's invocation was characterized
+    assert "Traceback" not in out.stderr  # no worker or client crash
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip():
+            return int(path.read_text())
+        assert proc.poll() is None, f"tk ended early:\n{proc.communicate()[1]}"
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_a_worker_killed_mid_run_is_retried_once_then_recorded_killed(tmp_path):
+    """kill -9 the worker running a slow script: Dask retries the input on another worker; kill that one
+    too: the input is recorded killed, and the rest of the corpus completes."""
+    import psutil
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import os, sys, time, torch\n"
+        "torch.nn.Linear(4, 2)(torch.ones(1, 4))\n"
+        "folder = sys.argv[1]\n"
+        "attempt = len([name for name in os.listdir(folder) if name.startswith('pid')])\n"
+        "with open(os.path.join(folder, f'{attempt}.tmp'), 'w') as f:\n"
+        "    f.write(str(os.getpid()))\n"
+        "os.replace(os.path.join(folder, f'{attempt}.tmp'), os.path.join(folder, f'pid{attempt}'))\n"
+        "time.sleep(120)\n")
+    report = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turnkey_like", "benchmark", str(slow), str(EXAMPLES / "hello_world.py"),
+         "--analyze-only", "--workers", "2", "--script-args", str(marks), "--cache-dir", str(tmp_path / "cache"),
+         "--json", str(report)],
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        tk = psutil.Process(proc.pid)
+        workers = []
+        for attempt in range(2):
+            child = psutil.Process(_wait_for(marks / f"pid{attempt}", proc))
+            worker = child.parent()
+            assert worker.pid != proc.pid and worker in tk.children(recursive=True)
+            workers.append(worker.pid)
+            os.kill(worker.pid, signal.SIGKILL)
+        assert workers[0] != workers[1]  # the retry ran in another worker process
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stderr
+    results = {Path(r["path"]).name: r for r in _report(report)["results"]}
+    assert results["hello_world.py"]["status"] == "successful"
+    assert results["slow.py"]["status"] == "error"
+    assert "died 2 times" in results["slow.py"]["error"], results["slow.py"]["error"]
+    assert not (marks / "pid2").exists()  # retried once, not more
+    assert "retried on another worker" in stderr
+
+
+def test_scheduler_with_two_separate_workers_and_their_own_caches(tmp_path):
+    """``--scheduler`` against ``dask scheduler`` + 2 ``dask worker`` processes started here, each worker
+    with a cache of its own (no shared folder): ``--upload`` ships the script, records come back to the
+    client's cache, ``--collect`` brings the ONNX file."""
+    dask = Path(sys.executable).parent / "dask"
+    if not dask.exists():
+        pytest.skip("the dask command is not installed")
+    script = tmp_path / "scripts" / "hello_world.py"
+    script.parent.mkdir()
+    script.write_text((EXAMPLES / "hello_world.py").read_text())
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([str(dask), "scheduler", "--port", "0", "--dashboard-address", ":0",
+                               "--scheduler-file", str(scheduler_file)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [str(dask), "worker", address, "--nthreads", "1", "--nworkers", "1"],
+                env={**env, "TK_CACHE_DIR": str(tmp_path / f"worker{i}_cache")}, cwd=tmp_path,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cache = tmp_path / "client_cache"
+        report = tmp_path / "run.json"
+        out = run_tk("benchmark", str(script), "--scheduler", address, "--upload", "--collect",
+                     "--iterations", "5", "--cache-dir", str(cache), "--json", str(report), timeout=600)
+        assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    (record,) = _records(cache).values()
+    assert record["script"] == str(script)  # the client's path, not the worker's uploaded copy
+    inv = record["invocation"]
+    assert [inv[s]["status"] for s in ("characterization", "build", "benchmark")] == ["successful"] * 3
+    onnx = Path(inv["build"]["result"]["onnx_path"])
+    assert onnx.parent == cache / record["build_name"] and onnx.is_file()  # collected into the client's cache
+    assert any((tmp_path / f"worker{i}_cache" / record["build_name"]).is_dir() for i in range(2))
+    assert _invocations(_report(report))
+
+
+def test_host_lock_benchmark_excludes_everything_and_waiting_writer_goes_first(tmp_path, monkeypatch):
+    """Readers share; a writer waits for them; a reader arriving while the writer waits goes after it."""
+    import threading
+
+    from turnkey_like import hostlock
+
+    monkeypatch.setenv(hostlock.ENV_VAR, str(tmp_path))
+    events: list[str] = []
+
+    def hold(name, guard, seconds, started=None):
+        with guard:
+            events.append(f"{name} in")
+            if started is not None:
+                started.set()
+            time.sleep(seconds)
+            events.append(f"{name} out")
+
+    first_in = threading.Event()
+    reader1 = threading.Thread(target=hold, args=("reader1", hostlock.stage_guard("characterization"), 0.6, first_in))
+    reader1.start()
+    first_in.wait(5)
+    reader2 = threading.Thread(target=hold, args=("reader2", hostlock.stage_guard("build"), 0.1))
+    reader2.start()  # a second reader shares the host with the first
+    time.sleep(0.1)
+    writer = threading.Thread(target=hold, args=("writer", hostlock.stage_guard("benchmark"), 0.3))
+    writer.start()
+    time.sleep(0.1)  # the writer now waits for reader1
+    reader3 = threading.Thread(target=hold, args=("reader3", hostlock.stage_guard("characterization"), 0.1))
+    reader3.start()
+    for thread in (reader1, reader2, writer, reader3):
+        thread.join(10)
+    assert events.index("reader2 in") < events.index("reader1 out")  # shared
+    assert events.index("writer in") > events.index("reader1 out")  # exclusive: waited for the readers
+    assert events.index("reader3 in") > events.index("writer out")  # no reader overtook the waiting writer
+    assert events[events.index("writer in") + 1] == "writer out"  # nothing ran during the benchmark
