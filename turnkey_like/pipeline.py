@@ -204,6 +204,11 @@ def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
              f"run `python {name}` (or rerun tk with --traceback) to see where it failed")
     if error.startswith("syntax error"):
         hint = f"fix the syntax error in {name}, then rerun"
+    elif "longer than --timeout" in error:
+        hint = f"raise --timeout if {name} needs longer; the models it ran before are reported above"
+    elif "process killed by" in error or "before tk finished" in error:
+        hint = (f"the models that {name} ran before its process ended are reported above; rerun with "
+                "--traceback for the Python stack where it crashed, or run `python " + name + "`")
     elif result.exit_code == 2 and script_args:
         hint = f"{name} rejected --script-args {script_args!r}: pass arguments that it accepts"
     elif result.exit_code is not None:
@@ -594,7 +599,8 @@ class Pipeline:
                     result, error = self.run_input(spec)
                 except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
                     result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
-                                          entry=spec.entry or None, status=Status.ERROR, error=e.message)
+                                          entry=spec.entry or None, status=Status.ERROR, error=e.message,
+                                          model_request=spec.model)
                     error = e
                 if error is None and result.status == Status.ERROR:
                     error = script_failure(result, self.options.script_args)
@@ -702,7 +708,7 @@ class Pipeline:
         from turnkey_like.launcher import ChildEnded
 
         mirror = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
-                              entry=spec.entry or None, status=Status.RUNNING)
+                              entry=spec.entry or None, status=Status.RUNNING, model_request=spec.model)
         self._current = mirror
         invocations: dict[str, tuple[ModelInfo, Invocation]] = {}
         saved: dict[str, BuildRecord] = {}
@@ -716,6 +722,7 @@ class Pipeline:
         def adopt(result: ScriptResult) -> None:
             nonlocal mirror
             result.entry = spec.entry or None
+            result.model_request = result.model_request or spec.model
             mirror = self._current = result
             invocations.clear()
             for model, inv in result.invocations():
@@ -809,10 +816,15 @@ class Pipeline:
         if running is not None:
             status = Status.TIMEOUT if ended.status == Status.TIMEOUT else Status.KILLED
             self._end_running(running, saved, invocations, StageResult(status=status, error=ended.error))
+        not_requested = {"characterization": None if self.options.characterize else "not requested",
+                         "build": "--analyze-only" if self.options.analyze_only else None,
+                         "benchmark": "--analyze-only" if self.options.analyze_only else
+                         "--build-only" if self.options.build_only else None}
         for _model, inv in mirror.invocations():
-            for stage in inv.stages().values():
+            for name, stage in inv.stages().items():
                 if stage.status in (Status.NOT_STARTED, Status.RUNNING):
-                    stage.status, stage.reason = Status.SKIPPED, f"not run: {what} ended the input's process"
+                    stage.status = Status.SKIPPED
+                    stage.reason = not_requested[name] or f"not run: {what} ended the input's process"
 
     # -- one invocation ------------------------------------------------------------------------
     def run_invocation(self, result: ScriptResult, model: ModelInfo, inv: Invocation,

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from turnkey_like.records import ScriptResult, Status
-from turnkey_like.units import format_bytes, format_count, format_intensity, format_ms, format_seconds
+from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, si
 
 
 def sweeps(results: list[ScriptResult]) -> dict[str, list[ScriptResult]]:
@@ -38,7 +38,7 @@ def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
             sizes = [str(v) if v is not None else "-" for v in (request.batch_size, request.seq_len, request.imgsz)]
             top = [inv for model in result.models for inv in model.invocations]
             if not top:
-                table.add_row(*sizes, "-", f"[red]{escape(result.error or 'no model call')}[/]", *[""] * 6)
+                table.add_row(*sizes, "-", "-", f"[red]{escape(result.error or 'no model call')}[/]", *[""] * 5)
                 continue
             inv = top[0]
             char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
@@ -46,7 +46,7 @@ def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
             cells = ["-"] * 5
             if char is not None:
                 totals = char.totals
-                cells = [format_count(totals.macs), format_bytes(totals.bytes_read + totals.bytes_written),
+                cells = [si(totals.macs), format_bytes(totals.bytes_read + totals.bytes_written),
                          format_intensity(totals.arithmetic_intensity), totals.bound,
                          format_seconds(totals.roofline_time_s)]
             timing = (["-", "-"] if bench is None else
