@@ -82,8 +82,12 @@ CACHE_ID_FILE = "cache-id"
 #: outcomes that do not finish a stage: an input with one of them in a requested stage is not complete
 UNFINISHED = frozenset({Status.NOT_STARTED, Status.RUNNING, Status.INTERRUPTED})
 #: Dask configuration of an embedded LocalCluster: tk's isolation forks children, which a daemonic
-#: process may not; a task whose worker dies is retried once, then fails with ``KilledWorker``
-LOCAL_CLUSTER_CONFIG = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 1}
+#: process may not; a task whose worker dies is retried once, then fails with ``KilledWorker``; and the
+#: workers get this process's environment unchanged (Dask's nanny otherwise sets OMP_NUM_THREADS=1 and
+#: MALLOC_TRIM_THRESHOLD_, which change torch's threads and the allocator under a benchmark: measured
+#: 1.2x the serial ORT latency with them)
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 1,
+                        "distributed.nanny.pre-spawn-environ": {}}
 #: attempts of one input (the first, and one retry after a worker died)
 MAX_ATTEMPTS = 2
 
