@@ -193,11 +193,14 @@ def test_crash_hang_and_failures_are_recorded_and_the_rest_go_on(tmp_path):
     assert "Failures (4)" in out.stdout and "SIGSEGV" in out.stdout
 
 
-def test_unknown_family_is_one_line_error(tmp_path):
+def test_unknown_family_or_model_is_one_line_error(tmp_path):
     out = run_tk("discover-models", "--family", "resnett", "--cache-dir", str(tmp_path))
     assert out.returncode == 1
     assert "error: no torchvision model's name or family contains 'resnett'" in out.stderr
     assert "hint:" in out.stderr and "Traceback" not in out.stderr
+    out = run_tk("discover-models", "--test-model", "resnett", "--cache-dir", str(tmp_path))
+    assert out.returncode == 1 and out.stdout == ""
+    assert "error: unknown torchvision model 'resnett'" in out.stderr and "resnet18" in out.stderr
 
 
 @pytest.mark.slow

@@ -340,9 +340,19 @@ def _param_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def _build_child(model: torch.nn.Module, args: tuple, kwargs: dict, build_dir: str, options: BuildOptions,
+def build_here(model: torch.nn.Module, args: tuple, kwargs: dict, build_dir: str, options: BuildOptions,
                  fp: Fingerprint) -> BuildResult:
-    """The build, run in the isolated child (see the module doc); returns the :class:`BuildResult`."""
+    """The build itself, in this process: export, check, optimize, fp16, compare with eager PyTorch.
+
+    :func:`build_invocation` runs it in an isolated child under the time limit; a caller that is
+    already isolated (``tk discover-models``' per-model child) calls it directly.
+
+    Returns:
+        The :class:`BuildResult`.
+
+    Raises:
+        BuildError: every exporter failed, or the model returned no tensors.
+    """
     import onnx
     import torch
 
@@ -443,7 +453,7 @@ def build_invocation(model: torch.nn.Module, args: tuple, kwargs: dict, build_di
     reset_log(log_path)
     on_cuda = uses_cuda(model, args, kwargs)
     method = choose_start_method("cuda" if on_cuda else "cpu", on_cuda, needs_live_model=True)
-    outcome = run_isolated(_build_child, model, args, kwargs, os.fspath(build_dir), options, fp,
+    outcome = run_isolated(build_here, model, args, kwargs, os.fspath(build_dir), options, fp,
                            timeout_s=options.timeout_s, log_path=log_path, start_method=method)
     if outcome.status != Status.SUCCESSFUL:
         _remove_onnx_files(build_dir)  # never leave a partial or unvalidated model behind

@@ -13,7 +13,7 @@ For each model of a source (torchvision, transformers, ultralytics, timm), in it
    (``errors.one_line``). With ``all_rungs`` (``--test-model``) the rungs after the one that worked
    are tried too;
 4. with ``export``, builds it to ONNX with the ONNX build's own child body
-   (``turnkey_like.build._build_child``: export, check, optimize, compare with eager PyTorch on ONNX
+   (``turnkey_like.build.build_here``: export, check, optimize, compare with eager PyTorch on ONNX
    Runtime), into a temporary folder that is deleted afterwards. Models on ``meta`` have no weights
    to export: their export is ``skipped``.
 
@@ -511,12 +511,12 @@ def _export(model, args, kwargs, on_meta: bool) -> ExportOutcome:
     """Export the model to ONNX with the build's own child body, in a temporary folder."""
     if on_meta:
         return ExportOutcome(status=Status.SKIPPED, error="built on meta: no weights to export")
-    from turnkey_like.build import BuildOptions, _build_child
+    from turnkey_like.build import BuildOptions, build_here
 
     folder = tempfile.mkdtemp(prefix="tk-discover-export-")
     t0 = time.perf_counter()
     try:
-        result = _build_child(model, tuple(args), dict(kwargs), folder, BuildOptions(), {})
+        result = build_here(model, tuple(args), dict(kwargs), folder, BuildOptions(), {})
     except Exception as exc:  # noqa: BLE001 - a failed export is an outcome, recorded
         return ExportOutcome(status=Status.ERROR, error=one_line(exc, 500), duration_s=time.perf_counter() - t0)
     finally:
@@ -903,10 +903,23 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
 def try_model(name: str, source: str = "torchvision", *, export: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
                cache_dir: str | Path | None = None) -> ModelSurvey:
     """Survey one model afresh with every rung of the ladder tried (``--test-model``); the result is
-    stored in the cache like any other."""
+    stored in the cache like any other.
+
+    Raises:
+        InputError: unknown source, or a torchvision/timm name the library does not list (with the
+            closest names).
+    """
     check_source(source)
     cache = SurveyCache(cache_dir, source)
     families = cache.names() or {}
+    if source in ("torchvision", "timm"):  # closed lists (transformers and ultralytics also take hub names, files)
+        families = list_families(source, cache)
+        if name not in families:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(families), n=5, cutoff=0.5)
+            raise InputError(f"unknown {source} model {name!r}",
+                             hint=f"closest: {', '.join(close)}" if close else f"`tk discover-models --source {source}` lists them")
     return run_models([name], source, families, cache, export=export, timeout_s=timeout_s, all_rungs=True)[0]
 
 
