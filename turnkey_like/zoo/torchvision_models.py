@@ -77,12 +77,16 @@ def load(request: ModelRequest) -> LoadedModel:
     """Build torchvision model ``request.name`` and its example inputs (see the module docstring).
 
     Raises:
-        InputError: an input named in ``input_shapes`` that the model does not take, or a size
-            below the weights' minimum.
+        InputError: an unknown name (closest known names in the hint), an input named in
+            ``input_shapes`` that the model does not take, or a size below the weights' minimum.
     """
     from torchvision import models
 
     name = request.name
+    if name not in names():
+        from turnkey_like.zoo import unknown_name
+
+        raise unknown_name(name, "not a torchvision model")
     builder = models.get_model_builder(name)
     weights_enum = models.get_model_weights(name)
     weights = weights_enum.DEFAULT
@@ -111,7 +115,13 @@ def load(request: ModelRequest) -> LoadedModel:
     batch = default(request.batch_size, DEFAULT_BATCH)
     seq_len = None
     if model_kind in ("classification", "quantized"):
-        size = default(request.imgsz, _side(preset.get("crop_size"), 224))
+        # a model built with a fixed input size (ViT's image_size) takes that size without its weights
+        # (vit_h_14's SWAG weights say 518, the weights=None model is built for 224)
+        fixed = getattr(model, "image_size", None)
+        built_for = fixed if isinstance(fixed, int) and not request.pretrained else None
+        size = default(request.imgsz, built_for or _side(preset.get("crop_size"), 224))
+        if built_for:
+            min_side = min(min_side, built_for)
     elif model_kind == "segmentation":
         size = default(request.imgsz, _side(preset.get("resize_size"), 520))
     elif model_kind == "video":
