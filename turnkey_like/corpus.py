@@ -601,7 +601,7 @@ class _StampedSend:
                 record.system = {**record.system, "host": self.host, "dask_worker": self.address}
                 if not self.shared:
                     with contextlib.suppress(TkError, OSError):
-                        self.pipeline._save(record)  # the worker's own cache: its ONNX files' record
+                        self.pipeline.save(record)  # the worker's own cache: its ONNX files' record
             send(message)
 
         _guarded_body(self.pipeline, stamped, spec)
@@ -793,7 +793,7 @@ class _CorpusProgress:
         self.done = self.failed = 0
         self.phase: dict[int, str] = {}  # input index -> discovery | stage name
         self._task = None
-        progress = getattr(inner, "_progress", None)
+        progress = getattr(inner, "progress", None)
         if progress is not None:
             self._task = progress.add_task(self._text(), total=max(total, 1))
 
@@ -808,7 +808,7 @@ class _CorpusProgress:
                 f"({parts})")
 
     def _update(self) -> None:
-        progress = getattr(self.inner, "_progress", None)
+        progress = getattr(self.inner, "progress", None)
         if progress is not None and self._task is not None:
             progress.update(self._task, completed=self.done, description=self._text())
 
@@ -816,7 +816,7 @@ class _CorpusProgress:
         with self.lock:
             self.phase[index] = "discovery"
             self._update()
-            if getattr(self.inner, "_progress", None) is None:
+            if getattr(self.inner, "progress", None) is None:
                 from turnkey_like.report.status import relative_path
 
                 _progress_line(self.inner, f"── input {index + 1} of {self.total} on {where}: "
@@ -1102,7 +1102,7 @@ class DaskRun:
             build.exported_path = moved.get(build.exported_path, build.exported_path)
             record.invocation.build = inv.build
             record.system = {**record.system, "collected_from": record.system.get("host")}
-            self.pipeline._save(record)
+            self.pipeline.save(record)
 
 
 def _read_build_files(files: list[str], data_files: list[str]) -> dict[str, bytes]:

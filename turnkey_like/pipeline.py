@@ -497,7 +497,7 @@ class _LocalEvents(_Events):
         self.pipeline._current = result
 
     def save(self, record):
-        self.pipeline._save(record)
+        self.pipeline.save(record)
 
     def stage_started(self, result, model, inv, stage):
         self.pipeline.listener.stage_started(result, model, inv, stage)
@@ -741,7 +741,7 @@ class Pipeline:
                         record: BuildRecord = message[1]
                         saved[record.invocation.hash] = record
                         try:
-                            self._save(record)
+                            self.save(record)
                         except TkError as e:  # e.g. a full disk: the run goes on, the input reports it
                             save_error = save_error or e
                         model, inv = invocations.get(record.invocation.hash, (None, None))
@@ -786,7 +786,7 @@ class Pipeline:
             outcome.duration_s = _seconds_since(current.started_at)
         setattr(record.invocation, stage_name, settle(current.kept, outcome))
         try:
-            self._save(record)
+            self.save(record)
         except TkError as e:
             log.warning("%s: %s", record.build_name, e.message)
         model, inv = invocations.get(inv_hash, (None, None))
@@ -932,7 +932,12 @@ class Pipeline:
                 log.warning("%s: earlier record not readable (%s); it will be rewritten", build_name, e.message)
             return None
 
-    def _save(self, record: BuildRecord) -> None:
+    def save(self, record: BuildRecord) -> None:
+        """Write ``record`` to this run's cache (``updated_at`` stamped); the only writer of records.
+
+        Raises:
+            CacheError: the cache cannot be written (read-only, full disk, a planted symlink).
+        """
         record.updated_at = now_utc()
         self.cache.save(record)
 

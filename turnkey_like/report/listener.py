@@ -54,6 +54,12 @@ class ConsoleListener(Listener):
         self._stage_task = None
         self._total = 0
 
+    @property
+    def progress(self) -> Progress | None:
+        """The live rich display while it runs (``None`` when stderr is not a terminal, or ``-q``):
+        corpus runs add their own line to it."""
+        return self._progress
+
     # -- the live display ------------------------------------------------------------------------
     def __enter__(self) -> ConsoleListener:
         if self.live:
