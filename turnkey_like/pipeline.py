@@ -591,8 +591,12 @@ class Pipeline:
         self.listener.run_started(specs)
         self._current = None
         try:
-            if self.options.isolate and self.options.characterize and any(not s.is_onnx for s in specs):
-                self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
+            if self.options.isolate and any(not s.is_onnx for s in specs):
+                # imported once here, never run here: every input's child is forked with torch loaded
+                import torch  # noqa: F401
+
+                if self.options.characterize:
+                    self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
             for index, spec in enumerate(specs):
                 self.listener.script_started(spec, index)
                 try:
