@@ -86,3 +86,10 @@ def test_compare_characterizes_named_models_on_the_spot(tmp_path):
     labels = [e["label"] for e in data["entries"]]
     assert labels == ["resnet18", "mobilenet_v3_small"]
     assert all(e["macs"] > 0 for e in data["entries"])
+
+
+def test_tk_model_shorthand_means_tk_benchmark(tmp_path):
+    out = run_tk("--model", "resnet18", "--imgsz", "32", "--analyze-only", "--hardware", "a100",
+                 "--cache-dir", str(tmp_path / "cache"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resnet18" in out.stdout and "1 characterized" in out.stdout

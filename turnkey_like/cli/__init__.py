@@ -121,8 +121,12 @@ def _version(args) -> int:
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
-    """Insert ``benchmark`` for the ``tk INPUTS...`` shorthand; raise a did-you-mean for typos."""
+    """Insert ``benchmark`` for the ``tk INPUTS...`` and ``tk --model NAME`` shorthands; raise a
+    did-you-mean for typos."""
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    named = any(a.startswith("--model=") for a in argv[:first]) or (first and argv[first - 1] == "--model")
+    if named:  # `tk --model resnet50` is `tk benchmark --model resnet50`
+        return ["benchmark", *argv]
     if first is None:
         return argv
     token = argv[first]
@@ -171,7 +175,13 @@ def entry_point() -> None:
     interpreter exits: its final collection over them otherwise adds about half a second to every
     command that imported torch (measured by ``benchmarks/discovery_overhead.py``).
     """
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tk ... | head`: the reader left; say nothing more (Python's docs recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_FAILED
     import gc
 
     gc.freeze()
