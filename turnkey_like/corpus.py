@@ -87,7 +87,15 @@ UNFINISHED = frozenset({Status.NOT_STARTED, Status.RUNNING, Status.INTERRUPTED})
 #: MALLOC_TRIM_THRESHOLD_, which change torch's threads and the allocator under a benchmark: measured
 #: 1.2x the serial ORT latency with them)
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 1,
-                        "distributed.nanny.pre-spawn-environ": {}}
+                        "distributed.nanny.pre-spawn-environ": {},
+                        # quiet servers: each worker's statistical profiler samples every thread's stack
+                        # every 10 ms, every server's event loop ticks every 20 ms and polls psutil
+                        # twice a second, memory monitors every 100 ms: on a small host each wake-up
+                        # takes a core from the benchmark that has the host to itself
+                        "distributed.worker.profile.enabled": False,
+                        "distributed.admin.system-monitor.interval": "10s",
+                        "distributed.admin.tick.interval": "1s",
+                        "distributed.worker.memory.monitor-interval": "1s"}
 #: attempts of one input (the first, and one retry after a worker died)
 MAX_ATTEMPTS = 2
 
