@@ -350,6 +350,11 @@ class Totals(Record):
     ops: int = 0
     uncounted_ops: int = 0
 
+    @property
+    def bytes(self) -> int:
+        """Memory traffic of the ops run one by one: ``bytes_read + bytes_written``, bytes."""
+        return self.bytes_read + self.bytes_written
+
 
 class BreakdownEntry(Record):
     """One slice of the roofline-time breakdown: time (s), its share (0-1), FLOPs, bytes and op count."""

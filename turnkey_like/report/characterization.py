@@ -260,7 +260,7 @@ def summary_lines(char: Characterization, build_trace: TraceSummary | None = Non
     lines = [
         f"MACs {si(t.macs)} (conv/matmul {si(t.conv_matmul_macs)}) · FLOPs {si(t.flops)} ({MAC_NOTE})"
         f" · params {si(t.params)}",
-        f"Memory traffic {format_bytes(t.bytes_read + t.bytes_written)} (read {format_bytes(t.bytes_read)}, "
+        f"Memory traffic {format_bytes(t.bytes)} (read {format_bytes(t.bytes_read)}, "
         f"written {format_bytes(t.bytes_written)}; unfused)",
         f"Arithmetic intensity {format_intensity(t.arithmetic_intensity)} FLOPs/B · {t.bound} on {_hw_name(char)} "
         f"(ridge {char.ridge_point:.3g} FLOPs/B) · roofline time {format_seconds(t.roofline_time_s)}",

@@ -46,7 +46,7 @@ def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
             cells = ["-"] * 5
             if char is not None:
                 totals = char.totals
-                cells = [si(totals.macs), format_bytes(totals.bytes_read + totals.bytes_written),
+                cells = [si(totals.macs), format_bytes(totals.bytes),
                          format_intensity(totals.arithmetic_intensity), totals.bound,
                          format_seconds(totals.roofline_time_s)]
             timing = (["-", "-"] if bench is None else

@@ -42,7 +42,7 @@ def _entry(label: str, record: BuildRecord) -> ComparisonEntry:
     if inv.characterization.status == Status.SUCCESSFUL and char is not None:
         t = char.totals
         entry.hardware = char.hardware.name
-        entry.macs, entry.flops, entry.bytes = t.macs, t.flops, t.bytes_read + t.bytes_written
+        entry.macs, entry.flops, entry.bytes = t.macs, t.flops, t.bytes
         entry.arithmetic_intensity, entry.bound, entry.roofline_time_s = t.arithmetic_intensity, t.bound, t.roofline_time_s
         entry.by_category = dict(char.breakdown.by_category)
         if not entry.params:

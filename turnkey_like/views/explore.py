@@ -143,7 +143,7 @@ def heading(char: Characterization, label: str = "") -> list[str]:
     """Two lines naming the model call, its totals and the hardware profile."""
     t, hw = char.totals, char.hardware
     return [f"{label or char.model_class}: {len(char.rows)} nodes, MACs {si(t.macs)}, FLOPs {si(t.flops)} "
-            f"(1 MAC = 2 FLOPs), {format_bytes(t.bytes_read + t.bytes_written)} moved",
+            f"(1 MAC = 2 FLOPs), {format_bytes(t.bytes)} moved",
             f"hardware {hw.name} ({hw.description}), ridge point {char.ridge_point:.3g} FLOPs/byte; "
             f"AI = arithmetic intensity, FLOPs/byte; group * = a fusion group of several ops"]
 

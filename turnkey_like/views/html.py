@@ -114,7 +114,7 @@ def _overview(records: list[BuildRecord]) -> str:
         char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
         bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
         t = char.totals if char else None
-        nbytes = t.bytes_read + t.bytes_written if t else None
+        nbytes = t.bytes if t else None
         table.add([
             (r.model.name, r.model.name), (r.model.class_name, None), (Path(r.script).name, None), (inv.hash, None),
             (_inputs(r), None), (si(r.model.params or (t.params if t else 0)), r.model.params or (t.params if t else 0)),
