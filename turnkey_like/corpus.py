@@ -95,7 +95,10 @@ LOCAL_CLUSTER_CONFIG = {"distributed.worker.daemon": False, "distributed.schedul
                         "distributed.worker.profile.enabled": False,
                         "distributed.admin.system-monitor.interval": "10s",
                         "distributed.admin.tick.interval": "1s",
-                        "distributed.worker.memory.monitor-interval": "1s"}
+                        "distributed.worker.memory.monitor-interval": "1s",
+                        # each worker imports torch and torch._dynamo as it starts (:func:`dask_setup`),
+                        # not in its first task
+                        "distributed.worker.preload": [__name__]}
 #: attempts of one input (the first, and one retry after a worker died)
 MAX_ATTEMPTS = 2
 
@@ -405,23 +408,41 @@ class _RelayStream(io.TextIOBase):
 def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
     """The pipeline that runs ``task`` on this worker: the client's options, run id and (when this
     worker sees it) cache; the host lock around each stage; the hardware profile resolved once."""
-    from turnkey_like import hostlock
     from turnkey_like.pipeline import Pipeline, preload_for_children
 
     options = replace(task.options, cache_dir=cache_dir)
     preload_for_children(options)  # once per worker process: its input children inherit the imports
     pipeline = Pipeline(options)
     pipeline.run_id = task.run_id
-    pipeline.stage_guard = functools.partial(_stage_guard, default_threads=_share_cores(task))
+    default_threads = _share_cores(task)
+    pipeline.stage_guard = functools.partial(_stage_guard, default_threads=default_threads)
     if not shared:
         _adopt_previous(pipeline.cache, task.previous)
     if options.characterize and not task.spec.is_onnx:
         key = (options.hardware, str(pipeline.cache.root))
         if key not in _PROFILES:
-            with hostlock.exclusive():  # measuring this machine's peaks is a benchmark too
+            # measuring this machine's peaks is a benchmark too: the host to itself, and torch's
+            # default threads, so the profile is the one a serial run uses (and, with the client's
+            # cache, the client's own, read instead of measured again)
+            with _stage_guard("benchmark", default_threads):
                 _PROFILES[key] = pipeline.profile
         pipeline.__dict__["profile"] = _PROFILES[key]  # the cached_property's slot: resolved once
     return pipeline
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook (``distributed.worker.preload`` names this module): run as each worker of
+    an embedded ``LocalCluster`` starts. Imports what every input child would otherwise import again
+    (:func:`turnkey_like.pipeline.preload_for_children`: torch, and torch._dynamo for counting), so
+    that it happens as the cluster starts rather than in each worker's first task. Workers
+    started by hand can do the same with ``dask worker ADDRESS --preload turnkey_like.corpus``."""
+    import atexit
+    import gc
+
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+    atexit.register(gc.freeze)  # the worker's exit skips collecting torch's objects (as tk's own exit)
 
 
 def _share_cores(task: _Task) -> int | None:
@@ -593,9 +614,12 @@ def _run_task(task: _Task) -> str:
                     child.wait()
                     return message[0]
     finally:
-        # not joined: its wait on the stop event ends within a second, and it then kills nothing
-        # (joining it cost every task up to that second: 20 small scripts took 20 s instead of 6 s)
+        # the task's own stop wakes the watcher at once (waiting out its 1 s wait cost every task up
+        # to that second: 20 small scripts took 20 s instead of 6 s); it then kills nothing
         finished.set()
+        with contextlib.suppress(Exception):
+            stop.set()
+        watcher.join(timeout=5.0)
 
 
 class _StampedSend:
@@ -958,7 +982,9 @@ class DaskRun:
         listener.run_started(specs)
         self.cache_id = self._cache_token()
         if pipeline.options.characterize and any(not s.is_onnx for s in specs):
-            pipeline.profile  # noqa: B018 - measured once here; workers sharing the cache read it
+            # measured once here, before any thread of Dask's exists (a fork beside a thread that
+            # holds the import lock hangs); workers sharing the cache read it
+            pipeline.profile  # noqa: B018
         self._connect()
         progress = _CorpusProgress(listener, len(specs), self.book)
         pipeline.listener = _ThreadListener()

@@ -7,13 +7,15 @@
    latency (ms) in ``model.py``'s record, not wall time; the figure is B ÷ A (target: 1.00 within the
    pairs' spread). The host lock (``turnkey_like.hostlock``) makes the benchmark wait for the noisy
    discovery to end; without it the benchmark would share the cores.
-2. **Speedup** (``--speedup``): ``--scripts`` corpus-style scripts (small CNN/MLP models of different
-   sizes, one per script) through ``--analyze-only``, serial (A) vs ``--workers 2`` (B), wall time,
-   interleaved pairs; the figure is A ÷ B (target on 2 cores: ≥ 1.7 for 40 scripts).
+2. **Speedup** (``--speedup``): ``--scripts`` corpus-style scripts through ``--analyze-only``, serial (A)
+   vs ``--workers 2`` (B), wall time, interleaved pairs; the figure is A ÷ B (target on 2 cores: ≥ 1.7
+   for 40 scripts). The scripts are written the way TurnkeyML's corpus writes them (one model per
+   script, built from code, called once on its inputs): torchvision classifiers, transformers models
+   from their default configs at sequence length 128, and timm models, cycled (``CORPUS_MODELS``).
 3. **Overhead per task** (``--overhead N``): N trivial scripts (no model) through ``--analyze-only`` on
    ``--workers 2`` and serially; prints (wall − cluster start) ÷ N for each, in ms.
 
-    python benchmarks/corpus_parallel.py [--pairs 3] [--latency] [--speedup --scripts 40]
+    python benchmarks/corpus_scale.py [--pairs 3] [--latency] [--speedup --scripts 40]
         [--overhead 1000]
 """
 
@@ -52,16 +54,64 @@ while time.time() < end:
     a = (a @ a).clamp_(-1, 1)
 """
 
-CORPUS = """# labels: name::corpus_{i}
+TORCHVISION = """# labels: name::{name} author::torchvision task::Computer_Vision
 import torch
-torch.manual_seed({i})
-width = {width}
-model = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(),
-                            *[torch.nn.Sequential(torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU())
-                              for _ in range({depth})],
-                            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 10))
-model(torch.rand(1, 3, 32, 32))
+from torchvision import models
+
+torch.manual_seed(0)
+model = models.{name}(weights=None)
+model.eval()
+inputs = {{"x": torch.rand(1, 3, 224, 224)}}
+model(**inputs)
 """
+
+TRANSFORMERS_TEXT = """# labels: name::{name} author::huggingface task::Natural_Language_Processing
+import torch
+import transformers
+
+torch.manual_seed(0)
+model = transformers.{name}Model(transformers.{name}Config())
+model.eval()
+inputs = {{"input_ids": torch.randint(0, 1000, (1, 128)), "attention_mask": torch.ones(1, 128, dtype=torch.long)}}
+model(**inputs)
+"""
+
+TRANSFORMERS_VISION = """# labels: name::{name} author::huggingface task::Computer_Vision
+import torch
+import transformers
+
+torch.manual_seed(0)
+model = transformers.{name}Model(transformers.{name}Config())
+model.eval()
+inputs = {{"pixel_values": torch.rand(1, 3, 224, 224)}}
+model(**inputs)
+"""
+
+TIMM = """# labels: name::{name} author::timm task::Computer_Vision
+import timm
+import torch
+
+torch.manual_seed(0)
+model = timm.create_model("{name}", pretrained=False)
+model.eval()
+inputs = {{"x": torch.rand(1, 3, 224, 224)}}
+model(**inputs)
+"""
+
+#: (template, model) per corpus script, cycled: 20 torchvision, 12 transformers, 8 timm models
+CORPUS_MODELS = (
+    [(TORCHVISION, name) for name in (
+        "resnet18", "resnet34", "resnet50", "resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_small",
+        "mobilenet_v3_large", "squeezenet1_0", "squeezenet1_1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+        "mnasnet0_5", "mnasnet1_0", "efficientnet_b0", "efficientnet_b1", "regnet_x_400mf", "regnet_y_400mf",
+        "googlenet", "densenet121", "alexnet")]
+    + [(TRANSFORMERS_TEXT, name) for name in (
+        "Bert", "GPT2", "DistilBert", "Electra", "Roberta", "MobileBert", "SqueezeBert", "ConvBert", "Bart")]
+    + [(TRANSFORMERS_VISION, name) for name in ("ViT", "DeiT", "Swin")]
+    + [(TIMM, name) for name in (
+        "efficientnet_lite0", "mixnet_s", "rexnet_100", "ghostnet_100", "dla34", "hrnet_w18_small",
+        "vit_tiny_patch16_224", "convnext_atto")]
+)
 
 
 def tk(*args: str, cache: Path):
@@ -103,9 +153,10 @@ def latency(args, folder: Path) -> None:
 def speedup(args, folder: Path) -> None:
     scripts = []
     for i in range(args.scripts):
-        path = folder / "corpus" / f"script_{i:03d}.py"
+        path = folder / "corpus" / f"script_{i:03d}_{CORPUS_MODELS[i % len(CORPUS_MODELS)][1].lower()}.py"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(CORPUS.format(i=i, width=8 + 4 * (i % 6), depth=1 + i % 4))
+        template, name = CORPUS_MODELS[i % len(CORPUS_MODELS)]
+        path.write_text(template.format(name=name))
         scripts.append(str(path))
     runs = iter(range(10**6))
     stats = interleaved_pairs(lambda: tk(*scripts, "--analyze-only", cache=folder / f"s{next(runs)}").wall_s,
