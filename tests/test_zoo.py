@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import run_tk
+
 from turnkey_like.errors import InputError
-from turnkey_like.records import ModelRequest, decode, encode
+from turnkey_like.records import ModelRequest, RunReport, decode, encode
 from turnkey_like.zoo import (
     META_THRESHOLD_PARAMS,
     expand_sweep,
@@ -115,6 +118,62 @@ def test_unreachable_hub_fails_at_once_without_retries(monkeypatch):
     with pytest.raises(InputError, match="unreachable"):
         load(ModelRequest(name="tk-tests/no-such-model"))
     assert time.monotonic() - start < 5
+
+
+# --------------------------------------------------------------------------------------------------
+# The front door, offline: a hub name from the local hub cache (real `tk` processes)
+# --------------------------------------------------------------------------------------------------
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _offline_hub(tmp_path: Path) -> dict:
+    """A real hub-cache layout under ``tmp_path/hf`` holding one repository, tk-tests/tiny-bert:
+    ``hub/models--tk-tests--tiny-bert/refs/main`` names a commit whose snapshot holds the config.json
+    transformers' own ``save_pretrained`` writes. Returns the environment of an offline child."""
+    from transformers import BertConfig
+
+    hub = tmp_path / "hf" / "hub"
+    repo = hub / "models--tk-tests--tiny-bert"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=37).save_pretrained(repo / "snapshots" / HUB_COMMIT)
+    return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+
+
+def test_hub_name_is_read_from_the_local_hub_cache_offline(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    env = _offline_hub(tmp_path)
+    report = tmp_path / "run.json"
+    out = run_tk("profile", "--model", "tk-tests/tiny-bert", "--seq-len", "8", "--hardware", "a100",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (result,) = decode(report.read_bytes(), RunReport).results
+    request = result.model_request
+    assert (request.name, request.source, request.seq_len) == ("tk-tests/tiny-bert", "transformers", 8)
+    (model,) = result.models
+    char = model.invocations[0].characterization.result
+    # the cached config, not a default BERT: the same parameters as a BertModel built from it
+    config = BertConfig.from_pretrained(tmp_path / "hf" / "hub" / "models--tk-tests--tiny-bert" / "snapshots"
+                                        / HUB_COMMIT)
+    assert char.totals.params == sum(p.numel() for p in BertModel(config).parameters())
+    assert "named model from transformers" in out.stdout
+
+
+def test_uncached_hub_name_fails_at_once_offline(tmp_path):
+    env = _offline_hub(tmp_path)
+    start = time.monotonic()
+    out = run_tk("profile", "--model", "tk-tests/not-cached", "--hardware", "a100",
+                 "--cache-dir", str(tmp_path / "cache"), env=env)
+    elapsed = time.monotonic() - start
+    assert out.returncode != 0
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "offline" in errors[0] and "tk-tests/not-cached" in errors[0], out.stdout + out.stderr
+    # The whole child (Python, torch and transformers imports: about 5 s on the 2-core CI machine)
+    # stays far below huggingface_hub's retry loop alone (5 retries, about 23 s).
+    assert elapsed < 15, elapsed
 
 
 def test_stem_is_a_safe_folder_prefix():
@@ -240,6 +299,37 @@ def test_whisper_gets_input_features_at_the_encoder_length():
     assert tuple(out.last_hidden_state.shape) == (1, 4, 384)
 
 
+def test_wav2vec2_bert_input_features_take_the_feature_projection_dim():
+    # Wav2Vec2-BERT projects each frame with LayerNorm(160) + Linear(160, hidden): its frames are
+    # 80 mel bins x 2 stacked (the config's feature_projection_input_dim); 80 would not run.
+    args = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+            "output_hidden_size": 64}
+    loaded, out = run(ModelRequest(name="wav2vec2-bert", seq_len=32, model_args=args))
+    assert loaded.model.config.feature_projection_input_dim == 160
+    assert set(loaded.kwargs) == {"input_features"}
+    assert tuple(loaded.kwargs["input_features"].shape) == (1, 32, 160)
+    assert tuple(out.last_hidden_state.shape) == (1, 32, 64)
+    assert loaded.request.seq_len == 32
+
+
+def test_input_features_shape_follows_the_config_never_the_name():
+    from transformers import PretrainedConfig, Speech2TextConfig, Wav2Vec2BertConfig, WhisperConfig
+
+    from turnkey_like.zoo.transformers_models import input_features_shape
+
+    def shape(config):
+        return input_features_shape(config, 2, lambda: 16)[0]
+
+    assert shape(Wav2Vec2BertConfig(feature_projection_input_dim=96)) == [2, 16, 96]
+    assert shape(WhisperConfig(num_mel_bins=128, max_source_positions=30)) == [2, 128, 60]
+    assert shape(Speech2TextConfig(input_feat_per_channel=40, input_channels=2)) == [2, 16, 80]
+    # attributes decide, whatever the config class: any config with only mel bins, only a feature size,
+    # or neither
+    assert shape(PretrainedConfig(num_mel_bins=64)) == [2, 16, 64]
+    assert shape(PretrainedConfig(feature_size=40)) == [2, 16, 40]
+    assert shape(PretrainedConfig()) == [2, 16, 80]
+
+
 def test_detr_config_builds_without_a_backbone_download():
     args = {"encoder_layers": 1, "decoder_layers": 1, "num_queries": 5}
     loaded, out = run(ModelRequest(name="detr", imgsz=64, model_args=args))
@@ -301,6 +391,44 @@ def test_yolov8n_from_yaml():
 def test_missing_pt_file_is_not_downloaded(tmp_path):
     with pytest.raises(InputError, match="does not download"):
         load(ModelRequest(name=str(tmp_path / "yolov8n.pt")))
+
+
+def test_pt_file_saved_by_ultralytics_counts_like_its_yaml(tmp_path):
+    from ultralytics import YOLO
+
+    checkpoint = tmp_path / "tiny_yolov8n.pt"
+    YOLO("yolov8n.yaml", verbose=False).save(checkpoint)  # ultralytics' own checkpoint format
+    report = tmp_path / "run.json"
+    out = run_tk("profile", "--model", str(checkpoint), "--model", "yolov8n.yaml", "--imgsz", "64",
+                 "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "--json", str(report))
+    assert out.returncode == 0, out.stdout + out.stderr
+    from_pt, from_yaml = decode(report.read_bytes(), RunReport).results
+    assert from_pt.model_request.source == from_yaml.model_request.source == "ultralytics"
+    pt_char, yaml_char = (r.models[0].invocations[0].characterization.result for r in (from_pt, from_yaml))
+    assert pt_char.totals.macs == yaml_char.totals.macs > 0
+    assert pt_char.totals.params == yaml_char.totals.params
+    # saved as float16, loaded as float32 (ultralytics' loader), like the yaml build
+    assert pt_char.dtype == yaml_char.dtype == "float32"
+
+
+class _WritesAFile:
+    """Unpickling it opens (creates) ``path``: the harmless stand-in for a pickle that runs code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_pt_file_is_unpickled_only_through_ultralytics_allow_list(tmp_path):
+    marker = tmp_path / "ran"
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": _WritesAFile(marker)}, checkpoint)
+    with pytest.raises(InputError, match="cannot load the checkpoint") as info:
+        load(ModelRequest(name=str(checkpoint)))
+    assert "\n" not in str(info.value)
+    assert not marker.exists()  # ultralytics' default (unrestricted) loading would have created it
 
 
 def test_timm_input_from_the_pretrained_config():

@@ -168,7 +168,7 @@ class _Recorder:
             target, compiled = orig, True
         elif getattr(module, "_compiled_call_impl", None) is not None:  # model.compile()
             compiled = True
-        is_model = next(iter(target.parameters()), None) is not None
+        is_model = next(iter(target.parameters()), None) is not None or bool(_packed_parameters(target))
         facts = (module, is_model, model_hash(target) if is_model else None, target, compiled)
         self._module_facts[id(module)] = facts
         return facts
@@ -194,7 +194,7 @@ class _Recorder:
         module_name = cls.__module__
         if module_name in ("__main__", "__mp_main__"):
             module_name = self.script.stem
-        params = list(module.parameters())  # shared parameters are yielded once
+        params = list(module.parameters()) or _packed_parameters(module)  # shared ones are yielded once
         info = ModelInfo(
             name=cls.__name__,
             class_name=cls.__name__,
@@ -244,6 +244,17 @@ def _inside_module_constructor(module_cls) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _packed_parameters(module) -> list:
+    """The weights of a module without ``nn.Parameter`` s that keeps them packed (a converted
+    quantized model: ``torch.ao.nn.quantized``), so that it is a model like its float original;
+    ``[]`` for every other parameterless module (activations, containers of them)."""
+    if not any(type(v).__name__ == "ScriptObject" for m in module.modules() for v in vars(m).values()):
+        return []
+    from turnkey_like.characterize.record import model_parameters
+
+    return [t for _, t in model_parameters(module)]
 
 
 def _attribute_path(parent, child) -> str:

@@ -199,6 +199,10 @@ def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
     """
     name = _given_path(result)
     error = result.error or "failed"
+    if result.model_request is not None:  # a named model (--model): no script to run by hand
+        return ScriptError(f"{name}: {error}", hint=f"rerun with --traceback to see where {name} failed; "
+                                                    "its options (--imgsz, --batch-size, --seq-len, "
+                                                    "--input-shape) may not suit it")
     debug = (f"rerun with `tk benchmark {name} --analyze-only --traceback` to see where it failed"
              if result.uses_turnkeyml_parser else
              f"run `python {name}` (or rerun tk with --traceback) to see where it failed")

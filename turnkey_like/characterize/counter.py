@@ -25,6 +25,12 @@ What does not: **view and metadata ops** (``view``, ``t``, ``transpose``, ``expa
 They move no data and would only add noise; their outputs inherit the producer of their base (the
 producer map is keyed by storage), so dataflow through them is kept.
 
+Quantized ops (``torch.ops.quantized.*``) take their weights packed in a script object
+(``Conv2dPackedParamsBase``, ``LinearPackedParamsBase``...). The counter opens each such argument
+once per run (``ops.packed_weights``) and treats its tensors as the op's inputs: the formula sees
+their shapes, the row's bytes read and weight bytes include them at their real dtypes (int8 weights,
+float32 bias), and its ``input_shapes`` list them where the float op lists its weight and bias.
+
 The rows are the dataflow graph of the call (what fusion, pictures and the explorer draw from,
 traceable model or not): each row's ``producers`` are the earlier rows whose outputs it reads, found
 by the storage each input tensor lives in (a map storage -> last row that wrote it; an in-place op
@@ -81,9 +87,12 @@ BODY_HOPS = ("cond", "while_loop", "invoke_subgraph")
 # Kinds of op, decided once per overload (see _Counter.info).
 _SKIP, _COUNT, _DECOMPOSE, _HOP = 0, 1, 2, 3
 
+_FLOAT16_PACKETS = frozenset(_ops.resolve(n) for n in _ops.FLOAT16_PACKED_OPS) - {None}
+"""Quantized ops whose packed weights are float16 (``ops.FLOAT16_PACKED_OPS``)."""
+
 _INFO: dict[Any, tuple] = {}
-"""Op overload -> (kind, formula, row name, category, schema slots), filled as ops are first seen and
-kept for the process (reading an op's schema costs more than counting it). Cleared by
+"""Op overload -> (kind, formula, row name, category, schema slots, packed arguments), filled as ops
+are first seen and kept for the process (reading an op's schema costs more than counting it). Cleared by
 :func:`count_model` when :data:`turnkey_like.characterize.ops.REGISTRY` has grown since (a formula
 registered at run time)."""
 _INFO_REGISTRY_SIZE = [0]
@@ -135,17 +144,20 @@ def _storage_key(t: torch.Tensor):
         return None
 
 
-_TENSOR, _TENSOR_LIST = 0, 1
+_TENSOR, _TENSOR_LIST, _PACKED = 0, 1, 2
 
 
 def _slot_kind(t) -> int | None:
     """``_TENSOR`` for a ``Tensor``/``Tensor?`` schema type, ``_TENSOR_LIST`` for ``Tensor[]``/
-    ``Tensor?[]``, ``None`` for types that hold no tensor; raises ``TypeError`` for types that might
-    hold tensors in a way the schema does not tell (``Any``, tuples, dicts)."""
+    ``Tensor?[]``, ``_PACKED`` for a quantized engine's packed-params class
+    (``ops.PACKED_PARAMS_TYPES``), ``None`` for types that hold no tensor; raises ``TypeError`` for
+    types that might hold tensors in a way the schema does not tell (``Any``, tuples, dicts)."""
     if isinstance(t, torch._C.OptionalType):
         t = t.getElementType()
     if isinstance(t, torch._C.TensorType):
         return _TENSOR
+    if isinstance(t, torch._C.ClassType) and t.qualified_name() in _ops.PACKED_PARAMS_TYPES:
+        return _PACKED
     if isinstance(t, torch._C.ListType):
         e = t.getElementType()
         if isinstance(e, torch._C.OptionalType):
@@ -178,7 +190,8 @@ def _schema_slots(func):
 def _tensors_in(slots, values: tuple, kwargs: dict | None = None) -> list:
     """The tensors at ``slots`` (from :func:`_schema_slots`) of positional ``values`` / ``kwargs``,
     in schema order; every tensor in them (``turnkey_like.calls.tensor_leaves``) when ``slots`` is
-    ``None``."""
+    ``None``. A packed-params slot holds tensors once :meth:`_Counter.open_packed` has replaced the
+    object by the tuple of its tensors; an unopened object (one an op returns) holds none."""
     if slots is None:
         return tensor_leaves((values, kwargs) if kwargs else values)
     found = []
@@ -190,6 +203,9 @@ def _tensors_in(slots, values: tuple, kwargs: dict | None = None) -> list:
         if kind == _TENSOR:
             if isinstance(v, torch.Tensor):
                 found.append(v)
+        elif kind == _PACKED:
+            if type(v) is tuple:
+                found.extend(v)
         else:
             for t in v:
                 if isinstance(t, torch.Tensor):
@@ -218,10 +234,11 @@ _DTYPE_NAMES: dict[torch.dtype, str] = {}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"`` (memoised: called once per row)."""
+    """``torch.float32`` -> ``"float32"``, ``torch.quint8`` -> ``"int8"`` (``ops.dtype_name``;
+    memoised: called once per row)."""
     name = _DTYPE_NAMES.get(dtype)
     if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype).replace("torch.", "")
+        name = _DTYPE_NAMES[dtype] = _ops.dtype_name(dtype)
     return name
 
 
@@ -280,6 +297,9 @@ class _Counter:
         # child runs (the parent is kept so its id cannot be reused by another object meanwhile)
         self.children: dict[int, tuple[Any, dict[int, str]]] = {}
         self.plain_shapes = True  # False once a tensor that may carry symbolic sizes is seen
+        # id(packed-params object) -> (object, its tensors): each opened once per run, and kept so
+        # the tensors' storages (their keys) stay unique for the run (see open_packed)
+        self.packed: dict[int, tuple[Any, tuple]] = {}
 
     @property
     def names(self) -> dict[int, str]:
@@ -334,13 +354,14 @@ class _Counter:
     @staticmethod
     def info(func):
         """Per-op facts, computed once per process (:data:`_INFO`): (kind, formula, row name,
-        category, schema slots)."""
+        category, schema slots, packed arguments). Packed arguments: ``(position, name, float16)``
+        for each packed-params argument of a quantized op, ``None`` for ops without one."""
         info = _INFO.get(func)
         if info is None:
             if isinstance(func, HigherOrderOperator):
                 entry = _ops.lookup(func)
                 name = f"{_ops.HIGHER_ORDER_PREFIX}{func.name()}"
-                info = (_HOP, entry, name, entry.category if entry else "other", None)
+                info = (_HOP, entry, name, entry.category if entry else "other", None, None)
             else:
                 packet = getattr(func, "_overloadpacket", None)
                 entry = _ops.REGISTRY.get(packet) if packet is not None else None
@@ -356,13 +377,55 @@ class _Counter:
                     kind = _DECOMPOSE
                 else:
                     kind = _COUNT
-                info = (kind, entry, str(func), entry.category if entry else "other", _schema_slots(func))
+                slots = _schema_slots(func)
+                packed = None
+                if slots is not None and any(k == _PACKED for _, _, k in slots[0]):
+                    fp16 = packet in _FLOAT16_PACKETS
+                    packed = tuple((i, n, fp16) for i, n, k in slots[0] if k == _PACKED)
+                info = (kind, entry, str(func), entry.category if entry else "other", slots, packed)
             _INFO[func] = info
         return info
 
+    def open_packed(self, packed, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """``args``/``kwargs`` with each packed-params argument (``packed``, from :meth:`info`)
+        replaced by the tuple of its tensors (``ops.packed_weights``: weight, bias, per-channel
+        scales and zero points).
+
+        Each object is opened once per run and its tensors kept for the run: their storages then
+        stay allocated, so their keys never collide with another tensor's, and they are marked as
+        weights in :meth:`finish`. A stale producer left at their address by a freed tensor is
+        cleared. An object that cannot be opened becomes an empty tuple (its formula then fails and
+        the op is listed as uncounted, never dropped).
+        """
+        args = list(args)
+        kwargs = dict(kwargs) if kwargs else kwargs
+        for i, name, float16 in packed:
+            if i < len(args):
+                obj = args[i]
+            elif kwargs and name in kwargs:
+                obj = kwargs[name]
+            else:
+                continue
+            known = self.packed.get(id(obj))
+            if known is None or known[0] is not obj:
+                try:
+                    tensors = _ops.packed_weights(obj, float16).tensors
+                except (TypeError, RuntimeError):
+                    tensors = ()
+                for t in tensors:
+                    self.producer.pop(_storage_key(t), None)
+                known = self.packed[id(obj)] = (obj, tensors)
+            if i < len(args):
+                args[i] = known[1]
+            else:
+                kwargs[name] = known[1]
+        return tuple(args), kwargs
+
     def record(self, func, info, args, kwargs, out):
         """Append the row of one op call (the counter's hot path: kept to plain local operations)."""
-        _, entry, name, category, _ = info
+        _, entry, name, category, _, packed = info
+        if packed is not None:
+            args, kwargs = self.open_packed(packed, args, kwargs)
         ins = _inputs(info, args, kwargs)
         outs = _outputs(info, out)
         counted = entry is not None
@@ -430,7 +493,8 @@ class _Counter:
                 module_class=cls,
                 input_shapes=in_shapes,
                 output_shapes=out_shapes,
-                dtype=_dtype_name(first.dtype) if first is not None else "",
+                dtype=(entry.dtype if counted and entry.dtype else
+                       _dtype_name(first.dtype) if first is not None else ""),
                 macs=macs,
                 flops=flops,
                 bytes_read=bytes_read,
@@ -469,11 +533,14 @@ class _Counter:
         in costs), and return the result.
 
         ``tensors``: the root's parameters and buffers when the caller has them; otherwise they are
-        read here, after the call (lazy modules create theirs during it).
+        read here, after the call (lazy modules create theirs during it). The tensors of packed
+        quantized weights opened during the run (:meth:`open_packed`) are weights too.
         """
         weights: set = set()
         if tensors is None and isinstance(self.root, torch.nn.Module):
             tensors = [*self.root.parameters(), *self.root.buffers()]
+        if self.packed:
+            tensors = [*(tensors or ()), *(t for _, opened in self.packed.values() for t in opened)]
         if tensors:
             for t in tensors:
                 if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):

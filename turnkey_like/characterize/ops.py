@@ -27,6 +27,10 @@ Conventions, applied everywhere:
   are in :data:`ACTIVATION_FLOPS` and next to each formula.
 - View and metadata ops (``view``, ``t``, ``expand``, ``detach``, ...) are not in the registry;
   the counter skips them (see ``counter``). An op with no entry here is reported as *uncounted*.
+- Quantized ops (``torch.ops.quantized.*``, the int8 kernels of the quantized engines fbgemm,
+  qnnpack and onednn) are a family of their own at the end of this module ("quantized"): their
+  MACs are those of the float op (int8 MACs), their weights come packed, and the counter opens the
+  packed argument into its tensors (:func:`packed_weights`) before the formula sees it.
 """
 
 from __future__ import annotations
@@ -78,11 +82,18 @@ class Cost(NamedTuple):
 
 @dataclass(frozen=True)
 class OpFormula:
-    """One registry entry: the cost function and the category of the ops it covers."""
+    """One registry entry: the cost function and the category of the ops it covers.
+
+    ``dtype``: the dtype the op computes in, when it is not the dtype of its first input: ``int8``
+    for the quantized engine's int8 products, whose input may be a float tensor that the kernel
+    quantizes on the fly (dynamic quantization). The op's row carries it, so the roofline times the
+    op at that dtype's peak (``HardwareProfile.peak``). ``None``: the first input's dtype.
+    """
 
     fn: Callable[..., Cost]
     category: str
     name: str
+    dtype: str | None = None
 
 
 REGISTRY: dict[Any, OpFormula] = {}
@@ -98,32 +109,37 @@ UNRESOLVED: list[str] = []
 other torch versions; on the pinned torch a test requires this to be empty)."""
 
 HIGHER_ORDER_PREFIX = "higher_order."
+QUANTIZED_PREFIX = "quantized."
 
 
 def resolve(name: str):
     """Return the op called ``name`` in this torch build, or ``None`` when it has none.
 
     ``"mm"`` is ``torch.ops.aten.mm`` (an ``OpOverloadPacket``); ``"higher_order.flex_attention"``
-    is ``torch.ops.higher_order.flex_attention`` (a ``HigherOrderOperator``).
+    is ``torch.ops.higher_order.flex_attention`` (a ``HigherOrderOperator``);
+    ``"quantized.conv2d"`` is ``torch.ops.quantized.conv2d`` (the quantized engine's packet).
     """
-    if name.startswith(HIGHER_ORDER_PREFIX):
-        try:
-            return getattr(torch.ops.higher_order, name[len(HIGHER_ORDER_PREFIX):])
-        except AttributeError:
-            return None
+    for prefix, namespace in ((HIGHER_ORDER_PREFIX, "higher_order"), (QUANTIZED_PREFIX, "quantized")):
+        if name.startswith(prefix):
+            try:
+                return getattr(getattr(torch.ops, namespace), name[len(prefix):])
+            except (AttributeError, RuntimeError):
+                return None
     return getattr(aten, name, None) if hasattr(aten, name) else None
 
 
-def register(names, category: str, inplace: bool = False):
+def register(names, category: str, inplace: bool = False, dtype: str | None = None):
     """Register the decorated formula for the ops named in ``names``, resolved now (at import).
 
     Args:
-        names: one op name (``"mm"``) or a list of names; ATen names, or
-            ``"higher_order.NAME"`` for a higher-order op. Every name is kept in :data:`NAMES`;
-            a name this torch build lacks is skipped and listed in :data:`UNRESOLVED`.
+        names: one op name (``"mm"``) or a list of names; ATen names, ``"higher_order.NAME"``
+            for a higher-order op, ``"quantized.NAME"`` for a quantized-engine op. Every name is
+            kept in :data:`NAMES`; a name this torch build lacks is skipped and listed in
+            :data:`UNRESOLVED`.
         category: one of :data:`CATEGORIES`.
         inplace: also register the in-place variant ``name_`` of each name, where this torch
             build has one (derived names are not kept in :data:`NAMES`).
+        dtype: the dtype the ops compute in when it is not their first input's (``OpFormula.dtype``).
 
     Raises:
         ValueError: an unknown category, or an op that already has a formula (an op is registered
@@ -152,7 +168,7 @@ def register(names, category: str, inplace: bool = False):
                 first = REGISTRY[op].name if op in REGISTRY else fn.__name__
                 raise ValueError(f"op {op} is registered twice: {first} and {fn.__name__}")
         # Checked: now record (nothing is recorded when registration raises).
-        entry = OpFormula(fn=fn, category=category, name=fn.__name__)
+        entry = OpFormula(fn=fn, category=category, name=fn.__name__, dtype=dtype)
         for n in names:
             NAMES[n] = fn.__name__
         UNRESOLVED.extend(missing)
@@ -853,6 +869,235 @@ register(["native_dropout"], "other")(_elementwise(2))
 """Dropout: draw a mask and scale, 2 FLOPs per element (mask multiply, 1/(1-p) scale)."""
 
 
+# ---------------------------------------------------------------------------------------------
+# quantized: the int8 kernels of the quantized engines (fbgemm, qnnpack, onednn)
+#
+# What a model converted by ``torch.ao.quantization`` (eager mode, as torchvision's quantized
+# models are) dispatches, seen on torchvision's quantized resnet18, mobilenet_v2/v3, shufflenet_v2
+# and googlenet: ``aten.quantize_per_tensor`` (the QuantStub), ``quantized.conv2d`` /
+# ``quantized.conv2d_relu`` (overload ``new``), ``quantized.linear``, ``quantized.add`` /
+# ``add_relu`` / ``mul`` / ``cat`` (the FloatFunctional ops), ``quantized.hardswish``,
+# ``aten.quantized_max_pool2d``, ``aten._adaptive_avg_pool2d`` / ``aten.mean`` / ``aten.hardsigmoid``
+# on quantized tensors (costed by their float formulas above), and ``aten.dequantize`` (the
+# DeQuantStub). Quantized tensors have dtype ``quint8`` (activations) or ``qint8`` (weights), 1 byte
+# an element; their rows say ``int8`` (:func:`dtype_name`), so the roofline uses the profile's int8
+# peak.
+#
+# Weights come packed: the conv/linear ops take a ``Conv2dPackedParamsBase`` /
+# ``Conv3dPackedParamsBase`` / ``LinearPackedParamsBase`` script object instead of weight tensors.
+# The counter opens it with :func:`packed_weights` and hands the formula, in its place, the shapes of
+# ``PackedWeights.tensors``: the weight first, then the bias (when there is one) and a per-channel
+# weight's scales and zero points; the bytes the op reads are those tensors at their real dtypes.
+
+PACKED_PARAMS_TYPES = frozenset(
+    f"__torch__.torch.classes.quantized.{name}"
+    for name in ("Conv2dPackedParamsBase", "Conv3dPackedParamsBase", "LinearPackedParamsBase",
+                 "EmbeddingPackedParamsBase")
+)
+"""Qualified names of the script classes in which the quantized engines keep weights
+(``torch.ScriptObject._type().qualified_name()``; the argument types in the ops' schemas)."""
+
+FLOAT16_PACKED_OPS = ("quantized.linear_dynamic_fp16", "quantized.linear_relu_dynamic_fp16")
+"""Ops whose packed weights are float16 (``torch.ao.nn.quantized.dynamic.Linear(dtype=float16)``);
+their ``unpack()`` widens them to float32, so :func:`packed_weights` narrows them back."""
+
+QUANTIZED_DTYPE_NAMES = {torch.quint8: "int8", torch.qint8: "int8", torch.qint32: "int32"}
+"""Quantized dtypes -> the integer dtype their arithmetic runs in (the name a hardware profile's
+``peak_flops`` is keyed by): ``quint8`` activations and ``qint8`` weights are 8-bit integers."""
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name of ``dtype`` in records: ``torch.float32`` -> ``"float32"``; the quantized dtypes
+    ``quint8``/``qint8`` -> ``"int8"`` and ``qint32`` -> ``"int32"`` (:data:`QUANTIZED_DTYPE_NAMES`)."""
+    return QUANTIZED_DTYPE_NAMES.get(dtype) or str(dtype).replace("torch.", "")
+
+
+class PackedWeights(NamedTuple):
+    """The tensors a quantized packed-params object holds (:func:`packed_weights`).
+
+    Attributes:
+        weight: the weight at its stored dtype: ``qint8`` (1 byte an element; float16 for the
+            float16 dynamic linear). Shape as the float module's: conv ``[Cout, Cin/groups, *kernel]``,
+            transposed conv ``[Cin, Cout/groups, *kernel]``, linear ``[out, in]``, embedding
+            ``[rows, dim]``.
+        bias: float32 ``[Cout]`` (the engines keep the bias in float), or ``None``.
+        qparams: for a per-channel quantized weight, its scales and zero points as the engines keep
+            them, float32 and int32 ``[Cout]`` (fbgemm's ``PackedConvWeight``/``PackedLinearWeight``:
+            ``std::vector<float> w_scale``, ``std::vector<int32_t> w_zp``, in
+            ``aten/src/ATen/native/quantized/cpu/fbgemm_utils.h``); ``()`` for a per-tensor one (a
+            scalar scale and zero point, not counted).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    qparams: tuple = ()
+
+    @property
+    def tensors(self) -> tuple:
+        """Every tensor the kernel reads: ``(weight, bias, *qparams)`` without a missing bias."""
+        return tuple(t for t in (self.weight, self.bias, *self.qparams) if t is not None)
+
+
+_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
+
+
+def is_packed(obj) -> bool:
+    """Whether ``obj`` is a quantized engine's packed-params object (:data:`PACKED_PARAMS_TYPES`)."""
+    if not isinstance(obj, torch.ScriptObject):
+        return False
+    try:
+        return obj._type().qualified_name() in PACKED_PARAMS_TYPES
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def packed_weights(packed, float16: bool = False) -> PackedWeights:
+    """Return the weight, bias and per-channel qparams held by a packed-params object.
+
+    ``packed.unpack()`` (the engines' own unpacking, as ``torch.ops.quantized.conv2d_unpack`` /
+    ``linear_unpack`` do) gives ``(weight, bias)`` for conv and linear, the weight alone for an
+    embedding. ``float16``: the object holds float16 weights (:data:`FLOAT16_PACKED_OPS`), which
+    ``unpack()`` returns as float32; the weight is given back as float16. The tensors are fresh
+    copies, so calling this costs about one copy of the weights (19 ms for quantized resnet18's
+    11.7 M int8 weights here).
+
+    Raises:
+        TypeError: ``packed`` is not a packed-params object (:func:`is_packed`).
+    """
+    if not is_packed(packed):
+        raise TypeError(f"not a quantized packed-params object: {type(packed).__name__}")
+    out = packed.unpack()
+    weight, bias = (out, None) if isinstance(out, torch.Tensor) else (out[0], out[1])
+    if float16 and weight.dtype != torch.float16:
+        weight = weight.to(torch.float16)
+    qparams: tuple = ()
+    if weight.is_quantized and weight.qscheme() in _PER_CHANNEL:
+        qparams = (weight.q_per_channel_scales().to(torch.float32),
+                   weight.q_per_channel_zero_points().to(torch.int32))
+    return PackedWeights(weight, bias, qparams)
+
+
+def _quantized_conv(transposed: bool, extra_per_out: int, what: str):
+    """A formula for a quantized convolution ``op(qx, packed, ...)``: :func:`conv_macs` of the
+    packed weight (int8 MACs), FLOPs = 2*MACs + ``extra_per_out`` per output element (a fused ReLU
+    or add)."""
+
+    def fn(x_shape, packed, *_, out_shape=None, **__) -> Cost:
+        macs = conv_macs(x_shape, packed[0], out_shape, transposed)
+        return Cost(macs, 2 * macs + extra_per_out * _numel(out_shape))
+
+    fn.__name__ = f"quantized_{what}_cost"
+    fn.__doc__ = (f"Quantized {what.replace('_', ' ')} ``op(qx, packed_weight, ...)``: MACs = "
+                  f":func:`conv_macs` of the packed weight ({'transposed' if transposed else 'forward'}"
+                  f"), the float formula counted as int8 MACs; FLOPs = 2*MACs + {extra_per_out} per output "
+                  "element (the fused ReLU/add). Bias and the requantization of each output (scale, "
+                  "round, zero point) are not counted, as the bias of the float conv is not.")
+    return fn
+
+
+register(["quantized.conv1d", "quantized.conv2d", "quantized.conv3d", "quantized.conv1d_dynamic",
+          "quantized.conv2d_dynamic", "quantized.conv3d_dynamic"], "conv",
+         dtype="int8")(_quantized_conv(False, 0, "conv"))
+register(["quantized.conv1d_relu", "quantized.conv2d_relu", "quantized.conv3d_relu"], "conv",
+         dtype="int8")(_quantized_conv(False, ACTIVATION_FLOPS["relu"], "conv_relu"))
+register(["quantized.conv_transpose1d", "quantized.conv_transpose2d", "quantized.conv_transpose3d",
+          "quantized.conv_transpose1d_dynamic", "quantized.conv_transpose2d_dynamic",
+          "quantized.conv_transpose3d_dynamic"], "conv", dtype="int8")(_quantized_conv(True, 0, "conv_transpose"))
+
+
+@register(["quantized.conv2d_add", "quantized.conv2d_add_relu"], "conv", dtype="int8")
+def quantized_conv_add_cost(x_shape, accum_shape, packed, *_, out_shape=None, **__) -> Cost:
+    """``conv2d_add(qx, qaccum, packed_weight, ...)`` (onednn; ``_relu`` variant too): conv MACs
+    (:func:`conv_macs`), FLOPs = 2*MACs + 1 per output element for the add (the fused ReLU of the
+    ``_relu`` variant, 1 more per element, is within that rounding and not counted)."""
+    macs = conv_macs(x_shape, packed[0], out_shape, False)
+    return Cost(macs, 2 * macs + _numel(out_shape))
+
+
+def _quantized_linear(extra_per_out: int, what: str):
+    """A formula for a quantized linear ``op(x[..., in], packed)``: the float linear's MACs with
+    the packed weight ``[out, in]``, FLOPs = 2*MACs + ``extra_per_out`` per output element."""
+
+    def fn(x_shape, packed, *_, out_shape=None, **__) -> Cost:
+        w = packed[0]
+        macs = prod(x_shape[:-1]) * int(w[0]) * int(w[-1])
+        return Cost(macs, 2 * macs + extra_per_out * _numel(out_shape))
+
+    fn.__name__ = f"quantized_{what}_cost"
+    fn.__doc__ = (f"Quantized {what.replace('_', ' ')} ``op(x[..., in], packed_weight[out, in], ...)``: "
+                  "MACs = prod(x.shape[:-1]) * in * out (the float linear's, :func:`linear_cost`); "
+                  f"FLOPs = 2*MACs + {extra_per_out} per output element (its fused activation, "
+                  ":data:`ACTIVATION_FLOPS`). Bias and requantization are not counted.")
+    return fn
+
+
+register(["quantized.linear", "quantized.linear_dynamic"], "matmul",
+         dtype="int8")(_quantized_linear(0, "linear"))
+register(["quantized.linear_relu", "quantized.linear_relu_dynamic"], "matmul",
+         dtype="int8")(_quantized_linear(ACTIVATION_FLOPS["relu"], "linear_relu"))
+register(["quantized.linear_leaky_relu"], "matmul",
+         dtype="int8")(_quantized_linear(ACTIVATION_FLOPS["leaky_relu"], "linear_leaky_relu"))
+register(["quantized.linear_tanh"], "matmul", dtype="int8")(_quantized_linear(ACTIVATION_FLOPS["tanh"], "linear_tanh"))
+# float16 weights, float32 products (fbgemm's fp16 GEMM widens the weights): the input's dtype
+register(FLOAT16_PACKED_OPS[:1], "matmul")(_quantized_linear(0, "linear_fp16"))
+register(FLOAT16_PACKED_OPS[1:], "matmul")(_quantized_linear(ACTIVATION_FLOPS["relu"], "linear_relu_fp16"))
+register(["quantized.matmul"], "matmul", dtype="int8")(matmul_cost)
+"""``quantized.matmul(qa, qb, scale, zero_point)``: the float :func:`matmul_cost`, in int8 MACs."""
+
+register(["quantized.add", "quantized.add_out", "quantized.add_scalar", "quantized.add_scalar_out",
+          "quantized.mul", "quantized.mul_out", "quantized.mul_scalar", "quantized.mul_scalar_out"],
+         "elementwise")(_elementwise(1))
+"""Quantized add/mul (``FloatFunctional``/``QFunctional``): 1 FLOP per output element, as their float
+ops; the dequantize/requantize arithmetic inside the kernel is not counted."""
+register(["quantized.add_relu", "quantized.add_relu_out", "quantized.add_scalar_relu",
+          "quantized.add_scalar_relu_out", "quantized.mul_relu", "quantized.mul_relu_out",
+          "quantized.mul_scalar_relu", "quantized.mul_scalar_relu_out"], "elementwise")(_elementwise(2))
+"""Quantized add/mul with a fused ReLU: 2 FLOPs per output element (the op, the ReLU)."""
+
+for _name in ("hardswish", "sigmoid", "leaky_relu", "elu", "celu", "threshold", "prelu"):
+    register(f"quantized.{_name}", "activation")(_elementwise(ACTIVATION_FLOPS[_name]))
+register("quantized.relu6", "activation")(_elementwise(ACTIVATION_FLOPS["hardtanh"]))
+register("quantized.clamp", "elementwise")(_elementwise(1))
+register("quantized.softmax", "softmax")(softmax_cost)
+register(["quantized.cat", "quantized.cat_out"], "data_movement")(_elementwise(0))
+register(["quantized.cat_relu", "quantized.cat_relu_out"], "activation")(_elementwise(ACTIVATION_FLOPS["relu"]))
+"""Quantized activations, softmax and concatenation: their float formulas (:data:`ACTIVATION_FLOPS`,
+:func:`softmax_cost`); ``relu6`` is ``hardtanh(0, 6)``."""
+
+register(["quantized.batch_norm", "quantized.batch_norm1d", "quantized.batch_norm2d",
+          "quantized.batch_norm3d", "quantized_batch_norm"], "norm")(batch_norm_infer_cost)
+register(["quantized.batch_norm_relu", "quantized.batch_norm1d_relu", "quantized.batch_norm2d_relu",
+          "quantized.batch_norm3d_relu"], "norm")(_elementwise(4 + ACTIVATION_FLOPS["relu"]))
+"""Quantized batch norm (running statistics): 4 FLOPs per element (:func:`batch_norm_cost`), 5
+with the fused ReLU."""
+register("quantized.layer_norm", "norm")(layer_norm_cost)
+register("quantized.instance_norm", "norm")(group_norm_cost)
+
+
+@register("quantized.group_norm", "norm")
+def quantized_group_norm_cost(x_shape, num_groups=None, w=None, b=None, *_, out_shape=None, **__) -> Cost:
+    """``quantized.group_norm(x, num_groups, weight, bias, ...)``: as :func:`group_norm_cost`, 5
+    FLOPs per element plus 1 each for weight and bias."""
+    return group_norm_cost(x_shape, w, b)
+
+
+for _nd in (1, 2):
+    register(f"quantized.max_pool{_nd}d", "pooling")(_window_pool(_nd, "max"))
+for _nd in (1, 2, 3):
+    register(f"quantized_max_pool{_nd}d", "pooling")(_window_pool(_nd, "max"))
+
+register(["quantize_per_tensor", "quantize_per_channel"], "elementwise")(_elementwise(4))
+"""Quantize ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``: divide, round, add, clamp =
+4 FLOPs per element (the definition in the ``torch.quantize_per_tensor`` documentation)."""
+register("quantize_per_tensor_dynamic", "elementwise")(_elementwise(6))
+"""Dynamic quantize: the tensor's min and max (1 compare per element each), then quantize (4)."""
+register("dequantize", "elementwise")(_elementwise(2))
+"""Dequantize ``x = (q - zero_point) * scale``: 2 FLOPs per element (``torch.dequantize``)."""
+register(["int_repr", "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor"],
+         "data_movement")(_elementwise(0))
+"""The integers of a quantized tensor, or a quantized tensor made from integers: a copy, 0 FLOPs."""
+
+
 def is_mac_category(category: str) -> bool:
     """Return whether ``category`` counts towards conv+matmul MACs (:data:`MAC_CATEGORIES`)."""
     return category in MAC_CATEGORIES
@@ -967,4 +1212,12 @@ __all__ = [
     "einsum_macs",
     "adaptive_window_sum",
     "prod",
+    "QUANTIZED_PREFIX",
+    "PACKED_PARAMS_TYPES",
+    "FLOAT16_PACKED_OPS",
+    "QUANTIZED_DTYPE_NAMES",
+    "PackedWeights",
+    "dtype_name",
+    "is_packed",
+    "packed_weights",
 ]

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from turnkey_like.calls import map_tensors, tensor_leaves
 from turnkey_like.characterize.fusion import find_fusion_groups
 from turnkey_like.characterize.hardware import get_profile
-from turnkey_like.characterize.ops import MAC_CATEGORIES
+from turnkey_like.characterize.ops import MAC_CATEGORIES, dtype_name
 from turnkey_like.characterize.roofline import BOUNDS, annotate, annotate_rows
 from turnkey_like.errors import CharacterizationError, TkError, one_line
 from turnkey_like.records import (
@@ -261,7 +261,10 @@ class _Weights(NamedTuple):
 
     Attributes:
         params: unique ``(name, parameter)`` pairs, shared ones once under their first name (what
-            ``model.named_parameters()`` gives).
+            ``model.named_parameters()`` gives), then the weight and bias of every packed quantized
+            weight (``ops.packed_weights``; ``qint8`` weights at 1 byte an element, float32 bias),
+            named ``PATH.ATTRIBUTE.weight`` / ``.bias`` after the module attribute holding the packed
+            object (``conv1._packed_params.weight``, ``fc._packed_params._packed_params.weight``).
         buffers: unique buffers.
         lazy: whether a lazy module (``nn.LazyLinear``...) still has uninitialised parameters.
     """
@@ -276,13 +279,23 @@ def _weights(model) -> _Weights:
 
     One walk instead of one per question (meta? dtype? size? lazy? parameter owners?): on a model with
     hundreds of modules each ``parameters()`` walk costs about a millisecond.
+
+    Quantized modules (``torch.ao.nn.quantized``) keep their weights packed in a script object
+    attribute, not in ``nn.Parameter`` s: each such object (``ops.is_packed``) is unpacked once and its
+    weight and bias count as parameters (:class:`_Weights`). A ``LinearPackedParams`` whose ``dtype``
+    is float16 holds float16 weights (``torch.ao.nn.quantized.dynamic.Linear(dtype=torch.float16)``).
     """
+    import torch
     from torch.nn.modules.lazy import LazyModuleMixin
 
+    from turnkey_like.characterize.ops import is_packed, packed_weights
+
     params: list[tuple[str, Any]] = []
+    packed: list[tuple[str, Any]] = []
     buffers: list[Any] = []
     seen: set[int] = set()
     lazy = False
+    script_object = torch.ScriptObject
     for prefix, mod in model.named_modules():
         if isinstance(mod, LazyModuleMixin) and mod.has_uninitialized_params():
             lazy = True
@@ -295,7 +308,25 @@ def _weights(model) -> _Weights:
             if b is not None and id(b) not in seen:
                 seen.add(id(b))
                 buffers.append(b)
-    return _Weights(params, buffers, lazy)
+        for attr, v in vars(mod).items():
+            if type(v) is script_object and id(v) not in seen and is_packed(v):
+                seen.add(id(v))
+                unpacked = packed_weights(v, float16=getattr(mod, "dtype", None) is torch.float16)
+                path = f"{prefix}.{attr}" if prefix else attr
+                packed.append((f"{path}.weight", unpacked.weight))
+                if unpacked.bias is not None:
+                    packed.append((f"{path}.bias", unpacked.bias))
+    return _Weights(params + packed, buffers, lazy)
+
+
+def model_parameters(model) -> list[tuple[str, Any]]:
+    """Return ``model``'s unique ``(name, tensor)`` parameters, the weights and biases of packed
+    quantized modules included (what ``Totals.params``/``param_bytes`` count; see :func:`_weights`).
+
+    For callers that describe a model outside a characterization (discovery's ``ModelInfo``): a
+    converted quantized model has no ``nn.Parameter`` at all, so ``model.parameters()`` is empty.
+    """
+    return _weights(model).params
 
 
 def _main_dtype(params: list[tuple[str, Any]], args, kwargs) -> str:
@@ -310,7 +341,7 @@ def _main_dtype(params: list[tuple[str, Any]], args, kwargs) -> str:
     else:
         leaves = [t for t in tensor_leaves((args, kwargs)) if t.is_floating_point()]
         dt = leaves[0].dtype if leaves else torch.float32
-    return str(dt).replace("torch.", "")
+    return dtype_name(dt)
 
 
 def _describe_inputs(args: tuple, kwargs: dict) -> dict[str, InputDesc]:
@@ -564,4 +595,5 @@ def characterize(model, *args, hardware=None, no_weights: bool = False, trace: b
 
 
 __all__ = ["characterize", "characterize_call", "build_modules", "build_breakdown", "find_repeats", "meta_weights",
+           "model_parameters",
            "Characterization", "ModuleRow", "Totals"]

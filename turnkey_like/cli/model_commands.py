@@ -244,7 +244,7 @@ def render_report(report, console, *, verbose: bool = False) -> None:
                               end_section=i == len(families[fam]) - 1)
     console.print(by_family)
     if any(m.uncounted_ops for m in report.models):
-        console.print(Text("* some ops have no MAC formula (quantized ops, custom kernels): a lower bound; "
+        console.print(Text("* some ops have no MAC formula (custom kernels, quantized embeddings): a lower bound; "
                            "`tk profile --model NAME` lists them"))
 
     failed = [m for m in report.models if not m.traced or m.status.value != "successful"]

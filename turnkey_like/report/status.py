@@ -196,7 +196,8 @@ def render_script(console: Console, result: ScriptResult, cache_root: str | None
             if value is not None)
         weights = ("meta tensors (no weights)" if request.no_weights else
                    "pretrained weights" if request.pretrained else "random weights")
-        console.print(f"{INDENT}[dim]named model from {escape(request.source)}: {escape(sizes or 'default sizes')}, "
+        source = f" from {escape(request.source)}" if request.source else ""  # unknown until it loads
+        console.print(f"{INDENT}[dim]named model{source}: {escape(sizes or 'default sizes')}, "
                       f"{weights}, seed {request.seed}[/]")
         for note in result.notes:
             console.print(f"{INDENT}[dim]note: {escape(note)}[/]")

@@ -29,9 +29,18 @@ Inputs come from the ``forward`` signature and the config, never from the name; 
   the config has none, e.g. DETR); together with ``input_ids`` for contrastive models such as CLIP;
   left out where the config has an image token (the ids would have to carry image tokens);
 - ``decoder_input_ids`` [B, S] for encoder-decoder models (``config.is_encoder_decoder``);
-- ``input_features``: [B, num_mel_bins, 2 * max_source_positions] when the config has both (Whisper's
-  encoder accepts exactly that many frames), else [B, S, input_feat_per_channel * input_channels]
-  (Speech2Text), else [B, S, feature_size];
+- ``input_features``, from the first of these config attributes that the config has
+  (:func:`input_features_shape`):
+
+  - ``feature_projection_input_dim`` -> [B, S, feature_projection_input_dim]: the models whose
+    feature projection is a LayerNorm + Linear over that last dim (Wav2Vec2-BERT, SeamlessM4T and
+    v2: 160 = 80 mel bins x 2 stacked frames, their feature extractor's ``stride``);
+  - ``num_mel_bins`` and ``max_source_positions`` -> [B, num_mel_bins, 2 * max_source_positions]:
+    Whisper and the encoders built like it (a Conv1d over the mel bins, then a stride-2 Conv1d; the
+    encoder accepts exactly that many frames);
+  - ``input_feat_per_channel`` -> [B, S, input_feat_per_channel * input_channels] (Speech2Text);
+  - ``num_mel_bins`` -> [B, S, num_mel_bins], else ``feature_size`` -> [B, S, feature_size], else
+    [B, S, 80] (80 mel bins, the common filterbank size);
 - ``input_values`` [B, S] raw audio samples, S default 16000 (1 s at 16 kHz);
 - any other input without a default is an error naming ``--input-shape NAME:...``.
 
@@ -351,6 +360,34 @@ def _side(value) -> int:
     return int(value[0] if isinstance(value, (list, tuple)) else value)
 
 
+DEFAULT_FEATURE_DIM = 80
+"""Feature size of ``input_features`` when the config names none: 80 mel bins (the filterbank of
+Whisper, Speech2Text and Wav2Vec2-BERT's feature extractors)."""
+
+
+def input_features_shape(config, batch: int, seq) -> tuple[list[int], str | None]:
+    """The shape of ``input_features`` for ``config``, from its attributes alone (never the name), and
+    a note for ``LoadedModel.notes`` when the length is the config's, not ``--seq-len``'s.
+
+    ``seq()`` gives the sequence length S (called only for the layouts that have one). Rules, the
+    first that applies (see the module docstring): ``feature_projection_input_dim`` -> [B, S, dim];
+    ``num_mel_bins`` with ``max_source_positions`` -> [B, mel, 2 * max_source_positions];
+    ``input_feat_per_channel`` -> [B, S, per_channel * input_channels]; ``num_mel_bins`` ->
+    [B, S, mel]; ``feature_size`` -> [B, S, feature_size]; else [B, S, 80].
+    """
+    projected = _get([config], "feature_projection_input_dim")
+    if projected:
+        return [batch, seq(), projected], None
+    mel = _get([config], "num_mel_bins")
+    frames = _get([config], "max_source_positions")
+    if mel and frames:
+        return [batch, mel, 2 * frames], f"input_features: {2 * frames} frames (the encoder's fixed input length)"
+    per_channel = _get([config], "input_feat_per_channel")
+    if per_channel:
+        return [batch, seq(), per_channel * (_get([config], "input_channels") or 1)], None
+    return [batch, seq(), mel or _get([config], "feature_size") or DEFAULT_FEATURE_DIM], None
+
+
 def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: list[str]):
     """Example keyword inputs for ``model.forward``: ``(kwargs, batch, seq_len, imgsz)``.
 
@@ -426,17 +463,9 @@ def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: 
             channels = _get(visions, "num_channels") or 3
             kwargs[name] = synth.floats([batch, channels, img_used, img_used])
         elif name == "input_features":
-            mel = _get([config], "num_mel_bins")
-            frames = _get([config], "max_source_positions")
-            per_channel = _get([config], "input_feat_per_channel")
-            if mel and frames:
-                shape = [batch, mel, 2 * frames]
-                notes.append(f"input_features: {2 * frames} frames (the encoder's fixed input length)")
-            elif per_channel:
-                shape = [batch, seq(("max_source_positions",)),
-                         per_channel * (_get([config], "input_channels") or 1)]
-            else:
-                shape = [batch, seq(("max_source_positions",)), _get([config], "feature_size") or 80]
+            shape, note = input_features_shape(config, batch, lambda: seq(("max_source_positions",)))
+            if note:
+                notes.append(note)
             kwargs[name] = synth.floats(shape)
         elif name == "input_values":
             samples = default(request.seq_len, DEFAULT_AUDIO_SAMPLES)

@@ -4,9 +4,13 @@
   weights (seeded) by ``ultralytics.YOLO`` (``RTDETR`` for ``rtdetr-*``); the scale letter in the
   name picks the width/depth (``n s m l x``), as ultralytics reads it.
 - ``PATH.pt``: a checkpoint. A ``.pt`` file is a pickle: tk loads it only because the user named
-  that file, through ultralytics' own loader (``ultralytics.nn.tasks.load_checkpoint``, which
-  restricts unpickling to its known classes), and only when the file exists: tk never downloads one.
-  It holds weights, so ``pretrained`` changes nothing and ``no_weights`` is refused.
+  that file, and only when the file exists (tk never downloads one), through ultralytics' own loader
+  (``ultralytics.nn.tasks.load_checkpoint``) with its restricted unpickling turned on
+  (:func:`restricted_load`): ``torch.load(weights_only=True)`` against ultralytics' allow-list of
+  its model classes. ultralytics leaves that off by default (``ULTRALYTICS_SAFE_LOAD``), and then
+  unpickles anything, and installs a missing module it names; tk never loads a ``.pt`` that way.
+  A file that references other types is refused. It holds weights, so ``pretrained`` changes
+  nothing and ``no_weights`` is refused.
 
 Input: ``images`` [B, 3, imgsz, imgsz] floats in [0, 1) (ultralytics' own scaling), imgsz default
 640 (ultralytics' default ``imgsz``), B default 1. ``model_args`` is refused (the definition fixes
@@ -15,6 +19,7 @@ the model).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from pathlib import Path
@@ -96,14 +101,47 @@ def _load_pt(name: str, request: ModelRequest):
     if request.no_weights:
         raise InputError(f"{name}: a .pt file holds weights; --no-weights does not apply",
                          hint="use the yaml definition (e.g. yolov8n.yaml) for a model without weights")
-    from ultralytics.nn.tasks import load_checkpoint
+    from ultralytics.nn import tasks
 
     try:
-        model, _ = load_checkpoint(str(path))
+        with restricted_load(name):
+            model, _ = tasks.load_checkpoint(str(path))
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{name}: cannot load the checkpoint: {one_line(exc)}",
-                         hint="is it an ultralytics checkpoint?") from exc
+                         hint="is it an ultralytics checkpoint? only ultralytics' own model classes are unpickled") from exc
     return model.float().eval()
+
+
+@contextlib.contextmanager
+def restricted_load(name: str):
+    """Turn on ultralytics' restricted checkpoint loading inside the block.
+
+    ``ultralytics.nn.tasks.torch_safe_load`` reads the module flag ``SAFE_LOAD`` (the
+    ``ULTRALYTICS_SAFE_LOAD`` environment variable, read once at import; off by default) on each
+    call: on, it loads with ``torch.load(weights_only=True)`` against the allow-list of ultralytics'
+    and torch's model classes (``_SafeLoad``), and never installs a module a checkpoint names. The
+    flag is set for the block and restored after.
+
+    Raises:
+        InputError: this ultralytics has no restricted loading (older than the pinned 8.4.190, or
+            torch older than 2.6): the file is not loaded at all.
+    """
+    from ultralytics.nn import tasks
+
+    if not hasattr(tasks, "SAFE_LOAD") or not getattr(getattr(tasks, "_SafeLoad", None), "SUPPORTED", False):
+        import ultralytics
+
+        raise InputError(f"{name}: ultralytics {ultralytics.__version__} cannot load a .pt file with restricted "
+                         "unpickling, and tk loads none without it",
+                         hint="upgrade ultralytics (8.4.190 has it) and torch (2.6 or newer)")
+    saved = tasks.SAFE_LOAD
+    tasks.SAFE_LOAD = True
+    try:
+        yield
+    finally:
+        tasks.SAFE_LOAD = saved
 
 
 def _build_yaml(name: str, request: ModelRequest, notes: list[str]):
