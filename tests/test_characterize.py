@@ -399,3 +399,27 @@ def test_llama_7b_on_meta_counts_every_parameter_and_mac():
     per_token = 32 * (4 * 4096**2 + 3 * 4096 * 11008) + 32000 * 4096
     assert c.totals.conv_matmul_macs == 128 * per_token + 32 * 2 * 128 * 128 * 4096
     check_invariants(c)
+
+
+def test_decoder_on_meta_counts_like_real_weights():
+    """transformers' mask utilities read boolean values out of tensors (``padding_mask.all()``, the
+    packed-sequence check on position ids); on meta those reads take the plain case, so a decoder
+    built on meta (as multi-billion-parameter defaults are) counts exactly what real weights count."""
+    import transformers
+
+    config = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
+    torch.manual_seed(0)
+    real = transformers.LlamaModel(config).eval()
+    with torch.device("meta"):
+        meta = transformers.LlamaModel(config).eval()
+    ids = torch.randint(0, 1000, (1, 16))
+    on_real = characterize_call(real, (), {"input_ids": ids}, hardware="a100")
+    on_meta = characterize_call(meta, (), {"input_ids": ids.to("meta")}, hardware="a100", no_weights=True)
+    assert on_meta.totals.macs == on_real.totals.macs > 0
+    assert on_meta.totals.params == on_real.totals.params
+    # attention itself: on CPU torch runs scaled_dot_product_attention as one flash kernel, on meta as
+    # its math decomposition (bmm, scale, causal mask, softmax), so the softmax/mask FLOPs differ a little
+    real_ops = {r.op for r in on_real.rows}
+    assert "aten._scaled_dot_product_flash_attention_for_cpu.default" in real_ops
+    assert abs(on_meta.totals.flops - on_real.totals.flops) < 0.01 * on_real.totals.flops

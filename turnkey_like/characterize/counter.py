@@ -42,6 +42,14 @@ and FakeTensor inputs (no data is read by the counter), and with shared submodul
 called twice gets both calls' rows under the same path). Symbolic sizes (``SymInt`` from fake
 tensors with dynamic shapes) are kept by name in shapes (``"s0"``); costs are evaluated at the
 example sizes.
+
+On ``meta``, a model that reads a **boolean** scalar out of a tensor (``.item()``, ``bool(t)``,
+``if (mask == 1).all():``) reads ``True``: meta tensors have no values, and every such check seen in
+transformers' mask utilities asks whether an input is the plain case (an all-ones attention mask; one
+sequence per row, no packed sequences), which is what tk's synthesized inputs are. Without it, every
+decoder model that builds on meta (Llama's 6.6e9-parameter default and the like) failed to count
+(``Tensor.item() cannot be called on meta tensors``). Scalars of other dtypes still fail: a size
+read from data has no plain case.
 """
 
 from __future__ import annotations
@@ -89,6 +97,9 @@ _SKIP, _COUNT, _DECOMPOSE, _HOP = 0, 1, 2, 3
 
 _FLOAT16_PACKETS = frozenset(_ops.resolve(n) for n in _ops.FLOAT16_PACKED_OPS) - {None}
 """Quantized ops whose packed weights are float16 (``ops.FLOAT16_PACKED_OPS``)."""
+
+_SCALAR_READ = torch.ops.aten._local_scalar_dense.default
+"""``Tensor.item()``, ``bool(t)``: the op a data-dependent Python check dispatches."""
 
 _INFO: dict[Any, tuple] = {}
 """Op overload -> (kind, formula, row name, category, schema slots, packed arguments), filled as ops
@@ -592,6 +603,8 @@ class _CountingMode(TorchDispatchMode):
             return out
         if kind == _HOP:
             return self._higher_order(func, info, args, kwargs)
+        if func is _SCALAR_READ and args[0].is_meta and args[0].dtype is torch.bool:
+            return True  # a check on a meta tensor's values takes the plain case (module doc)
         if kind == _DECOMPOSE:
             # A composite op without a formula: count its parts instead, when it has any.
             with self:
