@@ -899,14 +899,85 @@ class _ThreadListener:
         return method if method is not None else (lambda *a, **k: None)
 
 
+def _has_dashboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _import_distributed():
+    try:
+        import dask  # noqa: F401
+        import distributed
+    except ImportError:
+        raise InputError("--workers and --scheduler need Dask's `distributed` package",
+                         hint='pip install "turnkey_like[dask]"') from None
+    return distributed
+
+
+def connect_scheduler(address: str):
+    """A Dask ``Client`` of the existing cluster at ``address`` (``tcp://host:8786``).
+
+    Raises:
+        InputError: Dask's ``distributed`` package is not installed.
+        TkError: the scheduler cannot be reached within 30 s.
+    """
+    distributed = _import_distributed()
+    try:
+        return distributed.Client(address, timeout=30)
+    except (OSError, TimeoutError, RuntimeError) as e:
+        raise TkError(f"cannot reach the Dask scheduler at {address}: {one_line(e)}",
+                      hint="start one with `dask scheduler` and `dask worker ADDRESS` (see docs/corpus.md)") from None
+
+
+def start_local_cluster(workers: int, *, dashboard: bool = False):
+    """Start tk's embedded Dask ``LocalCluster``: ``workers`` worker processes of one thread each,
+    configured by :data:`LOCAL_CLUSTER_CONFIG` (non-daemonic, one retry, quiet servers, torch
+    preloaded). Used by ``tk benchmark --workers N`` and ``tk discover-models --workers N``.
+
+    Args:
+        dashboard: serve Dask's dashboard on a free port when ``bokeh`` is installed.
+
+    Returns:
+        ``(client, stop)``: ``stop()`` closes the client and the cluster (its workers exit) and puts
+        Dask's configuration back; it never raises.
+
+    Raises:
+        InputError: Dask's ``distributed`` package is not installed.
+        TkError: the cluster could not start.
+    """
+    import dask
+
+    distributed = _import_distributed()
+    # held until the cluster closes: a nanny restarting a dead worker reads it again
+    config = dask.config.set(LOCAL_CLUSTER_CONFIG)
+    cluster = client = None
+
+    def stop() -> None:
+        for thing in (client, cluster):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        config.__exit__(None, None, None)
+
+    try:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0" if dashboard and _has_dashboard() else None)
+        client = distributed.Client(cluster)
+    except (OSError, TimeoutError, RuntimeError) as e:
+        stop()
+        raise TkError(f"cannot start a Dask LocalCluster of {workers} workers: {one_line(e)}",
+                      hint="run without --workers, or see docs/corpus.md") from None
+    return client, stop
+
+
 class DaskRun:
     """One corpus run on a Dask cluster (see the module doc); :meth:`run` returns the summary."""
 
     def __init__(self, pipeline: Pipeline, corpus: CorpusOptions, book: InputBook):
         self.pipeline, self.corpus, self.book = pipeline, corpus, book
         self.client = None
-        self.cluster = None
-        self._config = None
+        self._stop_cluster = None
         self.cache_id = ""
         self._lock = threading.Lock()
         self._channels: dict[str, DaskChannel] = {}
@@ -916,44 +987,20 @@ class DaskRun:
 
     # -- the cluster ---------------------------------------------------------------------------
     def _connect(self) -> None:
-        try:
-            import dask
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise InputError("--workers and --scheduler need Dask's `distributed` package",
-                             hint='pip install "turnkey_like[dask]"') from None
-        try:
-            if self.corpus.scheduler:
-                self.client = Client(self.corpus.scheduler, timeout=30)
-            else:
-                import importlib.util
-
-                dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-                # held until the cluster closes: a nanny restarting a dead worker reads it again
-                self._config = dask.config.set(LOCAL_CLUSTER_CONFIG)
-                self.cluster = LocalCluster(n_workers=self.corpus.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=dashboard)
-                self.client = Client(self.cluster)
-        except (OSError, TimeoutError, RuntimeError) as e:
-            where = self.corpus.scheduler or "a local cluster"
-            raise TkError(f"cannot reach the Dask scheduler at {where}: {one_line(e)}",
-                          hint="start one with `dask scheduler` and `dask worker ADDRESS` (see docs/corpus.md)") from None
-        if getattr(self.client, "dashboard_link", None) and self._has_dashboard():
+        if self.corpus.scheduler:
+            self.client = connect_scheduler(self.corpus.scheduler)
+        else:
+            self.client, self._stop_cluster = start_local_cluster(self.corpus.workers, dashboard=True)
+        if getattr(self.client, "dashboard_link", None) and _has_dashboard():
             _progress_line(self.pipeline.listener, f"Dask dashboard: {self.client.dashboard_link}")
 
-    def _has_dashboard(self) -> bool:
-        import importlib.util
-
-        return importlib.util.find_spec("bokeh") is not None
-
     def _close(self) -> None:
-        for thing in (self.client, self.cluster):
-            if thing is not None:
-                with contextlib.suppress(Exception):
-                    thing.close()
-        if self._config is not None:
-            self._config.__exit__(None, None, None)
-            self._config = None
+        if self._stop_cluster is not None:
+            self._stop_cluster()
+            self._stop_cluster = None
+        elif self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
 
     def _cache_token(self) -> str:
         """This cache's id (created once): a worker that reads the same token at the same path shares it."""

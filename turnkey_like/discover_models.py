@@ -22,13 +22,14 @@ or ``timeout``, with the log's last lines) and the survey goes on. Before each s
 its record so far (``progress/<name>.json``), so such a record still holds what was found before
 (parameters, MACs, the rungs that failed) and names the step that never ended.
 
-Parallelism (``--workers N``): N threads of the parent each call ``run_isolated`` for one model at a
-time, so at most N children run at once, each with ``cores // N`` torch threads. That is the
-launcher's own process-per-model isolation run N-wide, not a second pool of worker processes: each
-child is forked for one model and ends with it. (When the launcher gains Dask's LocalCluster, the N
-threads become N submissions to it.) The parent imports torch, the source library and the zoo once
-before forking, so a child starts without paying those imports again (about 4 s for torch with
-torchvision here).
+Parallelism (``--workers N``): tk's embedded Dask ``LocalCluster``, the one ``tk benchmark --workers
+N`` starts (:func:`turnkey_like.corpus.start_local_cluster`): N worker processes of one thread, one
+task per model, each task forking the model's child on its worker (the same
+:func:`survey_in_child` as a serial run), with ``cores // N`` torch threads. Each worker imports
+torch as it starts and warms itself once (:func:`_warm_parent`); a worker that dies is replaced and
+its task retried once. Without ``--workers`` the children are forked from tk itself, one after
+another, after the same warm-up: imports of torch, the source library and the zoo (about 4 s for
+torch with torchvision here), and a first count and trace, which a child then no longer pays.
 
 Cache: results live under the tk cache root (``Cache(...).root / "discover-models"``), in one folder
 per source and library versions (:func:`library_versions`: tk, torch, torchvision, transformers,
@@ -58,6 +59,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -741,81 +743,112 @@ def _warm_parent(source: str, export: bool) -> None:
         pass
 
 
+def survey_in_child(name: str, source: str, family: str, cache: SurveyCache, *, export: bool, timeout_s: float,
+                    all_rungs: bool = False, threads: int | None = None) -> ModelSurvey:
+    """Survey one model in a child of this process (``launcher.run_isolated``, forked, ``timeout_s``)
+    and return its record: the child's own, or, when the child did not return one (timeout, crash,
+    kill), what its last progress record says (:func:`_child_failure`). Runs in tk (serial) or on a
+    Dask worker (``--workers N``); never raises for the model's failures."""
+    from turnkey_like.launcher import log_tail, run_isolated
+
+    log = cache.log_path(name)
+    log.write_text("")
+    progress = cache.progress_path(name)
+    progress.unlink(missing_ok=True)
+    outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs,
+                           timeout_s=timeout_s, family=family, threads=threads, progress_path=os.fspath(progress),
+                           log_path=log, start_method="fork")
+    try:
+        if outcome.status is not Status.SUCCESSFUL or not isinstance(outcome.value, ModelSurvey):
+            return _child_failure(name, source, family, outcome, timeout_s, export, progress)
+    finally:
+        progress.unlink(missing_ok=True)
+    survey = outcome.value
+    if survey.status is not Status.SUCCESSFUL:
+        survey = msgspec.structs.replace(survey, log_excerpt=log_tail(log))
+    return msgspec.structs.replace(survey, duration_s=outcome.duration_s)
+
+
+#: (source, export) pairs this process has warmed (:func:`_warm_parent`), so a Dask worker warms once
+_WARMED: set[tuple[str, bool]] = set()
+
+
+def _survey_task(name: str, source: str, family: str, cache: SurveyCache, export: bool, timeout_s: float,
+                 all_rungs: bool, threads: int | None) -> ModelSurvey:
+    """One model's Dask task (``--workers N``): warm this worker once, then :func:`survey_in_child`."""
+    if (source, export) not in _WARMED:
+        _warm_parent(source, export)
+        _WARMED.add((source, export))
+    return survey_in_child(name, source, family, cache, export=export, timeout_s=timeout_s, all_rungs=all_rungs,
+                           threads=threads)
+
+
 def run_models(names: list[str], source: str, families: dict[str, str], cache: SurveyCache, *,
                export: bool, timeout_s: float, workers: int = 1, all_rungs: bool = False,
                on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> list[ModelSurvey]:
-    """Survey ``names``, each in its own child (``launcher.run_isolated``, forked, ``timeout_s``),
-    ``workers`` at a time; store each result in ``cache`` as it arrives.
+    """Survey ``names``, each in its own child (:func:`survey_in_child`); store each result in
+    ``cache`` as it arrives.
+
+    One worker: the children are forked from this process, one after another. ``workers`` > 1: on
+    tk's embedded Dask ``LocalCluster`` (:func:`turnkey_like.corpus.start_local_cluster`, the one
+    ``tk benchmark --workers N`` uses): one task per model, each forking the model's child on its
+    worker, with ``cores // workers`` torch threads. A worker that dies is replaced and its task
+    retried once, then the model is recorded ``killed``.
 
     Args:
-        on_result: called in the parent as each result arrives, with the result, how many are done
-            and how many in all (progress lines).
+        on_result: called here as each result arrives, with the result, how many are done and how
+            many in all (progress lines).
 
     Returns:
         The results in the order of ``names``.
+
+    Raises:
+        InputError: ``workers`` > 1 without Dask's ``distributed`` package.
     """
-    import queue
-    import threading
-
-    from turnkey_like.launcher import log_tail, run_isolated
-
     if not names:
         return []
-    _warm_parent(source, export)
-    # N children share the cores: each gets its share of torch threads instead of all of them each
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-
-    def one(name: str) -> ModelSurvey:
-        log = cache.log_path(name)
-        log.write_text("")
-        progress = cache.progress_path(name)
-        progress.unlink(missing_ok=True)
-        fam = families.get(name) or family_of(source, name)
-        outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs,
-                               timeout_s=timeout_s, family=fam, threads=threads, progress_path=os.fspath(progress),
-                               log_path=log, start_method="fork")
-        try:
-            if outcome.status is not Status.SUCCESSFUL or not isinstance(outcome.value, ModelSurvey):
-                return _child_failure(name, source, fam, outcome, timeout_s, export, progress)
-        finally:
-            progress.unlink(missing_ok=True)
-        survey = outcome.value
-        if survey.status is not Status.SUCCESSFUL:
-            survey = msgspec.structs.replace(survey, log_excerpt=log_tail(log))
-        return msgspec.structs.replace(survey, duration_s=outcome.duration_s)
-
-    todo: queue.Queue = queue.Queue()
-    for name in names:
-        todo.put(name)
-    done: queue.Queue = queue.Queue()
-
-    def worker() -> None:
-        while True:
-            try:
-                name = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                done.put(one(name))
-            except BaseException as exc:  # noqa: BLE001 - reported in the parent's thread
-                done.put(exc)
-
-    # Daemon threads: on Ctrl-C the parent exits without waiting for them, and each running child,
-    # whose parent thread is then gone, is killed by the kernel (launcher.die_with_parent).
-    for i in range(min(max(1, workers), len(names))):
-        threading.Thread(target=worker, name=f"tk-discover-{i}", daemon=True).start()
     results: dict[str, ModelSurvey] = {}
-    while len(results) < len(names):
-        try:
-            item = done.get(timeout=0.5)  # a timeout keeps the main thread responsive to Ctrl-C
-        except queue.Empty:
-            continue
-        if isinstance(item, BaseException):
-            raise item
-        cache.put(item)
-        results[item.name] = item
+
+    def arrived(survey: ModelSurvey) -> None:
+        cache.put(survey)
+        results[survey.name] = survey
         if on_result is not None:
-            on_result(item, len(results), len(names))
+            on_result(survey, len(results), len(names))
+
+    def family(name: str) -> str:
+        return families.get(name) or family_of(source, name)
+
+    if workers <= 1:
+        _warm_parent(source, export)
+        for name in names:
+            arrived(survey_in_child(name, source, family(name), cache, export=export, timeout_s=timeout_s,
+                                    all_rungs=all_rungs))
+        return [results[n] for n in names]
+
+    from turnkey_like.corpus import start_local_cluster
+
+    client, stop = start_local_cluster(workers)
+    try:
+        from distributed import as_completed
+
+        # N children share the cores: each gets its share of torch threads instead of all of them each
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        futures = {client.submit(_survey_task, name, source, family(name), cache, export, timeout_s, all_rungs,
+                                 threads, key=f"tk-survey-{uuid.uuid4().hex}", pure=False): name for name in names}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                survey = future.result()
+            except Exception as exc:  # noqa: BLE001 - the task itself failed (its worker died twice, ...)
+                killed = type(exc).__name__ == "KilledWorker"
+                survey = ModelSurvey(
+                    name=name, source=source, family=family(name), timeout_s=timeout_s, surveyed_at=now_utc(),
+                    status=Status.KILLED if killed else Status.ERROR, trace_method="not traced",
+                    error=("the Dask worker surveying it died twice (killed, or out of memory)" if killed
+                           else f"the Dask task failed: {one_line(exc)}"))
+            arrived(survey)
+    finally:
+        stop()
     return [results[n] for n in names]
 
 

@@ -50,7 +50,8 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("survey")
     group.add_argument("--export", action="store_true", help="also export each model to ONNX (and check it on ORT)")
     group.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="models surveyed at once, each in its own child process (default 1)")
+                       help="models surveyed at once on a Dask LocalCluster of N workers, each model in its "
+                            "own child process (default 1: one at a time, no Dask)")
     group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                        help=f"time limit for each model's child process (default {DEFAULT_TIMEOUT_S:g})")
     group.add_argument("--refresh", action="store_true", help="survey again instead of reading cached results")
