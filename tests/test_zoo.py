@@ -502,3 +502,18 @@ def test_seeding_leaves_the_global_random_stream_alone():
 def test_default_sizes_run(name):
     loaded, out = run(ModelRequest(name=name))
     assert tensor_leaves(out)
+
+
+def test_video_config_gets_clips():
+    """A config with ``num_frames`` (VideoMAE's default: 16) takes clips [B, T, C, H, W]; they count."""
+    from turnkey_like.characterize import characterize_call
+
+    loaded = load(ModelRequest(name="videomae", imgsz=32, no_weights=True))
+    frames = loaded.model.config.num_frames
+    assert tuple(loaded.kwargs["pixel_values"].shape) == (1, frames, 3, 32, 32)
+    char = characterize_call(loaded.model, loaded.args, loaded.kwargs, hardware="a100", no_weights=True)
+    # the patch embedding: a Conv3d over tubelets of 2 frames x 16 x 16 pixels, 768 channels
+    config = loaded.model.config
+    tubelets = (frames // config.tubelet_size) * (32 // config.patch_size) ** 2
+    conv = next(r for r in char.rows if r.category == "conv")
+    assert conv.macs == tubelets * config.hidden_size * 3 * config.tubelet_size * config.patch_size ** 2

@@ -25,8 +25,10 @@ Inputs come from the ``forward`` signature and the config, never from the name; 
 (default 1), ``S`` = seq_len (default 128, capped at the config's position limit):
 
 - ``input_ids`` [B, S] ids in ``[0, vocab_size)`` and ``attention_mask`` [B, S] ones;
-- ``pixel_values`` [B, num_channels, H, W], H = W = imgsz or the config's ``image_size`` (224 where
-  the config has none, e.g. DETR); together with ``input_ids`` for contrastive models such as CLIP;
+- ``pixel_values`` [B, num_channels, H, W] ([B, num_frames, num_channels, H, W] where the config has
+  ``num_frames``: video models such as VideoMAE, ViViT, TimeSformer, X-CLIP), H = W = imgsz or the
+  config's ``image_size`` (224 where the config has none, e.g. DETR); together with ``input_ids``
+  for contrastive models such as CLIP;
   left out where the config has an image token (the ids would have to carry image tokens);
 - ``decoder_input_ids`` [B, S] for encoder-decoder models (``config.is_encoder_decoder``);
 - ``input_features``, from the first of these config attributes that the config has
@@ -461,7 +463,9 @@ def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: 
             size = request.imgsz or _get(visions, "image_size") or DEFAULT_IMAGE_SIZE
             img_used = _side(size)
             channels = _get(visions, "num_channels") or 3
-            kwargs[name] = synth.floats([batch, channels, img_used, img_used])
+            frames = _get(visions, "num_frames")  # a video model: clips [B, T, C, H, W]
+            kwargs[name] = synth.floats([batch, frames, channels, img_used, img_used] if frames else
+                                        [batch, channels, img_used, img_used])
         elif name == "input_features":
             shape, note = input_features_shape(config, batch, lambda: seq(("max_source_positions",)))
             if note:
