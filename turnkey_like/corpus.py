@@ -411,7 +411,7 @@ def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
     from turnkey_like.pipeline import Pipeline, preload_for_children
 
     options = replace(task.options, cache_dir=cache_dir)
-    preload_for_children(options)  # once per worker process: its input children inherit the imports
+    preload_for_children(options.characterize)  # once per worker process: its input children inherit the imports
     pipeline = Pipeline(options)
     pipeline.run_id = task.run_id
     default_threads = _share_cores(task)
@@ -439,9 +439,9 @@ def dask_setup(worker) -> None:
     import atexit
     import gc
 
-    import torch  # noqa: F401
-    import torch._dynamo  # noqa: F401
+    from turnkey_like.pipeline import preload_for_children
 
+    preload_for_children()
     atexit.register(gc.freeze)  # the worker's exit skips collecting torch's objects (as tk's own exit)
 
 

@@ -249,9 +249,8 @@ def _inside_module_constructor(module_cls) -> bool:
 def _packed_parameters(module) -> list:
     """The weights of a module without ``nn.Parameter`` s that keeps them packed (a converted
     quantized model: ``torch.ao.nn.quantized``), so that it is a model like its float original;
-    ``[]`` for every other parameterless module (activations, containers of them)."""
-    if not any(type(v).__name__ == "ScriptObject" for m in module.modules() for v in vars(m).values()):
-        return []
+    ``[]`` for every other parameterless module (activations, containers of them). The one
+    definition of a model's parameters: :func:`turnkey_like.characterize.record.model_parameters`."""
     from turnkey_like.characterize.record import model_parameters
 
     return [t for _, t in model_parameters(module)]

@@ -533,7 +533,7 @@ class _PipeEvents(_Events):
 SILENCE_GRACE_S = 60.0
 
 
-def preload_for_children(options: RunOptions) -> None:
+def preload_for_children(characterize: bool = True) -> None:
     """Import, once in this process, what every input's forked child would otherwise import again.
 
     torch itself; and, when characterizing, ``torch._dynamo``: the counter's first module call goes
@@ -544,7 +544,7 @@ def preload_for_children(options: RunOptions) -> None:
     """
     import torch  # noqa: F401
 
-    if options.characterize:
+    if characterize:
         import torch._dynamo  # noqa: F401
 
 
@@ -611,7 +611,7 @@ class Pipeline:
         self._current = None
         try:
             if self.options.isolate and any(not s.is_onnx for s in specs):
-                preload_for_children(self.options)
+                preload_for_children(self.options.characterize)
                 if self.options.characterize:
                     self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
             for index, spec in enumerate(specs):
