@@ -361,6 +361,32 @@ def test_multi_billion_default_builds_on_meta_and_runs():
     assert tuple(out.last_hidden_state.shape) == (1, 8, 4096)
 
 
+def test_a_builder_that_fails_on_meta_for_its_own_reason_is_not_built_again():
+    from turnkey_like.zoo.base import build_module
+
+    calls = []
+
+    def broken_config():  # a default config that leaves a value unset, as transformers' emu3 does
+        calls.append(torch.get_default_device().type)
+        layers = None
+        return torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(len(layers))])
+
+    def reads_values():  # fine on real tensors, impossible on meta
+        calls.append(torch.get_default_device().type)
+        return torch.nn.Linear(int(torch.arange(9).sum().item()), 2)
+
+    with pytest.raises(InputError, match="cannot build the model: TypeError: object of type 'NoneType'"):
+        build_module(broken_config, ModelRequest(name="broken"), [])
+    assert calls == ["meta"]  # its error at once, no second build on real weights
+    model, on_meta = build_module(reads_values, ModelRequest(name="reads"), [])
+    assert calls[1:] == ["meta", "cpu"] and not on_meta and model.in_features == 36
+
+
+def test_a_broken_transformers_default_config_fails_at_the_meta_build():
+    with pytest.raises(InputError, match="emu3: cannot build the model: AttributeError"):
+        load(ModelRequest(name="emu3"))
+
+
 def test_local_folder_with_config_json(tmp_path):
     from transformers import BertConfig
 

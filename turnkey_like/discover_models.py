@@ -656,7 +656,8 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
     t0 = time.perf_counter()
     run_error = None
     try:
-        char = characterize_call(model, args, kwargs, hardware=PROFILE, no_weights=on_meta, warmup=True)
+        with torch.no_grad():  # inference, as the pipeline counts: autograd would keep every activation
+            char = characterize_call(model, args, kwargs, hardware=PROFILE, no_weights=on_meta, warmup=True)
     except Exception as exc:  # noqa: BLE001 - the model's own call failed: still walk the ladder
         run_error = one_line(exc, 500)
     else:

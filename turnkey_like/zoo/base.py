@@ -88,13 +88,38 @@ def build_module(make: Callable[[], torch.nn.Module], request: ModelRequest, not
         raise InputError(f"{request.name}: cannot build the model: {one_line(exc)}", hint=hint or None) from exc
 
 
+def needs_values(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while building on ``meta``, came from the meta device itself (a builder
+    that reads values: ``Tensor.item() cannot be called on meta tensors``, ``Cannot copy out of meta
+    tensor``, ``... from the 'Meta' backend``), so that a build on real weights may still succeed.
+
+    Any other error is the builder's own (a default config that cannot build, as transformers'
+    ``emu3``, ``granite4_vision`` or ``cohere_compass`` default configs, whose models reach for values
+    the config leaves ``None``); a real build raises it too, but only after allocating and
+    initialising the weights built before it (minutes, or out of memory, for their 1e9+ parameters),
+    so :func:`build` raises it at once.
+    """
+    return any("meta" in str(e).lower() for e in _chain(exc))
+
+
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from or during, each once."""
+    seen: list[BaseException] = []
+    while exc is not None and not any(exc is s for s in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
 def build(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: list[str],
           *, params: int | None = None) -> tuple[torch.nn.Module, bool]:
     """Build ``make()`` under the meta rule; returns ``(module in eval mode, on_meta)``.
 
     Args:
         make: builds the module on the current default device; called once or twice (a first call on
-            ``meta`` counts the parameters when ``params`` is not known and ``no_weights`` is None).
+            ``meta`` counts the parameters when ``params`` is not known and ``no_weights`` is None;
+            when that call fails for a reason other than the meta device (:func:`needs_values`),
+            its error is raised).
         request: ``no_weights`` True forces meta, False forces real weights, None applies
             :data:`META_THRESHOLD_PARAMS`; weights are seeded by ``request.seed``.
         notes: receives ``"meta tensors: N parameters"`` when the model is built on meta.
@@ -112,8 +137,10 @@ def build(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: lis
             with torch.device("meta"):
                 meta_model = make()
             params = param_count(meta_model)
-        except Exception:  # a builder that needs real values (``.item()``) cannot count on meta
-            meta_model = None
+        except Exception as exc:
+            if not needs_values(exc):
+                raise  # the builder's own error: a real build would raise it too, after allocating
+            meta_model = None  # a builder that reads values (``.item()``) counts on real weights
     on_meta = bool(request.no_weights) or (
         request.no_weights is None and not request.pretrained and params is not None
         and params > META_THRESHOLD_PARAMS)
