@@ -220,3 +220,58 @@ def test_every_torchvision_kind_builds_runs_and_is_recorded(tmp_path):
             assert attempt.ok or ":" in (attempt.error or ""), (m.name, attempt)  # "Type: first line"
     assert {m.family for m in report.models} == {"detection.faster_rcnn", "segmentation.lraspp", "video.resnet",
                                                  "optical_flow.raft", "quantization.mobilenetv3"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Shallow copies of models built on meta (transformers default configs)
+# --------------------------------------------------------------------------------------------------
+
+def _meta(name: str):
+    from turnkey_like.records import ModelRequest
+    from turnkey_like.zoo import load
+
+    return load(ModelRequest(name=name, no_weights=True))
+
+
+def test_shallow_copy_keeps_every_kind_of_layer():
+    """Each cut is derived from the config's own layer pattern: Gemma 3 interleaves sliding and
+    full attention (the first full-attention layer ends the prefix), DeepSeek-V3 has
+    ``first_k_dense_replace`` dense layers before its mixture-of-experts layers, Llama has one kind."""
+    from turnkey_like.zoo import shallow
+
+    gemma = _meta("gemma3_text")
+    types = gemma.model.config.layer_types
+    copy, cuts = shallow(gemma)
+    kept = types.index("full_attention") + 1
+    assert 1 < kept < len(types) and cuts == {"num_hidden_layers": (kept, len(types))}
+    assert copy.model.config.layer_types == types[:kept] and len(copy.model.layers) == kept
+    assert copy.on_meta and {k: v.shape for k, v in copy.kwargs.items()} == {k: v.shape for k, v in gemma.kwargs.items()}
+
+    deepseek = _meta("deepseek_v3")
+    dense = deepseek.model.config.first_k_dense_replace
+    copy, cuts = shallow(deepseek)
+    assert cuts == {"num_hidden_layers": (dense + 1, deepseek.model.config.num_hidden_layers)}
+    kinds = [type(layer.mlp).__name__ for layer in copy.model.layers]
+    assert kinds[:dense] == [type(deepseek.model.layers[0].mlp).__name__] * dense
+    assert kinds[dense] == type(deepseek.model.layers[-1].mlp).__name__ != kinds[0]
+
+    llama = _meta("llama")
+    assert shallow(llama)[1] == {"num_hidden_layers": (2, llama.model.config.num_hidden_layers)}
+
+
+def test_survey_traces_a_shallow_copy_and_counts_the_whole_model():
+    """Llama's default (6.6e9 parameters, built on meta): the ladder walks a 2-layer copy; the MACs
+    and parameters are the full model's, and the full-depth graph grows by the same node count for
+    each of the 30 identical layers the copy left out."""
+    from turnkey_like.discover_models import reusable, survey_model
+
+    cut = survey_model("llama", "transformers")
+    full = survey_model("llama", "transformers", full_depth=True)
+    assert cut.on_meta and cut.traced_depth == {"num_hidden_layers": (2, 32)} and not full.traced_depth
+    assert cut.trace_method == full.trace_method == NONSTRICT
+    assert cut.macs == full.macs and cut.params == full.params > 6e9
+    per_layer, rest = divmod(full.node_count - cut.node_count, 30)
+    assert per_layer > 0 and rest == 0
+    assert any(n.startswith("traced a shallow copy (num_hidden_layers 2 of 32") for n in cut.notes)
+    assert reusable(cut, export=False, timeout_s=300) and not reusable(cut, export=False, timeout_s=300, full_depth=True)
+    assert reusable(full, export=False, timeout_s=300, full_depth=True)

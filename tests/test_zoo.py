@@ -347,6 +347,14 @@ def test_vit_pixel_values_at_the_configured_size():
     assert tuple(out.last_hidden_state.shape) == (1, 5, 768)  # (32/16)^2 patches + CLS
 
 
+def test_dotted_model_args_reach_a_nested_config():
+    loaded = load(ModelRequest(name="clip", no_weights=True, model_args={"text_config.num_hidden_layers": 1}))
+    assert len(loaded.model.text_model.encoder.layers) == 1
+    assert len(loaded.model.vision_model.encoder.layers) == loaded.model.config.vision_config.num_hidden_layers > 1
+    with pytest.raises(InputError, match="its config has no attribute 'text_config.nope'"):
+        load(ModelRequest(name="clip", no_weights=True, model_args={"text_config.nope": 1}))
+
+
 def test_clip_gets_text_and_image():
     loaded = load(ModelRequest(name="clip", seq_len=8, imgsz=32, no_weights=True))
     assert {"input_ids", "pixel_values", "attention_mask"} == set(loaded.kwargs)

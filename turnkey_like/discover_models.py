@@ -11,7 +11,11 @@ For each model of a source (torchvision, transformers, ultralytics, timm), in it
    then ``torch.export`` non-strict, then strict), one ``trace_model`` call per rung, and stops at
    the first rung that works. Every failed rung is recorded with its exception type and first line
    (``errors.one_line``). With ``all_rungs`` (``--test-model``) the rungs after the one that worked
-   are tried too;
+   are tried too. A model built on meta (above the loader's parameter threshold: 30 to 90 layers,
+   whose ``torch.export`` takes one to several minutes) is traced as a shallow copy that keeps every
+   distinct kind of layer in order (:func:`turnkey_like.zoo.shallow`: Llama 2 of 32 layers,
+   Qwen3-Next 4 of 48, Jamba 9 of 32), recorded in ``traced_depth``; its parameters and MACs are
+   still counted on the full model. ``full_depth`` (``--full-depth``) traces the model itself;
 4. with ``export``, builds it to ONNX with the ONNX build's own child body
    (``turnkey_like.build.build_here``: export, check, optimize, compare with eager PyTorch on ONNX
    Runtime), into a temporary folder that is deleted afterwards. Models on ``meta`` have no weights
@@ -43,7 +47,8 @@ folder)::
         logs/<name>.log      each child's stdout/stderr
 
 A cached result is reused unless ``refresh``; unless export is asked and the cached one has no export
-outcome; and unless it timed out under a shorter timeout than the one asked now.
+outcome; unless ``full_depth`` is asked and the cached one traced a shallow copy; and unless it
+timed out under a shorter timeout than the one asked now.
 
 Numbers are plain base units in the records (counts, seconds); renderers format them with
 :mod:`turnkey_like.units`.
@@ -145,7 +150,11 @@ class ModelSurvey(Record, kw_only=True):
             ``torch.export(strict=False)``, ``torch.export(strict=True)``), ``none`` when every rung
             failed, ``not traced`` when the model never got that far.
         attempts: every rung tried, in order, with its one-line error and seconds.
-        node_count: nodes in the traced graph (0 when nothing traced).
+        node_count: nodes in the traced graph (0 when nothing traced); with ``traced_depth``, the
+            shallow copy's graph.
+        traced_depth: when the ladder walked a shallow copy instead of the model (a model built on
+            meta, unless ``full_depth``; :func:`turnkey_like.zoo.shallow`): each config key that was
+            cut -> ``(layers kept, layers in the model)``; empty when the model itself was traced.
         params: parameters (shared ones once), ``None`` when the model did not run.
         macs: multiply-accumulates of one call (1 MAC = 2 FLOPs), ``None`` when it did not run.
         uncounted_ops: op calls the counter has no formula for (MACs may be low when non-zero).
@@ -176,6 +185,7 @@ class ModelSurvey(Record, kw_only=True):
     trace_method: str = "not traced"
     attempts: list[TraceAttempt] = []
     node_count: int = 0
+    traced_depth: dict[str, tuple[int, int]] = {}
     params: int | None = None
     macs: int | None = None
     uncounted_ops: int = 0
@@ -469,12 +479,15 @@ class SurveyCache:
         write_record(path, msgspec.structs.replace(survey, cached=False))
 
 
-def reusable(cached: ModelSurvey | None, *, export: bool, timeout_s: float) -> bool:
+def reusable(cached: ModelSurvey | None, *, export: bool, timeout_s: float, full_depth: bool = False) -> bool:
     """True when a cached result answers this run: it exists, has an export outcome when one is
-    asked, and did not time out under a shorter limit than ``timeout_s``."""
+    asked, traced the model itself when ``full_depth`` is asked, and did not time out under a
+    shorter limit than ``timeout_s``."""
     if cached is None:
         return False
     if export and cached.export is None:
+        return False
+    if full_depth and cached.traced_depth:
         return False
     if cached.status is Status.TIMEOUT and cached.timeout_s < timeout_s:
         return False
@@ -591,7 +604,7 @@ def constructor_of(source: str, name: str, model) -> tuple[str | None, list[str]
 
 
 def survey_model(name: str, source: str, *, export: bool = False, all_rungs: bool = False,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, family: str | None = None,
+                 full_depth: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S, family: str | None = None,
                  threads: int | None = None, progress_path: str | None = None) -> ModelSurvey:
     """Build, run, trace (and with ``export`` export) one model; return its :class:`ModelSurvey`.
 
@@ -606,6 +619,7 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
         name, source: the model (see :func:`turnkey_like.zoo.load`).
         export: also export it to ONNX (``ExportOutcome``).
         all_rungs: try every rung of the ladder, not only up to the first that works.
+        full_depth: trace a model built on meta itself, not its shallow copy (module doc, step 3).
         timeout_s: recorded as the limit the child ran under.
         family: the family (computed with :func:`family_of` when ``None``).
         threads: torch's intra-op threads in this process (``None`` keeps torch's default).
@@ -667,11 +681,29 @@ def survey_model(name: str, source: str, *, export: bool = False, all_rungs: boo
     durations["run"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    target = (model, args, kwargs)
+    if survey.on_meta and not full_depth:
+        checkpoint("shallow copy")
+        from turnkey_like.zoo import shallow
+
+        try:
+            copy = shallow(loaded)
+        except Exception as exc:  # noqa: BLE001 - the model itself is traced instead, and that is said
+            survey = msgspec.structs.replace(survey, notes=survey.notes + [
+                f"traced at full depth: its shallow copy did not build ({one_line(exc, 200)})"])
+        else:
+            if copy is not None:
+                shallow_model, cuts = copy
+                target = (shallow_model.model, tuple(shallow_model.args), dict(shallow_model.kwargs))
+                cut_text = ", ".join(f"{key} {kept} of {of}" for key, (kept, of) in cuts.items())
+                survey = msgspec.structs.replace(survey, traced_depth=cuts, notes=survey.notes + [
+                    f"traced a shallow copy ({cut_text}: every distinct layer kept; --full-depth traces "
+                    "the model itself)"])
     for rung in LADDER:
         if survey.traced and not all_rungs:
             break
         checkpoint(rung)
-        traced = _trace_rungs(model, args, kwargs, survey.on_meta, (rung,))
+        traced = _trace_rungs(*target, survey.on_meta, (rung,))
         survey = msgspec.structs.replace(survey, attempts=survey.attempts + traced.attempts)
         if traced.ok and not survey.traced:
             survey = msgspec.structs.replace(survey, trace_method=traced.method, node_count=traced.node_count)
@@ -745,7 +777,7 @@ def _warm_parent(source: str, export: bool) -> None:
 
 
 def survey_in_child(name: str, source: str, family: str, cache: SurveyCache, *, export: bool, timeout_s: float,
-                    all_rungs: bool = False, threads: int | None = None) -> ModelSurvey:
+                    all_rungs: bool = False, full_depth: bool = False, threads: int | None = None) -> ModelSurvey:
     """Survey one model in a child of this process (``launcher.run_isolated``, forked, ``timeout_s``)
     and return its record: the child's own, or, when the child did not return one (timeout, crash,
     kill), what its last progress record says (:func:`_child_failure`). Runs in tk (serial) or on a
@@ -756,7 +788,7 @@ def survey_in_child(name: str, source: str, family: str, cache: SurveyCache, *, 
     log.write_text("")
     progress = cache.progress_path(name)
     progress.unlink(missing_ok=True)
-    outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs,
+    outcome = run_isolated(survey_model, name, source, export=export, all_rungs=all_rungs, full_depth=full_depth,
                            timeout_s=timeout_s, family=family, threads=threads, progress_path=os.fspath(progress),
                            log_path=log, start_method="fork")
     try:
@@ -775,18 +807,18 @@ _WARMED: set[tuple[str, bool]] = set()
 
 
 def _survey_task(name: str, source: str, family: str, cache: SurveyCache, export: bool, timeout_s: float,
-                 all_rungs: bool, threads: int | None) -> ModelSurvey:
+                 all_rungs: bool, full_depth: bool, threads: int | None) -> ModelSurvey:
     """One model's Dask task (``--workers N``): warm this worker once, then :func:`survey_in_child`."""
     if (source, export) not in _WARMED:
         _warm_parent(source, export)
         _WARMED.add((source, export))
     return survey_in_child(name, source, family, cache, export=export, timeout_s=timeout_s, all_rungs=all_rungs,
-                           threads=threads)
+                           full_depth=full_depth, threads=threads)
 
 
 def run_models(names: list[str], source: str, families: dict[str, str], cache: SurveyCache, *,
                export: bool, timeout_s: float, workers: int = 1, all_rungs: bool = False,
-               on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> list[ModelSurvey]:
+               full_depth: bool = False, on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> list[ModelSurvey]:
     """Survey ``names``, each in its own child (:func:`survey_in_child`); store each result in
     ``cache`` as it arrives.
 
@@ -823,7 +855,7 @@ def run_models(names: list[str], source: str, families: dict[str, str], cache: S
         _warm_parent(source, export)
         for name in names:
             arrived(survey_in_child(name, source, family(name), cache, export=export, timeout_s=timeout_s,
-                                    all_rungs=all_rungs))
+                                    all_rungs=all_rungs, full_depth=full_depth))
         return [results[n] for n in names]
 
     from turnkey_like.corpus import start_local_cluster
@@ -835,7 +867,7 @@ def run_models(names: list[str], source: str, families: dict[str, str], cache: S
         # N children share the cores: each gets its share of torch threads instead of all of them each
         threads = max(1, (os.cpu_count() or 1) // workers)
         futures = {client.submit(_survey_task, name, source, family(name), cache, export, timeout_s, all_rungs,
-                                 threads, key=f"tk-survey-{uuid.uuid4().hex}", pure=False): name for name in names}
+                                 full_depth, threads, key=f"tk-survey-{uuid.uuid4().hex}", pure=False): name for name in names}
         for future in as_completed(futures):
             name = futures[future]
             try:
@@ -867,7 +899,7 @@ def list_families(source: str, cache: SurveyCache, refresh: bool = False) -> dic
 
 def discover(source: str = "torchvision", *, family: str | None = None, skip_patterns: Iterable[str] = (),
              export: bool = False, workers: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, refresh: bool = False,
-             cache_dir: str | Path | None = None, models: list[str] | None = None,
+             full_depth: bool = False, cache_dir: str | Path | None = None, models: list[str] | None = None,
              on_result: Callable[[ModelSurvey, int, int], None] | None = None) -> SurveyReport:
     """Survey the models of ``source``: cached results where they answer, a child per model for the rest.
 
@@ -879,6 +911,7 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
         workers: models surveyed at once (one child each).
         timeout_s: seconds each model's child may run.
         refresh: survey again, ignoring cached results (and the cached name list).
+        full_depth: trace models built on meta themselves, not a shallow copy (:func:`survey_model`).
         cache_dir: the tk cache root (``--cache-dir``).
         models: survey these names instead of every model the source lists (``--models``: hub
             names, ``.yaml`` files, ``package.module:factory`` models with source ``factory``).
@@ -918,12 +951,12 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
     todo = []
     for name in names:
         cached = None if refresh else cache.get(name)
-        if reusable(cached, export=export, timeout_s=timeout_s):
+        if reusable(cached, export=export, timeout_s=timeout_s, full_depth=full_depth):
             done[name] = cached
         else:
             todo.append(name)
     for survey in run_models(todo, source, families, cache, export=export, timeout_s=timeout_s, workers=workers,
-                             on_result=on_result):
+                             full_depth=full_depth, on_result=on_result):
         done[survey.name] = survey
     models = [done[n] for n in names]
     return SurveyReport(
@@ -935,7 +968,7 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
 
 
 def try_model(name: str, source: str = "torchvision", *, export: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
-               cache_dir: str | Path | None = None) -> ModelSurvey:
+              full_depth: bool = False, cache_dir: str | Path | None = None) -> ModelSurvey:
     """Survey one model afresh with every rung of the ladder tried (``--test-model``); the result is
     stored in the cache like any other.
 
@@ -954,7 +987,8 @@ def try_model(name: str, source: str = "torchvision", *, export: bool = False, t
             close = difflib.get_close_matches(name, list(families), n=5, cutoff=0.5)
             raise InputError(f"unknown {source} model {name!r}",
                              hint=f"closest: {', '.join(close)}" if close else f"`tk discover-models --source {source}` lists them")
-    return run_models([name], source, families, cache, export=export, timeout_s=timeout_s, all_rungs=True)[0]
+    return run_models([name], source, families, cache, export=export, timeout_s=timeout_s, all_rungs=True,
+                      full_depth=full_depth)[0]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                        help=f"time limit for each model's child process (default {DEFAULT_TIMEOUT_S:g})")
     group.add_argument("--refresh", action="store_true", help="survey again instead of reading cached results")
+    group.add_argument("--full-depth", action="store_true",
+                       help="trace models built on meta at their full depth (default: a shallow copy keeping "
+                            "every distinct kind of layer, e.g. Llama 2 of 32 layers; MACs are always the "
+                            "full model's)")
     group = p.add_argument_group("results")
     group.add_argument("--generate-code", action="store_true",
                        help="print a Python MODEL_REGISTRY = {...} of the models that traced, grouped by family")
@@ -86,7 +90,7 @@ def discover_models(args) -> int:
     quiet = getattr(args, "quiet", False)
     if args.test_model:
         survey = dm.try_model(args.test_model, args.source, export=args.export, timeout_s=args.timeout,
-                              cache_dir=args.cache_dir)
+                              full_depth=args.full_depth, cache_dir=args.cache_dir)
         console = _console()
         render_ladder(survey, console)
         if args.json:
@@ -94,7 +98,7 @@ def discover_models(args) -> int:
         return 0 if survey.status.value == "successful" else 1
     report = dm.discover(args.source, family=args.family, skip_patterns=args.skip_patterns, export=args.export,
                          workers=args.workers, timeout_s=args.timeout, refresh=args.refresh,
-                         cache_dir=args.cache_dir, models=args.models, on_result=_progress(quiet))
+                         full_depth=args.full_depth, cache_dir=args.cache_dir, models=args.models, on_result=_progress(quiet))
     if args.json:
         write_record(args.json, report, fsync=False)
     if args.generate_code:

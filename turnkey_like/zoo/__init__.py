@@ -33,7 +33,7 @@ from turnkey_like.records import ModelRequest
 from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, SOURCES, LoadedModel
 
 __all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "expand_sweep",
-           "list_names", "load", "model_source", "stem", "closest_names", "forward"]
+           "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward"]
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _FILE_FACTORY = re.compile(r"^.+\.py:[A-Za-z_][\w.]*$")
@@ -101,6 +101,49 @@ def load(request: ModelRequest) -> LoadedModel:
         raise InputError(f"unknown model source {source!r}", hint=f"use one of: {', '.join(SOURCES)}")
     module = _loader(source)
     return module.load(msgspec.structs.replace(request, source=source))
+
+
+def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
+    """A copy of ``loaded`` built with each stack of repeated layers cut to the shortest prefix
+    that holds every distinct layer, on ``meta``, with the same inputs; and what was cut
+    (``{config key: (kept, of)}``). ``None`` when there is nothing to cut.
+
+    For transformers models (:func:`turnkey_like.zoo.transformers_models.shallow_overrides`): the
+    copy is built through ``model_args``, so it is the library's own model at a smaller depth, with
+    every kind of layer in order. ``tk discover-models`` traces such a copy of a model built on meta,
+    whose full depth (30 to 90 layers) costs ``torch.export`` a minute or more while the copy
+    decides the same trace method. Other sources: ``None``.
+
+    Raises:
+        InputError: the copy did not build, or came out no shallower (the caller uses the model).
+    """
+    if loaded.request.source != "transformers":
+        return None
+    import torch
+
+    module = _loader("transformers")
+    overrides = module.shallow_overrides(loaded.model, keep)
+    if not overrides:
+        return None
+    config = loaded.model.config
+    cuts = {k: (v, _config_value(config, k)) for k, v in overrides.items() if type(v) is int}
+    request = msgspec.structs.replace(loaded.request, no_weights=True,
+                                      model_args={**(loaded.request.model_args or {}), **overrides})
+    copy = load(request)
+
+    def layers(model) -> int:
+        return sum(len(m) for m in model.modules() if isinstance(m, torch.nn.ModuleList))
+
+    if layers(copy.model) >= layers(loaded.model):
+        raise InputError(f"{loaded.request.name}: the copy with {overrides} is no shallower")
+    return copy, cuts
+
+
+def _config_value(config, key: str):
+    """The value of dotted attribute ``key`` of ``config``."""
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def list_names(source: str) -> list[str]:

@@ -10,7 +10,7 @@ Names:
 - a local folder holding ``config.json``.
 
 ``model_args`` (``--model-args '{"num_hidden_layers": 2}'``) overrides config attributes before
-the build. The base model class (``AutoModel``) is built from the config with random weights, seeded;
+the build; a dotted key reaches a nested config (``{"text_config.num_hidden_layers": 2}``). The base model class (``AutoModel``) is built from the config with random weights, seeded;
 ``pretrained`` loads the checkpoint's weights instead (hub names and folders only).
 
 Overrides, each one listed in ``LoadedModel.notes``:
@@ -59,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import socket
 import threading
 from urllib.parse import urlparse
@@ -262,19 +263,40 @@ def _config(request: ModelRequest):
     return config, "hub"
 
 
-def _sub_configs(config):
-    """``config`` and every config nested in it (text, vision, backbone, encoder, decoder), each once."""
+def _config_paths(config) -> list[tuple[str, object]]:
+    """``(prefix, config)`` for ``config`` (prefix ``""``) and every config nested in it (text,
+    vision, backbone, encoder, decoder), each once, the prefix being its dotted path plus ``.``
+    (``"text_config."``)."""
     from transformers import PretrainedConfig
 
-    seen: list = []
-    stack = [config]
+    seen: list[tuple[str, object]] = []
+    stack = [("", config)]
     while stack:
-        cfg = stack.pop()
-        if any(cfg is s for s in seen):
+        prefix, cfg = stack.pop()
+        if any(cfg is c for _, c in seen):
             continue
-        seen.append(cfg)
-        stack += [v for v in vars(cfg).values() if isinstance(v, PretrainedConfig)]
+        seen.append((prefix, cfg))
+        stack += [(f"{prefix}{k}.", v) for k, v in vars(cfg).items() if isinstance(v, PretrainedConfig)]
     return seen
+
+
+def _sub_configs(config):
+    """``config`` and every config nested in it, each once (:func:`_config_paths` without paths)."""
+    return [cfg for _, cfg in _config_paths(config)]
+
+
+def _set_config(config, key: str, value, name: str) -> None:
+    """Set attribute ``key`` of ``config``; a dotted key (``text_config.num_hidden_layers``) walks
+    nested configs first. Raises InputError (``--model-args``) when an attribute is missing."""
+    *path, last = key.split(".")
+    target = config
+    for part in path + [last]:
+        if not hasattr(target, part):
+            raise InputError(f"{name}: its config has no attribute {key!r} (--model-args)",
+                             hint=f"attributes include: {', '.join(sorted(target.to_diff_dict())[:12])}")
+        if part != last:
+            target = getattr(target, part)
+    setattr(target, last, value)
 
 
 def _override(config, notes: list[str]) -> None:
@@ -312,10 +334,7 @@ def load(request: ModelRequest) -> LoadedModel:
     notes: list[str] = []
     config, origin = _config(request)
     for key, value in (request.model_args or {}).items():
-        if not hasattr(config, key):
-            raise InputError(f"{request.name}: its config has no attribute {key!r} (--model-args)",
-                             hint=f"attributes include: {', '.join(sorted(config.to_diff_dict())[:12])}")
-        setattr(config, key, value)
+        _set_config(config, key, value, request.name)
     _override(config, notes)
     if request.imgsz is not None and not request.pretrained:
         _set_image_size(config, request.imgsz, notes)
@@ -342,6 +361,73 @@ def load(request: ModelRequest) -> LoadedModel:
     filled = msgspec.structs.replace(request, source="transformers", batch_size=batch,
                                      seq_len=seq_len, imgsz=imgsz, no_weights=on_meta)
     return LoadedModel(model=model, args=(), kwargs=kwargs, request=filled, notes=notes, on_meta=on_meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shallow copies (the survey traces deep models at a depth that keeps every distinct layer)
+# --------------------------------------------------------------------------------------------------
+
+_DEPTH_KEY = re.compile(r"(^|_)(layers|layer|depth)$")
+"""Config attributes that count a stack of layers (``num_hidden_layers``, ``n_layer``,
+``encoder_layers``, ``depth``, ``max_window_layers``...): found by scanning every default config."""
+
+_PERIOD_KEY = re.compile(r"(interval|period|every_n_layers|freq|frequency|offset)$")
+"""Config attributes that place layers of another kind by their index (``full_attention_interval``,
+``attn_layer_period``, ``attn_layer_offset``, ``global_attn_every_n_layers``)."""
+
+
+def _distinct_prefix(items) -> int:
+    """Length of the shortest prefix of ``items`` that holds each distinct item (by ``repr``)."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(repr(item), i)
+    return max(first.values()) + 1
+
+
+def shallow_overrides(model, keep: int = 2) -> dict[str, object]:
+    """Config overrides (dotted ``model_args`` keys) that cut each stack of layers of a transformers
+    ``model`` to the shortest prefix that still holds every distinct layer; ``{}`` when nothing can
+    be cut.
+
+    A stack is an ``nn.ModuleList`` longer than ``keep``; its layers are told apart by their
+    ``repr`` (module classes, shapes, options: a dense MLP from a mixture of experts, linear from
+    full attention). A config attribute that counts layers (:data:`_DEPTH_KEY`) and equals a stack's
+    length gets the longest prefix needed by any stack of that length, and at least ``keep`` (so the
+    hand-over from one layer to the next is there) and more where the config places layers by index
+    (:data:`_PERIOD_KEY`: ``full_attention_interval=4`` keeps 5). Per-layer lists of the same config
+    with that length (``layer_types``, ``mlp_layer_types``, ...) are cut to the same prefix, after
+    their distinct values also count as distinct layers (sliding and full attention share modules
+    but not masks).
+
+    What a prefix keeps is what decides how a model traces: each kind of layer, in order. A copy
+    this shallow has the model's code paths but not its size: parameters, MACs and node counts of
+    the copy are not the model's.
+    """
+    import torch
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return {}
+    need: dict[int, int] = {}  # stack length -> layers to keep
+    for stack in model.modules():
+        if isinstance(stack, torch.nn.ModuleList) and len(stack) > keep:
+            need[len(stack)] = max(need.get(len(stack), keep), _distinct_prefix(stack))
+    overrides: dict[str, object] = {}
+    for prefix, cfg in _config_paths(config):
+        attrs = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
+        periods = [v for k, v in attrs.items() if _PERIOD_KEY.search(k) and type(v) is int and v > 0]
+        for key, depth in attrs.items():
+            if type(depth) is not int or not _DEPTH_KEY.search(key) or depth not in need:
+                continue
+            per_layer = {k: v for k, v in attrs.items() if isinstance(v, (list, tuple)) and len(v) == depth}
+            cut = max([need[depth], *(_distinct_prefix(v) for v in per_layer.values()),
+                       *(min(p + 1, depth) for p in periods)])
+            if cut >= depth:
+                continue
+            overrides[prefix + key] = cut
+            for k, v in per_layer.items():
+                overrides[prefix + k] = type(v)(v[:cut])
+    return overrides
 
 
 # --------------------------------------------------------------------------------------------------
