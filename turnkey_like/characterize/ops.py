@@ -20,7 +20,8 @@ Conventions, applied everywhere:
 
 - Matmul-like ops and convolutions count only the multiply-accumulates of the product: the bias
   folded into ``addmm``/``convolution`` and the alpha/beta scalings are not counted (as in
-  ``torch.utils.flop_counter`` and fvcore). FLOPs = 2 x MACs for them.
+  ``torch.utils.flop_counter`` and fvcore). FLOPs = 2 x MACs for them. One exception: a bias given
+  to ``_grouped_mm`` costs 1 FLOP per output element (why: :func:`grouped_mm_cost`).
 - Element-wise ops cost a fixed number of FLOPs per output element, derived from the op's defining
   formula in the PyTorch documentation, counting each ``+ - * /``, comparison and each
   transcendental (``exp``, ``log``, ``tanh``, ``erf``, ``sqrt``) as 1 FLOP. The per-element counts
@@ -350,6 +351,53 @@ def einsum_cost(equation, operand_shapes, *_, out_shape=None, **__) -> Cost:
     decomposed (on CPU/CUDA it decomposes to ``bmm`` before the dispatcher sees it)."""
     macs = einsum_macs(equation, operand_shapes)
     return Cost(macs, 2 * macs)
+
+
+def grouped_mm_macs(a_shape, b_shape) -> int:
+    """MACs of ``torch._grouped_mm(mat_a, mat_b, offs=...)``: G independent products, one per group.
+
+    The four layouts (torch 2.14: ``torch.nn.functional.grouped_mm`` docstring; the shapes of
+    ``create_grouped_gemm_output_tensor`` and the loops of ``_grouped_mm_fallback`` in
+    ``aten/src/ATen/native/GroupedMMUtils.h``), with ``offs`` ``[G]`` the cumulative ends of the
+    groups along the split dimension (group g's slice is ``offs[g-1]:offs[g]``, from 0 for g = 0):
+
+    - 2D x 3D, ``[M, K] x [G, K, N] -> [M, N]`` (MoE forward: tokens sorted by expert; ``offs``
+      splits the rows M): group g is ``[M_g, K] @ [K, N]``, sum over g of M_g*K*N = M*K*N;
+    - 3D x 3D, ``[G, M, K] x [G, K, N] -> [G, M, N]`` (no ``offs``, a bmm): G*M*K*N;
+    - 2D x 2D, ``[M, K] x [K, N] -> [G, M, N]`` (``offs`` splits the contraction K, as in the MoE
+      weight gradient): group g is ``[M, K_g] @ [K_g, N]``, sum of M*K_g*N = M*K*N;
+    - 3D x 2D, ``[G, M, K] x [K, N] -> [M, N]`` (``offs`` splits mat_b's columns N): group g is
+      ``[M, K] @ [K, N_g]``, sum of M*K*N_g = M*K*N.
+
+    So MACs = M*K*N with M = ``a_shape[-2]``, K = ``a_shape[-1]``, N = ``b_shape[-1]``, times G when
+    both operands are 3D.
+
+    Rows (2D x 3D), contraction slices (2D x 2D) or columns (3D x 2D) beyond ``offs[-1]`` are
+    skipped by the kernels ("elements beyond offs[-1] are ignored", the torch docstring), but only
+    ``offs``'s values say how many there are, and a formula sees shapes: the whole split dimension is
+    counted, as if ``offs[-1]`` covered it. That is exact for transformers' MoE layers
+    (``transformers/integrations/moe.py``, ``grouped_mm_experts_forward``: every one of the
+    tokens x top_k rows is routed to one expert, so ``offs[-1] == M``), and an upper bound where
+    rows are left out (expert-parallel sentinel rows). It is also what ``meta`` tensors allow, whose
+    ``offs`` hold no values; so meta and real weights count alike.
+    """
+    groups = int(a_shape[0]) if len(a_shape) == 3 and len(b_shape) == 3 else 1
+    return groups * int(a_shape[-2]) * int(a_shape[-1]) * int(b_shape[-1])
+
+
+@register("_grouped_mm", "matmul")
+def grouped_mm_cost(a_shape, b_shape, offs=None, bias=None, out_dtype=None, *_, out_shape=None, **__) -> Cost:
+    """``_grouped_mm(mat_a, mat_b, offs, bias, out_dtype)`` (``torch.nn.functional.grouped_mm``,
+    ``torch._grouped_mm``; transformers' default MoE experts): MACs from :func:`grouped_mm_macs`,
+    FLOPs = 2*MACs, plus 1 FLOP per output element for a ``bias`` (added to every group's output).
+    Unlike the bias folded into ``addmm`` (not counted, module conventions), this one is counted: no
+    torch 2.14 kernel accepts it ("Bias not supported yet"), so a bias reaches the model as the
+    separate element-wise ``add_`` transformers runs after the product (1 FLOP an element), and a
+    torch that fuses it keeps the model's FLOPs unchanged. Bytes read are the whole of every argument
+    (mat_a, every group's mat_b, ``offs`` int32 [G], the bias), as for every op whose reads are not
+    overridden: which groups are empty is in ``offs``'s values."""
+    macs = grouped_mm_macs(a_shape, b_shape)
+    return Cost(macs, 2 * macs + (_numel(out_shape) if bias is not None else 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1210,6 +1258,7 @@ __all__ = [
     "sdpa_macs",
     "mha_macs",
     "einsum_macs",
+    "grouped_mm_macs",
     "adaptive_window_sum",
     "prod",
     "QUANTIZED_PREFIX",

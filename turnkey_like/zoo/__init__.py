@@ -226,7 +226,9 @@ def forward(loaded: LoadedModel):
 
     A model on ``meta`` runs under ``FakeTensorMode`` with its inputs made fake: shapes propagate,
     and library code that reads values (``.item()``, ``.all()``) sees a fake tensor, which
-    transformers treats as tracing and skips. The outputs are then fake (``meta``) tensors.
+    transformers treats as tracing and skips. The outputs are then fake (``meta``) tensors. Grouped
+    matrix products (transformers' MoE experts) run by the counter's rule for tensors without data
+    (``characterize.counter.GroupedMMWithoutData``: torch's meta kernel refuses float32).
     """
     import torch
 
@@ -236,8 +238,9 @@ def forward(loaded: LoadedModel):
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         from turnkey_like.calls import map_tensors
+        from turnkey_like.characterize.counter import GroupedMMWithoutData
 
         mode = FakeTensorMode(allow_non_fake_inputs=True)
         args, kwargs = map_tensors(mode.from_tensor, (loaded.args, loaded.kwargs))
-        with mode:
+        with mode, GroupedMMWithoutData():
             return loaded.model(*args, **kwargs)
