@@ -275,3 +275,16 @@ def test_survey_traces_a_shallow_copy_and_counts_the_whole_model():
     assert any(n.startswith("traced a shallow copy (num_hidden_layers 2 of 32") for n in cut.notes)
     assert reusable(cut, export=False, timeout_s=300) and not reusable(cut, export=False, timeout_s=300, full_depth=True)
     assert reusable(full, export=False, timeout_s=300, full_depth=True)
+
+
+def test_shallow_copy_keeps_a_shared_layer_twice():
+    """Zamba's hybrid layers share one transformer block (tied to the first hybrid layer): a copy
+    with one hybrid layer does not build, so each kind is kept twice, up to the second hybrid layer."""
+    from turnkey_like.zoo import shallow
+
+    zamba = _meta("zamba")
+    types = zamba.model.config.layers_block_type
+    second_hybrid = [i for i, t in enumerate(types) if t == "hybrid"][1]
+    copy, cuts = shallow(zamba)
+    assert cuts == {"num_hidden_layers": (second_hybrid + 1, len(types))}
+    assert copy.model.config.layers_block_type == types[:second_hybrid + 1]

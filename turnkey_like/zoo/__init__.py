@@ -105,7 +105,8 @@ def load(request: ModelRequest) -> LoadedModel:
 
 def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
     """A copy of ``loaded`` built with each stack of repeated layers cut to the shortest prefix
-    that holds every distinct layer, on ``meta``, with the same inputs; and what was cut
+    that holds every distinct layer (twice, when once does not build), on ``meta``, with the same
+    inputs; and what was cut
     (``{config key: (kept, of)}``). ``None`` when there is nothing to cut.
 
     For transformers models (:func:`turnkey_like.zoo.transformers_models.shallow_overrides`): the
@@ -121,22 +122,27 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
         return None
     import torch
 
-    module = _loader("transformers")
-    overrides = module.shallow_overrides(loaded.model, keep)
-    if not overrides:
-        return None
-    config = loaded.model.config
-    cuts = {k: (v, _config_value(config, k)) for k, v in overrides.items() if type(v) is int}
-    request = msgspec.structs.replace(loaded.request, no_weights=True,
-                                      model_args={**(loaded.request.model_args or {}), **overrides})
-    copy = load(request)
-
     def layers(model) -> int:
         return sum(len(m) for m in model.modules() if isinstance(m, torch.nn.ModuleList))
 
-    if layers(copy.model) >= layers(loaded.model):
-        raise InputError(f"{loaded.request.name}: the copy with {overrides} is no shallower")
-    return copy, cuts
+    module = _loader("transformers")
+    config = loaded.model.config
+    for repeats in (1, 2):  # each kind once; twice when once does not build (weights shared between kinds)
+        overrides = module.shallow_overrides(loaded.model, keep, repeats)
+        if not overrides:
+            return None
+        request = msgspec.structs.replace(loaded.request, no_weights=True,
+                                          model_args={**(loaded.request.model_args or {}), **overrides})
+        try:
+            copy = load(request)
+        except InputError:
+            if repeats == 2:
+                raise
+            continue
+        if layers(copy.model) >= layers(loaded.model):
+            raise InputError(f"{loaded.request.name}: the copy with {overrides} is no shallower")
+        return copy, {k: (v, _config_value(config, k)) for k, v in overrides.items() if type(v) is int}
+    return None  # not reached: the second pass returns or raises
 
 
 def _config_value(config, key: str):

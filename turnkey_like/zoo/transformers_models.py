@@ -376,22 +376,25 @@ _PERIOD_KEY = re.compile(r"(interval|period|every_n_layers|freq|frequency|offset
 ``attn_layer_period``, ``attn_layer_offset``, ``global_attn_every_n_layers``)."""
 
 
-def _distinct_prefix(items) -> int:
-    """Length of the shortest prefix of ``items`` that holds each distinct item (by ``repr``)."""
-    first: dict[str, int] = {}
+def _distinct_prefix(items, repeats: int = 1) -> int:
+    """Length of the shortest prefix of ``items`` that holds each distinct item (by ``repr``)
+    ``repeats`` times, or as often as ``items`` holds it when that is fewer."""
+    seen: dict[str, list[int]] = {}
     for i, item in enumerate(items):
-        first.setdefault(repr(item), i)
-    return max(first.values()) + 1
+        seen.setdefault(repr(item), []).append(i)
+    return max(at[min(repeats, len(at)) - 1] for at in seen.values()) + 1
 
 
-def shallow_overrides(model, keep: int = 2) -> dict[str, object]:
+def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, object]:
     """Config overrides (dotted ``model_args`` keys) that cut each stack of layers of a transformers
     ``model`` to the shortest prefix that still holds every distinct layer; ``{}`` when nothing can
     be cut.
 
     A stack is an ``nn.ModuleList`` longer than ``keep``; its layers are told apart by their
     ``repr`` (module classes, shapes, options: a dense MLP from a mixture of experts, linear from
-    full attention). A config attribute that counts layers (:data:`_DEPTH_KEY`) and equals a stack's
+    full attention); each distinct layer is kept ``repeats`` times (2 where a layer's weights are
+    shared with a later one of its kind, as Zamba's hybrid layers are, so the copy still has one to
+    share with). A config attribute that counts layers (:data:`_DEPTH_KEY`) and equals a stack's
     length gets the longest prefix needed by any stack of that length, and at least ``keep`` (so the
     hand-over from one layer to the next is there) and more where the config places layers by index
     (:data:`_PERIOD_KEY`: ``full_attention_interval=4`` keeps 5). Per-layer lists of the same config
@@ -411,7 +414,7 @@ def shallow_overrides(model, keep: int = 2) -> dict[str, object]:
     need: dict[int, int] = {}  # stack length -> layers to keep
     for stack in model.modules():
         if isinstance(stack, torch.nn.ModuleList) and len(stack) > keep:
-            need[len(stack)] = max(need.get(len(stack), keep), _distinct_prefix(stack))
+            need[len(stack)] = max(need.get(len(stack), keep), _distinct_prefix(stack, repeats))
     overrides: dict[str, object] = {}
     for prefix, cfg in _config_paths(config):
         attrs = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
@@ -420,7 +423,7 @@ def shallow_overrides(model, keep: int = 2) -> dict[str, object]:
             if type(depth) is not int or not _DEPTH_KEY.search(key) or depth not in need:
                 continue
             per_layer = {k: v for k, v in attrs.items() if isinstance(v, (list, tuple)) and len(v) == depth}
-            cut = max([need[depth], *(_distinct_prefix(v) for v in per_layer.values()),
+            cut = max([need[depth], *(_distinct_prefix(v, repeats) for v in per_layer.values()),
                        *(min(p + 1, depth) for p in periods)])
             if cut >= depth:
                 continue
