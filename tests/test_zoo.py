@@ -355,6 +355,20 @@ def test_dotted_model_args_reach_a_nested_config():
         load(ModelRequest(name="clip", no_weights=True, model_args={"text_config.nope": 1}))
 
 
+def test_patchified_vision_encoder_gets_flattened_patches_and_their_grid():
+    """Qwen3-VL's vision tower takes what its processor makes: each image cut into P x P patches,
+    T frames stacked, flattened to [h * w, C * T * P * P], with grid_thw [[1, h, w]]; tokens are
+    merged in squares of spatial_merge_size, so 64 px at P = 16 gives 4 x 4 patches and 2 x 2 merged."""
+    loaded, out = run(ModelRequest(name="qwen3_vl_vision", imgsz=64, model_args={"depth": 1}))
+    c = loaded.model.config
+    cells = 64 // c.patch_size
+    assert tuple(loaded.kwargs["hidden_states"].shape) == (
+        cells * cells, c.in_channels * c.temporal_patch_size * c.patch_size ** 2)
+    assert loaded.kwargs["grid_thw"].tolist() == [[1, cells, cells]] and loaded.request.imgsz == 64
+    assert tuple(out.last_hidden_state.shape) == (cells * cells, c.hidden_size)
+    assert tuple(out.pooler_output.shape) == (cells * cells // c.spatial_merge_size ** 2, c.out_hidden_size)
+
+
 def test_clip_gets_text_and_image():
     loaded = load(ModelRequest(name="clip", seq_len=8, imgsz=32, no_weights=True))
     assert {"input_ids", "pixel_values", "attention_mask"} == set(loaded.kwargs)

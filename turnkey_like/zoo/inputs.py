@@ -53,6 +53,12 @@ class Synthesizer:
             return self._empty(shape, dtype)
         return torch.ones(tuple(shape), dtype=dtype)
 
+    def constant(self, values: Sequence, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """A tensor holding ``values`` (nested lists: a grid of patch counts), drawing nothing."""
+        if self.on_meta:
+            return self._empty(torch.tensor(values).shape, dtype)
+        return torch.tensor(values, dtype=dtype)
+
     def like_name(self, name: str, shape: Sequence[int], vocab: int | None = None) -> torch.Tensor:
         """A tensor for an input known only by name and shape (``--input-shape NAME:...``).
 

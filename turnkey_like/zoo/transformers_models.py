@@ -44,6 +44,9 @@ Inputs come from the ``forward`` signature and the config, never from the name; 
   - ``num_mel_bins`` -> [B, S, num_mel_bins], else ``feature_size`` -> [B, S, feature_size], else
     [B, S, 80] (80 mel bins, the common filterbank size);
 - ``input_values`` [B, S] raw audio samples, S default 16000 (1 s at 16 kHz);
+- flattened patches with their grid, for the vision towers of Qwen2-VL and the models built like it
+  (``hidden_states`` or ``pixel_values`` beside a required ``grid_thw``): [B * h * w, C * T * P * P]
+  and ``grid_thw`` [[1, h, w]] per image, as their processors make them (:func:`_patch_grid`);
 - any other input without a default is an error naming ``--input-shape NAME:...``.
 
 optimum's dummy input generators (``optimum.utils.input_generators``) were considered and not used:
@@ -479,6 +482,34 @@ def input_features_shape(config, batch: int, seq) -> tuple[list[int], str | None
     return [batch, seq(), mel or _get([config], "feature_size") or DEFAULT_FEATURE_DIM], None
 
 
+_GRID_INPUTS = ("grid_thw", "image_grid_thw")
+"""Inputs giving each image's patch grid (temporal, height, width), beside its flattened patches."""
+
+
+def _patch_grid(kwargs: dict, patches: str, grid: str, visions, batch: int, imgsz: int | None,
+                synth: Synthesizer, notes: list[str]) -> int:
+    """Fill ``kwargs`` with flattened patches and their grid for the vision encoders of Qwen2-VL and
+    the models built like it (GLM-4V, Qwen3-VL, Exaone 4.5...); return the image side used.
+
+    Their processors cut each image into P x P patches (``patch_size``), stack
+    ``temporal_patch_size`` frames (an image is repeated), and flatten: ``patches`` [B * h * w,
+    C * T * P * P] with ``grid`` [[1, h, w]] per image (``transformers`` ``Qwen2VLImageProcessor``),
+    h = w = side // P rounded down to a multiple of ``spatial_merge_size`` (patches are merged
+    in squares of that side). side = ``imgsz``, else the config's ``image_size``, else 224.
+    """
+    patch = _side(_get(visions, "patch_size"))
+    temporal = _get(visions, "temporal_patch_size") or 1
+    channels = _get(visions, "in_channels", "num_channels", "in_chans") or 3
+    merge = _get(visions, "spatial_merge_size", "merge_size") or 1
+    side = imgsz or _get(visions, "image_size") or DEFAULT_IMAGE_SIZE
+    cells = max(merge, _side(side) // patch // merge * merge)
+    kwargs[patches] = synth.floats([batch * cells * cells, channels * temporal * patch * patch])
+    kwargs[grid] = synth.constant([[1, cells, cells]] * batch)
+    notes.append(f"{patches}: {batch} image(s) of {cells * patch}x{cells * patch} as {cells}x{cells} flattened "
+                 f"{patch}x{patch} patches ({temporal} frame(s)), with {grid}")
+    return cells * patch
+
+
 def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: list[str]):
     """Example keyword inputs for ``model.forward``: ``(kwargs, batch, seq_len, imgsz)``.
 
@@ -543,6 +574,11 @@ def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: 
         seq_used = value
         return value
 
+    grid = next((n for n in _GRID_INPUTS if n in required and n not in shapes), None)
+    patches = next((n for n in ("hidden_states", "pixel_values") if n in required and n not in shapes), None)
+    if grid and patches and _get(visions, "patch_size"):
+        img_used = _patch_grid(kwargs, patches, grid, visions, batch, request.imgsz, synth, notes)
+        wanted = [n for n in wanted if n != patches]
     for name in wanted:
         if name in shapes:
             kwargs[name] = synth.like_name(name, shapes[name], vocab)
