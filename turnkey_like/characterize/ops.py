@@ -20,8 +20,10 @@ Conventions, applied everywhere:
 
 - Matmul-like ops and convolutions count only the multiply-accumulates of the product: the bias
   folded into ``addmm``/``convolution`` and the alpha/beta scalings are not counted (as in
-  ``torch.utils.flop_counter`` and fvcore). FLOPs = 2 x MACs for them. One exception: a bias given
-  to ``_grouped_mm`` costs 1 FLOP per output element (why: :func:`grouped_mm_cost`).
+  ``torch.utils.flop_counter`` and fvcore). FLOPs = 2 x MACs for them. Two exceptions: a bias given
+  to ``_grouped_mm`` costs 1 FLOP per output element (why: :func:`grouped_mm_cost`), and a
+  triangular solve adds its divisions by the diagonal, 1 FLOP each and no MAC
+  (:func:`triangular_solve_counts`).
 - Element-wise ops cost a fixed number of FLOPs per output element, derived from the op's defining
   formula in the PyTorch documentation, counting each ``+ - * /``, comparison and each
   transcendental (``exp``, ``log``, ``tanh``, ``erf``, ``sqrt``) as 1 FLOP. The per-element counts
@@ -594,6 +596,73 @@ def rnn_cost(x_shape, hx, params, *_, out_shape=None, **__) -> Cost:
 
 
 # ---------------------------------------------------------------------------------------------
+# triangular solves (counted as matmul: xTRSM is a level-3 BLAS product, its cost the products)
+
+
+def triangular_solve_counts(n: int, rhs: int, unitriangular: bool = False) -> tuple[int, int]:
+    """Return (MACs, FLOPs) of one triangular system ``A X = B`` with A ``[n, n]`` and ``rhs``
+    right-hand sides (the columns of B ``[n, rhs]``; the rows of B ``[rhs, n]`` for ``X A = B``).
+
+    Forward substitution (lower A; back substitution, for upper A, is the same loop run from the
+    last row) solves each right-hand side b on its own: ``x_i = (b_i - sum_{j<i} a_ij x_j) / a_ii``
+    for i = 1..n. Row i has i - 1 products ``a_ij * x_j``, each subtracted from the running b_i:
+    a multiply-accumulate, so n(n-1)/2 MACs per right-hand side. Then one division by the diagonal
+    a_ii: 1 FLOP and no MAC (nothing is accumulated), n per right-hand side, none when
+    ``unitriangular`` (the diagonal is taken as 1, not read). ``X A = B`` is ``A^T x = b`` for each
+    row of B, the same count. So
+
+        MACs = rhs * n(n-1)/2,  FLOPs = 2 * MACs + rhs * n = rhs * n^2  (unitriangular: rhs * n(n-1)).
+
+    Source: LAPACK's operation counts for the Level 3 BLAS (``DOPBL3`` in LAPACK's timing suite,
+    the counts of LAWN 41): xTRSM with B M x N and A applied on the left does N*M(M+1)/2
+    multiplications (the M divisions of each column among them) and N*M(M-1)/2 additions, N*M^2 in
+    all; on the right, M*N(N+1)/2 and M*N(N-1)/2. That is this count with n = M, rhs = N (left) or
+    n = N, rhs = M (right); LAPACK states no unit-diagonal variant, whose count drops the divisions.
+    """
+    macs = int(rhs) * int(n) * (int(n) - 1) // 2
+    return macs, 2 * macs + (0 if unitriangular else int(rhs) * int(n))
+
+
+def _batch(a_shape, b_shape) -> int:
+    """The number of systems of a batched solve: the product of A's and B's leading dims
+    (``[..., n, n]``, ``[..., n, k]``) broadcast together, as ``torch.linalg`` broadcasts them."""
+    return prod(torch.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
+
+
+@register("linalg_solve_triangular", "matmul")
+def solve_triangular_cost(a_shape, b_shape, *_, upper=None, left=True, unitriangular=False,
+                          out_shape=None, **__) -> Cost:
+    """``linalg_solve_triangular(A[..., n, n], B, *, upper, left=True, unitriangular=False)``: X with
+    ``A X = B``, B ``[..., n, k]`` (``left``), or ``X A = B``, B ``[..., k, n]`` (``left=False``).
+    Per system, :func:`triangular_solve_counts` with rhs = k: MACs = k*n(n-1)/2, FLOPs = k*n^2 (k*n(n-1)
+    unitriangular), times the broadcast batch (:func:`_batch`). ``upper`` changes the loop's
+    direction, not its count. Bytes read are A and B whole, as for every op whose reads are not
+    overridden: the substitution reads only A's triangle (with the diagonal unless unitriangular),
+    so A's bytes are an upper bound by its other triangle. transformers' gated-delta-rule reference
+    (``torch_chunk_gated_delta_rule``, Qwen3-Next and other linear-attention models) solves a unit
+    lower-triangular ``[chunk, chunk]`` system per (batch, head, chunk), twice a layer."""
+    n = int(a_shape[-1])
+    k = int(b_shape[-1] if left else b_shape[-2])
+    macs, flops = triangular_solve_counts(n, k, bool(unitriangular))
+    batch = _batch(a_shape, b_shape)
+    return Cost(batch * macs, batch * flops)
+
+
+@register("triangular_solve", "matmul")
+def triangular_solve_cost(b_shape, a_shape, upper=True, transpose=False, unitriangular=False, *_,
+                          out_shape=None, **__) -> Cost:
+    """``triangular_solve(B[..., n, k], A[..., n, n], upper=True, transpose=False,
+    unitriangular=False)`` (``torch.triangular_solve``, the deprecated form of
+    ``linalg_solve_triangular`` with the operands swapped): ``A X = B`` (``A^T X = B`` when
+    ``transpose``, the same count), so as :func:`solve_triangular_cost` with ``left``: MACs =
+    batch*k*n(n-1)/2, FLOPs = batch*k*n^2 (batch*k*n(n-1) unitriangular). Its second output, a copy of
+    A, is written bytes and no FLOPs."""
+    macs, flops = triangular_solve_counts(int(a_shape[-1]), int(b_shape[-1]), bool(unitriangular))
+    batch = _batch(a_shape, b_shape)
+    return Cost(batch * macs, batch * flops)
+
+
+# ---------------------------------------------------------------------------------------------
 # normalization
 
 
@@ -810,6 +879,78 @@ def var_cost(x_shape, *_, out_shape=None, **__) -> Cost:
 def norm_reduce_cost(x_shape, *_, out_shape=None, **__) -> Cost:
     """Vector norm (|x|^p then sum) or logsumexp (exp then sum): 2 FLOPs per input element."""
     return Cost(None, 2 * prod(x_shape))
+
+
+HISTOGRAM_FLOPS = {
+    "range": 2,  # elt >= left and elt <= right (skips elements outside the range, and NaNs)
+    "bin": 4,  # pos = (elt - left) * bins / (right - left), truncated to an int: sub, mul, div, cast
+    "local_search": 2,  # upper_bound over the <= 3 edges around pos: at most floor(log2 3) + 1 compares
+    "increment": 1,  # hist[pos] += 1 (or += weight)
+    "extrema": 2,  # min and max of the input, when the range is taken from the data: 1 compare each
+}
+"""FLOPs per input element of the steps of ATen's histogram kernels, read off the CPU kernel
+``histogramdd_cpu_contiguous`` (``aten/src/ATen/native/cpu/HistogramKernel.cpp``; the CUDA kernel
+does the same steps) and the range selection in ``aten/src/ATen/native/Histogram.cpp``
+(``histc_select_outer_bin_edges`` / ``select_outer_bin_edges``, which take the input's ``aminmax``
+when no range is given). Integer index arithmetic (the rightmost-bin check, the bin's offset) is not
+counted, as for the other indexing ops here. Per-bin work (the ``linspace`` of the edges; the
+per-thread histograms summed at the end, whose count depends on the thread count) is not counted
+either, bins being few against the elements, except for ``density``: the sum, the division by it,
+the bin widths (``diff``) and the division by them, 4 FLOPs per bin."""
+
+
+@register("histc", "reduction")
+def histc_cost(x_shape, bins=100, lo=0, hi=0, *_, out_shape=None, **kwargs) -> Cost:
+    """``histc(input, bins=100, min=0, max=0)``: the counts of ``bins`` equal-width bins, a reduction
+    at 7 FLOPs per input element (:data:`HISTOGRAM_FLOPS`): compare with the range 2, the bin index
+    ``(x - min) * bins / (max - min)`` truncated 4, the increment 1. ``histc`` takes the linear
+    path without the local search of ``histogram``. With ``min == max`` (the defaults) the range is
+    the input's min and max, 2 FLOPs more per element: 9. MACs: none (no product accumulated).
+    transformers' MoE layers (``transformers/integrations/moe.py``, ``grouped_mm_experts_forward``)
+    count the tokens x top_k rows routed to each expert with it, one call per MoE layer."""
+    lo, hi = kwargs.get("min", lo), kwargs.get("max", hi)
+    per = HISTOGRAM_FLOPS["range"] + HISTOGRAM_FLOPS["bin"] + HISTOGRAM_FLOPS["increment"]
+    if lo == hi:
+        per += HISTOGRAM_FLOPS["extrema"]
+    return Cost(None, per * prod(x_shape))
+
+
+@register("histogram", "reduction")
+def histogram_cost(x_shape, bins=100, *_, weight=None, density=False, out_shape=None, **kwargs) -> Cost:
+    """``histogram(input, bins, *, range=None, weight=None, density=False)`` (``torch.histogram``;
+    both overloads), per input element (:data:`HISTOGRAM_FLOPS`):
+
+    - ``bins`` an int (overload ``bin_ct``): equal-width bins, the linear path with its local
+      search: range 2 + bin index 4 + local search 2 + increment 1 = 9 FLOPs, plus 2 when ``range``
+      is ``None`` (the input's min and max): 11;
+    - ``bins`` a tensor of E edges (overload ``bins_tensor``): a binary search over the edges,
+      ``std::upper_bound``, at most floor(log2 E) + 1 compares (``E.bit_length()``): range 2 +
+      search + increment 1.
+
+    A ``weight`` adds the element's weight instead of 1: the same FLOP. ``density`` adds 4 FLOPs per
+    bin. MACs: none. No meta kernel (torch 2.14): on meta the op fails before it is counted."""
+    n = prod(x_shape)
+    inc = HISTOGRAM_FLOPS["increment"]
+    if isinstance(bins, (tuple, list)):  # the shape of the edges tensor
+        edges = prod(bins)
+        nbins = max(edges - 1, 0)
+        flops = n * (HISTOGRAM_FLOPS["range"] + edges.bit_length() + inc)
+    else:
+        nbins = int(bins)
+        per = HISTOGRAM_FLOPS["range"] + HISTOGRAM_FLOPS["bin"] + HISTOGRAM_FLOPS["local_search"] + inc
+        flops = n * (per + (HISTOGRAM_FLOPS["extrema"] if kwargs.get("range") is None else 0))
+    return Cost(None, flops + (4 * nbins if density else 0))
+
+
+@register("bincount", "reduction")
+def bincount_cost(x_shape, *_, out_shape=None, **__) -> Cost:
+    """``bincount(input[n], weights=None, minlength=0)``: the count (or weight sum) of each
+    non-negative integer, 3 FLOPs per input element: its min (to refuse negatives) and its max (the
+    number of bins, ``max + 1``), 1 compare each, then the increment (``+= 1`` or ``+= weight``).
+    Source: ``_bincount_cpu_template`` in ``aten/src/ATen/native/SummaryOps.cpp``. MACs: none. The
+    output's size depends on the values, so there is no meta kernel: on meta the op fails before it
+    is counted."""
+    return Cost(None, (HISTOGRAM_FLOPS["extrema"] + HISTOGRAM_FLOPS["increment"]) * prod(x_shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1259,6 +1400,8 @@ __all__ = [
     "mha_macs",
     "einsum_macs",
     "grouped_mm_macs",
+    "triangular_solve_counts",
+    "HISTOGRAM_FLOPS",
     "adaptive_window_sum",
     "prod",
     "QUANTIZED_PREFIX",
