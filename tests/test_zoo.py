@@ -369,6 +369,18 @@ def test_patchified_vision_encoder_gets_flattened_patches_and_their_grid():
     assert tuple(out.pooler_output.shape) == (cells * cells // c.spatial_merge_size ** 2, c.out_hidden_size)
 
 
+def test_audio_codec_gets_channels_first_samples():
+    """EnCodec's config has audio_channels: input_values [B, channels, samples]; it encodes one code
+    per hop (the product of its upsampling ratios) and decodes back to the same samples."""
+    loaded, out = run(ModelRequest(name="encodec", seq_len=4800))
+    c = loaded.model.config
+    assert tuple(loaded.kwargs["input_values"].shape) == (1, c.audio_channels, 4800)
+    hop = 1
+    for ratio in c.upsampling_ratios:
+        hop *= ratio
+    assert out.audio_codes.shape[-1] == 4800 // hop and tuple(out.audio_values.shape) == (1, c.audio_channels, 4800)
+
+
 def test_clip_gets_text_and_image():
     loaded = load(ModelRequest(name="clip", seq_len=8, imgsz=32, no_weights=True))
     assert {"input_ids", "pixel_values", "attention_mask"} == set(loaded.kwargs)

@@ -43,7 +43,8 @@ Inputs come from the ``forward`` signature and the config, never from the name; 
   - ``input_feat_per_channel`` -> [B, S, input_feat_per_channel * input_channels] (Speech2Text);
   - ``num_mel_bins`` -> [B, S, num_mel_bins], else ``feature_size`` -> [B, S, feature_size], else
     [B, S, 80] (80 mel bins, the common filterbank size);
-- ``input_values`` [B, S] raw audio samples, S default 16000 (1 s at 16 kHz);
+- ``input_values`` [B, S] raw audio samples, S default 16000 (1 s at 16 kHz); [B, audio_channels,
+  S] where the config has ``audio_channels`` (the neural audio codecs: EnCodec, Mimi);
 - flattened patches with their grid, for the vision towers of Qwen2-VL and the models built like it
   (``hidden_states`` or ``pixel_values`` beside a required ``grid_thw``): [B * h * w, C * T * P * P]
   and ``grid_thw`` [[1, h, w]] per image, as their processors make them (:func:`_patch_grid`);
@@ -599,7 +600,8 @@ def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: 
         elif name == "input_values":
             samples = default(request.seq_len, DEFAULT_AUDIO_SAMPLES)
             seq_used = samples
-            kwargs[name] = synth.floats([batch, samples])
+            channels = _get([config], "audio_channels")  # codecs (EnCodec, Mimi): [B, channels, samples]
+            kwargs[name] = synth.floats([batch, channels, samples] if channels else [batch, samples])
     if "input_ids" in kwargs and "attention_mask" in names_ and "attention_mask" not in kwargs:
         kwargs["attention_mask"] = synth.ones(list(kwargs["input_ids"].shape))
     if encoder_decoder and "decoder_input_ids" in names_ and "decoder_input_ids" not in kwargs:
