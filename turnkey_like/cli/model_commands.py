@@ -202,7 +202,8 @@ def render_ladder(survey, console) -> None:
             text, error = _export_text(export), export.error
         table.add_row("ONNX export", _styled(text, outcome), format_seconds(export.duration_s), Text(error or ""))
     console.print(table)
-    verdict = (f"traced by {survey.trace_method} ({survey.node_count} nodes)" if survey.traced else
+    nodes = f"{survey.node_count} nodes" + (" in its shallow copy" if survey.traced_depth else "")
+    verdict = (f"traced by {survey.trace_method} ({nodes})" if survey.traced else
                "did not trace" if survey.status.value == "successful" else f"{survey.status.value}: {_reason(survey)[:150]}")
     console.print(Text(f"{survey.name}: {verdict}; {format_seconds(survey.duration_s)} in all"))
     if survey.log_excerpt:
