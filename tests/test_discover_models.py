@@ -258,6 +258,16 @@ def test_shallow_copy_keeps_every_kind_of_layer():
     llama = _meta("llama")
     assert shallow(llama)[1] == {"num_hidden_layers": (2, llama.model.config.num_hidden_layers)}
 
+    # Mistral Large 4: a dense layer then MoE, RoPE left out every 4th layer, and kv_source_layers,
+    # a map from each layer to the layer whose keys and values it reads (its own, [0, 1, 2, ...])
+    mistral = _meta("mistral_large4_text")
+    c = mistral.model.config
+    assert c.kv_source_layers == list(range(c.num_hidden_layers))
+    kept = max(c.mlp_layer_types.index("sparse"), c.no_rope_layers.index(0)) + 1
+    copy, cuts = shallow(mistral)
+    assert cuts == {"num_hidden_layers": (kept, c.num_hidden_layers)} and kept < c.num_hidden_layers
+    assert copy.model.config.kv_source_layers == list(range(kept))
+
 
 def test_survey_traces_a_shallow_copy_and_counts_the_whole_model():
     """Llama's default (6.6e9 parameters, built on meta): the ladder walks a 2-layer copy; the MACs

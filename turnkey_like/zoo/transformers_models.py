@@ -371,9 +371,10 @@ def load(request: ModelRequest) -> LoadedModel:
 # Shallow copies (the survey traces deep models at a depth that keeps every distinct layer)
 # --------------------------------------------------------------------------------------------------
 
-_DEPTH_KEY = re.compile(r"(^|_)(layers|layer|depth)$")
+_DEPTH_KEY = re.compile(r"(^|_)(layers|layer|depth|blocks)$")
 """Config attributes that count a stack of layers (``num_hidden_layers``, ``n_layer``,
-``encoder_layers``, ``depth``, ``max_window_layers``...): found by scanning every default config."""
+``encoder_layers``, ``depth``, ``max_window_layers``, xLSTM's ``num_blocks``...): found by scanning
+every default config."""
 
 _PERIOD_KEY = re.compile(r"(interval|period|every_n_layers|freq|frequency|offset)$")
 """Config attributes that place layers of another kind by their index (``full_attention_interval``,
@@ -387,6 +388,16 @@ def _distinct_prefix(items, repeats: int = 1) -> int:
     for i, item in enumerate(items):
         seen.setdefault(repr(item), []).append(i)
     return max(at[min(repeats, len(at)) - 1] for at in seen.values()) + 1
+
+
+def _layer_kinds(values) -> list:
+    """The kind of each layer a per-layer config list describes: its value, except in a map from
+    each layer to a layer index (Mistral Large 4's ``kv_source_layers``, mostly ``[0, 1, 2, ...]``),
+    where a layer's kind is how far back its source lies (``i - value``: 0 for its own)."""
+    values = list(values)
+    if all(type(v) is int for v in values) and 2 * sum(v == i for i, v in enumerate(values)) > len(values):
+        return [i - v for i, v in enumerate(values)]
+    return values
 
 
 def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, object]:
@@ -404,7 +415,7 @@ def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, objec
     (:data:`_PERIOD_KEY`: ``full_attention_interval=4`` keeps 5). Per-layer lists of the same config
     with that length (``layer_types``, ``mlp_layer_types``, ...) are cut to the same prefix, after
     their distinct values also count as distinct layers (sliding and full attention share modules
-    but not masks).
+    but not masks; :func:`_layer_kinds`).
 
     What a prefix keeps is what decides how a model traces: each kind of layer, in order. A copy
     this shallow has the model's code paths but not its size: parameters, MACs and node counts of
@@ -427,7 +438,7 @@ def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, objec
             if type(depth) is not int or not _DEPTH_KEY.search(key) or depth not in need:
                 continue
             per_layer = {k: v for k, v in attrs.items() if isinstance(v, (list, tuple)) and len(v) == depth}
-            cut = max([need[depth], *(_distinct_prefix(v, repeats) for v in per_layer.values()),
+            cut = max([need[depth], *(_distinct_prefix(_layer_kinds(v), repeats) for v in per_layer.values()),
                        *(min(p + 1, depth) for p in periods)])
             if cut >= depth:
                 continue
