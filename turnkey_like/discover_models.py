@@ -142,8 +142,8 @@ class ModelSurvey(Record, kw_only=True):
             failed on every rung), ``error`` (the build or the run failed: ``failed_step``),
             ``timeout`` or ``killed`` (the child was killed: a hang, a crash or out of memory).
         failed_step: ``build`` or ``run`` when ``status`` is ``error``; with ``timeout`` or ``killed``
-            the step the child was in (``build``, ``run``, a rung of :data:`LADDER`, ``export``), the
-            fields before it holding what the child had found; else ``None``.
+            the step the child was in (``build``, ``run``, ``shallow copy``, a rung of :data:`LADDER`,
+            ``export``), the fields before it holding what the child had found; else ``None``.
         error: one line: the exception (type and first line) or how the child ended (and in which
             step: ``timed out after 120 s (child killed) during torch.export(strict=True)``).
         trace_method: the first rung that traced (``fx.symbolic_trace``,
@@ -164,7 +164,8 @@ class ModelSurvey(Record, kw_only=True):
         constructor: a Python expression that builds the model (for ``--generate-code``), needing
             ``imports``; ``None`` when it could not be written.
         imports: the import lines ``constructor`` needs.
-        notes: what the loader chose or overrode (from ``LoadedModel.notes``).
+        notes: what the loader chose or overrode (from ``LoadedModel.notes``), then how the survey
+            traced it when not as built (a shallow copy, or full depth because the copy failed).
         export: the ONNX export outcome (``--export``), ``None`` when not asked.
         durations: seconds per step: ``build``, ``run`` (the counted call), ``trace`` (the ladder),
             ``export``.

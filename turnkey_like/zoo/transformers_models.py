@@ -10,7 +10,8 @@ Names:
 - a local folder holding ``config.json``.
 
 ``model_args`` (``--model-args '{"num_hidden_layers": 2}'``) overrides config attributes before
-the build; a dotted key reaches a nested config (``{"text_config.num_hidden_layers": 2}``). The base model class (``AutoModel``) is built from the config with random weights, seeded;
+the build; a dotted key reaches a nested config (``{"text_config.num_hidden_layers": 2}``). The
+base model class (``AutoModel``) is built from the config with random weights, seeded;
 ``pretrained`` loads the checkpoint's weights instead (hub names and folders only).
 
 Overrides, each one listed in ``LoadedModel.notes``:
