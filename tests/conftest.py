@@ -6,11 +6,19 @@ torchinfo-style; review the diff before committing.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
+
+# The Ctrl-C tests send SIGINT to a tk started as a terminal starts it, with SIGINT at its default.
+# A test run started in the background (`nohup ... &`, `&` in a non-interactive shell) begins with
+# SIGINT ignored, and every child would inherit that and ignore the test's Ctrl-C. A Python handler,
+# unlike SIG_IGN, is reset to the default in an exec'd child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
