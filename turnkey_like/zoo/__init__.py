@@ -106,50 +106,40 @@ def load(request: ModelRequest) -> LoadedModel:
 def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
     """A copy of ``loaded`` built with each stack of repeated layers cut to the shortest prefix
     that holds every distinct layer (twice, when once does not build), on ``meta``, with the same
-    inputs; and what was cut
-    (``{config key: (kept, of)}``). ``None`` when there is nothing to cut.
+    inputs; and what was cut (``{config key: (kept, of)}``). ``None`` when there is nothing to cut.
 
-    For transformers models (:func:`turnkey_like.zoo.transformers_models.shallow_overrides`): the
-    copy is built through ``model_args``, so it is the library's own model at a smaller depth, with
-    every kind of layer in order. ``tk discover-models`` traces such a copy of a model built on meta,
-    whose full depth (30 to 90 layers) costs ``torch.export`` a minute or more while the copy
-    decides the same trace method. Other sources: ``None``.
+    A source whose loader has ``shallow_overrides(model, keep, repeats)`` (transformers:
+    :func:`turnkey_like.zoo.transformers_models.shallow_overrides`) builds the copy through
+    ``model_args``, so it is the library's own model at a smaller depth, with every kind of layer in
+    order. ``tk discover-models`` traces such a copy of a model built on meta, whose full depth (30
+    to 90 layers) costs ``torch.export`` a minute or more while the copy decides the same trace
+    method. Other sources: ``None``.
 
     Raises:
         InputError: the copy did not build, or came out no shallower (the caller uses the model).
     """
-    if loaded.request.source != "transformers":
+    overrides_of = getattr(_loader(loaded.request.source), "shallow_overrides", None)
+    if overrides_of is None:
         return None
     import torch
 
     def layers(model) -> int:
         return sum(len(m) for m in model.modules() if isinstance(m, torch.nn.ModuleList))
 
-    module = _loader("transformers")
-    config = loaded.model.config
-    for repeats in (1, 2):  # each kind once; twice when once does not build (weights shared between kinds)
-        overrides = module.shallow_overrides(loaded.model, keep, repeats)
+    def build(repeats: int) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
+        overrides, cuts = overrides_of(loaded.model, keep, repeats)
         if not overrides:
             return None
-        request = msgspec.structs.replace(loaded.request, no_weights=True,
-                                          model_args={**(loaded.request.model_args or {}), **overrides})
-        try:
-            copy = load(request)
-        except InputError:
-            if repeats == 2:
-                raise
-            continue
+        copy = load(msgspec.structs.replace(loaded.request, no_weights=True,
+                                            model_args={**(loaded.request.model_args or {}), **overrides}))
         if layers(copy.model) >= layers(loaded.model):
             raise InputError(f"{loaded.request.name}: the copy with {overrides} is no shallower")
-        return copy, {k: (v, _config_value(config, k)) for k, v in overrides.items() if type(v) is int}
-    return None  # not reached: the second pass returns or raises
+        return copy, cuts
 
-
-def _config_value(config, key: str):
-    """The value of dotted attribute ``key`` of ``config``."""
-    for part in key.split("."):
-        config = getattr(config, part)
-    return config
+    try:
+        return build(repeats=1)
+    except InputError:  # each kind twice: a layer may share its weights with a later one of its kind
+        return build(repeats=2)
 
 
 def list_names(source: str) -> list[str]:

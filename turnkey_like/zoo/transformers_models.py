@@ -401,10 +401,10 @@ def _layer_kinds(values) -> list:
     return values
 
 
-def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, object]:
+def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> tuple[dict[str, object], dict[str, tuple[int, int]]]:
     """Config overrides (dotted ``model_args`` keys) that cut each stack of layers of a transformers
-    ``model`` to the shortest prefix that still holds every distinct layer; ``{}`` when nothing can
-    be cut.
+    ``model`` to the shortest prefix that still holds every distinct layer, and the cuts
+    (``{key: (layers kept, layers in the model)}``); ``({}, {})`` when nothing can be cut.
 
     A stack is an ``nn.ModuleList`` longer than ``keep``; its layers are told apart by their
     ``repr`` (module classes, shapes, options: a dense MLP from a mixture of experts, linear from
@@ -426,12 +426,13 @@ def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, objec
 
     config = getattr(model, "config", None)
     if config is None:
-        return {}
+        return {}, {}
     need: dict[int, int] = {}  # stack length -> layers to keep
     for stack in model.modules():
         if isinstance(stack, torch.nn.ModuleList) and len(stack) > keep:
             need[len(stack)] = max(need.get(len(stack), keep), _distinct_prefix(stack, repeats))
     overrides: dict[str, object] = {}
+    cuts: dict[str, tuple[int, int]] = {}
     for prefix, cfg in _config_paths(config):
         attrs = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
         periods = [v for k, v in attrs.items() if _PERIOD_KEY.search(k) and type(v) is int and v > 0]
@@ -444,9 +445,10 @@ def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> dict[str, objec
             if cut >= depth:
                 continue
             overrides[prefix + key] = cut
+            cuts[prefix + key] = (cut, depth)
             for k, v in per_layer.items():
                 overrides[prefix + k] = type(v)(v[:cut])
-    return overrides
+    return overrides, cuts
 
 
 # --------------------------------------------------------------------------------------------------
