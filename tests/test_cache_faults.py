@@ -118,9 +118,7 @@ def test_lock_is_per_build(tmp_path, hello):
     holder = _spawn(HOLDER, str(tmp_path / "a_00000001" / LOCK_FILE))
     try:
         assert holder.stdout.readline().strip() == "locked"
-        t0 = time.perf_counter()
-        cache.save(renamed(hello, "b_00000002"))  # another build: no waiting
-        assert time.perf_counter() - t0 < 0.4
+        cache.save(renamed(hello, "b_00000002"))  # another build's lock is free: saved, where a shared lock would time out
         with pytest.raises(CacheError, match="locked by another tk process") as e:
             cache.save(renamed(hello, "a_00000001"))
         assert LOCK_FILE in e.value.hint

@@ -9,7 +9,6 @@ is derived by hand.
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 from conftest import run_tk
@@ -83,19 +82,20 @@ def test_family_subset_records(squeezenet_cache):
 
 def test_second_run_is_served_from_the_cache_and_refresh_redoes_it(squeezenet_cache):
     cache, first, _ = squeezenet_cache
-    t0 = time.perf_counter()
     out = run_tk("discover-models", "--family", "squeezenet", "--cache-dir", str(cache),
-                 "--json", str(cache / "second.json"), "--skip-patterns", "1_1")
-    elapsed = time.perf_counter() - t0
+                 "--json", str(cache / "second.json"), "--skip-patterns", "1_1",
+                 env={"PYTHONPROFILEIMPORTTIME": "1"})  # every import, on stderr
     _ok(out)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "turnkey_like.cli" in imported  # the listing is real
+    assert not {m for m in imported if m.startswith("torchvision.models")}  # no model built or loaded
     second = decode((cache / "second.json").read_bytes(), SurveyReport)
     assert [m.name for m in second.models] == ["squeezenet1_0"]
     assert [(s.name, s.reason) for s in second.skipped] == [("squeezenet1_1", "matches --skip-patterns '1_1'")]
     assert "Skipped (1)" in out.stdout and "matches --skip-patterns" in out.stdout
     cached = second.models[0]
     assert cached.cached and cached.surveyed_at == first.models[0].surveyed_at
-    assert second.counts["cached"] == 1 and second.wall_s < 1.0, second.wall_s
-    assert elapsed < 10, f"a cached run took {elapsed:.1f} s"  # no model library imported: the CLI's own start
+    assert second.counts["cached"] == 1
 
     out = run_tk("discover-models", "--family", "squeezenet1_0", "--refresh", "--cache-dir", str(cache),
                  "--json", str(cache / "third.json"))

@@ -38,7 +38,25 @@ _SCALED = re.compile(r"^(yolo(?:e-)?v?\d+)(.*)$")
 
 
 def _require():
-    return require("ultralytics", "ultralytics")
+    """Import ultralytics without its import-time online check.
+
+    ``import ultralytics`` resolves ``one.one.one.one`` and ``dns.google`` to set ``ONLINE``
+    (``ultralytics.utils.is_online``), which costs seconds on a machine without DNS. tk never lets
+    ultralytics download anything (yaml definitions get random weights, ``.pt`` files must exist),
+    so ``YOLO_OFFLINE=1`` is set for the import and restored after; the user's own scripts, which
+    tk runs in other processes, are unaffected.
+    """
+    import os
+
+    saved = os.environ.get("YOLO_OFFLINE")
+    os.environ["YOLO_OFFLINE"] = "1"
+    try:
+        return require("ultralytics", "ultralytics")
+    finally:
+        if saved is None:
+            os.environ.pop("YOLO_OFFLINE", None)
+        else:
+            os.environ["YOLO_OFFLINE"] = saved
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,10 +66,14 @@ def _names() -> tuple[str, ...]:
 
 def names() -> list[str]:
     """The yaml definitions ultralytics ships, one name per scale (``yolov8n.yaml`` ... ``yolov8x.yaml``)."""
+    import importlib.util
+
     import yaml
 
-    ultralytics = _require()
-    root = Path(ultralytics.__file__).parent / "cfg" / "models"
+    spec = importlib.util.find_spec("ultralytics")  # its files, without importing it (see _require)
+    if spec is None or not spec.submodule_search_locations:
+        _require()  # the InputError naming the extra
+    root = Path(list(spec.submodule_search_locations)[0]) / "cfg" / "models"
     found: set[str] = set()
     for path in root.rglob("*.yaml"):
         scales = (yaml.safe_load(path.read_text()) or {}).get("scales") or {}
