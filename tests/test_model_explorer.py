@@ -50,6 +50,7 @@ def test_graph_json_has_every_row_and_producer_nested_by_module(char, tmp_path):
     assert {k: v["value"] for k, v in overlays["bound"]["results"].items()} == {f"n{r.index}": r.bound for r in char.rows}
 
 
+@pytest.mark.browser
 def test_tk_view_serves_the_graph_offline_in_chromium(tmp_path):
     require_chromium()
     port = me.free_port()

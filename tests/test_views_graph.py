@@ -5,11 +5,16 @@ SVG: the node groups (``<g id="n12" class="node">``) and edge groups are counted
 and their ``producers``; fill colours against each row's bound. DOT: node statements are counted.
 PNG: the signature and the IHDR size. Models are real (torchvision, transformers default configs
 with 2 layers, ultralytics from its yaml), random weights, nothing downloaded.
+
+SVG, PNG and PDF files need Graphviz's ``dot``: those tests carry the ``graphviz`` marker and skip,
+saying so, where it is missing. DOT output, and the one-line error for a picture without ``dot``,
+are tested everywhere (with ``PATH`` emptied, so also where ``dot`` is installed).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 import xml.etree.ElementTree as ET
 
@@ -18,14 +23,18 @@ import torch
 
 from conftest import EXAMPLES, run_tk
 from turnkey_like.characterize import characterize
-from turnkey_like.errors import InputError, TkError
+from turnkey_like.errors import InputError
 from turnkey_like.units import si
 from turnkey_like.views import output_path_for
-from turnkey_like.views.graph import BOUND_COLOURS, graph_dot, graph_svg, render_graph
+from turnkey_like.views.graph import BOUND_COLOURS, check_visualize_target, graph_dot, graph_svg, render_graph
 
 SVG = "{http://www.w3.org/2000/svg}"
-pytestmark = pytest.mark.skipif(__import__("shutil").which("dot") is None,
-                                reason="Graphviz's dot is missing (apt-get install graphviz)")
+
+
+def needs_dot(test):
+    """Mark a test that needs Graphviz's ``dot``: the ``graphviz`` marker, and a skip saying why where it is missing."""
+    skip = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is missing (apt-get install graphviz)")
+    return pytest.mark.graphviz(skip(test))
 
 
 def svg_nodes(svg: str) -> dict[str, ET.Element]:
@@ -63,6 +72,7 @@ def bert_char():
     return characterize(model, ids, attention_mask=torch.ones(1, 16, dtype=torch.long), hardware="a100")
 
 
+@needs_dot
 def test_every_op_is_a_node_and_every_producer_an_edge(resnet50_char):
     svg = graph_svg(resnet50_char, fold_repeats=False)
     nodes = svg_nodes(svg)
@@ -72,6 +82,7 @@ def test_every_op_is_a_node_and_every_producer_an_edge(resnet50_char):
     assert set(edges) == expected_edges(resnet50_char)
 
 
+@needs_dot
 def test_nodes_show_op_shape_macs_and_are_coloured_by_bound(resnet50_char):
     svg = graph_svg(resnet50_char, fold_repeats=False)
     nodes = svg_nodes(svg)
@@ -86,6 +97,7 @@ def test_nodes_show_op_shape_macs_and_are_coloured_by_bound(resnet50_char):
     assert {" ".join(t.text for t in g.iter(f"{SVG}text")) for g in legend} == set(BOUND_COLOURS)
 
 
+@needs_dot
 def test_resnet50_collapsed_and_folded_stays_readable(resnet50_char):
     char = resnet50_char
     for depth in (1, 2):
@@ -103,6 +115,7 @@ def test_resnet50_collapsed_and_folded_stays_readable(resnet50_char):
     assert f"MACs {si(macs['layer3.1'])}" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
 
 
+@needs_dot
 def test_bert_folds_identical_layers_into_one_block_marked_x2(bert_char):
     char = bert_char
     [run] = char.repeats
@@ -129,22 +142,40 @@ def test_dot_needs_no_program_and_counts_nodes(bert_char, tmp_path, monkeypatch)
     assert text.startswith("digraph tk {")
     ids = re.findall(r'^\s*"?(n\d+)"? \[', text, flags=re.M)
     assert sorted(ids) == sorted(f"n{r.index}" for r in bert_char.rows)
-    with pytest.raises(TkError) as err:
-        render_graph(bert_char, tmp_path / "bert.svg")
-    assert "apt-get install graphviz" in err.value.message and "brew install graphviz" in err.value.message
-    assert "\n" not in err.value.message
+    for picture in ("bert.svg", "bert.png", "bert.PDF"):  # one line naming both fixes, before any layout
+        for call in (lambda: check_visualize_target(tmp_path / picture), lambda: render_graph(bert_char, tmp_path / picture)):
+            with pytest.raises(InputError) as err:
+                call()
+            message = err.value.message
+            assert "apt-get install graphviz" in message and "brew install graphviz" in message, message
+            assert "--html page.html" in message and "\n" not in message
+    assert not list(tmp_path.glob("bert.[sp]*"))
+    assert check_visualize_target(tmp_path / "bert.gv") == "dot"
+    with pytest.raises(InputError, match="unknown picture format '.jpg'"):
+        check_visualize_target(tmp_path / "r50.jpg")
+    with pytest.raises(InputError, match="--collapse -1"):
+        check_visualize_target(tmp_path / "r50.dot", collapse=-1)
+    with pytest.raises(InputError, match="--collapse -1"):
+        graph_dot(bert_char, collapse=-1)
 
 
+def test_tk_profile_visualize_svg_without_dot_is_a_one_line_error(tmp_path):
+    """``tk profile hello_world.py --visualize x.svg`` with no ``dot`` on ``PATH``: exit 1, one error line."""
+    out = run_tk("profile", str(EXAMPLES / "hello_world.py"), "-q", "--cache-dir", str(tmp_path / "cache"),
+                 "--visualize", str(tmp_path / "x.svg"), env={"PATH": str(tmp_path)})
+    assert out.returncode == 1, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "apt-get install graphviz" in errors[0] and "--html page.html" in errors[0], out.stderr
+    assert not (tmp_path / "x.svg").exists()
+
+
+@needs_dot
 def test_png_and_pdf_files(resnet50_char, tmp_path):
     png = render_graph(resnet50_char, tmp_path / "r50.png", collapse=2).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
     width, height = struct.unpack(">II", png[16:24])
     assert 200 < width < 5000 and 500 < height < 10000
     assert render_graph(resnet50_char, tmp_path / "r50.pdf", collapse=1).read_bytes()[:5] == b"%PDF-"
-    with pytest.raises(InputError):
-        render_graph(resnet50_char, tmp_path / "r50.jpg")
-    with pytest.raises(InputError):
-        graph_dot(resnet50_char, collapse=-1)
 
 
 def test_output_path_gets_the_invocation_hash_only_with_several(tmp_path):
@@ -152,6 +183,7 @@ def test_output_path_gets_the_invocation_hash_only_with_several(tmp_path):
     assert output_path_for(tmp_path / "g.svg", "c69b7dea", True) == tmp_path / "g_c69b7dea.svg"
 
 
+@needs_dot
 def test_tk_profile_visualize_writes_one_picture_per_invocation(tmp_path):
     out = run_tk("profile", str(EXAMPLES / "two_models.py"), "--hardware", "a100", "-q", "--cache-dir",
                  str(tmp_path / "cache"), "--visualize", str(tmp_path / "pics" / "graph.svg"))
@@ -184,6 +216,7 @@ def _untraceable(name):
     return model.eval(), ([torch.rand(3, 160, 160)],), {}
 
 
+@needs_dot
 @pytest.mark.parametrize("name", ["gpt2", pytest.param("detr", marks=pytest.mark.slow),
                                   pytest.param("yolov8n", marks=pytest.mark.slow),
                                   pytest.param("fasterrcnn", marks=pytest.mark.slow)])

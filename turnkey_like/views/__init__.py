@@ -29,6 +29,13 @@ def output_path_for(path: str | Path, inv_hash: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}_{inv_hash}{path.suffix}")
 
 
+def call_label(model_name: str, class_name: str, script: str, inv_hash: str) -> str:
+    """``name (Class) script.py::hash``: the title of one invocation's graph, in ``--visualize``
+    pictures and in the HTML report alike (so both draw the same DOT source); ``script`` is the
+    input's path (its file name is shown) or a ``--model`` name."""
+    return f"{model_name} ({class_name}) {Path(script).name}::{inv_hash}"
+
+
 class CharacterizedCall(NamedTuple):
     """One invocation of a run whose characterization succeeded, with what names it.
 
@@ -44,8 +51,8 @@ class CharacterizedCall(NamedTuple):
 
     @property
     def label(self) -> str:
-        """``name (Class) script.py::hash``: what a picture's title and a listing show."""
-        return f"{self.model.name} ({self.model.class_name}) {Path(self.script.path).name}::{self.inv.hash}"
+        """``name (Class) script.py::hash`` (:func:`call_label`): what a picture's title and a listing show."""
+        return call_label(self.model.name, self.model.class_name, self.script.path, self.inv.hash)
 
 
 def characterized(results: list[ScriptResult]) -> list[CharacterizedCall]:

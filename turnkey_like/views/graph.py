@@ -18,8 +18,11 @@ With ``fold_repeats`` (the default) each run of identical blocks (``Characteriza
 block's nodes, their edges to the rest of the graph come from those nodes, and the edges from one
 block to the next are left out. The folded block's figures are one block's (every block has the same).
 
-``dot`` (Graphviz) lays out SVG, PNG and PDF; DOT output needs no program. Units: MACs with decimal SI
-prefixes (1 MAC = 2 FLOPs), bytes decimal (``turnkey_like.units``).
+``dot`` (Graphviz) lays out SVG, PNG and PDF files; DOT output needs no program, and the HTML report
+lays out the same DOT source in the page (``views.html``, with the WebAssembly build of Graphviz in
+``views/assets/viz-global.js``), so it needs no program either. :func:`check_visualize_target` says
+before a run whether a picture path can be written. Units: MACs with decimal SI prefixes
+(1 MAC = 2 FLOPs), bytes decimal (``turnkey_like.units``).
 """
 
 from __future__ import annotations
@@ -148,8 +151,7 @@ def graph_dot(char: Characterization, *, collapse: int | None = None, fold_repea
     """
     import graphviz
 
-    if collapse is not None and collapse < 0:
-        raise InputError(f"--collapse {collapse}: must be 0 or more (1 = the model's children)")
+    _check_collapse(collapse)
     layout = _Layout(char, collapse, fold_repeats)
     modules: dict[str, ModuleRow] = {m.path: m for m in char.modules}
     groups = char.fusion.row_groups
@@ -216,9 +218,35 @@ def _cluster(path: str, clusters: dict, folded: dict[str, int]):
     return sub
 
 
-def _dot_program_error(path: Path) -> TkError:
-    return TkError(f"cannot write {path}: Graphviz's `dot` program is not installed "
-                   f"({INSTALL_HINT}; .dot output needs no program)")
+def _dot_program_error(path: Path) -> InputError:
+    return InputError(f"cannot write {path}: Graphviz's `dot` program is not installed ({INSTALL_HINT}); "
+                      "--html page.html draws the graph without it, and .dot output needs nothing")
+
+
+def _check_collapse(collapse: int | None) -> None:
+    if collapse is not None and collapse < 0:
+        raise InputError(f"--collapse {collapse}: must be 0 or more (1 = the model's children)")
+
+
+def check_visualize_target(path: str | Path, collapse: int | None = None) -> str:
+    """Return the picture format (``dot``, ``svg``, ``png``, ``pdf``) of ``path``, by its extension,
+    once sure it can be written: the CLI calls it before a run, so no model runs for a picture that
+    cannot be drawn. ``collapse``: the ``--collapse`` depth, checked too.
+
+    Raises:
+        InputError: an extension other than those of :data:`FORMATS`; SVG, PNG or PDF and Graphviz's
+            ``dot`` is not on ``PATH`` (one line naming both fixes: install Graphviz, or ``--html``);
+            a negative ``collapse``.
+    """
+    _check_collapse(collapse)
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--visualize {path}: unknown picture format '{path.suffix}'",
+                         hint="use .svg, .png, .pdf or .dot")
+    if fmt != "dot" and shutil.which("dot") is None:
+        raise _dot_program_error(path)
+    return fmt
 
 
 def render_graph(char: Characterization, path: str | Path, *, collapse: int | None = None,
@@ -229,16 +257,14 @@ def render_graph(char: Characterization, path: str | Path, *, collapse: int | No
     Graphviz's ``dot``. Written atomically (``turnkey_like.files.write_atomic``); the folder is made.
 
     Raises:
-        InputError: an extension other than those, or a negative ``collapse``.
-        TkError: ``dot`` is not installed (one line saying how to install it), or ``dot`` failed.
+        InputError: an extension other than those, a negative ``collapse``, or ``dot`` is not
+            installed (:func:`check_visualize_target`'s one line).
+        TkError: ``dot`` failed.
     """
     from turnkey_like.files import write_atomic
 
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"--visualize {path}: unknown picture format '{path.suffix}'",
-                         hint="use .svg, .png, .pdf or .dot")
+    fmt = check_visualize_target(path, collapse)
     g = graph_dot(char, collapse=collapse, fold_repeats=fold_repeats, title=title)
     data = g.source.encode() if fmt == "dot" else _layout_with_dot(g, fmt, path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +273,7 @@ def render_graph(char: Characterization, path: str | Path, *, collapse: int | No
 
 
 def _layout_with_dot(g: graphviz.Digraph, fmt: str, path: Path) -> bytes:
-    """Run ``dot`` on ``g`` and return the ``fmt`` bytes (raises TkError when dot is missing or fails)."""
+    """Run ``dot`` on ``g`` and return the ``fmt`` bytes (InputError when dot is missing, TkError when it fails)."""
     import graphviz
 
     if shutil.which("dot") is None:
@@ -264,10 +290,13 @@ def _layout_with_dot(g: graphviz.Digraph, fmt: str, path: Path) -> bytes:
 
 def graph_svg(char: Characterization, *, collapse: int | None = None, fold_repeats: bool = True,
               title: str = "") -> str:
-    """The graph picture of ``char`` as SVG text (for pages that inline it); ids as in :func:`graph_dot`.
+    """The graph picture of ``char`` as SVG text, laid out by Graphviz's ``dot``; ids as in :func:`graph_dot`.
+
+    (The HTML report does not use it: it lays out :func:`graph_dot`'s source in the page.)
 
     Raises:
-        TkError: ``dot`` is not installed or failed.
+        InputError: ``dot`` is not installed.
+        TkError: ``dot`` failed.
     """
     g = graph_dot(char, collapse=collapse, fold_repeats=fold_repeats, title=title)
     return _layout_with_dot(g, "svg", Path("graph.svg")).decode()

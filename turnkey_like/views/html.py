@@ -6,7 +6,14 @@ comparison of the calls (``views.compare``), and per call its characterization (
 breakdown), build and benchmark results, its dataflow graph (``views.graph``: SVG with pan and zoom;
 clicking a node highlights its row), its roofline plot (``views.roofline_plot``, inline SVG), and
 sortable, filterable per-module and per-op tables. Nothing is fetched at view time: the CSS and the
-plain JavaScript (``views/assets``, no library) are inlined, pictures are inline SVG.
+plain JavaScript (``views/assets/report.*``) are inlined, the roofline plots are inline SVG.
+
+The graph is laid out in the page, so writing the page needs no Graphviz program: the page holds
+each graph's DOT source (``views.graph.graph_dot``, the same text ``--visualize x.dot`` writes, in a
+``<pre class="tk-dot">``), and Graphviz built to WebAssembly (Viz.js, ``views/assets/viz-global.js``,
+version :data:`VIZ_JS_VERSION`, inlined once per page that has a graph: 1.33 MB) turns it into inline
+SVG when the page opens (``report.js``). The page's ``body`` gets ``data-ready="1"`` once every graph
+is laid out (or its failure is shown in place of the graph).
 
 Data comes from the records and from the functions that compute records for views
 (``characterize.roofline.roofline_chart``, ``views.compare.comparison``); this module only formats:
@@ -25,15 +32,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from turnkey_like.errors import InputError, TkError, one_line
+from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import BuildRecord, Characterization, Comparison, HardwareProfile, Status
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
+from turnkey_like.views import call_label
 
 #: Graphs with more op rows than this are drawn collapsed to modules at depth :data:`COLLAPSE_DEPTH`
-#: (a browser pans a few hundred boxes smoothly; thousands of them make a page slow to open).
+#: (a browser pans a few hundred boxes smoothly; thousands of them make a page slow to open, and the
+#: in-page layout of an 829-node graph, GPT-2 with 48 layers unfolded, takes 1.3-3.8 s under Node.js).
 MAX_GRAPH_OPS = 800
 COLLAPSE_DEPTH = 2
 MAC_NOTE = "1 MAC = 2 FLOPs"
+#: The vendored layout engine (see ``views/assets/THIRD_PARTY_NOTICES.md``): npm ``@viz-js/viz``'s
+#: ``dist/viz-global.js``, unmodified, and its SHA-256 (a test checks the file against it).
+VIZ_JS = "viz-global.js"
+VIZ_JS_VERSION = "3.31.0"
+VIZ_JS_SHA256 = "c9e0b310f9883910e01c66054b48b7ff4be3d8695141116635e72b0af152692e"
 
 _PROLOG = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?(<!--.*?-->\s*)*", re.S)
 
@@ -97,6 +111,12 @@ def _inputs(record: BuildRecord) -> str:
                      for s in record.invocation.signature) or "-"
 
 
+def _char(record: BuildRecord) -> Characterization | None:
+    """The record's characterization when that stage succeeded, else ``None``."""
+    inv = record.invocation
+    return inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+
+
 def _anchor(i: int, record: BuildRecord) -> str:
     return f"inv-{i}-{record.invocation.hash}"
 
@@ -111,7 +131,7 @@ def _overview(records: list[BuildRecord]) -> str:
                            "roofline time on each record's hardware profile.")
     for i, r in enumerate(records):
         inv = r.invocation
-        char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+        char = _char(r)
         bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
         t = char.totals if char else None
         nbytes = t.bytes if t else None
@@ -241,20 +261,26 @@ def _op_table(char: Characterization, prefix: str) -> str:
     return table.html()
 
 
-def _graph(char: Characterization, title: str) -> str:
-    from turnkey_like.views.graph import graph_svg
+def _has_graph(char: Characterization | None) -> bool:
+    return char is not None and bool(char.rows)
+
+
+def _graph(char: Characterization, title: str, anchor: str) -> str:
+    """The graph's box, laid out in the page from the DOT source below it (``report.js``)."""
+    from turnkey_like.views.graph import graph_dot
 
     collapse = COLLAPSE_DEPTH if len(char.rows) > MAX_GRAPH_OPS else None
-    try:
-        svg = inline_svg(graph_svg(char, collapse=collapse, fold_repeats=True, title=title))
-    except TkError as e:  # no Graphviz `dot`: the rest of the report still stands
-        return f'<p class="note">graph not drawn: {_e(e.message)}</p>'
+    dot = graph_dot(char, collapse=collapse, fold_repeats=True, title=title).source
     how = (f"modules below depth {collapse} folded into one node each; " if collapse is not None else "")
     return ('<h3>Graph</h3><p class="muted">Dataflow graph of the ops as they ran; ' + how +
             "repeated identical blocks drawn once (×N). Scroll to zoom, drag to pan, click a node to show its row."
-            '</p><div class="tk-graph"><div class="graph-tools"><button type="button" data-zoom="0.8">+</button>'
-            '<button type="button" data-zoom="1.25">&minus;</button><button type="button" data-zoom="reset">reset'
-            f'</button><button type="button" data-zoom="fit">whole graph</button></div>{svg}</div><p class="selected-row muted"></p>')
+            f'</p><div class="tk-graph" data-dot="{anchor}-dot"><div class="graph-tools"><button type="button" '
+            'data-zoom="0.8">+</button><button type="button" data-zoom="1.25">&minus;</button><button type="button" '
+            'data-zoom="reset">reset</button><button type="button" data-zoom="fit">whole graph</button></div>'
+            '<p class="graph-status muted">laying out the graph&hellip; (the page needs JavaScript to draw it)</p>'
+            '</div><p class="selected-row muted"></p><details class="dot-source"><summary>DOT source (Graphviz: '
+            f'<code>dot -Tsvg</code> draws the same picture)</summary><pre class="tk-dot" id="{anchor}-dot">{_e(dot)}'
+            "</pre></details>")
 
 
 def _roofline(char: Characterization, profiles: list[HardwareProfile], title: str, salt: str) -> str:
@@ -277,15 +303,16 @@ def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile]) ->
              f"build {_status(inv.build)} · benchmark {_status(inv.benchmark)}</p>")
     errors = "".join(f'<p class="note">{_e(name)}: {_e(stage.error)}</p>'
                      for name, stage in inv.stages().items() if stage.error)
-    char = inv.characterization.result if inv.characterization.status == Status.SUCCESSFUL else None
+    char = _char(record)
     parts = [f'<section class="inv" id="{anchor}"><h2>{_e(title)}</h2>', facts, errors]
     cards = (_characterization_card(char) if char else "") + _benchmark_card(record)
     if cards:
         parts.append(f'<div class="cards">{cards}</div>')
     if char is not None:
         parts.append(_breakdown(char, anchor))
-        if char.rows:
-            parts.append(_graph(char, title))
+        if _has_graph(char):  # titled as --visualize titles it, so the DOT is the same
+            parts.append(_graph(char, call_label(record.model.name, record.model.class_name, record.script, inv.hash),
+                                anchor))
             parts.append(_roofline(char, profiles, title, anchor))
         parts.append(f"<h3>Layers</h3>{_module_table(char, anchor)}")
         parts.append(f"<h3>Ops</h3>{_op_table(char, anchor)}")
@@ -320,10 +347,13 @@ def render_html(records: list[BuildRecord], *, title: str = "tk report", profile
         _comparison(comparison) if comparison is not None and len(comparison.entries) > 1 else "",
         *(_invocation(i, r, profiles) for i, r in enumerate(records)),
     ]
+    # The layout engine only where a graph is drawn (viz-global.js has no "</script", NUL or CR in it,
+    # so it sits in a <script> element as it is).
+    layout = f"<script>{_asset(VIZ_JS)}</script>" if any(_has_graph(_char(r)) for r in records) else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}</title><link rel=\"icon\" href=\"data:,\"><style>{_asset('report.css')}</style>"
-            f"</head><body>\n{chr(10).join(b for b in body if b)}\n<script>{_asset('report.js')}</script>"
+            f"</head><body>\n{chr(10).join(b for b in body if b)}\n{layout}<script>{_asset('report.js')}</script>"
             "</body></html>\n")
 
 

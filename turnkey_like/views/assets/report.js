@@ -1,6 +1,8 @@
-// tk HTML report: sortable, filterable tables; graph pan/zoom; a graph node click shows its row.
-// Plain JavaScript, no library and no network. Numbers sort by each cell's data-v (the raw value
-// from the record); the shown text is formatted by tk.
+// tk HTML report: sortable, filterable tables; graphs laid out in the page, with pan/zoom; a graph
+// node click shows its row. Plain JavaScript and no network. Numbers sort by each cell's data-v (the
+// raw value from the record); the shown text is formatted by tk. Each graph box (.tk-graph) names,
+// in data-dot, the <pre> holding its DOT source; Viz.js (Graphviz built to WebAssembly, inlined
+// before this script as the global Viz) lays it out as SVG. <body data-ready="1"> once all are done.
 (function () {
   "use strict";
 
@@ -166,10 +168,49 @@
     });
   }
 
+  function graphStatus(box, text) {
+    var note = box.querySelector(".graph-status");
+    if (note) note.textContent = text;
+  }
+
+  function drawGraph(viz, box) {
+    var source = document.getElementById(box.getAttribute("data-dot"));
+    var svg;
+    try {
+      svg = viz.renderSVGElement(source.textContent);
+    } catch (err) {
+      graphStatus(box, "graph not laid out: " + (err && err.message ? err.message : err));
+      return;
+    }
+    var note = box.querySelector(".graph-status");
+    if (note) note.parentNode.removeChild(note);
+    box.appendChild(svg);
+    setupGraph(box);
+  }
+
+  function nextTask() {  // let the page paint and respond between two layouts
+    return new Promise(function (resolve) { setTimeout(resolve, 0); });
+  }
+
+  function layoutGraphs() {
+    var boxes = Array.prototype.slice.call(document.querySelectorAll(".tk-graph[data-dot]"));
+    if (!boxes.length) return Promise.resolve();
+    if (typeof Viz === "undefined") {
+      boxes.forEach(function (box) { graphStatus(box, "graph not laid out: the layout script (Viz.js) is missing"); });
+      return Promise.resolve();
+    }
+    return Viz.instance().then(function (viz) {
+      return boxes.reduce(function (done, box) {
+        return done.then(nextTask).then(function () { drawGraph(viz, box); });
+      }, Promise.resolve());
+    }, function (err) {
+      boxes.forEach(function (box) { graphStatus(box, "graph not laid out: " + err); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupTables();
-    document.querySelectorAll(".tk-graph").forEach(setupGraph);
     setupRowLinks();
-    document.body.setAttribute("data-ready", "1");
+    layoutGraphs().then(function () { document.body.setAttribute("data-ready", "1"); });
   });
 })();
