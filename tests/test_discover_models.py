@@ -298,3 +298,30 @@ def test_shallow_copy_keeps_a_shared_layer_twice():
     copy, cuts = shallow(zamba)
     assert cuts == {"num_hidden_layers": (second_hybrid + 1, len(types))}
     assert copy.model.config.layers_block_type == types[:second_hybrid + 1]
+
+
+def test_a_source_registered_in_process_is_surveyed_and_its_code_generated(monkeypatch, tmp_path):
+    """``tests/linear_source.py`` (``linear-IxO`` = ``torch.nn.Linear(I, O)``), registered with one
+    registry line and no other edit: the survey lists it, surveys each model in its own child, counts
+    them as derived by hand (on ``x`` [1, I]: I * O MACs, I * O + O parameters), writes constructors
+    that build them, and refuses a name outside its closed list at once."""
+    import torch
+
+    from turnkey_like import discover_models as dm
+    from turnkey_like.errors import InputError
+    from turnkey_like.zoo import sources
+
+    monkeypatch.setitem(sources.SOURCES, "linear", "linear_source")
+    report = dm.discover("linear", cache_dir=tmp_path, timeout_s=120)
+    assert [m.name for m in report.models] == ["linear-16x8", "linear-4x2", "linear-8x4"] and report.available == 3
+    for m in report.models:
+        i, o = (int(d) for d in m.name.removeprefix("linear-").split("x"))
+        assert (m.status, m.source, m.family, m.trace_method) == (Status.SUCCESSFUL, "linear", "linear", FX), m.error
+        assert (m.macs, m.params) == (i * o, i * o + o)
+        assert (m.constructor, m.imports) == (f"lambda: torch.nn.Linear({i}, {o})", ["import torch"])
+    namespace: dict = {}
+    exec(compile(dm.generate_code(report), "registry.py", "exec"), namespace)
+    built = namespace["MODEL_REGISTRY"]["linear-8x4"]()
+    assert isinstance(built, torch.nn.Linear) and (built.in_features, built.out_features) == (8, 4)
+    with pytest.raises(InputError, match="unknown linear model 'linear-3x3'"):
+        dm.try_model("linear-3x3", "linear", cache_dir=tmp_path)

@@ -36,9 +36,9 @@ another, after the same warm-up: imports of torch, the source library and the zo
 torch with torchvision here), and a first count and trace, which a child then no longer pays.
 
 Cache: results live under the tk cache root (``Cache(...).root / "discover-models"``), in one folder
-per source and library versions (:func:`library_versions`: tk, torch, torchvision, transformers,
-ultralytics, timm, onnx, onnxruntime, onnxscript; a new version of any of them starts a new
-folder)::
+per source and library versions (:func:`library_versions`: tk, torch, every source's package
+(torchvision, transformers, ultralytics, timm), onnx, onnxruntime, onnxscript; a new version of any
+of them starts a new folder)::
 
     <root>/discover-models/<source>-<key>/
         names.json           the source's model names and families (so a cached run imports nothing)
@@ -52,11 +52,14 @@ timed out under a shorter timeout than the one asked now.
 
 Numbers are plain base units in the records (counts, seconds); renderers format them with
 :mod:`turnkey_like.units`.
+
+Sources come from the zoo's registry (:mod:`turnkey_like.zoo.sources`): which ones list their
+models, their packages, each model's family and constructor, and whether ``--test-model`` can refuse
+an unlisted name. Reading it imports no torch nor any source's library.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -81,20 +84,16 @@ from turnkey_like.records import (
     decode,
     now_utc,
 )
+from turnkey_like.zoo import sources as zoo_sources
 
-#: Sources whose models the loader can list (``zoo.list_names``).
-LISTED_SOURCES = ("torchvision", "transformers", "ultralytics", "timm")
-#: Every source: ``factory`` (``package.module:factory``) has no list; its models are named with ``models``.
-SOURCES = LISTED_SOURCES + ("factory",)
+#: The registry's source names when this module was imported (``tk discover-models --source``
+#: choices); :func:`turnkey_like.zoo.source_names` reads the registry as it is now.
+SOURCES = tuple(zoo_sources.source_names())
 #: Default seconds a model's child may run (build, run, trace, export) before it is killed.
 DEFAULT_TIMEOUT_S = 300.0
 #: Hardware profile the MAC count is computed against: a datasheet profile, so no child measures this
 #: machine (the survey reports MACs and parameters, not roofline times).
 PROFILE = "a100"
-#: Packages whose versions key the cache (a result depends on tk's ladder, torch's tracers and the
-#: source library's model code).
-VERSIONED_PACKAGES = ("turnkey_like", "torch", "torchvision", "transformers", "ultralytics", "timm",
-                      "onnx", "onnxruntime", "onnxscript")
 SURVEY_DIR = "discover-models"
 
 #: The rungs of the tracing ladder, in order (turnkey_like.tracing.METHODS, without importing torch).
@@ -318,51 +317,25 @@ def failure_types(models: Iterable[ModelSurvey]) -> dict[str, dict[str, int]]:
 
 
 def check_source(source: str) -> str:
-    """Return ``source`` when it is one of :data:`SOURCES`; raise :class:`InputError` otherwise."""
-    if source not in SOURCES:
-        raise InputError(f"unknown model source {source!r}", hint=f"use --source with one of: {', '.join(SOURCES)}")
+    """Return ``source`` when the zoo registers it (:func:`turnkey_like.zoo.source_names`); raise
+    :class:`InputError` otherwise."""
+    names = zoo_sources.source_names()
+    if source not in names:
+        raise InputError(f"unknown model source {source!r}", hint=f"use --source with one of: {', '.join(names)}")
     return source
 
 
 def family_of(source: str, name: str) -> str:
-    """The family a model is grouped under (what ``--family`` matches, what the tables group by).
-
-    - torchvision: the module of the model's builder below ``torchvision.models`` (``resnet`` for
-      ``resnet18`` and ``wide_resnet50_2``, ``detection.faster_rcnn``, ``quantization.resnet``,
-      ``video.swin_transformer``): torchvision's own grouping;
-    - timm: the module that registers the model (``resnet``, ``vision_transformer``);
-    - transformers: the model type itself (``bert``);
-    - ultralytics: the definition's name without its scale letter and suffix (``yolov8`` for
-      ``yolov8n.yaml``);
-    - factory: the module of ``package.module:factory``.
-    Falls back to the name itself when the library cannot say.
+    """The family a model is grouped under (what ``--family`` matches, what the tables group by): the
+    source's ``family(name)`` (torchvision: the builder's module below ``torchvision.models``, e.g.
+    ``resnet``, ``detection.faster_rcnn``; timm: the module that registers the model; transformers:
+    the model type; ultralytics: the definition without its scale letter, ``yolov8``; factory: the
+    module of ``package.module:factory``). Falls back to the name itself when the source cannot say.
     """
     try:
-        if source == "torchvision":
-            from torchvision import models
-
-            return models.get_model_builder(name).__module__.removeprefix("torchvision.models.")
-        if source == "timm":
-            return _timm_modules().get(name.removeprefix("timm/"), name)
-        if source == "factory":
-            return name.split(":", 1)[0]
-        if source == "ultralytics":
-            import re
-
-            stem = Path(name).name.split(".")[0]
-            match = re.match(r"^(.*?\d+)[nsmlx]?(-.*)?$", stem)
-            return (match.group(1) + (match.group(2) or "")) if match else stem
+        return zoo_sources.get(source).family(name)
     except Exception:  # noqa: BLE001 - an unknown name has no family; the survey says why it fails
         return name
-    return name
-
-
-@functools.lru_cache(maxsize=1)
-def _timm_modules() -> dict[str, str]:
-    """timm's model name → the module that registers it (``timm.list_modules``/``list_models``)."""
-    import timm
-
-    return {model: module for module in timm.list_modules() for model in timm.list_models(module=module)}
 
 
 def select(families: dict[str, str], family: str | None, skip_patterns: Iterable[str]) -> tuple[list[str], list[SkippedModel]]:
@@ -394,13 +367,20 @@ def select(families: dict[str, str], family: str | None, skip_patterns: Iterable
 # --------------------------------------------------------------------------------------------------
 
 
+def versioned_packages() -> tuple[str, ...]:
+    """Packages whose versions key the cache (a result depends on tk's ladder, torch's tracers, the
+    source libraries' model code and the exporter): tk, torch, every source's package, onnx,
+    onnxruntime, onnxscript."""
+    return ("turnkey_like", "torch", *zoo_sources.source_packages(), "onnx", "onnxruntime", "onnxscript")
+
+
 def library_versions() -> dict[str, str | None]:
-    """Versions of :data:`VERSIONED_PACKAGES` (``None`` when not installed), read from the installed
+    """Versions of :func:`versioned_packages` (``None`` when not installed), read from the installed
     distributions' metadata without importing them."""
     from turnkey_like import __version__
     from turnkey_like.system import package_version
 
-    versions = {name: package_version(name) for name in VERSIONED_PACKAGES}
+    versions = {name: package_version(name) for name in versioned_packages()}
     versions["turnkey_like"] = __version__
     return versions
 
@@ -546,62 +526,22 @@ def _export(model, args, kwargs, on_meta: bool) -> ExportOutcome:
 
 
 def constructor_of(source: str, name: str, model) -> tuple[str | None, list[str]]:
-    """A Python expression that builds ``name`` without weights, and the imports it needs.
+    """A Python expression that builds ``name`` without weights, and the imports it needs: the
+    source's ``constructor(name, model)``.
 
     - torchvision: ``lambda: torchvision.models.<kind>.<builder>(weights=None[, weights_backbone=None]
-      [, quantize=True])`` (the builder's public name; ``weights_backbone=None`` where the builder
-      downloads a backbone by default; quantized models quantized, as the zoo builds them);
+      [, quantize=True])``;
     - transformers: ``lambda: transformers.<ModelClass>(transformers.<ConfigClass>(**overrides))``
       where ``overrides`` are the loader's changes to the default config that are Python literals;
     - timm: ``lambda: timm.create_model("NAME", pretrained=False)``;
     - ultralytics: ``lambda: ultralytics.YOLO("NAME").model``.
 
-    Returns ``(None, [])`` when no expression can be written (e.g. a ``module:factory`` model).
+    Returns ``(None, [])`` when no expression can be written (e.g. a ``module:factory`` model, or a
+    source no longer registered).
     """
-    import ast
-    import inspect
-
-    if source == "torchvision":
-        from torchvision import models
-
-        builder = models.get_model_builder(name)
-        parts = builder.__module__.split(".")
-        public = ".".join(parts[:3]) if len(parts) > 3 else "torchvision.models"
-        import importlib
-
-        if getattr(importlib.import_module(public), builder.__name__, None) is not builder:
-            public = builder.__module__
-        params = inspect.signature(builder).parameters
-        kwargs = ["weights=None"]
-        if "weights_backbone" in params:
-            kwargs.append("weights_backbone=None")
-        if "quantize" in params:  # torchvision.models.quantization: quantize=True, as the zoo builds them
-            kwargs.append("quantize=True")
-        return f"lambda: {public}.{builder.__name__}({', '.join(kwargs)})", ["import torchvision"]
-    if source == "transformers":
-        config = getattr(model, "config", None)
-        if config is None:
-            return None, []
-        default = type(config)().to_dict()
-        overrides = []
-        for key, value in config.to_dict().items():
-            if key.startswith("_") or key in ("transformers_version", "architectures", "dtype", "torch_dtype"):
-                continue
-            if key in default and default[key] == value:
-                continue
-            try:
-                if ast.literal_eval(repr(value)) != value:
-                    continue
-            except (ValueError, SyntaxError):
-                continue
-            overrides.append(f"{key}={value!r}")
-        return (f"lambda: transformers.{type(model).__name__}(transformers.{type(config).__name__}"
-                f"({', '.join(overrides)}))"), ["import transformers"]
-    if source == "timm":
-        return f"lambda: timm.create_model({name.removeprefix('timm/')!r}, pretrained=False)", ["import timm"]
-    if source == "ultralytics":
-        return f"lambda: ultralytics.YOLO({name!r}).model", ["import ultralytics"]
-    return None, []
+    if source not in zoo_sources.SOURCES:
+        return None, []
+    return zoo_sources.get(source).constructor(name, model)
 
 
 def survey_model(name: str, source: str, *, export: bool = False, all_rungs: bool = False,
@@ -756,9 +696,11 @@ def _warm_parent(source: str, export: bool) -> None:
     import importlib
 
     modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
-    if source in LISTED_SOURCES:
-        modules += [source, f"turnkey_like.zoo.{source}_models"]
-    modules += ["turnkey_like.zoo", "turnkey_like.zoo.factory"] + (["turnkey_like.build", "onnxscript"] if export else [])
+    if source in zoo_sources.SOURCES:  # its library (imported by its package's name) and its module
+        package = zoo_sources.get(source).package
+        modules += ([package] if package else []) + [zoo_sources.SOURCES[source]]
+    modules += ["turnkey_like.zoo", "turnkey_like.zoo.inputs", "turnkey_like.zoo.factory"] + (
+        ["turnkey_like.build", "onnxscript"] if export else [])
     for module in modules:
         try:
             importlib.import_module(module)
@@ -936,7 +878,7 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
     cache = SurveyCache(cache_dir, source)
     if models:
         families = {name: family_of(source, name) for name in dict.fromkeys(models)}
-    elif source not in LISTED_SOURCES:
+    elif not zoo_sources.get(source).listed:
         raise InputError(f"the {source} source has no list of models", hint="name them with --models NAME ...")
     else:
         families = list_families(source, cache, refresh)
@@ -974,13 +916,13 @@ def try_model(name: str, source: str = "torchvision", *, export: bool = False, t
     stored in the cache like any other.
 
     Raises:
-        InputError: unknown source, or a torchvision/timm name the library does not list (with the
-            closest names).
+        InputError: unknown source, or a name that a source with a closed list (torchvision, timm)
+            does not list (with the closest names).
     """
     check_source(source)
     cache = SurveyCache(cache_dir, source)
     families = cache.names() or {}
-    if source in ("torchvision", "timm"):  # closed lists (transformers and ultralytics also take hub names, files)
+    if zoo_sources.get(source).closed_list:  # transformers and ultralytics also take hub names, files
         families = list_families(source, cache)
         if name not in families:
             import difflib

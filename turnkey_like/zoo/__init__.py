@@ -1,6 +1,12 @@
 """Named models without a script: a name becomes a module and example inputs (``--model NAME``).
 
-Sources, and how :func:`model_source` picks one from a name (first rule that matches):
+Sources are plug-ins (:mod:`turnkey_like.zoo.sources`): each is one module implementing
+:class:`~turnkey_like.zoo.sources.Source`, registered in :data:`SOURCES` (torchvision,
+transformers, ultralytics, timm, and ``factory``: your own callable). Every function here asks the
+registry, never a source by name.
+
+How :func:`model_source` picks one from a name: the sources' ``claims`` in ascending priority, the
+first that matches (the table in :mod:`turnkey_like.zoo.sources`):
 
 1. ``package.module:factory`` or ``path/file.py:factory`` -> ``factory``: your own callable,
    called with ``--model-args`` JSON as keyword arguments.
@@ -9,9 +15,9 @@ Sources, and how :func:`model_source` picks one from a name (first rule that mat
    because the user named that file; nothing is downloaded).
 4. a folder holding ``config.json`` -> ``transformers``.
 5. a name in ``torchvision.models.list_models()`` -> ``torchvision``.
-6. a transformers model type (``bert``, ``llama``, ``detr``...) -> ``transformers``.
-7. anything else -> ``transformers``, read as a hub name (``bert-base-uncased``,
-   ``facebook/detr-resnet-50``): its config comes from the local hub cache, or the network when
+6. anything else -> ``transformers`` (:data:`~turnkey_like.zoo.sources.FALLBACK`): a model type
+   (``bert``, ``llama``, ``detr``...), else a hub name (``bert-base-uncased``,
+   ``facebook/detr-resnet-50``) whose config comes from the local hub cache, or the network when
    there is one. When that fails, the error lists the closest known names of every source.
 
 The loaders (one module per source) import their library only when used. Every loader returns a
@@ -24,65 +30,31 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from pathlib import Path
 
 import msgspec
 
 from turnkey_like.errors import InputError
 from turnkey_like.records import ModelRequest
-from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, SOURCES, LoadedModel
+from turnkey_like.zoo import sources
+from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, LoadedModel
+from turnkey_like.zoo.sources import SOURCES, Source, source_names, source_packages
 
-__all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "expand_sweep",
-           "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward"]
-
-_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_FILE_FACTORY = re.compile(r"^.+\.py:[A-Za-z_][\w.]*$")
-
-# Which sizes each source's models take; a sweep axis a source never uses is dropped.
-_SOURCE_AXES = {
-    "torchvision": {"batch_size", "seq_len", "imgsz"},  # seq_len = frames of video models
-    "transformers": {"batch_size", "seq_len", "imgsz"},
-    "ultralytics": {"batch_size", "imgsz"},
-    "timm": {"batch_size", "imgsz"},
-    "factory": {"batch_size", "seq_len", "imgsz"},
-}
+__all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "Source", "expand_sweep",
+           "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward", "source_names",
+           "source_packages"]
 
 
 def model_source(name: str) -> str:
-    """The source a model name resolves to; the rule is the module docstring's list, in order.
+    """The source a model name resolves to: the first source, by priority, that claims it, else
+    :data:`~turnkey_like.zoo.sources.FALLBACK` (the module docstring's list).
 
-    Touches only the file system (rules 3-4) and torchvision's name list (rule 5); never the network.
+    The built-in sources' claims touch only the file system (rules 1, 3, 4) and torchvision's name
+    list (rule 5); never the network.
     """
-    if _FILE_FACTORY.match(name) or (_FACTORY.match(name) and not Path(name).exists()):
-        return "factory"
-    if name.startswith("timm/"):
-        return "timm"
-    if name.lower().endswith((".yaml", ".yml", ".pt")):
-        return "ultralytics"
-    if (Path(name) / "config.json").is_file():
-        return "transformers"
-    from turnkey_like.zoo import torchvision_models
-
-    if name in torchvision_models.names():
-        return "torchvision"
-    return "transformers"
-
-
-def _loader(source: str):
-    """The loader module of ``source``."""
-    if source == "torchvision":
-        from turnkey_like.zoo import torchvision_models as module
-    elif source == "transformers":
-        from turnkey_like.zoo import transformers_models as module
-    elif source == "ultralytics":
-        from turnkey_like.zoo import ultralytics_models as module
-    elif source == "timm":
-        from turnkey_like.zoo import timm_models as module
-    elif source == "factory":
-        from turnkey_like.zoo import factory as module
-    else:
-        raise InputError(f"unknown model source {source!r}", hint=f"use one of: {', '.join(SOURCES)}")
-    return module
+    for source in sources.by_priority():
+        if source.claims(name):
+            return source.name
+    return sources.FALLBACK
 
 
 def load(request: ModelRequest) -> LoadedModel:
@@ -97,10 +69,7 @@ def load(request: ModelRequest) -> LoadedModel:
             or a factory that fails; always one line plus a hint.
     """
     source = request.source or model_source(request.name)
-    if source not in SOURCES:
-        raise InputError(f"unknown model source {source!r}", hint=f"use one of: {', '.join(SOURCES)}")
-    module = _loader(source)
-    return module.load(msgspec.structs.replace(request, source=source))
+    return sources.get(source).load(msgspec.structs.replace(request, source=source))
 
 
 def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
@@ -108,7 +77,7 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
     that holds every distinct layer (twice, when once does not build), on ``meta``, with the same
     inputs; and what was cut (``{config key: (kept, of)}``). ``None`` when there is nothing to cut.
 
-    A source whose loader has ``shallow_overrides(model, keep, repeats)`` (transformers:
+    A source that has ``shallow_overrides(model, keep, repeats)`` (transformers:
     :func:`turnkey_like.zoo.transformers_models.shallow_overrides`) builds the copy through
     ``model_args``, so it is the library's own model at a smaller depth, with every kind of layer in
     order. ``tk discover-models`` traces such a copy of a model built on meta, whose full depth (30
@@ -118,7 +87,7 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
     Raises:
         InputError: the copy did not build, or came out no shallower (the caller uses the model).
     """
-    overrides_of = getattr(_loader(loaded.request.source), "shallow_overrides", None)
+    overrides_of = getattr(sources.get(loaded.request.source), "shallow_overrides", None)
     if overrides_of is None:
         return None
     import torch
@@ -143,7 +112,7 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
 
 
 def list_names(source: str) -> list[str]:
-    """Known names of ``source``, sorted.
+    """Known names of ``source``, sorted (its ``names()``).
 
     torchvision: ``torchvision.models.list_models()``; transformers: model types that have a base
     model class (``AutoModel``); ultralytics: the ``*.yaml`` definitions it ships, one per scale
@@ -152,24 +121,32 @@ def list_names(source: str) -> list[str]:
     Raises:
         InputError: unknown source, or the source's package is not installed.
     """
-    if source == "factory":
-        return []
-    return _loader(source).names()
+    return sources.get(source).names()
 
 
 def closest_names(name: str, n: int = 5) -> list[str]:
-    """Up to ``n`` known names of every installed source closest to ``name`` (difflib ratio)."""
+    """Up to ``n`` known names of every installed source closest to ``name`` (difflib ratio).
+
+    Names are compared without their source's ``prefix`` (``timm/``), on both sides; where two
+    sources list the same bare name, the first source in :data:`SOURCES` order gives it
+    (torchvision's ``resnet50`` before ``timm/resnet50``).
+    """
     known: list[str] = []
-    for source in ("torchvision", "transformers", "ultralytics", "timm"):
+    for source in sources.registered():
         try:
-            known += list_names(source)
+            known += source.names()
         except InputError:  # source not installed
             continue
-    bare: dict[str, str] = {}
-    for k in known:  # torchvision's resnet50 before timm/resnet50
-        bare.setdefault(k.removeprefix("timm/"), k)
-    matches = difflib.get_close_matches(name.removeprefix("timm/"), list(bare), n=n, cutoff=0.6)
-    return [bare[m] for m in matches]
+    prefixes = [source.prefix for source in sources.registered() if source.prefix]
+
+    def bare(text: str) -> str:
+        return next((text.removeprefix(p) for p in prefixes if text.startswith(p)), text)
+
+    by_bare: dict[str, str] = {}
+    for k in known:
+        by_bare.setdefault(bare(k), k)
+    matches = difflib.get_close_matches(bare(name), list(by_bare), n=n, cutoff=0.6)
+    return [by_bare[m] for m in matches]
 
 
 def unknown_name(name: str, why: str = "") -> InputError:
@@ -185,14 +162,14 @@ def expand_sweep(request: ModelRequest, batch_sizes: list[int | None], seq_lens:
                  imgszs: list[int | None]) -> list[ModelRequest]:
     """One request per combination of the listed sizes, batch outermost, then seq_len, then imgsz.
 
-    An empty list means "the request's own value". An axis the request's source never uses
-    (``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points;
+    An empty list means "the request's own value". An axis the request's source never uses (not in
+    its ``input_axes``: ``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points;
     for sources whose use depends on the model (torchvision, transformers, factory) the loader
     sets the unused size to ``None`` in ``LoadedModel.request``, and equal loaded requests are the
     same point.
     """
     source = request.source or model_source(request.name)
-    axes = _SOURCE_AXES.get(source, {"batch_size", "seq_len", "imgsz"})
+    axes = sources.get(source).input_axes if source in SOURCES else sources.AXES
     batch_sizes = batch_sizes or [request.batch_size]
     seq_lens = seq_lens if (seq_lens and "seq_len" in axes) else [request.seq_len]
     imgszs = imgszs if (imgszs and "imgsz" in axes) else [request.imgsz]
@@ -203,16 +180,12 @@ def expand_sweep(request: ModelRequest, batch_sizes: list[int | None], seq_lens:
 def stem(request: ModelRequest) -> str:
     """``<name>_<source>`` made safe as a folder name: the prefix of a named model's build folder.
 
-    ``/``, ``:`` and other characters outside ``[A-Za-z0-9_.-]`` become ``-``; a path keeps its last
-    component without its suffix (``models/yolov8n.yaml`` -> ``yolov8n``).
+    ``<name>`` is the source's ``stem(request)`` (a path keeps its last component without its suffix:
+    ``models/yolov8n.yaml`` -> ``yolov8n``; ``timm/`` is dropped); ``/``, ``:`` and other characters
+    outside ``[A-Za-z0-9_.-]`` become ``-``. A source no longer registered keeps the name as it is.
     """
     source = request.source or model_source(request.name)
-    name = request.name
-    if source in ("ultralytics",) or (source == "transformers" and Path(name).is_dir()):
-        name = Path(name.rstrip("/")).stem if Path(name).suffix in (".yaml", ".yml", ".pt") else Path(
-            name.rstrip("/")).name
-    if source == "timm":
-        name = name.removeprefix("timm/")
+    name = sources.get(source).stem(request) if source in SOURCES else request.name
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
     return f"{safe}_{source}"
 

@@ -1,5 +1,8 @@
 """What every zoo source shares: the loaded-model record, the meta-device rule and seeded builds.
 
+torch is imported inside the functions that use it, so that a source module (which imports this
+one) is cheap to import: walking the source registry imports no torch (:mod:`turnkey_like.zoo.sources`).
+
 The meta rule: a model whose parameter count is above :data:`META_THRESHOLD_PARAMS` is built on the
 ``meta`` device (shapes without storage) unless the request says ``no_weights=False``; the count is
 taken from a first build on ``meta`` (fast: no memory, no initialisation work). One billion float32
@@ -12,18 +15,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-from typing import Any, Callable
-
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
 
+if TYPE_CHECKING:
+    import torch
+
 META_THRESHOLD_PARAMS = 1_000_000_000
 """Above this many parameters a model builds on ``meta`` when ``no_weights`` is ``None`` (4 GB in fp32)."""
-
-SOURCES = ("torchvision", "transformers", "ultralytics", "timm", "factory")
-"""Every source a name can resolve to, in the order :func:`turnkey_like.zoo.model_source` tries them."""
 
 DEFAULT_BATCH = 1
 """Batch size when the request gives none."""
@@ -63,6 +65,8 @@ def seeded(seed: int):
     Random weight initialisation inside the block is then reproducible, and the caller's own random
     stream is left as it was.
     """
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -128,6 +132,8 @@ def build(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: lis
     Raises:
         InputError: ``pretrained`` together with ``no_weights=True`` (meta tensors hold no weights).
     """
+    import torch
+
     if request.pretrained and request.no_weights:
         raise InputError(f"{request.name}: --pretrained and --no-weights exclude each other",
                          hint="meta tensors hold no values; drop one of the two options")
@@ -162,3 +168,10 @@ def build(make: Callable[[], torch.nn.Module], request: ModelRequest, notes: lis
 def default(value: Any, fallback: Any) -> Any:
     """``value`` unless it is None, else ``fallback``."""
     return fallback if value is None else value
+
+
+def file_stem(name: str) -> str:
+    """The last component of path ``name``, without its suffix when that is ``.yaml``, ``.yml`` or
+    ``.pt`` (``models/yolov8n.yaml`` -> ``yolov8n``, ``ckpt/bert/`` -> ``bert``): a build folder's name."""
+    last = Path(name.rstrip("/"))
+    return last.stem if Path(name).suffix in (".yaml", ".yml", ".pt") else last.name

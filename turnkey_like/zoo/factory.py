@@ -12,6 +12,9 @@ It returns either
   tensor per named ``forward`` parameter (``*_ids`` ids, ``*mask`` ones, else normal floats); or
 - ``(module, args)`` / ``(module, args, kwargs)``: the example inputs it chose; ``input_shapes``
   then replaces the named tensors.
+
+The :class:`~turnkey_like.zoo.sources.Source` of ``module:factory`` names (priority 10, first): it
+has no list of names and no package; torch is imported where used.
 """
 
 from __future__ import annotations
@@ -20,16 +23,51 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from pathlib import Path
 
 import msgspec
-import torch
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
 from turnkey_like.zoo.base import LoadedModel, build_module
-from turnkey_like.zoo.inputs import Synthesizer
+
+name = "factory"
+package = None
+listed = False
+closed_list = False
+priority = 10
+prefix = ""
+input_axes = frozenset({"batch_size", "seq_len", "imgsz"})
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_FILE_FACTORY = re.compile(r"^.+\.py:[A-Za-z_][\w.]*$")
+
+
+def names() -> list[str]:
+    """None: a factory is any callable the user names."""
+    return []
+
+
+def claims(name: str) -> bool:
+    """Whether ``name`` is ``path/file.py:factory``, or ``package.module:factory`` and not an existing path."""
+    return bool(_FILE_FACTORY.match(name) or (_FACTORY.match(name) and not Path(name).exists()))
+
+
+def family(name: str) -> str:
+    """The module of ``package.module:factory`` (the file of ``path/file.py:factory``)."""
+    return name.split(":", 1)[0]
+
+
+def constructor(name: str, model) -> tuple[str | None, list[str]]:
+    """``(None, [])``: tk does not write the user's own call."""
+    return None, []
+
+
+def stem(request: ModelRequest) -> str:
+    """The name itself (``pkg.mod:make``, made safe by :func:`turnkey_like.zoo.stem`)."""
+    return request.name
 
 
 def _import(module_name: str):
@@ -83,6 +121,10 @@ def load(request: ModelRequest) -> LoadedModel:
         InputError: import/attribute errors, the factory raising, a result that is not a module,
             or a module without inputs and no ``input_shapes``.
     """
+    import torch
+
+    from turnkey_like.zoo.inputs import Synthesizer
+
     name = request.name
     factory = resolve(name)
     notes: list[str] = []

@@ -8,18 +8,30 @@ random (seeded) unless ``pretrained`` (downloaded by timm from the hub). ``model
 Input: ``x`` [B, C, H, W] standard-normal floats, (C, H, W) = the model's
 ``pretrained_cfg["input_size"]`` (e.g. (3, 224, 224)); imgsz replaces H and W. timm is an optional
 dependency (extra ``timm``).
+
+The :class:`~turnkey_like.zoo.sources.Source` of ``timm/NAME`` names (priority 20); timm and torch
+are imported where used.
 """
 
 from __future__ import annotations
+
+import functools
 
 import msgspec
 
 from turnkey_like.errors import InputError
 from turnkey_like.records import ModelRequest
 from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, require
-from turnkey_like.zoo.inputs import Synthesizer
 
 PREFIX = "timm/"
+
+name = "timm"
+package = "timm"
+listed = True
+closed_list = True
+priority = 20
+prefix = PREFIX
+input_axes = frozenset({"batch_size", "imgsz"})
 
 
 def _require():
@@ -29,6 +41,33 @@ def _require():
 def names() -> list[str]:
     """``timm/NAME`` for every architecture of ``timm.list_models()``, sorted."""
     return [PREFIX + n for n in sorted(_require().list_models())]
+
+
+def claims(name: str) -> bool:
+    """Whether ``name`` starts with ``timm/``."""
+    return name.startswith(PREFIX)
+
+
+def family(name: str) -> str:
+    """The timm module that registers the model (``resnet``, ``vision_transformer``), else the name."""
+    return _modules().get(name.removeprefix(PREFIX), name)
+
+
+@functools.lru_cache(maxsize=1)
+def _modules() -> dict[str, str]:
+    """timm's model name -> the module that registers it (``timm.list_modules``/``list_models``)."""
+    timm = _require()
+    return {model: module for module in timm.list_modules() for model in timm.list_models(module=module)}
+
+
+def constructor(name: str, model) -> tuple[str | None, list[str]]:
+    """``lambda: timm.create_model("NAME", pretrained=False)`` and its import."""
+    return f"lambda: timm.create_model({name.removeprefix(PREFIX)!r}, pretrained=False)", ["import timm"]
+
+
+def stem(request: ModelRequest) -> str:
+    """The name without ``timm/`` (``resnet18``)."""
+    return request.name.removeprefix(PREFIX)
 
 
 def load(request: ModelRequest) -> LoadedModel:
@@ -60,6 +99,8 @@ def load(request: ModelRequest) -> LoadedModel:
     if unknown:
         raise InputError(f"{request.name} takes no input {', '.join(unknown)}", hint="its input is: x")
     shape = list(request.input_shapes.get("x", [batch, channels, height, width]))
+    from turnkey_like.zoo.inputs import Synthesizer
+
     synth = Synthesizer(request.seed, on_meta)
     filled = msgspec.structs.replace(request, source="timm", batch_size=batch, seq_len=None,
                                      imgsz=height if height == width else None, no_weights=on_meta)

@@ -23,18 +23,30 @@ Weights: ``weights=None`` and ``weights_backbone=None`` unless ``pretrained`` (t
 and the builder's default backbone), so nothing is downloaded. Source: the weights' metadata of
 torchvision 0.19+ (``meta["min_size"]``, ``meta["min_temporal_size"]``, ``meta["backend"]``,
 ``meta["num_params"]``, the preset transform's ``crop_size``/``resize_size``).
+
+The :class:`~turnkey_like.zoo.sources.Source` of a name in ``list_models()`` (priority 50);
+torch and torchvision are imported where used.
 """
 
 from __future__ import annotations
 
 import inspect
-
-import torch
+from typing import TYPE_CHECKING
 
 from turnkey_like.errors import InputError
 from turnkey_like.records import ModelRequest
 from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default
-from turnkey_like.zoo.inputs import Synthesizer
+
+if TYPE_CHECKING:
+    import torch
+
+name = "torchvision"
+package = "torchvision"
+listed = True
+closed_list = True
+priority = 50
+prefix = ""
+input_axes = frozenset({"batch_size", "seq_len", "imgsz"})  # seq_len: the frames of video models
 
 FLOW_DEFAULT_SIZE = 520
 """Default side of RAFT's image pairs (the weights' metadata only gives a minimum of 128)."""
@@ -48,6 +60,47 @@ def names() -> list[str]:
     from torchvision import models
 
     return sorted(models.list_models())
+
+
+def claims(name: str) -> bool:
+    """Whether ``name`` is in ``torchvision.models.list_models()``."""
+    return name in names()
+
+
+def family(name: str) -> str:
+    """The module of the model's builder below ``torchvision.models`` (``resnet`` for ``resnet18`` and
+    ``wide_resnet50_2``, ``detection.faster_rcnn``, ``quantization.resnet``, ``video.swin_transformer``):
+    torchvision's own grouping."""
+    from torchvision import models
+
+    return models.get_model_builder(name).__module__.removeprefix("torchvision.models.")
+
+
+def constructor(name: str, model) -> tuple[str | None, list[str]]:
+    """``lambda: torchvision.models.<kind>.<builder>(weights=None[, weights_backbone=None][, quantize=True])``
+    and its import: the builder's public name; ``weights_backbone=None`` where the builder downloads
+    a backbone by default; quantized models quantized, as :func:`load` builds them."""
+    import importlib
+
+    from torchvision import models
+
+    builder = models.get_model_builder(name)
+    parts = builder.__module__.split(".")
+    public = ".".join(parts[:3]) if len(parts) > 3 else "torchvision.models"
+    if getattr(importlib.import_module(public), builder.__name__, None) is not builder:
+        public = builder.__module__
+    params = inspect.signature(builder).parameters
+    kwargs = ["weights=None"]
+    if "weights_backbone" in params:
+        kwargs.append("weights_backbone=None")
+    if "quantize" in params:
+        kwargs.append("quantize=True")
+    return f"lambda: {public}.{builder.__name__}({', '.join(kwargs)})", ["import torchvision"]
+
+
+def stem(request: ModelRequest) -> str:
+    """The model's name (``resnet50``)."""
+    return request.name
 
 
 def kind(name: str) -> str:
@@ -80,7 +133,10 @@ def load(request: ModelRequest) -> LoadedModel:
         InputError: an unknown name (closest known names in the hint), an input named in
             ``input_shapes`` that the model does not take, or a size below the weights' minimum.
     """
+    import torch
     from torchvision import models
+
+    from turnkey_like.zoo.inputs import Synthesizer
 
     name = request.name
     if name not in names():

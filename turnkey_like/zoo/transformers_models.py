@@ -57,6 +57,10 @@ separate ``optimum-onnx`` export configs, which cover only the architectures the
 generators draw from torch's global random stream (no generator argument), so inputs would not be
 reproducible from our recorded seed without seeding global state; and the signature-driven rules
 above cover every model type whose ``forward`` takes the common input names.
+
+The :class:`~turnkey_like.zoo.sources.Source` of a folder holding ``config.json`` (priority 40) and
+of every name no other source claims (:data:`turnkey_like.zoo.sources.FALLBACK`); transformers and
+torch are imported where used.
 """
 
 from __future__ import annotations
@@ -67,14 +71,26 @@ import os
 import re
 import socket
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import msgspec
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
-from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, require
-from turnkey_like.zoo.inputs import Synthesizer
+from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, file_stem, require
+
+if TYPE_CHECKING:
+    from turnkey_like.zoo.inputs import Synthesizer
+
+name = "transformers"
+package = "transformers"
+listed = True
+closed_list = False  # hub names and folders too
+priority = 40
+prefix = ""
+input_axes = frozenset({"batch_size", "seq_len", "imgsz"})
 
 DEFAULT_SEQ_LEN = 128
 """Sequence length when the request gives none (capped at the config's position limit)."""
@@ -104,6 +120,48 @@ def names() -> list[str]:
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     return sorted(set(MODEL_MAPPING_NAMES) & set(CONFIG_MAPPING_NAMES))
+
+
+def claims(name: str) -> bool:
+    """Whether ``name`` is a folder holding ``config.json``; names no source claims come here too
+    (:data:`turnkey_like.zoo.sources.FALLBACK`), as a model type or a hub name."""
+    return (Path(name) / "config.json").is_file()
+
+
+def family(name: str) -> str:
+    """The model type itself (``bert``)."""
+    return name
+
+
+def constructor(name: str, model) -> tuple[str | None, list[str]]:
+    """``lambda: transformers.<ModelClass>(transformers.<ConfigClass>(**overrides))`` and its import,
+    where ``overrides`` are the loader's changes to the default config that are Python literals;
+    ``(None, [])`` for a model without a config."""
+    import ast
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return None, []
+    defaults = type(config)().to_dict()
+    overrides = []
+    for key, value in config.to_dict().items():
+        if key.startswith("_") or key in ("transformers_version", "architectures", "dtype", "torch_dtype"):
+            continue
+        if key in defaults and defaults[key] == value:
+            continue
+        try:
+            if ast.literal_eval(repr(value)) != value:
+                continue
+        except (ValueError, SyntaxError):
+            continue
+        overrides.append(f"{key}={value!r}")
+    return (f"lambda: transformers.{type(model).__name__}(transformers.{type(config).__name__}"
+            f"({', '.join(overrides)}))"), ["import transformers"]
+
+
+def stem(request: ModelRequest) -> str:
+    """A folder's last component (``ckpt/bert/`` -> ``bert``), else the name (``facebook/detr-resnet-50``)."""
+    return file_stem(request.name) if Path(request.name).is_dir() else request.name
 
 
 def is_model_type(name: str) -> bool:
@@ -207,8 +265,9 @@ def _from_hub(call, name: str, what: str):
     why = hub_unreachable()
     if why:
         from turnkey_like.zoo import unknown_name
+        from turnkey_like.zoo.sources import listed_phrase
 
-        error = unknown_name(name, f"not a torchvision, transformers, ultralytics or timm name, and "
+        error = unknown_name(name, f"not a {listed_phrase()} name, and "
                                    f"as a hub name its {what} is not in the local hub cache and the "
                                    f"hub is offline ({why})")
         if not error.hint.startswith("closest"):
@@ -361,6 +420,8 @@ def load(request: ModelRequest) -> LoadedModel:
         on_meta = False
     else:
         model, on_meta = build_module(make, request, notes, hint="try a smaller config or --no-weights")
+    from turnkey_like.zoo.inputs import Synthesizer
+
     synth = Synthesizer(request.seed, on_meta)
     kwargs, batch, seq_len, imgsz = synthesize(model, config, request, synth, notes)
     filled = msgspec.structs.replace(request, source="transformers", batch_size=batch,

@@ -15,6 +15,9 @@
 Input: ``images`` [B, 3, imgsz, imgsz] floats in [0, 1) (ultralytics' own scaling), imgsz default
 640 (ultralytics' default ``imgsz``), B default 1. ``model_args`` is refused (the definition fixes
 the model).
+
+The :class:`~turnkey_like.zoo.sources.Source` of ``*.yaml``, ``*.yml`` and ``*.pt`` names (priority
+30); ultralytics and torch are imported where used.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ import msgspec
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
-from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, require
-from turnkey_like.zoo.inputs import Synthesizer
+from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, file_stem, require
+
+name = "ultralytics"
+package = "ultralytics"
+listed = True
+closed_list = False  # local yaml and .pt files too
+priority = 30
+prefix = ""
+input_axes = frozenset({"batch_size", "imgsz"})
 
 DEFAULT_IMGSZ = 640
 """ultralytics' default image size (``imgsz`` in ``ultralytics/cfg/default.yaml``)."""
@@ -85,6 +95,32 @@ def names() -> list[str]:
     return sorted(found)
 
 
+def claims(name: str) -> bool:
+    """Whether ``name`` ends with ``.yaml``, ``.yml`` or ``.pt`` (any case)."""
+    return name.lower().endswith((".yaml", ".yml", ".pt"))
+
+
+_FAMILY = re.compile(r"^(.*?\d+)[nsmlx]?(-.*)?$")
+
+
+def family(name: str) -> str:
+    """The definition's name without its scale letter and suffix (``yolov8`` for ``yolov8n.yaml``,
+    ``yolo11-seg`` for ``yolo11n-seg.yaml``)."""
+    bare = Path(name).name.split(".")[0]
+    match = _FAMILY.match(bare)
+    return (match.group(1) + (match.group(2) or "")) if match else bare
+
+
+def constructor(name: str, model) -> tuple[str | None, list[str]]:
+    """``lambda: ultralytics.YOLO("NAME").model`` and its import."""
+    return f"lambda: ultralytics.YOLO({name!r}).model", ["import ultralytics"]
+
+
+def stem(request: ModelRequest) -> str:
+    """The file's stem (``models/yolov8n.yaml`` -> ``yolov8n``)."""
+    return file_stem(request.name)
+
+
 def load(request: ModelRequest) -> LoadedModel:
     """Build an ultralytics model from a yaml name or load a local ``.pt`` file; see the module docstring.
 
@@ -104,6 +140,8 @@ def load(request: ModelRequest) -> LoadedModel:
         model, on_meta = _build_yaml(name, request, notes)
     batch = default(request.batch_size, DEFAULT_BATCH)
     imgsz = default(request.imgsz, DEFAULT_IMGSZ)
+    from turnkey_like.zoo.inputs import Synthesizer
+
     synth = Synthesizer(request.seed, on_meta)
     shape = list(request.input_shapes.get("x", [batch, 3, imgsz, imgsz]))
     unknown = sorted(set(request.input_shapes) - {"x"})
