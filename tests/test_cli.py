@@ -1,5 +1,8 @@
-"""The `tk` command line end to end, in-process: bad inputs, selection, labels, --json, help."""
+"""The `tk` command line end to end, in-process: bad inputs, selection, labels, --json, help; the typed
+option records each command parses once, their checks, the exit-code rule the commands share, and the
+imports between the CLI modules."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -202,3 +205,257 @@ def test_training_mode_model_is_built_and_benchmarked_in_eval_mode(tmp_path, cac
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == [True, True, False]
+
+
+# ------------------------------------------------------------------------------ the typed boundary
+CLI = Path(__file__).resolve().parent.parent / "turnkey_like" / "cli"
+HELLO = str(EXAMPLES / "hello_world.py")
+
+FACTORIES = '''
+import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+
+class Uncountable(torch.nn.Module):
+    """Runs in eager PyTorch; refuses to run under an op counter (a dispatch mode is active)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        if _get_current_dispatch_mode() is not None:
+            raise RuntimeError("refuses to be counted")
+        return self.fc(x)
+
+
+def small():
+    return torch.nn.Linear(4, 2), (torch.rand(1, 4),)
+
+
+def wide():
+    return torch.nn.Linear(8, 2), (torch.rand(1, 8),)
+
+
+def uncountable():
+    return Uncountable(), (torch.rand(1, 4),)
+
+
+def broken():
+    raise ValueError("broken on purpose")
+'''
+
+
+def _parsed(argv):
+    """The namespace argparse makes of a real ``tk`` command line (as ``main`` parses it)."""
+    from turnkey_like.cli import _normalise_argv, build_parser
+
+    return build_parser().parse_args(_normalise_argv(list(argv)))
+
+
+def _record(parse, argv):
+    """``parse(args)`` of ``argv``; checks that parsing left the namespace as argparse made it."""
+    args = _parsed(argv)
+    before = dict(vars(args))
+    record = parse(args)
+    assert vars(args) == before  # validation returns values, never rewrites args
+    return record
+
+
+def test_benchmark_options_from_a_real_command_line(tmp_path):
+    import dataclasses
+
+    from turnkey_like.cli import options
+    from turnkey_like.cli.run import run_options
+
+    factory = _write(tmp_path, "zoo_fixtures.py", FACTORIES)
+    cmd = _record(options.parse_benchmark, [
+        HELLO, "--labels", "test_group::a,b", "--script-args", "--size 3", "--max-depth", "1", "--timeout", "60",
+        "--model", f"{factory}:small", "--batch-size", "1,8", "--input-shape", "x:1,4", "--hardware", "a100,h100",
+        "--opset", "18", "--precision", "fp16", "--iterations", "5", "--warmup", "2", "--threads", "1", "--per-layer",
+        "--lean-cache", "--json", str(tmp_path / "out" / "run.json"), "--roofline", str(tmp_path / "r.svg"),
+        "--html", str(tmp_path / "r.html"), "--retry-failed", "--cache-dir", str(tmp_path / "c")])
+    assert isinstance(cmd, options.BenchmarkCommand)
+    run = cmd.run
+    assert run.inputs.inputs == (HELLO,) and run.inputs.labels == ("test_group::a,b",)
+    assert run.inputs.label_filters == {"test_group": {"a", "b"}}
+    assert (run.inputs.script_args, run.inputs.max_depth, run.inputs.timeout_s) == ("--size 3", 1, 60.0)
+    assert run.inputs.input_shapes == {"x": (1, 4)}
+    assert run.inputs.named.names == (f"{factory}:small",)
+    assert [r.batch_size for r in run.inputs.named.requests] == [1, 8]  # one request per sweep point
+    assert all(r.input_shapes == {"x": [1, 4]} for r in run.inputs.named.requests)
+    assert run.analysis.hardware == ("a100", "h100") and run.analysis.profile == "a100"
+    assert run.analysis.extra_profiles == ("h100",)
+    assert run.corpus.resume and run.corpus.retry_failed  # --retry-failed alone means --resume too
+    assert cmd.output == options.OutputOptions(json=str(tmp_path / "out" / "run.json"), roofline=str(tmp_path / "r.svg"),
+                                               html=str(tmp_path / "r.html"))
+    pipeline = run_options(run)
+    assert (pipeline.analyze_only, pipeline.hardware, pipeline.cache_dir) == (False, "a100", str(tmp_path / "c"))
+    assert (pipeline.build.opset, pipeline.build.precision, pipeline.build.timeout_s) == (18, "fp16", 60.0)
+    assert (pipeline.benchmark.iterations, pipeline.benchmark.warmup, pipeline.benchmark.threads) == (5, 2, 1)
+    assert pipeline.benchmark.per_layer and pipeline.lean_cache and pipeline.timeout_s == 60.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cmd.run = None
+
+
+def test_analysis_command_options_from_real_command_lines(tmp_path):
+    from turnkey_like.cli import options
+    from turnkey_like.cli.run import run_options
+
+    profile = _record(options.parse_profile, [
+        "profile", HELLO, "--trace", "--showshape", "--top", "3", "--visualize", str(tmp_path / "g.dot"),
+        "--collapse", "1", "--no-fold", "--no-weights"])
+    assert profile.tables == options.TableOptions(showshape=True, top=3)
+    assert (profile.output.visualize, profile.output.collapse, profile.output.fold_repeats) == (
+        str(tmp_path / "g.dot"), 1, False)
+    pipeline = run_options(profile.run)
+    assert pipeline.analyze_only and pipeline.trace and pipeline.no_weights and pipeline.hardware is None
+    assert profile.run.corpus.on_dask is False  # profile takes no corpus flags: one input at a time
+
+    explore = _record(options.parse_explore, ["explore", HELLO, "--around", "5", "--context", "2", "--filter", "add",
+                                              "--output", str(tmp_path / "graph.txt")])
+    assert (explore.nodes.around, explore.nodes.context, explore.nodes.text) == (5, 2, "add")
+    assert explore.output == str(tmp_path / "graph.txt") and run_options(explore.run).analyze_only
+
+    view = _record(options.parse_view, ["view", HELLO, "--port", "8080", "--no-browser", "--host", "0.0.0.0"])
+    assert (view.host, view.port, view.open_browser) == ("0.0.0.0", 8080, False)
+
+
+def test_compare_cache_report_and_survey_options_from_real_command_lines(tmp_path):
+    from turnkey_like.cli import options
+
+    factory = _write(tmp_path, "zoo_fixtures.py", FACTORIES)
+    compare = _record(options.parse_compare, ["compare", "a_00000001", "c69b7dea", "--json", "--hardware", "a100"])
+    assert (compare.builds, compare.json, compare.run) == (("a_00000001", "c69b7dea"), "-", None)
+    compare = _record(options.parse_compare, ["compare", "--model", f"{factory}:small", "--model", f"{factory}:wide",
+                                              "--html", str(tmp_path / "c.html"), "--no-weights"])
+    assert compare.named.names == (f"{factory}:small", f"{factory}:wide") and compare.html == str(tmp_path / "c.html")
+    assert compare.run.stages.analyze_only and compare.run.analysis.no_weights
+    assert all(r.no_weights for r in compare.run.inputs.named.requests)
+
+    assert _record(options.parse_cache_list, ["cache", "list", "--json", "--cache-dir", "d"]) == options.CacheCommand(
+        cache_dir="d", json=True)
+    assert _record(options.parse_cache_stats, ["cache", "stats", "b_00000002"]).builds == ("b_00000002",)
+    assert _record(options.parse_cache_selection, ["cache", "clean", "--all"]) == options.CacheCommand(all=True)
+    prune = _record(options.parse_prune, ["cache", "prune", "--older-than", "1.5", "--max-size", "2GB", "--dry-run"])
+    assert prune == options.PruneCommand(cache_dir=None, older_than_days=1.5, max_bytes=2 * 10**9, dry_run=True)
+    report = _record(options.parse_report, ["report", "-o", str(tmp_path / "r.md"), "--cache-dir", "a", "--cache-dir", "b"])
+    assert report == options.ReportCommand(cache_dirs=("a", "b"), path=tmp_path / "r.md", format="md")
+    survey = _record(options.parse_discover_models, ["discover-models", "--family", "resnet", "--workers", "2",
+                                                     "--timeout", "30", "--json", str(tmp_path / "s.json"), "-q"])
+    assert (survey.source, survey.family, survey.workers, survey.timeout_s) == ("torchvision", "resnet", 2, 30.0)
+    assert survey.common.quiet and survey.json == str(tmp_path / "s.json")
+
+
+def _bad_value_cases(tmp_path):
+    a_file = _write(tmp_path, "a_file", "x")
+    return [
+        (["benchmark", HELLO, "--timeout", "0"], "--timeout 0"),
+        (["benchmark", HELLO, "--opset", "16"], "--opset 16"),
+        (["benchmark", HELLO, "--iterations", "0"], "--iterations 0"),
+        (["benchmark", HELLO, "--warmup", "-1"], "--warmup -1"),
+        (["benchmark", HELLO, "--threads", "0"], "--threads 0"),
+        (["benchmark", HELLO, "--upload"], "--upload needs --workers"),
+        (["benchmark", HELLO, "--roofline", str(tmp_path / "r.pdf")], "--roofline"),
+        (["benchmark", HELLO, "--json", str(tmp_path)], "is a folder"),
+        (["profile", HELLO, "--max-depth", "-1"], "--max-depth -1"),
+        (["profile", HELLO, "--hardware", "tpu9"], "unknown hardware profile"),
+        (["profile", HELLO, "--visualize", str(tmp_path / "g.jpg")], "unknown picture format '.jpg'"),
+        (["profile", HELLO, "--collapse", "-1"], "--collapse -1"),
+        (["profile", HELLO, "--html", str(a_file / "r.html")], "is a file, not a folder"),
+        (["profile", HELLO, "--labels", "nocolons"], "malformed --labels"),
+        (["profile", "--model", "resnet18", "--model-args", "[1]"], "--model-args"),
+        (["profile", "--model", "resnet18", "--input-shape", "x"], "--input-shape"),
+        (["profile"], "give at least one input"),
+        (["explore", HELLO, "--output", str(tmp_path)], "--output"),
+        (["view", HELLO, "--port", "70000"], "--port 70000"),
+        (["compare", "onlyone"], "at least two"),
+        (["compare", "a_00000001", "b_00000002", "--hardware", "a100,h100"], "takes one profile"),
+        (["cache", "prune"], "--older-than"),
+        (["cache", "delete", "x_00000001", "--all"], "not both"),
+        (["discover-models", "--workers", "0"], "--workers 0"),
+    ]
+
+
+def test_bad_values_are_one_line_with_a_hint_exit_1_before_anything_runs(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    for argv, expected in _bad_value_cases(tmp_path):
+        code = main([*argv, "--cache-dir", str(cache)])
+        out, err = capsys.readouterr()
+        lines = err.splitlines()
+        assert code == 1, (argv, err)
+        assert len(lines) == 2 and lines[0].startswith("error: ") and expected in lines[0], (argv, err)
+        assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), (argv, err)
+        assert out == "" and not cache.exists(), argv  # nothing ran, nothing was written
+
+
+def test_command_line_errors_exit_2_with_the_usage_and_a_hint(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["explore", HELLO, "--max-nodes", "3", "--around", "2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: tk explore")
+    assert "tk explore: error: --around/--context and --max-nodes are different range forms" in err
+    assert "hint: --start N --end M" in err
+    # an option typo gets the closest option of that command, as a command typo gets the closest command
+    for argv, typo, meant in ((["benchmark", HELLO, "--iteratoins", "5"], "--iteratoins", "--iterations"),
+                              (["cache", "list", "--jsn"], "--jsn", "--json"),
+                              (["profile", HELLO, "--show-shape"], "--show-shape", "--showshape")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2
+        assert f"error: unrecognized arguments: {typo}" in err and f"(did you mean {meant}?)" in err
+
+
+def test_cli_modules_import_no_other_command_module_and_never_read_args():
+    """Command modules import only arguments/options/run/outputs (and lower layers), never each
+    other; the shared modules import no command module; only options.py reads the namespace."""
+    import ast
+
+    commands = {p.stem for p in CLI.glob("*_commands.py")}
+    assert {"benchmark_commands", "cache_commands", "compare_commands", "model_commands", "view_commands"} <= commands
+    for path in sorted(CLI.glob("*.py")):
+        if path.stem in ("__init__", "__main__"):
+            continue  # the dispatcher registers every command
+        tree = ast.parse(path.read_text(), filename=str(path))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.rsplit(".", 1)[-1])
+                imported.update(f"{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.rsplit(".", 1)[-1] for alias in node.names)
+        assert not (imported & commands) - {path.stem}, f"{path.name} imports {sorted(imported & commands)}"
+        if path.stem == "options":
+            continue
+        reads = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                 and isinstance(node.value, ast.Name) and node.value.id == "args"]
+        getattrs = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) == "getattr" and node.args
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id == "args"]
+        assert not reads and not getattrs, f"{path.name} reads the argparse namespace at lines {reads + getattrs}"
+
+
+@pytest.mark.parametrize("entries, expected", [
+    (("small", "wide"), 0),
+    (("small", "wide", "uncountable"), 1),  # a stage (characterization) failed; the others still ran
+    (("small", "wide", "broken"), 1),  # an input failed (its factory raised); the others still ran
+])
+def test_the_commands_that_run_the_pipeline_agree_on_the_exit_code(tmp_path, capsys, entries, expected):
+    """docs/exit_codes.md: 0 when every requested stage succeeded, 1 when anything failed while the
+    others still ran; benchmark, profile, explore and compare --model follow the one rule."""
+    factory = _write(tmp_path, "zoo_fixtures.py", FACTORIES)
+    models = [arg for name in entries for arg in ("--model", f"{factory}:{name}")]
+    common = [*models, "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "-q"]
+    codes = {}
+    for argv in (["benchmark", "--analyze-only"], ["profile"], ["explore"], ["compare", "--json"]):
+        codes[argv[0]] = main([*argv, *common])
+        out, err = capsys.readouterr()
+        if argv[0] == "compare":
+            labels = [entry["label"] for entry in json.loads(out)["entries"]]
+            assert labels[:2] == [f"{factory}:small", f"{factory}:wide"]  # the good ones are compared
+        elif argv[0] == "explore":
+            assert "Linear" in out or "linear" in out  # the first good one's graph
+        else:
+            assert "zoo_fixtures.py:wide" in out  # the good ones still ran and were reported
+    assert codes == dict.fromkeys(codes, expected), codes

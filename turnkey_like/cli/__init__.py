@@ -1,10 +1,20 @@
 """The ``tk`` command line: one dispatcher, one module per group of commands.
 
+Imports go down, and a command module never imports another:
+
+- ``*_commands.py``: each registers its commands' parsers; a handler turns ``args`` into its typed
+  option record first (``options.parse_<command>``), and nothing below the handler sees ``args``;
+- ``run.py``: the one place a pipeline runs, and the one exit-code rule;
+- ``outputs.py``: ``--json``, ``--visualize``, ``--roofline``, ``--html``, and the terminal's consoles;
+- ``options.py``: the typed option records, every value and output path checked before anything runs;
+- ``arguments.py``: the argparse groups several commands share.
+
 ``tk INPUTS...`` is shorthand for ``tk benchmark INPUTS...``. Every :class:`~turnkey_like.errors.TkError`
 becomes ``error: <message>`` (and ``hint: <hint>``) on stderr with exit code 1; ``--traceback`` shows
 the full trace. ``--traceback``, ``-q/--quiet`` and ``-v/--verbose`` are accepted before or after the
 command. Exit codes (``docs/exit_codes.md``): 0 all went well, 1 something failed (the others still
-ran), 2 the command line itself is wrong, 130 interrupted. No other module imports the CLI.
+ran), 2 the command line itself is wrong (an option typo gets the closest option), 130 interrupted.
+No other module imports the CLI.
 """
 
 from __future__ import annotations
@@ -17,6 +27,10 @@ import os
 import sys
 
 from turnkey_like import __version__
+from turnkey_like.cli.arguments import common_options, unrecognized_message
+from turnkey_like.cli.options import UsageError
+from turnkey_like.cli.outputs import print_error, stderr_console
+from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 - re-exported
 from turnkey_like.errors import TkError
 
 COMMANDS = ("benchmark", "profile", "cache", "report", "discover-models", "explore", "view", "compare", "version")
@@ -29,30 +43,10 @@ def _looks_like_input(token: str) -> bool:
     return token.lower().endswith((".py", ".onnx", ".txt")) or os.sep in token
 
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def common_options(*, suppress: bool) -> argparse.ArgumentParser:
-    """The options every command accepts, before or after its name (a parent parser).
-
-    With ``suppress`` the defaults are left unset, so a value given before the command is not
-    overwritten by the subcommand's default.
-    """
-    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("output")
-    group.add_argument("--traceback", action="store_true", default=default(False),
-                       help="show the full Python traceback on errors (and a failing script's traceback)")
-    group.add_argument("-q", "--quiet", action="store_true", default=default(False),
-                       help="no progress display and no per-stage lines on stderr; the report still prints")
-    group.add_argument("-v", "--verbose", action="count", default=default(0),
-                       help="log what tk does on stderr (-vv for debug detail)")
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
-    from turnkey_like.cli import benchmark_commands, cache_commands
+    from turnkey_like.cli import (benchmark_commands, cache_commands, compare_commands, model_commands,
+                                  view_commands)
 
     parser = argparse.ArgumentParser(
         prog="tk",
@@ -69,17 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     parent = common_options(suppress=True)
     benchmark_commands.register(subparsers, parent)
     cache_commands.register(subparsers, parent)
-    from turnkey_like.cli import model_commands
-
     model_commands.register(subparsers, parent)
-    from turnkey_like.cli import view_commands
-
     view_commands.register(subparsers, parent)
-    from turnkey_like.cli import compare_commands
-
     compare_commands.register(subparsers, parent)
     version = subparsers.add_parser("version", parents=[parent], help="print the versions of tk and its runtimes")
-    version.set_defaults(func=_version)
+    version.set_defaults(func=_version, parser=version)
     return parser
 
 
@@ -96,20 +84,14 @@ def configure_logging(verbose: int) -> None:
     level = logging.INFO if verbose == 1 else logging.DEBUG
     logger = logging.getLogger("turnkey_like")
     logger.handlers[:] = []
-    handler = RichHandler(console=_stderr_console(), show_path=verbose > 1, markup=False, rich_tracebacks=False)
+    handler = RichHandler(console=stderr_console(), show_path=verbose > 1, markup=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _version(args) -> int:
+def _version(args: argparse.Namespace) -> int:
     from turnkey_like.system import package_version
 
     print(f"tk {__version__}")
@@ -148,20 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:
             parser.print_help()
             return EXIT_USAGE
-        args = parser.parse_args(_normalise_argv(argv))
-        if not getattr(args, "func", None):
+        args, extras = parser.parse_known_args(_normalise_argv(argv))
+        command = args.parser if "parser" in args else parser  # the command's own parser, for its usage
+        if extras:
+            parser.error(unrecognized_message(extras, command))  # exit 2, as parse_args would
+        if "func" not in args:
             parser.print_help()
             return EXIT_USAGE
-        configure_logging(getattr(args, "verbose", 0))
-        return int(args.func(args) or 0)
+        configure_logging(args.verbose)
+        try:
+            return int(args.func(args) or 0)
+        except UsageError as e:  # the command line contradicts itself: the command's usage, exit 2
+            command.error(e.message + (f"\nhint: {e.hint}" if e.hint else ""))
     except TkError as e:
         if show_traceback:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
+        print_error(e)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: records written so far are kept in the cache", file=sys.stderr)

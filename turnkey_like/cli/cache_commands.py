@@ -1,18 +1,20 @@
 """`tk cache ...` and `tk report ...`: read (and prune) what the pipeline recorded in the cache.
 
 ``register(subparsers)`` adds the parsers; each sets ``func=handler`` where ``handler(args) -> int``
-is the exit code. Handlers raise :class:`~turnkey_like.errors.TkError` for user errors; the main
+is the exit code. A handler turns ``args`` into its option record (``turnkey_like.cli.options``)
+first. Handlers raise :class:`~turnkey_like.errors.TkError` for user errors; the main
 CLI prints them as ``error: ...`` / ``hint: ...``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
-from pathlib import Path
 
+from turnkey_like.cli import options
+from turnkey_like.cli.outputs import print_problems, table_console, write_cache_html
+from turnkey_like.cli.run import EXIT_FAILED
 from turnkey_like.errors import InputError
 from turnkey_like.units import format_bytes, format_count, format_ms
 
@@ -28,19 +30,10 @@ STATUS_STYLE = {
 }
 
 
-def _console(stderr: bool = False):
-    """A rich console on the *current* stdout/stderr; wide when not a terminal (files, pipes, tests)."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "200"))
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
-
-
-def _cache(args, create: bool = False):
+def _cache(command: options.CacheCommand | options.PruneCommand):
     from turnkey_like.cache import Cache
 
-    return Cache(getattr(args, "cache_dir", None), create=create)
+    return Cache(command.cache_dir, create=False)
 
 
 def _status(value: str) -> str:
@@ -60,7 +53,7 @@ def _print_json(doc) -> None:
 RICH_MAX_ROWS = 200
 #: Exit code of `tk cache list` and `tk report` when records were skipped as unreadable (the rest was
 #: listed/reported): "something failed, the others still ran" (docs/exit_codes.md).
-EXIT_SKIPPED = 1
+EXIT_SKIPPED = EXIT_FAILED
 ANSI = {"green": "32", "bold red": "1;31", "yellow": "33", "cyan": "36", "dim": "2"}
 
 
@@ -88,17 +81,6 @@ def _print_plain(title: str, headers: list[str], lines: list[list[str]], status_
     sys.stdout.write("\n".join(parts) + "\n")
 
 
-def _print_problems(problems) -> None:
-    """Name each unreadable record on stderr, one line each (never wrapped), then how to remove one."""
-    if not problems:
-        return
-    lines = [f"warning: skipped {len(problems)} unreadable record(s):"]
-    lines += [f"  {p.build_name}: {p.message}" for p in problems]
-    lines.append("hint: `tk cache delete BUILD` removes a broken build; running it again rewrites its record")
-    sys.stderr.write("\n".join(lines) + "\n")
-    sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------------------------- list
 LIST_HEADERS = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean", "Size"]
 RIGHT_COLUMNS = (7, 8)
@@ -121,21 +103,22 @@ def cache_list(args) -> int:
     """
     from turnkey_like.cache import bulk_load
 
+    command = options.parse_cache_list(args)
     with bulk_load():
-        return _cache_list(args)
+        return _cache_list(command)
 
 
-def _cache_list(args) -> int:
-    cache = _cache(args)
+def _cache_list(command: options.CacheCommand) -> int:
+    cache = _cache(command)
     entries, problems = cache.entries()
     total = _total_bytes(cache, entries, problems)
-    if getattr(args, "json", False):
+    if command.json:
         from turnkey_like.records import SCHEMA_VERSION
 
         records, problems = cache.records()
         _print_json({"schema_version": SCHEMA_VERSION, "cache": str(cache.root), "total_bytes": total,
                      "builds": records, "problems": problems})
-        _print_problems(problems)
+        print_problems(problems)
         return EXIT_SKIPPED if problems else 0
     lines = []
     for entry in entries:  # listing: script, model, class, 3 statuses, mean latency (cache_index.LISTING_KEYS)
@@ -147,7 +130,7 @@ def _cache_list(args) -> int:
         from rich.markup import escape
         from rich.table import Table
 
-        console = _console()
+        console = table_console()
         table = Table(title=escape(title), title_justify="left")
         for i, h in enumerate(LIST_HEADERS):
             table.add_column(h, justify="right" if i in RIGHT_COLUMNS else "left", no_wrap=i == 0)
@@ -156,7 +139,7 @@ def _cache_list(args) -> int:
         console.print(table)
     else:  # rich lays out ~3 ms per row; a plain aligned table prints thousands of builds at once
         _print_plain(title, LIST_HEADERS, lines, status_cols=(4, 5, 6), right_cols=RIGHT_COLUMNS)
-    _print_problems(problems)
+    print_problems(problems)
     return EXIT_SKIPPED if problems else 0
 
 
@@ -174,14 +157,16 @@ def cache_stats(args) -> int:
     from turnkey_like.records import SCHEMA_VERSION
     from turnkey_like.report.table import COLUMNS, human, report_row
 
-    cache = _cache(args)
-    record = cache.load(args.build)
-    files = cache.files(args.build)
-    if getattr(args, "json", False):
-        _print_json({"schema_version": SCHEMA_VERSION, "record": record, "folder": str(cache.root / args.build),
+    command = options.parse_cache_stats(args)
+    (build,) = command.builds
+    cache = _cache(command)
+    record = cache.load(build)
+    files = cache.files(build)
+    if command.json:
+        _print_json({"schema_version": SCHEMA_VERSION, "record": record, "folder": str(cache.root / build),
                      "files": [{"path": p, "bytes": s} for p, s in files]})
         return 0
-    console = _console()
+    console = table_console()
     row = report_row(record)
     facts = Table(title=f"Build {escape(record.build_name)}", title_justify="left", show_header=False)
     facts.add_column("field")
@@ -226,14 +211,9 @@ def cache_stats(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------- delete / clean
-def _names(args, cache) -> list[str]:
-    if args.all and args.builds:
-        raise InputError("give build names or --all, not both", hint="`tk cache list` shows the builds")
-    if args.all:
-        return cache.builds()
-    if not args.builds:
-        raise InputError(f"`tk cache {args.cache_command}` needs build names or --all", hint="`tk cache list` shows the builds")
-    return args.builds
+def _names(command: options.CacheCommand, cache) -> list[str]:
+    """The builds ``tk cache delete|clean`` acts on: every build with ``--all``, else those named."""
+    return cache.builds() if command.all else list(command.builds)
 
 
 def _say_links_skipped(cache, names: list[str]) -> None:
@@ -243,8 +223,9 @@ def _say_links_skipped(cache, names: list[str]) -> None:
 
 def cache_delete(args) -> int:
     """Remove build folders (record, ONNX files, logs); symbolic links are skipped and named."""
-    cache = _cache(args)
-    names = _names(args, cache)
+    command = options.parse_cache_selection(args)
+    cache = _cache(command)
+    names = _names(command, cache)
     removed = cache.delete(names)
     print(f"deleted {len(removed)} build(s) from {cache.root}")
     for name in removed:
@@ -256,8 +237,9 @@ def cache_delete(args) -> int:
 def cache_clean(args) -> int:
     """Drop ONNX files and other artifacts of builds, keeping their records and logs; symbolic links
     are skipped and named."""
-    cache = _cache(args)
-    names = _names(args, cache)
+    command = options.parse_cache_selection(args)
+    cache = _cache(command)
+    names = _names(command, cache)
     freed = cache.clean(names)
     total = sum(freed.values())
     print(f"cleaned {len(freed)} build(s) in {cache.root}: freed {format_bytes(total)} ({total} bytes)")
@@ -274,14 +256,14 @@ def cache_reindex(args) -> int:
     from turnkey_like.cache import bulk_load
     from turnkey_like.cache_index import INDEX_FILE
 
-    cache = _cache(args)
+    cache = _cache(options.parse_cache_folder(args))
     t0 = time.perf_counter()
     with bulk_load():
         entries, problems = cache.reindex()
     total = _total_bytes(cache, entries, problems)
     print(f"indexed {len(entries)} build(s) in {cache.root} ({format_bytes(total)}) in "
           f"{time.perf_counter() - t0:.2f} s: {cache.root / INDEX_FILE}")
-    _print_problems(problems)
+    print_problems(problems)
     return EXIT_SKIPPED if problems else 0
 
 
@@ -332,12 +314,11 @@ def cache_prune(args) -> int:
     """
     from turnkey_like.cache import bulk_load
 
-    if args.older_than is None and args.max_size is None:
-        raise InputError("`tk cache prune` needs --older-than DAYS, --max-size SIZE or both",
-                         hint="e.g. `tk cache prune --max-size 2GB --dry-run` lists what would go")
-    cache = _cache(args)
+    command = options.parse_prune(args)
+    cache = _cache(command)
     with bulk_load():
-        result = cache.prune(older_than_days=args.older_than, max_bytes=args.max_size, dry_run=args.dry_run)
+        result = cache.prune(older_than_days=command.older_than_days, max_bytes=command.max_bytes,
+                             dry_run=command.dry_run)
     verb, freed = ("would prune", "would free") if result.dry_run else ("pruned", "freed")
     print(f"{verb} {len(result.removed)} build(s) from {cache.root}: {freed} {format_bytes(result.freed_bytes)} "
           f"({result.freed_bytes} bytes); {result.kept_builds} build(s) left, {format_bytes(result.kept_bytes)}")
@@ -356,7 +337,7 @@ def cache_location(args) -> int:
     """Print the cache folder tk uses (``--cache-dir``, else ``$TK_CACHE_DIR``, else the default)."""
     from turnkey_like.cache import resolve_root
 
-    print(resolve_root(getattr(args, "cache_dir", None)))
+    print(resolve_root(options.parse_cache_folder(args).cache_dir))
     return 0
 
 
@@ -369,29 +350,18 @@ def report(args) -> int:
     """
     from turnkey_like.cache import bulk_load
 
+    command = options.parse_report(args)
     with bulk_load():
-        return _report(args)
+        return _report(command)
 
 
-def _report(args) -> int:
+def _report(command: options.ReportCommand) -> int:
     from turnkey_like.cache import Cache
-    from turnkey_like.report.table import (FORMATS, csv_sort_key, format_from_path, merge_rows, write_csv_lines,
-                                           write_report)
+    from turnkey_like.report.table import csv_sort_key, merge_rows, write_csv_lines, write_report
 
-    dirs = args.cache_dirs or [None]
-    if args.output:
-        path = Path(args.output)
-        fmt = args.format or ("html" if path.suffix.lower() in (".html", ".htm") else format_from_path(path))
-    else:
-        fmt = args.format or "csv"
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path.cwd() / f"tk_report_{stamp}.{fmt}"
+    dirs, path, fmt = command.cache_dirs, command.path, command.format
     if fmt == "html":  # one self-contained page of the full records (turnkey_like.views.html)
-        from turnkey_like.cli.compare_commands import report_html
-
-        return report_html(dirs, path)
-    if fmt not in FORMATS:
-        raise InputError(f"unknown report format {fmt!r}", hint=f"use --format with one of: {', '.join(FORMATS)}")
+        return EXIT_SKIPPED if write_cache_html(dirs, path) else 0
     # one cache to CSV (the default): the index's ready-made CSV lines, sorted as merge_rows sorts rows
     lines_only = len(dirs) == 1 and fmt == "csv"
     lists = []
@@ -399,7 +369,7 @@ def _report(args) -> int:
     for d in dirs:
         cache = Cache(d, create=False)
         entries, problems = cache.entries(rows=not lines_only, csv=lines_only)  # records only where stale
-        _print_problems(problems)
+        print_problems(problems)
         skipped += len(problems)
         lists.append(entries)
     try:
@@ -420,7 +390,7 @@ def _report(args) -> int:
 # --------------------------------------------------------------------------------------------- parsers
 def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cache-dir", default=argparse.SUPPRESS, metavar="DIR",
+        "--cache-dir", metavar="DIR",
         help="cache folder (default: $TK_CACHE_DIR, else ~/.cache/turnkey_like)",
     )
 
@@ -430,7 +400,7 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     to ``subparsers``.
 
     ``parent``: the options every command takes (``--traceback``, ``-q``, ``-v``; see
-    ``turnkey_like.cli.common_options``), accepted after the command name too.
+    ``turnkey_like.cli.arguments.common_options``), accepted after the command name too.
     """
     parents = [parent] if parent is not None else []
     cache_p = subparsers.add_parser("cache", parents=parents, help="list, inspect and prune the builds in the cache")
@@ -439,13 +409,13 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     p = cache_sub.add_parser("list", parents=parents, help="one line per build: script, model, status per stage, latency")
     _add_cache_dir(p)
     p.add_argument("--json", action="store_true", help="print the records (summaries, no per-op rows) as JSON")
-    p.set_defaults(func=cache_list)
+    p.set_defaults(func=cache_list, parser=p)
 
     p = cache_sub.add_parser("stats", parents=parents, help="one build's record, files with sizes, and system")
     p.add_argument("build", metavar="BUILD", help="build name (see `tk cache list`)")
     _add_cache_dir(p)
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
-    p.set_defaults(func=cache_stats)
+    p.set_defaults(func=cache_stats, parser=p)
 
     for name, func, what in (("delete", cache_delete, "remove builds entirely"),
                              ("clean", cache_clean, "drop ONNX files and artifacts, keep records and logs")):
@@ -453,7 +423,7 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
         p.add_argument("builds", nargs="*", metavar="BUILD", help="build names (see `tk cache list`)")
         p.add_argument("--all", action="store_true", help="every build in the cache")
         _add_cache_dir(p)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, parser=p)
 
     p = cache_sub.add_parser("prune", parents=parents,
                              help="remove the least recently used builds, by age or down to a total size")
@@ -464,16 +434,16 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
                         "(500MB, 2GB: decimal, 1 MB = 10^6 bytes)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     _add_cache_dir(p)
-    p.set_defaults(func=cache_prune)
+    p.set_defaults(func=cache_prune, parser=p)
 
     p = cache_sub.add_parser("reindex", parents=parents,
                              help="rebuild the cache index (what list and report read) from the records")
     _add_cache_dir(p)
-    p.set_defaults(func=cache_reindex)
+    p.set_defaults(func=cache_reindex, parser=p)
 
     p = cache_sub.add_parser("location", parents=parents, help="print the cache folder")
     _add_cache_dir(p)
-    p.set_defaults(func=cache_location)
+    p.set_defaults(func=cache_location, parser=p)
 
     p = subparsers.add_parser("report", parents=parents,
                               help="write a CSV/JSON/Markdown table of every evaluation in the cache(s)")
@@ -483,4 +453,4 @@ def register(subparsers, parent: argparse.ArgumentParser | None = None) -> None:
     p.add_argument("--format", choices=["csv", "json", "md", "html"],
                    help="output format (default: from -o's extension, else csv); html: one self-contained page "
                         "with every build's tables, graph and roofline")
-    p.set_defaults(func=report)
+    p.set_defaults(func=report, parser=p)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from turnkey_like.cli import options
+from turnkey_like.cli.arguments import CACHE_DIR_HELP
+from turnkey_like.cli.outputs import table_console
 from turnkey_like.units import format_seconds, si
 
 TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "not reached": "dim", "skipped": "dim",
@@ -63,8 +66,8 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--generate-code", action="store_true",
                        help="print a Python MODEL_REGISTRY = {...} of the models that traced, grouped by family")
     group.add_argument("--json", metavar="FILE", help="also write every result as JSON (a SurveyReport)")
-    group.add_argument("--cache-dir", metavar="DIR", help="cache root (default: $TK_CACHE_DIR or ~/.cache/turnkey_like)")
-    p.set_defaults(func=discover_models)
+    group.add_argument("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)
+    p.set_defaults(func=discover_models, parser=p)
 
 
 def _progress(quiet: bool):
@@ -81,30 +84,30 @@ def _progress(quiet: bool):
     return line
 
 
-def discover_models(args) -> int:
+def discover_models(args: argparse.Namespace) -> int:
     """Handler of ``tk discover-models``."""
     from turnkey_like import discover_models as dm
-    from turnkey_like.cli.cache_commands import _console
     from turnkey_like.files import write_record
 
-    quiet = getattr(args, "quiet", False)
-    if args.test_model:
-        survey = dm.try_model(args.test_model, args.source, export=args.export, timeout_s=args.timeout,
-                              full_depth=args.full_depth, cache_dir=args.cache_dir)
-        console = _console()
-        render_ladder(survey, console)
-        if args.json:
-            write_record(args.json, survey, fsync=False)
+    command = options.parse_discover_models(args)
+    if command.test_model:
+        survey = dm.try_model(command.test_model, command.source, export=command.export, timeout_s=command.timeout_s,
+                              full_depth=command.full_depth, cache_dir=command.cache_dir)
+        render_ladder(survey, table_console())
+        if command.json:
+            write_record(command.json, survey, fsync=False)
         return 0 if survey.status.value == "successful" else 1
-    report = dm.discover(args.source, family=args.family, skip_patterns=args.skip_patterns, export=args.export,
-                         workers=args.workers, timeout_s=args.timeout, refresh=args.refresh,
-                         full_depth=args.full_depth, cache_dir=args.cache_dir, models=args.models, on_result=_progress(quiet))
-    if args.json:
-        write_record(args.json, report, fsync=False)
-    if args.generate_code:
+    report = dm.discover(command.source, family=command.family, skip_patterns=list(command.skip_patterns),
+                         export=command.export, workers=command.workers, timeout_s=command.timeout_s,
+                         refresh=command.refresh, full_depth=command.full_depth, cache_dir=command.cache_dir,
+                         models=list(command.models) if command.models is not None else None,
+                         on_result=_progress(command.common.quiet))
+    if command.json:
+        write_record(command.json, report, fsync=False)
+    if command.generate_code:
         sys.stdout.write(dm.generate_code(report))
         return 0
-    render_report(report, _console(), verbose=getattr(args, "verbose", 0) > 0)
+    render_report(report, table_console(), verbose=command.common.verbose > 0)
     return 0
 
 
