@@ -192,8 +192,6 @@ def test_a_source_registered_in_process_is_used_everywhere(linear_source):
     assert info.value.hint.endswith("factory, linear")
 
 
-@pytest.mark.xfail(strict=True, reason="cli/__init__.py lists tk version's packages by hand (no timm); "
-                                       "passes once `tk version` prints zoo.source_packages()")
 def test_tk_version_prints_every_installed_source_package():
     from turnkey_like.system import package_version
 
@@ -203,8 +201,6 @@ def test_tk_version_prints_every_installed_source_package():
         assert version is None or f"  {package} {version}" in lines, package
 
 
-@pytest.mark.xfail(strict=True, reason="cli/model_commands.py takes discover_models.SOURCES, fixed at import; "
-                                       "passes once --source's choices are zoo.source_names()", raises=SystemExit)
 def test_discover_models_source_choices_follow_the_registry(monkeypatch):
     from turnkey_like.cli import build_parser
 

@@ -86,9 +86,6 @@ from turnkey_like.records import (
 )
 from turnkey_like.zoo import sources as zoo_sources
 
-#: The registry's source names when this module was imported (``tk discover-models --source``
-#: choices); :func:`turnkey_like.zoo.source_names` reads the registry as it is now.
-SOURCES = tuple(zoo_sources.source_names())
 #: Default seconds a model's child may run (build, run, trace, export) before it is killed.
 DEFAULT_TIMEOUT_S = 300.0
 #: Hardware profile the MAC count is computed against: a datasheet profile, so no child measures this
@@ -391,7 +388,7 @@ class SurveyCache:
     Args:
         root: the tk cache root (``--cache-dir``), resolved and created by
             :class:`turnkey_like.cache.Cache`.
-        source: one of :data:`SOURCES`.
+        source: a registered source (:func:`turnkey_like.zoo.source_names`).
         versions: :func:`library_versions` (the default).
 
     Raises:
@@ -847,7 +844,7 @@ def discover(source: str = "torchvision", *, family: str | None = None, skip_pat
     """Survey the models of ``source``: cached results where they answer, a child per model for the rest.
 
     Args:
-        source: one of :data:`SOURCES`.
+        source: a registered source (:func:`turnkey_like.zoo.source_names`).
         family: only models whose name or family contains this text.
         skip_patterns: skip (and list) models whose name contains one of these texts.
         export: also try the ONNX export of each model.
@@ -979,7 +976,7 @@ def generate_code(report: SurveyReport) -> str:
 
 
 __all__ = [
-    "DEFAULT_TIMEOUT_S", "LADDER", "SOURCES", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyCache",
+    "DEFAULT_TIMEOUT_S", "LADDER", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyCache",
     "SurveyReport", "ZooNames", "constructor_of", "discover", "failure_types", "family_of", "generate_code",
     "library_versions", "reusable", "run_models", "select", "survey_counts", "survey_model", "try_model",
 ]

@@ -93,9 +93,10 @@ def configure_logging(verbose: int) -> None:
 
 def _version(args: argparse.Namespace) -> int:
     from turnkey_like.system import package_version
+    from turnkey_like.zoo import source_packages
 
     print(f"tk {__version__}")
-    for name in ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "transformers", "ultralytics"):
+    for name in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", *source_packages()):
         version = package_version(name)
         if version:
             print(f"  {name} {version}")

@@ -27,7 +27,8 @@ TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "not rea
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
     """Add the ``discover-models`` command (``parent``: the options every command takes; its
     ``-v/--verbose`` lists every failed rung of every model)."""
-    from turnkey_like.discover_models import DEFAULT_TIMEOUT_S, SOURCES
+    from turnkey_like.discover_models import DEFAULT_TIMEOUT_S
+    from turnkey_like.zoo import source_names
 
     p = subparsers.add_parser(
         "discover-models", parents=[parent],
@@ -39,7 +40,7 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
                     "with a time limit. Results are cached per library versions: a second run is instant. "
                     "-v also lists every failed rung of every model.")
     group = p.add_argument_group("models")
-    group.add_argument("--source", choices=SOURCES, default="torchvision",
+    group.add_argument("--source", choices=source_names(), default="torchvision",
                        help="the zoo to survey (default torchvision); factory needs --models pkg.mod:factory")
     group.add_argument("--family", metavar="SUBSTRING",
                        help="only models whose name or family contains SUBSTRING (case-insensitive)")

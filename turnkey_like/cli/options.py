@@ -418,9 +418,10 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
     _at_least("--collapse", args.collapse, 0, "1 draws each of the model's children as one node")
     picture = None
     if args.visualize:
-        from turnkey_like.views.graph import FORMATS
+        from turnkey_like.views.graph import FORMATS, check_visualize_target
 
         picture = output_path("--visualize", args.visualize, FORMATS)
+        check_visualize_target(picture, args.collapse)  # SVG/PNG/PDF without Graphviz: before any model runs
     return replace(output, visualize=picture, collapse=args.collapse, fold_repeats=not args.no_fold)
 
 
