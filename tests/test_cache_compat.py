@@ -226,3 +226,53 @@ def test_merged_report_of_both_versions(tmp_path):
     assert [(r["build_name"], r["updated_at"], r["tk_version"]) for r in rows] == \
         [(b, d["updated_at"], d["tk_version"]) for b, d in sorted(newest.items())]
     assert {r["tk_version"] for r in rows} == {"0.1.0", "0.3.0"}
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def test_an_index_of_the_old_layout_is_rebuilt_never_read(tmp_path):
+    """cache_v2's index holds version-1 rows (an untyped array per row). Even with every row made to
+    look fresh (the copy's stamps written in), no command shows what they hold: the file is rebuilt
+    from the records in the current layout, and a version-1 row blob inside a current file is not
+    decoded into a row (the record is read instead)."""
+    root = copy_of("cache_v2", tmp_path)
+    raw = raw_records(root)
+    con = sqlite3.connect(root / INDEX_FILE)
+    with con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 1 < INDEX_VERSION
+        old_blobs = dict(con.execute("SELECT name, row FROM builds"))
+        for name in raw:
+            con.execute("UPDATE builds SET ino = ?, size = ?, mtime_ns = ?, ctime_ns = ?, model = 'from_the_old_index', "
+                        "csv = replace(csv, ',resnet18,', ',from_the_old_index,') WHERE name = ?",
+                        (*_stamp(root / name / RECORD_FILE), name))
+    con.close()
+    assert sorted(old_blobs) == sorted(raw)
+    listing = run_tk("cache", "list", "--cache-dir", str(root), env=WIDE)
+    report = tmp_path / "r.csv"
+    out = run_tk("report", "--cache-dir", str(root), "-o", str(report))
+    assert listing.returncode == out.returncode == 0 and "from_the_old_index" not in listing.stdout + report.read_text()
+    assert report.read_text() == (FIXTURES.parent / "golden" / "cache_v2_report.csv").read_text()
+    con = sqlite3.connect(f"file:{root / INDEX_FILE}?mode=ro", uri=True)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == INDEX_VERSION
+    assert con.execute("SELECT count(*) FROM builds WHERE model = 'from_the_old_index'").fetchone()[0] == 0
+    con.close()
+
+    # a version-1 blob in a current file (its row otherwise fresh): `tk report` reads the record
+    name = "resnet18_torchvision_8a7b95f8"
+    con = sqlite3.connect(root / INDEX_FILE)
+    with con:
+        con.execute("UPDATE builds SET row = ? WHERE name = ?", (old_blobs[name], name))
+    con.close()
+    path = tmp_path / "r.json"
+    out = run_tk("report", "--cache-dir", str(root), "-o", str(path))
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    (row,) = [r for r in json.loads(path.read_text())["rows"] if r["build_name"] == name]
+    want = expected_values(raw[name])
+    assert {k: row[k] for k in want} == want
+    con = sqlite3.connect(f"file:{root / INDEX_FILE}?mode=ro", uri=True)
+    (blob,) = con.execute("SELECT row FROM builds WHERE name = ?", (name,)).fetchone()
+    con.close()
+    assert blob != old_blobs[name]  # rewritten from the record
