@@ -192,6 +192,33 @@ def test_report_csv_json_md_hold_the_records_numbers(name, tmp_path, golden):
 
 
 @pytest.mark.parametrize("name", CACHES)
+def test_stats_compare_prune_and_html_read_every_build(name, tmp_path):
+    root = copy_of(name, tmp_path)
+    raw = raw_records(root)
+    builds = sorted(raw)
+    for build in builds:
+        out = run_tk("cache", "stats", build, "--cache-dir", str(root), env=WIDE)
+        assert (out.returncode, out.stderr) == (0, ""), out.stderr
+        fields = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in out.stdout.splitlines()
+                  if ln.count("│") == 3}
+        values = expected_values(raw[build])
+        assert fields["Invocation hash"] == values["invocation_hash"] and fields["Model"] == values["model"]
+        mean = values["latency_mean_ms"]
+        assert fields.get("Latency mean") == (None if mean is None else format_ms(mean))
+    out = run_tk("compare", *builds, "--cache-dir", str(root), "--json")
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    entries = json.loads(out.stdout)["entries"]
+    assert [(e["build_name"], e["macs"], e["latency_ms"]) for e in entries] == \
+        [(b, expected_values(raw[b])["macs"], expected_values(raw[b])["latency_mean_ms"]) for b in builds]
+    out = run_tk("cache", "prune", "--older-than", "100000", "--dry-run", "--cache-dir", str(root))
+    assert out.returncode == 0 and "would prune 0 build(s)" in out.stdout and f"{len(builds)} build(s) left" in out.stdout
+    html = tmp_path / "report.html"
+    out = run_tk("report", "--cache-dir", str(root), "-o", str(html))
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    assert all(b in html.read_text() for b in builds)
+
+
+@pytest.mark.parametrize("name", CACHES)
 def test_reindex_rewrites_the_index_in_the_current_layout(name, tmp_path):
     root = copy_of(name, tmp_path)
     before = run_tk("cache", "list", "--cache-dir", str(root), env=WIDE)
