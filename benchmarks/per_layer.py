@@ -37,7 +37,6 @@ from pairs import format_load, interleaved_pairs, print_pairs  # noqa: E402
 def print_efficiency(name: str, per_layer, latency_ms: float) -> None:
     """The 5 least efficient modules, the categories and the unattributed share of one per-layer result."""
     from turnkey_like.report.characterization import hardware_text
-    from turnkey_like.runtimes.per_layer import least_efficient
     from turnkey_like.units import format_bytes, si
 
     print(f"  {name}: {per_layer.method}; {per_layer.iterations} profiled runs of {per_layer.wall_ms:.1f} ms "
@@ -47,7 +46,7 @@ def print_efficiency(name: str, per_layer, latency_ms: float) -> None:
     print(f"  roofline on: {hardware_text(per_layer.hardware)}")
     print(f"  {'module':44s} {'class':18s} {'measured':>9s} {'roofline':>9s} {'% roof':>7s} {'FLOP/s':>9s} "
           f"{'bytes/s':>9s}")
-    for r in least_efficient(per_layer, 5):
+    for r in per_layer.least_efficient(5):
         print(f"  {r.name or '(model)':44s} {r.class_name[:18]:18s} {r.measured_ms:8.3f}m {r.predicted_ms:8.3f}m "
               f"{r.efficiency:7.1%} {si(r.attained_flops_s):>9s} {format_bytes(r.attained_bytes_s):>9s}")
     print(f"  {'category':20s} {'measured':>9s} {'share':>7s} {'roofline':>9s} {'% roof':>7s}")

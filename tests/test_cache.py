@@ -553,7 +553,7 @@ def assert_index_matches_records(root: Path) -> None:
     """Every build has an index row made from its current record.json: same stamp, same report row,
     same CSV line, and the folder's size."""
     from turnkey_like.cache_index import decode_rows
-    from turnkey_like.report.table import csv_line, report_row
+    from turnkey_like.records import csv_line, report_row
 
     cache = Cache(root, create=False)
     rows = index_rows(root)
@@ -562,7 +562,7 @@ def assert_index_matches_records(root: Path) -> None:
         assert (got["ino"], got["size"], got["mtime_ns"], got["ctime_ns"]) == record_stamp(root, name), name
         expected = report_row(cache.load(name))
         assert decode_rows([got["row"]]) == [expected] and got["csv"] == csv_line(expected)
-        assert got["bytes"] == cache.folder_bytes(name) and got["updated_at"] == expected["updated_at"]
+        assert got["bytes"] == cache.folder_bytes(name) and got["updated_at"] == expected.updated_at
 
 
 def listed(out: str, name: str) -> str:
@@ -576,12 +576,13 @@ def test_a_real_run_keeps_the_index_in_step(real_cache):
 
 
 def test_entries_are_the_records_rows_from_the_records_then_from_the_index(real_cache, tmp_path):
-    from turnkey_like.report.table import csv_line, report_rows
+    from turnkey_like.records import csv_line
+    from turnkey_like.report.table import report_rows
 
     root = copy_cache(real_cache, tmp_path)
     cache = Cache(root, create=False)
     records, _ = cache.records()
-    expected = sorted(report_rows(records), key=lambda r: r["build_name"])
+    expected = sorted(report_rows(records), key=lambda r: r.build_name)
     for _ in range(2):  # the copy's rows are stale: read from the records and rewritten; then read from the index
         entries, problems = cache.entries(rows=True, csv=True)
         assert problems == [] and [e.row for e in entries] == expected

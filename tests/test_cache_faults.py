@@ -347,7 +347,7 @@ def test_read_only_cache_gives_clear_errors_and_stays_readable(hello):
             records, problems = reader.records()
             out["read"] = [r.build_name for r in records] + [p.message for p in problems]
             entries, problems = reader.entries(rows=True)  # the index: read if it can be, never written
-            out["entries"] = [e.row["build_name"] for e in entries] + [p.message for p in problems]
+            out["entries"] = [e.row.build_name for e in entries] + [p.message for p in problems]
             try:
                 reader.save(rec)
                 out["save"] = "no error"

@@ -10,13 +10,11 @@ import torch
 from turnkey_like.build import BuildOptions, build_invocation
 from turnkey_like.characterize import characterize_call
 from turnkey_like.errors import BenchmarkError
-from turnkey_like.records import BenchmarkResult, HardwareProfile, StageResult, Status, decode, encode
+from turnkey_like.records import BenchmarkResult, BuildRecord, HardwareProfile, StageResult, Status, decode, encode
 from turnkey_like.runtimes import BenchmarkOptions, benchmark_fingerprint, benchmark_invocation, reuse_benchmark
 from turnkey_like.runtimes.per_layer import (
     UNATTRIBUTED,
     UNMAPPED,
-    least_efficient,
-    module_rows,
     per_layer_result,
     scope_of_name_scopes,
     scope_of_torchscript_name,
@@ -82,7 +80,7 @@ def _per_layer(built, name, runtime, cache_dir):
 def test_every_module_with_macs_gets_a_measured_time(built, cache_dir, name, runtime):
     char, stage = _per_layer(built, name, runtime, cache_dir)
     result = stage.result.per_layer
-    rows = module_rows(result)
+    rows = result.module_rows()
     # module paths are the characterization's
     assert set(rows) <= {m.path for m in char.modules}
     with_macs = [m.path for m in char.modules if m.self_macs > 0]
@@ -127,7 +125,7 @@ def test_torchscript_export_is_mapped_by_node_names(tmp_path, cache_dir):
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     result = stage.result.per_layer
     assert result.mapping == "torchscript node names" and "relu_1" in result.mapping_note
-    rows = module_rows(result)
+    rows = result.module_rows()
     assert all(rows[m.path].measured_ms > 0 for m in char.modules if m.self_macs > 0)
     assert result.unmapped_ms <= 0.01 * result.wall_ms
 
@@ -140,7 +138,7 @@ def test_onnx_input_without_characterization_has_no_prediction(built, tmp_path, 
                                  cache_dir=cache_dir)
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     result = stage.result.per_layer
-    rows = module_rows(result)
+    rows = result.module_rows()
     assert rows["layer1.0.conv1"].measured_ms > 0 and rows["layer1.0.conv1"].predicted_ms is None
     assert result.predicted_ms is None and result.efficiency is None
 
@@ -156,9 +154,9 @@ def test_a_layer_faster_than_its_roof_is_flagged(built, cache_dir):
     runtime.load()
     raw = runtime.profile_layers(2, {m.path for m in char.modules})
     result = per_layer_result(raw, char, slow, None)
-    flagged = [r.name for r in module_rows(result).values() if r.faster_than_roof]
+    flagged = [r.name for r in result.module_rows().values() if r.faster_than_roof]
     assert "layer1.0.conv1" in flagged and set(flagged) <= set(result.faster_than_roof)
-    assert least_efficient(result, 5)[0].efficiency > 1  # every layer with a roof beat the (wrong) one
+    assert result.least_efficient(5)[0].efficiency > 1  # every layer with a roof beat the (wrong) one
 
 
 def test_per_layer_is_part_of_the_fingerprint(built, tmp_path, cache_dir):
@@ -199,7 +197,7 @@ def test_views_show_measured_beside_predicted(built, cache_dir):
     from rich.console import Console
 
     from turnkey_like.report.characterization import render_profile
-    from turnkey_like.report.table import _top_layers
+    from turnkey_like.records.report import _top_layers
 
     char, stage = _per_layer(built, "bert2", "ort", cache_dir)
     result = stage.result.per_layer
@@ -209,8 +207,40 @@ def test_views_show_measured_beside_predicted(built, cache_dir):
     assert "Measured" in text and "% of roof" in text and UNATTRIBUTED in text and UNMAPPED in text
     assert "measured with 1 thread(s)" in text  # the local profile's measured peaks and threads
     top = _top_layers(result)
-    slowest = max(module_rows(result).values(), key=lambda r: r.measured_ms)
+    slowest = max(result.module_rows().values(), key=lambda r: r.measured_ms)
     assert top.startswith(slowest.name)
+
+
+def test_queries_of_a_stored_per_layer_result():
+    """The record answers the questions reports ask of a stored result (no runtime imported):
+    resnet18 benchmarked with --per-layer by tk 0.3.0 (tests/fixtures/cache_v2), checked against the
+    rows as the file holds them."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "cache_v2" / "resnet18_torchvision_8a7b95f8" / "record.json"
+    result = decode(path.read_bytes(), BuildRecord).invocation.benchmark.result.per_layer
+    raw = json.loads(path.read_text())["invocation"]["benchmark"]["result"]["per_layer"]["modules"]
+    assert [r["name"] for r in raw[-2:]] == [UNMAPPED, UNATTRIBUTED]
+    modules = {r["name"]: r for r in raw[:-2]}
+    assert list(result.module_rows()) == list(modules) and len(modules) > 50
+    slowest = sorted(modules.values(), key=lambda r: -r["measured_ms"])[:3]
+    assert [r.name for r in result.top_measured(3)] == [r["name"] for r in slowest]
+    with_roof = [r for r in modules.values() if r["efficiency"] is not None and r["measured_ms"] > 0]
+    least = sorted(with_roof, key=lambda r: r["efficiency"])[:5]
+    assert [(r.name, r.efficiency) for r in result.least_efficient(5)] == [(r["name"], r["efficiency"]) for r in least]
+    # the report's column names the same three, with their time and share of the roof
+    from turnkey_like.records.report import _top_layers
+    from turnkey_like.units import format_ms
+
+    assert _top_layers(result) == "; ".join(f"{r['name']} {format_ms(r['measured_ms'])}, {r['efficiency']:.0%} of roof"
+                                            for r in slowest)
+    code = "import sys, turnkey_like.report.table, turnkey_like.views; print(sorted(m for m in sys.modules if 'runtimes' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[1])
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
 
 
 @pytest.mark.cuda
@@ -228,7 +258,7 @@ def test_per_layer_on_cuda(built, tmp_path, cache_dir, runtime):
                                  characterization=char, cache_dir=cache_dir)
     assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
     result = stage.result.per_layer
-    rows = module_rows(result)
+    rows = result.module_rows()
     assert all(rows[m.path].measured_ms > 0 for m in char.modules if m.self_macs > 0)
     from turnkey_like.characterize.hardware import gpu_profile
 

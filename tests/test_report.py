@@ -11,7 +11,7 @@ import pytest
 
 from turnkey_like.cache import Cache
 from turnkey_like.errors import CacheError, InputError, one_line
-from turnkey_like.records import SCHEMA_VERSION, BuildRecord, StageResult, Status
+from turnkey_like.records import REPORT_KEYS, SCHEMA_VERSION, BuildRecord, ReportRow, StageResult, Status
 from turnkey_like.report.table import COLUMNS, format_labels, merge_rows, render_markdown, report_rows, write_report
 
 from test_cache import HELLO, hello, pick, real_records, renamed, run_cli, with_latency  # noqa: F401 - fixtures
@@ -31,24 +31,25 @@ def failed(record: BuildRecord, build_name: str = "two_models_turnkey_11112222")
 
 def test_row_values_come_from_the_record(hello):
     (row,) = report_rows([hello])
-    assert list(row) == list(COLUMNS)
-    assert row["macs"] == HELLO["macs"] and row["flops"] == HELLO["flops"] and row["params"] == HELLO["params"]
-    assert row["arithmetic_intensity"] == pytest.approx(HELLO["ai"])
+    assert type(row) is ReportRow and REPORT_KEYS == tuple(COLUMNS)  # the table shows every field, in order
+    assert row.values() == tuple(row[k] for k in COLUMNS) and row["class"] == row.class_name
+    assert row.macs == HELLO["macs"] and row.flops == HELLO["flops"] and row.params == HELLO["params"]
+    assert row.arithmetic_intensity == pytest.approx(HELLO["ai"])
     char = hello.invocation.characterization.result
     assert (char.totals.bytes_read, char.totals.bytes_written) == (HELLO["bytes_read"], HELLO["bytes_written"])
-    assert row["bound"] == char.totals.bound == "memory-bound"  # 0.36 FLOPs/byte: below any ridge point
-    assert row["hardware"] == char.hardware.name
-    assert row["labels"] == format_labels(hello.labels) and row["author"] == "turnkey"
-    assert row["script"] == "hello_world.py" and row["model"] == "pytorch_model" and row["class"] == "SmallModel"
-    assert row["input_shapes"] == "x: (10) float32"
+    assert row.bound == char.totals.bound == "memory-bound"  # 0.36 FLOPs/byte: below any ridge point
+    assert row.hardware == char.hardware.name
+    assert row.labels == format_labels(hello.labels) and row.author == "turnkey"
+    assert row.script == "hello_world.py" and row.model == "pytorch_model" and row.class_name == "SmallModel"
+    assert row.input_shapes == "x: (10) float32"
     build, bench = hello.invocation.build.result, hello.invocation.benchmark.result
-    assert row["opset"] == build.opset >= 17 and row["exporter"] == build.exporter and row["precision"] == "fp32"
-    assert row["runtime"] == "ort" and row["execution_provider"] == "CPUExecutionProvider"
-    assert row["latency_mean_ms"] == bench.latency_ms.mean > 0 and row["latency_p90_ms"] == bench.latency_ms.p90
-    assert row["throughput_ips"] == pytest.approx(row["batch_size"] * 1000 / row["latency_mean_ms"])
-    assert row["benchmark_status"] == "successful" and row["benchmark_duration_s"] == hello.invocation.benchmark.duration_s
-    assert row["cpu"] == hello.system["cpu"] and row["onnxruntime"] == bench.runtime_version
-    assert row["error"] is None and row["updated_at"] == hello.updated_at
+    assert row.opset == build.opset >= 17 and row.exporter == build.exporter and row.precision == "fp32"
+    assert row.runtime == "ort" and row.execution_provider == "CPUExecutionProvider"
+    assert row.latency_mean_ms == bench.latency_ms.mean > 0 and row.latency_p90_ms == bench.latency_ms.p90
+    assert row.throughput_ips == pytest.approx(row.batch_size * 1000 / row.latency_mean_ms)
+    assert row.benchmark_status == "successful" and row.benchmark_duration_s == hello.invocation.benchmark.duration_s
+    assert row.cpu == hello.system["cpu"] and row.onnxruntime == bench.runtime_version
+    assert row.error is None and row.updated_at == hello.updated_at
 
 
 def test_summaries_give_the_same_rows_as_full_records(real_cache):
@@ -76,15 +77,15 @@ def test_missing_values_are_none_and_errors_excerpted(hello):
     (row,) = report_rows([failed(hello)])
     for key in ("runtime", "device", "latency_mean_ms", "latency_std_ms", "throughput_ips", "batch_size"):
         assert row[key] is None, key
-    assert row["precision"] == "fp32"  # from the build, the benchmark having none
-    assert row["benchmark_status"] == "error"
-    assert row["error"] == "benchmark error: RuntimeError: ORT session failed: invalid model | onnxruntime.Fail: bad | node"
+    assert row.precision == "fp32"  # from the build, the benchmark having none
+    assert row.benchmark_status == "error"
+    assert row.error == "benchmark error: RuntimeError: ORT session failed: invalid model | onnxruntime.Fail: bad | node"
     # a record with nothing but discovery: every figure empty, statuses not_started
     bare = replace(hello, invocation=replace(hello.invocation, characterization=StageResult(),
                                              build=StageResult(), benchmark=StageResult()))
     (row,) = report_rows([bare])
-    assert row["macs"] is row["opset"] is row["hardware"] is row["characterization_duration_s"] is None
-    assert row["build_status"] == "not_started" and row["params"] == HELLO["params"]
+    assert row.macs is row.opset is row.hardware is row.characterization_duration_s is None
+    assert row.build_status == "not_started" and row.params == HELLO["params"]
 
 
 def test_format_labels():
@@ -101,7 +102,7 @@ def test_write_csv_json_md(tmp_path, real_records):
         got = list(reader)
     assert [r["build_name"] for r in got] == ["hello_world_turnkey_f93db89f", "two_models_turnkey_11112222"]
     # plain numbers in base units, missing values empty
-    assert got[0]["macs"] == "50" and float(got[0]["latency_mean_ms"]) == rows[0]["latency_mean_ms"]
+    assert got[0]["macs"] == "50" and float(got[0]["latency_mean_ms"]) == rows[0].latency_mean_ms
     assert got[1]["macs"] == "500" and got[1]["latency_mean_ms"] == ""  # Linear(50, 10): 50 x 10 MACs
     assert "|" in got[1]["error"]  # the log's pipe survives CSV quoting
 
@@ -110,7 +111,7 @@ def test_write_csv_json_md(tmp_path, real_records):
     assert data["schema_version"] == SCHEMA_VERSION and data["tk_version"]
     assert data["columns"] == {k: c.title for k, c in COLUMNS.items()}
     assert data["rows"][1]["flops"] == 1000 and data["rows"][1]["throughput_ips"] is None
-    assert data["rows"][0]["latency_mean_ms"] == rows[0]["latency_mean_ms"]
+    assert data["rows"][0]["latency_mean_ms"] == rows[0].latency_mean_ms
 
     write_report(rows, tmp_path / "r.txt", "md")
     md = (tmp_path / "r.txt").read_text().splitlines()
@@ -137,7 +138,7 @@ def test_merge_rows_keeps_one_row_per_evaluation(hello):
     new.updated_at = "2026-02-01T00:00:00+00:00"
     other_machine = replace(with_latency(hello, 3.0), system={**hello.system, "cpu": "Other CPU"})
     merged = merge_rows(report_rows([old]), report_rows([new, other_machine]))
-    assert sorted(r["latency_mean_ms"] for r in merged) == pytest.approx([1.0, 3.0])  # newest; other CPU kept
+    assert sorted(r.latency_mean_ms for r in merged) == pytest.approx([1.0, 3.0])  # newest; other CPU kept
 
 
 def test_cli_report_merges_two_caches(tmp_path, capsys, hello):

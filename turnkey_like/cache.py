@@ -101,10 +101,12 @@ from turnkey_like.records import (
     RecordError,
     Status,
     convert,
+    csv_line,
     decode,
     encode,
     migrate,
     now_utc,
+    report_row,
 )
 
 ENV_VAR = "TK_CACHE_DIR"
@@ -1006,8 +1008,8 @@ class Cache:
         index is rebuilt on the way. A stale ``running`` stage reads ``killed``, as in :meth:`records`.
 
         Args:
-            rows: fill each entry's report row (``report.table.report_row``).
-            csv: fill each entry's report row as a CSV line (``report.table.csv_line``).
+            rows: fill each entry's report row (``records.report_row``).
+            csv: fill each entry's report row as a CSV line (``records.csv_line``).
             rebuild: ignore the index, read every record and make what was read the whole index, in
                 one transaction (``tk cache reindex``).
 
@@ -1077,8 +1079,6 @@ class Cache:
         except CacheError as e:
             problems.append(CacheProblem(build_name=name, path=os.path.join(folder, RECORD_FILE), message=e.message))
             return None
-        from turnkey_like.report.table import csv_line, report_row
-
         row = report_row(record)
         if known_bytes is None:
             stored = index_row(name, st, record, folder_bytes(folder), row=row)
@@ -1102,7 +1102,7 @@ class Cache:
         decoded = decode_rows([b for _, b in blobs])
         bad = []
         for (entry, _), row in zip(blobs, decoded):
-            if row is not None and row["build_name"] == entry.name:
+            if row is not None and row.build_name == entry.name:
                 entry.row = row
             else:
                 bad.append(entry.name)

@@ -16,9 +16,15 @@ per build folder:
 - ``format``: :func:`row_format` of the writer; rows of another format are ignored.
 - ``script``, ``model``, ``class``, the three ``*_status``, ``latency_mean_ms``: the report row's
   values `tk cache list` shows (:data:`LISTING_KEYS`), so listing decodes nothing.
-- ``row``: the report row (``report.table.report_row``), a msgpack array of its values in column order.
-- ``csv``: the report row as one CSV line (``report.table.csv_line``), so that `tk report` writes
-  CSV without formatting a number again.
+- ``row``: the record's :class:`~turnkey_like.records.ReportRow` (``records.report_row``), encoded
+  by msgspec (MessagePack) and decoded, validated, back into that type.
+- ``csv``: the row as one CSV line (``records.csv_line``), so that `tk report` writes CSV without
+  encoding a row again.
+
+Version 2 of the layout (``PRAGMA user_version``) stores the typed row; version 1 (tk 0.3.0 and
+earlier) stored an untyped msgpack array of the values. A file of another layout is emptied and
+rebuilt from the records by the first process that can write it, and a row that does not decode
+into a ``ReportRow`` is read from its record instead (never trusted over the record).
 
 Rules (the record stays the single source of truth):
 
@@ -52,12 +58,13 @@ import msgspec
 
 from turnkey_like.errors import CacheError
 from turnkey_like.files import FILE_MODE
+from turnkey_like.records import REPORT_KEYS, ROW_VERSION, SCHEMA_VERSION, STAGES, ReportRow, Status, csv_line, report_row
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".tk-index.sqlite"
 #: Layout of the file (``PRAGMA user_version``); a file with another layout is emptied and rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 #: How long a writer waits for another process's write transaction, seconds.
 BUSY_TIMEOUT_S = 5.0
 
@@ -112,16 +119,16 @@ class BuildEntry(msgspec.Struct):
         updated_at: the record's ``updated_at`` (ISO-8601 UTC): when a run last wrote it (last use).
         bytes: total size of the files in the build folder, bytes (decimal units when shown).
         listing: the report row's values of :data:`LISTING_KEYS`, in that order.
-        row: the report row (``report.table.report_row``: keys of ``COLUMNS``, base units), when
-            asked for (``Cache.entries(rows=True)``).
-        csv: the report row as one CSV line (``report.table.csv_line``), when asked for.
+        row: the record's report row (``records.report_row``), when asked for
+            (``Cache.entries(rows=True)``).
+        csv: the report row as one CSV line (``records.csv_line``), when asked for.
     """
 
     name: str
     updated_at: str | None
     bytes: int
     listing: tuple
-    row: dict | None = None
+    row: ReportRow | None = None
     csv: str | None = None
 
 
@@ -162,56 +169,52 @@ _FORMAT: str | None = None
 
 
 def row_format() -> str:
-    """What a row's content depends on: index layout, record schema, tk version and report columns.
+    """What a row's content depends on: index layout, record schema, tk version and the report row.
 
-    ``INDEX_VERSION:SCHEMA_VERSION:tk version:report.table.ROW_VERSION:crc32 of the column keys``. A
-    row written with another format (an older tk sharing the cache, a changed report) is not used.
+    ``INDEX_VERSION:SCHEMA_VERSION:tk version:records.ROW_VERSION:crc32 of the row's keys``. A row
+    written with another format (an older tk sharing the cache, a changed row) is not used.
     """
     global _FORMAT
     if _FORMAT is None:
         from turnkey_like import __version__
-        from turnkey_like.records import SCHEMA_VERSION
-        from turnkey_like.report.table import COLUMNS, ROW_VERSION
 
-        crc = zlib.crc32(",".join(COLUMNS).encode())
+        crc = zlib.crc32(",".join(REPORT_KEYS).encode())
         _FORMAT = f"{INDEX_VERSION}:{SCHEMA_VERSION}:{__version__}:{ROW_VERSION}:{crc:08x}"
     return _FORMAT
 
 
-def index_row(name: str, st: os.stat_result, record, nbytes: int, row: dict | None = None,
-              csv: str | None = None) -> IndexRow:
+#: The ``row`` column's codec: a ReportRow as MessagePack (a map of its encoded field names), and back.
+_ROW_ENCODER = msgspec.msgpack.Encoder()
+_ROWS_DECODER = msgspec.msgpack.Decoder(list[ReportRow])
+_ROW_DECODER = msgspec.msgpack.Decoder(ReportRow)
+
+
+def index_row(name: str, st: os.stat_result, record, nbytes: int, row: ReportRow | None = None) -> IndexRow:
     """The ``builds`` row for ``record`` (a :class:`~turnkey_like.records.BuildRecord` or its summary)
     read from, or written to, the ``record.json`` with stat ``st``; ``nbytes``: the folder's size.
-    ``row`` and ``csv``: ``report_row(record)`` and its ``csv_line`` when the caller has them."""
-    from turnkey_like.records import STAGES, Status
-    from turnkey_like.report.table import ROW_KEYS, csv_line, report_row
-
+    ``row``: ``records.report_row(record)`` when the caller has it."""
     if row is None:
         row = report_row(record)
-    if csv is None:
-        csv = csv_line(row)
     inv = record.invocation
     live = any(getattr(inv, s).status == Status.RUNNING for s in STAGES)
     return (name, *stamp(st), record.updated_at, nbytes, int(live), row_format(),
-            *(row[k] for k in LISTING_KEYS), msgspec.msgpack.encode([row[k] for k in ROW_KEYS]), csv)
+            *(row[k] for k in LISTING_KEYS), _ROW_ENCODER.encode(row), csv_line(row))
 
 
-def decode_rows(blobs: list[bytes]) -> list[dict | None]:
-    """The report rows of ``row`` blobs (msgpack arrays of values in ``ROW_KEYS`` order), one
-    ``msgspec`` call for all; ``None`` for a blob that does not decode to a row."""
-    from turnkey_like.report.table import ROW_KEYS
-
-    n = len(ROW_KEYS)
+def decode_rows(blobs: list[bytes]) -> list[ReportRow | None]:
+    """The report rows of ``row`` blobs (MessagePack of :class:`~turnkey_like.records.ReportRow`s),
+    validated, one ``msgspec`` call for all; ``None`` for a blob that does not decode into a row."""
     try:
-        values = msgspec.msgpack.decode(b"\xdd" + len(blobs).to_bytes(4, "big") + b"".join(blobs))
-    except (msgspec.DecodeError, TypeError):
-        values = []
-        for blob in blobs:
-            try:
-                values.append(msgspec.msgpack.decode(blob))
-            except (msgspec.DecodeError, TypeError):
-                values.append(None)
-    return [dict(zip(ROW_KEYS, v)) if isinstance(v, list) and len(v) == n else None for v in values]
+        return _ROWS_DECODER.decode(b"\xdd" + len(blobs).to_bytes(4, "big") + b"".join(blobs))
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        pass
+    rows: list[ReportRow | None] = []
+    for blob in blobs:
+        try:
+            rows.append(_ROW_DECODER.decode(blob))
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            rows.append(None)
+    return rows
 
 
 class CacheIndex:

@@ -1,10 +1,11 @@
-"""Report rows: one flat row per evaluation (a cached :class:`BuildRecord`), and CSV/JSON/Markdown writers.
+"""The report table: CSV, JSON and Markdown renderings of :class:`~turnkey_like.records.ReportRow`s.
 
-:func:`report_rows` only *reads* values the pipeline computed into the typed records (the
-characterization's totals, the build and benchmark results); it never computes a figure, and a value
-the record lacks is ``None`` (an empty CSV cell, ``null`` in JSON, blank in Markdown), never a guess.
-:func:`merge_rows` combines rows from several caches without duplicates. :func:`write_report` and
-:func:`render_markdown` render rows; they format, never compute.
+A row is computed once from its cached record by :func:`turnkey_like.records.report_row` (and kept
+in the cache index); this module only lays rows out: :data:`COLUMNS` gives each row key its title
+for people and its kind, :func:`report_rows` sorts, :func:`merge_rows` combines rows from several
+caches without duplicates, and :func:`write_report`, :func:`render_csv`, :func:`render_json` and
+:func:`render_markdown` render. They format, never compute; a value the record lacks is ``None`` (an
+empty CSV cell, ``null`` in JSON, blank in Markdown), never a guess.
 
 Units: a row holds plain numbers in base units, as the records do: MACs are multiply-accumulates and
 ``1 MAC = 2 FLOPs``; arithmetic intensity is FLOPs per byte of memory traffic; latencies are
@@ -15,16 +16,19 @@ formats them with :mod:`turnkey_like.units` (decimal SI prefixes: ``4.09 G`` MAC
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from turnkey_like import units
-from turnkey_like.records import SCHEMA_VERSION, STAGES, BuildRecord, Invocation, TensorSpec, now_utc
-
-LATENCY_STATS = ("mean", "median", "p90", "p99", "min", "max", "std")
+from turnkey_like.records import SCHEMA_VERSION, STAGES, BuildRecord, now_utc
+from turnkey_like.records.report import (  # noqa: F401 - report_row, format_labels, csv_line: also imported from here
+    LATENCY_STATS,
+    REPORT_KEYS,
+    ReportRow,
+    csv_line,
+    format_labels,
+    report_row,
+)
 
 
 class Column(NamedTuple):
@@ -89,16 +93,12 @@ COLUMN_LIST: tuple[Column, ...] = (
 #: Row key -> column, in column order.
 COLUMNS: dict[str, Column] = {c.key: c for c in COLUMN_LIST}
 
-#: Row keys, in column order.
-ROW_KEYS: tuple[str, ...] = tuple(COLUMNS)
-
-#: Version of what :func:`report_row` puts in a row. The cache index stores rows
-#: (``turnkey_like.cache_index``) and uses only those of its own format, which includes this number,
-#: the tk version and the column keys: bump it whenever a row's values change for the same record.
-ROW_VERSION = 2
+#: Row keys (CSV header, JSON keys), in column order: the row's own (``records.REPORT_KEYS``).
+ROW_KEYS: tuple[str, ...] = REPORT_KEYS
+if tuple(COLUMNS) != ROW_KEYS:  # a row field without a column, or a column without a field
+    raise ImportError(f"report columns {tuple(COLUMNS)} do not match ReportRow's fields {ROW_KEYS}")
 
 FORMATS = ("csv", "json", "md")
-ERROR_EXCERPT_CHARS = 300
 MARKDOWN_NOTE = ("MACs are multiply-accumulates (1 MAC = 2 FLOPs); counts use decimal SI prefixes "
                  "(k = 10^3, M = 10^6, G = 10^9, T = 10^12); arithmetic intensity in FLOPs/byte; "
                  "throughput in inferences/s counting the batch.")
@@ -107,120 +107,8 @@ MARKDOWN_NOTE = ("MACs are multiply-accumulates (1 MAC = 2 FLOPs); counts use de
 IDENTITY_KEYS = ("build_name", "invocation_hash", "model_hash", "cpu", "os", "torch", "onnxruntime",
                  "runtime", "runtime_version", "execution_provider", "device", "precision")
 
-Row = dict[str, Any]
-
-
-def format_labels(labels: dict[str, list[str]] | None) -> str:
-    """Return labels as the line-1 pragma writes them: ``key::v1,v2 key2::v``."""
-    return " ".join(f"{k}::{','.join(str(x) for x in (v or []))}" for k, v in (labels or {}).items())
-
-
-def _format_inputs(signature: list[TensorSpec]) -> str:
-    """``name: (d0, d1) dtype; ...`` in signature (hash) order; non-tensors by their type name."""
-    parts = []
-    for spec in signature:
-        if spec.shape is None:
-            parts.append(f"{spec.name}: {spec.dtype}")
-        else:
-            parts.append(f"{spec.name}: ({', '.join(str(d) for d in spec.shape)}) {spec.dtype}")
-    return "; ".join(parts)
-
-
-def _error_excerpt(inv: Invocation) -> str | None:
-    """``stage status: message | last log line`` of the first failed stage, cut to
-    :data:`ERROR_EXCERPT_CHARS`; ``None`` when no stage failed."""
-    for name in STAGES:
-        stage = getattr(inv, name)
-        if not stage.failed:
-            continue
-        status = stage.status.value
-        text = f"{name} {status}: {stage.error or ''}".rstrip(": ")
-        if stage.log_excerpt:
-            last = [ln for ln in stage.log_excerpt.strip().splitlines() if ln.strip()]
-            if last and last[-1].strip() not in text:
-                text += f" | {last[-1].strip()}"
-        text = " ".join(text.split())
-        return text if len(text) <= ERROR_EXCERPT_CHARS else text[: ERROR_EXCERPT_CHARS - 3] + "..."
-    return None
-
-
-#: how many layers the ``top_layers`` column names
-TOP_LAYERS = 3
-
-
-def _top_layers(per_layer) -> str | None:
-    """``path ms (% of roof); ...`` of the :data:`TOP_LAYERS` modules with the most own measured time."""
-    if per_layer is None:
-        return None
-    from turnkey_like.runtimes.per_layer import top_measured
-
-    parts = []
-    for r in top_measured(per_layer, TOP_LAYERS):
-        roof = f", {r.efficiency:.0%} of roof" if r.efficiency is not None else ""
-        parts.append(f"{r.name or '(model)'} {units.format_ms(r.measured_ms)}{roof}")
-    return "; ".join(parts)
-
-
-def report_row(record: BuildRecord) -> Row:
-    """Return one flat report row (keys of :data:`COLUMNS`, in order) for one :class:`BuildRecord`.
-
-    Values are read from the record only (numbers in base units, see the module doc); a value the
-    record lacks is ``None``. Works on full records and on the summaries ``Cache.records()`` returns.
-    """
-    inv = record.invocation
-    model = record.model
-    labels = record.labels
-    charz = inv.characterization.result
-    build = inv.build.result
-    bench = inv.benchmark.result
-    totals = charz.totals if charz is not None else None
-    latency = bench.latency_ms if bench is not None else None
-    system = record.system
-
-    row: Row = {
-        "build_name": record.build_name,
-        "script": os.path.basename(record.script) if record.script else None,
-        "model": model.name,
-        "class": model.class_name,
-        "labels": format_labels(labels),
-        "author": ",".join(labels.get("author") or []),
-        "task": ",".join(labels.get("task") or []),
-        "params": model.params,
-        "model_hash": model.model_hash,
-        "invocation_hash": inv.hash,
-        "input_shapes": _format_inputs(inv.signature),
-        "macs": totals.macs if totals else None,
-        "flops": totals.flops if totals else None,
-        "arithmetic_intensity": totals.arithmetic_intensity if totals else None,
-        "hardware": charz.hardware.name if charz else None,
-        "bound": totals.bound if totals else None,
-        "runtime": bench.runtime if bench else None,
-        "runtime_version": bench.runtime_version if bench else None,
-        "execution_provider": bench.execution_provider if bench else None,
-        "device": bench.device if bench else None,
-        "device_name": bench.device_name if bench else None,
-        "precision": bench.precision if bench else (build.precision if build else None),
-        "opset": build.opset if build else None,
-        "exporter": build.exporter if build else None,
-        "batch_size": bench.batch_size if bench else None,
-        **{f"latency_{s}_ms": getattr(latency, s) if latency else None for s in LATENCY_STATS},
-        "throughput_ips": bench.throughput_ips if bench else None,
-        "top_layers": _top_layers(bench.per_layer) if bench else None,
-        "efficiency": bench.per_layer.efficiency if bench and bench.per_layer else None,
-        "unattributed_share": bench.per_layer.unattributed_share if bench and bench.per_layer else None,
-        "benchmark_reused": bench.reused if bench else None,
-        "benchmark_run_id": inv.benchmark.run_id if bench else None,
-    }
-    for name in STAGES:
-        stage = getattr(inv, name)
-        row[f"{name}_status"] = stage.status.value
-        row[f"{name}_duration_s"] = stage.duration_s
-    row["error"] = _error_excerpt(inv)
-    row["tk_version"] = record.tk_version or None
-    for key in ("cpu", "os", "torch", "onnxruntime"):
-        row[key] = system.get(key)
-    row["updated_at"] = record.updated_at
-    return row  # built in COLUMNS order
+#: One report row (see :class:`~turnkey_like.records.ReportRow`).
+Row = ReportRow
 
 
 def csv_sort_key(script: str | None, model: str | None, build_name: str | None, updated_at: str | None) -> tuple:
@@ -229,12 +117,12 @@ def csv_sort_key(script: str | None, model: str | None, build_name: str | None, 
 
 
 def _sort_key(row: Row) -> tuple:
-    get = row.get
-    return csv_sort_key(get("script"), get("model"), get("build_name"), get("updated_at"))
+    return csv_sort_key(row.script, row.model, row.build_name, row.updated_at)
 
 
 def report_rows(records: Iterable[BuildRecord]) -> list[Row]:
-    """Return one row per record (see :func:`report_row`), sorted by script, model, build name."""
+    """Return one row per record (:func:`~turnkey_like.records.report_row`), sorted by script, model,
+    build name."""
     rows = [report_row(r) for r in records]
     rows.sort(key=_sort_key)
     return rows
@@ -242,7 +130,7 @@ def report_rows(records: Iterable[BuildRecord]) -> list[Row]:
 
 def row_identity(row: Row) -> tuple:
     """The key that makes two rows the same evaluation: build name + invocation, system and runtime."""
-    return tuple("" if row.get(k) is None else str(row[k]) for k in IDENTITY_KEYS)
+    return tuple("" if row[k] is None else str(row[k]) for k in IDENTITY_KEYS)
 
 
 def merge_rows(*row_lists: Iterable[Row]) -> list[Row]:
@@ -260,7 +148,7 @@ def merge_rows(*row_lists: Iterable[Row]) -> list[Row]:
     for rows in row_lists:
         for row in rows:
             key = row_identity(row)
-            if key not in best or (row.get("updated_at") or "") >= (best[key].get("updated_at") or ""):
+            if key not in best or (row.updated_at or "") >= (best[key].updated_at or ""):
                 best[key] = row
     out = list(best.values())
     out.sort(key=_sort_key)
@@ -308,12 +196,15 @@ def render_markdown(rows: list[Row]) -> str:
         "|" + "|".join("---" for _ in keys) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_md_cell(k, row.get(k)) for k in keys) + " |")
+        lines.append("| " + " | ".join(_md_cell(k, v) for k, v in zip(keys, row.values())) + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_csv(rows: list[Row]) -> str:
-    """Return the rows as CSV: a header of row keys, plain numbers in base units, ``None`` empty."""
+    """Return the rows as CSV: a header of row keys, then one :func:`~turnkey_like.records.csv_line`
+    per row (plain numbers in base units, ``None`` empty)."""
+    import io
+
     out = io.StringIO(newline="")
     _write_csv(rows, out)
     return out.getvalue()
@@ -321,33 +212,26 @@ def render_csv(rows: list[Row]) -> str:
 
 def _write_csv(rows: Iterable[Row], stream) -> None:
     """Write the rows as CSV (see :func:`render_csv`) to a text stream opened with ``newline=""``."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(ROW_KEYS)
-    writer.writerows([row.get(k) for k in ROW_KEYS] for row in rows)
+    stream.write(_csv_header())
+    stream.writelines(map(csv_line, rows))
 
 
-def csv_line(row: Row) -> str:
-    """One row as the line :func:`render_csv` writes for it (``\\n`` included).
-
-    The cache index stores it with the row, so that `tk report` writes CSV without formatting a
-    number again (:func:`write_csv_lines`); CSV has no state from row to row, so the lines joined
-    under the header are exactly :func:`render_csv`'s text.
-    """
-    out = io.StringIO(newline="")
-    csv.writer(out, lineterminator="\n").writerow([row.get(k) for k in ROW_KEYS])
-    return out.getvalue()
+def _csv_header() -> str:
+    """The CSV header line: the row keys, comma-separated (none needs quoting), ``\n`` ended."""
+    return ",".join(ROW_KEYS) + "\n"
 
 
 def write_csv_lines(lines: Iterable[str], path: str | Path) -> Path:
-    """Write a CSV report from rows already rendered by :func:`csv_line` (in the order given)
-    under the header; the same file :func:`write_report` writes from the rows. Returns the path.
+    """Write a CSV report from rows already encoded by :func:`~turnkey_like.records.csv_line` (the
+    cache index keeps each row's line), in the order given, under the header: the same file
+    :func:`write_report` writes from the rows. Returns the path.
 
     Raises:
         OSError: the file cannot be written.
     """
     path = Path(path)
     with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerow(ROW_KEYS)
+        f.write(_csv_header())
         f.writelines(lines)
     return path
 

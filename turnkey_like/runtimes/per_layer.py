@@ -7,6 +7,9 @@ time and the module path(s) it ran for. :func:`per_layer_result` turns that into
 :class:`~turnkey_like.records.PerLayerResult` record: per module and per op category, the measured
 time per iteration, its share, the roofline time predicted for the same ops on the hardware profile
 the run measured on, efficiency = predicted ÷ measured, and attained FLOP/s and bytes/s.
+This module measures; reading a stored result is the record's own business
+(``PerLayerResult.module_rows``, ``least_efficient``, ``top_measured``), so reports and views never
+import a runtime.
 
 Where the time goes, exactly: the module rows (each module's *own* kernels) plus
 ``(unmapped kernels)`` (kernels no module could be found for) plus ``(unattributed)`` (the profiled
@@ -51,13 +54,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from turnkey_like.records import Characterization, HardwareProfile, LayerTime, PerLayerResult
+from turnkey_like.records import UNATTRIBUTED, UNMAPPED, Characterization, HardwareProfile, LayerTime, PerLayerResult
 
 if TYPE_CHECKING:
     import onnx
 
-UNATTRIBUTED = "(unattributed)"
-UNMAPPED = "(unmapped kernels)"
 #: profiled runs (at most ``--iterations``) and the profiling session's own warm-up runs
 PER_LAYER_RUNS = 20
 PER_LAYER_WARMUP = 3
@@ -597,19 +598,3 @@ def _no_prediction(row: LayerTime) -> LayerTime:
 
     return msgspec.structs.replace(row, predicted_ms=None, predicted_inclusive_ms=None, efficiency=None,
                                    faster_than_roof=False)
-
-
-def module_rows(result: PerLayerResult) -> dict[str, LayerTime]:
-    """The module rows of a per-layer result by path (without the unmapped and unattributed rows)."""
-    return {r.name: r for r in result.modules if r.name not in (UNMAPPED, UNATTRIBUTED)}
-
-
-def least_efficient(result: PerLayerResult, n: int = 5) -> list[LayerTime]:
-    """The ``n`` module rows with the lowest efficiency (own time, a prediction and a measured time)."""
-    rows = [r for r in module_rows(result).values() if r.efficiency is not None and r.measured_ms > 0]
-    return sorted(rows, key=lambda r: r.efficiency)[:n]
-
-
-def top_measured(result: PerLayerResult, n: int = 3) -> list[LayerTime]:
-    """The ``n`` module rows with the most own measured time, slowest first."""
-    return sorted(module_rows(result).values(), key=lambda r: -r.measured_ms)[:n]

@@ -1,0 +1,125 @@
+"""The typed records every stage of the pipeline reads and writes, and their one codec.
+
+Every record is a :class:`msgspec.Struct`. Records are built by the stages, rendered by the reports,
+and encoded/decoded only at the boundaries (the cache, ``--json``, a child process's report) by
+:func:`encode`, :func:`decode` and :func:`to_builtins` (:mod:`.codec`), which validate every field
+against these types.
+
+Hierarchy::
+
+    ScriptResult            one user script (or .onnx file) given on the command line
+      └─ ModelInfo          one model architecture (instances with the same repr merge)
+           ├─ Invocation    one distinct input signature the model was called with
+           │    ├─ characterization: StageResult[Characterization]
+           │    ├─ build:            StageResult[BuildResult]
+           │    └─ benchmark:        StageResult[BenchmarkResult]
+           └─ ModelInfo...  submodules down to --max-depth, each with its own invocations
+
+A :class:`BuildRecord` is what the cache stores for one invocation: the invocation plus the model
+and script facts needed to read it alone (see ``turnkey_like.cache``); its :class:`ReportRow` is the
+one flat row that listings and reports show (:func:`report_row`, computed once, stored in the cache
+index).
+
+The modules, by stage (each imports only the ones above it)::
+
+    codec             SCHEMA_VERSION, RecordError, encode/decode/to_builtins/convert/migrate
+    base              Record, Status, STAGES, StageResult, now_utc, Dim
+    characterization  Characterization and its rows, totals, fusion, hardware profile, trace, roofline
+    build             BuildResult, agreement with eager PyTorch
+    benchmark         BenchmarkResult, LatencyStats, PerLayerResult and its queries, LayerTime
+    discovery         ScriptResult, ModelInfo, Invocation, TensorSpec, ModelRequest
+    report            BuildRecord, RunReport, Comparison, CorpusInput, ReportRow and report_row
+
+Every name is importable from ``turnkey_like.records`` itself, as before the split.
+
+Units everywhere: seconds (``*_s``), milliseconds (``*_ms``), bytes (``*bytes*``), FLOPs with
+1 MAC = 2 FLOPs, arithmetic intensity in FLOPs/byte, FLOP/s and bytes/s for hardware peaks.
+"""
+
+from __future__ import annotations
+
+from turnkey_like.records.base import (
+    FAILURE_STATUSES,
+    FINAL_STATUSES,
+    STAGES,
+    Dim,
+    Record,
+    StageResult,
+    Status,
+    T,
+    now_utc,
+)
+from turnkey_like.records.benchmark import (
+    UNATTRIBUTED,
+    UNMAPPED,
+    BenchmarkResult,
+    LatencyStats,
+    LayerTime,
+    PerLayerResult,
+)
+from turnkey_like.records.build import BuildResult, GraphIO, OutputAgreement, Tolerance
+from turnkey_like.records.characterization import (
+    Breakdown,
+    BreakdownEntry,
+    Characterization,
+    FusionGroup,
+    FusionResult,
+    FusionSummary,
+    HardwareProfile,
+    InputDesc,
+    ModuleRow,
+    OpRow,
+    RepeatedBlocks,
+    RooflineChart,
+    RooflinePoint,
+    RooflineRoof,
+    Totals,
+    TraceAttempt,
+    TraceSummary,
+)
+from turnkey_like.records.codec import (
+    OLDEST_READABLE_SCHEMA,
+    SCHEMA_VERSION,
+    R,
+    RecordError,
+    convert,
+    decode,
+    encode,
+    migrate,
+    to_builtins,
+)
+from turnkey_like.records.discovery import Invocation, ModelInfo, ModelRequest, ScriptResult, TensorSpec
+from turnkey_like.records.report import (
+    REPORT_KEYS,
+    ROW_VERSION,
+    BuildRecord,
+    Comparison,
+    ComparisonEntry,
+    CorpusInput,
+    ReportRow,
+    RunReport,
+    csv_line,
+    format_labels,
+    report_row,
+)
+
+__all__ = [
+    # codec
+    "SCHEMA_VERSION", "OLDEST_READABLE_SCHEMA", "RecordError", "encode", "decode", "to_builtins", "convert",
+    "migrate", "R",
+    # base
+    "Record", "Status", "FINAL_STATUSES", "FAILURE_STATUSES", "STAGES", "StageResult", "T", "now_utc", "Dim",
+    # characterization
+    "InputDesc", "HardwareProfile", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow", "Totals",
+    "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
+    "Characterization", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    # build
+    "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
+    # benchmark
+    "LayerTime", "PerLayerResult", "LatencyStats", "BenchmarkResult", "UNATTRIBUTED", "UNMAPPED",
+    # discovery
+    "TensorSpec", "Invocation", "ModelRequest", "ModelInfo", "ScriptResult",
+    # report
+    "BuildRecord", "RunReport", "ComparisonEntry", "Comparison", "CorpusInput", "ReportRow", "REPORT_KEYS",
+    "ROW_VERSION", "report_row", "format_labels", "csv_line",
+]
