@@ -44,11 +44,6 @@ EXCEPTIONS = {
     "keypointrcnn_resnet50_fpn": f"{_RCNN}; measured 137.420 G MACs at 800x800 (1000 proposals, the "
                                  "keypoint head on 1 detection), published 137.420: equal only because "
                                  "tk's seeded weights give as many",
-    "fcn_resnet50": "the published weights carry the auxiliary head (aux_loss=True), which eval runs; tk "
-                    "builds without it: measured 142.726 G MACs, published 152.717",
-    "fcn_resnet101": "auxiliary head, as fcn_resnet50: measured 222.747 G MACs, published 232.738",
-    "deeplabv3_resnet50": "auxiliary head, as fcn_resnet50: measured 168.731 G MACs, published 178.722",
-    "deeplabv3_resnet101": "auxiliary head, as fcn_resnet50: measured 248.752 G MACs, published 258.743",
 }
 """Models whose count is not compared, and why (G MACs measured by ``benchmarks/published_macs.py``).
 Detection models are counted on real tensors; those not listed here (RetinaNet, FCOS, SSD, SSDlite)

@@ -369,6 +369,18 @@ def test_segmentation_default_size_comes_from_the_weights():
     assert tuple(out["out"].shape) == (1, 21, 64, 64)
 
 
+def test_segmentation_builds_the_auxiliary_head_of_the_published_weights():
+    """FCN and DeepLabV3 weights carry an auxiliary head that eval runs (an ``aux`` output); a build
+    without weights has it too, unless ``model_args`` say ``aux_loss: false``."""
+    loaded, out = run(ModelRequest(name="fcn_resnet50", imgsz=64))
+    assert set(out) == {"out", "aux"} and loaded.model.aux_classifier is not None
+    assert "aux_loss=True: the auxiliary head of the published weights, which eval runs" in loaded.notes
+    plain = load(ModelRequest(name="fcn_resnet50", no_weights=True, model_args={"aux_loss": False}))
+    assert plain.model.aux_classifier is None and not any("aux_loss" in note for note in plain.notes)
+    lraspp = load(ModelRequest(name="lraspp_mobilenet_v3_large", no_weights=True))  # has no auxiliary head
+    assert not any("aux_loss" in note for note in lraspp.notes)
+
+
 def test_video_takes_a_5d_clip():
     loaded, out = run(ModelRequest(name="r3d_18", imgsz=32, seq_len=4))
     assert tuple(loaded.args[0].shape) == (1, 3, 4, 32, 32)

@@ -21,7 +21,11 @@ optical flow    ``image1``, ``image2`` [B, 3, S, S]    512, the size of the publ
                                                        sides divisible by 8)
 ==============  =====================================  ==============================================
 
-``model_args`` become builder keyword arguments (``{"num_classes": 10}``).
+``model_args`` become builder keyword arguments (``{"num_classes": 10}``). Segmentation builders that
+take ``aux_loss`` (FCN, DeepLabV3) get ``aux_loss=True``: the architecture of their published weights
+(torchvision's builders force it whenever weights are given) and of their published figures, since
+eval runs the auxiliary head too (FCN-ResNet50: 152.717 G MACs with it, 142.726 without);
+``{"aux_loss": false}`` in ``model_args`` leaves it out.
 Weights: ``weights=None`` and ``weights_backbone=None`` unless ``pretrained`` (then ``"DEFAULT"``
 and the builder's default backbone), so nothing is downloaded. Source: the weights' metadata of
 torchvision 0.19+ (``meta["min_size"]``, ``meta["min_temporal_size"]``, ``meta["backend"]``,
@@ -85,9 +89,10 @@ def family(name: str) -> str:
 
 
 def constructor(name: str, model) -> tuple[str | None, list[str]]:
-    """``lambda: torchvision.models.<kind>.<builder>(weights=None[, weights_backbone=None][, quantize=True])``
-    and its import: the builder's public name; ``weights_backbone=None`` where the builder downloads
-    a backbone by default; quantized models quantized, as :func:`load` builds them."""
+    """``lambda: torchvision.models.<kind>.<builder>(weights=None[, weights_backbone=None][, quantize=True]
+    [, aux_loss=True])`` and its import: the builder's public name; ``weights_backbone=None`` where the
+    builder downloads a backbone by default; quantized models quantized and segmentation models with
+    their auxiliary head, as :func:`load` builds them."""
     import importlib
 
     from torchvision import models
@@ -103,12 +108,21 @@ def constructor(name: str, model) -> tuple[str | None, list[str]]:
         kwargs.append("weights_backbone=None")
     if "quantize" in params:
         kwargs.append("quantize=True")
+    if _aux_head(name):
+        kwargs.append("aux_loss=True")
     return f"lambda: {public}.{builder.__name__}({', '.join(kwargs)})", ["import torchvision"]
 
 
 def stem(request: ModelRequest) -> str:
     """The model's name (``resnet50``)."""
     return request.name
+
+
+def _aux_head(name: str) -> bool:
+    """Whether ``name`` is a segmentation model whose builder takes ``aux_loss`` (FCN, DeepLabV3; not LRASPP)."""
+    from torchvision import models
+
+    return kind(name) == "segmentation" and "aux_loss" in inspect.signature(models.get_model_builder(name)).parameters
 
 
 def kind(name: str) -> str:
@@ -179,6 +193,10 @@ def load(request: ModelRequest) -> LoadedModel:
     kwargs: dict = {"weights": "DEFAULT" if request.pretrained else None, **(request.model_args or {})}
     if "weights_backbone" in params and not request.pretrained:
         kwargs["weights_backbone"] = None
+    if _aux_head(name) and not request.pretrained:
+        kwargs = {"aux_loss": True, **kwargs}  # the published weights' architecture (module docstring)
+        if kwargs["aux_loss"]:
+            notes.append("aux_loss=True: the auxiliary head of the published weights, which eval runs")
     if model_kind == "quantized":
         kwargs["quantize"] = True
         engine = weights.meta.get("backend", "fbgemm")
