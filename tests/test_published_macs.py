@@ -2,9 +2,9 @@
 
 The published figure is ``weights.meta["_ops"]``. torchvision's docs label it "GFLOPS" ("GIPS" for
 quantized weights; ``docs/source/conf.py`` in pytorch/vision), but it counts a multiply-add once: it is
-G MACs. pytorch/vision#6936 computed it with a dispatch-level counter that costs a matmul as
-``m * n * k``, on one image, video models on 16-frame clips; ResNet-50's 4.089 equals tk's 4.089e9
-conv+matmul MACs (8.18 GFLOPs at 1 MAC = 2 FLOPs). Each model is loaded as ``tk --model NAME`` loads
+G MACs. pytorch/vision#6936 computed it with a dispatch-level counter on one image, video models on
+16-frame clips; ResNet-50's 4.089 equals tk's 4.089e9 conv+matmul MACs (8.18 GFLOPs at 1 MAC = 2
+FLOPs), and so do the 113 others compared here. Each model is loaded as ``tk --model NAME`` loads
 it (``turnkey_like.zoo.load``, random weights) and counted by tk's counter
 (``turnkey_like.characterize.characterize_call``) on meta tensors where the counter runs there
 (``benchmarks/published_macs.py`` does the counting and prints the whole table).
