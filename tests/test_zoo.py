@@ -369,17 +369,54 @@ def test_segmentation_default_size_comes_from_the_weights():
     assert tuple(out["out"].shape) == (1, 21, 64, 64)
 
 
+def test_segmentation_builds_the_auxiliary_head_of_the_published_weights():
+    """FCN and DeepLabV3 weights carry an auxiliary head that eval runs (an ``aux`` output); a build
+    without weights has it too, unless ``model_args`` say ``aux_loss: false``."""
+    loaded, out = run(ModelRequest(name="fcn_resnet50", imgsz=64))
+    assert set(out) == {"out", "aux"} and loaded.model.aux_classifier is not None
+    assert "aux_loss=True: the auxiliary head of the published weights, which eval runs" in loaded.notes
+    plain = load(ModelRequest(name="fcn_resnet50", no_weights=True, model_args={"aux_loss": False}))
+    assert plain.model.aux_classifier is None and not any("aux_loss" in note for note in plain.notes)
+    lraspp = load(ModelRequest(name="lraspp_mobilenet_v3_large", no_weights=True))  # has no auxiliary head
+    assert not any("aux_loss" in note for note in lraspp.notes)
+
+
 def test_video_takes_a_5d_clip():
     loaded, out = run(ModelRequest(name="r3d_18", imgsz=32, seq_len=4))
     assert tuple(loaded.args[0].shape) == (1, 3, 4, 32, 32)
     assert tuple(out.shape) == (1, 400)
-    assert load(ModelRequest(name="mvit_v2_s", no_weights=True)).request.seq_len == 16  # min_temporal_size
+
+
+@pytest.mark.parametrize("name, minimum", [("swin3d_t", 1), ("s3d", 14), ("mvit_v2_s", 16), ("r3d_18", None)])
+def test_video_clips_are_16_frames_by_default(name, minimum):
+    """16 frames whatever the weights' minimum clip (``min_temporal_size``) says, as the published figures."""
+    from torchvision import models
+
+    assert models.get_model_weights(name).DEFAULT.meta.get("min_temporal_size") == minimum
+    loaded = load(ModelRequest(name=name, no_weights=True))
+    assert loaded.request.seq_len == 16 and loaded.args[0].shape[2] == 16
+
+
+def test_a_clip_below_the_weights_minimum_is_refused():
+    with pytest.raises(InputError, match="--seq-len 8 is below the model's minimum 14 frames") as info:
+        load(ModelRequest(name="s3d", seq_len=8, no_weights=True))
+    assert info.value.hint == "use --seq-len 14 or more"
+    assert load(ModelRequest(name="s3d", seq_len=14, no_weights=True)).args[0].shape[2] == 14
+
+
+def test_detection_default_is_the_eval_resize():
+    """Keypoint R-CNN trains on sides 640...800 and resizes to 800 in eval: the default input is 800."""
+    loaded = load(ModelRequest(name="keypointrcnn_resnet50_fpn", no_weights=True))
+    assert loaded.model.transform.min_size == (640, 672, 704, 736, 768, 800)
+    assert loaded.request.imgsz == 800 and tuple(loaded.args[0][0].shape) == (3, 800, 800)
+    assert load(ModelRequest(name="ssd300_vgg16", no_weights=True)).request.imgsz == 300  # fixed_size
 
 
 def test_raft_takes_an_image_pair():
     loaded, out = run(ModelRequest(name="raft_small", imgsz=128))
     assert [tuple(a.shape) for a in loaded.args] == [(1, 3, 128, 128)] * 2
     assert tuple(out[-1].shape) == (1, 2, 128, 128)
+    assert load(ModelRequest(name="raft_small", no_weights=True)).request.imgsz == 512  # the published figure's
     with pytest.raises(InputError, match="below the model's minimum 128"):
         load(ModelRequest(name="raft_small", imgsz=64))
 
