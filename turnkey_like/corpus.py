@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from turnkey_like.errors import InputError, TkError, one_line
-from turnkey_like.launcher import ChildEnded
+from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
 from turnkey_like.records import (
     CorpusInput,
     ScriptResult,
@@ -408,10 +408,10 @@ class _RelayStream(io.TextIOBase):
 def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
     """The pipeline that runs ``task`` on this worker: the client's options, run id and (when this
     worker sees it) cache; the host lock around each stage; the hardware profile resolved once."""
-    from turnkey_like.pipeline import Pipeline, preload_for_children
+    from turnkey_like.pipeline import Pipeline
 
     options = replace(task.options, cache_dir=cache_dir)
-    preload_for_children(options.characterize)  # once per worker process: its input children inherit the imports
+    prepare_worker(options.characterize)  # the first task of a worker started without --preload
     pipeline = Pipeline(options)
     pipeline.run_id = task.run_id
     default_threads = _share_cores(task)
@@ -432,17 +432,32 @@ def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
 
 def dask_setup(worker) -> None:
     """Dask's preload hook (``distributed.worker.preload`` names this module): run as each worker of
-    an embedded ``LocalCluster`` starts. Imports what every input child would otherwise import again
-    (:func:`turnkey_like.pipeline.preload_for_children`: torch, and torch._dynamo for counting), so
-    that it happens as the cluster starts rather than in each worker's first task. Workers
-    started by hand can do the same with ``dask worker ADDRESS --preload turnkey_like.corpus``."""
-    import atexit
-    import gc
+    an embedded ``LocalCluster`` starts, or of a cluster started with ``dask worker ADDRESS
+    --preload turnkey_like.corpus``: :func:`prepare_worker` as the worker starts rather than in its
+    first task. Optional: a worker started without it prepares in its first task."""
+    prepare_worker()
 
+
+#: the exit hook of :func:`prepare_worker` is registered in this worker process
+_EXIT_HOOK_REGISTERED = False
+
+
+def prepare_worker(characterize: bool = True) -> None:
+    """Make this worker process ready for inputs: import what every input child would otherwise
+    import again (:func:`turnkey_like.pipeline.preload_for_children`: torch, and torch._dynamo for
+    counting; the children inherit them through the fork; a dictionary look-up once imported), and
+    freeze the garbage collector at exit, as tk's own exit does (collecting torch's objects took a
+    worker 1.0 s to exit, 0.2 s frozen)."""
+    global _EXIT_HOOK_REGISTERED
     from turnkey_like.pipeline import preload_for_children
 
-    preload_for_children()
-    atexit.register(gc.freeze)  # the worker's exit skips collecting torch's objects (as tk's own exit)
+    preload_for_children(characterize)
+    if not _EXIT_HOOK_REGISTERED:
+        import atexit
+        import gc
+
+        atexit.register(gc.freeze)
+        _EXIT_HOOK_REGISTERED = True
 
 
 def _share_cores(task: _Task) -> int | None:
@@ -548,12 +563,24 @@ def _guarded_body(pipeline, send, spec) -> None:
             lock.__exit__(None, None, None)
 
 
+#: one input's setup and fork at a time in a worker process: a worker with several threads (``dask
+#: worker``'s default: one per core) would otherwise fork one input's child while another task's
+#: thread imports a module, and the child would inherit that module's import lock, held by a thread
+#: that does not exist there (its first import of the module then waits forever)
+_SETUP_LOCK = threading.Lock()
+
+
 def _run_task(task: _Task) -> str:
     """The Dask task of one input: run it in a :class:`StreamingChild` here, relay every message.
 
-    The first message of an attempt is ``("attempt", token, where)``; the child's messages follow in
-    order; an early end becomes ``("ended", status, error, fault_dump)``. The client's stop event
-    (its timeout or Ctrl-C) kills the child's process group. Returns how the attempt ended (a word).
+    The first message of an attempt is ``("attempt", token, where, uploaded)``; the child's messages
+    follow in order; an early end becomes ``("ended", status, error, stack, hint)`` (the fields of
+    :class:`~turnkey_like.launcher.ChildEnded`). The client's stop event (its timeout or Ctrl-C)
+    kills the child's process group. Returns how the attempt ended (a word).
+
+    The worker may be started any way: daemonic (``dask worker``'s default; tk forks with
+    ``os.fork``, which ``multiprocessing``'s refusal does not concern), with several threads, and
+    without ``--preload turnkey_like.corpus`` (torch is then imported by its first task).
     """
     from distributed import Event, Queue, get_client, get_worker
 
@@ -567,23 +594,22 @@ def _run_task(task: _Task) -> str:
     where = f"{host} ({worker.address})"
     cache_dir, shared = _worker_cache(task)
     spec = task.spec
+    outputs = (_RelayStream(relay, "stdout"), _RelayStream(relay, "stderr"))  # the child's prints, to the client
     try:
-        pipeline = _worker_pipeline(task, cache_dir, shared)
-        if task.script is not None:
-            spec = replace(spec, path=_upload_path(pipeline.cache.root, spec, task.script))
+        with _SETUP_LOCK:
+            pipeline = _worker_pipeline(task, cache_dir, shared)
+            if task.script is not None:
+                spec = replace(spec, path=_upload_path(pipeline.cache.root, spec, task.script))
+            body = _StampedSend(pipeline, host, worker.address, shared)
+            child = StreamingChild(body.run, spec, outputs=outputs)
     except BaseException as e:  # noqa: BLE001 - reported as this input's error, never a worker crash
+        import traceback
+
         relay.send(("attempt", uuid.uuid4().hex, where, None),
-                   ("ended", Status.ERROR, f"tk failed on worker {host}: {one_line(e)}", None))
+                   ("ended", Status.ERROR, f"tk failed on worker {host}: {one_line(e)}",
+                    "".join(traceback.format_exception(e)), worker_hint(e)))
         return "error"
-    uploaded = str(spec.path) if task.script is not None else None
-    relay.send(("attempt", uuid.uuid4().hex, where, uploaded))
-    body = _StampedSend(pipeline, host, worker.address, shared)
-    out, err = sys.stdout, sys.stderr
-    try:  # the child's prints reach the client through the relay (StreamingChild copies them here)
-        sys.stdout, sys.stderr = _RelayStream(relay, "stdout"), _RelayStream(relay, "stderr")
-        child = StreamingChild(body.run, spec)
-    finally:
-        sys.stdout, sys.stderr = out, err
+    relay.send(("attempt", uuid.uuid4().hex, where, str(spec.path) if task.script is not None else None))
     finished = threading.Event()
 
     def watch_stop():  # the client's stop (its time limit, Ctrl-C) kills the child; idle ticks
@@ -607,7 +633,7 @@ def _run_task(task: _Task) -> str:
                 try:
                     message = child.receive(None)
                 except ChildEnded as ended:
-                    relay.send(("ended", ended.status, ended.error, ended.fault_dump))
+                    relay.send(("ended", ended.status, ended.error, ended.stack, ended.hint))
                     return ended.status.value
                 relay.send(message)
                 if message[0] in ("done", "tk_error", "crash"):
@@ -620,6 +646,43 @@ def _run_task(task: _Task) -> str:
         with contextlib.suppress(Exception):
             stop.set()
         watcher.join(timeout=5.0)
+
+
+def worker_hint(exc: BaseException) -> str:
+    """What to do when a Dask worker could not run tk's task for an input, from the exception."""
+    from turnkey_like import __version__
+
+    if isinstance(exc, TkError) and exc.hint:  # tk's own error on the worker (an unwritable cache) says
+        return exc.hint
+    if isinstance(exc, ImportError):
+        return (f"install turnkey_like {__version__} (this client's version) on every worker, with the "
+                "packages the scripts import, then restart the workers")
+    if isinstance(exc, OSError):
+        return ("the worker could not start the input's process (memory, process limit, or a full "
+                "disk): check the worker's machine, or run the input without --scheduler")
+    return ("the worker could not prepare the input: rerun with --traceback for where it failed, and "
+            f"check that the workers run turnkey_like {__version__} as this client does")
+
+
+class _TaskCall:
+    """One input's Dask task as bytes that *call* :func:`_run_task` when unpickled.
+
+    The task Dask runs is ``pickle.loads(payload)``: Dask's own message then names only ``pickle``,
+    so a worker without tk (or with a tk that lacks what this client sends) receives it, and the
+    ``ImportError`` of unpickling is the task's error, reported for the input with the fix
+    (:func:`worker_hint`). Were ``_run_task`` and its arguments Dask's message, the worker would fail
+    to deserialize it, take that for a broken connection and close, leaving the input waiting.
+    """
+
+    def __init__(self, task: _Task):
+        self.task = task
+
+    def __reduce__(self):
+        return _run_task, (self.task,)
+
+    @staticmethod
+    def payload(task: _Task) -> bytes:
+        return pickle.dumps(_TaskCall(task), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _StampedSend:
@@ -704,8 +767,7 @@ class DaskChannel:
             self.paths = {message[3]: self.client_path}
         if self.attempt > MAX_ATTEMPTS:  # a cluster allowing more retries than tk does: stop here
             self.kill()
-            raise ChildEnded(Status.KILLED, f"the Dask worker running it died {MAX_ATTEMPTS} times "
-                                            "(killed, or out of memory)")
+            raise self._workers_died()
 
     def _fill(self) -> None:
         """Move the next queued batch into the buffer (waiting for it: the worker ticks every
@@ -724,7 +786,8 @@ class DaskChannel:
             return
         status = self.future.status
         if status == "finished":
-            raise ChildEnded(Status.ERROR, f"the task on {self.where} ended without its last message")
+            raise ChildEnded(Status.ERROR, f"the task on {self.where} ended without its last message",
+                             hint=TK_BUG_HINT)
         raise self._task_failed(status)
 
     def wake(self) -> None:
@@ -733,13 +796,24 @@ class DaskChannel:
             self.queue.put(pickle.dumps([("wake",)]))
 
     def _task_failed(self, status: str) -> ChildEnded:
+        """How the task ended when it failed as a Dask task (not as a script): reason, stack, hint."""
         if status != "error":
-            return ChildEnded(Status.KILLED, f"the Dask task was {status}")
+            return ChildEnded(Status.KILLED, f"the Dask task was {status}",
+                              hint="the cluster dropped the task (a restarted or closing cluster): rerun the input")
         exc = self.future.exception()
         if type(exc).__name__ == "KilledWorker":
-            return ChildEnded(Status.KILLED, f"the Dask worker running it died {MAX_ATTEMPTS} times "
-                                             "(killed, or out of memory)")
-        return ChildEnded(Status.ERROR, f"the Dask task failed on {self.where}: {one_line(exc)}")
+            return self._workers_died()
+        import traceback
+
+        stack = "".join(traceback.format_exception(type(exc), exc, self.future.traceback()))
+        return ChildEnded(Status.ERROR, f"the Dask task failed on {self.where}: {one_line(exc)}", stack,
+                          worker_hint(exc))
+
+    def _workers_died(self) -> ChildEnded:
+        return ChildEnded(Status.KILLED, f"the Dask worker running it died {MAX_ATTEMPTS} times "
+                                         "(killed, or out of memory)",
+                          hint=f"run `python {self.client_path}` alone to see whether it needs more memory than "
+                               "a worker may use (`dask worker --memory-limit`); the workers' logs say why they died")
 
     def receive(self, timeout_s: float | None) -> Any:
         """The child's next message, waiting at most ``timeout_s`` seconds (``None``: no limit).
@@ -774,7 +848,7 @@ class DaskChannel:
                     continue
                 if kind == "ended":
                     self.finished = True
-                    raise ChildEnded(message[1], message[2], message[3])
+                    raise ChildEnded(*message[1:])
                 if kind in ("done", "tk_error", "crash"):
                     self.finished = True
                 return self._local_paths(message)
@@ -1021,7 +1095,7 @@ class DaskRun:
         Ctrl-C stops every running input (its running stage is recorded ``interrupted``) and returns
         what was done, with ``interrupted`` set.
         """
-        from turnkey_like.pipeline import RunSummary, script_failure
+        from turnkey_like.pipeline import RunSummary
 
         pipeline = self.pipeline
         summary = RunSummary(run_id=pipeline.run_id)
@@ -1068,8 +1142,6 @@ class DaskRun:
             self._close()
         for index in sorted(results):
             result, error = results[index]
-            if error is None and result.status == Status.ERROR:
-                error = script_failure(result, pipeline.options.script_args)
             if error is not None:
                 summary.errors.append(error)
             summary.results.append(result)
@@ -1081,8 +1153,11 @@ class DaskRun:
 
     def _one(self, index: int, spec: InputSpec, progress: _CorpusProgress):
         """Submit one input's task and consume its messages (a retry after a lost worker included);
-        runs in a thread of its own. Returns ``(result, error)`` as ``Pipeline.run_input`` does."""
+        runs in a thread of its own. Returns ``(result, error)``, the error being the one the input
+        reports (:func:`~turnkey_like.pipeline.input_error`), as a serial run reports it."""
         from distributed import Event, Queue
+
+        from turnkey_like.pipeline import input_error, run_failure
 
         pipeline = self.pipeline
         name = f"tk-{uuid.uuid4().hex}"
@@ -1094,7 +1169,7 @@ class DaskRun:
             return result, e
         queue = Queue(f"{name}-q", client=self.client)
         stop = Event(f"{name}-stop", client=self.client)
-        future = self.client.submit(_run_task, task, key=name, pure=False)
+        future = self.client.submit(pickle.loads, _TaskCall.payload(task), key=name, pure=False)
         channel = DaskChannel(future, queue, stop, client_path=str(spec.path))
         future.add_done_callback(lambda _f: channel.wake())  # a failed task wakes its waiting consumer
         self._futures.append(future)
@@ -1117,7 +1192,9 @@ class DaskRun:
             if self.corpus.collect:
                 self._collect(result)
         except ChildEnded as ended:  # the task failed before it began (e.g. tk not importable there)
-            result, error = self._failed_input(spec, ended.error), None
+            result = self._failed_input(spec, ended.error)
+            result.traceback = ended.stack
+            error = run_failure(result, ended.hint or TK_BUG_HINT)
         except KeyboardInterrupt:
             return self._failed_input(spec, "interrupted (Ctrl-C)", Status.INTERRUPTED), None
         finally:
@@ -1125,6 +1202,7 @@ class DaskRun:
                 self._channels.pop(name, None)
             with contextlib.suppress(Exception):
                 queue.close()
+        error = input_error(result, error, pipeline.options.script_args)
         progress.finished(index, spec, result, error)
         return result, error
 
