@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -194,44 +196,144 @@ def test_a_worker_killed_mid_run_is_retried_once_then_recorded_killed(tmp_path):
     assert "retried on another worker" in stderr
 
 
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: int = 2, worker_args: tuple[str, ...] = (), worker_env=None):
+    """A real Dask cluster on this machine, started as a user starts one: ``dask scheduler`` (free
+    ports) and ``workers`` processes of ``dask worker ADDRESS`` plus ``worker_args`` (none: Dask's
+    defaults, i.e. daemonic worker processes under a nanny, a thread per core, no preload). No
+    ``DASK_*`` variable reaches them; tk is importable from this checkout. Yields the scheduler's
+    address once every worker has joined; every process started (with its whole process group) is
+    stopped at the end, whatever happened.
+
+    Args:
+        worker_env: ``worker_env(i)`` gives extra environment variables of worker ``i``.
+    """
+    dask = Path(sys.executable).parent / "dask"
+    if not dask.exists():
+        pytest.skip("the dask command is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    scheduler_file = folder / "scheduler.json"
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, args: list[str], extra: dict | None = None) -> None:
+        with open(folder / f"{name}.log", "wb") as log:
+            procs.append(subprocess.Popen([str(dask), *args], env={**env, **(extra or {})}, cwd=folder,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    try:
+        start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                            "--scheduler-file", str(scheduler_file)])
+        deadline = time.monotonic() + 120
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            assert procs[0].poll() is None, (folder / "scheduler.log").read_text()
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for i in range(workers):
+            start(f"worker{i}", ["worker", address, *worker_args], worker_env(i) if worker_env else None)
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=300)
+        yield address
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what a worker started and left, if anything
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def stock_cluster(tmp_path_factory):
+    """``dask scheduler`` and two ``dask worker ADDRESS`` with no options; checked to be stock."""
+    folder = tmp_path_factory.mktemp("stock_cluster")
+    with dask_cluster(folder) as address:
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            facts = client.run(lambda: (__import__("multiprocessing").current_process().daemon,
+                                        "torch" in __import__("sys").modules))
+        assert list(facts.values()) == [(True, False)] * 2  # daemonic, and nothing preloaded torch
+        yield address
+
+
+def test_stock_dask_workers_give_the_serial_hashes(serial_and_dask, stock_cluster, tmp_path):
+    """Workers started with no options (daemonic, no preload, a thread per core) run every input as
+    a serial run does: the same invocations, hashes and MACs; the scripts' prints come through."""
+    scripts = [str(EXAMPLES / name) for name in ("hello_world.py", "two_models.py")]
+    report = tmp_path / "run.json"
+    out = run_tk("benchmark", *scripts, "--analyze-only", "--scheduler", stock_cluster,
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), timeout=600)
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
+    serial = {key: value for key, value in _invocations(serial_and_dask["serial"][1]).items()
+              if key[0] in ("hello_world.py", "two_models.py")}
+    assert len(serial) == 3  # hello_world 1, two_models 2
+    assert _invocations(_report(report)) == serial
+    assert "Output: tensor(" in out.stdout and "no model was called" not in out.stdout
+
+
+def test_stock_dask_workers_show_each_failure_with_its_reason(stock_cluster, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nraise KeyError('missing_config')\n")
+    report = tmp_path / "run.json"
+    out = run_tk("benchmark", str(bad), "--analyze-only", "--scheduler", stock_cluster, "--traceback",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), timeout=600)
+    assert out.returncode == 1, out.stderr
+    assert "no model was called before the failure" in out.stdout
+    assert f"error: {bad}: KeyError (line 2): 'missing_config'" in out.stdout
+    assert f'File "{bad}", line 2, in <module>' in out.stdout  # --traceback: where
+    (result,) = _report(report)["results"]
+    assert result["error"] == "KeyError (line 2): 'missing_config'"
+
+
+def test_a_worker_without_this_tk_fails_each_input_with_the_reason_and_the_fix(tmp_path):
+    """A worker whose ``turnkey_like`` is another package (here one without ``turnkey_like.corpus``)
+    cannot run tk's task: each input fails with the import error and the fix, and the worker stays up
+    (Dask closes a worker that cannot deserialize what it is sent)."""
+    other = tmp_path / "other_tk" / "turnkey_like"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    scripts = [str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "two_models.py")]
+    report = tmp_path / "run.json"
+    with dask_cluster(tmp_path, workers=1, worker_env=lambda i: {"PYTHONPATH": str(other.parent)}) as address:
+        out = run_tk("benchmark", *scripts, "--analyze-only", "--scheduler", address,
+                     "--cache-dir", str(tmp_path / "cache"), "--json", str(report), timeout=600)
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # the worker is still there
+    assert out.returncode == 1, out.stderr
+    errors = [line for line in out.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 2, out.stdout
+    for line in errors:  # which import fails depends on how tk is installed beside the other package
+        assert "the Dask task failed on" in line and re.search(r"(ModuleNotFound|Import)Error: .*turnkey_like", line)
+    assert out.stdout.count("hint: install turnkey_like") == 2
+    data = _report(report)
+    assert all("ImportError" in r["error"] or "ModuleNotFoundError" in r["error"] for r in data["results"])
+    assert all("install turnkey_like" in e for e in data["errors"]) and len(data["errors"]) == 2
+
+
 def test_scheduler_with_two_separate_workers_and_their_own_caches(tmp_path):
     """``--scheduler`` against ``dask scheduler`` + 2 ``dask worker`` processes started here, each worker
     with a cache of its own (no shared folder): ``--upload`` ships the script, records come back to the
     client's cache, ``--collect`` brings the ONNX file."""
-    dask = Path(sys.executable).parent / "dask"
-    if not dask.exists():
-        pytest.skip("the dask command is not installed")
     script = tmp_path / "scripts" / "hello_world.py"
     script.parent.mkdir()
     script.write_text((EXAMPLES / "hello_world.py").read_text())
-    scheduler_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen([str(dask), "scheduler", "--port", "0", "--dashboard-address", ":0",
-                               "--scheduler-file", str(scheduler_file)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        for i in range(2):
-            procs.append(subprocess.Popen(
-                [str(dask), "worker", address, "--nthreads", "1", "--nworkers", "1"],
-                env={**env, "TK_CACHE_DIR": str(tmp_path / f"worker{i}_cache")}, cwd=tmp_path,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        cache = tmp_path / "client_cache"
-        report = tmp_path / "run.json"
+    cache = tmp_path / "client_cache"
+    report = tmp_path / "run.json"
+    with dask_cluster(tmp_path, worker_args=("--nthreads", "1", "--nworkers", "1"),
+                      worker_env=lambda i: {"TK_CACHE_DIR": str(tmp_path / f"worker{i}_cache")}) as address:
         out = run_tk("benchmark", str(script), "--scheduler", address, "--upload", "--collect",
                      "--iterations", "5", "--cache-dir", str(cache), "--json", str(report), timeout=600)
-        assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
     (record,) = _records(cache).values()
     assert record["script"] == str(script)  # the client's path, not the worker's uploaded copy
     inv = record["invocation"]

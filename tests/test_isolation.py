@@ -357,3 +357,57 @@ def test_json_report_of_crash_names_the_signal(tmp_path):
     assert out.returncode == 1
     data = json.loads(report.read_text())
     assert "SIGABRT" in data["results"][0]["error"]
+
+
+RAISES_EARLY = """
+import torch
+raise FileNotFoundError("no weights at /nowhere/model.pt")
+"""
+
+TERMINATES_ITSELF = """
+import os
+import signal
+
+import torch
+
+
+def stop():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+stop()
+"""
+
+
+@pytest.mark.parametrize("where", [
+    pytest.param([], id="serial"),
+    pytest.param(["--workers", "2"], id="workers",
+                 marks=pytest.mark.skipif(not __import__("importlib").util.find_spec("distributed"),
+                                          reason="Dask's distributed is not installed")),
+])
+def test_a_failure_before_any_model_shows_its_reason_and_where(tmp_path, where):
+    """A script that raises before calling a model, and one that ends by a signal: each prints its
+    one-line reason and a hint that fits (no "models ... reported above" when none ran), with
+    --traceback where it happened, and --json holds the same, serially and on Dask workers alike."""
+    raises = _write(tmp_path, "raises.py", RAISES_EARLY)
+    terminates = _write(tmp_path, "terminates.py", TERMINATES_ITSELF)
+    report = tmp_path / "run.json"
+    out = run_tk("benchmark", str(raises), str(terminates), "--analyze-only", "--hardware", "a100", "--traceback",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), *where)
+    assert out.returncode == 1, out.stderr
+    printed = out.stdout + out.stderr
+    assert printed.count("no model was called before the failure") == 2
+    assert f"error: {raises}: FileNotFoundError (line 3): no weights at /nowhere/model.pt" in out.stdout
+    assert f"error: {terminates}: the script: process killed by SIGTERM at line 9" in out.stdout
+    assert "reported above" not in printed  # no model ran: no hint says that those which ran are shown
+    # --traceback: where it happened (the script's traceback; the stack the signal left)
+    assert f'File "{raises}", line 3, in <module>' in out.stdout
+    assert f'File "{terminates}", line 9 in stop' in out.stdout
+    data = json.loads(report.read_text())
+    results = {Path(r["path"]).name: r for r in data["results"]}
+    assert results["raises.py"]["error"] == "FileNotFoundError (line 3): no weights at /nowhere/model.pt"
+    assert results["terminates.py"]["error"] == "the script: process killed by SIGTERM at line 9"
+    assert f'File "{terminates}", line 12 in <module>' in results["terminates.py"]["traceback"]
+    assert [e.split(" (hint: ")[0] for e in data["errors"]] == [
+        f"{raises}: FileNotFoundError (line 3): no weights at /nowhere/model.pt",
+        f"{terminates}: the script: process killed by SIGTERM at line 9"]

@@ -152,3 +152,53 @@ def test_torch_forward_in_forked_child_after_parent_used_threads(tmp_path):
     assert out.status is Status.SUCCESSFUL, out.error
     assert out.value["threads"] == 2  # still multi-threaded in the child
     assert out.value["max_diff"] == 0.0
+
+
+def _script_like(send):
+    """An input's child: starts children as a script (a multiprocessing pool) and a stage (spawn) would."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pool_result = pool.map(abs, [-3])
+    spawned = run_isolated(_record, timeout_s=120, log_path=None, start_method="spawn")
+    send((multiprocessing.current_process().daemon, pool_result, spawned.status.value, spawned.error))
+
+
+def _as_a_dask_worker(queue):
+    """Runs in a daemonic process, as a worker that ``dask worker``'s nanny starts: tk's children from here."""
+    import multiprocessing
+
+    from turnkey_like.launcher import StreamingChild
+
+    stage = run_isolated(_returns, 5, timeout_s=60, log_path=None)
+    with StreamingChild(_script_like) as child:
+        message = child.receive(120)
+        child.wait()
+    queue.put((multiprocessing.current_process().daemon, stage.status.value, stage.value["x"], message))
+
+
+def test_children_start_from_a_daemonic_process():
+    """``multiprocessing`` refuses children to a daemonic process (a Dask worker by default): tk forks
+    its own with ``os.fork``, and its children are not daemonic, so a script's pool and a stage's
+    spawned child start there too."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    worker = ctx.Process(target=_as_a_dask_worker, args=(queue,), daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while queue.empty() and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not queue.empty(), f"the daemonic process ended with code {worker.exitcode} without its result"
+        daemonic, status, value, message = queue.get(timeout=10)
+    finally:
+        worker.join(timeout=30)
+        if worker.is_alive():
+            worker.kill()
+    assert daemonic is True  # the parent really is daemonic
+    assert (status, value) == ("successful", 5)  # run_isolated's fork
+    child_daemonic, pool_result, spawned_status, spawned_error = message
+    assert child_daemonic is False and pool_result == [3]
+    assert spawned_status == "successful", spawned_error

@@ -10,9 +10,10 @@ cluster), the unit of work is one input (script): one Dask task, which runs
 script's discovery, then every stage, each in a further fork, exactly as on one machine; a model class
 defined in a script cannot be pickled, so all of an input's work stays on one worker). The task relays
 every message of that child to the client through a ``distributed.Queue`` of its own; on the client a
-:class:`DaskChannel` (the same ``receive``/``kill``/``wait`` interface as a local child) feeds
-``Pipeline.consume``, which writes each record to the *client's* cache and turns a dead or hung child
-into the input's one-line error, as for a local run. No shared filesystem is needed for records.
+:class:`~turnkey_like.dask_task.DaskChannel` (the same ``receive``/``kill``/``wait`` interface as a local
+child) feeds ``Pipeline.consume``, which writes each record to the *client's* cache and turns a dead
+or hung child into the input's one-line error, as for a local run. No shared filesystem is needed for
+records. Both ends of the task are in :mod:`turnkey_like.dask_task`; this module submits the tasks.
 
 Where files live: a worker uses the client's cache folder when it sees the same folder (the
 client's ``.corpus/cache-id`` token is readable at the same path: same host, or a shared
@@ -23,7 +24,8 @@ run). ONNX files stay where they were built: ``BuildResult.onnx_path`` is absolu
 
 Failures: ``--timeout`` applies on the workers (each stage's fork; the client stops a discovery that
 runs past it). A worker that dies mid-task (killed, out of memory) has its task retried once on another
-worker, then the input is recorded ``killed``; the rest of the corpus goes on.
+worker, then the input is recorded ``killed``; the rest of the corpus goes on. A worker that cannot run
+tk's task (another tk, or none) fails each input with the reason and the fix, and stays up.
 
 A benchmark has its host to itself: each worker's input child holds :mod:`turnkey_like.hostlock`
 shared during discovery, characterization and build, and exclusive during a benchmark.
@@ -32,29 +34,29 @@ shared during discovery, characterization and build, and exclusive during a benc
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import io
 import logging
-import os
 import pickle
-import signal
-import socket
-import sys
 import threading
-import time
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from turnkey_like.errors import InputError, TkError, one_line
-from turnkey_like.launcher import ChildEnded
+from turnkey_like.dask_task import (
+    CACHE_ID_FILE,
+    CORPUS_DIR,
+    DaskChannel,
+    InputTask,
+    TaskCall,
+    prepare_worker,
+    read_build_files,
+)
+from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
 from turnkey_like.records import (
     CorpusInput,
     ScriptResult,
@@ -70,15 +72,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: folder of the cache root that holds corpus bookkeeping (never a build: build names start with a
-#: letter or digit)
-CORPUS_DIR = ".corpus"
 #: per-input fingerprints (``--resume``), one record per input
 INPUTS_DIR = "inputs"
-#: scripts shipped to a worker with ``--upload`` (in the worker's cache)
-UPLOADS_DIR = "uploads"
-#: the token that tells a worker it sees the client's cache folder
-CACHE_ID_FILE = "cache-id"
 #: outcomes that do not finish a stage: an input with one of them in a requested stage is not complete
 UNFINISHED = frozenset({Status.NOT_STARTED, Status.RUNNING, Status.INTERRUPTED})
 #: Dask configuration of an embedded LocalCluster: tk's isolation forks children, which a daemonic
@@ -99,8 +94,6 @@ LOCAL_CLUSTER_CONFIG = {"distributed.worker.daemon": False, "distributed.schedul
                         # each worker imports torch and torch._dynamo as it starts (:func:`dask_setup`),
                         # not in its first task
                         "distributed.worker.preload": [__name__]}
-#: attempts of one input (the first, and one retry after a worker died)
-MAX_ATTEMPTS = 2
 
 
 @dataclass
@@ -316,505 +309,19 @@ def run_corpus(pipeline: Pipeline, specs: list[InputSpec], corpus: CorpusOptions
     return summary
 
 
+def dask_setup(worker) -> None:
+    """Dask's preload hook (``distributed.worker.preload`` names this module): run as each worker of
+    an embedded ``LocalCluster`` starts, or of a cluster started with ``dask worker ADDRESS
+    --preload turnkey_like.corpus``: :func:`~turnkey_like.dask_task.prepare_worker` as the worker starts rather than in its
+    first task. Optional: a worker started without it prepares in its first task."""
+    prepare_worker()
+
+
 def _progress_line(listener, text: str) -> None:
     """One dim line on the listener's progress console (stderr), unless quiet."""
     console = getattr(listener, "progress_console", None)
     if console is not None and not getattr(listener, "quiet", False):
         console.print(f"[dim]{text}[/]")
-
-
-# --------------------------------------------------------------------------------------------------
-# The worker side
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Task:
-    """What the client sends a worker for one input (pickled by Dask)."""
-
-    spec: Any
-    options: Any
-    run_id: str
-    queue: str
-    stop: str
-    cache_root: str
-    cache_id: str
-    script: bytes | None = None
-    previous: list[bytes] = field(default_factory=list)
-    threads_per_host: dict[str, int] = field(default_factory=dict)
-
-
-#: hardware profiles resolved in this worker process, by (hardware, cache root)
-_PROFILES: dict = {}
-
-
-def _worker_cache(task: _Task) -> tuple[str | None, bool]:
-    """The cache folder this worker uses for ``task``, and whether it is the client's.
-
-    The worker's own ``TK_CACHE_DIR`` when set (its operator chose it); else the client's folder when
-    the worker sees it (the client's token at the same path: same host, or a shared filesystem);
-    else the worker's default cache. Shared means the client's token is in the chosen folder.
-    """
-    from turnkey_like.cache import ENV_VAR
-
-    root = os.environ.get(ENV_VAR) or task.cache_root
-    try:
-        shared = (Path(root) / CORPUS_DIR / CACHE_ID_FILE).read_text().strip() == task.cache_id
-    except OSError:
-        shared = False
-    return (root if shared or os.environ.get(ENV_VAR) else None), shared
-
-
-#: seconds of silence after which a task sends a ``tick``: the client waits on its queue without a
-#: timeout (a timed-out ``Queue.get`` is logged as an error by the scheduler), and ticks let it check
-#: its own time limits
-TICK_S = 2.0
-
-
-class _Relay:
-    """Sends messages to the client's queue in pickled batches (one queue item per ``send``)."""
-
-    def __init__(self, queue):
-        self.queue = queue
-        self.lock = threading.Lock()
-        self.last = time.monotonic()
-
-    def send(self, *messages) -> None:
-        with self.lock:
-            self.queue.put(pickle.dumps(list(messages), protocol=pickle.HIGHEST_PROTOCOL))
-            self.last = time.monotonic()
-
-    def tick(self) -> None:
-        """Send a ``tick`` when nothing was sent for :data:`TICK_S` seconds."""
-        if time.monotonic() - self.last >= TICK_S:
-            self.send(("tick",))
-
-
-class _RelayStream(io.TextIOBase):
-    """A text stream whose writes become ``("output", name, text)`` messages (the script's prints)."""
-
-    def __init__(self, relay: _Relay, name: str):
-        self.relay, self.name = relay, name
-
-    def write(self, text: str) -> int:
-        if text:
-            self.relay.send(("output", self.name, text))
-        return len(text)
-
-    def writable(self) -> bool:
-        return True
-
-
-def _worker_pipeline(task: _Task, cache_dir: str | None, shared: bool):
-    """The pipeline that runs ``task`` on this worker: the client's options, run id and (when this
-    worker sees it) cache; the host lock around each stage; the hardware profile resolved once."""
-    from turnkey_like.pipeline import Pipeline, preload_for_children
-
-    options = replace(task.options, cache_dir=cache_dir)
-    preload_for_children(options.characterize)  # once per worker process: its input children inherit the imports
-    pipeline = Pipeline(options)
-    pipeline.run_id = task.run_id
-    default_threads = _share_cores(task)
-    pipeline.stage_guard = functools.partial(_stage_guard, default_threads=default_threads)
-    if not shared:
-        _adopt_previous(pipeline.cache, task.previous)
-    if options.characterize and not task.spec.is_onnx:
-        key = (options.hardware, str(pipeline.cache.root))
-        if key not in _PROFILES:
-            # measuring this machine's peaks is a benchmark too: the host to itself, and torch's
-            # default threads, so the profile is the one a serial run uses (and, with the client's
-            # cache, the client's own, read instead of measured again)
-            with _stage_guard("benchmark", default_threads):
-                _PROFILES[key] = pipeline.profile
-        pipeline.__dict__["profile"] = _PROFILES[key]  # the cached_property's slot: resolved once
-    return pipeline
-
-
-def dask_setup(worker) -> None:
-    """Dask's preload hook (``distributed.worker.preload`` names this module): run as each worker of
-    an embedded ``LocalCluster`` starts. Imports what every input child would otherwise import again
-    (:func:`turnkey_like.pipeline.preload_for_children`: torch, and torch._dynamo for counting), so
-    that it happens as the cluster starts rather than in each worker's first task. Workers
-    started by hand can do the same with ``dask worker ADDRESS --preload turnkey_like.corpus``."""
-    import atexit
-    import gc
-
-    from turnkey_like.pipeline import preload_for_children
-
-    preload_for_children()
-    atexit.register(gc.freeze)  # the worker's exit skips collecting torch's objects (as tk's own exit)
-
-
-def _share_cores(task: _Task) -> int | None:
-    """Give this worker's inputs their share of the host's cores for torch; return torch's default.
-
-    Several tk workers on one host each running torch with every core (torch's default) oversubscribe
-    it, and OpenMP's spinning threads then slow everything several-fold (3 scripts: 27 s instead of
-    13 s on 2 cores with 2 workers). Discovery, characterization and build run with
-    ``cores // (worker threads on this host)`` threads (at least 1); a benchmark, which has the host
-    to itself, gets torch's default back (:func:`_stage_guard`), so its latency is a serial run's.
-    torch is imported here, once per worker, so the input children inherit it instead of importing it.
-    """
-    import torch
-
-    if "default" not in _THREADS:
-        _THREADS["default"] = torch.get_num_threads()
-    host = urlsplit(get_worker_address()).hostname or ""
-    sharing = task.threads_per_host.get(host)
-    if sharing:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // sharing))
-    return _THREADS["default"]
-
-
-#: torch's default intra-op thread count in this worker process, before :func:`_share_cores`
-_THREADS: dict[str, int] = {}
-
-
-def get_worker_address() -> str:
-    """This Dask worker's address (``tcp://host:port``)."""
-    from distributed import get_worker
-
-    return get_worker().address
-
-
-@contextlib.contextmanager
-def _stage_guard(stage_name: str, default_threads: int | None = None):
-    """``Pipeline.stage_guard`` on a worker: the host lock (:func:`turnkey_like.hostlock.stage_guard`),
-    and torch's default thread count back for a benchmark (see :func:`_share_cores`)."""
-    from turnkey_like import hostlock
-
-    with hostlock.stage_guard(stage_name):
-        if stage_name not in hostlock.EXCLUSIVE_STAGES or not default_threads:
-            yield
-            return
-        import torch
-
-        shared_threads = torch.get_num_threads()
-        torch.set_num_threads(default_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(shared_threads)
-
-
-def _adopt_previous(cache, previous: list[bytes]) -> None:
-    """Write the client's earlier records of this input into this worker's own cache, unless the
-    worker's copy is as new (so reuse and kept outcomes work as in a serial run)."""
-    from turnkey_like.records import BuildRecord
-
-    for data in previous:
-        record = decode(data, BuildRecord, what="earlier record")
-        try:
-            mine = cache.load(record.build_name)
-        except TkError:
-            mine = None
-        if mine is None or (mine.updated_at or "") < (record.updated_at or ""):
-            cache.build_dir(record.build_name)
-            cache.save(record)
-
-
-def _upload_path(cache_root: Path, spec, script: bytes) -> Path:
-    """Write an uploaded script into ``<cache>/.corpus/uploads/<sha>/<name>``; return its path."""
-    from turnkey_like.files import write_atomic
-
-    folder = cache_root / CORPUS_DIR / UPLOADS_DIR / hashlib.sha256(script).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / Path(str(spec.path)).name
-    if not path.is_file():
-        write_atomic(path, script)
-    return path
-
-
-def _guarded_body(pipeline, send, spec) -> None:
-    """``Pipeline.child_body`` with the host lock held shared from the start until discovery ended
-    (the first ``discovered``, or the input's last message); each stage then takes its own."""
-    from turnkey_like import hostlock
-
-    lock = hostlock.shared()
-    lock.__enter__()
-    held = True
-
-    def guarded(message):
-        nonlocal held
-        if held and message[0] in ("discovered", "done", "tk_error", "crash"):
-            held = False
-            lock.__exit__(None, None, None)
-        send(message)
-
-    try:
-        pipeline.child_body(guarded, spec)
-    finally:
-        if held:
-            lock.__exit__(None, None, None)
-
-
-def _run_task(task: _Task) -> str:
-    """The Dask task of one input: run it in a :class:`StreamingChild` here, relay every message.
-
-    The first message of an attempt is ``("attempt", token, where)``; the child's messages follow in
-    order; an early end becomes ``("ended", status, error, fault_dump)``. The client's stop event
-    (its timeout or Ctrl-C) kills the child's process group. Returns how the attempt ended (a word).
-    """
-    from distributed import Event, Queue, get_client, get_worker
-
-    from turnkey_like.launcher import StreamingChild
-
-    client = get_client()
-    relay = _Relay(Queue(task.queue, client=client))
-    stop = Event(task.stop, client=client)
-    worker = get_worker()
-    host = socket.gethostname()
-    where = f"{host} ({worker.address})"
-    cache_dir, shared = _worker_cache(task)
-    spec = task.spec
-    try:
-        pipeline = _worker_pipeline(task, cache_dir, shared)
-        if task.script is not None:
-            spec = replace(spec, path=_upload_path(pipeline.cache.root, spec, task.script))
-    except BaseException as e:  # noqa: BLE001 - reported as this input's error, never a worker crash
-        relay.send(("attempt", uuid.uuid4().hex, where, None),
-                   ("ended", Status.ERROR, f"tk failed on worker {host}: {one_line(e)}", None))
-        return "error"
-    uploaded = str(spec.path) if task.script is not None else None
-    relay.send(("attempt", uuid.uuid4().hex, where, uploaded))
-    body = _StampedSend(pipeline, host, worker.address, shared)
-    out, err = sys.stdout, sys.stderr
-    try:  # the child's prints reach the client through the relay (StreamingChild copies them here)
-        sys.stdout, sys.stderr = _RelayStream(relay, "stdout"), _RelayStream(relay, "stderr")
-        child = StreamingChild(body.run, spec)
-    finally:
-        sys.stdout, sys.stderr = out, err
-    finished = threading.Event()
-
-    def watch_stop():  # the client's stop (its time limit, Ctrl-C) kills the child; idle ticks
-        while not finished.is_set():
-            try:
-                if stop.wait(timeout=1.0):
-                    if not finished.is_set():
-                        with contextlib.suppress(OSError):
-                            os.killpg(child.pid, signal.SIGKILL)
-                    return
-                if not finished.is_set():
-                    relay.tick()
-            except Exception:  # noqa: BLE001 - the scheduler is unreachable: try again
-                time.sleep(1.0)
-
-    watcher = threading.Thread(target=watch_stop, name="tk-stop-watch", daemon=True)
-    watcher.start()
-    try:
-        with child:
-            while True:
-                try:
-                    message = child.receive(None)
-                except ChildEnded as ended:
-                    relay.send(("ended", ended.status, ended.error, ended.fault_dump))
-                    return ended.status.value
-                relay.send(message)
-                if message[0] in ("done", "tk_error", "crash"):
-                    child.wait()
-                    return message[0]
-    finally:
-        # the task's own stop wakes the watcher at once (waiting out its 1 s wait cost every task up
-        # to that second: 20 small scripts took 20 s instead of 6 s); it then kills nothing
-        finished.set()
-        with contextlib.suppress(Exception):
-            stop.set()
-        watcher.join(timeout=5.0)
-
-
-class _StampedSend:
-    """The child's body on a worker: the guarded ``child_body``, with each record stamped with the
-    host it was built on (and written to the worker's own cache when it has one)."""
-
-    def __init__(self, pipeline, host: str, address: str, shared: bool):
-        self.pipeline, self.host, self.address, self.shared = pipeline, host, address, shared
-
-    def run(self, send, spec) -> None:
-        def stamped(message):
-            if message[0] == "save":
-                record = message[1]
-                record.system = {**record.system, "host": self.host, "dask_worker": self.address}
-                if not self.shared:
-                    with contextlib.suppress(TkError, OSError):
-                        self.pipeline.save(record)  # the worker's own cache: its ONNX files' record
-            send(message)
-
-        _guarded_body(self.pipeline, stamped, spec)
-
-
-# --------------------------------------------------------------------------------------------------
-# The client side
-# --------------------------------------------------------------------------------------------------
-
-
-class DaskChannel:
-    """The client's end of one input's Dask task: what ``Pipeline.consume`` reads.
-
-    Same interface as :class:`~turnkey_like.launcher.StreamingChild`: ``receive(timeout_s)`` returns
-    the child's next message or raises :class:`~turnkey_like.launcher.ChildEnded`; ``kill()`` stops
-    the child on its worker; ``wait()`` after the last message. The script's output is written to
-    this process's stdout/stderr as it arrives.
-
-    A new attempt (the worker died; Dask started the task again elsewhere) ends this channel with
-    ``ChildEnded(KILLED)`` and :attr:`retry` set; :meth:`successor` continues with that attempt.
-    """
-
-    def __init__(self, future, queue, stop, *, client_path: str = "", buffer: deque | None = None,
-                 attempt: int = 0):
-        self.future, self.queue, self.stop = future, queue, stop
-        self.client_path = client_path
-        self.paths: dict[str, str] = {}
-        self.interrupted = False
-        self.buffer: deque = buffer if buffer is not None else deque()
-        self.attempt = attempt
-        self.token: str | None = None
-        self.where = "a Dask worker"
-        self.retry = False
-        self.finished = False
-
-    def __enter__(self) -> DaskChannel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if not self.finished and not self.retry:
-            self.kill()
-
-    def successor(self) -> DaskChannel:
-        """The channel of the attempt that follows a lost worker (same task, same queue)."""
-        return DaskChannel(self.future, self.queue, self.stop, client_path=self.client_path, buffer=self.buffer,
-                           attempt=self.attempt)
-
-    def start(self) -> None:
-        """Wait (without a limit: the task may queue behind others) for the task's attempt to begin.
-
-        Raises:
-            ChildEnded: the task failed before it began (the worker could not run it).
-        """
-        while self.token is None:
-            self._fill()
-            while self.buffer and self.buffer[0][0] in ("tick", "wake"):
-                self.buffer.popleft()
-            if self.buffer and self.buffer[0][0] == "attempt":
-                self._begin(self.buffer.popleft())
-
-    def _begin(self, message) -> None:
-        self.attempt += 1
-        self.token, self.where = message[1], message[2]
-        if message[3]:  # an uploaded script: records name the client's file, not the worker's copy
-            self.paths = {message[3]: self.client_path}
-        if self.attempt > MAX_ATTEMPTS:  # a cluster allowing more retries than tk does: stop here
-            self.kill()
-            raise ChildEnded(Status.KILLED, f"the Dask worker running it died {MAX_ATTEMPTS} times "
-                                            "(killed, or out of memory)")
-
-    def _fill(self) -> None:
-        """Move the next queued batch into the buffer (waiting for it: the worker ticks every
-        :data:`TICK_S` seconds, and the task's end puts a ``wake``); raise when the task ended.
-
-        Raises:
-            ChildEnded: the task ended (failed, cancelled, lost) with no more messages queued.
-        """
-        if not self.future.done():
-            self.buffer.extend(pickle.loads(self.queue.get()))
-            return
-        late = self.queue.get(batch=True)  # the task ended: what it sent last, without waiting
-        for batch in late:
-            self.buffer.extend(pickle.loads(batch))
-        if any(message[0] not in ("tick", "wake") for message in self.buffer):
-            return
-        status = self.future.status
-        if status == "finished":
-            raise ChildEnded(Status.ERROR, f"the task on {self.where} ended without its last message")
-        raise self._task_failed(status)
-
-    def wake(self) -> None:
-        """Put a ``wake`` in the queue, so a :meth:`receive` waiting on it looks at the task again."""
-        with contextlib.suppress(Exception):
-            self.queue.put(pickle.dumps([("wake",)]))
-
-    def _task_failed(self, status: str) -> ChildEnded:
-        if status != "error":
-            return ChildEnded(Status.KILLED, f"the Dask task was {status}")
-        exc = self.future.exception()
-        if type(exc).__name__ == "KilledWorker":
-            return ChildEnded(Status.KILLED, f"the Dask worker running it died {MAX_ATTEMPTS} times "
-                                             "(killed, or out of memory)")
-        return ChildEnded(Status.ERROR, f"the Dask task failed on {self.where}: {one_line(exc)}")
-
-    def receive(self, timeout_s: float | None) -> Any:
-        """The child's next message, waiting at most ``timeout_s`` seconds (``None``: no limit).
-
-        Raises:
-            ChildEnded: the child ended early on its worker, its worker died, or ``timeout_s``
-                passed (then the child is killed; status ``timeout``).
-        """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            if self.interrupted:
-                self.kill()
-                raise KeyboardInterrupt
-            while self.buffer:
-                message = self.buffer.popleft()
-                kind = message[0]
-                if kind == "attempt":
-                    if self.token is None:
-                        self._begin(message)
-                        continue
-                    self.buffer.appendleft(message)
-                    self.retry = True
-                    raise ChildEnded(Status.KILLED, f"the Dask worker {self.where} died (killed, or out of "
-                                                    "memory); the input is retried on another worker")
-                if kind in ("tick", "wake"):
-                    continue
-                if kind == "output":
-                    stream = sys.stdout if message[1] == "stdout" else sys.stderr
-                    with contextlib.suppress(OSError, ValueError):
-                        stream.write(message[2])
-                        stream.flush()
-                    continue
-                if kind == "ended":
-                    self.finished = True
-                    raise ChildEnded(message[1], message[2], message[3])
-                if kind in ("done", "tk_error", "crash"):
-                    self.finished = True
-                return self._local_paths(message)
-            if deadline is not None and time.monotonic() >= deadline:
-                self.kill()
-                raise ChildEnded(Status.TIMEOUT, f"timed out after {timeout_s:g} s (child killed)")
-            self._fill()
-
-    def _local_paths(self, message):
-        """Uploaded scripts: name the client's file in the records, not the worker's copy."""
-        if not self.paths:
-            return message
-        for value in message[1:]:
-            results = [value] if isinstance(value, ScriptResult) else []
-            if hasattr(value, "script") and value.script in self.paths:
-                value.script = self.paths[value.script]
-                value.model.source_file = self.paths.get(value.model.source_file, value.model.source_file)
-            for result in results:
-                result.path = self.paths.get(result.path, result.path)
-                for model in result.walk_models():
-                    model.source_file = self.paths.get(model.source_file, model.source_file)
-        return message
-
-    def kill(self) -> None:
-        """Stop the child on its worker (its whole process group) and forget the task."""
-        self.finished = True
-        with contextlib.suppress(Exception):
-            self.stop.set()
-        with contextlib.suppress(Exception):
-            self.future.cancel()
-
-    def wait(self) -> None:
-        """The child sent its last message: nothing to wait for here (the worker reaps it)."""
-        self.finished = True
-
-    def interrupt(self) -> None:
-        """Ctrl-C on the client: the next :meth:`receive` kills the child and raises KeyboardInterrupt
-        in the thread consuming this channel (which records the running stage ``interrupted``)."""
-        self.interrupted = True
-        self.wake()
 
 
 class _CorpusProgress:
@@ -1021,7 +528,7 @@ class DaskRun:
         Ctrl-C stops every running input (its running stage is recorded ``interrupted``) and returns
         what was done, with ``interrupted`` set.
         """
-        from turnkey_like.pipeline import RunSummary, script_failure
+        from turnkey_like.pipeline import RunSummary
 
         pipeline = self.pipeline
         summary = RunSummary(run_id=pipeline.run_id)
@@ -1068,8 +575,6 @@ class DaskRun:
             self._close()
         for index in sorted(results):
             result, error = results[index]
-            if error is None and result.status == Status.ERROR:
-                error = script_failure(result, pipeline.options.script_args)
             if error is not None:
                 summary.errors.append(error)
             summary.results.append(result)
@@ -1081,8 +586,11 @@ class DaskRun:
 
     def _one(self, index: int, spec: InputSpec, progress: _CorpusProgress):
         """Submit one input's task and consume its messages (a retry after a lost worker included);
-        runs in a thread of its own. Returns ``(result, error)`` as ``Pipeline.run_input`` does."""
+        runs in a thread of its own. Returns ``(result, error)``, the error being the one the input
+        reports (:func:`~turnkey_like.pipeline.input_error`), as a serial run reports it."""
         from distributed import Event, Queue
+
+        from turnkey_like.pipeline import input_error, run_failure
 
         pipeline = self.pipeline
         name = f"tk-{uuid.uuid4().hex}"
@@ -1094,7 +602,7 @@ class DaskRun:
             return result, e
         queue = Queue(f"{name}-q", client=self.client)
         stop = Event(f"{name}-stop", client=self.client)
-        future = self.client.submit(_run_task, task, key=name, pure=False)
+        future = self.client.submit(pickle.loads, TaskCall.payload(task), key=name, pure=False)
         channel = DaskChannel(future, queue, stop, client_path=str(spec.path))
         future.add_done_callback(lambda _f: channel.wake())  # a failed task wakes its waiting consumer
         self._futures.append(future)
@@ -1117,7 +625,9 @@ class DaskRun:
             if self.corpus.collect:
                 self._collect(result)
         except ChildEnded as ended:  # the task failed before it began (e.g. tk not importable there)
-            result, error = self._failed_input(spec, ended.error), None
+            result = self._failed_input(spec, ended.error)
+            result.traceback = ended.stack
+            error = run_failure(result, ended.hint or TK_BUG_HINT)
         except KeyboardInterrupt:
             return self._failed_input(spec, "interrupted (Ctrl-C)", Status.INTERRUPTED), None
         finally:
@@ -1125,10 +635,11 @@ class DaskRun:
                 self._channels.pop(name, None)
             with contextlib.suppress(Exception):
                 queue.close()
+        error = input_error(result, error, pipeline.options.script_args)
         progress.finished(index, spec, result, error)
         return result, error
 
-    def _task(self, spec: InputSpec, name: str) -> _Task:
+    def _task(self, spec: InputSpec, name: str) -> InputTask:
         script = None
         if self.corpus.upload and spec.model is None:
             try:
@@ -1136,7 +647,7 @@ class DaskRun:
             except OSError as e:
                 raise InputError(f"{spec.path}: cannot read ({e.strerror})") from None
         previous = [encode(r) for r in self._previous_records(spec)] if self.corpus.scheduler else []
-        return _Task(spec=spec, options=self.pipeline.options, run_id=self.pipeline.run_id, queue=f"{name}-q",
+        return InputTask(spec=spec, options=self.pipeline.options, run_id=self.pipeline.run_id, queue=f"{name}-q",
                      stop=f"{name}-stop", cache_root=str(self.pipeline.cache.root), cache_id=self.cache_id,
                      script=script, previous=previous, threads_per_host=self._threads_per_host)
 
@@ -1167,7 +678,7 @@ class DaskRun:
             try:
                 record = cache.load(inv.build_name)
                 where = record.system.get("dask_worker")
-                data = self.client.submit(_read_build_files, files, build.data_files, pure=False,
+                data = self.client.submit(read_build_files, files, build.data_files, pure=False,
                                           workers=[where] if where else None,
                                           allow_other_workers=False).result(timeout=600)
             except Exception as e:  # noqa: BLE001 - a failed copy leaves the files on the worker
@@ -1187,14 +698,3 @@ class DaskRun:
             record.invocation.build = inv.build
             record.system = {**record.system, "collected_from": record.system.get("host")}
             self.pipeline.save(record)
-
-
-def _read_build_files(files: list[str], data_files: list[str]) -> dict[str, bytes]:
-    """On the worker that built them: the bytes of a build's ONNX files (and external data), by path."""
-    out: dict[str, bytes] = {}
-    folders = {str(Path(f).parent) for f in files}
-    for path in [*files, *(str(Path(folder) / name) for folder in folders for name in data_files)]:
-        if os.path.isfile(path) and path not in out:
-            with open(path, "rb") as f:
-                out[path] = f.read()
-    return out

@@ -16,6 +16,12 @@ file, and returns an :class:`IsolatedOutcome` saying how the child ended:
 messages (records, progress events) to the parent while it works, so what it found before it crashed
 is not lost. The pipeline runs each input's discovery and stages in one.
 
+Forked children are made with ``os.fork`` (:class:`ForkedProcess`), not ``multiprocessing.Process``:
+``multiprocessing`` refuses to start a child from a daemonic process, and a Dask worker started the
+standard way (``dask worker ADDRESS``, whose nanny starts it daemonic) is one. A forked child is
+marked non-daemonic for ``multiprocessing`` (:func:`_may_start_children`), so that a script's own
+``multiprocessing`` pool, and a ``spawn`` child of a stage, start there as they do under ``python``.
+
 Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``process`` launcher).
 :func:`choose_start_method` is the one place that picks it, for builds and benchmarks alike:
 
@@ -31,6 +37,7 @@ Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``
 from __future__ import annotations
 
 import codecs
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -40,7 +47,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Literal, TypeVar
+from typing import Any, Callable, Generic, Literal, NoReturn, TextIO, TypeVar
 
 from turnkey_like.errors import one_line
 from turnkey_like.records import StageResult, Status
@@ -48,6 +55,8 @@ from turnkey_like.records import StageResult, Status
 LOG_EXCERPT_LINES = 20
 #: characters kept of a stage's one-line error (a failed export names each exporter's error)
 ERROR_LIMIT = 500
+#: the hint for a failure of tk itself in a child (not of the script, its models or the machine)
+TK_BUG_HINT = "this is a bug in tk: rerun with --traceback and report the trace"
 
 StartMethod = Literal["fork", "spawn", "inline"]
 T = TypeVar("T")
@@ -114,9 +123,40 @@ def _redirect_output(log_path: str | Path | None) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    signals_as_under_python(sys.stderr)  # a crash's Python stack goes to the log, not the terminal
+
+
+#: signals that end a process by default and that :mod:`faulthandler` can dump a stack for without
+#: ``enable``'s own (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL): a script that ends by one of them
+#: (``os.kill(os.getpid(), SIGTERM)``, a ``timeout`` command, a CPU limit) still says where
+DUMPED_SIGNALS = tuple(getattr(signal, name) for name in
+                       ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGXCPU")
+                       if hasattr(signal, name))
+
+
+def signals_as_under_python(stack_file, all_threads: bool = True) -> None:
+    """Give this forked child the signal handling of ``python SCRIPT``, and a stack dump when one ends it.
+
+    A fork inherits its parent's Python signal handlers and wake-up fd; in a Dask worker these are
+    its event loop's, so a SIGTERM in the child would wake the *worker's* loop instead of ending
+    the child. Every Python-level handler but SIGINT's goes back to the default and the wake-up fd
+    is dropped; then :mod:`faulthandler` writes the Python stack to ``stack_file`` (a file object
+    or a file descriptor) when the child dies of a fatal signal or of one of
+    :data:`DUMPED_SIGNALS` (chained to the default action, so the child still dies by it; a
+    handler the script installs replaces the dump, as it would under ``python``).
+    """
     import faulthandler
 
-    faulthandler.enable(file=sys.stderr)  # a segfault's Python stack goes to the log, not the terminal
+    with contextlib.suppress(ValueError):  # only the main thread may; after a fork, the forking one is
+        signal.set_wakeup_fd(-1)
+        for signum in signal.valid_signals():
+            if signum != signal.SIGINT and callable(signal.getsignal(signum)):
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(signum, signal.SIG_DFL)
+    faulthandler.enable(file=stack_file, all_threads=all_threads)
+    for signum in DUMPED_SIGNALS:
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            faulthandler.register(signum, file=stack_file, all_threads=all_threads, chain=True)
 
 
 def _call_in_fresh_thread(fn, args, kwargs):
@@ -166,6 +206,109 @@ def die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before prctl took effect: we were re-parented to init
         os._exit(1)
+
+
+def _may_start_children() -> None:
+    """Tell ``multiprocessing`` that this forked child is an ordinary process, not the daemonic one
+    it was forked from (a Dask worker's), so that ``multiprocessing.Process.start`` works here.
+
+    ``multiprocessing`` refuses children to a daemonic process because its parent terminates it at
+    exit, orphaning them; tk's children die with their parent instead (:func:`die_with_parent`) and
+    tk kills each child's whole process group when it ends.
+    """
+    current = multiprocessing.current_process()
+    if current.daemon:
+        with contextlib.suppress(AssertionError):  # the setter refuses only a process it started itself
+            current.daemon = False
+
+
+class ForkedProcess:
+    """A child made with ``os.fork`` that runs ``target(*args)`` and exits: what the launcher needs of
+    ``multiprocessing.Process`` (``pid``, :meth:`is_alive`, :meth:`join`, :meth:`kill`,
+    :attr:`exitcode`), without its refusal to start a child from a daemonic process.
+
+    The child's stdin is ``/dev/null``; its exit code is 0 when ``target`` returns, ``SystemExit``'s
+    code, or 1 when ``target`` raised (the traceback printed to its stderr). :attr:`exitcode` is
+    ``None`` while it runs, then as ``multiprocessing`` gives it: negative for a signal (-9: SIGKILL).
+
+    Raises:
+        OSError: the fork failed (no memory, process limit).
+    """
+
+    def __init__(self, target: Callable[..., None], args: tuple = ()):
+        self.exitcode: int | None = None
+        self._reaped = False
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that fork() in a multi-threaded process may deadlock; torch's and ORT's
+            # pools are fork-aware (torch re-creates its intra-op pool in the child), and the tests check it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            _run_forked(target, args)
+        self.pid = pid
+
+    def _reap(self, flags: int) -> bool:
+        """Collect the child's exit status if it ended; return whether it has."""
+        if self._reaped:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): gone, its status unknown
+            self._reaped = True
+            return True
+        if pid == 0:
+            return False
+        self._reaped = True
+        self.exitcode = os.waitstatus_to_exitcode(status)
+        return True
+
+    def is_alive(self) -> bool:
+        """Whether the child still runs (a child that ended is reaped here)."""
+        return not self._reap(os.WNOHANG)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the child to end, at most ``timeout`` seconds (``None``: no limit)."""
+        if timeout is None:
+            self._reap(0)
+            return
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not self._reap(os.WNOHANG):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(delay, remaining))
+            delay = min(2 * delay, 0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the child (not its group) unless it was reaped already."""
+        if not self._reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def _run_forked(target: Callable[..., None], args: tuple) -> NoReturn:
+    """The forked child of :class:`ForkedProcess`: run ``target(*args)``, then ``os._exit`` (never
+    the parent's ``atexit`` handlers or finalizers, nor a return into the parent's code)."""
+    code = 1
+    try:
+        _may_start_children()
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        target(*args)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    except BaseException:  # noqa: BLE001 - printed to the child's stderr; its exit code says it failed
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _child_main(conn, fn, args, kwargs, log_path, fresh_thread) -> None:
@@ -263,15 +406,16 @@ def run_isolated(
     method = start_method or default_start_method()
     if method == "inline":
         return _run_inline(fn, args, kwargs, log_path, start)
-    ctx = multiprocessing.get_context(method)
-    reader, writer = ctx.Pipe(duplex=False)
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that fork() in a multi-threaded process may deadlock; torch's and ORT's
-        # pools are fork-aware (torch re-creates its intra-op pool in the child), and the tests check it.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        proc = ctx.Process(target=_child_main, args=(writer, fn, args, kwargs, log_path, method == "fork"), daemon=True)
-        proc.start()
-    writer.close()
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    child_args = (writer, fn, args, kwargs, log_path, method == "fork")
+    try:
+        if method == "fork":
+            proc = ForkedProcess(_child_main, child_args)
+        else:
+            proc = multiprocessing.get_context(method).Process(target=_child_main, args=child_args, daemon=True)
+            proc.start()
+    finally:
+        writer.close()
     message = None
     status = None
     deadline = start + timeout_s
@@ -338,15 +482,18 @@ class ChildEnded(Exception):
         status: ``Status.KILLED`` (a signal: segfault, OOM killer), ``Status.TIMEOUT`` (killed by
             the parent at its deadline) or ``Status.ERROR`` (it exited, e.g. ``os._exit(0)``).
         error: one line saying how it ended, naming the signal or exit code.
-        fault_dump: what :mod:`faulthandler` wrote when the child died of a fatal signal (the
-            Python stack of the thread that crashed), else ``None``.
+        stack: where it ended, when known: what :mod:`faulthandler` wrote when the child died of a
+            signal (the Python stack of the thread it hit), or the traceback of tk's own failure.
+        hint: what to do, when the channel knows better than the script's failure would say (a Dask
+            worker that could not run tk); ``None`` for a script's own end.
     """
 
-    def __init__(self, status: Status, error: str, fault_dump: str | None = None):
+    def __init__(self, status: Status, error: str, stack: str | None = None, hint: str | None = None):
         super().__init__(error)
         self.status = status
         self.error = error
-        self.fault_dump = fault_dump
+        self.stack = stack
+        self.hint = hint
 
 
 _MAIN_THREAD_POISONED = False
@@ -391,8 +538,8 @@ def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> N
     """Body of a :class:`StreamingChild`: own process group, dies with its parent, then ``fn(send, *args)``.
 
     The child leaves the terminal's foreground group, so a Ctrl-C reaches tk alone (which then
-    kills the child's whole group); stdin is ``/dev/null`` (a background process reading the
-    terminal would stop); fd 1 and 2 are pipes that tk forwards to its own stdout and stderr (so
+    kills the child's whole group); stdin is ``/dev/null`` (:func:`_run_forked`: a background process
+    reading the terminal would stop); fd 1 and 2 are pipes that tk forwards to its own stdout and stderr (so
     the script's output passes through tk's progress display), and ``sys.stdout``/``sys.stderr``
     are fresh writers on them, never the parent's (possibly locked) rich console proxies.
     """
@@ -406,17 +553,9 @@ def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> N
         pass
     die_with_parent()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-    except OSError:
-        pass
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    import faulthandler
-
-    faulthandler.enable(file=fault_fd, all_threads=False)  # a segfault's Python stack goes to tk
+    signals_as_under_python(fault_fd, all_threads=False)  # a crash's Python stack goes to tk
     try:
         if fresh_thread:
             kind, error = _call_in_fresh_thread(fn, (conn.send, *args), {})
@@ -449,28 +588,29 @@ class StreamingChild:
 
     Use as a context manager; leaving it kills whatever is left of the group.
 
+    Args:
+        fn, args: the child's work, called as ``fn(send, *args)``.
+        outputs: the text streams that receive what the child writes to its stdout and stderr
+            (default: this process's ``sys.stdout`` and ``sys.stderr``, read when the child starts).
+
     Raises:
         OSError: the child could not be started (no memory, process limit).
     """
 
-    def __init__(self, fn: Callable[..., None], *args: Any):
-        ctx = multiprocessing.get_context("fork")
-        self._reader, writer = ctx.Pipe(duplex=False)
+    def __init__(self, fn: Callable[..., None], *args: Any, outputs: tuple[TextIO, TextIO] | None = None):
+        self._reader, writer = multiprocessing.Pipe(duplex=False)
         self._faults, fault_writer = os.pipe()
         out_reader, out_writer = os.pipe()
         err_reader, err_writer = os.pipe()
         for fd in (self._faults, out_reader, err_reader):
             os.set_blocking(fd, False)
-        self._outputs = {out_reader: (sys.stdout, codecs.getincrementaldecoder("utf-8")("replace")),
-                         err_reader: (sys.stderr, codecs.getincrementaldecoder("utf-8")("replace"))}
+        out, err = outputs or (sys.stdout, sys.stderr)
+        self._outputs = {out_reader: (out, codecs.getincrementaldecoder("utf-8")("replace")),
+                         err_reader: (err, codecs.getincrementaldecoder("utf-8")("replace"))}
         try:
-            with warnings.catch_warnings():  # see run_isolated: fork of a threaded parent is deliberate
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.process = ctx.Process(
-                    target=_streaming_main,
-                    args=(writer, fault_writer, out_writer, err_writer, not main_thread_forks_clean(), fn, args),
-                    daemon=False)
-                self.process.start()
+            self.process = ForkedProcess(
+                _streaming_main,
+                (writer, fault_writer, out_writer, err_writer, not main_thread_forks_clean(), fn, args))
         finally:
             writer.close()
             for fd in (fault_writer, out_writer, err_writer):
@@ -534,7 +674,7 @@ class StreamingChild:
     def _ended(self) -> ChildEnded:
         self.process.join(timeout=10)
         code = self.process.exitcode
-        dump = self._fault_dump()
+        dump = self._read_fault_dump()
         self.kill()
         if code is not None and code < 0:
             name = _signal_name(-code)
@@ -545,7 +685,7 @@ class StreamingChild:
         return ChildEnded(Status.ERROR, f"process exited with code {code} before tk finished "
                                         "(os._exit() or a library ending the process)")
 
-    def _fault_dump(self) -> str | None:
+    def _read_fault_dump(self) -> str | None:
         if self._faults is None:
             return None
         chunks = []

@@ -195,31 +195,50 @@ def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
 
     The hint names the script as the user gave it and suggests a command that works: ``python
     SCRIPT`` only where the script runs without tk (not for TurnkeyML scripts, whose
-    ``turnkeyml.parser`` exists only inside tk).
+    ``turnkeyml.parser`` exists only inside tk). It says that the models which ran are reported
+    above only when some did.
     """
     name = _given_path(result)
-    error = result.error or "failed"
+    error = result.error or "failed (no reason was recorded)"
     if result.model_request is not None:  # a named model (--model): no script to run by hand
         return ScriptError(f"{name}: {error}", hint=f"rerun with --traceback to see where {name} failed; "
                                                     "its options (--imgsz, --batch-size, --seq-len, "
                                                     "--input-shape) may not suit it")
+    ran = f"the models that {name} ran before it failed are reported above; " if result.models else ""
     debug = (f"rerun with `tk benchmark {name} --analyze-only --traceback` to see where it failed"
              if result.uses_turnkeyml_parser else
              f"run `python {name}` (or rerun tk with --traceback) to see where it failed")
     if error.startswith("syntax error"):
         hint = f"fix the syntax error in {name}, then rerun"
     elif "longer than --timeout" in error:
-        hint = f"raise --timeout if {name} needs longer; the models it ran before are reported above"
+        hint = f"{ran}raise --timeout if {name} needs longer"
+    elif "killed by SIGKILL" in error:
+        hint = (f"{ran}a SIGKILL (from outside, or the out-of-memory killer) leaves no Python stack: "
+                f"run `python {name}` and watch its memory")
     elif "process killed by" in error or "before tk finished" in error:
-        hint = (f"the models that {name} ran before its process ended are reported above; rerun with "
-                "--traceback for the Python stack where it crashed, or run `python " + name + "`")
+        hint = f"{ran}rerun with --traceback for the Python stack where it ended, or run `python {name}`"
     elif result.exit_code == 2 and script_args:
         hint = f"{name} rejected --script-args {script_args!r}: pass arguments that it accepts"
     elif result.exit_code is not None:
-        hint = f"{name} called sys.exit({result.exit_code}); the models that it ran before exiting are reported above"
+        hint = f"{ran}{name} called sys.exit({result.exit_code})"
     else:
-        hint = f"the models that {name} ran before the error are reported above; {debug}"
+        hint = f"{ran}{debug}"
     return ScriptError(f"{name}: {error}", hint=hint)
+
+
+def run_failure(result: ScriptResult, hint: str) -> TkError:
+    """The error of an input that the run, not the script, failed (tk itself failed, a Dask worker
+    could not run it): the input as the user gave it, the record's one-line reason, and ``hint``."""
+    return TkError(f"{_given_path(result)}: {result.error}", hint=hint)
+
+
+def input_error(result: ScriptResult, error: TkError | None, script_args: str = "") -> TkError | None:
+    """The error to report for an input that ended: ``error`` when the run gave one (a ``::HASH`` that
+    matched nothing, a problem with the input, a worker that could not run it), else the script's
+    own failure (:func:`script_failure`) when it failed, else ``None``. Serial and Dask runs alike."""
+    if error is None and result.status == Status.ERROR:
+        return script_failure(result, script_args)
+    return error
 
 
 # --------------------------------------------------------------------------------------------------
@@ -623,8 +642,7 @@ class Pipeline:
                                           entry=spec.entry or None, status=Status.ERROR, error=e.message,
                                           model_request=spec.model)
                     error = e
-                if error is None and result.status == Status.ERROR:
-                    error = script_failure(result, self.options.script_args)
+                error = input_error(result, error, self.options.script_args)
                 if error is not None:
                     summary.errors.append(error)
                 summary.results.append(result)
@@ -636,11 +654,12 @@ class Pipeline:
                 summary.results.append(self._current)
         return summary
 
-    def run_input(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
+    def run_input(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Discover (or describe, for ``.onnx``) one input, then run its selected invocations.
 
         Returns the input's record and its error: a ``::HASH`` value that matched nothing, or (in a
-        child) a problem with the input itself, such as an unreadable ``.onnx`` file.
+        child) a problem with the input itself, such as an unreadable ``.onnx`` file, or a failure
+        of tk's own. A script's own failure is in the record (:func:`input_error` makes its error).
 
         Raises:
             TkError: in-process (``isolate=False``), a problem with the input itself.
@@ -706,13 +725,13 @@ class Pipeline:
             return
         send(("done", result, selection_error))
 
-    def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, SelectionError | None]:
+    def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
         from turnkey_like.launcher import StreamingChild
 
         return self.consume(spec, StreamingChild(self.child_body, spec))
 
-    def consume(self, spec: InputSpec, channel) -> tuple[ScriptResult, SelectionError | None]:
+    def consume(self, spec: InputSpec, channel) -> tuple[ScriptResult, TkError | None]:
         """Mirror what an input's child sends: write its records to the cache, tell the listener.
 
         ``channel`` is where the child's messages arrive: a
@@ -723,10 +742,16 @@ class Pipeline:
 
         The child's messages: ``found``/``discovered`` (the script's record so far), ``save`` (a
         build record: written to the cache here), ``stage_started``/``stage_finished``, then
-        ``done``. Discovery must end within ``options.timeout_s``; after it, a child silent for
-        longer than the stage limits plus :data:`SILENCE_GRACE_S` is taken for hung.
+        ``done`` (or ``tk_error``/``crash``, the input's problem or tk's own failure). Discovery
+        must end within ``options.timeout_s``; after it, a child silent for longer than the stage
+        limits plus :data:`SILENCE_GRACE_S` is taken for hung.
+
+        Returns the input's record and the error the run gave it (see :meth:`run_input`): a child
+        that ended early is the script's failure (record's ``error``, with the signal's stack as
+        its ``traceback``), unless the channel gave a hint (``ChildEnded.hint``: tk failed, a worker
+        could not run it), which the returned error then carries.
         """
-        from turnkey_like.launcher import ChildEnded
+        from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
 
         mirror = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
                               entry=spec.entry or None, status=Status.RUNNING, model_request=spec.model)
@@ -781,11 +806,12 @@ class Pipeline:
                         mirror.status, mirror.error = Status.ERROR, message[1]
                         return mirror, TkError(message[1], hint=message[2])
                     elif kind == "crash":
-                        raise ChildEnded(Status.ERROR, f"tk failed: {message[1]}")
+                        raise ChildEnded(Status.ERROR, f"tk failed: {message[1]}", message[2], TK_BUG_HINT)
             except ChildEnded as ended:
                 phase = "discovery" if discovering else "stage" if running else "run"
                 self._child_failed(mirror, ended, phase, running, saved, invocations)
-                return mirror, None
+                # the channel's own hint (tk failed, a worker could not run it), else the script's failure
+                return mirror, None if ended.hint is None else run_failure(mirror, ended.hint)
             except KeyboardInterrupt:
                 child.kill()
                 if running is not None:
@@ -822,14 +848,14 @@ class Pipeline:
         if phase == "discovery" and ended.status == Status.TIMEOUT:
             mirror.error = (f"the script ran longer than --timeout {self.options.timeout_s:g} s "
                             "(its process was killed)")
-        elif ended.error.startswith("tk failed"):
+        elif ended.hint is not None:  # not the script's end (tk failed, a worker could not run it)
             mirror.error = ended.error
         else:
-            where = _script_line(ended.fault_dump, mirror.path)
+            where = _script_line(ended.stack, mirror.path)
             mirror.error = f"{what}: {ended.error}{where}"
-        if ended.fault_dump:  # the crashing thread's stack down to the script's frames (tk's own cut)
+        if ended.stack:  # the crashing thread's stack down to the script's frames (tk's own cut)
             kept = []
-            for line in ended.fault_dump.splitlines():
+            for line in ended.stack.splitlines():
                 if "<frozen runpy>" in line or line.startswith("Extension modules"):
                     break
                 kept.append(line)

@@ -106,13 +106,7 @@ class ConsoleListener(Listener):
             self._stage_task = None
 
     def script_finished(self, result: ScriptResult, error: TkError | None) -> None:
-        render_script(self.console, result, self.cache_root)
-        if error is not None:
-            self.console.print(f"    [red]error:[/] {escape(error.message)}")
-            if error.hint:
-                self.console.print(f"    [dim]hint: {escape(error.hint)}[/]")
-            if self.show_traceback and result.traceback:
-                self.console.print(escape(result.traceback.rstrip()), style="dim")
+        render_script(self.console, result, self.cache_root, error=error, show_traceback=self.show_traceback)
         if self.profile:
             self._print_profiles(result)
 

@@ -12,6 +12,7 @@ import os
 from rich.console import Console
 from rich.markup import escape
 
+from turnkey_like.errors import TkError
 from turnkey_like.records import (
     BenchmarkResult,
     BuildResult,
@@ -186,8 +187,10 @@ def render_model(console: Console, model: ModelInfo, level: int, cache_root: str
         render_model(console, child, level + 1, cache_root)
 
 
-def render_script(console: Console, result: ScriptResult, cache_root: str | None = None) -> None:
-    """Print the whole report for one script: its models, then its failure if it failed."""
+def render_script(console: Console, result: ScriptResult, cache_root: str | None = None,
+                  error: TkError | None = None, show_traceback: bool = False) -> None:
+    """Print the whole report for one script: its models, then its failure if it failed
+    (:func:`render_failure`: ``error`` when the run gave one, else the record's own reason)."""
     console.print(f"\n[bold underline]{escape(os.path.basename(result.path))}[/]:")
     request = result.model_request
     if request is not None:
@@ -210,3 +213,30 @@ def render_script(console: Console, result: ScriptResult, cache_root: str | None
         console.print(f"{INDENT}[yellow]note:[/] the script started {result.child_processes} child "
                       f"process{'es' if result.child_processes > 1 else ''}: models called in them are "
                       "not seen (discovery hooks the script's own process only)")
+    render_failure(console, result, error, show_traceback)
+
+
+def render_failure(console: Console, result: ScriptResult, error: TkError | None = None,
+                   show_traceback: bool = False) -> None:
+    """Print why an input failed: ``error: <one-line reason>``, its hint, and with ``show_traceback``
+    (``--traceback``) where it happened (the record's ``traceback``: the script's Python traceback,
+    or the stack a fatal signal left), or that none was recorded.
+
+    ``error`` is the error the run gave the input (its hint says what to do); without one, a failed
+    record's own ``error`` is the reason, so a failure is never printed without its cause. Prints
+    nothing for an input that did not fail and has no error.
+    """
+    failed = result.status != Status.SUCCESSFUL
+    if error is None and not failed:
+        return
+    message = error.message if error is not None else (
+        result.error or f"{result.status.value.replace('_', ' ')} (no reason was recorded)")
+    console.print(f"{INDENT}[red]error:[/] {escape(message)}")
+    if error is not None and error.hint:
+        console.print(f"{INDENT}[dim]hint: {escape(error.hint)}[/]")
+    if not show_traceback or not failed:
+        return
+    if result.traceback:
+        console.print(escape(result.traceback.rstrip()), style="dim")
+    else:
+        console.print(f"{INDENT}[dim](no Python stack was recorded for this failure)[/]")
