@@ -11,7 +11,8 @@ from __future__ import annotations
 from tests.conftest import EXAMPLES, run_tk
 from turnkey_like.cache import Cache
 from turnkey_like.records import Comparison, RunReport, decode
-from turnkey_like.views.compare import build_records, comparison, comparison_table
+from turnkey_like.report.compare import comparison_table
+from turnkey_like.views.compare import build_records, comparison
 
 SMALL, LARGE = "two_models_turnkey_f93db89f", "two_models_turnkey_c69b7dea"
 

@@ -1,4 +1,4 @@
-"""``tk explore`` (``turnkey_like.views.explore``): node lines, ranges, filter, summary, and the CLI.
+"""``tk explore`` (``turnkey_like.report.explore``): node lines, ranges, filter, summary, and the CLI.
 
 Characterizations come from real models (tests/zoo.py, torchvision with weights=None); expected node
 numbers, groups and counts are read from those records, never written by hand.
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import EXAMPLES, run_tk
 from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
-from turnkey_like.views.explore import COLUMNS, NodeRange, explore_text, node_lines, select
+from turnkey_like.report.explore import COLUMNS, NodeRange, explore_text, node_lines, select
 
 
 class Functional(nn.Module):

@@ -190,3 +190,21 @@ def test_markdown_golden(golden, real_records):
     records = [_steady(r) for r in real_records.values()]
     records.append(failed(records[0], "hello_world_turnkey_11112222"))
     golden("report_table.md", render_markdown(report_rows(records)))
+
+
+def test_renderers_import_no_layer_above_the_records():
+    """``report/`` never imports ``views/``; neither imports a runtime, the CLI or the corpus runner;
+    ``views/`` never imports the pipeline (the imports of every module, read from its source)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "turnkey_like"
+    forbidden = {"report": ("turnkey_like.views", "turnkey_like.runtimes", "turnkey_like.cli", "turnkey_like.corpus"),
+                 "views": ("turnkey_like.pipeline", "turnkey_like.runtimes", "turnkey_like.cli", "turnkey_like.corpus")}
+    found = []
+    for folder, prefixes in forbidden.items():
+        for path in sorted((package / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{folder}/{path.name}: {n}" for n in names if n.startswith(prefixes)]
+    assert found == []
