@@ -448,12 +448,12 @@ def test_cli_list_prints_builds_and_statuses(tmp_path, capsys, hello):
 
 
 def test_cli_list_plain_table_for_many_builds(tmp_path, capsys, monkeypatch, hello):
-    from turnkey_like.cli import cache_commands
+    from turnkey_like.report import cache_listing
 
     cache = Cache(tmp_path)
     cache.save(with_latency(renamed(hello, "resnet_tiny_alice_0a1b2c3d"), 1.5))
     cache.save(with_latency(renamed(hello, "bert_alice_11112222"), 12.5))
-    monkeypatch.setattr(cache_commands, "RICH_MAX_ROWS", 1)  # the plain renderer takes over above this
+    monkeypatch.setattr(cache_listing, "RICH_MAX_ROWS", 1)  # the plain renderer takes over above this
     assert run_cli(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     sizes = {n: cache.folder_bytes(n) for n in cache.builds()}

@@ -11,7 +11,8 @@ from __future__ import annotations
 from tests.conftest import EXAMPLES, run_tk
 from turnkey_like.cache import Cache
 from turnkey_like.records import Comparison, RunReport, decode
-from turnkey_like.views.compare import build_records, comparison, comparison_table
+from turnkey_like.report.compare import comparison_table
+from turnkey_like.views.compare import build_records, comparison
 
 SMALL, LARGE = "two_models_turnkey_f93db89f", "two_models_turnkey_c69b7dea"
 
@@ -86,3 +87,14 @@ def test_a_run_compared_with_the_cache_notes_profile_and_benchmark_gaps(real_cac
     assert comp.entries[1].latency_ms is None and comp.entries[1].relative["latency_ms"] is None
     assert any("different hardware profiles (a100, local)" in n for n in comp.notes)
     assert any(n.startswith("not benchmarked: ") for n in comp.notes)
+
+
+def test_compare_table_of_a_sweep_golden(tmp_path, golden):
+    """``tk compare`` of resnet18 at two image sizes, characterized on the spot on the datasheet a100
+    profile: not benchmarked (no measured time), every figure counted from shapes or derived from the
+    datasheet's peaks, so the whole table is golden. Sweep points are labelled ``NAME::HASH``."""
+    out = run_tk("compare", "--model", "resnet18", "--imgsz", "32,64", "--hardware", "a100",
+                 "--cache-dir", str(tmp_path / "cache"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resnet18::3944897a" in out.stdout and "MACs" in out.stdout
+    golden("compare_resnet18_imgsz.txt", out.stdout)

@@ -1,4 +1,4 @@
-"""``tk explore`` (``turnkey_like.views.explore``): node lines, ranges, filter, summary, and the CLI.
+"""``tk explore`` (``turnkey_like.report.explore``): node lines, ranges, filter, summary, and the CLI.
 
 Characterizations come from real models (tests/zoo.py, torchvision with weights=None); expected node
 numbers, groups and counts are read from those records, never written by hand.
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import EXAMPLES, run_tk
 from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
-from turnkey_like.views.explore import COLUMNS, NodeRange, explore_text, node_lines, select
+from turnkey_like.report.explore import COLUMNS, NodeRange, explore_text, node_lines, select
 
 
 class Functional(nn.Module):
@@ -110,7 +110,18 @@ def test_summary_without_a_range(resnet18_char):
     assert f"{top.index + 1}  " in text.split("top ops by roofline time")[1]
 
 
-def test_cli_range_output_file_and_usage_errors(tmp_path):
+def test_summary_and_nodes_of_a_tiny_model_golden(golden):
+    """What ``tk explore`` prints for a tiny model on the datasheet a100 profile (summary, then a
+    range): counts from shapes and roofline times from the datasheet's peaks, so nothing depends on
+    the CPU."""
+    char = characterize(Functional(), torch.randn(1, 3, 8, 8), hardware="a100")
+    summary = explore_text(char, NodeRange(), label="Functional")
+    nodes = explore_text(char, NodeRange(around=3, context=1), label="Functional")
+    assert numbers(nodes.split("\n\n")[1].splitlines()) == [2, 3, 4]
+    golden("explore_functional.txt", summary + "\n" + nodes)
+
+
+def test_cli_range_output_file_and_usage_errors(tmp_path, golden):
     cache = str(tmp_path / "cache")
     out = run_tk("explore", str(EXAMPLES / "max_depth.py"), "--start", "1", "--end", "3", "--cache-dir", cache,
                  "--hardware", "a100", "--output", str(tmp_path / "nodes.txt"), "-q")
@@ -118,6 +129,7 @@ def test_cli_range_output_file_and_usage_errors(tmp_path):
     text = (tmp_path / "nodes.txt").read_text()
     assert text.startswith("pytorch_model (TwoLayerModel) max_depth.py::") and " 2 nodes" in text
     assert numbers(text.split("\n\n")[1].splitlines()) == [1, 2]  # --end past the last node: clipped
+    golden("explore_max_depth_nodes.txt", text)
     bad = run_tk("explore", str(EXAMPLES / "max_depth.py"), "--max-nodes", "3", "--around", "2")
     assert bad.returncode == 2 and "different range forms" in bad.stderr
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from conftest import run_tk
 from turnkey_like.cache import Cache
 from turnkey_like.errors import CacheError, InputError, one_line
 from turnkey_like.records import REPORT_KEYS, SCHEMA_VERSION, BuildRecord, ReportRow, StageResult, Status
@@ -190,3 +191,34 @@ def test_markdown_golden(golden, real_records):
     records = [_steady(r) for r in real_records.values()]
     records.append(failed(records[0], "hello_world_turnkey_11112222"))
     golden("report_table.md", render_markdown(report_rows(records)))
+
+
+def test_sweep_table_golden(tmp_path, golden):
+    """``tk profile --model resnet18 --imgsz 32,64`` on the datasheet a100 profile: the sweep table
+    (one row per point: MACs, bytes, arithmetic intensity, bound, roofline time; no latency without a
+    benchmark) is golden; its figures are counted from shapes or derived from the datasheet's peaks."""
+    out = run_tk("profile", "--model", "resnet18", "--imgsz", "32,64", "--hardware", "a100", "--top", "1",
+                 "--cache-dir", str(tmp_path / "cache"), env={"COLUMNS": "160"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    start = out.stdout.index("sweep: resnet18")
+    table = out.stdout[start:out.stdout.index("\n\n", start) + 1]
+    assert len(table.splitlines()) == 5  # title, header, rule, one row per point
+    golden("sweep_resnet18_imgsz.txt", table)
+
+
+def test_renderers_import_no_layer_above_the_records():
+    """``report/`` never imports ``views/``; neither imports a runtime, the CLI or the corpus runner;
+    ``views/`` never imports the pipeline (the imports of every module, read from its source)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "turnkey_like"
+    forbidden = {"report": ("turnkey_like.views", "turnkey_like.runtimes", "turnkey_like.cli", "turnkey_like.corpus"),
+                 "views": ("turnkey_like.pipeline", "turnkey_like.runtimes", "turnkey_like.cli", "turnkey_like.corpus")}
+    found = []
+    for folder, prefixes in forbidden.items():
+        for path in sorted((package / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{folder}/{path.name}: {n}" for n in names if n.startswith(prefixes)]
+    assert found == []

@@ -169,6 +169,46 @@ def test_tk_profile_visualize_svg_without_dot_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "x.svg").exists()
 
 
+#: A tiny script for the DOT golden: a conv whose output feeds both a second conv and the residual
+#: add (a fan-out), then a linear layer and a softmax.
+TINY_CONVNET = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class TinyConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        y = F.relu(self.conv(x))
+        y = y + self.conv2(y)
+        return self.fc(y.flatten(1)).softmax(-1)
+
+
+model = TinyConvNet()
+model(torch.randn(1, 3, 8, 8))
+"""
+
+
+def test_visualize_dot_of_a_tiny_model_golden(tmp_path, golden):
+    """``tk profile --visualize x.dot`` on the datasheet a100 profile: the whole DOT file, golden.
+    Every figure in it is counted from shapes (MACs, FLOPs, bytes) or derived from them with the
+    datasheet's peaks (roofline time, bound), so it does not depend on the CPU."""
+    script = tmp_path / "tiny_convnet.py"
+    script.write_text(TINY_CONVNET)
+    out = run_tk("profile", str(script), "--hardware", "a100", "-q", "--cache-dir", str(tmp_path / "cache"),
+                 "--visualize", str(tmp_path / "graph.dot"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (tmp_path / "graph.dot").read_text()
+    assert "n0 -> n1" in text and "n1 -> n3" in text  # the relu's output feeds conv2 and the add
+    golden("visualize_tiny_convnet.dot", text)
+
+
 @needs_dot
 def test_png_and_pdf_files(resnet50_char, tmp_path):
     png = render_graph(resnet50_char, tmp_path / "r50.png", collapse=2).read_bytes()

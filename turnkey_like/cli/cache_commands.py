@@ -2,43 +2,26 @@
 
 ``register(subparsers)`` adds the parsers; each sets ``func=handler`` where ``handler(args) -> int``
 is the exit code. A handler turns ``args`` into its option record (``turnkey_like.cli.options``)
-first. Handlers raise :class:`~turnkey_like.errors.TkError` for user errors; the main
-CLI prints them as ``error: ...`` / ``hint: ...``. Nothing here imports torch.
+first, asks the cache (:class:`turnkey_like.cache.Cache`) and hands what it got to the renderers of
+:mod:`turnkey_like.report.cache_listing`. Handlers raise :class:`~turnkey_like.errors.TkError` for
+user errors; the main CLI prints them as ``error: ...`` / ``hint: ...``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from turnkey_like.cli import options
 from turnkey_like.cli.outputs import print_problems, table_console, write_cache_html
 from turnkey_like.cli.run import EXIT_FAILED
 from turnkey_like.errors import InputError
-from turnkey_like.units import format_bytes, format_count, format_ms
-
-STATUS_STYLE = {
-    "successful": "green",
-    "error": "bold red",
-    "killed": "bold red",
-    "interrupted": "bold red",
-    "timeout": "yellow",
-    "running": "cyan",
-    "skipped": "dim",
-    "not_started": "dim",
-}
+from turnkey_like.units import format_bytes
 
 
 def _cache(command: options.CacheCommand | options.PruneCommand):
     from turnkey_like.cache import Cache
 
     return Cache(command.cache_dir, create=False)
-
-
-def _status(value: str) -> str:
-    style = STATUS_STYLE.get(value, "")
-    return f"[{style}]{value}[/{style}]" if style else value
 
 
 def _print_json(doc) -> None:
@@ -50,54 +33,19 @@ def _print_json(doc) -> None:
     print(msgspec.json.format(encode(doc), indent=1).decode("utf-8"))
 
 
-RICH_MAX_ROWS = 200
 #: Exit code of `tk cache list` and `tk report` when records were skipped as unreadable (the rest was
 #: listed/reported): "something failed, the others still ran" (docs/exit_codes.md).
 EXIT_SKIPPED = EXIT_FAILED
-ANSI = {"green": "32", "bold red": "1;31", "yellow": "33", "cyan": "36", "dim": "2"}
-
-
-def _print_plain(title: str, headers: list[str], lines: list[list[str]], status_cols=(), right_cols=()) -> None:
-    """Print an aligned plain-text table (ANSI colours for statuses only on a terminal)."""
-    columns = list(zip(*lines)) or [()] * len(headers)
-    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-    def fmt(cells, is_header=False):
-        out = []
-        for i, cell in enumerate(cells):
-            text = cell.rjust(widths[i]) if i in right_cols else cell.ljust(widths[i])
-            if color and not is_header and i in status_cols and STATUS_STYLE.get(cell) in ANSI:
-                text = f"\x1b[{ANSI[STATUS_STYLE[cell]]}m{text}\x1b[0m"
-            out.append(text)
-        return "  ".join(out).rstrip()
-
-    parts = [title, fmt(headers, True), "  ".join("-" * w for w in widths)]
-    if color:
-        parts.extend(fmt(line) for line in lines)
-    else:  # one format string for every line: 10,000 lines in a few ms
-        template = "  ".join(f"{{:{'>' if i in right_cols else '<'}{w}}}" for i, w in enumerate(widths))
-        parts.extend(template.format(*line).rstrip() for line in lines)
-    sys.stdout.write("\n".join(parts) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- list
-LIST_HEADERS = ["Build", "Script", "Model", "Class", "Characterize", "Build", "Benchmark", "Latency mean", "Size"]
-RIGHT_COLUMNS = (7, 8)
-
-
-def _total_bytes(cache, entries, problems) -> int:
-    """Bytes of every build folder: the index's size per readable build, a walk of each unreadable one."""
-    return sum(e.bytes for e in entries) + sum(cache.folder_bytes(p.build_name) for p in problems)
-
-
 def cache_list(args) -> int:
     """Print one line per build: build, script, model, class, status per stage, mean latency, size;
     the title gives the number of builds and their total size (records and artifacts).
 
-    Reads the cache index (``Cache.entries``). Up to :data:`RICH_MAX_ROWS` builds print as a rich
-    table, more as a plain aligned table (same columns). Unreadable records are named on stderr, one
-    line each, and skipped (exit code :data:`EXIT_SKIPPED`). ``--json`` prints
+    Reads the cache index (``Cache.entries``); ``report.cache_listing.render_cache_list`` prints it.
+    Unreadable records are named on stderr, one line each, and skipped (exit code
+    :data:`EXIT_SKIPPED`). ``--json`` prints
     ``{"schema_version", "cache", "total_bytes", "builds": [record summaries], "problems": [...]}``
     (the summaries are read from each build's ``.summary.json``).
     """
@@ -109,9 +57,11 @@ def cache_list(args) -> int:
 
 
 def _cache_list(command: options.CacheCommand) -> int:
+    from turnkey_like.report.cache_listing import render_cache_list
+
     cache = _cache(command)
     entries, problems = cache.entries()
-    total = _total_bytes(cache, entries, problems)
+    total = cache.total_bytes(entries, problems)
     if command.json:
         from turnkey_like.records import SCHEMA_VERSION
 
@@ -120,25 +70,7 @@ def _cache_list(command: options.CacheCommand) -> int:
                      "builds": records, "problems": problems})
         print_problems(problems)
         return EXIT_SKIPPED if problems else 0
-    lines = []
-    for entry in entries:  # listing: script, model, class, 3 statuses, mean latency (cache_index.LISTING_KEYS)
-        script, model, class_, char, build, bench, latency = entry.listing
-        lines.append([entry.name, script or "", model or "", class_ or "", char, build, bench,
-                      "" if latency is None else format_ms(latency), format_bytes(entry.bytes)])
-    title = f"{len(entries)} build(s) in {cache.root}: {format_bytes(total)} (records and artifacts)"
-    if len(lines) <= RICH_MAX_ROWS:
-        from rich.markup import escape
-        from rich.table import Table
-
-        console = table_console()
-        table = Table(title=escape(title), title_justify="left")
-        for i, h in enumerate(LIST_HEADERS):
-            table.add_column(h, justify="right" if i in RIGHT_COLUMNS else "left", no_wrap=i == 0)
-        for line in lines:
-            table.add_row(*(escape(v) for v in line[:4]), *(_status(v) for v in line[4:7]), *line[7:])
-        console.print(table)
-    else:  # rich lays out ~3 ms per row; a plain aligned table prints thousands of builds at once
-        _print_plain(title, LIST_HEADERS, lines, status_cols=(4, 5, 6), right_cols=RIGHT_COLUMNS)
+    render_cache_list(entries, cache.root, total, table_console())
     print_problems(problems)
     return EXIT_SKIPPED if problems else 0
 
@@ -151,11 +83,8 @@ def cache_stats(args) -> int:
     A record that cannot be read is an error naming the build in one line (exit code 1);
     ``--json`` prints ``{"schema_version", "record", "folder", "files": [{"path", "bytes"}]}``.
     """
-    from rich.markup import escape
-    from rich.table import Table
-
     from turnkey_like.records import SCHEMA_VERSION
-    from turnkey_like.report.table import COLUMNS, human, report_row
+    from turnkey_like.report.cache_listing import render_cache_stats
 
     command = options.parse_cache_stats(args)
     (build,) = command.builds
@@ -166,47 +95,7 @@ def cache_stats(args) -> int:
         _print_json({"schema_version": SCHEMA_VERSION, "record": record, "folder": str(cache.root / build),
                      "files": [{"path": p, "bytes": s} for p, s in files]})
         return 0
-    console = table_console()
-    row = report_row(record)
-    facts = Table(title=f"Build {escape(record.build_name)}", title_justify="left", show_header=False)
-    facts.add_column("field")
-    facts.add_column("value")
-    facts.add_row("Folder", escape(str(cache.root / record.build_name)))
-    facts.add_row("Script path", escape(record.script))
-    for key, column in COLUMNS.items():
-        if key in ("build_name", "cpu", "os", "torch", "onnxruntime"):
-            continue
-        value = row[key]
-        if value is None or value == "":
-            continue
-        if key.endswith("_status"):
-            text = _status(value)
-        else:
-            shown = human(key, value)
-            if column.kind == "count" and isinstance(value, int) and value >= 1000:
-                shown += f" ({format_count(value)})"
-            text = escape(shown)
-        facts.add_row(column.title, text)
-    facts.add_row("Created (UTC)", escape(record.created_at or ""))
-    console.print(facts)
-
-    ftable = Table(title="Files", title_justify="left")
-    ftable.add_column("File")
-    ftable.add_column("Size", justify="right")
-    ftable.add_column("Bytes", justify="right")
-    for path, size in files:
-        ftable.add_row(escape(path), format_bytes(size), str(size))
-    total = sum(s for _, s in files)
-    ftable.add_row("[bold]total[/bold]", format_bytes(total), str(total))
-    console.print(ftable)
-
-    stable = Table(title="System (where it ran)", title_justify="left", show_header=False)
-    stable.add_column("key")
-    stable.add_column("value")
-    for key, value in record.system.items():
-        stable.add_row(escape(str(key)), escape(", ".join(map(str, value)) if isinstance(value, list) else str(value)))
-    console.print(stable)
-    console.print("Full record: [bold]tk cache stats --json " + escape(record.build_name) + "[/bold]")
+    render_cache_stats(record, cache.root / record.build_name, files, table_console())
     return 0
 
 
@@ -216,36 +105,34 @@ def _names(command: options.CacheCommand, cache) -> list[str]:
     return cache.builds() if command.all else list(command.builds)
 
 
-def _say_links_skipped(cache, names: list[str]) -> None:
-    for name in cache.links(names):
-        print(f"skipped {name}: a symbolic link (not followed: tk touches nothing outside its cache)")
+def _print_lines(lines: list[str]) -> None:
+    """Print each of ``lines`` on stdout."""
+    for line in lines:
+        print(line)
 
 
 def cache_delete(args) -> int:
     """Remove build folders (record, ONNX files, logs); symbolic links are skipped and named."""
+    from turnkey_like.report.cache_listing import deleted_lines, links_skipped_lines
+
     command = options.parse_cache_selection(args)
     cache = _cache(command)
     names = _names(command, cache)
     removed = cache.delete(names)
-    print(f"deleted {len(removed)} build(s) from {cache.root}")
-    for name in removed:
-        print(f"  {name}")
-    _say_links_skipped(cache, names)
+    _print_lines(deleted_lines(cache.root, removed) + links_skipped_lines(cache.links(names)))
     return 0
 
 
 def cache_clean(args) -> int:
     """Drop ONNX files and other artifacts of builds, keeping their records and logs; symbolic links
     are skipped and named."""
+    from turnkey_like.report.cache_listing import cleaned_lines, links_skipped_lines
+
     command = options.parse_cache_selection(args)
     cache = _cache(command)
     names = _names(command, cache)
     freed = cache.clean(names)
-    total = sum(freed.values())
-    print(f"cleaned {len(freed)} build(s) in {cache.root}: freed {format_bytes(total)} ({total} bytes)")
-    for name, n in freed.items():
-        print(f"  {name}: {format_bytes(n)}")
-    _say_links_skipped(cache, names)
+    _print_lines(cleaned_lines(cache.root, freed) + links_skipped_lines(cache.links(names)))
     return 0
 
 
@@ -260,7 +147,7 @@ def cache_reindex(args) -> int:
     t0 = time.perf_counter()
     with bulk_load():
         entries, problems = cache.reindex()
-    total = _total_bytes(cache, entries, problems)
+    total = cache.total_bytes(entries, problems)
     print(f"indexed {len(entries)} build(s) in {cache.root} ({format_bytes(total)}) in "
           f"{time.perf_counter() - t0:.2f} s: {cache.root / INDEX_FILE}")
     print_problems(problems)
@@ -313,23 +200,14 @@ def cache_prune(args) -> int:
     another tk process, written since the listing) are named with the reason.
     """
     from turnkey_like.cache import bulk_load
+    from turnkey_like.report.cache_listing import pruned_lines
 
     command = options.parse_prune(args)
     cache = _cache(command)
     with bulk_load():
         result = cache.prune(older_than_days=command.older_than_days, max_bytes=command.max_bytes,
                              dry_run=command.dry_run)
-    verb, freed = ("would prune", "would free") if result.dry_run else ("pruned", "freed")
-    print(f"{verb} {len(result.removed)} build(s) from {cache.root}: {freed} {format_bytes(result.freed_bytes)} "
-          f"({result.freed_bytes} bytes); {result.kept_builds} build(s) left, {format_bytes(result.kept_bytes)}")
-    width = max([len(b.build_name) for b in result.removed + result.skipped] or [0])
-    for b in result.removed:
-        note = "  (unreadable record)" if b.unreadable else ""
-        print(f"  {b.build_name:<{width}}  last used {b.last_used or '?'}  {format_bytes(b.bytes):>9}{note}")
-    if result.skipped:
-        print(f"kept {len(result.skipped)} chosen build(s):")
-        for b in result.skipped:
-            print(f"  {b.build_name:<{width}}  {b.kept_because}")
+    _print_lines(pruned_lines(cache.root, result))
     return 0
 
 

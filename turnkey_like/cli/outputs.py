@@ -2,7 +2,7 @@
 ``tk report --format html``, and the consoles and one-line messages on the terminal.
 
 Everything here renders records that a run or the cache already holds (through
-``turnkey_like.views`` and ``turnkey_like.records``); nothing is computed here. Paths arrive
+``turnkey_like.views``, ``turnkey_like.report`` and ``turnkey_like.records``); nothing is computed here. Paths arrive
 checked by :mod:`turnkey_like.cli.options`; a write that still fails (a full disk, a folder
 removed meanwhile) is one ``InputError`` naming the flag and the path.
 """
@@ -175,7 +175,7 @@ def write_comparison(comp, records, *, json: str | None, html: str | None, title
 
     from turnkey_like.files import write_record
     from turnkey_like.records import encode
-    from turnkey_like.views.compare import render_comparison
+    from turnkey_like.report.compare import render_comparison
 
     if json == "-":
         print(msgspec.json.format(encode(comp), indent=1).decode("utf-8"))

@@ -86,7 +86,7 @@ def _pick(calls):
 def run_explore(args: argparse.Namespace) -> int:
     """``tk explore``: the graph as text (a range of nodes, or the summary)."""
     from turnkey_like.files import write_atomic
-    from turnkey_like.views.explore import explore_text
+    from turnkey_like.report.explore import explore_text
 
     command = options.parse_explore(args)
     calls, code = _characterize(command.run)

@@ -9,6 +9,7 @@ arithmetic intensity in FLOPs/byte, roofline time in ns/µs/ms/s.
 from __future__ import annotations
 
 from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, Status, TraceSummary
+from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 
 MAC_NOTE = "1 MAC = 2 FLOPs"
@@ -93,11 +94,14 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
                    max_depth: int | None = None, per_layer: PerLayerResult | None = None) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
-    Sections: the per-module table (hierarchical, indented by depth; MACs, FLOPs, params, bytes,
-    arithmetic intensity, bound, roofline time), the summary, the bottleneck breakdown (share of
-    roofline time by op category and by bound), the ``top`` slowest ops (with input/output shapes
-    when ``showshape``), fusion, and the ops that were not counted. ``max_depth`` hides deeper modules
-    (their numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
+    Sections, one function each: the heading (:func:`render_heading`), the per-module table
+    (:func:`render_modules`: hierarchical, indented by depth; MACs, FLOPs, params, bytes,
+    arithmetic intensity, bound, roofline time), the measured sections when ``per_layer`` is given
+    (:func:`render_measured`), the summary (:func:`render_summary`), the bottleneck breakdown
+    (:func:`render_breakdown`: share of roofline time by op category and by bound), the ``top``
+    slowest ops (:func:`render_top_ops`, with input/output shapes when ``showshape``), and the ops
+    that were not counted (:func:`render_uncounted`). ``max_depth`` hides deeper modules (their
+    numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
 
     ``per_layer`` (a ``--per-layer`` benchmark of the same invocation, see
     :func:`invocation_per_layer`) adds "Measured" (the module and everything below it, ms per
@@ -105,17 +109,29 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     to the per-module table, and a section of measured time by category and the rows measured faster
     than their roof.
     """
-    hw = _hw_name(char)
-    inputs = ", ".join(f"{k}: {format_shapes([v.shape])} {v.dtype}" for k, v in char.inputs.items())
+    render_heading(char, console, per_layer)
+    render_modules(char, console, max_depth=max_depth, per_layer=per_layer)
+    if per_layer is not None:
+        render_measured(per_layer, console)
+    render_summary(char, console)
+    render_breakdown(char, console)
+    if top:
+        render_top_ops(char, console, top=top, showshape=showshape)
+    render_uncounted(char, console)
+
+
+def render_heading(char: Characterization, console, per_layer: PerLayerResult | None = None) -> None:
+    """The lines above the tables: the call (class, inputs, dtype, where counted, trace), the
+    hardware profile with its ridge point, and with ``per_layer`` how the times were measured."""
     from rich.text import Text
 
+    inputs = ", ".join(f"{k}: {format_shapes([v.shape])} {v.dtype}" for k, v in char.inputs.items())
     console.print(Text(
         f"{char.model_class} ({inputs}) · dtype {char.dtype} · counted on {char.device}"
         f"{' (no weights)' if char.no_weights else ''} · trace: {trace_text(char.trace)}"
     ))
     console.print(Text(f"Hardware: {hardware_text(char.hardware)} · ridge point {char.ridge_point:.3g} FLOPs/B"
                        f" · {MAC_NOTE}"))
-    measured = {r.name: r for r in per_layer.modules} if per_layer is not None else None
     if per_layer is not None:
         roof = hardware_text(per_layer.hardware) if per_layer.hardware is not None else "no profile for this device"
         console.print(Text(
@@ -123,12 +139,18 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
             f"{format_ms(per_layer.wall_ms)} per run, {per_layer.unattributed_share:.1%} unattributed · "
             f"% of roof on {roof}"))
 
+
+def render_modules(char: Characterization, console, *, max_depth: int | None = None,
+                   per_layer: PerLayerResult | None = None) -> None:
+    """The per-module table (modules deeper than ``max_depth`` hidden); with ``per_layer``, the
+    "Measured" and "% of roof" columns."""
+    measured = {r.name: r for r in per_layer.modules} if per_layer is not None else None
     columns = [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
                ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")]
     if measured is not None:
         columns += [("Measured", "right"), ("% of roof", "right")]
     table = _table(
-        f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {hw}"
+        f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {_hw_name(char)}"
         + ("; measured = the module and below, per iteration" if measured is not None else "") + ")",
         columns,
     )
@@ -149,9 +171,10 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
                       _percent(pred / incl if pred is not None and incl else None)]
         table.add_row(*cells)
     table.print(console)
-    if per_layer is not None:
-        _render_measured(per_layer, console)
 
+
+def render_summary(char: Characterization, console) -> None:
+    """The summary table: parameters, MACs, FLOPs, bytes, intensity, bound, roofline time, ops, fusion."""
     t = char.totals
     summary = _table(f"Summary ({MAC_NOTE})", [("Quantity", "left"), ("Value", "right")])
     fus = char.fusion.summary
@@ -175,38 +198,41 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         summary.add_row(label, value)
     summary.print(console)
 
-    cats = _table(
-        f"Bottlenecks: share of roofline time by category ({MAC_NOTE})",
-        [("Category", "left"), ("Ops", "right"), ("FLOPs", "right"), ("Bytes", "right"), ("Time", "right"),
-         ("Share", "right")],
-    )
-    for cat, e in char.breakdown.by_category.items():
-        cats.add_row(cat, str(e.ops), si(e.flops), format_bytes(e.bytes), format_seconds(e.time_s), f"{e.share:.1%}")
-    cats.print(console)
-    bounds = _table(
-        f"Bottlenecks: share of roofline time by bound on {hw}",
-        [("Bound", "left"), ("Ops", "right"), ("FLOPs", "right"), ("Bytes", "right"), ("Time", "right"),
-         ("Share", "right")],
-    )
-    for b, e in char.breakdown.by_bound.items():
-        bounds.add_row(b, str(e.ops), si(e.flops), format_bytes(e.bytes), format_seconds(e.time_s), f"{e.share:.1%}")
-    bounds.print(console)
 
-    if top:
-        cols = [("#", "right"), ("Op", "left"), ("Module", "left"), ("Category", "left")]
+def render_breakdown(char: Characterization, console) -> None:
+    """The two "Bottlenecks" tables: share of roofline time by op category, then by bound
+    (rows from :func:`turnkey_like.report.breakdown.breakdown_rows`)."""
+    titles = {"category": f"Bottlenecks: share of roofline time by category ({MAC_NOTE})",
+              "bound": f"Bottlenecks: share of roofline time by bound on {_hw_name(char)}"}
+    for axis, title in titles.items():
+        table = _table(title, [(axis.capitalize(), "left"), ("Ops", "right"), ("FLOPs", "right"), ("Bytes", "right"),
+                               ("Time", "right"), ("Share", "right")])
+        for row in breakdown_rows(char, axis):
+            table.add_row(row.name, row.ops, row.flops, row.bytes, row.time, row.share)
+        table.print(console)
+
+
+def render_top_ops(char: Characterization, console, *, top: int = 10, showshape: bool = False) -> None:
+    """The ``top`` ops by roofline time (the record's ``top_ops``), with their shapes when ``showshape``."""
+    cols = [("#", "right"), ("Op", "left"), ("Module", "left"), ("Category", "left")]
+    if showshape:
+        cols += [("Input shapes", "left"), ("Output shapes", "left")]
+    cols += [("FLOPs", "right"), ("Bytes", "right"), ("AI", "right"), ("Bound", "left"), ("Time", "right")]
+    ops = _table(f"Top {min(top, len(char.top_ops))} ops by roofline time ({MAC_NOTE})", cols)
+    for i in char.top_ops[:top]:
+        r = char.rows[i]
+        cells = [str(r.index), r.op, r.module_path or "(model)", r.category]
         if showshape:
-            cols += [("Input shapes", "left"), ("Output shapes", "left")]
-        cols += [("FLOPs", "right"), ("Bytes", "right"), ("AI", "right"), ("Bound", "left"), ("Time", "right")]
-        ops = _table(f"Top {min(top, len(char.top_ops))} ops by roofline time ({MAC_NOTE})", cols)
-        for i in char.top_ops[:top]:
-            r = char.rows[i]
-            cells = [str(r.index), r.op, r.module_path or "(model)", r.category]
-            if showshape:
-                cells += [format_shapes(r.input_shapes), format_shapes(r.output_shapes)]
-            cells += [si(r.flops), format_bytes(r.bytes), format_intensity(r.arithmetic_intensity), r.bound,
-                      format_seconds(r.roofline_time_s)]
-            ops.add_row(*cells)
-        ops.print(console)
+            cells += [format_shapes(r.input_shapes), format_shapes(r.output_shapes)]
+        cells += [si(r.flops), format_bytes(r.bytes), format_intensity(r.arithmetic_intensity), r.bound,
+                  format_seconds(r.roofline_time_s)]
+        ops.add_row(*cells)
+    ops.print(console)
+
+
+def render_uncounted(char: Characterization, console) -> None:
+    """The ops that were not counted (op and calls), or "none"; then any symbolic dimensions."""
+    from rich.text import Text
 
     if char.uncounted:
         unc = _table("Ops not counted (no formula; 0 FLOPs assumed, bytes still counted)",
@@ -220,7 +246,7 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         console.print(Text(f"Symbolic dimensions (kept symbolic, not taken as 1): {', '.join(char.symbolic_dims)}"))
 
 
-def _render_measured(per_layer: PerLayerResult, console) -> None:
+def render_measured(per_layer: PerLayerResult, console) -> None:
     """The measured-time sections of ``tk profile``: by category, the extra rows, the flagged rows."""
     from rich.text import Text
 

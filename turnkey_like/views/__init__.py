@@ -1,9 +1,13 @@
 """Views: pictures, explorers and pages drawn from the typed records (never computed here).
 
 - :mod:`turnkey_like.views.graph`: the dataflow graph as DOT/SVG/PNG/PDF (``--visualize``).
-- :mod:`turnkey_like.views.explore`: the graph as text, one line per node (``tk explore``).
 - :mod:`turnkey_like.views.model_explorer`: the graph in Google's Model Explorer (``tk view``).
 - :mod:`turnkey_like.views.roofline_plot`: the roofline plot (``--roofline``).
+- :mod:`turnkey_like.views.html`: the HTML report (``--html``); :mod:`turnkey_like.views.compare`
+  computes the comparison it and ``tk compare`` show.
+
+Terminal text (``tk explore``, ``tk compare``'s table, ...) is drawn in :mod:`turnkey_like.report`;
+views may use its shared rows (``report.breakdown``, ``report.compare``, ``report.text``).
 
 Heavy packages (graphviz, matplotlib, model_explorer) are imported by the module that uses them.
 """

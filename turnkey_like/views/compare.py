@@ -1,9 +1,9 @@
-"""Model calls side by side (``tk compare``, the HTML report): a :class:`Comparison` built from the
-records, then rendered.
+"""Model calls side by side (``tk compare``, the HTML report): the :class:`Comparison` record built
+from build records.
 
 :func:`comparison` is the one place the comparison is computed (which figures, the ratios to the
-first entry, the union of op categories); :func:`comparison_table` turns it into labelled text rows
-(units from ``turnkey_like.units``) that the terminal (:func:`render_comparison`) and the HTML report
+first entry, the union of op categories); ``report.compare.comparison_table`` turns it into the
+labelled text rows that the terminal (``report.compare.render_comparison``) and the HTML report
 both show. :func:`build_records` gives the :class:`BuildRecord` s of a run, so a run's results and the
 cache's records are compared the same way.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Iterable
 
 from turnkey_like.records import BuildRecord, Comparison, ComparisonEntry, ScriptResult, Status
-from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, si
 
 #: The quantities compared as ratios to the first entry (``ComparisonEntry.relative``).
 RELATIVE = ("params", "macs", "flops", "bytes", "roofline_time_s", "latency_ms", "throughput_ips")
@@ -89,61 +88,3 @@ def comparison(records: list[BuildRecord], labels: list[str] | None = None) -> C
     if len(runtimes) > 1:
         notes.append(f"latencies come from different runtimes/devices ({', '.join(runtimes)})")
     return Comparison(entries=entries, categories=sorted(totals, key=lambda c: -totals[c]), notes=notes)
-
-
-def _ratio(value: float | None) -> str:
-    return "" if value is None else f" ({value:.2f}x)"
-
-
-def comparison_table(comp: Comparison) -> list[tuple[str, list[str]]]:
-    """Return the comparison as ``(quantity, [one text cell per entry])`` rows: identity, then the
-    figures (with ``(N.NNx)``, the ratio to the first entry), then each category's share of roofline
-    time. Units: SI counts (1 MAC = 2 FLOPs), decimal bytes, FLOPs/byte, seconds, ms, inferences/s."""
-    es = comp.entries
-
-    def row(title, fmt, key=None):
-        return title, [fmt(e) + (_ratio(e.relative.get(key)) if key and e is not es[0] else "") for e in es]
-
-    rows = [
-        row("Model", lambda e: f"{e.model} ({e.class_name})"),
-        row("Build", lambda e: e.build_name or "-"),
-        row("Invocation", lambda e: e.invocation_hash),
-        row("Inputs", lambda e: ", ".join(f"{s.name}: {list(s.shape) if s.shape is not None else s.kind} {s.dtype}"
-                                         for s in e.signature) or "-"),
-        row("Hardware profile", lambda e: e.hardware or "-"),
-        row("Parameters", lambda e: si(e.params), "params"),
-        row("MACs", lambda e: si(e.macs), "macs"),
-        row("FLOPs", lambda e: si(e.flops), "flops"),
-        row("Bytes (read + written)", lambda e: format_bytes(e.bytes), "bytes"),
-        row("Arithmetic intensity (FLOPs/B)", lambda e: format_intensity(e.arithmetic_intensity)),
-        row("Bound", lambda e: e.bound or "-"),
-        row("Roofline time", lambda e: format_seconds(e.roofline_time_s) if e.roofline_time_s is not None else "-",
-            "roofline_time_s"),
-        row("Runtime", lambda e: f"{e.runtime} on {e.device}" if e.runtime else "-"),
-        row("Latency mean", lambda e: format_ms(e.latency_ms) if e.latency_ms is not None else "-", "latency_ms"),
-        row("Throughput (inferences/s)", lambda e: f"{e.throughput_ips:,.1f}" if e.throughput_ips is not None else "-",
-            "throughput_ips"),
-    ]
-    for cat in comp.categories:
-        rows.append((f"  {cat} (share of roofline time)",
-                     [f"{e.by_category[cat].share:.1%} ({format_seconds(e.by_category[cat].time_s)})"
-                      if cat in e.by_category else "-" for e in es]))
-    return rows
-
-
-def render_comparison(comp: Comparison, console) -> None:
-    """Print ``comp`` to a rich ``console``: one column per entry, one row per quantity, then the notes."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Comparison (1 MAC = 2 FLOPs; ratios to the first)",
-                  title_justify="left")
-    table.add_column("Quantity", no_wrap=True)
-    for e in comp.entries:
-        table.add_column(Text(e.label), justify="right", overflow="fold")
-    for title, cells in comparison_table(comp):
-        table.add_row(Text(title), *(Text(c) for c in cells))
-    console.print(table)
-    for note in comp.notes:
-        console.print(Text(f"note: {note}", style="yellow"))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from turnkey_like.errors import InputError, TkError
 from turnkey_like.records import Characterization, ModuleRow, OpRow
+from turnkey_like.report.text import short_op
 from turnkey_like.units import format_bytes, format_intensity, format_seconds, si
 
 if TYPE_CHECKING:
@@ -44,13 +45,6 @@ BOUND_COLOURS = {"compute-bound": "#f4a582", "memory-bound": "#92c5de", "no comp
 FORMATS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".pdf": "pdf"}
 #: Install line for Graphviz's ``dot`` program, in the error when it is missing.
 INSTALL_HINT = "apt-get install graphviz (Debian/Ubuntu) or brew install graphviz (macOS)"
-
-
-def short_op(op: str) -> str:
-    """The op's name for people: ``aten.convolution.default`` → ``convolution``; other namespaces
-    (``higher_order.cond``, ``torchvision.roi_align.default``) are kept whole."""
-    parts = op.split(".")
-    return parts[1] if parts[0] == "aten" and len(parts) > 1 else op
 
 
 def _shape(shapes: list) -> str:

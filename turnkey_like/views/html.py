@@ -2,11 +2,12 @@
 ``tk compare --html``): one self-contained page drawn from build records.
 
 The page holds, for the run or the caches: an overview of every model call (one row each), the
-comparison of the calls (``views.compare``), and per call its characterization (totals, bottleneck
-breakdown), build and benchmark results, its dataflow graph (``views.graph``: SVG with pan and zoom;
-clicking a node highlights its row), its roofline plot (``views.roofline_plot``, inline SVG), and
-sortable, filterable per-module and per-op tables. Nothing is fetched at view time: the CSS and the
-plain JavaScript (``views/assets/report.*``) are inlined, the roofline plots are inline SVG.
+comparison of the calls (``views.compare``; its rows from ``report.compare``), and per call its
+characterization (totals, bottleneck breakdown: ``report.breakdown``), build and benchmark results,
+its dataflow graph (``views.graph``: SVG with pan and zoom; clicking a node highlights its row), its
+roofline plot (``views.roofline_plot``, inline SVG), and sortable, filterable per-module and per-op
+tables. Nothing is fetched at view time: the CSS and the plain JavaScript (``views/assets/report.*``)
+are inlined, the roofline plots are inline SVG.
 
 The graph is laid out in the page, so writing the page needs no Graphviz program: the page holds
 each graph's DOT source (``views.graph.graph_dot``, the same text ``--visualize x.dot`` writes, in a
@@ -34,6 +35,7 @@ from typing import Iterable
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import BuildRecord, Characterization, Comparison, HardwareProfile, Status
+from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 from turnkey_like.views import call_label
 
@@ -154,7 +156,7 @@ def _overview(records: list[BuildRecord]) -> str:
 
 
 def _comparison(comp: Comparison) -> str:
-    from turnkey_like.views.compare import comparison_table
+    from turnkey_like.report.compare import comparison_table
 
     head = "".join(f"<th>{_e(e.label)}</th>" for e in comp.entries)
     rows = "\n".join(f"<tr><th>{_e(title)}</th>{''.join(f'<td class=num>{_e(c)}</td>' for c in cells)}</tr>"
@@ -214,14 +216,16 @@ def _benchmark_card(record: BuildRecord) -> str:
 
 
 def _breakdown(char: Characterization, prefix: str) -> str:
+    """The two breakdown tables (``report.breakdown.breakdown_rows``): by category, then by bound."""
     parts = []
-    for key, title in (("by_category", "Category"), ("by_bound", "Bound")):
-        table = _Table(f"{prefix}-{key}", [(title, False), ("Share", True), ("Roofline time", True), ("FLOPs", True),
-                                          ("Bytes", True), ("Ops", True)])
-        for name, e in getattr(char.breakdown, key).items():
-            table.add([(name, name), (f"{e.share:.1%}", e.share), (format_seconds(e.time_s), e.time_s),
-                       (si(e.flops), e.flops), (format_bytes(e.bytes), e.bytes), (str(e.ops), e.ops)],
-                      css={0: _bound_css(name) if key == "by_bound" else ""})
+    for axis in ("category", "bound"):
+        table = _Table(f"{prefix}-by_{axis}", [(axis.capitalize(), False), ("Share", True), ("Roofline time", True),
+                                               ("FLOPs", True), ("Bytes", True), ("Ops", True)])
+        for row in breakdown_rows(char, axis):
+            e = row.entry
+            table.add([(row.name, row.name), (row.share, e.share), (row.time, e.time_s), (row.flops, e.flops),
+                       (row.bytes, e.bytes), (row.ops, e.ops)],
+                      css={0: _bound_css(row.name) if axis == "bound" else ""})
         parts.append(f'<div>{table.html(filter_box=False)}</div>')
     return f'<h3>Where the time goes (share of roofline time)</h3><div class="cards">{"".join(parts)}</div>'
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from turnkey_like.errors import TkError
 from turnkey_like.files import write_atomic
 from turnkey_like.records import Characterization
+from turnkey_like.report.text import short_op
 from turnkey_like.units import format_bytes, format_intensity, format_seconds, si
-from turnkey_like.views.graph import BOUND_COLOURS, short_op
+from turnkey_like.views.graph import BOUND_COLOURS
 
 #: Gradient of the numeric overlays, low to high (Model Explorer interpolates between stops).
 GRADIENT = ({"stop": 0, "bgColor": "#f7fbff"}, {"stop": 0.5, "bgColor": "#6baed6"}, {"stop": 1, "bgColor": "#08306b"})
