@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from turnkey_like.corpus import CorpusOptions
     from turnkey_like.records import ModelRequest
     from turnkey_like.runtimes import BenchmarkOptions
-    from turnkey_like.views.explore import NodeRange
+    from turnkey_like.report.explore import NodeRange
 
 
 class UsageError(InputError):
@@ -465,7 +465,7 @@ def parse_profile(args: argparse.Namespace) -> ProfileCommand:
 
 def parse_explore(args: argparse.Namespace) -> ExploreCommand:
     """``tk explore``'s options, checked; mixed range forms raise :class:`UsageError`."""
-    from turnkey_like.views.explore import NodeRange
+    from turnkey_like.report.explore import NodeRange
 
     nodes = NodeRange(start=args.start, end=args.end, around=args.around, context=args.context,
                       max_nodes=args.max_nodes, text=args.filter)
