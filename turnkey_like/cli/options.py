@@ -469,9 +469,14 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
                                  hint="run on a machine with an NVIDIA GPU and CUDA builds of torch and "
                                       "onnxruntime-gpu, or use --device cpu")
     build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild, timeout_s=args.timeout)
+    wait_quiet = _wait_quiet(args)
+    if wait_quiet >= args.timeout:
+        raise InputError(f"--wait-quiet {wait_quiet:g}: must be shorter than --timeout {args.timeout:g}",
+                         hint="the benchmark's child is killed at --timeout, waiting included")
     benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
                                  warmup=args.warmup, threads=args.threads, timeout_s=args.timeout,
-                                 rebenchmark=args.rebenchmark, per_layer=args.per_layer)
+                                 rebenchmark=args.rebenchmark, per_layer=args.per_layer,
+                                 wait_quiet_s=wait_quiet)
     stages = StageOptions(analyze_only=args.analyze_only, build_only=args.build_only, lean_cache=args.lean_cache,
                           build=build, benchmark=benchmark)
     run = _pipeline_run(args, stages, corpus=_corpus(args))
