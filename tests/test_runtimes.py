@@ -24,7 +24,9 @@ from turnkey_like.runtimes import (
     latency_stats,
     warm_up,
 )
-from turnkey_like.system import cpu_name
+from turnkey_like.runtimes.harness import MIN_LOAD_WINDOW_S
+from turnkey_like.stats import WIDE_SPREAD
+from turnkey_like.system import QUIET_POLL_S, cpu_name
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,8 +55,23 @@ def _check_stats(r: BenchmarkResult):
     lat = r.latency_ms
     assert 0 < lat.min <= lat.median <= lat.p90 <= lat.p99 <= lat.max
     assert lat.min <= lat.mean <= lat.max
-    assert lat.std >= 0
+    assert lat.std >= 0 and 0 <= lat.iqr <= lat.max - lat.min and lat.runs == r.iterations
     assert r.throughput_ips == pytest.approx(r.batch_size * 1000.0 / lat.mean)
+    _check_load(r)
+
+
+def _check_load(r: BenchmarkResult):
+    """How busy the machine was, as every benchmark records it (whatever the machine is doing), and
+    the warnings that say so."""
+    load = r.load
+    assert load is not None and load.window in ("timed loop", "timed loop and untimed runs after it")
+    assert load.window_s >= MIN_LOAD_WINDOW_S and load.other_cpu_s >= 0 and load.other_cores >= 0
+    assert load.load_avg_1min is None or load.load_avg_1min >= 0
+    assert load.threads == min(r.threads or 1, load.cores)
+    assert load.busy == (load.other_cores - load.resolution_cores > load.threshold_cores)
+    assert (load.note in r.warnings) if load.busy else load.note is None
+    wide = r.latency_ms.iqr > WIDE_SPREAD * r.latency_ms.median
+    assert any(w.startswith("latency spread widely") for w in r.warnings) == wide
 
 
 def test_ort_cpu_benchmark(mlp):
@@ -185,6 +202,78 @@ def test_latency_stats_hand_numbers():
     assert stats.p99 == pytest.approx(4.96)  # rank 3.96 -> 4 + 0.96
     assert stats.std == pytest.approx(math.sqrt(2.0))  # population: mean of (4,1,0,1,4) = 2
     assert stats.min == pytest.approx(1.0) and stats.max == pytest.approx(5.0)
+    assert stats.iqr == pytest.approx(2.0) and stats.runs == 5  # p75 4 - p25 2
+
+
+# --------------------------------------------------------------------------------------------------
+# A busy machine: recorded on every benchmark, flagged when it could have moved the figures
+# --------------------------------------------------------------------------------------------------
+
+
+def test_other_processes_during_the_timed_loop_are_flagged(mlp):
+    """Spinning processes started here while a real benchmark times: its record says how many cores
+    they used, and its warnings repeat it."""
+    from busy import busy_processes
+
+    model, x, build_dir, build = mlp
+    with busy_processes():
+        stage = benchmark_invocation(model, (x,), {}, build, build_dir, BenchmarkOptions(iterations=30, threads=1))
+    assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
+    r = stage.result
+    _check_stats(r)
+    assert r.load.busy and r.load.other_cores > r.load.threshold_cores == pytest.approx(0.1)
+    assert r.load.attempts == 1 and r.load.waited_s == 0  # no --wait-quiet: timed at once
+    assert r.warnings[0] == r.load.note and r.load.note.startswith(
+        f"other processes used {r.load.other_cores:.1f} of {r.load.cores} cores during the timed loop")
+
+
+def test_wait_quiet_waits_a_bounded_time_and_says_so(mlp):
+    """``wait_quiet_s`` on a machine kept busy: tk looks for a quiet moment (none comes), times once,
+    and records the wait; it is part of the fingerprint, so asking for it measures again."""
+    from busy import busy_processes
+    from turnkey_like.runtimes import benchmark_fingerprint
+
+    model, x, build_dir, build = mlp
+    options = BenchmarkOptions(iterations=30, threads=1, wait_quiet_s=2 * QUIET_POLL_S)
+    with busy_processes():
+        start = time.perf_counter()
+        stage = benchmark_invocation(model, (x,), {}, build, build_dir, options)
+        elapsed = time.perf_counter() - start
+    assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
+    r = stage.result
+    _check_stats(r)
+    assert r.load.busy and r.load.waited_s >= 2 * QUIET_POLL_S and r.load.attempts == 1
+    assert "still busy after waiting 2 s (1 attempt)" in r.load.note
+    assert elapsed < 10 * (2 * QUIET_POLL_S + 5)  # hang guard
+    assert r.fingerprint["wait_quiet"] == 2.0
+    assert benchmark_fingerprint(build, BenchmarkOptions(iterations=30, threads=1))["wait_quiet"] is None
+    with pytest.raises(BenchmarkError, match="wait_quiet_s"):
+        BenchmarkOptions(wait_quiet_s=-1).validate()
+
+
+def test_per_layer_rows_carry_their_spread(mlp, tmp_path):
+    """A real ``--per-layer`` run: every row with measured time has the spread of its profiled runs,
+    and ``noisy`` follows the rule."""
+    from turnkey_like.characterize.hardware import get_profile
+    from turnkey_like.characterize.record import characterize_call
+
+    model, x, build_dir, build = mlp
+    char = characterize_call(model, (x,), {}, hardware=get_profile("local", cache_dir=tmp_path))
+    for runtime in ("torch-eager", "ort"):
+        stage = benchmark_invocation(model, (x,), {}, build, build_dir,
+                                     BenchmarkOptions(runtime=runtime, iterations=20, threads=1, per_layer=True),
+                                     characterization=char, cache_dir=tmp_path)
+        assert stage.status is Status.SUCCESSFUL, (stage.error, stage.log_excerpt)
+        per_layer = stage.result.per_layer
+        assert per_layer.wall_spread.runs == per_layer.iterations == 20
+        rows = [*per_layer.modules, *per_layer.categories]
+        measured = [r for r in rows if r.measured_ms > 0]
+        assert measured and all(r.spread is not None and r.spread >= 0 for r in measured), runtime
+        for r in rows:
+            assert r.noisy == (r.spread is not None and r.spread > WIDE_SPREAD)
+            assert r.inclusive_noisy == (r.inclusive_spread is not None and r.inclusive_spread > WIDE_SPREAD)
+        assert set(per_layer.noisy) == {r.name for r in rows if r.noisy and r.efficiency is not None}
+        assert decode(encode(stage), StageResult[BenchmarkResult]) == stage  # survives the cache's codec
 
 
 class ScriptedRuntime(Runtime):
@@ -310,7 +399,7 @@ def test_fingerprint_says_what_the_figures_depend_on(mlp):
     assert {f"build.{k}" for k in build.fingerprint} <= set(fp)  # the build's own keys, prefixed
     assert fp["build.weights"] == build.fingerprint["weights"]
     assert (fp["runtime"], fp["device"], fp["precision"], fp["threads"], fp["iterations"], fp["warmup"],
-            fp["per_layer"]) == ("ort", "cpu", "fp32", 1, 30, None, False)
+            fp["per_layer"], fp["wait_quiet"]) == ("ort", "cpu", "fp32", 1, 30, None, False, None)
     assert fp["tk"] == __import__("turnkey_like").__version__
     assert (fp["cpu"], fp["cores"], fp["onnxruntime"]) == (
         cpu_name(), system_info()["cores_logical"], __import__("onnxruntime").__version__)

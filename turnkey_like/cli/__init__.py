@@ -33,7 +33,8 @@ from turnkey_like.cli.outputs import print_error, stderr_console
 from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 - re-exported
 from turnkey_like.errors import TkError
 
-COMMANDS = ("benchmark", "profile", "cache", "report", "discover-models", "explore", "view", "compare", "version")
+COMMANDS = ("benchmark", "profile", "cache", "report", "discover-models", "explore", "view", "compare", "hardware",
+            "version")
 
 
 def _looks_like_input(token: str) -> bool:
@@ -45,8 +46,8 @@ def _looks_like_input(token: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
-    from turnkey_like.cli import (benchmark_commands, cache_commands, compare_commands, model_commands,
-                                  view_commands)
+    from turnkey_like.cli import (benchmark_commands, cache_commands, compare_commands, hardware_commands,
+                                  model_commands, view_commands)
 
     parser = argparse.ArgumentParser(
         prog="tk",
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.register(subparsers, parent)
     view_commands.register(subparsers, parent)
     compare_commands.register(subparsers, parent)
+    hardware_commands.register(subparsers, parent)
     version = subparsers.add_parser("version", parents=[parent], help="print the versions of tk and its runtimes")
     version.set_defaults(func=_version, parser=version)
     return parser

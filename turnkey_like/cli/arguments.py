@@ -141,6 +141,16 @@ def add_visualize_arguments(group) -> None:
                             "the first one marked ×N")
 
 
+def add_wait_quiet_argument(group, default: float, before: str, what: str) -> None:
+    """Add ``--wait-quiet SECONDS`` (``tk benchmark``, ``tk hardware measure``) to ``group``:
+    ``before`` names what waits (``timing``), ``what`` the measurement retried (``timed loop``)."""
+    group.add_argument("--wait-quiet", type=float, default=default, metavar="SECONDS",
+                       help=f"wait up to SECONDS for other processes to leave the CPU quiet before {before}, "
+                            f"and measure again when they disturbed the {what}; the least disturbed one is kept "
+                            f"(default {default:g}{': measure at once' if not default else ''}; every result "
+                            "records how busy the machine was; docs/hardware.md)")
+
+
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``corpus`` argument group (``--workers`` ... ``--retry-failed``; docs/corpus.md) to ``parser``."""
     group = parser.add_argument_group(

@@ -11,7 +11,8 @@ import argparse
 
 from turnkey_like.cli import options, outputs
 from turnkey_like.cli.arguments import (add_analysis_arguments, add_corpus_arguments, add_input_arguments,
-                                        add_output_arguments, add_view_arguments, add_visualize_arguments)
+                                        add_output_arguments, add_view_arguments, add_visualize_arguments,
+                                        add_wait_quiet_argument)
 from turnkey_like.cli.run import run_pipeline
 
 
@@ -45,6 +46,7 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--per-layer", action="store_true",
                        help="also profile per-layer times after the timed runs, beside each layer's roofline "
                             "(tk profile then shows Measured and %% of roof; docs/per_layer.md)")
+    add_wait_quiet_argument(group, 0.0, "timing", "timed loop")
     group.add_argument("--rebenchmark", choices=("if_needed", "always", "never"), default="if_needed",
                        help="reuse a cached benchmark when the build, runtime, device, precision, threads, "
                             "iterations, warm-up, tk version and machine all match (if_needed, default), "

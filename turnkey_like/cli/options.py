@@ -247,6 +247,23 @@ class ReportCommand:
 
 
 @dataclass(frozen=True)
+class HardwareCommand:
+    """``tk hardware list|measure``: the cache root holding ``local``, and how to measure it.
+
+    Attributes:
+        cache_dir: ``--cache-dir`` (``None``: ``$TK_CACHE_DIR``, else the default).
+        json: ``--json``: print the profiles as JSON records instead of the table.
+        threads: ``measure``: torch thread counts to measure with, in order (empty: torch's default).
+        wait_quiet_s: ``measure``: seconds to wait, at most, for a quieter machine (``--wait-quiet``).
+    """
+
+    cache_dir: str | None = None
+    json: bool = False
+    threads: tuple[int, ...] = ()
+    wait_quiet_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class DiscoverModelsCommand:
     """``tk discover-models`` (see ``turnkey_like.discover_models.discover`` for each field)."""
 
@@ -303,6 +320,12 @@ def output_path(flag: str, value: str | None, picture_formats=None) -> str | Non
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {value}: {folder} is not writable", hint="choose a writable path")
     return value
+
+
+def _wait_quiet(args: argparse.Namespace) -> float:
+    """``--wait-quiet SECONDS``, checked: 0 or more (0: measure at once, whatever the load)."""
+    _at_least("--wait-quiet", args.wait_quiet, 0, "give the most seconds to wait for a quieter machine, e.g. 30")
+    return float(args.wait_quiet)
 
 
 def _common(args: argparse.Namespace) -> CommonOptions:
@@ -446,9 +469,14 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
                                  hint="run on a machine with an NVIDIA GPU and CUDA builds of torch and "
                                       "onnxruntime-gpu, or use --device cpu")
     build = BuildOptions(opset=args.opset, precision=args.precision, rebuild=args.rebuild, timeout_s=args.timeout)
+    wait_quiet = _wait_quiet(args)
+    if wait_quiet >= args.timeout:
+        raise InputError(f"--wait-quiet {wait_quiet:g}: must be shorter than --timeout {args.timeout:g}",
+                         hint="the benchmark's child is killed at --timeout, waiting included")
     benchmark = BenchmarkOptions(runtime=args.runtime, device=args.device, iterations=args.iterations,
                                  warmup=args.warmup, threads=args.threads, timeout_s=args.timeout,
-                                 rebenchmark=args.rebenchmark, per_layer=args.per_layer)
+                                 rebenchmark=args.rebenchmark, per_layer=args.per_layer,
+                                 wait_quiet_s=wait_quiet)
     stages = StageOptions(analyze_only=args.analyze_only, build_only=args.build_only, lean_cache=args.lean_cache,
                           build=build, benchmark=benchmark)
     run = _pipeline_run(args, stages, corpus=_corpus(args))
@@ -557,6 +585,18 @@ def parse_report(args: argparse.Namespace) -> ReportCommand:
     if fmt != "html" and fmt not in FORMATS:
         raise InputError(f"unknown report format {fmt!r}", hint=f"use --format with one of: {', '.join(FORMATS)}")
     return ReportCommand(cache_dirs=tuple(args.cache_dirs or [None]), path=path, format=fmt)
+
+
+def parse_hardware_list(args: argparse.Namespace) -> HardwareCommand:
+    """``tk hardware list``'s options: the cache folder and ``--json``."""
+    return HardwareCommand(cache_dir=args.cache_dir, json=args.json)
+
+
+def parse_hardware_measure(args: argparse.Namespace) -> HardwareCommand:
+    """``tk hardware measure``'s options: the cache folder, ``--threads`` (sizes of at least 1,
+    repeats dropped) and ``--wait-quiet`` (0 or more seconds)."""
+    return HardwareCommand(cache_dir=args.cache_dir, json=args.json, threads=tuple(dict.fromkeys(args.threads)),
+                           wait_quiet_s=_wait_quiet(args))
 
 
 def parse_discover_models(args: argparse.Namespace) -> DiscoverModelsCommand:

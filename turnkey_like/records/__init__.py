@@ -67,12 +67,14 @@ from turnkey_like.records.characterization import (
     FusionSummary,
     HardwareProfile,
     InputDesc,
+    MachineLoad,
     ModuleRow,
     OpRow,
     RepeatedBlocks,
     RooflineChart,
     RooflinePoint,
     RooflineRoof,
+    Spread,
     Totals,
     TraceAttempt,
     TraceSummary,
@@ -110,7 +112,8 @@ __all__ = [
     # base
     "Record", "Status", "FINAL_STATUSES", "FAILURE_STATUSES", "STAGES", "StageResult", "T", "now_utc", "Dim",
     # characterization
-    "InputDesc", "HardwareProfile", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow", "Totals",
+    "InputDesc", "HardwareProfile", "MachineLoad", "Spread", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow",
+    "Totals",
     "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
     "Characterization", "RooflineRoof", "RooflinePoint", "RooflineChart",
     # build

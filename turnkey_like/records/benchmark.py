@@ -7,7 +7,7 @@ Units: milliseconds (``*_ms``), seconds (``*_s``), bytes, FLOPs (1 MAC = 2 FLOPs
 from __future__ import annotations
 
 from turnkey_like.records.base import Record
-from turnkey_like.records.characterization import HardwareProfile
+from turnkey_like.records.characterization import HardwareProfile, MachineLoad, Spread
 
 #: The two rows :attr:`PerLayerResult.modules` ends with: time between ops and framework overhead
 #: (the profiled run's wall time minus all kernel time), and kernels no module could be found for.
@@ -38,6 +38,12 @@ class LayerTime(Record):
             op count are wrong for this row; flagged, never hidden.
         kernels: kernel (or op) events attributed to the row per iteration (fractions when a fused
             kernel is split across rows).
+        spread: the row's own time in each profiled run: its interquartile range ÷ its median
+            (``None`` with fewer than 3 runs or no time); ``efficiency`` spreads as much.
+        inclusive_spread: the same for ``inclusive_ms`` (module rows).
+        noisy: ``spread`` is above ``turnkey_like.runtimes.per_layer.NOISY_SPREAD`` (10%): the row's
+            ``efficiency`` (% of roof), printed to two digits, cannot bear its second digit; views mark it.
+        inclusive_noisy: the same for ``inclusive_spread`` (the per-module table's % of roof).
     """
 
     name: str
@@ -54,6 +60,10 @@ class LayerTime(Record):
     attained_bytes_s: float | None = None
     faster_than_roof: bool = False
     kernels: float = 0.0
+    spread: float | None = None
+    inclusive_spread: float | None = None
+    noisy: bool = False
+    inclusive_noisy: bool = False
 
 
 class PerLayerResult(Record):
@@ -83,6 +93,9 @@ class PerLayerResult(Record):
         categories: one row per op category (ONNX op types and ATen ops mapped to tk's categories),
             slowest first.
         faster_than_roof: names of the rows measured faster than their roof.
+        wall_spread: each profiled run's wall time (ms), spread (``None`` with fewer than 3 runs).
+        noisy: names of the rows whose own time spread too widely for their % of roof
+            (``LayerTime.noisy``).
     """
 
     method: str
@@ -101,6 +114,8 @@ class PerLayerResult(Record):
     modules: list[LayerTime] = []
     categories: list[LayerTime] = []
     faster_than_roof: list[str] = []
+    wall_spread: Spread | None = None
+    noisy: list[str] = []
 
     def module_rows(self) -> dict[str, LayerTime]:
         """The module rows by path, without the :data:`UNMAPPED` and :data:`UNATTRIBUTED` rows."""
@@ -118,7 +133,12 @@ class PerLayerResult(Record):
 
 
 class LatencyStats(Record):
-    """Latency statistics over the timed iterations, milliseconds (p90/p99: linear interpolation)."""
+    """Latency statistics over the timed iterations, milliseconds (percentiles and quartiles: linear
+    interpolation).
+
+    ``iqr`` is the interquartile range (p75 − p25) and ``runs`` the number of timed runs; both are
+    ``None`` in records from a tk that did not keep them.
+    """
 
     mean: float
     median: float
@@ -127,6 +147,8 @@ class LatencyStats(Record):
     min: float
     max: float
     std: float
+    iqr: float | None = None
+    runs: int | None = None
 
 
 class BenchmarkResult(Record):
@@ -164,6 +186,12 @@ class BenchmarkResult(Record):
             (the stage's ``run_id`` names the run that measured it).
         stale: fingerprint keys that differ from the current run's (``--rebenchmark never`` reuse only).
         per_layer: per-layer measured times beside the roofline (``--per-layer``), else ``None``.
+        load: how busy the machine was during the timed loop kept (load average, other processes'
+            CPU, whether that could have moved the figures, retries under ``--wait-quiet``); ``None``
+            in records from a tk that did not measure it.
+        warnings: what could have moved the figures, one line each with its figure (the machine was
+            busy: ``load.note``; latency unstable: std dev ≥ 10% of the mean, pyperf's rule); the
+            benchmark line prints each.
     """
 
     runtime: str
@@ -193,3 +221,5 @@ class BenchmarkResult(Record):
     reused: bool = False
     stale: list[str] = []
     per_layer: PerLayerResult | None = None
+    load: MachineLoad | None = None
+    warnings: list[str] = []

@@ -9,11 +9,17 @@ work runs, and runs :func:`run_benchmark` there:
    latency is stable (the median of the last :data:`WARMUP_WINDOW` runs within
    :data:`WARMUP_STABLE_REL` of the median of the window before), bounded by :data:`WARMUP_MAX_S`
    seconds; an explicit ``warmup=N`` runs exactly N;
-3. ``iterations`` timed runs, each timed alone with ``time.perf_counter``;
-4. statistics in ms (:func:`latency_stats`), the batch counted (:func:`batch_of`) and throughput =
-   batch x 1000 / mean latency (inferences/s), peak resident memory of the benchmarking process
-   (``getrusage`` ``ru_maxrss``; a forked child inherits the parent's resident pages, so
-   ``rss_start_bytes`` says where it started);
+3. ``iterations`` timed runs, each timed alone with ``time.perf_counter``, and how busy the machine
+   was meanwhile (:func:`timed_loop`: other processes' CPU use and the load average,
+   :func:`turnkey_like.system.machine_load`). With ``wait_quiet_s`` (``--wait-quiet``) tk first waits
+   for a quiet machine and, when other processes disturbed the timed loop, waits and times again
+   (after :data:`WARMUP_MIN_RUNS` warm-up runs), keeping the least disturbed loop
+   (:func:`turnkey_like.system.least_busy`);
+4. statistics in ms (:func:`latency_stats`, median and IQR included), the batch counted
+   (:func:`batch_of`) and throughput = batch x 1000 / mean latency (inferences/s), peak resident
+   memory of the benchmarking process (``getrusage`` ``ru_maxrss``; a forked child inherits the
+   parent's resident pages, so ``rss_start_bytes`` says where it started), and the warnings
+   (:func:`benchmark_warnings`: a busy machine, a widely spread latency);
 5. agreement of one more run's outputs with the eager PyTorch reference (:mod:`turnkey_like.agreement`,
    at the runtime's precision's tolerance), when the runtime is compared with eager (not for
    ``torch-eager`` itself, nor for ``.onnx`` inputs, which have no model);
@@ -63,12 +69,16 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from turnkey_like.records import Characterization, HardwareProfile
+    from turnkey_like.records import Characterization, HardwareProfile, MachineLoad
 
 WARMUP_MIN_RUNS = 10
 WARMUP_WINDOW = 5
 WARMUP_STABLE_REL = 0.05
 WARMUP_MAX_S = 10.0
+#: the shortest window over which a benchmark's contention is judged, s: a shorter timed loop is
+#: followed by untimed runs until this much time has passed, because the kernel's CPU-time counters
+#: count whole 10 ms ticks (``MachineLoad.resolution_cores``: 0.16 cores on 2 cores over 0.5 s)
+MIN_LOAD_WINDOW_S = 0.5
 
 #: runtime name -> "module:Class" implementing :class:`Runtime` (imported only when chosen)
 RUNTIMES = {
@@ -107,6 +117,9 @@ class BenchmarkOptions:
         per_layer: also profile per-layer times after the timed runs (``BenchmarkResult.per_layer``,
             see :mod:`turnkey_like.runtimes.per_layer`). Part of the fingerprint, so a run that asks
             for it never reuses one without it.
+        wait_quiet_s: seconds to wait, at most, for other processes to leave the CPU quiet before
+            timing, and to time again when they disturbed the timed loop (``--wait-quiet``; 0: time
+            at once). Part of the fingerprint when set, so asking for it measures again.
     """
 
     runtime: str = "ort"
@@ -117,6 +130,7 @@ class BenchmarkOptions:
     timeout_s: float = 3600
     rebenchmark: str = "if_needed"
     per_layer: bool = False
+    wait_quiet_s: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`BenchmarkError` naming the first invalid option."""
@@ -137,6 +151,8 @@ class BenchmarkOptions:
                                  hint="use --rebenchmark " + ", ".join(REBENCHMARK_POLICIES))
         if not isinstance(self.per_layer, bool):
             raise BenchmarkError(f"per_layer {self.per_layer!r} must be True or False")
+        if not isinstance(self.wait_quiet_s, (int, float)) or self.wait_quiet_s < 0:
+            raise BenchmarkError(f"wait_quiet_s {self.wait_quiet_s!r} must be 0 or more seconds")
 
 
 def runtime_class(name: str) -> type[Runtime]:
@@ -180,9 +196,10 @@ def warm_up(runtime: Runtime, fixed: int | None, max_s: float = WARMUP_MAX_S) ->
 
 
 def latency_stats(latencies_s: Sequence[float]) -> LatencyStats:
-    """Mean, median, p90, p99, min, max and std in ms of latencies given in seconds.
+    """Mean, median, p90, p99, min, max, std and IQR in ms of latencies given in seconds, and their count.
 
-    Percentiles use numpy's default linear interpolation; ``std`` is the population standard deviation.
+    Percentiles and quartiles use numpy's default linear interpolation; ``std`` is the population
+    standard deviation; ``iqr`` = p75 − p25.
     """
     import numpy as np
 
@@ -195,7 +212,43 @@ def latency_stats(latencies_s: Sequence[float]) -> LatencyStats:
         min=float(ms.min()),
         max=float(ms.max()),
         std=float(ms.std()),
+        iqr=float(np.percentile(ms, 75) - np.percentile(ms, 25)),
+        runs=int(ms.size),
     )
+
+
+def timed_loop(runtime: Runtime, iterations: int, warm: Callable[[], object],
+               threads: int | None) -> tuple[list[float], MachineLoad]:
+    """Warm up (``warm()``), time ``iterations`` runs; return their latencies (s) and how busy the
+    machine was during the timed loop (:func:`turnkey_like.system.machine_load`, the measurement
+    keeping ``threads`` cores busy). A loop shorter than :data:`MIN_LOAD_WINDOW_S` is followed by
+    untimed runs until the window is that long (window ``timed loop and untimed runs after it``), so
+    the counters can resolve the load while the model keeps running as it did when timed."""
+    from turnkey_like.system import cpu_sample, machine_load
+
+    warm()
+    start = cpu_sample()
+    latencies = runtime.time_runs(iterations)
+    window = "timed loop"
+    if time.perf_counter() - start.wall_s < MIN_LOAD_WINDOW_S:
+        window = "timed loop and untimed runs after it"
+        while time.perf_counter() - start.wall_s < MIN_LOAD_WINDOW_S:
+            runtime.time_runs(1)
+    return latencies, machine_load(start, cpu_sample(), threads=threads, window=window)
+
+
+def benchmark_warnings(stats: LatencyStats, load: MachineLoad) -> list[str]:
+    """What could have moved a benchmark's figures, one line each with its figure: the machine was
+    busy (``load.note``); the latency spread widely, its interquartile range above
+    :data:`turnkey_like.stats.WIDE_SPREAD` of its median (pyperf's 10% line, on a statistic that
+    single iterations' outliers, shown as p99 and max, do not inflate)."""
+    from turnkey_like.stats import WIDE_SPREAD
+
+    out = [load.note] if load.note else []
+    if stats.iqr is not None and stats.median > 0 and stats.iqr > WIDE_SPREAD * stats.median:
+        out.append(f"latency spread widely: interquartile range {stats.iqr / stats.median:.0%} of the median "
+                   f"({stats.iqr:.3g} ms around {stats.median:.3g} ms)")
+    return out
 
 
 #: :func:`batch_of`'s note when dim 0 is taken as the batch
@@ -258,7 +311,8 @@ def benchmark_fingerprint(build: BuildResult | None, options: BenchmarkOptions,
       (``--rebuild never``): a model that changed since is measured again. ``{}`` without a build.
     - ``runtime``, ``device``, ``precision`` (the build's; ``None`` without one), ``threads`` (as
       requested; ``None`` = the runtime's default), ``iterations``, ``warmup`` (``None`` = adaptive),
-      ``per_layer``;
+      ``per_layer``, ``wait_quiet`` (``--wait-quiet`` seconds; ``None`` when 0, as in records from a
+      tk without it, so those stay reusable);
     - ``tk``: this tk's version (the harness's rules come with it);
     - the machine, from ``system`` (default :func:`turnkey_like.system.system_info`): ``cpu`` (model
       name), ``cores`` (logical cores: the machine's size, which default thread counts follow),
@@ -285,6 +339,7 @@ def benchmark_fingerprint(build: BuildResult | None, options: BenchmarkOptions,
         "iterations": options.iterations,
         "warmup": options.warmup,
         "per_layer": options.per_layer,
+        "wait_quiet": options.wait_quiet_s or None,
         "tk": __version__,
         "cpu": system.get("cpu"),
         "cores": system.get("cores_logical"),
@@ -340,12 +395,23 @@ def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Refere
     Returns:
         The :class:`BenchmarkResult`. Errors of the runtime propagate (the launcher records them).
     """
+    from turnkey_like.system import least_busy
+
     rss_start = current_rss_bytes()
+    began = time.perf_counter()
     actual = None
     try:
         runtime.load()
-        warm_runs, warm_s, stable = warm_up(runtime, options.warmup)
-        latencies = runtime.time_runs(options.iterations)
+        warm_ups: list[tuple[int, float, bool | None]] = []
+
+        def measure() -> tuple[list[float], MachineLoad]:  # a retry re-warms with a fixed count
+            fixed = options.warmup if not warm_ups else WARMUP_MIN_RUNS
+            return timed_loop(runtime, options.iterations, lambda: warm_ups.append(warm_up(runtime, fixed)),
+                              runtime.threads)
+
+        latencies, load = least_busy(measure, threads=runtime.threads, wait_s=options.wait_quiet_s,
+                                     until=began + options.timeout_s / 2)
+        warm_runs, warm_s, stable = warm_ups[0]
         peak_rss = peak_rss_bytes()
         stats = latency_stats(latencies)
         batch, batch_note = batch_of(runtime.input_shapes())
@@ -399,6 +465,8 @@ def run_benchmark(runtime: Runtime, options: BenchmarkOptions, reference: Refere
         model_path=runtime.model_path,
         raw_path=raw_path,
         per_layer=per_layer,
+        load=load,
+        warnings=benchmark_warnings(stats, load),
     )
 
 

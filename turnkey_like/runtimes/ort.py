@@ -178,7 +178,6 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
 
         from turnkey_like.runtimes.per_layer import (
             PER_LAYER_WARMUP,
-            Kernel,
             RawProfile,
             onnx_category,
             onnx_kernel_modules,
@@ -211,9 +210,9 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
             shutil.rmtree(folder, ignore_errors=True)
         wall_s, timed = ort_profile_kernels(events, runs)
         shares, mapping = onnx_kernel_modules(source, optimized, modules)
-        kernels = [Kernel(name=name, op=op, category=onnx_category(op), seconds=seconds, events=count,
-                          modules=shares.get(name, []))
-                   for name, (op, seconds, count) in timed.items()]
+        kernels = list(timed.values())
+        for kernel in kernels:
+            kernel.category, kernel.modules = onnx_category(kernel.op), shares.get(kernel.name, [])
         note = {
             "dynamo name_scopes": "modules from the dynamo exporter's name_scopes node metadata",
             "torchscript node names": "modules from the TorchScript exporter's scoped node names "

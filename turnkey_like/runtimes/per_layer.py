@@ -52,16 +52,21 @@ import ast
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from turnkey_like.records import UNATTRIBUTED, UNMAPPED, Characterization, HardwareProfile, LayerTime, PerLayerResult
+from turnkey_like.stats import WIDE_SPREAD
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
 
 #: profiled runs (at most ``--iterations``) and the profiling session's own warm-up runs
 PER_LAYER_RUNS = 20
 PER_LAYER_WARMUP = 3
+#: a row whose own time spreads more than this across the profiled runs (interquartile range ÷
+#: median) is noisy: its % of roof, printed to two digits, cannot bear the second (docs/hardware.md)
+NOISY_SPREAD = WIDE_SPREAD
 #: the attribute tk's export wrapper (``turnkey_like.calls.export_wrapper``) holds the model in
 WRAPPER_ATTRIBUTE = "model"
 #: name prefixes of the torch.profiler ranges the hooks open
@@ -112,6 +117,8 @@ class Kernel:
         events: profiler events summed (per run: how often it ran).
         modules: ``(module path, share)``: the modules it ran for, each with the kernel's share of that
             module's ONNX nodes (1.0 for a torch op); empty when no module was found (unmapped).
+        per_run: its time in each profiled run, seconds (index = the run, in order; shorter than the
+            run count when it did not run in the last ones); ``seconds`` is their sum.
     """
 
     name: str
@@ -120,6 +127,15 @@ class Kernel:
     seconds: float = 0.0
     events: int = 0
     modules: list[tuple[str, float]] = field(default_factory=list)
+    per_run: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float, run: int) -> None:
+        """Count one event of ``seconds`` in profiled run ``run`` (0-based)."""
+        self.seconds += seconds
+        self.events += 1
+        if len(self.per_run) <= run:
+            self.per_run.extend([0.0] * (run + 1 - len(self.per_run)))
+        self.per_run[run] += seconds
 
 
 @dataclass
@@ -389,19 +405,21 @@ def onnx_category(op_type: str) -> str:
     return ONNX_CATEGORIES.get(op_type, "other")
 
 
-def ort_profile_kernels(events: list[dict], runs: int) -> tuple[list[float], dict[str, tuple[str, float, int]]]:
+def ort_profile_kernels(events: list[dict], runs: int) -> tuple[list[float], dict[str, Kernel]]:
     """The last ``runs`` session runs of an ONNX Runtime profile (its JSON events).
 
-    Returns ``(wall seconds of each run, {node name: (op type, seconds summed, events)})``: a run is a
-    ``model_run`` event of category ``Session``; a kernel is a ``<node>_kernel_time`` event of category
-    ``Node`` inside one (by its start time). On a CUDA build with kernel events (category ``Kernel``)
-    those are used instead and the node they belong to is read from their ``args.parent_name``.
+    Returns ``(wall seconds of each run, {node name: Kernel})`` (each :class:`Kernel` with its op
+    type, summed and per-run seconds and events; category and modules left for the caller): a run
+    is a ``model_run`` event of category ``Session``; a kernel is a ``<node>_kernel_time`` event of
+    category ``Node`` inside one (by its start time). On a CUDA build with kernel events (category
+    ``Kernel``) those are used instead and the node they belong to is read from their
+    ``args.parent_name``.
     """
     run_events = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                         key=lambda e: e["ts"])[-runs:]
     spans = [(e["ts"], e["ts"] + e["dur"]) for e in run_events]
     gpu = [e for e in events if e.get("cat") == "Kernel"]
-    out: dict[str, tuple[str, float, int]] = {}
+    out: dict[str, Kernel] = {}
     for e in events:
         if gpu:
             if e.get("cat") != "Kernel":
@@ -414,11 +432,12 @@ def ort_profile_kernels(events: list[dict], runs: int) -> tuple[list[float], dic
             name = e["name"][: -len("_kernel_time")]
             op = (e.get("args") or {}).get("op_name", "")
         ts = e["ts"]
-        if not any(a <= ts <= b for a, b in spans):
+        run = next((i for i, (a, b) in enumerate(spans) if a <= ts <= b), None)
+        if run is None:
             continue
-        prev = out.get(name)
-        out[name] = (op or (prev[0] if prev else ""), (prev[1] if prev else 0.0) + e["dur"] * 1e-6,
-                     (prev[2] if prev else 0) + 1)
+        kernel = out.setdefault(name, Kernel(name=name, op=op, category=""))
+        kernel.op = kernel.op or op
+        kernel.add(e["dur"] * 1e-6, run)
     return [(b - a) * 1e-6 for a, b in spans], out
 
 
@@ -454,7 +473,14 @@ def predictions(char: Characterization, hardware: HardwareProfile) -> tuple[dict
 
 
 def _row(name: str, measured_s: float, wall_s: float, roof: _Roof | None, *, class_name: str = "",
-         kernels: float = 0.0, inclusive_s: float | None = None, roof_inclusive: _Roof | None = None) -> LayerTime:
+         kernels: float = 0.0, inclusive_s: float | None = None, roof_inclusive: _Roof | None = None,
+         runs_s: Sequence[float] = (), inclusive_runs_s: Sequence[float] = ()) -> LayerTime:
+    """One row; ``runs_s`` / ``inclusive_runs_s``: its own / inclusive time in each profiled run (s),
+    for its spread (:func:`turnkey_like.stats.relative_iqr`)."""
+    from turnkey_like.stats import relative_iqr
+
+    spread = relative_iqr(runs_s) if measured_s > 0 else None
+    inclusive_spread = relative_iqr(inclusive_runs_s) if inclusive_s else None
     predicted = roof.time_s if roof is not None else None
     efficiency = predicted / measured_s if predicted and measured_s > 0 else None  # no work counted: none
     flops = roof.flops if roof is not None else 0
@@ -474,6 +500,10 @@ def _row(name: str, measured_s: float, wall_s: float, roof: _Roof | None, *, cla
         attained_bytes_s=nbytes / measured_s if measured_s > 0 and roof is not None else None,
         faster_than_roof=efficiency is not None and efficiency > 1.0,
         kernels=round(kernels, 3),
+        spread=spread,
+        inclusive_spread=inclusive_spread,
+        noisy=spread is not None and spread > NOISY_SPREAD,
+        inclusive_noisy=inclusive_spread is not None and inclusive_spread > NOISY_SPREAD,
     )
 
 
@@ -489,8 +519,9 @@ def _split(kernel: Kernel, module_roof: dict[str, _Roof]) -> list[tuple[str, flo
     return [(m, w / total) for m, w in weights]
 
 
-def _inclusive(paths: Iterable[str], own: dict[str, float]) -> dict[str, float]:
-    """Each path's own value plus every descendant's (``a`` holds ``a.b``; ``""`` holds everything)."""
+def _inclusive(paths: Iterable[str], own: dict) -> dict:
+    """Each path's own value plus every descendant's (``a`` holds ``a.b``; ``""`` holds everything);
+    values are floats or per-run numpy arrays (then a path with nothing below it sums to 0)."""
     out = {}
     items = list(own.items())
     for p in paths:
@@ -511,6 +542,10 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
             or ``None`` (no prediction).
         latency_mean_ms: the timed runs' mean latency (for ``overhead`` and the overall ``efficiency``).
     """
+    import numpy as np
+
+    from turnkey_like.stats import spread
+
     n = max(raw.runs, 1)
     wall = statistics.fmean(raw.wall_s) if raw.wall_s else 0.0
     module_roof: dict[str, _Roof] = {}
@@ -527,24 +562,38 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
     by_category: dict[str, float] = defaultdict(float)
     category_kernels: dict[str, float] = defaultdict(float)
     unmapped = unmapped_kernels = 0.0
+    # each row's time in each profiled run (s): its spread
+    zeros = lambda: np.zeros(n)  # noqa: E731
+    own_runs: dict[str, np.ndarray] = defaultdict(zeros)
+    category_runs: dict[str, np.ndarray] = defaultdict(zeros)
+    unmapped_runs = zeros()
     for k in raw.kernels:
         t = k.seconds / n
+        per_run = np.zeros(n)
+        per_run[:min(n, len(k.per_run))] = k.per_run[:n]
         by_category[k.category] += t
         category_kernels[k.category] += k.events / n
+        category_runs[k.category] += per_run
         if not k.modules:
             unmapped += t
             unmapped_kernels += k.events / n
+            unmapped_runs += per_run
             continue
         for m, w in _split(k, module_roof):
             own[m] += t * w
             own_kernels[m] += w * k.events / n
+            own_runs[m] += per_run * w
     attributed = sum(own.values())
     unattributed = wall - attributed - unmapped
+    walls = np.zeros(n)
+    walls[:len(raw.wall_s)] = raw.wall_s[:n]
+    unattributed_runs = walls - sum(own_runs.values(), zeros()) - unmapped_runs
 
     classes = {m.path: m.class_name for m in char.modules} if char is not None else {}
     order = [m.path for m in char.modules] if char is not None else []
     order += sorted(set(own) - set(order))
     inclusive = _inclusive(order, own)
+    inclusive_runs = _inclusive(order, own_runs)
     roof_incl: dict[str, _Roof] = {}
     for p in order:
         prefix = p + "."
@@ -558,14 +607,15 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
             continue
         modules.append(_row(p, own.get(p, 0.0), wall, (roof or _Roof()) if char is not None else None,
                             class_name=classes.get(p, ""), kernels=own_kernels.get(p, 0.0),
-                            inclusive_s=inclusive[p], roof_inclusive=roof_incl[p] if char is not None else None))
+                            inclusive_s=inclusive[p], roof_inclusive=roof_incl[p] if char is not None else None,
+                            runs_s=own_runs.get(p, ()), inclusive_runs_s=inclusive_runs[p]))
     if not has_roof:
         modules = [_no_prediction(r) for r in modules]
-    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=unmapped_kernels))
-    modules.append(_row(UNATTRIBUTED, unattributed, wall, None))
+    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=unmapped_kernels, runs_s=unmapped_runs))
+    modules.append(_row(UNATTRIBUTED, unattributed, wall, None, runs_s=unattributed_runs))
 
     categories = [_row(c, by_category.get(c, 0.0), wall, category_roof.get(c) if char is not None else None,
-                       kernels=category_kernels.get(c, 0.0))
+                       kernels=category_kernels.get(c, 0.0), runs_s=category_runs.get(c, ()))
                   for c in sorted(set(by_category) | set(category_roof),
                                   key=lambda c: (-by_category.get(c, 0.0), c))]
     if not has_roof:
@@ -589,6 +639,8 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         modules=modules,
         categories=categories,
         faster_than_roof=[r.name for r in (*modules, *categories) if r.faster_than_roof],
+        wall_spread=spread([w * 1e3 for w in raw.wall_s]),
+        noisy=[r.name for r in (*modules, *categories) if r.noisy and r.efficiency is not None],
     )
 
 

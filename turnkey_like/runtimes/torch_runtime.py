@@ -140,29 +140,30 @@ class TorchEagerRuntime(Runtime["torch.nn.Module", TorchCall]):
         finally:
             for h in handles:
                 h.remove()
-        wall_s: list[float] = []
+        events = prof.events()
+        run_ranges = sorted((e for e in events if e.name == RUN_RANGE), key=lambda e: e.time_range.start)
+        wall_s = [e.time_range.elapsed_us() * 1e-6 for e in run_ranges]
+        run_of = {e.id: i for i, e in enumerate(run_ranges)}
         kernels: dict[tuple[str, str | None], Kernel] = {}
-        for e in prof.events():
-            if e.name == RUN_RANGE:
-                wall_s.append(e.time_range.elapsed_us() * 1e-6)
-                continue
-            if e.name.startswith(MODULE_RANGE) or e.name == "cudaDeviceSynchronize":
+        for e in events:
+            if e.name == RUN_RANGE or e.name.startswith(MODULE_RANGE) or e.name == "cudaDeviceSynchronize":
                 continue
             parent, path = e.cpu_parent, None
             if parent is None or not (parent.name == RUN_RANGE or parent.name.startswith(MODULE_RANGE)):
                 continue  # not a top-level op (its parent op holds its time), or outside the runs
-            while parent is not None and path is None:
-                if parent.name.startswith(MODULE_RANGE):
+            while parent is not None and parent.name != RUN_RANGE:
+                if path is None and parent.name.startswith(MODULE_RANGE):
                     path = parent.name[len(MODULE_RANGE):]
                 parent = parent.cpu_parent
+            if parent is None:
+                continue
             us = e.device_time_total if cuda else e.cpu_time_total
             key = (e.name, path)
             k = kernels.get(key)
             if k is None:
                 k = kernels[key] = Kernel(name=e.name, op=e.name, category=_category(e),
                                           modules=[(path, 1.0)] if path is not None else [])
-            k.seconds += us * 1e-6
-            k.events += 1
+            k.add(us * 1e-6, run_of[parent.id])
         if self.hooks_attribute:
             mapping, note = "forward hooks", ("each top-level ATen op's time goes to the innermost module "
                                               "whose forward was running (module hooks + record_function)")
