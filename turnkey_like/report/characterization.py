@@ -132,12 +132,18 @@ def render_heading(char: Characterization, console, per_layer: PerLayerResult | 
     ))
     console.print(Text(f"Hardware: {hardware_text(char.hardware)} · ridge point {char.ridge_point:.3g} FLOPs/B"
                        f" · {MAC_NOTE}"))
+    for warning in char.hardware.warnings:
+        console.print(Text(f"  note: {warning}"))
     if per_layer is not None:
         roof = hardware_text(per_layer.hardware) if per_layer.hardware is not None else "no profile for this device"
         console.print(Text(
             f"Measured: {per_layer.method}, {per_layer.iterations} profiled run(s), "
             f"{format_ms(per_layer.wall_ms)} per run, {per_layer.unattributed_share:.1%} unattributed · "
             f"% of roof on {roof}"))
+        for warning in (per_layer.hardware.warnings if per_layer.hardware is not None else []):
+            console.print(Text(f"  note: {warning}"))
+        if per_layer.noisy:
+            console.print(Text("  ~: the time varied more than 10% (IQR ÷ median) across the profiled runs"))
 
 
 def render_modules(char: Characterization, console, *, max_depth: int | None = None,
@@ -167,8 +173,9 @@ def render_modules(char: Characterization, console, *, max_depth: int | None = N
             row = measured.get(m.path)
             incl = row.inclusive_ms if row is not None else None
             pred = row.predicted_inclusive_ms if row is not None else None
+            share = _percent(pred / incl if pred is not None and incl else None)
             cells += ["" if incl is None else format_ms(incl),
-                      _percent(pred / incl if pred is not None and incl else None)]
+                      f"~{share}" if share and row.inclusive_noisy else share]
         table.add_row(*cells)
     table.print(console)
 
@@ -300,4 +307,5 @@ def summary_lines(char: Characterization, build_trace: TraceSummary | None = Non
     if char.uncounted:
         line += f" · not counted: {', '.join(f'{op} x{n}' for op, n in char.uncounted.items())}"
     lines.append(line)
+    lines += [f"Hardware note: {warning}" for warning in char.hardware.warnings]
     return lines

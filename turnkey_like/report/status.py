@@ -93,14 +93,21 @@ def _stage_outcome(name: str, stage: StageResult) -> str:
             earlier = (escape(benchmark_line(kept.result)) if isinstance(kept.result, BenchmarkResult)
                        else build_line(kept.result) if isinstance(kept.result, BuildResult) else "successful")
             line += f"\n{'':<24}[dim]earlier result kept (run {escape(kept.run_id or '?')}):[/] {earlier}"
+            if isinstance(kept.result, BenchmarkResult):
+                line += _notes(kept.result.warnings)
         return line
     if stage.status != Status.SUCCESSFUL:
         return f"[{style}]{stage.status.value.replace('_', ' ')}[/]"
     if isinstance(stage.result, BuildResult):
         return build_line(stage.result)
     if isinstance(stage.result, BenchmarkResult):
-        return escape(benchmark_line(stage.result))
+        return escape(benchmark_line(stage.result)) + _notes(stage.result.warnings)
     return "[green]successful[/]"
+
+
+def _notes(warnings: list[str]) -> str:
+    """One ``note:`` line per warning a benchmark recorded (a busy machine, a wide spread)."""
+    return "".join(f"\n{'':<24}[yellow]note:[/] {escape(w)}" for w in warnings)
 
 
 def build_line(build: BuildResult) -> str:
@@ -120,6 +127,8 @@ def benchmark_line(bench: BenchmarkResult) -> str:
     line = (f"Successfully benchmarked on {bench.device_name} ({bench.runtime} {bench.runtime_version}) "
             f"mean {bench.latency_ms.mean:.3g} ms, {bench.throughput_ips:,.1f} inferences/s "
             f"at batch {bench.batch_size}")
+    if bench.latency_ms.iqr is not None and bench.latency_ms.runs:
+        line += f" (median {bench.latency_ms.median:.3g} ms, IQR {bench.latency_ms.iqr:.2g} ms, {bench.latency_ms.runs} runs)"
     if (bench.batch_note or "").startswith("inputs disagree"):
         line += f" ({bench.batch_note})"
     if bench.stale:
