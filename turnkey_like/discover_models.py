@@ -514,7 +514,7 @@ def _trace_rungs(model, args, kwargs, on_meta: bool, methods: tuple[str, ...]):
     import contextlib
 
     from turnkey_like.calls import map_tensors
-    from turnkey_like.characterize.record import meta_weights
+    from turnkey_like.characterize.assemble import meta_weights
     from turnkey_like.tracing import trace_model
 
     if on_meta:
@@ -755,7 +755,7 @@ def _warm_parent(source: str, export: bool) -> None:
     counter and ``torch.export`` (2.5 s and 1 s on their first call here; a few ms after)."""
     import importlib
 
-    modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
+    modules = ["torch", "turnkey_like.characterize.assemble", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
     if source in LISTED_SOURCES:
         modules += [source, f"turnkey_like.zoo.{source}_models"]
     modules += ["turnkey_like.zoo", "turnkey_like.zoo.factory"] + (["turnkey_like.build", "onnxscript"] if export else [])
