@@ -417,3 +417,43 @@ def test_symbolic_sizes_are_kept_by_name_and_costed_at_their_hints():
     assert addmm.macs == 160 and type(addmm.macs) is int
     assert addmm.bytes_read == (4 + 5 * 8 + 8 * 4) * 4 and type(addmm.bytes_read) is int
     assert decode(encode(res.rows), list[OpRow]) == res.rows
+
+
+class _PlainCaseCheck(nn.Module):
+    """Reads a boolean out of its mask (``if mask.all():``), as transformers' mask utilities do."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x, mask):
+        if mask.all():
+            x = x * 2
+        return self.lin(x)
+
+
+def test_boolean_read_on_meta_takes_the_plain_case_in_the_counter_and_the_zoo():
+    # One rule (meta_kernels.RULES) for both: the counter counting on meta, and a meta model run under
+    # FakeTensorMode with meta_kernels.WithoutData inside (what zoo.forward does).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from turnkey_like.meta_kernels import WithoutData
+
+    with torch.device("meta"):
+        model = _PlainCaseCheck()
+    x, mask = torch.empty(2, 4, device="meta"), torch.empty(2, 4, dtype=torch.bool, device="meta")
+    res = count_model(model, (x, mask))
+    ops = [r.op for r in res.rows]
+    assert "aten.mul.Tensor" in ops  # the branch of the plain case ran
+    assert "aten._local_scalar_dense.default" not in ops  # an assumed value, not a computed one
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fx, fmask = mode.from_tensor(x), mode.from_tensor(mask)
+    with torch.no_grad(), mode:
+        with pytest.raises(Exception, match="_local_scalar_dense"):
+            model(fx, fmask)
+        with WithoutData():
+            out = model(fx, fmask)
+    assert list(out.shape) == [2, 3]
+    # a value of another dtype has no plain case: it still fails
+    with pytest.raises(CharacterizationError, match="meta"):
+        count_model(lambda t: t.sum().item(), (x,))

@@ -5,7 +5,7 @@ and a transformers Mixture-of-Experts model whose experts are counted.
 ``[G]``) holds the cumulative ends of the groups along the dimension it splits. transformers 5 runs
 every MoE layer's experts through it (experts implementation ``grouped_mm``), in float32 on CPU,
 where torch's meta kernel refuses float32: the counter gives meta and fake tensors the CPU kernel's
-output instead (``counter._grouped_mm_output``).
+output instead (``meta_kernels.grouped_mm_output``, the rule the counter and the zoo share).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from turnkey_like.characterize import ops
-from turnkey_like.characterize.counter import GroupedMMWithoutData, count_model
-from turnkey_like.characterize.record import characterize_call
+from turnkey_like.characterize.assemble import characterize_call
+from turnkey_like.characterize.counter import count_model
 from turnkey_like.errors import CharacterizationError
+from turnkey_like.meta_kernels import WithoutData
 
 GROUPED_MM = "aten._grouped_mm.default"
 
@@ -259,7 +260,7 @@ def test_qwen3_moe_experts_are_counted_by_hand(monkeypatch):
 
 def test_moe_model_runs_under_fake_tensor_mode_with_the_rule():
     # A model built on meta run under FakeTensorMode (what tk does to run a meta model outside
-    # counting) fails in its experts; with GroupedMMWithoutData entered inside, it runs.
+    # counting) fails in its experts; with meta_kernels.WithoutData entered inside, it runs.
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     model, c = _qwen3_moe("meta")
@@ -268,6 +269,6 @@ def test_moe_model_runs_under_fake_tensor_mode_with_the_rule():
     with torch.no_grad(), mode:
         with pytest.raises(RuntimeError, match="BFloat16"):
             model(input_ids=ids)
-        with GroupedMMWithoutData():
+        with WithoutData():
             out = model(input_ids=ids)
     assert list(out.logits.shape) == [1, 8, c.vocab_size]

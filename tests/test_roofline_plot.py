@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import EXAMPLES, run_tk
 from tests.zoo import build
 from turnkey_like.characterize.hardware import get_profile
-from turnkey_like.characterize.record import characterize_call
+from turnkey_like.characterize.assemble import characterize_call
 from turnkey_like.characterize.roofline import roofline_chart
 from turnkey_like.errors import InputError
 from turnkey_like.views.roofline_plot import LABELLED, render_roofline, write_roofline

@@ -255,7 +255,7 @@ def test_per_layer_rows_carry_their_spread(mlp, tmp_path):
     """A real ``--per-layer`` run: every row with measured time has the spread of its profiled runs,
     and ``noisy`` follows the rule."""
     from turnkey_like.characterize.hardware import get_profile
-    from turnkey_like.characterize.record import characterize_call
+    from turnkey_like.characterize.assemble import characterize_call
 
     model, x, build_dir, build = mlp
     char = characterize_call(model, (x,), {}, hardware=get_profile("local", cache_dir=tmp_path))

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from turnkey_like.characterize import ops
 from turnkey_like.characterize.counter import count_model
-from turnkey_like.characterize.record import characterize_call
+from turnkey_like.characterize.assemble import characterize_call
 
 aten = torch.ops.aten
 SOLVE = "aten.linalg_solve_triangular.default"

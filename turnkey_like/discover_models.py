@@ -491,7 +491,7 @@ def _trace_rungs(model, args, kwargs, on_meta: bool, methods: tuple[str, ...]):
     import contextlib
 
     from turnkey_like.calls import map_tensors
-    from turnkey_like.characterize.record import meta_weights
+    from turnkey_like.characterize.assemble import meta_weights
     from turnkey_like.tracing import trace_model
 
     if on_meta:
@@ -692,7 +692,7 @@ def _warm_parent(source: str, export: bool) -> None:
     counter and ``torch.export`` (2.5 s and 1 s on their first call here; a few ms after)."""
     import importlib
 
-    modules = ["torch", "turnkey_like.characterize.record", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
+    modules = ["torch", "turnkey_like.characterize.assemble", "turnkey_like.characterize.counter", "turnkey_like.tracing"]
     if source in zoo_sources.SOURCES:  # its library (imported by its package's name) and its module
         package = zoo_sources.get(source).package
         modules += ([package] if package else []) + [zoo_sources.SOURCES[source]]

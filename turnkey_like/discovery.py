@@ -250,8 +250,8 @@ def _packed_parameters(module) -> list:
     """The weights of a module without ``nn.Parameter`` s that keeps them packed (a converted
     quantized model: ``torch.ao.nn.quantized``), so that it is a model like its float original;
     ``[]`` for every other parameterless module (activations, containers of them). The one
-    definition of a model's parameters: :func:`turnkey_like.characterize.record.model_parameters`."""
-    from turnkey_like.characterize.record import model_parameters
+    definition of a model's parameters: :func:`turnkey_like.characterize.assemble.model_parameters`."""
+    from turnkey_like.characterize.assemble import model_parameters
 
     return [t for _, t in model_parameters(module)]
 

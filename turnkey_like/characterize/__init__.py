@@ -5,7 +5,7 @@
 - :func:`characterize` / :func:`characterize_call`: count one model call at the ATen dispatch level
   (``counter``, formulas in ``ops``), trace it with FX/export only when asked (``trace=True``,
   ``turnkey_like.tracing``), and assemble a
-  :class:`~turnkey_like.records.Characterization` record (``record``) with the roofline
+  :class:`~turnkey_like.records.Characterization` record (``assemble``) with the roofline
   (``roofline``) on a hardware profile (``hardware``) and fusion groups (``fusion``). The record
   classes themselves live in :mod:`turnkey_like.records`; they are re-exported here.
 - :func:`get_profile` / :func:`list_profiles`: hardware profiles (datasheet ones, and ``local``).
@@ -14,8 +14,8 @@ Nothing heavy is imported until one of these is used.
 """
 
 _EXPORTS = {
-    "characterize": "turnkey_like.characterize.record",
-    "characterize_call": "turnkey_like.characterize.record",
+    "characterize": "turnkey_like.characterize.assemble",
+    "characterize_call": "turnkey_like.characterize.assemble",
     "Characterization": "turnkey_like.records",
     "ModuleRow": "turnkey_like.records",
     "OpRow": "turnkey_like.records",

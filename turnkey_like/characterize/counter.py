@@ -43,25 +43,11 @@ called twice gets both calls' rows under the same path). Symbolic sizes (``SymIn
 tensors with dynamic shapes) are kept by name in shapes (``"s0"``); costs are evaluated at the
 example sizes.
 
-On ``meta``, a model that reads a **boolean** scalar out of a tensor (``.item()``, ``bool(t)``,
-``if (mask == 1).all():``) reads ``True``: meta tensors have no values, and every such check seen in
-transformers' mask utilities asks whether an input is the plain case (an all-ones attention mask; one
-sequence per row, no packed sequences), which is what tk's synthesized inputs are. Without it, every
-decoder model that builds on meta (Llama's 6.6e9-parameter default and the like) failed to count
-(``Tensor.item() cannot be called on meta tensors``). Scalars of other dtypes still fail: a size
-read from data has no plain case.
-
-On ``meta`` (and on FakeTensors, which run the same meta kernels), **grouped matrix multiplication**
-(``aten._grouped_mm``: ``torch.nn.functional.grouped_mm``, ``torch._grouped_mm``) in float32 or
-float16 returns the output the CPU kernel would (:func:`_grouped_mm_output`): torch 2.14's meta
-kernel (``meta_grouped_mm`` in ``torch/_meta_registrations.py``) repeats the CUDA kernel's checks and
-takes bfloat16 only off a GPU (float16 needs cuBLASLt), while the CPU kernel takes float32, bfloat16
-and float16. transformers 5 runs every Mixture-of-Experts layer's experts through it
-(``transformers/integrations/moe.py``, experts implementation ``grouped_mm``), in float32 on CPU, so
-without it every MoE model built on meta (Qwen3-Next's 8e10-parameter default and the like) failed
-to count (``Expected mat_a to be BFloat16 or supported Float16 matrix, got torch.float32``).
-bfloat16 still goes to torch's meta kernel. Both rules are decided once per op (kind
-``_META_RULE``), so other ops pay nothing for them.
+On ``meta`` tensors and FakeTensors, the ops that tk runs by its own rule rather than torch's meta
+kernel (a boolean read of a meta tensor's value takes the plain case; ``aten._grouped_mm`` in float32
+takes the CPU kernel's output) follow :data:`turnkey_like.meta_kernels.RULES`, the one place those
+rules live (:func:`turnkey_like.zoo.forward` applies the same ones). An op with a rule is decided
+once (kind ``_META_RULE``), so other ops pay nothing for the rules.
 """
 
 from __future__ import annotations
@@ -69,12 +55,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch._ops import HigherOrderOperator
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from turnkey_like import meta_kernels
 from turnkey_like.calls import tensor_leaves
 from turnkey_like.characterize import ops as _ops
 from turnkey_like.errors import CharacterizationError, one_line
@@ -105,30 +92,42 @@ BODY_HOPS = ("cond", "while_loop", "invoke_subgraph")
 """Higher-order ops counted through their bodies (see :meth:`_CountingMode._run_body`)."""
 
 # Kinds of op, decided once per overload (see _Counter.info).
-# _META_RULE: an op with a formula whose kernel has a rule for tensors without data (module doc).
+# _META_RULE: an op with a formula whose kernel has a rule for tensors without data (meta_kernels).
 _SKIP, _COUNT, _DECOMPOSE, _HOP, _META_RULE = 0, 1, 2, 3, 4
 
 _FLOAT16_PACKETS = frozenset(_ops.resolve(n) for n in _ops.FLOAT16_PACKED_OPS) - {None}
 """Quantized ops whose packed weights are float16 (``ops.FLOAT16_PACKED_OPS``)."""
 
-_SCALAR_READ = torch.ops.aten._local_scalar_dense.default
-"""``Tensor.item()``, ``bool(t)``: the op a data-dependent Python check dispatches."""
 
-_GROUPED_MM = getattr(getattr(aten, "_grouped_mm", None), "default", None)
-"""``aten._grouped_mm``, the MoE experts' product, whose meta kernel refuses float32 (module doc);
-``None`` on a torch without it."""
+class OpInfo(NamedTuple):
+    """What the counter knows about one op overload, decided when it is first seen (:meth:`_Counter.info`).
 
-_META_RULE_OPS = frozenset(op for op in (_SCALAR_READ, _GROUPED_MM) if op is not None)
-"""The ops of kind ``_META_RULE`` (:meth:`_CountingMode._without_data`)."""
+    Attributes:
+        kind: how the op is handled: ``_SKIP`` (a view or metadata op: no row), ``_COUNT`` (one
+            row), ``_DECOMPOSE`` (a composite op without a formula: its parts are counted),
+            ``_HOP`` (a higher-order op), ``_META_RULE`` (an op with a formula and a rule for tensors
+            without data, :data:`turnkey_like.meta_kernels.RULES`).
+        formula: the op's :class:`~turnkey_like.characterize.ops.OpFormula`, ``None`` without one.
+        name: the row's op name (``aten.convolution.default``, ``higher_order.cond``).
+        category: the formula's category, ``"other"`` without one.
+        slots: where the op's tensors are in its arguments and returns (:func:`_schema_slots`), ``None``
+            when its schema cannot tell.
+        packed: ``(position, name, float16)`` of each packed-params argument of a quantized op,
+            ``None`` for ops without one.
+    """
 
-_GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-"""The dtypes the CPU ``_grouped_mm`` kernel takes (``_grouped_mm_validate_inputs``)."""
+    kind: int
+    formula: Any
+    name: str
+    category: str
+    slots: tuple | None
+    packed: tuple | None
 
-_INFO: dict[Any, tuple] = {}
-"""Op overload -> (kind, formula, row name, category, schema slots, packed arguments), filled as ops
-are first seen and kept for the process (reading an op's schema costs more than counting it). Cleared by
-:func:`count_model` when :data:`turnkey_like.characterize.ops.REGISTRY` has grown since (a formula
-registered at run time)."""
+
+_INFO: dict[Any, OpInfo] = {}
+"""Op overload -> its :class:`OpInfo`, filled as ops are first seen and kept for the process (reading
+an op's schema costs more than counting it). Cleared by :func:`count_model` when
+:data:`turnkey_like.characterize.ops.REGISTRY` has grown since (a formula registered at run time)."""
 _INFO_REGISTRY_SIZE = [0]
 
 # Tensor types whose sizes are always plain ints (real and meta tensors); any other (FakeTensor, a
@@ -247,20 +246,20 @@ def _tensors_in(slots, values: tuple, kwargs: dict | None = None) -> list:
     return found
 
 
-def _outputs(info, out) -> list:
+def _outputs(info: OpInfo, out) -> list:
     """The tensors an op returned."""
     if isinstance(out, torch.Tensor):
         return [out]
-    slots = info[4]
+    slots = info.slots
     if slots is None:
         return tensor_leaves(out)
     _, outputs, returns = slots
     return _tensors_in(outputs, (out,) if returns == 1 else tuple(out or ()))
 
 
-def _inputs(info, args: tuple, kwargs: dict) -> list:
+def _inputs(info: OpInfo, args: tuple, kwargs: dict) -> list:
     """The tensors an op was given (positional, then keyword-only arguments)."""
-    slots = info[4]
+    slots = info.slots
     return _tensors_in(None if slots is None else slots[0], args, kwargs)
 
 
@@ -386,21 +385,19 @@ class _Counter:
 
     # --- op recording ----------------------------------------------------------------------
     @staticmethod
-    def info(func):
-        """Per-op facts, computed once per process (:data:`_INFO`): (kind, formula, row name,
-        category, schema slots, packed arguments). Packed arguments: ``(position, name, float16)``
-        for each packed-params argument of a quantized op, ``None`` for ops without one."""
+    def info(func) -> OpInfo:
+        """The op's :class:`OpInfo`, computed once per process (:data:`_INFO`)."""
         info = _INFO.get(func)
         if info is None:
             if isinstance(func, HigherOrderOperator):
                 entry = _ops.lookup(func)
                 name = f"{_ops.HIGHER_ORDER_PREFIX}{func.name()}"
-                info = (_HOP, entry, name, entry.category if entry else "other", None, None)
+                info = OpInfo(_HOP, entry, name, entry.category if entry else "other", None, None)
             else:
                 packet = getattr(func, "_overloadpacket", None)
                 entry = _ops.REGISTRY.get(packet) if packet is not None else None
                 if entry is not None:
-                    kind = _META_RULE if func in _META_RULE_OPS else _COUNT
+                    kind = _META_RULE if func in meta_kernels.RULES else _COUNT
                 elif packet is not None and (
                     packet in _SKIP_PACKETS
                     or bool(getattr(func, "is_view", False))
@@ -416,7 +413,7 @@ class _Counter:
                 if slots is not None and any(k == _PACKED for _, _, k in slots[0]):
                     fp16 = packet in _FLOAT16_PACKETS
                     packed = tuple((i, n, fp16) for i, n, k in slots[0] if k == _PACKED)
-                info = (kind, entry, str(func), entry.category if entry else "other", slots, packed)
+                info = OpInfo(kind, entry, str(func), entry.category if entry else "other", slots, packed)
             _INFO[func] = info
         return info
 
@@ -457,7 +454,7 @@ class _Counter:
 
     def record(self, func, info, args, kwargs, out):
         """Append the row of one op call (the counter's hot path: kept to plain local operations)."""
-        _, entry, name, category, _, packed = info
+        _, entry, name, category, _, packed = info  # OpInfo, unpacked once (hot path)
         if packed is not None:
             args, kwargs = self.open_packed(packed, args, kwargs)
         ins = _inputs(info, args, kwargs)
@@ -618,7 +615,7 @@ class _CountingMode(TorchDispatchMode):
         kwargs = kwargs or {}
         c = self.counter
         info = c.info(func)
-        kind = info[0]
+        kind = info.kind
         if kind == _SKIP:
             out = func(*args, **kwargs)
             if not getattr(func, "is_view", False):
@@ -641,26 +638,24 @@ class _CountingMode(TorchDispatchMode):
         return out
 
     def _without_data(self, func, info, args, kwargs):
-        """Run the rule of a ``_META_RULE`` op (module doc) when its input has no data; return
-        ``NotImplemented`` when the rule does not apply (the op then runs as any other).
+        """Run the rule of a ``_META_RULE`` op (:data:`turnkey_like.meta_kernels.RULES`) when it
+        applies; return ``NotImplemented`` when it does not (the op then runs as any other).
 
-        ``_local_scalar_dense`` of a boolean meta tensor: ``True`` (the plain case), no row.
-        ``_grouped_mm`` on meta or fake tensors that are not bfloat16: the CPU kernel's output
-        (:func:`_grouped_mm_output`), recorded as the op's row.
+        A rule's output that the op computes (``_grouped_mm``'s) is recorded as the op's row; a value
+        it assumes (a boolean read of a meta tensor) has none.
         """
-        x = args[0]
-        if func is _SCALAR_READ:
-            return True if x.is_meta and x.dtype is torch.bool else NotImplemented
-        if not _meta_kernel_refuses(x):
+        rule = meta_kernels.RULES[func]
+        if not rule.applies(args):
             return NotImplemented
-        out = _grouped_mm_output(*args, **kwargs)
-        self.counter.record(func, info, args, kwargs, out)
+        out = rule.output(*args, **kwargs)
+        if rule.computes:
+            self.counter.record(func, info, args, kwargs, out)
         return out
 
     def _higher_order(self, func, info, args, kwargs):
         """Count a higher-order op: by its formula, through its body, or as one uncounted row."""
         c = self.counter
-        if info[1] is None and func.name() in BODY_HOPS:
+        if info.formula is None and func.name() in BODY_HOPS:
             try:
                 with c.rollback_on_error():
                     return self._run_body(func, args, kwargs)
@@ -703,86 +698,6 @@ class _CountingMode(TorchDispatchMode):
         if getattr(subgraph, "_boxed_call", False):
             raise NotImplementedError("boxed subgraphs are not counted through")
         return kernel(counted(subgraph), *rest, **kwargs)
-
-
-def _meta_kernel_refuses(mat_a) -> bool:
-    """Whether torch's meta kernel refuses ``_grouped_mm`` with this ``mat_a`` where the CPU kernel
-    would run it: a meta tensor or FakeTensor (whose ops run the meta kernels) that is not bfloat16."""
-    if mat_a.dtype is torch.bfloat16:
-        return False
-    if mat_a.is_meta:
-        return True
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    return isinstance(mat_a, FakeTensor)
-
-
-class GroupedMMWithoutData(TorchDispatchMode):
-    """The ``_grouped_mm`` rule of the counter (module doc) for a call that is not counted.
-
-    Inside it, ``_grouped_mm`` on meta tensors or FakeTensors that torch's meta kernel refuses
-    returns the CPU kernel's output (:func:`_grouped_mm_output`); every other op runs unchanged. For
-    a model on ``meta`` run under ``FakeTensorMode`` (an MoE model's forward in float32 fails there
-    as it does on meta): enter it *inside* the ``FakeTensorMode`` block, so that it sees each op first.
-    Each op of the call goes through this mode (a Python call per op).
-    """
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is _GROUPED_MM and _meta_kernel_refuses(args[0]):
-            return _grouped_mm_output(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _grouped_mm_output(mat_a, mat_b, offs=None, bias=None, out_dtype=None) -> torch.Tensor:
-    """The output the CPU ``_grouped_mm`` kernel makes for these inputs, made without data.
-
-    Shapes (``ops.grouped_mm_macs``): ``[M, K] x [G, K, N] -> [M, N]``, ``[G, M, K] x [G, K, N] ->
-    [G, M, N]``, ``[M, K] x [K, N] -> [G, M, N]``, ``[G, M, K] x [K, N] -> [M, N]``, with ``offs``
-    ``[G]`` int32; the last dimension's stride padded to 16 bytes and dtype ``out_dtype`` or
-    ``mat_a``'s, as ``create_grouped_gemm_output_tensor`` does
-    (``aten/src/ATen/native/GroupedMMUtils.h``, torch 2.14). Made by ``mat_a.new_empty_strided``, so
-    it is a meta tensor for meta inputs and a FakeTensor for fake ones.
-
-    Raises:
-        RuntimeError: where the CPU kernel raises, with its messages (``_grouped_mm_validate_inputs``,
-            ``_resolve_grouped_mm_out_dtype``, its ``mm``'s dtype check): a dtype other than
-            float32/bfloat16/float16, operands of two dtypes, not 2-D or 3-D, contraction sizes
-            that differ, ``offs`` missing with a 2-D operand or given with two 3-D ones, ``offs``
-            not 1-D int32, a group count that differs, a ``bias`` (no kernel takes one yet), an
-            ``out_dtype`` other than ``mat_a``'s. The 16-byte stride alignment the kernel also
-            requires is not checked: sizes, not strides, decide the count.
-    """
-    check = torch._check
-    for name, m in (("mat_a", mat_a), ("mat_b", mat_b)):
-        check(m.dtype in _GROUPED_MM_DTYPES,
-              lambda: f"Expected {name} to be Float32, BFloat16 or Float16 matrix, got {m.dtype}")
-        check(m.dim() in (2, 3), lambda: f"{name} has to be 2 or 3d")
-    check(mat_a.dtype == mat_b.dtype,
-          lambda: f"expected m1 and m2 to have the same dtype, but got: {mat_a.dtype} != {mat_b.dtype}")
-    a_2d, b_2d = mat_a.dim() == 2, mat_b.dim() == 2
-    if not (a_2d and b_2d):
-        check(mat_a.size(-1) == mat_b.size(-2), lambda: "contraction dimension of mat_a and mat_b must match")
-    check((offs is not None) == (a_2d or b_2d),
-          lambda: "Have to provide offsets if there is a 2d matrix, or no offset if both matrices are 3d")
-    if offs is not None:
-        check(offs.dim() == 1, lambda: "offs has to be 1D")
-        check(offs.dtype == torch.int32, lambda: "Offsets have to be int32")
-    check(bias is None, lambda: "Bias not supported yet")
-    dtype = out_dtype or mat_a.dtype
-    check(dtype == mat_a.dtype, lambda: "Grouped gemm output dtype must match `mat_a` dtype")
-    if a_2d and b_2d:
-        size = [offs.size(0), mat_a.size(0), mat_b.size(1)]
-    elif a_2d or b_2d:
-        check(offs.size(0) == (mat_b if a_2d else mat_a).size(0), lambda: "matrix batch sizes have to match")
-        size = [mat_a.size(0), mat_b.size(-1)] if a_2d else [mat_a.size(1), mat_b.size(1)]
-    else:
-        check(mat_a.size(0) == mat_b.size(0), lambda: "batched dimension has to match")
-        size = [mat_a.size(0), mat_a.size(1), mat_b.size(-1)]
-    align = 16 // dtype.itemsize
-    padded = (size[-1] + align - 1) // align * align
-    stride = [padded, 1] if len(size) == 2 else [size[1] * padded, padded, 1]
-    return mat_a.new_empty_strided(size, stride, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -863,4 +778,4 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None, *, weights:
     return counter.finish(weights)
 
 
-__all__ = ["OpRow", "CountResult", "count_model", "SKIP_NAMES", "BODY_HOPS", "GroupedMMWithoutData"]
+__all__ = ["OpRow", "OpInfo", "CountResult", "count_model", "SKIP_NAMES", "BODY_HOPS"]

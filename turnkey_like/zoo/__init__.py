@@ -195,9 +195,11 @@ def forward(loaded: LoadedModel):
 
     A model on ``meta`` runs under ``FakeTensorMode`` with its inputs made fake: shapes propagate,
     and library code that reads values (``.item()``, ``.all()``) sees a fake tensor, which
-    transformers treats as tracing and skips. The outputs are then fake (``meta``) tensors. Grouped
-    matrix products (transformers' MoE experts) run by the counter's rule for tensors without data
-    (``characterize.counter.GroupedMMWithoutData``: torch's meta kernel refuses float32).
+    transformers treats as tracing and skips. The outputs are then fake (``meta``) tensors. The ops
+    that torch's meta kernels cannot run as the CPU would run by the rules the counter counts with
+    (:data:`turnkey_like.meta_kernels.RULES`, through ``meta_kernels.WithoutData``): a boolean read of
+    a meta tensor takes the plain case (``True``), grouped matrix products (transformers' MoE experts)
+    in float32 get the CPU kernel's output.
     """
     import torch
 
@@ -207,9 +209,9 @@ def forward(loaded: LoadedModel):
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         from turnkey_like.calls import map_tensors
-        from turnkey_like.characterize.counter import GroupedMMWithoutData
+        from turnkey_like.meta_kernels import WithoutData
 
         mode = FakeTensorMode(allow_non_fake_inputs=True)
         args, kwargs = map_tensors(mode.from_tensor, (loaded.args, loaded.kwargs))
-        with mode, GroupedMMWithoutData():
+        with mode, WithoutData():
             return loaded.model(*args, **kwargs)

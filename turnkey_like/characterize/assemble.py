@@ -1,10 +1,13 @@
 """Assemble the :class:`~turnkey_like.records.Characterization` record of one model call.
 
-:func:`characterize_call` runs the dispatch-level counter (``counter.count_model``) on one model call
-(the one pass: its op rows with their ``producers`` are the dataflow graph), traces the model with
-FX/export only when asked (``trace=True``, ``turnkey_like.tracing``), then computes once, into the
+:func:`characterize_call` does it in three steps: :func:`prepare_call` resolves the hardware profile,
+initialises lazy modules and decides whether to count on ``meta``; :func:`count_call` runs the
+dispatch-level counter (``counter.count_model``) on the call (the one pass: its op rows with their
+``producers`` are the dataflow graph) and traces the model with FX/export only when asked
+(``trace=True``, ``turnkey_like.tracing``); :func:`assemble_call` then computes once, into the
 record: per-op arithmetic intensity / bound / roofline time on a hardware profile, the per-module
-roll-up, totals, the bottleneck breakdown, fusion groups (one per op at least) and repeated blocks. Renderers only format this record.
+roll-up, totals (:func:`sum_totals`), the bottleneck breakdown, fusion groups (one per op at least)
+and repeated blocks. Renderers only format this record.
 
 1 MAC = 2 FLOPs. Bytes follow the real dtype of every tensor.
 """
@@ -15,7 +18,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from turnkey_like.calls import map_tensors, tensor_leaves
 from turnkey_like.characterize.fusion import find_fusion_groups
@@ -35,6 +38,10 @@ from turnkey_like.records import (
     Totals,
     TraceSummary,
 )
+
+if TYPE_CHECKING:
+    from turnkey_like.characterize.counter import CountResult
+    from turnkey_like.tracing import TraceResult
 
 TOP_OPS_KEPT = 50
 
@@ -425,6 +432,202 @@ def _too_big(nbytes: int) -> bool:
     return nbytes > 0.5 * psutil.virtual_memory().available
 
 
+class Prepared(NamedTuple):
+    """What :func:`prepare_call` decided about one call before anything is counted.
+
+    Attributes:
+        profile: the hardware profile of the roofline.
+        weights: the model's parameters, buffers and lazy state (:class:`_Weights`), read after the
+            lazy warm-up when there was one.
+        use_meta: whether counting runs on ``meta`` tensors (asked, forced by meta tensors in the model
+            or inputs, or chosen because the parameters take over half of the available memory).
+        dtype: the model's main dtype name (:func:`_main_dtype`).
+        inputs: name -> shape and dtype of every input leaf, as given (before any move to meta).
+    """
+
+    profile: HardwareProfile
+    weights: _Weights
+    use_meta: bool
+    dtype: str
+    inputs: dict[str, InputDesc]
+
+
+class Counted(NamedTuple):
+    """What :func:`count_call` ran: the counter's result, the trace when asked, the time counting took.
+
+    Attributes:
+        result: the :class:`~turnkey_like.characterize.counter.CountResult` (op rows in execution order).
+        traced: the :class:`~turnkey_like.tracing.TraceResult`, or ``None`` when not traced.
+        duration_s: wall time of the counted call, seconds.
+    """
+
+    result: CountResult
+    traced: TraceResult | None
+    duration_s: float
+
+
+def prepare_call(model, args: tuple, kwargs: dict, *, hardware=None, no_weights: bool = False,
+                 warmup: bool = True, cache_dir: str | Path | None = None) -> Prepared:
+    """Resolve the hardware profile, initialise lazy modules, and decide whether to count on ``meta``.
+
+    Reads the model's tensors once (:func:`_weights`); a model with uninitialised lazy modules is
+    called once under ``torch.no_grad()`` when ``warmup`` (its tensors are then read again). Counting
+    runs on ``meta`` when ``no_weights``, when a parameter, buffer or input is on ``meta`` already, or
+    when the parameters take over half of the available memory (:func:`_too_big`).
+
+    Raises:
+        InputError: unknown hardware profile name.
+        CharacterizationError: ``no_weights`` was asked for a model whose lazy modules are not
+            initialised yet (their shapes are unknown without a real call).
+    """
+    import torch
+
+    profile = get_profile(hardware, cache_dir=cache_dir)
+    weights = _weights(model)
+    if weights.lazy:
+        if no_weights:
+            raise CharacterizationError(
+                f"{type(model).__name__} has uninitialised lazy modules; their shapes are unknown without "
+                "running it on real tensors",
+                hint="run it once (or characterize without --no-weights) so the lazy modules initialise",
+            )
+        if warmup:
+            with torch.no_grad():
+                model(*args, **kwargs)
+            weights = _weights(model)
+    has_meta = (any(p.is_meta for _, p in weights.params) or any(b.is_meta for b in weights.buffers)
+                or any(t.is_meta for t in tensor_leaves((args, kwargs))))
+    use_meta = no_weights or has_meta or _too_big(
+        sum(p.numel() * p.element_size() for _, p in weights.params if not p.is_meta))
+    return Prepared(profile=profile, weights=weights, use_meta=use_meta,
+                    dtype=_main_dtype(weights.params, args, kwargs), inputs=_describe_inputs(args, kwargs))
+
+
+def count_call(model, args: tuple, kwargs: dict, prepared: Prepared, *, trace: bool = False) -> Counted:
+    """Count ``model(*args, **kwargs)`` once (``counter.count_model``), on ``meta`` copies of the
+    weights and inputs when ``prepared.use_meta`` (:func:`meta_weights`, restored afterwards), and trace
+    it with the :func:`turnkey_like.tracing.trace_model` ladder when ``trace`` (a failed trace is
+    recorded in the result, never raised).
+
+    Raises:
+        CharacterizationError: the model call failed while counting (the original exception is
+            chained; the hint says whether meta tensors were used).
+    """
+    from turnkey_like.characterize.counter import count_model
+
+    use_meta, weights = prepared.use_meta, prepared.weights
+    if use_meta:
+        ctx = meta_weights(model)
+        args, kwargs = _to_meta(tuple(args)), _to_meta(kwargs)
+        tensors = None  # swapped for meta copies inside the block: the counter reads them there
+    else:
+        ctx = contextlib.nullcontext(model)
+        tensors = [p for _, p in weights.params] + weights.buffers
+    traced = None
+    with ctx:
+        t0 = time.perf_counter()
+        try:
+            result = count_model(model, tuple(args), kwargs, weights=tensors)
+        except TkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model failed; say which and why
+            where = "on meta tensors " if use_meta else ""
+            raise CharacterizationError(
+                f"counting {type(model).__name__} {where}failed: {one_line(exc)}",
+                hint="run without --no-weights (real tensors)" if use_meta else
+                "check that the model runs with these inputs in plain PyTorch",
+            ) from exc
+        duration_s = time.perf_counter() - t0
+        if trace:
+            from turnkey_like.tracing import trace_model
+
+            traced = trace_model(model, args, kwargs, warmup=False)
+    return Counted(result=result, traced=traced, duration_s=duration_s)
+
+
+def sum_totals(rows: list[OpRow], uncounted: dict[str, int], root: ModuleRow, profile: HardwareProfile,
+               dtype: str) -> Totals:
+    """Return the model's :class:`~turnkey_like.records.Totals`: the rows' sums, in one pass.
+
+    MACs (ops without MACs count 0), conv+matmul MACs (categories in ``ops.MAC_CATEGORIES``), FLOPs
+    (1 MAC = 2 FLOPs), bytes read and written, weight bytes and roofline time (s) are summed over
+    ``rows`` (in row order, so float sums do not depend on the module tree); parameters and their
+    bytes are the ``root`` module row's (unique tensors). The intensity and bound are those of the
+    whole call's FLOPs over its bytes against ``profile``'s ridge point for ``dtype``.
+    """
+    flops = macs = conv_matmul_macs = bytes_read = bytes_written = weight_bytes = 0
+    roofline_s = 0.0
+    for r in rows:
+        flops += r.flops
+        bytes_read += r.bytes_read
+        bytes_written += r.bytes_written
+        weight_bytes += r.weight_bytes
+        roofline_s += r.roofline_time_s
+        if r.macs:
+            macs += r.macs
+            if r.category in MAC_CATEGORIES:
+                conv_matmul_macs += r.macs
+    overall = annotate(flops, bytes_read + bytes_written, profile, dtype)
+    return Totals(
+        params=root.params,
+        param_bytes=root.param_bytes,
+        macs=macs,
+        conv_matmul_macs=conv_matmul_macs,
+        flops=flops,
+        bytes_read=bytes_read,
+        bytes_written=bytes_written,
+        weight_bytes=weight_bytes,
+        arithmetic_intensity=overall.arithmetic_intensity,
+        bound=overall.bound,
+        roofline_time_s=roofline_s,
+        ops=len(rows),
+        uncounted_ops=sum(uncounted.values()),
+    )
+
+
+def assemble_call(model, prepared: Prepared, counted: Counted, *, start: float) -> Characterization:
+    """Compute everything the record holds from one counted call and return the
+    :class:`~turnkey_like.records.Characterization`.
+
+    In place on the op rows: arithmetic intensity, bound and roofline time on ``prepared.profile``
+    (:func:`~turnkey_like.characterize.roofline.annotate_rows`). Then the per-module roll-up
+    (:func:`build_modules`), totals (:func:`sum_totals`), the :data:`TOP_OPS_KEPT` slowest ops by
+    roofline time, the bottleneck breakdown, fusion groups and repeated blocks. ``start``: the
+    ``time.perf_counter()`` reading when characterization began (``duration_s`` runs from it).
+    """
+    profile, weights, dtype, use_meta = prepared.profile, prepared.weights, prepared.dtype, prepared.use_meta
+    result, traced = counted.result, counted.traced
+    rows = result.rows
+    annotate_rows(rows, profile)
+    modules = build_modules(rows, result.module_classes, result.module_order, model, profile, dtype,
+                            params=weights.params)
+    top = sorted(range(len(rows)), key=lambda i: -rows[i].roofline_time_s)[:TOP_OPS_KEPT]
+    first_param = weights.params[0][1] if weights.params else None
+    device = "meta" if use_meta else (str(first_param.device) if first_param is not None else "cpu")
+    return Characterization(
+        model_class=type(model).__name__,
+        inputs=prepared.inputs,
+        dtype=dtype,
+        device=device,
+        no_weights=use_meta,
+        trace=traced.summary() if traced is not None else TraceSummary(),
+        hardware=profile,
+        ridge_point=profile.ridge_point(dtype),
+        rows=rows,
+        modules=modules,
+        totals=sum_totals(rows, result.uncounted, modules[0], profile, dtype),
+        uncounted=dict(sorted(result.uncounted.items(), key=lambda kv: -kv[1])),
+        breakdown=build_breakdown(rows),
+        top_ops=top,
+        fusion=find_fusion_groups(rows),
+        repeats=find_repeats(rows, modules),
+        symbolic_dims=[] if result.plain_shapes else _symbolic_dims(rows),
+        duration_s=time.perf_counter() - start,
+        count_duration_s=counted.duration_s,
+        trace_duration_s=traced.duration_s if traced is not None else 0.0,
+    )
+
+
 def characterize_call(
     model,
     args: tuple = (),
@@ -441,6 +644,8 @@ def characterize_call(
     One counted call gives every number and the dataflow graph (each op row's ``producers``); the
     FX/export trace is extra work that only the traceability report needs, so it runs only when
     ``trace=True`` (``tk profile --trace``); the ONNX build traces on its own, once, in its child.
+    Three steps: :func:`prepare_call` (profile, lazy warm-up, meta or real), :func:`count_call`
+    (the counted call, and the trace), :func:`assemble_call` (everything computed into the record).
 
     Args:
         model: a ``torch.nn.Module`` (real, or built under ``torch.device("meta")``).
@@ -466,117 +671,12 @@ def characterize_call(
         CharacterizationError: the model call itself failed while counting, or ``no_weights`` was
             asked for a model whose lazy modules are not initialised yet.
     """
-    import torch
-
-    from turnkey_like.characterize.counter import count_model
-
     kwargs = dict(kwargs or {})
     start = time.perf_counter()
-    profile = get_profile(hardware, cache_dir=cache_dir)
-    weights = _weights(model)
-    if weights.lazy:
-        if no_weights:
-            raise CharacterizationError(
-                f"{type(model).__name__} has uninitialised lazy modules; their shapes are unknown without "
-                "running it on real tensors",
-                hint="run it once (or characterize without --no-weights) so the lazy modules initialise",
-            )
-        if warmup:
-            with torch.no_grad():
-                model(*args, **kwargs)
-            weights = _weights(model)
-    has_meta = (any(p.is_meta for _, p in weights.params) or any(b.is_meta for b in weights.buffers)
-                or any(t.is_meta for t in tensor_leaves((args, kwargs))))
-    use_meta = no_weights or has_meta or _too_big(
-        sum(p.numel() * p.element_size() for _, p in weights.params if not p.is_meta))
-    dtype = _main_dtype(weights.params, args, kwargs)
-    inputs = _describe_inputs(args, kwargs)
-
-    if use_meta:
-        ctx = meta_weights(model)
-        args, kwargs = _to_meta(tuple(args)), _to_meta(kwargs)
-        tensors = None  # swapped for meta copies inside the block: the counter reads them there
-    else:
-        ctx = contextlib.nullcontext(model)
-        tensors = [p for _, p in weights.params] + weights.buffers
-    traced = None
-    with ctx:
-        t0 = time.perf_counter()
-        try:
-            counted = count_model(model, tuple(args), kwargs, weights=tensors)
-        except TkError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's model failed; say which and why
-            where = "on meta tensors " if use_meta else ""
-            raise CharacterizationError(
-                f"counting {type(model).__name__} {where}failed: {one_line(exc)}",
-                hint="run without --no-weights (real tensors)" if use_meta else
-                "check that the model runs with these inputs in plain PyTorch",
-            ) from exc
-        count_s = time.perf_counter() - t0
-        if trace:
-            from turnkey_like.tracing import trace_model
-
-            traced = trace_model(model, args, kwargs, warmup=False)
-
-    rows = counted.rows
-    annotate_rows(rows, profile)
-    modules = build_modules(rows, counted.module_classes, counted.module_order, model, profile, dtype,
-                            params=weights.params)
-    root = modules[0]
-    flops = macs = conv_matmul_macs = bytes_read = bytes_written = weight_bytes = 0
-    roofline_s = 0.0
-    for r in rows:
-        flops += r.flops
-        bytes_read += r.bytes_read
-        bytes_written += r.bytes_written
-        weight_bytes += r.weight_bytes
-        roofline_s += r.roofline_time_s
-        if r.macs:
-            macs += r.macs
-            if r.category in MAC_CATEGORIES:
-                conv_matmul_macs += r.macs
-    overall = annotate(flops, bytes_read + bytes_written, profile, dtype)
-    totals = Totals(
-        params=root.params,
-        param_bytes=root.param_bytes,
-        macs=macs,
-        conv_matmul_macs=conv_matmul_macs,
-        flops=flops,
-        bytes_read=bytes_read,
-        bytes_written=bytes_written,
-        weight_bytes=weight_bytes,
-        arithmetic_intensity=overall.arithmetic_intensity,
-        bound=overall.bound,
-        roofline_time_s=roofline_s,
-        ops=len(rows),
-        uncounted_ops=sum(counted.uncounted.values()),
-    )
-    top = sorted(range(len(rows)), key=lambda i: -rows[i].roofline_time_s)[:TOP_OPS_KEPT]
-    first_param = weights.params[0][1] if weights.params else None
-    device = "meta" if use_meta else (str(first_param.device) if first_param is not None else "cpu")
-    return Characterization(
-        model_class=type(model).__name__,
-        inputs=inputs,
-        dtype=dtype,
-        device=device,
-        no_weights=use_meta,
-        trace=traced.summary() if traced is not None else TraceSummary(),
-        hardware=profile,
-        ridge_point=profile.ridge_point(dtype),
-        rows=rows,
-        modules=modules,
-        totals=totals,
-        uncounted=dict(sorted(counted.uncounted.items(), key=lambda kv: -kv[1])),
-        breakdown=build_breakdown(rows),
-        top_ops=top,
-        fusion=find_fusion_groups(rows),
-        repeats=find_repeats(rows, modules),
-        symbolic_dims=[] if counted.plain_shapes else _symbolic_dims(rows),
-        duration_s=time.perf_counter() - start,
-        count_duration_s=count_s,
-        trace_duration_s=traced.duration_s if traced is not None else 0.0,
-    )
+    prepared = prepare_call(model, args, kwargs, hardware=hardware, no_weights=no_weights, warmup=warmup,
+                            cache_dir=cache_dir)
+    counted = count_call(model, args, kwargs, prepared, trace=trace)
+    return assemble_call(model, prepared, counted, start=start)
 
 
 def characterize(model, *args, hardware=None, no_weights: bool = False, trace: bool = False,
@@ -594,6 +694,7 @@ def characterize(model, *args, hardware=None, no_weights: bool = False, trace: b
     return characterize_call(model, args, kwargs, hardware=hardware, no_weights=no_weights, trace=trace)
 
 
-__all__ = ["characterize", "characterize_call", "build_modules", "build_breakdown", "find_repeats", "meta_weights",
+__all__ = ["characterize", "characterize_call", "prepare_call", "count_call", "assemble_call", "sum_totals",
+           "Prepared", "Counted", "build_modules", "build_breakdown", "find_repeats", "meta_weights",
            "model_parameters",
            "Characterization", "ModuleRow", "Totals"]

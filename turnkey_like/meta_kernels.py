@@ -1,0 +1,171 @@
+"""Rules for running a model on tensors without data (``meta`` tensors and FakeTensors).
+
+A model built on ``meta`` (or run under ``FakeTensorMode``, whose ops run the meta kernels) has no
+values, and a few ops then do something other than what they do on real tensors. Each rule below
+replaces what torch does for one op in that case; every other op runs unchanged. The counter
+(:mod:`turnkey_like.characterize.counter`, which counts models on ``meta``) and the zoo
+(:func:`turnkey_like.zoo.forward`, which runs models built on ``meta`` under ``FakeTensorMode`` for
+discovery) apply the same rules, from :data:`RULES`, so a model that runs in one runs in the other.
+
+- **A boolean read of a meta tensor's value** (``aten._local_scalar_dense``: ``.item()``,
+  ``bool(t)``, ``if (mask == 1).all():``) reads ``True``: meta tensors have no values, and every such
+  check seen in transformers' mask utilities asks whether an input is the plain case (an all-ones
+  attention mask; one sequence per row, no packed sequences), which is what tk's synthesized inputs
+  are. Without it, every decoder model that builds on meta (Llama's 6.6e9-parameter default and the
+  like) failed to count (``Tensor.item() cannot be called on meta tensors``). Scalars of other
+  dtypes still fail: a size read from data has no plain case. The value is assumed, not computed:
+  the counter records no row for it (:attr:`Rule.computes` is ``False``).
+- **Grouped matrix multiplication** (``aten._grouped_mm``: ``torch.nn.functional.grouped_mm``,
+  ``torch._grouped_mm``) on meta tensors or FakeTensors in float32 or float16 returns the output the
+  CPU kernel would (:func:`grouped_mm_output`): torch 2.14's meta kernel (``meta_grouped_mm`` in
+  ``torch/_meta_registrations.py``) repeats the CUDA kernel's checks and takes bfloat16 only off a
+  GPU (float16 needs cuBLASLt), while the CPU kernel takes float32, bfloat16 and float16.
+  transformers 5 runs every Mixture-of-Experts layer's experts through it
+  (``transformers/integrations/moe.py``, experts implementation ``grouped_mm``), in float32 on CPU,
+  so without it every MoE model built on meta (Qwen3-Next's 8e10-parameter default and the like)
+  failed to count (``Expected mat_a to be BFloat16 or supported Float16 matrix, got
+  torch.float32``). bfloat16 still goes to torch's meta kernel. The output is the op's result: the
+  counter records it as the op's row.
+
+This module is ground level (it imports only torch): the counter and the zoo sit on one layer and
+import it from below; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+SCALAR_READ = aten._local_scalar_dense.default
+"""``Tensor.item()``, ``bool(t)``: the op a data-dependent Python check dispatches."""
+
+GROUPED_MM = getattr(getattr(aten, "_grouped_mm", None), "default", None)
+"""``aten._grouped_mm``, the MoE experts' product, whose meta kernel refuses float32 (module doc);
+``None`` on a torch without it."""
+
+GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+"""The dtypes the CPU ``_grouped_mm`` kernel takes (``_grouped_mm_validate_inputs``)."""
+
+
+class Rule(NamedTuple):
+    """What tk does for one op on tensors without data.
+
+    Attributes:
+        applies: ``applies(args)``: whether the rule replaces torch's kernel for these positional
+            arguments (otherwise the op runs as usual).
+        output: ``output(*args, **kwargs)``: the op's output under the rule.
+        computes: ``True`` when the output is what the op computes (the counter records a row for it);
+            ``False`` when it is a value assumed for a read of data that does not exist (no row).
+    """
+
+    applies: Callable[[tuple], bool]
+    output: Callable[..., Any]
+    computes: bool
+
+
+def _reads_boolean_meta(args: tuple) -> bool:
+    """Whether a scalar read is of a boolean tensor on ``meta`` (module doc, first rule)."""
+    x = args[0]
+    return x.is_meta and x.dtype is torch.bool
+
+
+def _plain_case(*_args, **_kwargs) -> bool:
+    """The value a boolean read of a meta tensor takes: ``True``, the plain case (module doc)."""
+    return True
+
+
+def meta_kernel_refuses(args: tuple) -> bool:
+    """Whether torch's meta kernel refuses ``_grouped_mm`` with these arguments where the CPU kernel
+    would run them: ``mat_a`` (``args[0]``) is a meta tensor or FakeTensor (whose ops run the meta
+    kernels) that is not bfloat16."""
+    mat_a = args[0]
+    if mat_a.dtype is torch.bfloat16:
+        return False
+    if mat_a.is_meta:
+        return True
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(mat_a, FakeTensor)
+
+
+def grouped_mm_output(mat_a, mat_b, offs=None, bias=None, out_dtype=None) -> torch.Tensor:
+    """The output the CPU ``_grouped_mm`` kernel makes for these inputs, made without data.
+
+    Shapes (``characterize.ops.grouped_mm_macs``): ``[M, K] x [G, K, N] -> [M, N]``,
+    ``[G, M, K] x [G, K, N] -> [G, M, N]``, ``[M, K] x [K, N] -> [G, M, N]``,
+    ``[G, M, K] x [K, N] -> [M, N]``, with ``offs`` ``[G]`` int32; the last dimension's stride padded
+    to 16 bytes and dtype ``out_dtype`` or ``mat_a``'s, as ``create_grouped_gemm_output_tensor`` does
+    (``aten/src/ATen/native/GroupedMMUtils.h``, torch 2.14). Made by ``mat_a.new_empty_strided``, so
+    it is a meta tensor for meta inputs and a FakeTensor for fake ones.
+
+    Raises:
+        RuntimeError: where the CPU kernel raises, with its messages (``_grouped_mm_validate_inputs``,
+            ``_resolve_grouped_mm_out_dtype``, its ``mm``'s dtype check): a dtype other than
+            float32/bfloat16/float16, operands of two dtypes, not 2-D or 3-D, contraction sizes
+            that differ, ``offs`` missing with a 2-D operand or given with two 3-D ones, ``offs``
+            not 1-D int32, a group count that differs, a ``bias`` (no kernel takes one yet), an
+            ``out_dtype`` other than ``mat_a``'s. The 16-byte stride alignment the kernel also
+            requires is not checked: sizes, not strides, decide the count.
+    """
+    check = torch._check
+    for name, m in (("mat_a", mat_a), ("mat_b", mat_b)):
+        check(m.dtype in GROUPED_MM_DTYPES,
+              lambda: f"Expected {name} to be Float32, BFloat16 or Float16 matrix, got {m.dtype}")
+        check(m.dim() in (2, 3), lambda: f"{name} has to be 2 or 3d")
+    check(mat_a.dtype == mat_b.dtype,
+          lambda: f"expected m1 and m2 to have the same dtype, but got: {mat_a.dtype} != {mat_b.dtype}")
+    a_2d, b_2d = mat_a.dim() == 2, mat_b.dim() == 2
+    if not (a_2d and b_2d):
+        check(mat_a.size(-1) == mat_b.size(-2), lambda: "contraction dimension of mat_a and mat_b must match")
+    check((offs is not None) == (a_2d or b_2d),
+          lambda: "Have to provide offsets if there is a 2d matrix, or no offset if both matrices are 3d")
+    if offs is not None:
+        check(offs.dim() == 1, lambda: "offs has to be 1D")
+        check(offs.dtype == torch.int32, lambda: "Offsets have to be int32")
+    check(bias is None, lambda: "Bias not supported yet")
+    dtype = out_dtype or mat_a.dtype
+    check(dtype == mat_a.dtype, lambda: "Grouped gemm output dtype must match `mat_a` dtype")
+    if a_2d and b_2d:
+        size = [offs.size(0), mat_a.size(0), mat_b.size(1)]
+    elif a_2d or b_2d:
+        check(offs.size(0) == (mat_b if a_2d else mat_a).size(0), lambda: "matrix batch sizes have to match")
+        size = [mat_a.size(0), mat_b.size(-1)] if a_2d else [mat_a.size(1), mat_b.size(1)]
+    else:
+        check(mat_a.size(0) == mat_b.size(0), lambda: "batched dimension has to match")
+        size = [mat_a.size(0), mat_a.size(1), mat_b.size(-1)]
+    align = 16 // dtype.itemsize
+    padded = (size[-1] + align - 1) // align * align
+    stride = [padded, 1] if len(size) == 2 else [size[1] * padded, padded, 1]
+    return mat_a.new_empty_strided(size, stride, dtype=dtype)
+
+
+RULES: dict[Any, Rule] = {SCALAR_READ: Rule(_reads_boolean_meta, _plain_case, computes=False)}
+"""Op overload -> its :class:`Rule` (module doc). The only place rules are listed."""
+if GROUPED_MM is not None:
+    RULES[GROUPED_MM] = Rule(meta_kernel_refuses, grouped_mm_output, computes=True)
+
+
+class WithoutData(TorchDispatchMode):
+    """A dispatch mode that applies :data:`RULES` to a call that is not counted (the counter applies
+    them itself).
+
+    Inside it, an op with a rule that applies returns the rule's output; every other op runs
+    unchanged. For a model on ``meta`` run under ``FakeTensorMode`` (an MoE model's forward in
+    float32 fails there as it does on meta): enter it *inside* the ``FakeTensorMode`` block, so that
+    it sees each op first. Each op of the call goes through this mode (a Python call per op).
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        rule = RULES.get(func)
+        if rule is not None and rule.applies(args):
+            return rule.output(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+__all__ = ["RULES", "Rule", "WithoutData", "SCALAR_READ", "GROUPED_MM", "GROUPED_MM_DTYPES",
+           "grouped_mm_output", "meta_kernel_refuses"]
