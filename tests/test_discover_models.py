@@ -13,8 +13,7 @@ import textwrap
 import pytest
 from conftest import run_tk
 
-from turnkey_like.discover_models import LADDER, ModelSurvey, SurveyReport, survey_counts
-from turnkey_like.records import Status, decode
+from turnkey_like.records import LADDER, ModelSurvey, Status, SurveyReport, decode, survey_counts
 
 FX, NONSTRICT, STRICT = LADDER
 
@@ -273,7 +272,8 @@ def test_survey_traces_a_shallow_copy_and_counts_the_whole_model():
     """Llama's default (6.6e9 parameters, built on meta): the ladder walks a 2-layer copy; the MACs
     and parameters are the full model's, and the full-depth graph grows by the same node count for
     each of the 30 identical layers the copy left out."""
-    from turnkey_like.discover_models import reusable, survey_model
+    from turnkey_like.pipeline.survey import survey_model
+    from turnkey_like.zoo.survey import reusable
 
     cut = survey_model("llama", "transformers")
     full = survey_model("llama", "transformers", full_depth=True)
@@ -307,9 +307,10 @@ def test_a_source_registered_in_process_is_surveyed_and_its_code_generated(monke
     that build them, and refuses a name outside its closed list at once."""
     import torch
 
-    from turnkey_like import discover_models as dm
+    from turnkey_like.corpus import survey as dm
     from turnkey_like.errors import InputError
     from turnkey_like.zoo import sources
+    from turnkey_like.zoo.survey import generate_code
 
     monkeypatch.setitem(sources.SOURCES, "linear", "linear_source")
     report = dm.discover("linear", cache_dir=tmp_path, timeout_s=120)
@@ -320,7 +321,7 @@ def test_a_source_registered_in_process_is_surveyed_and_its_code_generated(monke
         assert (m.macs, m.params) == (i * o, i * o + o)
         assert (m.constructor, m.imports) == (f"lambda: torch.nn.Linear({i}, {o})", ["import torch"])
     namespace: dict = {}
-    exec(compile(dm.generate_code(report), "registry.py", "exec"), namespace)
+    exec(compile(generate_code(report), "registry.py", "exec"), namespace)
     built = namespace["MODEL_REGISTRY"]["linear-8x4"]()
     assert isinstance(built, torch.nn.Linear) and (built.in_features, built.out_features) == (8, 4)
     with pytest.raises(InputError, match="unknown linear model 'linear-3x3'"):

@@ -78,3 +78,11 @@ def system_info() -> dict:
         "tk": __version__,
         "gpu": gpus,
     }
+
+
+def system_record():
+    """Return :func:`system_info` as the typed record every evaluation carries
+    (:class:`~turnkey_like.records.SystemInfo`; a fresh copy, which a Dask worker then stamps)."""
+    from turnkey_like.records import SystemInfo, convert
+
+    return convert(system_info(), SystemInfo, what="system facts")

@@ -1,7 +1,7 @@
 """`tk discover-models`: a model zoo through the tracing ladder, one child process per model.
 
 ``register(subparsers, parent)`` adds the parser; the handler returns the exit code. The survey itself
-lives in :mod:`turnkey_like.discover_models`; this module parses options and prints its records with
+lives in :mod:`turnkey_like.corpus.survey`; this module parses options and prints its records with
 rich tables (numbers with :mod:`turnkey_like.units`). Nothing here imports torch; a run served from the
 cache imports no model library at all.
 
@@ -27,7 +27,7 @@ TRACE_STYLE = {"ok": "green", "failed": "bold red", "not tried": "dim", "not rea
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
     """Add the ``discover-models`` command (``parent``: the options every command takes; its
     ``-v/--verbose`` lists every failed rung of every model)."""
-    from turnkey_like.discover_models import DEFAULT_TIMEOUT_S
+    from turnkey_like.records import DEFAULT_TIMEOUT_S
     from turnkey_like.zoo import source_names
 
     p = subparsers.add_parser(
@@ -87,8 +87,9 @@ def _progress(quiet: bool):
 
 def discover_models(args: argparse.Namespace) -> int:
     """Handler of ``tk discover-models``."""
-    from turnkey_like import discover_models as dm
+    from turnkey_like.corpus import survey as dm
     from turnkey_like.files import write_record
+    from turnkey_like.zoo.survey import generate_code
 
     command = options.parse_discover_models(args)
     if command.test_model:
@@ -106,7 +107,7 @@ def discover_models(args: argparse.Namespace) -> int:
     if command.json:
         write_record(command.json, report, fsync=False)
     if command.generate_code:
-        sys.stdout.write(dm.generate_code(report))
+        sys.stdout.write(generate_code(report))
         return 0
     render_report(report, table_console(), verbose=command.common.verbose > 0)
     return 0
@@ -162,7 +163,7 @@ def render_ladder(survey, console) -> None:
     and the ONNX export when asked, with the outcome, time and one-line error of each."""
     from rich.text import Text
 
-    from turnkey_like.discover_models import LADDER
+    from turnkey_like.records import LADDER
 
     head = (f"{survey.name} ({survey.source}, family {survey.family or '-'}): {survey.model_class or '?'}, "
             f"{si(survey.params)} params, {si(survey.macs, 'MACs')} (1 MAC = 2 FLOPs"
@@ -219,7 +220,7 @@ def render_report(report, console, *, verbose: bool = False) -> None:
     per rung, and skipped models. With ``verbose`` every failed rung of every model is listed."""
     from rich.text import Text
 
-    from turnkey_like.discover_models import LADDER, failure_types
+    from turnkey_like.records import LADDER, failure_types
 
     c = report.counts
     scope = f", --family {report.family!r}" if report.family else ""
