@@ -154,6 +154,19 @@ FACTORIES = textwrap.dedent('''
         return HangsWhenTraced(torch.nn.Linear(8, 4)), (torch.randn(2, 8),)
 
 
+    class HangsWhenExported(torch.nn.Sequential):
+        """Runs eagerly and under torch.fx; hangs when torch.export traces it."""
+
+        def forward(self, x):
+            if torch.compiler.is_exporting():
+                time.sleep(3600)
+            return super().forward(x)
+
+
+    def hangs_when_exported():
+        return HangsWhenExported(torch.nn.Linear(8, 4)), (torch.randn(2, 8),)
+
+
     class Raises(torch.nn.Module):
         def forward(self, x):
             raise ValueError("no forward for you")
@@ -190,6 +203,33 @@ def test_crash_hang_and_failures_are_recorded_and_the_rest_go_on(tmp_path):
     assert (counts["killed"], counts["timeout"], counts["run_failed"], counts["build_failed"], counts["traced"]) == (
         1, 1, 1, 1, 1)
     assert "Failures (4)" in out.stdout and "SIGSEGV" in out.stdout
+
+
+def test_test_model_that_traced_exits_0_when_a_later_rung_hangs(tmp_path):
+    """``--test-model`` tries every rung. A model that FX traces and whose ``torch.export`` then hangs
+    (as mamba's strict export ran past the limit) built, ran and traced: exit 0, the hung rung is
+    reported as that rung's failure, and the rungs after it as not tried. A model that hangs before
+    any rung traced is the model's failure (exit 1)."""
+    factories = tmp_path / "factories.py"
+    factories.write_text(FACTORIES)
+    out = run_tk("discover-models", "--source", "factory", "--test-model", f"{factories}:hangs_when_exported",
+                 "--timeout", "10", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "s.json"))
+    _ok(out)
+    survey = decode((tmp_path / "s.json").read_bytes(), ModelSurvey)
+    assert (survey.status, survey.trace_method, survey.macs, survey.params) == (Status.SUCCESSFUL, FX, 64, 36)
+    assert [(a.method, a.ok) for a in survey.attempts] == [(FX, True), (NONSTRICT, False)]
+    assert survey.attempts[1].error == "timeout: timed out after 10 s (child killed)"
+    assert survey.failed_step is None and survey.error is None
+    assert any(note.startswith(f"{NONSTRICT} did not end (timed out after 10 s") for note in survey.notes)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip().startswith(LADDER)}
+    assert " ok " in rows[FX] and "timed out after 10 s" in rows[NONSTRICT] and "not tried" in rows[STRICT]
+    assert f"{factories}:hangs_when_exported: traced by {FX}" in out.stdout
+
+    out = run_tk("discover-models", "--source", "factory", "--test-model", f"{factories}:hangs_when_traced",
+                 "--timeout", "10", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "h.json"))
+    assert out.returncode == 1, out.stderr
+    hung = decode((tmp_path / "h.json").read_bytes(), ModelSurvey)
+    assert (hung.status, hung.failed_step, hung.trace_method) == (Status.TIMEOUT, FX, "not traced")
 
 
 def test_unknown_family_or_model_is_one_line_error(tmp_path):

@@ -26,7 +26,9 @@ the one channel protocol: before each step it sends its record so far and the st
 that channel, whether the child runs here (:func:`survey_in_child`) or on a Dask worker (the corpus
 runner, ``turnkey_like.corpus.survey``). A crash, hang or out-of-memory kill ends only that model's
 child: its record is what the child had sent (parameters, MACs, the rungs that failed), with the
-step that never ended.
+step that never ended. When the model had built, run and traced, a later step that never ends (a
+rung tried with ``all_rungs``, the export) is that step's failure, not the model's: the record stays
+``successful`` and names it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from turnkey_like.records import (
     Status,
     SurveyDone,
     SurveyStep,
+    TraceAttempt,
     now_utc,
 )
 from turnkey_like.zoo.survey import constructor_of, family_of
@@ -360,16 +363,32 @@ def consume_survey(channel, request: SurveyRequest, *, log: TextIO | None = None
 
 def _ended(partial: ModelSurvey, step: str, status: Status, error: str, request: SurveyRequest,
            log_excerpt: str | None, duration_s: float, step_s: float) -> ModelSurvey:
-    """The record of a model whose child ended during ``step`` without its last message: ``status``
-    (``timeout``, ``killed``, ``error``) with ``failed_step`` and ``error`` naming the step (``...
-    during torch.export(strict=True)``), keeping what the child had found before."""
+    """The record of a model whose child ended during ``step`` without its last message.
+
+    When the model had built, run and traced and ``step`` came after (a further rung, the export),
+    the step failed, not the model: the rung is recorded as a failed attempt (``timeout: ...`` or
+    ``killed: ...``), or the export as ``timeout``/``killed``, the record stays ``successful``, and a
+    note says the steps after it did not run. Otherwise the record is ``status`` (``timeout``,
+    ``killed``, ``error``) with ``failed_step`` and ``error`` naming the step (``... during
+    torch.export(strict=True)``), and keeps what the child had found before.
+    """
     export = None
     if request.export:
         export = partial.export or ExportOutcome(status=Status.SKIPPED, error="the model's child did not finish")
+    common = dict(log_excerpt=log_excerpt, duration_s=duration_s, timeout_s=request.timeout_s, surveyed_at=now_utc())
+    if partial.status is Status.SUCCESSFUL and partial.traced and step in (*LADDER, "export"):
+        attempts = partial.attempts
+        if step == "export":
+            export = ExportOutcome(status=status, error=error, duration_s=step_s)
+        else:
+            attempts = attempts + [TraceAttempt(method=step, ok=False, error=f"{status.value}: {error}",
+                                                duration_s=step_s)]
+        note = f"{step} did not end ({error}): the steps after it did not run"
+        return msgspec.structs.replace(partial, attempts=attempts, export=export, notes=partial.notes + [note],
+                                       **common)
     return msgspec.structs.replace(
         partial, status=status, failed_step=step, error=f"{error} during {step}",
-        trace_method=partial.trace_method if partial.traced else "not traced", export=export,
-        log_excerpt=log_excerpt, duration_s=duration_s, timeout_s=request.timeout_s, surveyed_at=now_utc())
+        trace_method=partial.trace_method if partial.traced else "not traced", export=export, **common)
 
 
 def survey_in_child(request: SurveyRequest, log_path: str | Path) -> ModelSurvey:
