@@ -40,7 +40,9 @@ def _child(conn) -> None:
 def _streaming_child(send) -> None:
     import torch
 
-    send(torch.nn.Linear(8, 8).weight.shape[0])
+    from turnkey_like.records import Output
+
+    send(Output(stream="stdout", text=str(torch.nn.Linear(8, 8).weight.shape[0])))
 
 
 def start_with(method: str):

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from turnkey_like.discover_models import LADDER, SurveyReport, failure_types  # noqa: E402
+from turnkey_like.records import LADDER, SurveyReport, failure_types  # noqa: E402
 from turnkey_like.records import decode  # noqa: E402
 from turnkey_like.units import format_seconds  # noqa: E402
 

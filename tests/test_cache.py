@@ -475,7 +475,7 @@ def test_cli_stats_shows_record_files_and_system(tmp_path, capsys, hello):
     assert sizes["model.onnx"] == 1000 and sizes["model.onnx.data"] == 500 and sizes["raw/latencies.json"] == 24
     assert sizes["total"] == sum(v for k, v in sizes.items() if k != "total")
     assert "1 kB" in out  # units.format_bytes: decimal prefixes
-    assert hello.system["cpu"] in out and hello.system["torch"] in out  # system info
+    assert hello.system.cpu in out and hello.system.torch in out  # system info
     fields = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in out.splitlines() if ln.count("│") == 3}
     assert fields["FLOPs (1 MAC = 2 FLOPs)"] == str(HELLO["flops"]) and fields["MACs"] == str(HELLO["macs"])
     assert fields["Latency mean"].endswith(" ms")

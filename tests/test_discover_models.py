@@ -13,8 +13,7 @@ import textwrap
 import pytest
 from conftest import run_tk
 
-from turnkey_like.discover_models import LADDER, ModelSurvey, SurveyReport, survey_counts
-from turnkey_like.records import Status, decode
+from turnkey_like.records import LADDER, ModelSurvey, Status, SurveyReport, decode, survey_counts
 
 FX, NONSTRICT, STRICT = LADDER
 
@@ -155,6 +154,19 @@ FACTORIES = textwrap.dedent('''
         return HangsWhenTraced(torch.nn.Linear(8, 4)), (torch.randn(2, 8),)
 
 
+    class HangsWhenExported(torch.nn.Sequential):
+        """Runs eagerly and under torch.fx; hangs when torch.export traces it."""
+
+        def forward(self, x):
+            if torch.compiler.is_exporting():
+                time.sleep(3600)
+            return super().forward(x)
+
+
+    def hangs_when_exported():
+        return HangsWhenExported(torch.nn.Linear(8, 4)), (torch.randn(2, 8),)
+
+
     class Raises(torch.nn.Module):
         def forward(self, x):
             raise ValueError("no forward for you")
@@ -191,6 +203,33 @@ def test_crash_hang_and_failures_are_recorded_and_the_rest_go_on(tmp_path):
     assert (counts["killed"], counts["timeout"], counts["run_failed"], counts["build_failed"], counts["traced"]) == (
         1, 1, 1, 1, 1)
     assert "Failures (4)" in out.stdout and "SIGSEGV" in out.stdout
+
+
+def test_test_model_that_traced_exits_0_when_a_later_rung_hangs(tmp_path):
+    """``--test-model`` tries every rung. A model that FX traces and whose ``torch.export`` then hangs
+    (as mamba's strict export ran past the limit) built, ran and traced: exit 0, the hung rung is
+    reported as that rung's failure, and the rungs after it as not tried. A model that hangs before
+    any rung traced is the model's failure (exit 1)."""
+    factories = tmp_path / "factories.py"
+    factories.write_text(FACTORIES)
+    out = run_tk("discover-models", "--source", "factory", "--test-model", f"{factories}:hangs_when_exported",
+                 "--timeout", "10", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "s.json"))
+    _ok(out)
+    survey = decode((tmp_path / "s.json").read_bytes(), ModelSurvey)
+    assert (survey.status, survey.trace_method, survey.macs, survey.params) == (Status.SUCCESSFUL, FX, 64, 36)
+    assert [(a.method, a.ok) for a in survey.attempts] == [(FX, True), (NONSTRICT, False)]
+    assert survey.attempts[1].error == "timeout: timed out after 10 s (child killed)"
+    assert survey.failed_step is None and survey.error is None
+    assert any(note.startswith(f"{NONSTRICT} did not end (timed out after 10 s") for note in survey.notes)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip().startswith(LADDER)}
+    assert " ok " in rows[FX] and "timed out after 10 s" in rows[NONSTRICT] and "not tried" in rows[STRICT]
+    assert f"{factories}:hangs_when_exported: traced by {FX}" in out.stdout
+
+    out = run_tk("discover-models", "--source", "factory", "--test-model", f"{factories}:hangs_when_traced",
+                 "--timeout", "10", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "h.json"))
+    assert out.returncode == 1, out.stderr
+    hung = decode((tmp_path / "h.json").read_bytes(), ModelSurvey)
+    assert (hung.status, hung.failed_step, hung.trace_method) == (Status.TIMEOUT, FX, "not traced")
 
 
 def test_unknown_family_or_model_is_one_line_error(tmp_path):
@@ -273,7 +312,8 @@ def test_survey_traces_a_shallow_copy_and_counts_the_whole_model():
     """Llama's default (6.6e9 parameters, built on meta): the ladder walks a 2-layer copy; the MACs
     and parameters are the full model's, and the full-depth graph grows by the same node count for
     each of the 30 identical layers the copy left out."""
-    from turnkey_like.discover_models import reusable, survey_model
+    from turnkey_like.pipeline.survey import survey_model
+    from turnkey_like.zoo.survey import reusable
 
     cut = survey_model("llama", "transformers")
     full = survey_model("llama", "transformers", full_depth=True)
@@ -307,9 +347,10 @@ def test_a_source_registered_in_process_is_surveyed_and_its_code_generated(monke
     that build them, and refuses a name outside its closed list at once."""
     import torch
 
-    from turnkey_like import discover_models as dm
+    from turnkey_like.corpus import survey as dm
     from turnkey_like.errors import InputError
     from turnkey_like.zoo import sources
+    from turnkey_like.zoo.survey import generate_code
 
     monkeypatch.setitem(sources.SOURCES, "linear", "linear_source")
     report = dm.discover("linear", cache_dir=tmp_path, timeout_s=120)
@@ -320,7 +361,7 @@ def test_a_source_registered_in_process_is_surveyed_and_its_code_generated(monke
         assert (m.macs, m.params) == (i * o, i * o + o)
         assert (m.constructor, m.imports) == (f"lambda: torch.nn.Linear({i}, {o})", ["import torch"])
     namespace: dict = {}
-    exec(compile(dm.generate_code(report), "registry.py", "exec"), namespace)
+    exec(compile(generate_code(report), "registry.py", "exec"), namespace)
     built = namespace["MODEL_REGISTRY"]["linear-8x4"]()
     assert isinstance(built, torch.nn.Linear) and (built.in_features, built.out_features) == (8, 4)
     with pytest.raises(InputError, match="unknown linear model 'linear-3x3'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -155,13 +156,18 @@ def test_torch_forward_in_forked_child_after_parent_used_threads(tmp_path):
 
 
 def _script_like(send):
-    """An input's child: starts children as a script (a multiprocessing pool) and a stage (spawn) would."""
+    """An input's child: starts children as a script (a multiprocessing pool) and a stage (spawn) would,
+    then writes what it saw as a message of the channel protocol (an ``Output`` holding JSON)."""
+    import json
     import multiprocessing
+
+    from turnkey_like.records import Output
 
     with multiprocessing.get_context("fork").Pool(1) as pool:
         pool_result = pool.map(abs, [-3])
     spawned = run_isolated(_record, timeout_s=120, log_path=None, start_method="spawn")
-    send((multiprocessing.current_process().daemon, pool_result, spawned.status.value, spawned.error))
+    facts = [multiprocessing.current_process().daemon, pool_result, spawned.status.value, spawned.error]
+    send(Output(stream="stdout", text=json.dumps(facts)))
 
 
 def _as_a_dask_worker(queue):
@@ -174,7 +180,7 @@ def _as_a_dask_worker(queue):
     with StreamingChild(_script_like) as child:
         message = child.receive(120)
         child.wait()
-    queue.put((multiprocessing.current_process().daemon, stage.status.value, stage.value["x"], message))
+    queue.put((multiprocessing.current_process().daemon, stage.status.value, stage.value["x"], message.text))
 
 
 def test_children_start_from_a_daemonic_process():
@@ -199,6 +205,6 @@ def test_children_start_from_a_daemonic_process():
             worker.kill()
     assert daemonic is True  # the parent really is daemonic
     assert (status, value) == ("successful", 5)  # run_isolated's fork
-    child_daemonic, pool_result, spawned_status, spawned_error = message
+    child_daemonic, pool_result, spawned_status, spawned_error = json.loads(message)
     assert child_daemonic is False and pool_result == [3]
     assert spawned_status == "successful", spawned_error

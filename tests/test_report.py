@@ -12,7 +12,7 @@ import pytest
 from conftest import run_tk
 from turnkey_like.cache import Cache
 from turnkey_like.errors import CacheError, InputError, one_line
-from turnkey_like.records import REPORT_KEYS, SCHEMA_VERSION, BuildRecord, ReportRow, StageResult, Status
+from turnkey_like.records import REPORT_KEYS, SCHEMA_VERSION, BuildRecord, ReportRow, StageResult, Status, SystemInfo
 from turnkey_like.report.table import COLUMNS, format_labels, merge_rows, render_markdown, report_rows, write_report
 
 from test_cache import HELLO, hello, pick, real_records, renamed, run_cli, with_latency  # noqa: F401 - fixtures
@@ -49,7 +49,7 @@ def test_row_values_come_from_the_record(hello):
     assert row.latency_mean_ms == bench.latency_ms.mean > 0 and row.latency_p90_ms == bench.latency_ms.p90
     assert row.throughput_ips == pytest.approx(row.batch_size * 1000 / row.latency_mean_ms)
     assert row.benchmark_status == "successful" and row.benchmark_duration_s == hello.invocation.benchmark.duration_s
-    assert row.cpu == hello.system["cpu"] and row.onnxruntime == bench.runtime_version
+    assert row.cpu == hello.system.cpu and row.onnxruntime == bench.runtime_version
     assert row.error is None and row.updated_at == hello.updated_at
 
 
@@ -137,7 +137,7 @@ def test_merge_rows_keeps_one_row_per_evaluation(hello):
     old.updated_at = "2026-01-01T00:00:00+00:00"
     new = with_latency(hello, 1.0)
     new.updated_at = "2026-02-01T00:00:00+00:00"
-    other_machine = replace(with_latency(hello, 3.0), system={**hello.system, "cpu": "Other CPU"})
+    other_machine = replace(with_latency(hello, 3.0), system=replace(hello.system, cpu="Other CPU"))
     merged = merge_rows(report_rows([old]), report_rows([new, other_machine]))
     assert sorted(r.latency_mean_ms for r in merged) == pytest.approx([1.0, 3.0])  # newest; other CPU kept
 
@@ -183,7 +183,7 @@ def _steady(record: BuildRecord) -> BuildRecord:
                   benchmark=replace(inv.benchmark, duration_s=2.0, result=bench,
                                     run_id="2026-01-01T00:00:00+00:00-1234"))
     return replace(record, invocation=inv, tk_version="0.0.0", updated_at="2026-01-01T00:00:00+00:00",
-                   system={"cpu": "Test CPU", "os": "Linux 6.1", "torch": "2.14.1", "onnxruntime": "1.31.1"})
+                   system=SystemInfo(cpu="Test CPU", os="Linux 6.1", torch="2.14.1", onnxruntime="1.31.1"))
 
 
 def test_markdown_golden(golden, real_records):

@@ -156,8 +156,8 @@ def test_walking_the_registry_imports_no_torch_nor_any_source_library():
     import subprocess
     import sys
 
-    code = ("import sys; from turnkey_like import discover_models, zoo; from turnkey_like.zoo import sources; "
-            "[s.listed for s in sources.registered()]; zoo.source_packages(); discover_models.library_versions(); "
+    code = ("import sys; from turnkey_like import zoo; from turnkey_like.zoo import sources, survey; "
+            "[s.listed for s in sources.registered()]; zoo.source_packages(); survey.library_versions(); "
             "print(sorted(m for m in ('torch', 'torchvision', 'transformers', 'timm', 'ultralytics') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -13,8 +13,9 @@ file, and returns an :class:`IsolatedOutcome` saying how the child ended:
   segfault's SIGSEGV, ...).
 
 :class:`StreamingChild` is the long-lived kind: a forked child in its own process group that sends
-messages (records, progress events) to the parent while it works, so what it found before it crashed
-is not lost. The pipeline runs each input's discovery and stages in one.
+messages (records, progress events: the one channel protocol, ``records.Message``, encoded and
+validated by the one codec) to the parent while it works, so what it found before it crashed is not
+lost. The pipeline runs each input's discovery and stages in one, the zoo survey each model.
 
 Forked children are made with ``os.fork`` (:class:`ForkedProcess`), not ``multiprocessing.Process``:
 ``multiprocessing`` refuses to start a child from a daemonic process, and a Dask worker started the
@@ -49,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Literal, NoReturn, TextIO, TypeVar
 
-from turnkey_like.errors import one_line
-from turnkey_like.records import StageResult, Status
+from turnkey_like.errors import TkError, one_line
+from turnkey_like.records import Message, StageResult, Status, decode, encode
 
 LOG_EXCERPT_LINES = 20
 #: characters kept of a stage's one-line error (a failed export names each exporter's error)
@@ -159,8 +160,22 @@ def signals_as_under_python(stack_file, all_threads: bool = True) -> None:
             faulthandler.register(signum, file=stack_file, all_threads=all_threads, chain=True)
 
 
-def _call_in_fresh_thread(fn, args, kwargs):
-    """Run ``fn`` in a new thread of this (forked) process and return ``("ok", value)`` or ``("error", line)``.
+@dataclass
+class Returned:
+    """What a child's ``fn`` returned (sent to the parent by :func:`run_isolated`'s child, pickled)."""
+
+    value: Any
+
+
+@dataclass
+class Raised:
+    """The one line of what a child's ``fn`` raised (its traceback is in the child's log)."""
+
+    error: str
+
+
+def _call_in_fresh_thread(fn, args, kwargs) -> Returned | Raised:
+    """Run ``fn`` in a new thread of this (forked) process and return what it returned or raised.
 
     Why a new thread: GNU OpenMP (libgomp, which torch's CPU kernels use) keeps its worker pool in the
     thread-local state of the thread that opened the parallel region. After ``fork`` the child's main
@@ -171,24 +186,52 @@ def _call_in_fresh_thread(fn, args, kwargs):
     import threading
 
     box: list = []
-
-    def target():
-        try:
-            box.append(("ok", fn(*args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
-            traceback.print_exc()
-            box.append(("error", one_line(exc, ERROR_LIMIT)))
-
     old_size = threading.stack_size()
     try:
         threading.stack_size(64 * 2**20)  # exporters recurse deeply; the default 8 MiB can overflow
     except (ValueError, RuntimeError):
         pass
-    worker = threading.Thread(target=target, name="tk-isolated", daemon=True)
-    worker.start()
-    threading.stack_size(old_size)
-    worker.join()
-    return box[0] if box else ("error", "the work thread ended without a result")
+    with _ending_signals_blocked() as unblocked:  # they go to the work thread (see the function)
+        def target():
+            if unblocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+            try:
+                box.append(Returned(fn(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
+                traceback.print_exc()
+                box.append(Raised(one_line(exc, ERROR_LIMIT)))
+
+        worker = threading.Thread(target=target, name="tk-isolated", daemon=True)
+        worker.start()
+        threading.stack_size(old_size)
+        worker.join()
+    return box[0] if box else Raised("the work thread ended without a result")
+
+
+#: signals that end a process (and that :func:`signals_as_under_python` dumps a stack for)
+ENDING_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGFPE, signal.SIGABRT, signal.SIGBUS, signal.SIGILL,
+                            *DUMPED_SIGNALS})
+
+
+@contextlib.contextmanager
+def _ending_signals_blocked():
+    """Block :data:`ENDING_SIGNALS` in this thread (the one waiting for the work thread); yield the
+    mask the work thread restores as it starts (``None`` where threads have no signal masks).
+
+    Blocked here from before the work thread starts until it ended, a signal sent to the process
+    (``os.kill(os.getpid(), SIGSEGV)``, a ``kill PID`` from outside) lands on the work thread: it
+    stops there at once, and its stack is the one dumped. Delivered to the waiting thread instead,
+    the work would run on while the signal's handler ran, and could send its result before the
+    process died."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here: delivery as it comes
+        yield None
+        return
+    try:
+        yield old
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def die_with_parent() -> None:
@@ -312,22 +355,22 @@ def _run_forked(target: Callable[..., None], args: tuple) -> NoReturn:
 
 
 def _child_main(conn, fn, args, kwargs, log_path, fresh_thread) -> None:
-    """Body of the child: redirect output, run ``fn``, send ``("ok", value)`` or ``("error", line)``."""
+    """Body of the child: redirect output, run ``fn``, send :class:`Returned` or :class:`Raised`."""
     die_with_parent()
     _redirect_output(log_path)
     if fresh_thread:
         message = _call_in_fresh_thread(fn, args, kwargs)
     else:
         try:
-            message = ("ok", fn(*args, **kwargs))
+            message = Returned(fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across
             traceback.print_exc()
-            message = ("error", one_line(exc, ERROR_LIMIT))
+            message = Raised(one_line(exc, ERROR_LIMIT))
     try:
         conn.send(message)
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
         print(f"tk: could not send the result to the parent: {exc!r}", file=sys.stderr)
-        conn.send(("error", f"result could not be sent to the parent: {one_line(exc, ERROR_LIMIT)}"))
+        conn.send(Raised(f"result could not be sent to the parent: {one_line(exc, ERROR_LIMIT)}"))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -451,11 +494,10 @@ def run_isolated(
             Status.TIMEOUT, error=f"timed out after {timeout_s:g} s (child killed)",
             log_excerpt=log_tail(log_path), duration_s=duration,
         )
-    if message is not None:
-        kind, payload = message
-        if kind == "ok":
-            return IsolatedOutcome(Status.SUCCESSFUL, value=payload, duration_s=duration)
-        return IsolatedOutcome(Status.ERROR, error=payload, log_excerpt=log_tail(log_path), duration_s=duration)
+    if isinstance(message, Returned):
+        return IsolatedOutcome(Status.SUCCESSFUL, value=message.value, duration_s=duration)
+    if isinstance(message, Raised):
+        return IsolatedOutcome(Status.ERROR, error=message.error, log_excerpt=log_tail(log_path), duration_s=duration)
     code = proc.exitcode
     if code is not None and code < 0:
         name = _signal_name(-code)
@@ -535,7 +577,8 @@ def main_thread_forks_clean(timeout_s: float = 3.0) -> bool:
 
 
 def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> None:
-    """Body of a :class:`StreamingChild`: own process group, dies with its parent, then ``fn(send, *args)``.
+    """Body of a :class:`StreamingChild`: own process group, dies with its parent, then ``fn(send, *args)``
+    where ``send(message)`` encodes a :data:`~turnkey_like.records.Message` with the one codec.
 
     The child leaves the terminal's foreground group, so a Ctrl-C reaches tk alone (which then
     kills the child's whole group); stdin is ``/dev/null`` (:func:`_run_forked`: a background process
@@ -556,13 +599,17 @@ def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> N
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     signals_as_under_python(fault_fd, all_threads=False)  # a crash's Python stack goes to tk
+
+    def send(message: Message) -> None:
+        conn.send_bytes(encode(message))
+
     try:
         if fresh_thread:
-            kind, error = _call_in_fresh_thread(fn, (conn.send, *args), {})
-            if kind == "error":
-                print(f"tk: {error}", file=sys.stderr)
+            outcome = _call_in_fresh_thread(fn, (send, *args), {})
+            if isinstance(outcome, Raised):
+                print(f"tk: {outcome.error}", file=sys.stderr)
         else:
-            fn(conn.send, *args)
+            fn(send, *args)
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -575,16 +622,17 @@ def _streaming_main(conn, fault_fd, out_fd, err_fd, fresh_thread, fn, args) -> N
 class StreamingChild:
     """Run ``fn(send, *args)`` in a forked child that streams messages back while it works.
 
-    ``send(message)`` pickles ``message`` to the parent (records are msgspec Structs, which pickle).
-    The child is forked, so ``fn`` and ``args`` may be anything in this process's memory (the
+    ``send(message)`` sends one :data:`~turnkey_like.records.Message` to the parent, encoded with the
+    one codec (``records.encode``); :meth:`receive` decodes and validates it. The child is forked, so ``fn`` and ``args`` may be anything in this process's memory (the
     module objects of a script it will run, a live model). It runs in its own process group with
     ``PR_SET_PDEATHSIG`` (:func:`die_with_parent`): :meth:`kill` takes the child and every process it
     started, and a ``kill -9`` of tk takes the child too.
 
     ``fn`` runs on the child's main thread (a script's signal handlers then work as under
     ``python``), unless this thread has run multi-threaded torch kernels before
-    (:func:`main_thread_forks_clean`, as in a notebook or a test process): then on a fresh thread,
-    where GNU OpenMP can start a pool of its own.
+    (:func:`main_thread_forks_clean`, as in a notebook or a test process), or ``fresh_thread`` asks
+    for it: then on a fresh thread, where GNU OpenMP can start a pool of its own and the stack is
+    64 MiB (exporters recurse deeply; see :func:`_call_in_fresh_thread`).
 
     Use as a context manager; leaving it kills whatever is left of the group.
 
@@ -592,12 +640,15 @@ class StreamingChild:
         fn, args: the child's work, called as ``fn(send, *args)``.
         outputs: the text streams that receive what the child writes to its stdout and stderr
             (default: this process's ``sys.stdout`` and ``sys.stderr``, read when the child starts).
+        fresh_thread: run ``fn`` on a fresh thread of the child (``None``: only when this thread
+            cannot fork a clean one).
 
     Raises:
         OSError: the child could not be started (no memory, process limit).
     """
 
-    def __init__(self, fn: Callable[..., None], *args: Any, outputs: tuple[TextIO, TextIO] | None = None):
+    def __init__(self, fn: Callable[..., None], *args: Any, outputs: tuple[TextIO, TextIO] | None = None,
+                 fresh_thread: bool | None = None):
         self._reader, writer = multiprocessing.Pipe(duplex=False)
         self._faults, fault_writer = os.pipe()
         out_reader, out_writer = os.pipe()
@@ -610,7 +661,8 @@ class StreamingChild:
         try:
             self.process = ForkedProcess(
                 _streaming_main,
-                (writer, fault_writer, out_writer, err_writer, not main_thread_forks_clean(), fn, args))
+                (writer, fault_writer, out_writer, err_writer,
+                 fresh_thread or not main_thread_forks_clean(), fn, args))
         finally:
             writer.close()
             for fd in (fault_writer, out_writer, err_writer):
@@ -627,13 +679,13 @@ class StreamingChild:
     def __exit__(self, *exc) -> None:
         self.kill()
 
-    def receive(self, timeout_s: float | None) -> Any:
+    def receive(self, timeout_s: float | None) -> Message:
         """The next message, waiting at most ``timeout_s`` seconds (``None``: no limit).
 
         Raises:
             ChildEnded: the child ended without sending more (status and signal or exit code
-                named), or ``timeout_s`` passed (then the child's group is killed, status
-                ``timeout``).
+                named), ``timeout_s`` passed (then the child's group is killed, status
+                ``timeout``), or it sent something that is not a valid message (a bug in tk).
         """
         from multiprocessing.connection import wait as wait_for
 
@@ -647,9 +699,14 @@ class StreamingChild:
             self._forward_output(fd for fd in ready if fd is not self._reader)
             if self._reader in ready:
                 try:
-                    return self._reader.recv()
+                    data = self._reader.recv_bytes()
                 except (EOFError, OSError):
                     raise self._ended() from None
+                try:
+                    return decode(data, Message, what="a message of the child")
+                except TkError as e:
+                    self.kill()
+                    raise ChildEnded(Status.ERROR, f"tk failed: {e.message}", hint=TK_BUG_HINT) from None
             if not self.process.is_alive() and not self._reader.poll(0):
                 raise self._ended()
 

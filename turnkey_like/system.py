@@ -274,3 +274,11 @@ def least_busy(measure: Callable[[], tuple[T, MachineLoad]], *, threads: int | N
         if load.other_cores < best_load.other_cores:
             best, best_load = figures, load
     return best, _with_note(msgspec.structs.replace(best_load, attempts=attempts, waited_s=round(waited, 3)))
+
+
+def system_record():
+    """Return :func:`system_info` as the typed record every evaluation carries
+    (:class:`~turnkey_like.records.SystemInfo`; a fresh copy, which a Dask worker then stamps)."""
+    from turnkey_like.records import SystemInfo, convert
+
+    return convert(system_info(), SystemInfo, what="system facts")

@@ -1,7 +1,7 @@
 """`tk discover-models`: a model zoo through the tracing ladder, one child process per model.
 
 ``register(subparsers, parent)`` adds the parser; the handler returns the exit code. The survey itself
-lives in :mod:`turnkey_like.discover_models`; this module parses options and hands its records to the
+lives in :mod:`turnkey_like.corpus.survey`; this module parses options and hands its records to the
 renderers of :mod:`turnkey_like.report.survey`. Nothing here imports torch; a run served from the
 cache imports no model library at all.
 
@@ -23,7 +23,7 @@ from turnkey_like.cli.outputs import table_console
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
     """Add the ``discover-models`` command (``parent``: the options every command takes; its
     ``-v/--verbose`` lists every failed rung of every model)."""
-    from turnkey_like.discover_models import DEFAULT_TIMEOUT_S
+    from turnkey_like.records import DEFAULT_TIMEOUT_S
     from turnkey_like.zoo import source_names
 
     p = subparsers.add_parser(
@@ -81,9 +81,10 @@ def _progress(quiet: bool):
 
 def discover_models(args: argparse.Namespace) -> int:
     """Handler of ``tk discover-models``."""
-    from turnkey_like import discover_models as dm
+    from turnkey_like.corpus import survey as dm
     from turnkey_like.files import write_record
     from turnkey_like.report.survey import render_ladder, render_report
+    from turnkey_like.zoo.survey import generate_code
 
     command = options.parse_discover_models(args)
     if command.test_model:
@@ -101,7 +102,7 @@ def discover_models(args: argparse.Namespace) -> int:
     if command.json:
         write_record(command.json, report, fsync=False)
     if command.generate_code:
-        sys.stdout.write(dm.generate_code(report))
+        sys.stdout.write(generate_code(report))
         return 0
     render_report(report, table_console(), verbose=command.common.verbose > 0)
     return 0

@@ -265,7 +265,7 @@ class HardwareCommand:
 
 @dataclass(frozen=True)
 class DiscoverModelsCommand:
-    """``tk discover-models`` (see ``turnkey_like.discover_models.discover`` for each field)."""
+    """``tk discover-models`` (see ``turnkey_like.corpus.survey.discover`` for each field)."""
 
     common: CommonOptions
     source: str

@@ -89,9 +89,9 @@ def write_run_json(path: str, summary: RunSummary, exit_code: int) -> None:
     from turnkey_like import __version__
     from turnkey_like.files import write_record
     from turnkey_like.records import RunReport, now_utc
-    from turnkey_like.system import system_info
+    from turnkey_like.system import system_record
 
-    report = RunReport(tk_version=__version__, created_at=now_utc(), system=system_info(), exit_code=exit_code,
+    report = RunReport(tk_version=__version__, created_at=now_utc(), system=system_record(), exit_code=exit_code,
                        interrupted=summary.interrupted, results=summary.results,
                        errors=[e.message + (f" (hint: {e.hint})" if e.hint else "") for e in summary.errors])
     write_file("--json", path, lambda target: write_record(target, report))

@@ -28,7 +28,10 @@ The modules, by stage (each imports only the ones above it)::
     build             BuildResult, agreement with eager PyTorch
     benchmark         BenchmarkResult, LatencyStats, PerLayerResult and its queries, LayerTime
     discovery         ScriptResult, ModelInfo, Invocation, TensorSpec, ModelRequest
+    system            SystemInfo: the machine and software a record was written with
     report            BuildRecord, RunReport, Comparison, CorpusInput, ReportRow and report_row
+    survey            ModelSurvey, ExportOutcome, SurveyReport, ... (tk discover-models) and their counts
+    messages          the one channel protocol: Message, the tagged union of every child message
 
 Every name is importable from ``turnkey_like.records`` itself, as before the split.
 
@@ -91,6 +94,26 @@ from turnkey_like.records.codec import (
     to_builtins,
 )
 from turnkey_like.records.discovery import Invocation, ModelInfo, ModelRequest, ScriptResult, TensorSpec
+from turnkey_like.records.messages import (
+    LAST,
+    Attempt,
+    Batch,
+    Crash,
+    Discovered,
+    Done,
+    Ended,
+    Found,
+    InputFailed,
+    Message,
+    Output,
+    Save,
+    StageFinished,
+    StageStarted,
+    SurveyDone,
+    SurveyStep,
+    Tick,
+    Wake,
+)
 from turnkey_like.records.report import (
     REPORT_KEYS,
     ROW_VERSION,
@@ -104,6 +127,18 @@ from turnkey_like.records.report import (
     format_labels,
     report_row,
 )
+from turnkey_like.records.survey import (
+    DEFAULT_TIMEOUT_S,
+    LADDER,
+    ExportOutcome,
+    ModelSurvey,
+    SkippedModel,
+    SurveyReport,
+    ZooNames,
+    failure_types,
+    survey_counts,
+)
+from turnkey_like.records.system import SystemInfo
 
 __all__ = [
     # codec
@@ -125,4 +160,12 @@ __all__ = [
     # report
     "BuildRecord", "RunReport", "ComparisonEntry", "Comparison", "CorpusInput", "ReportRow", "REPORT_KEYS",
     "ROW_VERSION", "report_row", "format_labels", "csv_line",
+    # system
+    "SystemInfo",
+    # survey
+    "DEFAULT_TIMEOUT_S", "LADDER", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyReport", "ZooNames",
+    "survey_counts", "failure_types",
+    # messages
+    "Message", "Batch", "LAST", "Found", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
+    "InputFailed", "Crash", "SurveyStep", "SurveyDone", "Attempt", "Ended", "Output", "Tick", "Wake",
 ]

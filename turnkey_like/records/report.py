@@ -16,6 +16,7 @@ from turnkey_like.records.benchmark import PerLayerResult
 from turnkey_like.records.characterization import BreakdownEntry
 from turnkey_like.records.codec import SCHEMA_VERSION
 from turnkey_like.records.discovery import Invocation, ModelInfo, ModelRequest, ScriptResult, TensorSpec
+from turnkey_like.records.system import SystemInfo
 
 
 class BuildRecord(Record):
@@ -27,7 +28,8 @@ class BuildRecord(Record):
         labels: the script's labels pragma.
         model: the model's facts without its invocations/children (``ModelInfo.summary()``).
         invocation: the invocation with its three stage results.
-        system: the machine and software versions (``turnkey_like.system.system_info()``).
+        system: the machine and software versions (``turnkey_like.system.system_record()``), and
+            the Dask worker that built it in a corpus run.
         tk_version: version of tk that wrote the record.
         schema_version: :data:`SCHEMA_VERSION` when written.
         model_request: for a named model (``--model``): the source and options that made it
@@ -40,7 +42,7 @@ class BuildRecord(Record):
     labels: dict[str, list[str]]
     model: ModelInfo
     invocation: Invocation
-    system: dict[str, Any] = {}
+    system: SystemInfo = msgspec.field(default_factory=SystemInfo)
     tk_version: str = ""
     schema_version: int = SCHEMA_VERSION
     created_at: str | None = None
@@ -65,7 +67,7 @@ class RunReport(Record):
     schema_version: int = SCHEMA_VERSION
     tk_version: str = ""
     created_at: str | None = None
-    system: dict[str, Any] = {}
+    system: SystemInfo = msgspec.field(default_factory=SystemInfo)
     exit_code: int = 0
     interrupted: bool = False
     results: list[ScriptResult] = []
@@ -321,11 +323,6 @@ def _top_layers(per_layer: PerLayerResult | None) -> str | None:
     return "; ".join(parts)
 
 
-def _text(value: Any) -> str | None:
-    """A system fact as text (``None`` stays ``None``)."""
-    return value if value is None or isinstance(value, str) else str(value)
-
-
 def report_row(record: BuildRecord) -> ReportRow:
     """Return the :class:`ReportRow` of one :class:`BuildRecord`, read from the record only.
 
@@ -384,10 +381,10 @@ def report_row(record: BuildRecord) -> ReportRow:
         benchmark_duration_s=stages[2].duration_s,
         error=_error_excerpt(inv),
         tk_version=record.tk_version or None,
-        cpu=_text(system.get("cpu")),
-        os=_text(system.get("os")),
-        torch=_text(system.get("torch")),
-        onnxruntime=_text(system.get("onnxruntime")),
+        cpu=system.cpu,
+        os=system.os,
+        torch=system.torch,
+        onnxruntime=system.onnxruntime,
         updated_at=record.updated_at,
     )
 

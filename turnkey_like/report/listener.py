@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from turnkey_like.errors import TkError
-from turnkey_like.pipeline import Listener, RunSummary
+from turnkey_like.events import Listener, RunSummary
 from turnkey_like.records import STAGES, ScriptResult, Status
 from turnkey_like.report.status import relative_path, render_script
 

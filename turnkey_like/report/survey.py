@@ -1,6 +1,6 @@
 """What ``tk discover-models`` prints: a survey of a model zoo through the tracing ladder.
 
-Renders the survey records of :mod:`turnkey_like.discover_models` (``SurveyReport``,
+Renders the survey records (:mod:`turnkey_like.records.survey`: ``SurveyReport``,
 ``ModelSurvey``): the summary counts, models by family, failures with their one-line reasons, the
 failure types per rung and the skipped models (:func:`render_report`); one model rung by rung
 (:func:`render_ladder`, ``--test-model``); one progress line per finished model
@@ -8,8 +8,7 @@ failure types per rung and the skipped models (:func:`render_report`); one model
 ns/µs/ms/s (:mod:`turnkey_like.units`). The counts come from the report
 (``SurveyReport.counts``); nothing is counted here.
 
-``discover_models`` is imported where used (it holds the survey records until they move to
-``records/``); this module imports neither torch nor any model library.
+This module imports neither torch nor any model library.
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ def ladder_steps(survey) -> list[LadderStep]:
     (``failed_step``) takes that status and every later one is "not reached"; a rung without an
     attempt was "not tried".
     """
-    from turnkey_like.discover_models import LADDER
+    from turnkey_like.records import LADDER
 
     status = survey.status.value
     ended = status in ("timeout", "killed")  # the child was killed during failed_step
@@ -175,7 +174,7 @@ def render_report(report, console, *, verbose: bool = False) -> None:
 
 def render_summary(report, console) -> None:
     """The summary table: models per outcome (``SurveyReport.counts``), traced ones per rung."""
-    from turnkey_like.discover_models import LADDER
+    from turnkey_like.records import LADDER
 
     c = report.counts
     summary = _table("Summary", [("Outcome", "left"), ("Models", "right")])
@@ -217,10 +216,10 @@ def render_families(report, console) -> None:
 
 def render_failures(report, console, *, verbose: bool = False) -> None:
     """The models that failed or did not trace with their reasons; with ``verbose`` every failed
-    rung; then the exception types per rung (``discover_models.failure_types``)."""
+    rung; then the exception types per rung (``records.failure_types``)."""
     from rich.text import Text
 
-    from turnkey_like.discover_models import failure_types
+    from turnkey_like.records import failure_types
 
     failed = [m for m in report.models if not m.traced or m.status.value != "successful"]
     if failed:

@@ -1,0 +1,61 @@
+"""What a pipeline run tells its renderer, and what it returns: the :class:`Listener` protocol and the
+:class:`RunSummary`.
+
+A ground module (records and errors only), so that renderers (``turnkey_like.report.listener``) and
+the pipeline that calls them (``turnkey_like.pipeline``) both import it without either importing
+the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from turnkey_like.errors import TkError
+from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status
+
+if TYPE_CHECKING:
+    from turnkey_like.inputs import InputSpec
+
+
+class Listener:
+    """Receives pipeline events; the CLI's renderer subclasses it. Every method is optional.
+
+    ``stage`` is a name of ``records.STAGES``; ``index`` counts inputs from 0 in the order run.
+    """
+
+    def run_started(self, specs: list[InputSpec]) -> None: ...
+
+    def script_started(self, spec: InputSpec, index: int) -> None: ...
+
+    def stage_started(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+    def stage_finished(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+    def script_finished(self, result: ScriptResult, error: TkError | None) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    """What a pipeline run produced: one :class:`ScriptResult` per input, and the failures.
+
+    Attributes:
+        results: one record per input, in the order run.
+        errors: one error per bad input, failed script or unmatched selector.
+        run_id: this run's id (``<started-at>-<pid>``), stamped on every outcome it produced.
+        interrupted: the run was stopped by Ctrl-C; ``results`` holds what was done until then
+            (the input being run included, as far as it got).
+    """
+
+    results: list[ScriptResult] = field(default_factory=list)
+    errors: list[TkError] = field(default_factory=list)
+    run_id: str = ""
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """True when any input, script or stage failed (the command then exits non-zero)."""
+        if self.errors:
+            return True
+        return any(result.status == Status.ERROR or any(inv.failed for _m, inv in result.invocations())
+                   for result in self.results)

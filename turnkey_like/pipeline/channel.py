@@ -1,0 +1,262 @@
+"""Both ends of an input's channel: where a running input's events go (:class:`Events`: this
+process, or messages to the parent), and the parent's mirror of what its child sends
+(:class:`InputMirror`, behind ``Pipeline.consume``).
+
+The messages are the one channel protocol (:data:`turnkey_like.records.Message`): ``Found`` and
+``Discovered`` (the script's record so far), ``Save`` (a build record), ``StageStarted`` and
+``StageFinished``, then ``Done``, or ``InputFailed`` / ``Crash``. A channel is a local
+:class:`~turnkey_like.launcher.StreamingChild` or the relay of a Dask task
+(``turnkey_like.corpus.channel.DaskChannel``); the mirror reads both alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from turnkey_like.errors import SelectionError, TkError
+from turnkey_like.pipeline.failures import run_failure, script_line
+from turnkey_like.pipeline.stages import PipelineRun, settle
+from turnkey_like.records import (
+    BuildRecord,
+    Crash,
+    Discovered,
+    Done,
+    Found,
+    InputFailed,
+    Invocation,
+    Message,
+    ModelInfo,
+    Save,
+    ScriptResult,
+    StageFinished,
+    StageResult,
+    StageStarted,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from turnkey_like.inputs import InputSpec
+    from turnkey_like.launcher import ChildEnded
+
+log = logging.getLogger(__name__)
+
+#: seconds a child may stay silent beyond the stage time limit before tk takes it for hung
+SILENCE_GRACE_S = 60.0
+
+
+class Events:
+    """Where a running input's progress and records go (the parent's pipeline, or a pipe to it)."""
+
+    def found(self, result: ScriptResult, done: bool) -> None: ...
+
+    def save(self, record: BuildRecord) -> None: ...
+
+    def stage_started(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+    def stage_finished(self, result: ScriptResult, model: ModelInfo, inv: Invocation, stage: str) -> None: ...
+
+
+class LocalEvents(Events):
+    """In-process: save to the cache and tell the listener directly."""
+
+    def __init__(self, pipeline: PipelineRun):
+        self.pipeline = pipeline
+
+    def found(self, result, done):
+        self.pipeline.current = result
+
+    def save(self, record):
+        self.pipeline.save(record)
+
+    def stage_started(self, result, model, inv, stage):
+        self.pipeline.listener.stage_started(result, model, inv, stage)
+
+    def stage_finished(self, result, model, inv, stage):
+        self.pipeline.listener.stage_finished(result, model, inv, stage)
+
+
+class PipeEvents(Events):
+    """In an input's child process: every event becomes a message to the parent, sent at once."""
+
+    def __init__(self, send: Callable[[Message], None]):
+        self.send = send
+
+    def found(self, result, done):
+        self.send(Discovered(result=result) if done else Found(result=result))
+
+    def save(self, record):
+        self.send(Save(record=record))
+
+    def stage_started(self, result, model, inv, stage):
+        self.send(StageStarted(invocation=inv.hash, stage=stage))
+
+    def stage_finished(self, result, model, inv, stage):
+        self.send(StageFinished(invocation=inv.hash, stage=stage))
+
+
+class InputMirror:
+    """The parent's copy of one input while its child runs: it writes the records the child sends to
+    the cache (the pipeline's ``save``, the only writer),
+    tells the listener, and turns a child that ended early into the input's one-line error.
+
+    Args:
+        pipeline: the run (its options, cache, listener and run id).
+        spec: the input.
+    """
+
+    def __init__(self, pipeline: PipelineRun, spec: InputSpec):
+        self.pipeline, self.spec = pipeline, spec
+        self.result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
+                                   entry=spec.entry or None, status=Status.RUNNING, model_request=spec.model)
+        pipeline.current = self.result
+        self.invocations: dict[str, tuple[ModelInfo, Invocation]] = {}
+        self.saved: dict[str, BuildRecord] = {}
+        self.running: tuple[str, str] | None = None  # (invocation hash, stage) of the stage in progress
+        self.save_error: TkError | None = None  # the first record that could not be written
+        self.discovering = True
+
+    def consume(self, channel) -> tuple[ScriptResult, TkError | None]:
+        """Read ``channel`` until the input's last message or its end; see ``Pipeline.consume``."""
+        from turnkey_like.launcher import ChildEnded
+
+        options = self.pipeline.options
+        started = time.monotonic()
+        silence_limit = max(options.timeout_s, options.build.timeout_s, options.benchmark.timeout_s) + SILENCE_GRACE_S
+        with channel as child:
+            try:
+                while True:
+                    limit = (options.timeout_s - (time.monotonic() - started)) if self.discovering else silence_limit
+                    outcome = self._take(child.receive(max(limit, 0.001)), child)
+                    if outcome is not None:
+                        return outcome
+            except ChildEnded as ended:
+                phase = "discovery" if self.discovering else "stage" if self.running else "run"
+                self._child_failed(ended, phase)
+                # the channel's own hint (tk failed, a worker could not run it), else the script's failure
+                return self.result, None if ended.hint is None else run_failure(self.result, ended.hint)
+            except KeyboardInterrupt:
+                child.kill()
+                if self.running is not None:
+                    self._end_running(StageResult(status=Status.INTERRUPTED, error="interrupted (Ctrl-C)",
+                                                  run_id=self.pipeline.run_id))
+                raise
+
+    def _take(self, message: Message, child) -> tuple[ScriptResult, TkError | None] | None:
+        """Act on one message; return the input's outcome when it was the last."""
+        from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
+
+        match message:
+            case Found(result=result) | Discovered(result=result):
+                self._adopt(result)
+                self.discovering = isinstance(message, Found)
+            case Save(record=record):
+                self._save(record)
+            case StageStarted(invocation=inv_hash, stage=stage):
+                model, inv = self.invocations[inv_hash]
+                self.running = (inv_hash, stage)
+                self.pipeline.listener.stage_started(self.result, model, inv, stage)
+            case StageFinished(invocation=inv_hash, stage=stage):
+                model, inv = self.invocations[inv_hash]
+                self.running = None
+                self.pipeline.listener.stage_finished(self.result, model, inv, stage)
+            case Done(result=result, error=error, hint=hint):
+                child.wait()
+                self._adopt(result)
+                return result, (SelectionError(error, hint=hint) if error is not None else None) or self.save_error
+            case InputFailed(error=error, hint=hint):  # a problem with this input (e.g. an unreadable .onnx file)
+                child.wait()
+                self.result.status, self.result.error = Status.ERROR, error
+                return self.result, TkError(error, hint=hint)
+            case Crash(error=error, stack=stack):
+                raise ChildEnded(Status.ERROR, f"tk failed: {error}", stack, TK_BUG_HINT)
+        return None
+
+    def _adopt(self, result: ScriptResult) -> None:
+        result.entry = self.spec.entry or None
+        result.model_request = result.model_request or self.spec.model
+        self.result = self.pipeline.current = result
+        self.invocations.clear()
+        for model, inv in result.invocations():
+            self.invocations[inv.hash] = (model, inv)
+
+    def _save(self, record: BuildRecord) -> None:
+        self.saved[record.invocation.hash] = record
+        try:
+            self.pipeline.save(record)
+        except TkError as e:  # e.g. a full disk: the run goes on, the input reports it
+            self.save_error = self.save_error or e
+        _model, inv = self.invocations.get(record.invocation.hash, (None, None))
+        if inv is not None:
+            copy_stages(record.invocation, inv)
+
+    def _end_running(self, outcome: StageResult) -> None:
+        """Record how the stage that was running in a dead or killed child ended, keeping earlier results."""
+        inv_hash, stage_name = self.running
+        record = self.saved.get(inv_hash)
+        if record is None:
+            return
+        current = getattr(record.invocation, stage_name)
+        outcome.started_at = current.started_at
+        outcome.run_id = self.pipeline.run_id
+        if current.started_at:
+            outcome.duration_s = _seconds_since(current.started_at)
+        setattr(record.invocation, stage_name, settle(current.kept, outcome))
+        try:
+            self.pipeline.save(record)
+        except TkError as e:
+            log.warning("%s: %s", record.build_name, e.message)
+        model, inv = self.invocations.get(inv_hash, (None, None))
+        if inv is not None:
+            copy_stages(record.invocation, inv)
+            self.pipeline.listener.stage_finished(self.pipeline.current, model, inv, stage_name)
+
+    def _child_failed(self, ended: ChildEnded, phase: str) -> None:
+        """Turn a child that ended early into this input's one-line error; keep all it sent."""
+        options = self.pipeline.options
+        what = {"discovery": "the script", "stage": "a stage", "run": "the input's process"}[phase]
+        mirror = self.result
+        mirror.status = Status.ERROR
+        if phase == "discovery" and ended.status == Status.TIMEOUT:
+            mirror.error = (f"the script ran longer than --timeout {options.timeout_s:g} s "
+                            "(its process was killed)")
+        elif ended.hint is not None:  # not the script's end (tk failed, a worker could not run it)
+            mirror.error = ended.error
+        else:
+            mirror.error = f"{what}: {ended.error}{script_line(ended.stack, mirror.path)}"
+        if ended.stack:  # the crashing thread's stack down to the script's frames (tk's own cut)
+            kept = []
+            for line in ended.stack.splitlines():
+                if "<frozen runpy>" in line or line.startswith("Extension modules"):
+                    break
+                kept.append(line)
+            mirror.traceback = "\n".join(kept).strip()
+        if self.running is not None:
+            status = Status.TIMEOUT if ended.status == Status.TIMEOUT else Status.KILLED
+            self._end_running(StageResult(status=status, error=ended.error))
+        not_requested = {"characterization": None if options.characterize else "not requested",
+                         "build": "--analyze-only" if options.analyze_only else None,
+                         "benchmark": "--analyze-only" if options.analyze_only else
+                         "--build-only" if options.build_only else None}
+        for _model, inv in mirror.invocations():
+            for name, stage in inv.stages().items():
+                if stage.status in (Status.NOT_STARTED, Status.RUNNING):
+                    stage.status = Status.SKIPPED
+                    stage.reason = not_requested[name] or f"not run: {what} ended the input's process"
+
+
+def copy_stages(source: Invocation, target: Invocation) -> None:
+    """Copy the stage outcomes (and build name) of a record's invocation onto the mirrored one."""
+    target.build_name = source.build_name
+    for name, stage in source.stages().items():
+        setattr(target, name, stage)
+
+
+def _seconds_since(iso: str) -> float | None:
+    from datetime import datetime, timezone
+
+    try:
+        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return None

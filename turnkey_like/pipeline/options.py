@@ -1,0 +1,67 @@
+"""The options of one pipeline run (:class:`RunOptions`): what the command line asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from turnkey_like.build import BuildOptions
+    from turnkey_like.runtimes import BenchmarkOptions
+
+
+def _default_build_options() -> BuildOptions:
+    from turnkey_like.build import BuildOptions
+
+    return BuildOptions()
+
+
+def _default_benchmark_options() -> BenchmarkOptions:
+    from turnkey_like.runtimes import BenchmarkOptions
+
+    return BenchmarkOptions()
+
+
+@dataclass
+class RunOptions:
+    """Options of one pipeline run (what the command line asked for).
+
+    Attributes:
+        analyze_only: stop after characterization (no ONNX build, no benchmark).
+        build_only: stop after the ONNX build.
+        characterize: run the characterization stage (``tk benchmark`` and ``tk profile`` do).
+        max_depth: discover submodules down to this depth (0 = the models the script calls).
+        script_args: the scripts' command-line arguments (``--script-args``).
+        cache_dir: cache root (``None``: ``TK_CACHE_DIR`` or ``~/.cache/turnkey_like``).
+        hardware: hardware profile name for the roofline (``None``: ``local``, this machine).
+        no_weights: characterize on meta tensors (no real weights or compute).
+        build: how to build (opset, precision, reuse policy, time limit, exporter).
+        benchmark: how to benchmark (runtime, device, iterations, warm-up, threads, time limit).
+        lean_cache: delete ONNX files and other large artifacts once a build is benchmarked.
+        input_shapes: ``--input-shape`` overrides for ``.onnx`` inputs, name → shape.
+        trace: also trace each model with FX/export while characterizing (``tk profile --trace``:
+            the traceability line and attempts); otherwise only the ONNX build traces, once.
+        timeout_s: time limit, seconds, for each input's discovery (running the script) and for each
+            invocation's characterization; build and benchmark take theirs from ``build`` and
+            ``benchmark``.
+        isolate: run each input (its discovery and its stages) in a child process of its own
+            (:class:`~turnkey_like.launcher.StreamingChild`), so a crash, ``os._exit``, hang or
+            leaked global state in one script never reaches tk or the next script. ``False`` runs
+            everything in this process (no protection, no discovery or characterization time limit).
+    """
+
+    analyze_only: bool = False
+    build_only: bool = False
+    characterize: bool = True
+    max_depth: int = 0
+    script_args: str = ""
+    cache_dir: str | None = None
+    hardware: str | None = None
+    no_weights: bool = False
+    build: BuildOptions = field(default_factory=_default_build_options)
+    benchmark: BenchmarkOptions = field(default_factory=_default_benchmark_options)
+    lean_cache: bool = False
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    trace: bool = False
+    timeout_s: float = 3600.0
+    isolate: bool = True

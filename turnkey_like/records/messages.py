@@ -1,0 +1,160 @@
+"""The one channel protocol: every message a tk child sends to the process that mirrors it.
+
+A child (an input's child running the pipeline, a zoo model's child running the survey) sends
+messages while it works; the Dask relay of a corpus run adds its own around them. Each kind is one
+:class:`msgspec.Struct` with a ``tag`` (the ``kind`` key when encoded), and :data:`Message` is their
+tagged union: a channel encodes each message with the one codec (:func:`~turnkey_like.records.encode`)
+and the reader decodes it as :data:`Message` (:func:`~turnkey_like.records.decode`), which validates
+every field; receivers dispatch on the message's type (``match``/``isinstance``), never on a string.
+
+Who sends what::
+
+    an input's child (turnkey_like.pipeline)   Found, Discovered, Save, StageStarted, StageFinished,
+                                               then Done, or InputFailed / Crash
+    a zoo model's child (pipeline.survey)      SurveyStep ..., then SurveyDone, or Crash
+    a Dask task relaying a child (corpus)      Attempt, the child's messages, Output, Tick, Ended
+    the client, to wake its own reader         Wake
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+from turnkey_like.records.base import Status
+from turnkey_like.records.discovery import ScriptResult
+from turnkey_like.records.report import BuildRecord
+from turnkey_like.records.survey import ModelSurvey
+
+
+class _Message(msgspec.Struct, tag_field="kind", kw_only=True):
+    """Base of every message (encoded with a ``kind`` key naming its tag)."""
+
+
+# -- an input's child (the pipeline) ---------------------------------------------------------------
+
+
+class Found(_Message, tag="found"):
+    """The script's record so far, while discovery runs (a model was found)."""
+
+    result: ScriptResult
+
+
+class Discovered(_Message, tag="discovered"):
+    """The script's record once discovery ended (selection applied); the stages follow."""
+
+    result: ScriptResult
+
+
+class Save(_Message, tag="save"):
+    """A build record to write to the cache (before and after each stage)."""
+
+    record: BuildRecord
+
+
+class StageStarted(_Message, tag="stage_started"):
+    """``stage`` (a name of ``records.STAGES``) started for the invocation with hash ``invocation``."""
+
+    invocation: str
+    stage: str
+
+
+class StageFinished(_Message, tag="stage_finished"):
+    """``stage`` ended for the invocation with hash ``invocation`` (its outcome came in a :class:`Save`)."""
+
+    invocation: str
+    stage: str
+
+
+class Done(_Message, tag="done"):
+    """The input's last message: its record, and the ``::HASH`` selection error (``error`` and
+    ``hint`` of a ``SelectionError``) when a selector matched nothing."""
+
+    result: ScriptResult
+    error: str | None = None
+    hint: str | None = None
+
+
+class InputFailed(_Message, tag="tk_error"):
+    """A problem with the input itself (an unreadable ``.onnx`` file): tk's one-line error and hint."""
+
+    error: str
+    hint: str | None = None
+
+
+class Crash(_Message, tag="crash"):
+    """tk itself failed in the child: the exception's one line and the last frames of its traceback."""
+
+    error: str
+    stack: str | None = None
+
+
+# -- a zoo model's child (the survey) --------------------------------------------------------------
+
+
+class SurveyStep(_Message, tag="survey_step"):
+    """The model's record so far, sent before each step of its survey, and the step about to run
+    (``build``, ``run``, ``shallow copy``, a rung of the ladder, ``export``)."""
+
+    survey: ModelSurvey
+    step: str
+
+
+class SurveyDone(_Message, tag="survey_done"):
+    """The model's last message: its whole survey."""
+
+    survey: ModelSurvey
+
+
+# -- the Dask relay of one task -----------------------------------------------------------------------
+
+
+class Attempt(_Message, tag="attempt"):
+    """An attempt of the task began on a worker (a second one: the first worker died).
+
+    Attributes:
+        token: this attempt's id.
+        where: ``host (tcp://address)`` of the worker.
+        uploaded: the worker's copy of an uploaded script (``--upload``), ``None`` otherwise.
+    """
+
+    token: str
+    where: str
+    uploaded: str | None = None
+
+
+class Ended(_Message, tag="ended"):
+    """The child ended before its last message (the fields of ``launcher.ChildEnded``), or tk
+    could not start it on the worker (``hint`` then says what to do)."""
+
+    status: Status
+    error: str
+    stack: str | None = None
+    hint: str | None = None
+
+
+class Output(_Message, tag="output"):
+    """Text the child wrote to its ``stream``."""
+
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+class Tick(_Message, tag="tick"):
+    """Sent by a task that was silent for a while, so that its reader checks its time limits."""
+
+
+class Wake(_Message, tag="wake"):
+    """Put by the client in a task's queue to wake the thread waiting on it."""
+
+
+Message = Union[Found, Discovered, Save, StageStarted, StageFinished, Done, InputFailed, Crash, SurveyStep,
+                SurveyDone, Attempt, Ended, Output, Tick, Wake]
+"""Any message of the protocol (the type channels decode)."""
+
+#: A batch of messages (what a Dask task puts in its queue at once).
+Batch = list[Message]
+
+#: The messages a child sends last: after one, the child exits.
+LAST = (Done, InputFailed, Crash, SurveyDone)
