@@ -1,11 +1,11 @@
-"""turnkey_like.parser.parse behaves like TurnkeyML's turnkeyml.parser.parse."""
+"""turnkey_like.turnkeyml_shim.parse behaves like TurnkeyML's turnkeyml.parser.parse."""
 
 import subprocess
 import sys
 
 import pytest
 
-from turnkey_like.parser import parse
+from turnkey_like.turnkeyml_shim import parse
 
 
 def test_defaults_in_the_order_asked():

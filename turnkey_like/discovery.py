@@ -250,8 +250,8 @@ def _packed_parameters(module) -> list:
     """The weights of a module without ``nn.Parameter`` s that keeps them packed (a converted
     quantized model: ``torch.ao.nn.quantized``), so that it is a model like its float original;
     ``[]`` for every other parameterless module (activations, containers of them). The one
-    definition of a model's parameters: :func:`turnkey_like.characterize.assemble.model_parameters`."""
-    from turnkey_like.characterize.assemble import model_parameters
+    definition of a model's parameters: :func:`turnkey_like.weights.model_parameters`."""
+    from turnkey_like.weights import model_parameters
 
     return [t for _, t in model_parameters(module)]
 
@@ -381,7 +381,7 @@ def _assignment_line(filename: str, name: str, before_line: int) -> int | None:
 
 
 class _TurnkeymlShim(importlib.abc.MetaPathFinder):
-    """Serve ``turnkeyml`` / ``turnkeyml.parser`` from :mod:`turnkey_like.parser` when TurnkeyML is absent."""
+    """Serve ``turnkeyml`` / ``turnkeyml.parser`` from :mod:`turnkey_like.turnkeyml_shim` when TurnkeyML is absent."""
 
     used = False  #: set when the script imported turnkeyml.parser through this shim
 
@@ -392,7 +392,7 @@ class _TurnkeymlShim(importlib.abc.MetaPathFinder):
             return spec
         if fullname == "turnkeyml.parser":
             self.used = True
-            return importlib.util.find_spec("turnkey_like.parser")
+            return importlib.util.find_spec("turnkey_like.turnkeyml_shim")
         return None
 
 
@@ -568,28 +568,3 @@ class _ChildCounter:
         counter = _ChildCounter.active
         if counter is not None and not getattr(counter._starting, "on", False):
             counter.count += 1
-
-
-def discover_named(spec: InputSpec, *, max_depth: int = 0, on_found=None) -> Discovery:
-    """Build a named model (``spec.model``, ``--model NAME``) and discover it from one forward call.
-
-    The model and its inputs come from :func:`turnkey_like.zoo.load`; the call goes through the
-    same hook as a script's, so a named model gives the same records, hashes and submodules. The
-    top-level model is named as the user named it.
-
-    Raises:
-        InputError: the name is unknown (closest names suggested), its package is missing, or its
-            config cannot be read offline (from :func:`turnkey_like.zoo.load`).
-    """
-    from turnkey_like import zoo
-
-    loaded = zoo.load(spec.model)
-    discovery = discover(spec, max_depth=max_depth, on_found=on_found, call=lambda: zoo.forward(loaded))
-    result = discovery.result
-    result.path = spec.model.name
-    result.model_request = loaded.request
-    result.notes = list(loaded.notes)
-    for model in result.models:
-        model.name = spec.model.name
-        model.source_file, model.source_line, model.location_kind = None, None, "named"
-    return discovery

@@ -38,6 +38,7 @@ from turnkey_like.records import (
     Totals,
     TraceSummary,
 )
+from turnkey_like.weights import ModelTensors, model_parameters, model_tensors  # noqa: F401 - model_parameters re-exported
 
 if TYPE_CHECKING:
     from turnkey_like.characterize.counter import CountResult
@@ -263,79 +264,6 @@ def _symbolic_dims(rows: list[OpRow]) -> list[str]:
     return names
 
 
-class _Weights(NamedTuple):
-    """A model's tensors, read in one walk over its modules (:func:`_weights`).
-
-    Attributes:
-        params: unique ``(name, parameter)`` pairs, shared ones once under their first name (what
-            ``model.named_parameters()`` gives), then the weight and bias of every packed quantized
-            weight (``ops.packed_weights``; ``qint8`` weights at 1 byte an element, float32 bias),
-            named ``PATH.ATTRIBUTE.weight`` / ``.bias`` after the module attribute holding the packed
-            object (``conv1._packed_params.weight``, ``fc._packed_params._packed_params.weight``).
-        buffers: unique buffers.
-        lazy: whether a lazy module (``nn.LazyLinear``...) still has uninitialised parameters.
-    """
-
-    params: list[tuple[str, Any]]
-    buffers: list[Any]
-    lazy: bool
-
-
-def _weights(model) -> _Weights:
-    """Walk ``model``'s modules once (``named_modules`` order) and return its :class:`_Weights`.
-
-    One walk instead of one per question (meta? dtype? size? lazy? parameter owners?): on a model with
-    hundreds of modules each ``parameters()`` walk costs about a millisecond.
-
-    Quantized modules (``torch.ao.nn.quantized``) keep their weights packed in a script object
-    attribute, not in ``nn.Parameter`` s: each such object (``ops.is_packed``) is unpacked once and its
-    weight and bias count as parameters (:class:`_Weights`). A ``LinearPackedParams`` whose ``dtype``
-    is float16 holds float16 weights (``torch.ao.nn.quantized.dynamic.Linear(dtype=torch.float16)``).
-    """
-    import torch
-    from torch.nn.modules.lazy import LazyModuleMixin
-
-    from turnkey_like.characterize.ops import is_packed, packed_weights
-
-    params: list[tuple[str, Any]] = []
-    packed: list[tuple[str, Any]] = []
-    buffers: list[Any] = []
-    seen: set[int] = set()
-    lazy = False
-    script_object = torch.ScriptObject
-    for prefix, mod in model.named_modules():
-        if isinstance(mod, LazyModuleMixin) and mod.has_uninitialized_params():
-            lazy = True
-        for name, p in mod._parameters.items():
-            if p is None or id(p) in seen:
-                continue
-            seen.add(id(p))
-            params.append((f"{prefix}.{name}" if prefix else name, p))
-        for b in mod._buffers.values():
-            if b is not None and id(b) not in seen:
-                seen.add(id(b))
-                buffers.append(b)
-        for attr, v in vars(mod).items():
-            if type(v) is script_object and id(v) not in seen and is_packed(v):
-                seen.add(id(v))
-                unpacked = packed_weights(v, float16=getattr(mod, "dtype", None) is torch.float16)
-                path = f"{prefix}.{attr}" if prefix else attr
-                packed.append((f"{path}.weight", unpacked.weight))
-                if unpacked.bias is not None:
-                    packed.append((f"{path}.bias", unpacked.bias))
-    return _Weights(params + packed, buffers, lazy)
-
-
-def model_parameters(model) -> list[tuple[str, Any]]:
-    """Return ``model``'s unique ``(name, tensor)`` parameters, the weights and biases of packed
-    quantized modules included (what ``Totals.params``/``param_bytes`` count; see :func:`_weights`).
-
-    For callers that describe a model outside a characterization (discovery's ``ModelInfo``): a
-    converted quantized model has no ``nn.Parameter`` at all, so ``model.parameters()`` is empty.
-    """
-    return _weights(model).params
-
-
 def _main_dtype(params: list[tuple[str, Any]], args, kwargs) -> str:
     """The dtype holding most parameter bytes, else of the first floating-point input, else float32."""
     import torch
@@ -437,7 +365,7 @@ class Prepared(NamedTuple):
 
     Attributes:
         profile: the hardware profile of the roofline.
-        weights: the model's parameters, buffers and lazy state (:class:`_Weights`), read after the
+        weights: the model's parameters, buffers and lazy state (:class:`~turnkey_like.weights.ModelTensors`), read after the
             lazy warm-up when there was one.
         use_meta: whether counting runs on ``meta`` tensors (asked, forced by meta tensors in the model
             or inputs, or chosen because the parameters take over half of the available memory).
@@ -446,7 +374,7 @@ class Prepared(NamedTuple):
     """
 
     profile: HardwareProfile
-    weights: _Weights
+    weights: ModelTensors
     use_meta: bool
     dtype: str
     inputs: dict[str, InputDesc]
@@ -483,7 +411,7 @@ def prepare_call(model, args: tuple, kwargs: dict, *, hardware=None, no_weights:
     import torch
 
     profile = get_profile(hardware, cache_dir=cache_dir)
-    weights = _weights(model)
+    weights = model_tensors(model)
     if weights.lazy:
         if no_weights:
             raise CharacterizationError(
@@ -494,7 +422,7 @@ def prepare_call(model, args: tuple, kwargs: dict, *, hardware=None, no_weights:
         if warmup:
             with torch.no_grad():
                 model(*args, **kwargs)
-            weights = _weights(model)
+            weights = model_tensors(model)
     has_meta = (any(p.is_meta for _, p in weights.params) or any(b.is_meta for b in weights.buffers)
                 or any(t.is_meta for t in tensor_leaves((args, kwargs))))
     use_meta = no_weights or has_meta or _too_big(

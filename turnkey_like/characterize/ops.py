@@ -1078,13 +1078,7 @@ register(["native_dropout"], "other")(_elementwise(2))
 # ``PackedWeights.tensors``: the weight first, then the bias (when there is one) and a per-channel
 # weight's scales and zero points; the bytes the op reads are those tensors at their real dtypes.
 
-PACKED_PARAMS_TYPES = frozenset(
-    f"__torch__.torch.classes.quantized.{name}"
-    for name in ("Conv2dPackedParamsBase", "Conv3dPackedParamsBase", "LinearPackedParamsBase",
-                 "EmbeddingPackedParamsBase")
-)
-"""Qualified names of the script classes in which the quantized engines keep weights
-(``torch.ScriptObject._type().qualified_name()``; the argument types in the ops' schemas)."""
+from turnkey_like.weights import PACKED_PARAMS_TYPES, PackedWeights, is_packed, packed_weights  # noqa: E402,F401 - re-exported
 
 FLOAT16_PACKED_OPS = ("quantized.linear_dynamic_fp16", "quantized.linear_relu_dynamic_fp16")
 """Ops whose packed weights are float16 (``torch.ao.nn.quantized.dynamic.Linear(dtype=float16)``);
@@ -1099,71 +1093,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     """The name of ``dtype`` in records: ``torch.float32`` -> ``"float32"``; the quantized dtypes
     ``quint8``/``qint8`` -> ``"int8"`` and ``qint32`` -> ``"int32"`` (:data:`QUANTIZED_DTYPE_NAMES`)."""
     return QUANTIZED_DTYPE_NAMES.get(dtype) or str(dtype).replace("torch.", "")
-
-
-class PackedWeights(NamedTuple):
-    """The tensors a quantized packed-params object holds (:func:`packed_weights`).
-
-    Attributes:
-        weight: the weight at its stored dtype: ``qint8`` (1 byte an element; float16 for the
-            float16 dynamic linear). Shape as the float module's: conv ``[Cout, Cin/groups, *kernel]``,
-            transposed conv ``[Cin, Cout/groups, *kernel]``, linear ``[out, in]``, embedding
-            ``[rows, dim]``.
-        bias: float32 ``[Cout]`` (the engines keep the bias in float), or ``None``.
-        qparams: for a per-channel quantized weight, its scales and zero points as the engines keep
-            them, float32 and int32 ``[Cout]`` (fbgemm's ``PackedConvWeight``/``PackedLinearWeight``:
-            ``std::vector<float> w_scale``, ``std::vector<int32_t> w_zp``, in
-            ``aten/src/ATen/native/quantized/cpu/fbgemm_utils.h``); ``()`` for a per-tensor one (a
-            scalar scale and zero point, not counted).
-    """
-
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    qparams: tuple = ()
-
-    @property
-    def tensors(self) -> tuple:
-        """Every tensor the kernel reads: ``(weight, bias, *qparams)`` without a missing bias."""
-        return tuple(t for t in (self.weight, self.bias, *self.qparams) if t is not None)
-
-
-_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
-
-
-def is_packed(obj) -> bool:
-    """Whether ``obj`` is a quantized engine's packed-params object (:data:`PACKED_PARAMS_TYPES`)."""
-    if not isinstance(obj, torch.ScriptObject):
-        return False
-    try:
-        return obj._type().qualified_name() in PACKED_PARAMS_TYPES
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def packed_weights(packed, float16: bool = False) -> PackedWeights:
-    """Return the weight, bias and per-channel qparams held by a packed-params object.
-
-    ``packed.unpack()`` (the engines' own unpacking, as ``torch.ops.quantized.conv2d_unpack`` /
-    ``linear_unpack`` do) gives ``(weight, bias)`` for conv and linear, the weight alone for an
-    embedding. ``float16``: the object holds float16 weights (:data:`FLOAT16_PACKED_OPS`), which
-    ``unpack()`` returns as float32; the weight is given back as float16. The tensors are fresh
-    copies, so calling this costs about one copy of the weights (19 ms for quantized resnet18's
-    11.7 M int8 weights here).
-
-    Raises:
-        TypeError: ``packed`` is not a packed-params object (:func:`is_packed`).
-    """
-    if not is_packed(packed):
-        raise TypeError(f"not a quantized packed-params object: {type(packed).__name__}")
-    out = packed.unpack()
-    weight, bias = (out, None) if isinstance(out, torch.Tensor) else (out[0], out[1])
-    if float16 and weight.dtype != torch.float16:
-        weight = weight.to(torch.float16)
-    qparams: tuple = ()
-    if weight.is_quantized and weight.qscheme() in _PER_CHANNEL:
-        qparams = (weight.q_per_channel_scales().to(torch.float32),
-                   weight.q_per_channel_zero_points().to(torch.int32))
-    return PackedWeights(weight, bias, qparams)
 
 
 def _quantized_conv(transposed: bool, extra_per_out: int, what: str):

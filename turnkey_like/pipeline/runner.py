@@ -172,7 +172,8 @@ class Pipeline:
         """The work of one input, in the process that calls it (the input's child, or tk itself)."""
         if spec.is_onnx:
             return self._run_onnx(spec, events)
-        from turnkey_like.discovery import discover, discover_named
+        from turnkey_like.discovery import discover
+        from turnkey_like.zoo.named import discover_named
 
         found = lambda result: events.found(result, False)  # noqa: E731
         if spec.model is not None:

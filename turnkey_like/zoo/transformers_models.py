@@ -586,6 +586,27 @@ def _patch_grid(kwargs: dict, patches: str, grid: str, visions, batch: int, imgs
     return cells * patch
 
 
+def _primary_inputs(names_: list[str], required: list[str], vocab, image_token, notes: list[str]) -> list[str]:
+    """The main inputs to synthesize: the required ones among ids, pixels, features and values; when
+    none is required, text and image together (ids alone when the model expects image tokens in
+    ``input_ids``), else the one the model takes."""
+    wanted = [n for n in required if n in ("input_ids", "pixel_values", "input_features", "input_values")]
+    if wanted:
+        return wanted
+    has_text = "input_ids" in names_ and vocab is not None
+    has_image = "pixel_values" in names_
+    if has_text and has_image:
+        if image_token is not None:
+            notes.append("pixel_values left out: the model expects image tokens in input_ids")
+            return ["input_ids"]
+        return ["input_ids", "pixel_values"]
+    if has_image:
+        return ["pixel_values"]
+    if has_text:
+        return ["input_ids"]
+    return [n for n in ("input_features", "input_values") if n in names_][:1]
+
+
 def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: list[str]):
     """Example keyword inputs for ``model.forward``: ``(kwargs, batch, seq_len, imgsz)``.
 
@@ -613,23 +634,7 @@ def synthesize(model, config, request: ModelRequest, synth: Synthesizer, notes: 
     batch = default(request.batch_size, DEFAULT_BATCH)
     encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
 
-    has_text = "input_ids" in names_ and vocab is not None
-    has_image = "pixel_values" in names_
-    image_token = _get([config], "image_token_id", "image_token_index")
-    wanted = [n for n in required if n in ("input_ids", "pixel_values", "input_features", "input_values")]
-    if not wanted:
-        if has_text and has_image:
-            wanted = ["input_ids"] if image_token is not None else ["input_ids", "pixel_values"]
-            if image_token is not None:
-                notes.append("pixel_values left out: the model expects image tokens in input_ids")
-        elif has_image:
-            wanted = ["pixel_values"]
-        elif has_text:
-            wanted = ["input_ids"]
-        elif "input_features" in names_:
-            wanted = ["input_features"]
-        elif "input_values" in names_:
-            wanted = ["input_values"]
+    wanted = _primary_inputs(names_, required, vocab, _get([config], "image_token_id", "image_token_index"), notes)
     wanted += [n for n in shapes if n not in wanted]
     kwargs: dict = {}
     seq_used = img_used = None
