@@ -60,13 +60,15 @@ class Discovery:
 
 
 class _ModelEntry:
-    """Bookkeeping for one model (architecture) while the script runs."""
+    """Bookkeeping for one model (architecture) while the script runs; ``path`` is the model hashes
+    from the top-level model down to this one (how a streamed invocation names its model)."""
 
-    __slots__ = ("info", "invocations", "children", "module")
+    __slots__ = ("info", "invocations", "children", "module", "path")
 
-    def __init__(self, info: ModelInfo, module):
+    def __init__(self, info: ModelInfo, module, path: tuple[str, ...]):
         self.info = info
         self.module = module
+        self.path = path
         self.invocations: dict[tuple, Invocation] = {}
         self.children: dict[tuple, _ModelEntry] = {}
 
@@ -130,7 +132,7 @@ class _Recorder:
         sig_key = tuple((s.name, s.kind, s.shape, s.dtype) for s in specs)
         parent_hash = parent_inv.hash if parent_inv is not None else None
         with self.lock:
-            entry = self._entry(target, facts[2], parent_entry, compiled)
+            entry, new_model = self._entry(target, facts[2], parent_entry, compiled)
             inv = entry.invocations.get((parent_hash, sig_key))
             is_new = inv is None
             if is_new:
@@ -146,7 +148,7 @@ class _Recorder:
                 ))
             inv.executed += 1
             if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
-                self.on_found(self.result)
+                self.on_found(self.result, entry.path, entry.info if new_model else None, inv)
         state.stack.append((entry, inv))
         saved_suppress = state.suppress
         state.suppress = compiled or depth >= self.max_depth
@@ -173,13 +175,16 @@ class _Recorder:
         self._module_facts[id(module)] = facts
         return facts
 
-    def _entry(self, module, mhash: str, parent: _ModelEntry | None, compiled: bool) -> _ModelEntry:
-        # Instances of one architecture are one model (per parent): their invocations merge.
+    def _entry(self, module, mhash: str, parent: _ModelEntry | None, compiled: bool) -> tuple[_ModelEntry, bool]:
+        """The model's entry (made on its first call: then ``True``). Instances of one architecture
+        are one model (per parent): their invocations merge."""
         table = parent.children if parent is not None else self.top
         key = mhash
         entry = table.get(key)
-        if entry is None:
-            entry = _ModelEntry(self._describe(module, mhash, parent), module)
+        created = entry is None
+        if created:
+            entry = _ModelEntry(self._describe(module, mhash, parent), module,
+                                (parent.path if parent is not None else ()) + (mhash,))
             table[key] = entry
             if parent is not None:
                 parent.info.children.append(entry.info)
@@ -187,7 +192,7 @@ class _Recorder:
                 self.result.models.append(entry.info)
         if compiled:
             entry.info.compiled = True
-        return entry
+        return entry, created
 
     def _describe(self, module, mhash: str, parent: _ModelEntry | None) -> ModelInfo:
         cls = type(module)
@@ -435,9 +440,13 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         spec: the resolved script (path, selectors, labels).
         max_depth: 0 records the models the script calls; N also records submodules N levels down.
         script_args: the script's command-line arguments, split like a shell (``shlex``).
-        on_found: called with the script's :class:`ScriptResult` (models so far) each time a new
-            invocation is found, from the thread that called the model, under the recorder's lock;
-            an input's child process streams it to tk, so models found before a crash are kept.
+        on_found: ``on_found(result, path, model, invocation)`` each time a new invocation is found,
+            from the thread that called the model, under the recorder's lock: ``result`` is the
+            script's :class:`ScriptResult` so far (the live object), ``path`` the model hashes from
+            the top-level model down to the invocation's model, ``model`` that :class:`ModelInfo`
+            when this is its first invocation (else ``None``), ``invocation`` the new one. An input's
+            child process streams ``(path, model, invocation)`` to tk, so models found before a
+            crash are kept, at a cost that does not grow with what was found before.
         call: run this instead of the script (a named model's forward call, :func:`discover_named`).
 
     Returns:

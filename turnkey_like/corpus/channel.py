@@ -25,7 +25,7 @@ from turnkey_like.records import (
     Discovered,
     Done,
     Ended,
-    Found,
+    FoundCall,
     Message,
     Output,
     Save,
@@ -210,7 +210,9 @@ class DaskChannel:
             case Save(record=record) if record.script in self.paths:
                 record.script = self.paths[record.script]
                 record.model.source_file = self.paths.get(record.model.source_file, record.model.source_file)
-            case Found(result=result) | Discovered(result=result) | Done(result=result):
+            case FoundCall(model=model) if model is not None:
+                model.source_file = self.paths.get(model.source_file, model.source_file)
+            case Discovered(result=result) | Done(result=result):
                 result.path = self.paths.get(result.path, result.path)
                 for model in result.walk_models():
                     model.source_file = self.paths.get(model.source_file, model.source_file)

@@ -2,9 +2,9 @@
 process, or messages to the parent), and the parent's mirror of what its child sends
 (:class:`InputMirror`, behind ``Pipeline.consume``).
 
-The messages are the one channel protocol (:data:`turnkey_like.records.Message`): ``Found`` and
-``Discovered`` (the script's record so far), ``Save`` (a build record), ``StageStarted`` and
-``StageFinished``, then ``Done``, or ``InputFailed`` / ``Crash``. A channel is a local
+The messages are the one channel protocol (:data:`turnkey_like.records.Message`): ``FoundCall``
+(each new invocation, streamed) and ``Discovered`` (the script's whole record), ``Save`` (a build
+record), ``StageStarted`` and ``StageFinished``, then ``Done``, or ``InputFailed`` / ``Crash``. A channel is a local
 :class:`~turnkey_like.launcher.StreamingChild` or the relay of a Dask task
 (``turnkey_like.corpus.channel.DaskChannel``); the mirror reads both alike.
 """
@@ -15,6 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
+import msgspec
+
 from turnkey_like.errors import SelectionError, TkError
 from turnkey_like.pipeline.failures import run_failure, script_line
 from turnkey_like.pipeline.stages import PipelineRun, settle
@@ -23,7 +25,7 @@ from turnkey_like.records import (
     Crash,
     Discovered,
     Done,
-    Found,
+    FoundCall,
     InputFailed,
     Invocation,
     Message,
@@ -49,7 +51,12 @@ SILENCE_GRACE_S = 60.0
 class Events:
     """Where a running input's progress and records go (the parent's pipeline, or a pipe to it)."""
 
-    def found(self, result: ScriptResult, done: bool) -> None: ...
+    def found_call(self, result: ScriptResult, path: tuple[str, ...], model: ModelInfo | None,
+                   inv: Invocation) -> None:
+        """Discovery found a new invocation (see :func:`turnkey_like.discovery.discover`'s ``on_found``)."""
+
+    def discovered(self, result: ScriptResult) -> None:
+        """Discovery ended: the script's whole record, selection applied."""
 
     def save(self, record: BuildRecord) -> None: ...
 
@@ -64,7 +71,10 @@ class LocalEvents(Events):
     def __init__(self, pipeline: PipelineRun):
         self.pipeline = pipeline
 
-    def found(self, result, done):
+    def found_call(self, result, path, model, inv):
+        self.pipeline.current = result
+
+    def discovered(self, result):
         self.pipeline.current = result
 
     def save(self, record):
@@ -83,8 +93,13 @@ class PipeEvents(Events):
     def __init__(self, send: Callable[[Message], None]):
         self.send = send
 
-    def found(self, result, done):
-        self.send(Discovered(result=result) if done else Found(result=result))
+    def found_call(self, result, path, model, inv):
+        if model is not None:  # its invocations and children follow in their own messages
+            model = msgspec.structs.replace(model, invocations=[], children=[])
+        self.send(FoundCall(path=list(path), model=model, invocation=inv))
+
+    def discovered(self, result):
+        self.send(Discovered(result=result))
 
     def save(self, record):
         self.send(Save(record=record))
@@ -112,6 +127,7 @@ class InputMirror:
                                    entry=spec.entry or None, status=Status.RUNNING, model_request=spec.model)
         pipeline.current = self.result
         self.invocations: dict[str, tuple[ModelInfo, Invocation]] = {}
+        self.models: dict[tuple[str, ...], ModelInfo] = {}  # streamed models by their path of model hashes
         self.saved: dict[str, BuildRecord] = {}
         self.running: tuple[str, str] | None = None  # (invocation hash, stage) of the stage in progress
         self.save_error: TkError | None = None  # the first record that could not be written
@@ -148,9 +164,11 @@ class InputMirror:
         from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
 
         match message:
-            case Found(result=result) | Discovered(result=result):
+            case FoundCall(path=path, model=model, invocation=inv):
+                self._add_call(tuple(path), model, inv)
+            case Discovered(result=result):
                 self._adopt(result)
-                self.discovering = isinstance(message, Found)
+                self.discovering = False
             case Save(record=record):
                 self._save(record)
             case StageStarted(invocation=inv_hash, stage=stage):
@@ -172,6 +190,18 @@ class InputMirror:
             case Crash(error=error, stack=stack):
                 raise ChildEnded(Status.ERROR, f"tk failed: {error}", stack, TK_BUG_HINT)
         return None
+
+    def _add_call(self, path: tuple[str, ...], model: ModelInfo | None, inv: Invocation) -> None:
+        """Add one streamed invocation (and its model, on its first) to the mirrored record."""
+        if model is not None:
+            parent = self.models.get(path[:-1])
+            (parent.children if parent is not None else self.result.models).append(model)
+            self.models[path] = model
+        owner = self.models.get(path)
+        if owner is None:  # a model never announced: a child of another version; keep what is known
+            return
+        owner.invocations.append(inv)
+        self.invocations[inv.hash] = (owner, inv)
 
     def _adopt(self, result: ScriptResult) -> None:
         result.entry = self.spec.entry or None

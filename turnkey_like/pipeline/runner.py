@@ -175,7 +175,7 @@ class Pipeline:
         from turnkey_like.discovery import discover
         from turnkey_like.zoo.named import discover_named
 
-        found = lambda result: events.found(result, False)  # noqa: E731
+        found = events.found_call
         if spec.model is not None:
             discovery = discover_named(spec, max_depth=self.options.max_depth, on_found=found)
         else:
@@ -184,7 +184,7 @@ class Pipeline:
         result = discovery.result
         result.entry = spec.entry or None
         selection_error = apply_selection(result)
-        events.found(result, True)
+        events.discovered(result)
         for model, inv in result.invocations():
             self.run_invocation(result, model, inv, discovery.live.get(inv.hash), events=events)
         discovery.live.clear()
@@ -208,7 +208,7 @@ class Pipeline:
                               entry=spec.entry or None, status=Status.SUCCESSFUL, models=[model],
                               duration_s=time.perf_counter() - start)
         selection_error = apply_selection(result)
-        events.found(result, True)
+        events.discovered(result)
         self.run_invocation(result, model, inv, None, onnx_path=spec.path, events=events)
         return result, selection_error
 
@@ -243,7 +243,7 @@ class Pipeline:
         :class:`~turnkey_like.launcher.ChildEnded` when the child ended early or timed out),
         ``kill()`` and ``wait()``.
 
-        The child's messages (:data:`~turnkey_like.records.Message`): ``Found``/``Discovered`` (the
+        The child's messages (:data:`~turnkey_like.records.Message`): ``FoundCall``/``Discovered`` (the
         script's record so far), ``Save`` (a build record: written to the cache here),
         ``StageStarted``/``StageFinished``, then ``Done`` (or ``InputFailed``/``Crash``, the input's
         problem or tk's own failure). Discovery must end within ``options.timeout_s``; after it, a

@@ -102,7 +102,7 @@ from turnkey_like.records.messages import (
     Discovered,
     Done,
     Ended,
-    Found,
+    FoundCall,
     InputFailed,
     Message,
     Output,
@@ -166,6 +166,6 @@ __all__ = [
     "DEFAULT_TIMEOUT_S", "LADDER", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyReport", "ZooNames",
     "survey_counts", "failure_types",
     # messages
-    "Message", "Batch", "LAST", "Found", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
+    "Message", "Batch", "LAST", "FoundCall", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
     "InputFailed", "Crash", "SurveyStep", "SurveyDone", "Attempt", "Ended", "Output", "Tick", "Wake",
 ]

@@ -9,7 +9,7 @@ every field; receivers dispatch on the message's type (``match``/``isinstance``)
 
 Who sends what::
 
-    an input's child (turnkey_like.pipeline)   Found, Discovered, Save, StageStarted, StageFinished,
+    an input's child (turnkey_like.pipeline)   FoundCall ..., Discovered, Save, StageStarted, StageFinished,
                                                then Done, or InputFailed / Crash
     a zoo model's child (pipeline.survey)      SurveyStep ..., then SurveyDone, or Crash
     a Dask task relaying a child (corpus)      Attempt, the child's messages, Output, Tick, Ended
@@ -23,7 +23,7 @@ from typing import Literal, Union
 import msgspec
 
 from turnkey_like.records.base import Status
-from turnkey_like.records.discovery import ScriptResult
+from turnkey_like.records.discovery import Invocation, ModelInfo, ScriptResult
 from turnkey_like.records.report import BuildRecord
 from turnkey_like.records.survey import ModelSurvey
 
@@ -35,10 +35,21 @@ class _Message(msgspec.Struct, tag_field="kind", kw_only=True):
 # -- an input's child (the pipeline) ---------------------------------------------------------------
 
 
-class Found(_Message, tag="found"):
-    """The script's record so far, while discovery runs (a model was found)."""
+class FoundCall(_Message, tag="found_call"):
+    """A new invocation, while discovery runs: streamed one by one, so the cost of a message does
+    not grow with what was found before (a generation loop or a shape sweep makes thousands).
 
-    result: ScriptResult
+    Attributes:
+        path: the model hashes from the top-level model down to the invocation's model.
+        invocation: the new invocation (its ``executed`` count as of the call; the final counts come
+            with :class:`Discovered`).
+        model: that model on its first invocation, with no invocations or children (they follow in
+            their own messages); ``None`` when the model was announced before.
+    """
+
+    path: list[str]
+    invocation: Invocation
+    model: ModelInfo | None = None
 
 
 class Discovered(_Message, tag="discovered"):
@@ -149,7 +160,7 @@ class Wake(_Message, tag="wake"):
     """Put by the client in a task's queue to wake the thread waiting on it."""
 
 
-Message = Union[Found, Discovered, Save, StageStarted, StageFinished, Done, InputFailed, Crash, SurveyStep,
+Message = Union[FoundCall, Discovered, Save, StageStarted, StageFinished, Done, InputFailed, Crash, SurveyStep,
                 SurveyDone, Attempt, Ended, Output, Tick, Wake]
 """Any message of the protocol (the type channels decode)."""
 
