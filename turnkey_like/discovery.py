@@ -37,7 +37,7 @@ from typing import Any
 from turnkey_like.errors import ScriptError
 from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
 from turnkey_like.inputs import InputSpec
-from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status
+from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status, sanitise
 
 
 @dataclass
@@ -215,7 +215,7 @@ class _Recorder:
             else:  # e.g. built in a loop and appended: point at the class definition instead
                 info.source_file, info.source_line = _class_location(cls)
                 info.location_kind = "class"
-            return info
+            return self._sanitised(info)
         frame = _caller_frame()
         name, frame_found = _find_variable(frame, module)
         if name:
@@ -230,6 +230,17 @@ class _Recorder:
                 if created is not None:
                     info.source_line = created
                     info.location_kind = "created"
+        return self._sanitised(info)
+
+    def _sanitised(self, info: ModelInfo) -> ModelInfo:
+        """``info`` holding only what a record can (``records.sanitise``: a parameter count that is a
+        tensor while ``torch.jit.trace`` runs becomes its number), each change noted in the script's
+        record."""
+        try:
+            notes = sanitise(info)
+        except Exception as e:  # noqa: BLE001 - never break the script's call; the cache sanitises again
+            notes = [f"could not check its facts ({type(e).__name__})"]
+        self.result.notes.extend(f"model {info.name}: {note}" for note in notes)
         return info
 
 
@@ -519,6 +530,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         recorder.state.stack.clear()
+    sanitise(result)  # e.g. an exception message holding a file name that is not UTF-8: noted in notes
     return Discovery(result=result, live=recorder.live)
 
 
@@ -588,7 +600,7 @@ def discover_named(spec: InputSpec, *, max_depth: int = 0, on_found=None) -> Dis
     result = discovery.result
     result.path = spec.model.name
     result.model_request = loaded.request
-    result.notes = list(loaded.notes)
+    result.notes = list(loaded.notes) + result.notes
     for model in result.models:
         model.name = spec.model.name
         model.source_file, model.source_line, model.location_kind = None, None, "named"

@@ -22,6 +22,7 @@ index).
 
 The modules, by stage (each imports only the ones above it)::
 
+    sanitise          sanitise: makes any record encodable and valid, noting what it changed
     codec             SCHEMA_VERSION, RecordError, encode/decode/to_builtins/convert/migrate
     base              Record, Status, STAGES, StageResult, now_utc, Dim
     characterization  Characterization and its rows, totals, fusion, hardware profile, trace, roofline
@@ -102,6 +103,7 @@ from turnkey_like.records.report import (
     format_labels,
     report_row,
 )
+from turnkey_like.records.sanitise import clean_text, one_line_text, safe_repr, sanitise
 
 __all__ = [
     # codec
@@ -122,4 +124,6 @@ __all__ = [
     # report
     "BuildRecord", "RunReport", "ComparisonEntry", "Comparison", "CorpusInput", "ReportRow", "REPORT_KEYS",
     "ROW_VERSION", "report_row", "format_labels", "csv_line",
+    # sanitise
+    "sanitise", "clean_text", "one_line_text", "safe_repr",
 ]

@@ -33,6 +33,8 @@ class BuildRecord(Record):
         model_request: for a named model (``--model``): the source and options that made it
             (``script`` is then the name as given); ``None`` for scripts and ``.onnx`` files.
         created_at, updated_at: ISO-8601 UTC times.
+        notes: what tk changed to record a value the schema cannot hold (a tensor as a parameter
+            count, a path that is not UTF-8), one line each (``records.sanitise``).
     """
 
     build_name: str
@@ -46,6 +48,7 @@ class BuildRecord(Record):
     created_at: str | None = None
     updated_at: str | None = None
     model_request: ModelRequest | None = None
+    notes: list[str] = []
 
 
 class RunReport(Record):
