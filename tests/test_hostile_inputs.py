@@ -347,3 +347,39 @@ def test_hostile_inputs_before_a_good_script_never_stop_the_run(tmp_path):
     assert listed["problems"] == [] and len(listed["builds"]) == len(folders) == 4  # traced.py: Tiny and traced
     assert {Path(b["script"]).name for b in listed["builds"]} == {"traced.py", long_name.name, "good.py"}
 
+
+GENERATOR_SCRIPT = """\
+import torch
+
+
+class Summer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, xs):
+        out = torch.zeros(1, 4)
+        for x in xs:
+            out = out + self.fc(x)
+        return out
+
+
+model = Summer()
+model(torch.rand(1, 4) for _ in range(3))
+"""
+
+
+def test_a_model_called_with_a_generator_is_never_a_zero_mac_success(tmp_path):
+    """The script's call consumed the generator: tk cannot replay it, and says so, instead of counting
+    the model on an empty generator (before: ``successful`` with 0 MACs, built and benchmarked)."""
+    script = tmp_path / "gen.py"
+    script.write_text(GENERATOR_SCRIPT)
+    out_json = tmp_path / "run.json"
+    run_tk("benchmark", str(script), "--analyze-only", "--hardware", "a100", "--cache-dir", str(tmp_path / "c"),
+           "--json", str(out_json))
+    (result,) = decode(out_json.read_bytes(), RunReport).results
+    (model,) = result.models
+    stage = model.invocations[0].characterization
+    assert stage.status.value in ("skipped", "error") and stage.result is None
+    assert "called with a generator as Positional Arg 1: tk cannot replay it" in (stage.reason or stage.error)
+    assert any("generator" in n for n in result.notes)
