@@ -402,8 +402,9 @@ def test_files_clean_and_delete(tmp_path, hello):
     _with_artifacts(cache, renamed(hello, "b_00000002"))
     files = dict(cache.files("a_00000001"))
     assert files["model.onnx"] == 1000 and files["raw/latencies.json"] == 24 and RECORD_FILE in files
-    freed = cache.clean(["a_00000001"])
-    assert freed == {"a_00000001": 1000 + 500 + 24}
+    cleaned = cache.clean(["a_00000001"])
+    assert cleaned.freed == {"a_00000001": 1000 + 500 + 24} and cleaned.removed == ["a_00000001"]
+    assert cleaned.skipped == {}
     left = {p for p, _ in cache.files("a_00000001")}
     assert left == {".lock", BUILD_MARKER, RECORD_FILE, SUMMARY_FILE, "build.log", "logs/benchmark.log"}
     assert not (folder / "raw").exists()
@@ -411,7 +412,7 @@ def test_files_clean_and_delete(tmp_path, hello):
     with pytest.raises(CacheError, match="no build named"):
         cache.delete(["a_00000001", "nope_00000000"])  # checked before anything is removed
     assert folder.exists()
-    assert cache.delete(["a_00000001"]) == ["a_00000001"]
+    assert cache.delete(["a_00000001"]).removed == ["a_00000001"]
     assert cache.builds() == ["b_00000002"]
 
 

@@ -22,7 +22,7 @@ import turnkey_like
 from conftest import run_tk
 from turnkey_like.cache import LOCK_FILE, RECORD_FILE, Cache
 from turnkey_like.errors import CacheError
-from turnkey_like.records import SCHEMA_VERSION, Status
+from turnkey_like.records import SCHEMA_VERSION, StageResult, Status
 from turnkey_like.units import format_bytes
 
 # pytest puts tests/ on sys.path; the fixtures are used by name
@@ -243,7 +243,7 @@ def test_truncated_and_corrupt_records_are_named_and_skipped(tmp_path, capsys, h
     assert "m0_00000000" in captured.out and "1 build(s)" in captured.out
     assert "skipped 5 unreadable record(s)" in captured.err and "m1_00000001: record of build" in captured.err
     # the broken build can still be deleted
-    assert cache.delete(["m1_00000001"]) == ["m1_00000001"]
+    assert cache.delete(["m1_00000001"]).removed == ["m1_00000001"]
 
 
 @pytest.mark.parametrize("damage, field", [
@@ -542,3 +542,110 @@ def test_a_symlinked_build_log_is_refused_and_its_target_kept(tmp_path):
     assert "refusing to write" in again.stdout and "build.log" in again.stdout
     assert victim.read_text() == "precious\n"
     assert Cache(cache, create=False).load(name).invocation.build.status == Status.ERROR
+
+
+# ------------------------------------------------------------------------------ builds in use (reliability 3)
+#: A model that runs fast when the script calls it; while tk exports it to ONNX (fake tensors under
+#: torch.export, tracing for the TorchScript exporter), it waits for the file named by $RELEASE.
+SLOW_EXPORT = """\
+import os
+import time
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensor
+
+
+class SlowExport(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        if isinstance(x, FakeTensor) or torch.jit.is_tracing():
+            deadline = time.monotonic() + 300
+            while not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return self.fc(x)
+
+
+model = SlowExport()
+model(torch.rand(1, 4))
+"""
+
+
+def _running_build(root: Path, deadline_s: float = 300) -> str:
+    """The name of the build whose build stage is recorded ``running`` under ``root`` (waits for it)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            records, _ = Cache(root, create=False).records()
+        except CacheError:
+            records = []  # the cache is not created yet
+        for record in records:
+            if record.invocation.build.status == Status.RUNNING:
+                return record.build_name
+        time.sleep(0.1)
+    raise AssertionError("the build stage never started")
+
+
+def test_prune_delete_and_clean_skip_a_build_whose_stage_runs_in_a_live_tk(tmp_path):
+    """A real tk builds a model (its export waits); `tk cache prune/delete/clean` run meanwhile: each
+    skips that build with one line naming the tk process, and the run ends with its build intact.
+
+    Before: prune removed the folder under the running build, which then failed with
+    ``FileNotFoundError: ... model.onnx``."""
+    script, release, root = tmp_path / "slow.py", tmp_path / "release", tmp_path / "cache"
+    script.write_text(SLOW_EXPORT)
+    tk = subprocess.Popen([sys.executable, "-m", "turnkey_like", "benchmark", str(script), "--build-only",
+                           "--hardware", "a100", "--cache-dir", str(root), "-q"], cwd=REPO,
+                          env={**ENV, "RELEASE": str(release)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    try:
+        name = _running_build(root)
+        pid = Cache(root, create=False).load(name).invocation.build.pid
+        assert psutil.pid_exists(pid) and pid != tk.pid  # the input's child process runs the stage
+        for command in (["prune", "--max-size", "0"], ["delete", "--all"], ["clean", "--all"], ["delete", name]):
+            out = run_tk("cache", *command, "--cache-dir", str(root))
+            assert out.returncode == 0, out.stderr
+            assert f"in use: its build stage is running in tk process {pid} since " in out.stdout, out.stdout
+            assert (root / name / RECORD_FILE).is_file()
+        release.touch()
+        stdout, stderr = tk.communicate(timeout=600)
+    finally:
+        release.touch()
+        tk.kill()
+        tk.wait()
+    assert tk.returncode == 0, stdout + stderr
+    build = Cache(root, create=False).load(name).invocation.build
+    assert build.status == Status.SUCCESSFUL and Path(build.result.onnx_path).is_file()
+    out = run_tk("cache", "delete", "--all", "--cache-dir", str(root))  # no longer in use
+    assert out.returncode == 0 and name in out.stdout and not (root / name).exists()
+
+
+def test_in_use_is_the_liveness_readers_use(tmp_path, hello):
+    """A stage ``running`` in a live process (another than the reader) is in use; the same after that
+    process died is not (it reads ``killed``); on another host it cannot be checked and is in use."""
+    cache = Cache(tmp_path)
+    sleeper = _spawn("import time; print('up', flush=True); time.sleep(120)")
+    try:
+        assert sleeper.stdout.readline().strip() == "up"
+        rec = renamed(hello, "busy_0a1b2c3d")
+        rec.invocation.benchmark = StageResult(status=Status.RUNNING, pid=sleeper.pid, started_at=rec.updated_at)
+        cache.save(rec)
+        assert "in use: its benchmark stage is running in tk process" in cache.in_use("busy_0a1b2c3d")
+        removal = cache.clean(["busy_0a1b2c3d"])
+        assert removal.removed == [] and "busy_0a1b2c3d" in removal.skipped
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert cache.in_use("busy_0a1b2c3d") is None  # its process is gone: the stage reads killed
+    path = tmp_path / "busy_0a1b2c3d" / RECORD_FILE
+    data = json.loads(path.read_text())
+    data["_cache"]["host"] = "some-other-host"
+    path.write_text(json.dumps(data))
+    assert "running on host some-other-host" in cache.in_use("busy_0a1b2c3d")
+    assert cache.delete(["busy_0a1b2c3d"]).skipped.keys() == {"busy_0a1b2c3d"}
+    rec.invocation.benchmark = StageResult(status=Status.RUNNING, pid=os.getpid())  # this very process
+    cache.save(rec)
+    assert cache.in_use("busy_0a1b2c3d") is None  # a run never blocks itself (lean cache cleans its own build)
+    assert cache.delete(["busy_0a1b2c3d"]).removed == ["busy_0a1b2c3d"]

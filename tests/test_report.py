@@ -222,3 +222,80 @@ def test_renderers_import_no_layer_above_the_records():
                          [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 found += [f"{folder}/{path.name}: {n}" for n in names if n.startswith(prefixes)]
     assert found == []
+
+
+# ------------------------------------------------------------------------------ safe reports (reliability 4)
+#: A script whose labels, file name, model variable and class name each carry a payload: spreadsheet
+#: formulas (``= + - @``, a leading tab), HTML (``<script>``, ``<img onerror>``, ``<svg onload>``),
+#: a Markdown link to ``javascript:``, table pipes and rich console markup.
+PAYLOAD_SCRIPT = """\
+# labels: name::=HYPERLINK("http://evil.example")<script>alert(1)</script> author::@SUM(A1) \
+task::-2+3+cmd|'/C_calc'!A0 html::<img/src=x/onerror=alert(2)> md::[click](javascript:alert(5))|pipe
+import torch
+
+Evil = type("\\t<img src=x onerror=alert(4)>[red]rich[/red]", (torch.nn.Module,), {
+    "__init__": lambda self: (torch.nn.Module.__init__(self), setattr(self, "fc", torch.nn.Linear(4, 2)))[0],
+    "forward": lambda self, x: self.fc(x),
+})
+globals()["=SUM(1)+cmd|x"] = Evil()
+globals()["=SUM(1)+cmd|x"](torch.rand(1, 4))
+"""
+PAYLOAD_FILE = "=1+2 <svg onload=alert(3)>.py"
+CLASS_PAYLOAD = "\t<img src=x onerror=alert(4)>[red]rich[/red]"
+RAW_HTML = ("<script>alert(1)", "<img/src=x/onerror", "<svg onload", "<img src=x onerror")
+
+
+def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised_numbers_stay_numbers():
+    """OWASP's CSV Injection guidance: a cell starting with ``= + - @``, tab, carriage return (or NUL)
+    gets a single quote in front and is quoted; typed numbers, negative ones included, and text that
+    is exactly a decimal number are written as they are."""
+    from turnkey_like.records.report import csv_cell
+
+    assert [csv_cell(v) for v in ("=1+2", "+A1", "-2+3+cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "\rx", "\0x")] == [
+        "\"'=1+2\"", "\"'+A1\"", "\"'-2+3+cmd|' /C calc'!A0\"", "\"'@SUM(A1)\"", "\"'\tx\"", "\"'\rx\"", "\"'\0x\""]
+    assert [csv_cell(v) for v in (-3, -1.5, -2.5e-07, 0, True, None)] == ["-3", "-1.5", "-2.5e-07", "0", "True", ""]
+    assert [csv_cell(v) for v in ("-5", "+1.5e3", ".5")] == ["-5", "+1.5e3", ".5"]  # plain numbers: no formula
+    assert csv_cell('=HYPERLINK("x")') == "\"'=HYPERLINK(\"\"x\"\")\""  # quotes doubled inside (RFC 4180)
+    assert csv_cell("a,b") == '"a,b"' and csv_cell("a\rb") == '"a\rb"' and csv_cell("plain") == "plain"
+
+
+def test_every_report_format_shows_payloads_as_text(tmp_path):
+    """A real run on a script holding each payload, then every format: the terminal, CSV, JSON,
+    Markdown and the HTML page show the payloads as text and run none of them.
+
+    Before: CSV wrote ``=1+2 ...`` and ``@SUM(A1)`` as they are (a spreadsheet evaluates them), and
+    Markdown copied ``<script>``, ``<img onerror>`` and ``[click](javascript:...)`` verbatim."""
+    script, cache = tmp_path / PAYLOAD_FILE, tmp_path / "cache"
+    script.write_text(PAYLOAD_SCRIPT)
+    run = run_tk("benchmark", str(script), "--hardware", "a100", "--iterations", "3", "--cache-dir", str(cache))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[red]rich[/red]" in run.stdout and "\x1b" not in run.stdout  # no console markup or escapes run
+    reports = {}
+    for fmt in ("csv", "json", "md", "html"):
+        out = run_tk("report", "--cache-dir", str(cache), "--format", fmt, "-o", str(tmp_path / f"r.{fmt}"))
+        assert out.returncode == 0, out.stderr
+        reports[fmt] = (tmp_path / f"r.{fmt}").read_text(encoding="utf-8")
+
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["script"] == "'" + PAYLOAD_FILE and row["model"] == "'=SUM(1)+cmd|x"
+    assert row["class"] == "'" + CLASS_PAYLOAD and row["author"] == "'@SUM(A1)"
+    assert row["task"] == "'-2+3+cmd|'/C_calc'!A0"
+    assert row["params"] == "10" and float(row["latency_mean_ms"]) > 0  # numbers stay numbers
+    for key, cell in row.items():  # nothing left that a spreadsheet would evaluate
+        assert not cell[:1] in "=+-@\t\r" or not cell, (key, cell)
+    assert "\"'=1+2 <svg onload=alert(3)>.py\"" in reports["csv"]  # neutralised cells are quoted too
+
+    (json_row,) = json.loads(reports["json"])["rows"]  # JSON is data: the text exactly as it was
+    assert json_row["script"] == PAYLOAD_FILE and json_row["class"] == CLASS_PAYLOAD
+    assert json_row["author"] == "@SUM(A1)" and "<script>alert(1)</script>" in json_row["labels"]
+
+    md_row = reports["md"].splitlines()[-1]
+    for payload in RAW_HTML + ("[click](javascript", "</script>"):
+        assert payload not in reports["md"], payload
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md_row and "\\[click\\](javascript:alert(5))\\|pipe" in md_row
+    assert md_row.replace("\\|", "").count("|") == len(COLUMNS) + 1  # the payloads' pipes split no cell
+
+    for payload in RAW_HTML:
+        assert payload not in reports["html"], payload
+    assert "&lt;img src=x onerror=alert(4)&gt;" in reports["html"]

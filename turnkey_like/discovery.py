@@ -20,10 +20,12 @@ later stages (characterize, build, benchmark); they are never written to disk.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import functools
 import gc
 import importlib.abc
 import importlib.util
+import inspect
 import os
 import shlex
 import sys
@@ -34,21 +36,87 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turnkey_like.errors import ScriptError
+from turnkey_like.errors import ScriptError, TkError
 from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
 from turnkey_like.inputs import InputSpec
-from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status
+from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status, sanitise
 
 
 @dataclass
 class LiveInvocation:
-    """The live objects behind one invocation: the model and its first call's inputs (not serialised)."""
+    """The live objects behind one invocation: the model and its first call's inputs (not serialised).
+
+    Attributes:
+        replay_problem: why the later stages cannot replay the call (``called with a generator: tk
+            cannot replay it``), ``None`` when they can. An input the call consumed (a generator or
+            another iterator) is kept as a :class:`OneShotInput`, which raises when iterated.
+    """
 
     model: Any
     args: tuple
     kwargs: dict
     grad_enabled: bool
     inference_mode: bool
+    replay_problem: str | None = None
+
+
+class NotReplayable(TkError):
+    """A later stage iterated an input that the script's call already consumed (a generator)."""
+
+
+class OneShotInput:
+    """Stands in, among the inputs kept for the later stages, for one the script's call consumed (a
+    generator or another iterator): it cannot be iterated again, so a replay raises
+    :class:`NotReplayable` rather than run the model on nothing (a 0-MAC "success")."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __iter__(self):
+        raise NotReplayable(self.reason, hint="pass the model a list or a tensor to have it characterized, "
+                                              "built and benchmarked")
+
+    __next__ = __iter__
+
+    def __repr__(self) -> str:
+        return f"<input consumed by the script's call: {self.reason}>"
+
+
+def _one_shot(value: Any, name: str, found: list[str], depth: int = 0) -> Any:
+    """``value`` with every iterator in it (a generator, ``iter(list)``, ``map``, ``zip``; inside lists,
+    tuples and dicts, two levels down as ``hashing`` walks them) replaced by a :class:`OneShotInput`;
+    each one's name and kind appended to ``found``. Iterators are detected by type, never iterated."""
+    if isinstance(value, collections.abc.Iterator) and not hasattr(value, "shape"):
+        kind = "a generator" if inspect.isgenerator(value) else f"an iterator ({type(value).__name__})"
+        found.append(f"{kind} as {name}")
+        return OneShotInput(f"called with {kind} as {name}: tk cannot replay it")
+    if depth >= 2:
+        return value
+    if isinstance(value, (list, tuple)) and not hasattr(value, "shape"):
+        items = [_one_shot(v, f"{name}[{i}]", found, depth + 1) for i, v in enumerate(value)]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return items if isinstance(value, list) else (
+            type(value)(*items) if hasattr(value, "_fields") else tuple(items))
+    if isinstance(value, dict):
+        items = {k: _one_shot(v, f"{name}[{k!r}]", found, depth + 1) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    return value
+
+
+def replayable_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict, str | None]:
+    """The inputs a later stage may replay, and why it cannot when it cannot.
+
+    Returns ``(args, kwargs, problem)``: the call's inputs with every iterator replaced by a
+    :class:`OneShotInput` (the same objects when there is none), and ``called with a generator as
+    Positional Arg 1: tk cannot replay it`` (``None`` when every input can be used again).
+    """
+    found: list[str] = []
+    new_args = tuple(_one_shot(a, f"Positional Arg {i}", found) for i, a in enumerate(args, start=1))
+    new_kwargs = {k: _one_shot(v, k, found) for k, v in kwargs.items()}
+    if not found:
+        return args, kwargs, None
+    return new_args, new_kwargs, f"called with {', '.join(found)}: tk cannot replay it"
 
 
 @dataclass
@@ -142,9 +210,12 @@ class _Recorder:
                 entry.invocations[(parent_hash, sig_key)] = inv
                 entry.info.invocations.append(inv)
                 torch = self._torch
+                kept_args, kept_kwargs, problem = replayable_inputs(args, kwargs)
+                if problem is not None and h not in self.live:
+                    self.result.notes.append(f"{entry.info.name} ({h}): {problem}")
                 self.live.setdefault(h, LiveInvocation(
-                    model=target, args=args, kwargs=kwargs,
-                    grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
+                    model=target, args=kept_args, kwargs=kept_kwargs, grad_enabled=torch.is_grad_enabled(),
+                    inference_mode=torch.is_inference_mode_enabled(), replay_problem=problem,
                 ))
             inv.executed += 1
             if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
@@ -220,7 +291,7 @@ class _Recorder:
             else:  # e.g. built in a loop and appended: point at the class definition instead
                 info.source_file, info.source_line = _class_location(cls)
                 info.location_kind = "class"
-            return info
+            return self._sanitised(info)
         frame = _caller_frame()
         name, frame_found = _find_variable(frame, module)
         if name:
@@ -235,6 +306,17 @@ class _Recorder:
                 if created is not None:
                     info.source_line = created
                     info.location_kind = "created"
+        return self._sanitised(info)
+
+    def _sanitised(self, info: ModelInfo) -> ModelInfo:
+        """``info`` holding only what a record can (``records.sanitise``: a parameter count that is a
+        tensor while ``torch.jit.trace`` runs becomes its number), each change noted in the script's
+        record."""
+        try:
+            notes = sanitise(info)
+        except Exception as e:  # noqa: BLE001 - never break the script's call; the cache sanitises again
+            notes = [f"could not check its facts ({type(e).__name__})"]
+        self.result.notes.extend(f"model {info.name}: {note}" for note in notes)
         return info
 
 
@@ -271,8 +353,6 @@ def _attribute_path(parent, child) -> str:
 
 def _class_location(cls) -> tuple[str | None, int | None]:
     """File and line where a class is defined (``(None, None)`` for builtins)."""
-    import inspect
-
     try:
         return inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
     except (OSError, TypeError):
@@ -281,8 +361,6 @@ def _class_location(cls) -> tuple[str | None, int | None]:
 
 def _self_assignment(parent_cls, attribute: str) -> tuple[str, int] | None:
     """Where ``parent_cls`` (or a base class) assigns ``self.<attribute> = ...``: ``(file, line)``."""
-    import inspect
-
     for klass in parent_cls.__mro__:
         try:
             filename = inspect.getsourcefile(klass)
@@ -528,6 +606,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         recorder.state.stack.clear()
+    sanitise(result)  # e.g. an exception message holding a file name that is not UTF-8: noted in notes
     return Discovery(result=result, live=recorder.live)
 
 

@@ -34,11 +34,21 @@ def model_hash(module) -> str:
 
 
 def file_hash(path: str | Path) -> str:
-    """Return the 8-hex-char hash of a file's bytes (used for ``.onnx`` inputs)."""
+    """Return the 8-hex-char hash of a file's bytes (used for ``.onnx`` inputs).
+
+    Raises:
+        InputError: the file cannot be read (gone, no permission, a symbolic link loop, a name the
+            file system refuses); one line naming it (``inputs.path_error``).
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, ValueError) as e:
+        from turnkey_like.inputs import path_error
+
+        raise path_error(str(path), e) from None
     return digest.hexdigest()[:HASH_LENGTH]
 
 

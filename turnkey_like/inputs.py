@@ -13,24 +13,31 @@ keeps scripts whose ``key`` has at least one of ``a``/``b``; several ``--labels`
 scripts without a pragma never match. (TurnkeyML required *all* of a script's values to be listed.)
 
 Every problem with one entry becomes a :class:`~turnkey_like.errors.InputError` collected next to the
-good entries, so one bad entry never stops the others.
+good entries, so one bad entry never stops the others: a missing file, a name the operating system
+refuses (longer than 255 bytes, a symbolic link loop, no permission, a NUL character) and a name that
+is not valid UTF-8 (tk records paths as text; rename such a file) alike. Messages show the entry
+with its undecodable bytes as ``\\xNN`` and its control characters escaped, on one line.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from turnkey_like.errors import InputError
-from turnkey_like.records import ModelRequest
+from turnkey_like.records import ModelRequest, clean_text, one_line_text
 
 SCRIPT_SUFFIXES = (".py",)
 MODEL_SUFFIXES = (".onnx",)
 LIST_SUFFIXES = (".txt",)
 SELECTOR_SEPARATOR = "::"
 _GLOB_CHARS = set("*?[")
+#: Line 1 is read up to this many characters for the labels pragma (a script whose first line is
+#: a megabyte of data is not read whole).
+MAX_PRAGMA_CHARS = 64 * 1024
 
 
 @dataclass
@@ -69,9 +76,9 @@ def parse_labels_pragma(path: Path) -> dict[str, list[str]]:
     """
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            first = f.readline().strip()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from e
+            first = f.readline(MAX_PRAGMA_CHARS).strip()
+    except (OSError, ValueError) as e:
+        raise path_error(str(path), e) from None
     if not first.startswith("#"):
         return {}
     body = first[1:].strip()
@@ -147,32 +154,105 @@ def resolve_inputs(entries: list[str], base_dir: Path | None = None) -> tuple[li
     return list(specs.values()), errors
 
 
+def path_error(entry: str, error: BaseException) -> InputError:
+    """The one-line :class:`InputError` for an entry whose path the operating system refused.
+
+    ``error`` is what a path operation raised: an ``OSError`` (name too long, symbolic link loop,
+    permission denied, ...), ``RuntimeError`` (``pathlib``'s "Symlink loop" before Python 3.13) or
+    ``ValueError`` (a NUL character in the path). The message shows ``entry`` on one line
+    (:func:`~turnkey_like.records.one_line_text`).
+    """
+    shown = one_line_text(entry)
+    code = getattr(error, "errno", None)
+    if code == errno.ENAMETOOLONG:
+        return InputError(f"{shown}: a name in this path is longer than the file system allows (255 bytes)",
+                          hint="shorten the file or folder name")
+    if code == errno.ELOOP or (isinstance(error, RuntimeError) and "loop" in str(error).lower()):
+        return InputError(f"{shown}: symbolic link loop (the link points back to itself)",
+                          hint="fix the link: `ls -l` shows where each one points")
+    if code in (errno.EACCES, errno.EPERM):
+        return InputError(f"{shown}: permission denied", hint="check the permissions of the file and its folders")
+    if isinstance(error, ValueError):
+        return InputError(f"{shown}: the path holds a NUL character", hint="check how the path was written")
+    reason = getattr(error, "strerror", None) or type(error).__name__
+    return InputError(f"{shown}: cannot use this path ({one_line_text(str(reason))})", hint="check the path")
+
+
+def resolve_path(text: str, base_dir: Path | None = None, *, shown: str | None = None) -> Path:
+    """The absolute, resolved path of one path as typed (``~`` expanded, relative to ``base_dir``, by
+    default the current folder); it need not exist. Messages name ``shown`` (default: ``text``).
+
+    Raises:
+        InputError: the operating system refuses the path (:func:`path_error`), or it is not valid
+            UTF-8 once resolved (:func:`check_decodable`).
+    """
+    try:
+        expanded = os.path.expanduser(text)
+        candidate = Path(expanded) if os.path.isabs(expanded) else (base_dir or Path.cwd()) / expanded
+        path = candidate.resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise path_error(shown or text, e) from None
+    check_decodable(shown or text, path)
+    return path
+
+
+def check_decodable(entry: str, path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` is not valid UTF-8 text (a name in it held bytes that are
+    not UTF-8, which Python keeps as surrogate escapes): tk records, prints and reports paths as text.
+    """
+    text = str(path)
+    if clean_text(text) is not text:
+        raise InputError(f"{one_line_text(entry)}: the file name is not valid UTF-8 (its bytes are shown as \\xNN)",
+                         hint="rename it to a UTF-8 name, e.g. `convmv -f latin1 -t utf8 FILE`")
+
+
 def _resolve(entries, base_dir: Path, specs, errors, seen_lists) -> None:
     for raw in entries:
         entry = raw.strip()
-        path_text, selectors = _split_selector(entry)
-        bad_hashes = [h for h in selectors if not all(c in "0123456789abcdef" for c in h)]
-        if bad_hashes or (SELECTOR_SEPARATOR in entry and not selectors):
-            errors.append(InputError(
-                f"{entry}: malformed hash selector {', '.join(bad_hashes) or '(empty)'}",
-                hint="use script.py::HASH[,HASH] with the 8-hex-digit hashes tk prints",
-            ))
-            continue
-        expanded = os.path.expanduser(path_text)
-        candidate = Path(expanded) if os.path.isabs(expanded) else base_dir / expanded
-        if any(c in _GLOB_CHARS for c in path_text) and not candidate.exists():
-            matches = sorted(glob.glob(str(candidate), recursive=True))
-            if not matches:
-                errors.append(InputError(f"{entry}: glob matched no file", hint="check the pattern and the current folder"))
-                continue
-            paths = [Path(m) for m in matches]
-        else:
-            paths = [candidate]
-        for path in paths:
-            _add_path(entry, path.resolve(), selectors, specs, errors, seen_lists)
+        try:
+            _resolve_entry(entry, base_dir, specs, errors, seen_lists)
+        except InputError as e:
+            errors.append(e)
+        except (OSError, RuntimeError, ValueError) as e:  # a path the OS refused, wherever it was used
+            errors.append(path_error(entry, e))
 
 
-def _add_path(entry: str, path: Path, selectors, specs, errors, seen_lists) -> None:
+def _resolve_entry(entry: str, base_dir: Path, specs, errors, seen_lists) -> None:
+    """Add the specs of one entry (errors of entries inside a ``.txt`` list go to ``errors``).
+
+    Raises:
+        InputError, OSError, RuntimeError, ValueError: this entry cannot be used.
+    """
+    path_text, selectors = _split_selector(entry)
+    bad_hashes = [h for h in selectors if not all(c in "0123456789abcdef" for c in h)]
+    if bad_hashes or (SELECTOR_SEPARATOR in entry and not selectors):
+        raise InputError(
+            f"{one_line_text(entry)}: malformed hash selector {one_line_text(', '.join(bad_hashes)) or '(empty)'}",
+            hint="use script.py::HASH[,HASH] with the 8-hex-digit hashes tk prints",
+        )
+    expanded = os.path.expanduser(path_text)
+    candidate = Path(expanded) if os.path.isabs(expanded) else base_dir / expanded
+    if any(c in _GLOB_CHARS for c in path_text) and not candidate.exists():
+        matches = sorted(glob.glob(str(candidate), recursive=True))
+        if not matches:
+            raise InputError(f"{one_line_text(entry)}: glob matched no file",
+                             hint="check the pattern and the current folder")
+        paths = [Path(m) for m in matches]
+    else:
+        paths = [candidate]
+    for path in paths:  # one match the OS refuses (a link loop) never hides the others
+        shown = entry if len(paths) == 1 else str(path)
+        try:
+            resolved = resolve_path(str(path), shown=shown)
+            _add_path(entry, resolved, selectors, specs, errors, seen_lists)
+        except InputError as e:
+            errors.append(e)
+        except (OSError, RuntimeError, ValueError) as e:
+            errors.append(path_error(shown, e))
+
+
+def _add_path(raw_entry: str, path: Path, selectors, specs, errors, seen_lists) -> None:
+    entry = one_line_text(raw_entry)
     if not path.exists():
         errors.append(InputError(f"{entry}: no such file", hint="check the path (relative paths in a .txt list are relative to the list's folder)"))
         return
@@ -190,7 +270,7 @@ def _add_path(entry: str, path: Path, selectors, specs, errors, seen_lists) -> N
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
-            errors.append(InputError(f"{entry}: cannot read list ({e})"))
+            errors.append(InputError(f"{entry}: cannot read list ({one_line_text(str(e))})"))
             return
         items = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
         if not items:

@@ -13,8 +13,8 @@ concept is one module of this package:
   atomic writes, ``save``/``update``/``load``/``records``/``files``).
 - :mod:`~turnkey_like.cache.listing`: the listing through the cache index (``Cache.entries``,
   ``reindex``, sizes).
-- :mod:`~turnkey_like.cache.cleanup`: ``Cache.delete``, ``clean`` and ``prune``
-  (:class:`PruneResult`).
+- :mod:`~turnkey_like.cache.cleanup`: ``Cache.delete``, ``clean`` (:class:`Removal`) and ``prune``
+  (:class:`PruneResult`), each skipping a build whose stage is running in a live process.
 
 Safety rules (DESIGN.md, "Cache"): writes are atomic and serialised per build on the build's own
 lock; readers take no lock; a stage left ``running`` by a process that is gone reads as ``killed``
@@ -25,7 +25,7 @@ folder carrying the cache marker, are ever removed. Each module's docstring says
 
 from __future__ import annotations
 
-from turnkey_like.cache.cleanup import PrunedBuild, PruneResult
+from turnkey_like.cache.cleanup import PrunedBuild, PruneResult, Removal
 from turnkey_like.cache.layout import (
     BUILD_MARKER,
     DEFAULT_ROOT,
@@ -44,6 +44,6 @@ from turnkey_like.cache.stored import SUMMARY_OMITS, CacheProblem, bulk_load, de
 
 __all__ = [
     "BUILD_MARKER", "DEFAULT_ROOT", "ENV_VAR", "LOCK_FILE", "LOG_DIR", "LOG_SUFFIXES", "RECORD_FILE", "ROOT_MARKER",
-    "SUMMARY_FILE", "SUMMARY_OMITS", "Cache", "CacheProblem", "PruneResult", "PrunedBuild", "RunningProcess",
-    "WriterFacts", "bulk_load", "decode_stored", "resolve_root",
+    "SUMMARY_FILE", "SUMMARY_OMITS", "Cache", "CacheProblem", "PruneResult", "PrunedBuild", "Removal",
+    "RunningProcess", "WriterFacts", "bulk_load", "decode_stored", "resolve_root",
 ]

@@ -5,6 +5,13 @@ logs) and ``prune`` (the least recently used, by age or down to a total size).
 inside a folder carrying the cache marker; ``prune`` skips a build whose lock another process holds.
 Nothing outside the cache is ever touched: a build folder that is a symbolic link is skipped and
 named, links inside a build are removed, never followed.
+
+Builds in use are safe: ``delete``, ``clean`` and ``prune`` skip (and name, with the reason) a build
+whose record says a stage is ``running`` in a live process (:meth:`CleanupMixin.in_use`), checked
+under the build's lock, where the pipeline writes ``running`` before a stage starts. Liveness is
+what readers use to read a dead ``running`` as ``killed`` (:mod:`turnkey_like.cache.stale`: the pid
+and its create time, host name and boot time stored with the record); a stage running on another
+host cannot be checked from here and counts as in use.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from pathlib import Path
 from typing import Iterable
 
 from turnkey_like.cache.layout import BUILD_MARKER, LOCK_FILE, LOG_DIR, LOG_SUFFIXES, RECORD_FILE, SUMMARY_FILE
-from turnkey_like.cache.stale import iso_utc, parse_time
+from turnkey_like.cache.stale import apply_stale, host_name, iso_utc, parse_time
 from turnkey_like.cache_index import folder_bytes
 from turnkey_like.errors import CacheError, InputError
-from turnkey_like.records import Record
+from turnkey_like.records import STAGES, Record, Status
 
 
 class PrunedBuild(Record, frozen=True):
@@ -61,6 +68,25 @@ class PruneResult(Record):
     dry_run: bool = False
 
 
+#: Why ``delete`` and ``clean`` skip a build folder that is a symbolic link.
+LINK_REASON = "a symbolic link (not followed: tk touches nothing outside its cache)"
+
+
+class Removal(Record):
+    """What :meth:`Cache.delete` or :meth:`Cache.clean` did.
+
+    Attributes:
+        removed: the builds deleted, or cleaned, in the order given.
+        freed: bytes freed per build (``clean``; ``delete`` frees whole folders and leaves it empty).
+        skipped: build name -> why it was left alone (a stage running in a live tk process, a
+            symbolic link), one line each.
+    """
+
+    removed: list[str] = []
+    freed: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+
+
 class CleanupMixin:
     """The removal methods of :class:`~turnkey_like.cache.Cache` (mixed into it: they use its
     ``root``, ``index``, ``entries``, ``_folder``, ``_is_build``, ``_unknown``, ``_lock`` and
@@ -84,30 +110,64 @@ class CleanupMixin:
         :meth:`clean` skip: tk never follows a link out of its cache)."""
         return [name for name in names if (self.root / name).is_symlink()]
 
-    def delete(self, names: Iterable[str]) -> list[str]:
-        """Remove whole build folders; returns the names removed.
+    def in_use(self, build_name: str) -> str | None:
+        """Why a build must not be removed now, or ``None``: a stage of its record is ``running`` in a
+        process that is alive (read as :func:`~turnkey_like.cache.stale.apply_stale` reads it: the
+        pid with its create time, on this host since its last boot), or on another host, which cannot
+        be checked from here. A stage run by this very process does not count (a run cleaning its
+        own build). A build whose record cannot be read is not in use (it is being created, or broken).
+        """
+        try:
+            record, facts, _ = self._read(self.root / build_name, summary=True)
+        except CacheError:
+            return None
+        record = apply_stale(record, facts)  # a dead process's ``running`` reads ``killed``
+        for stage_name in STAGES:
+            stage = getattr(record.invocation, stage_name)
+            if stage.status != Status.RUNNING or stage.pid == os.getpid():
+                continue
+            host = facts.host if facts is not None else None
+            since = f" since {stage.started_at}" if stage.started_at else ""
+            if host is not None and host != host_name():
+                return (f"in use: its {stage_name} stage is running on host {host} (pid {stage.pid}{since}), "
+                        "which tk cannot check from here; remove the folder by hand once that run is gone")
+            return f"in use: its {stage_name} stage is running in tk process {stage.pid}{since}"
+        return None
+
+    def delete(self, names: Iterable[str]) -> Removal:
+        """Remove whole build folders; returns what was removed and what was skipped, and why.
 
         Every name is checked before anything is removed. A build folder that is a symbolic link is
-        skipped (see :meth:`links`), never followed.
+        skipped (see :meth:`links`), never followed; so is a build in use (:meth:`in_use`, checked
+        under the build's lock).
 
         Raises:
-            CacheError: a name is not a build here (closest names suggested), or removal failed.
+            CacheError: a name is not a build here (closest names suggested), a lock cannot be taken
+                in time, or removal failed.
         """
         names = self._check_names(names)
-        skip = set(self.links(names))
-        names = [name for name in names if name not in skip]
-        removed: list[str] = []
+        result = Removal(skipped={name: LINK_REASON for name in self.links(names)})
         try:
-            for name in names:
+            for name in (n for n in names if n not in result.skipped):
+                folder = self.root / name
+                lock = self._locked(folder, name)
                 try:
-                    shutil.rmtree(self.root / name)
-                except OSError as e:
-                    raise CacheError(f"cannot delete build {name}: {e.strerror or e}",
-                                     hint="check the cache's permissions") from None
-                removed.append(name)
+                    why = self.in_use(name)
+                    if why is not None:
+                        result.skipped[name] = why
+                        continue
+                    try:
+                        shutil.rmtree(folder)
+                    except OSError as e:
+                        raise CacheError(f"cannot delete build {name}: {e.strerror or e}",
+                                         hint="check the cache's permissions") from None
+                    result.removed.append(name)
+                finally:
+                    with contextlib.suppress(OSError):
+                        lock.release()
         finally:
-            self.index.remove(removed)
-        return names
+            self.index.remove(result.removed)
+        return result
 
     @staticmethod
     def _keep(rel: Path) -> bool:
@@ -116,23 +176,28 @@ class CleanupMixin:
             return True
         return rel.name in (RECORD_FILE, SUMMARY_FILE, BUILD_MARKER, LOCK_FILE) or rel.name.endswith(LOG_SUFFIXES)
 
-    def clean(self, names: Iterable[str]) -> dict[str, int]:
+    def clean(self, names: Iterable[str]) -> Removal:
         """Drop the artifacts (ONNX files, raw data, leftovers) of builds, keeping records and logs.
 
-        Returns bytes freed per build name. Each build is cleaned under its lock. A build folder that
-        is a symbolic link is skipped (see :meth:`links`); links inside a build are removed, never
-        followed.
+        Returns the builds cleaned with the bytes freed per build, and those skipped with why. Each
+        build is cleaned under its lock. A build folder that is a symbolic link is skipped (see
+        :meth:`links`), and so is a build in use (:meth:`in_use`); links inside a build are removed,
+        never followed.
 
         Raises:
             CacheError: a name is not a build here (closest names suggested), or removal failed.
         """
         names = self._check_names(names)
-        skip = set(self.links(names))
-        freed: dict[str, int] = {}
-        for name in (n for n in names if n not in skip):
+        result = Removal(skipped={name: LINK_REASON for name in self.links(names)})
+        freed = result.freed
+        for name in (n for n in names if n not in result.skipped):
             folder = self.root / name
             lock = self._locked(folder, name)
             try:
+                why = self.in_use(name)
+                if why is not None:
+                    result.skipped[name] = why
+                    continue
                 total = 0
                 for dirpath, dirs, files in os.walk(folder, topdown=False):
                     for n in files:
@@ -151,10 +216,11 @@ class CleanupMixin:
                         elif not any(sub.iterdir()):
                             sub.rmdir()
                 freed[name] = total
+                result.removed.append(name)
                 self.index.set_bytes({name: folder_bytes(folder)})
             finally:
                 lock.release()
-        return freed
+        return result
 
     def prune(self, *, older_than_days: float | None = None, max_bytes: int | None = None,
               dry_run: bool = False) -> PruneResult:
@@ -168,8 +234,9 @@ class CleanupMixin:
         each build's last write), so what is freed and what is left are exact.
 
         Only real folders (not symbolic links) carrying the build marker are removed, each under its
-        lock, taken without waiting: a build whose lock another process holds, or whose record was
-        written after the listing, is kept and named in ``skipped`` (and, for ``max_bytes``, the
+        lock, taken without waiting: a build whose lock another process holds, whose record was
+        written after the listing, or whose stage is running in a live process (:meth:`in_use`), is
+        kept and named in ``skipped`` (and, for ``max_bytes``, the
         next least recently used is taken instead). Nothing is removed with ``dry_run``.
 
         Raises:
@@ -264,6 +331,9 @@ class CleanupMixin:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(folder / RECORD_FILE).st_mtime > listed_at:
                     return "written by a run since the listing", 0
+            why = self.in_use(build_name)
+            if why is not None:
+                return why, 0
             freed = folder_bytes(folder)
             try:
                 shutil.rmtree(folder)

@@ -53,27 +53,42 @@ def resolve_root(root: str | Path | None = None) -> Path:
     return Path(root).expanduser().absolute()
 
 
+#: The longest build folder name tk makes (file systems allow 255 bytes per name; a longer stem or
+#: author is cut, see :func:`build_name`).
+MAX_BUILD_NAME = 160
+
+
 def build_name(script: str | Path, labels: dict[str, list[str]], invocation_hash: str,
                stem: str | None = None) -> str:
     """Return ``<script-stem>[_<author>]_<invocation-hash>``; the author is ``labels["author"][0]``.
 
     ``stem`` replaces the script's stem (a named model's ``<name>_<source>``, so it never
     collides with a script's build). Characters other than letters, digits, ``. _ + -`` become
-    ``_`` so the name is a safe folder name.
+    ``_`` (the bytes of a name that is not UTF-8 too) so the name is a safe folder name. A name
+    longer than :data:`MAX_BUILD_NAME` keeps the start of its stem and author, then the first 8 hex
+    digits of the sha256 of the full stem and author (so two long names that start alike differ),
+    then the invocation hash.
     """
     parts = [stem or Path(str(script)).stem]
     authors = (labels or {}).get("author") or []
     if authors and authors[0]:
         parts.append(str(authors[0]))
-    parts.append(invocation_hash)
-    name = "_".join(_NAME_UNSAFE.sub("_", p).strip("_") or "_" for p in parts)
+    head = "_".join(_NAME_UNSAFE.sub("_", p).strip("_") or "_" for p in parts)
+    tail = _NAME_UNSAFE.sub("_", str(invocation_hash)).strip("_") or "_"
+    if len(head) + 1 + len(tail) > MAX_BUILD_NAME:
+        import hashlib
+
+        digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        head = head[: MAX_BUILD_NAME - len(tail) - len(digest) - 2].rstrip("_") + "_" + digest
+    name = f"{head}_{tail}"
     return name if _NAME_OK.match(name) else f"b{name}"
 
 
 def check_build_name(build_name: str) -> None:
     """Raise :class:`CacheError` unless ``build_name`` is a safe folder name (letters, digits and
     ``. _ + -``, not starting with a punctuation mark): never a path, ``.`` or ``..``."""
-    if not isinstance(build_name, str) or not _NAME_OK.match(build_name) or build_name in (".", ".."):
+    if (not isinstance(build_name, str) or not _NAME_OK.match(build_name) or build_name in (".", "..")
+            or len(build_name) > 255):
         raise CacheError(
             f"invalid build name {build_name!r}",
             hint="build names are <script-stem>[_<author>]_<hash>; `tk cache list` shows them",

@@ -16,7 +16,7 @@ import os
 
 from turnkey_like.cache.layout import BUILD_MARKER, RECORD_FILE
 from turnkey_like.cache.stale import apply_stale
-from turnkey_like.cache.stored import CacheProblem, bulk_load
+from turnkey_like.cache.stored import CacheProblem, bulk_load, indexable_row
 from turnkey_like.cache_index import (
     AT_BYTES,
     AT_EXTRA,
@@ -28,7 +28,6 @@ from turnkey_like.cache_index import (
     BuildEntry,
     decode_rows,
     folder_bytes,
-    index_row,
 )
 from turnkey_like.cache_index import stamp as _index_stamp
 from turnkey_like.errors import CacheError
@@ -125,10 +124,12 @@ class ListingMixin:
             problems.append(CacheProblem(build_name=name, path=os.path.join(folder, RECORD_FILE), message=e.message))
             return None
         row = report_row(record)
-        if known_bytes is None:
-            stored = index_row(name, st, record, folder_bytes(folder), row=row)
+        stored = None if known_bytes is not None else indexable_row(name, st, record, folder_bytes(folder), row=row)
+        if stored is not None:
             new_rows.append(stored)
             nbytes, live, line = stored[AT_BYTES], stored[AT_LIVE], stored[-1]  # an IndexRow starts as READ_COLUMNS
+        elif known_bytes is None:  # not indexable (see indexable_row): read from its record every time
+            nbytes, live, line = folder_bytes(folder), True, None
         else:
             nbytes, live, line = known_bytes, True, None
         if live:  # a stage is running: its process may be gone since (so a stored row is never used)

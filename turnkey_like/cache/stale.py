@@ -72,6 +72,11 @@ class _HostFacts:
         return cls._boot
 
 
+def host_name() -> str:
+    """This machine's host name, as writers store it (:attr:`WriterFacts.host`)."""
+    return _HostFacts.host()
+
+
 def _create_time(pid: int) -> float | None:
     """The create time (epoch s) of a live, non-zombie process, ``None`` when it is gone.
 

@@ -36,14 +36,15 @@ from turnkey_like.cache.stored import (
     bulk_load,
     decode_stored,
     decode_summary,
+    indexable_row,
     summarize,
     summary_stamp,
     wrap_stored,
 )
-from turnkey_like.cache_index import CacheIndex, folder_bytes, index_row
+from turnkey_like.cache_index import CacheIndex, folder_bytes
 from turnkey_like.errors import CacheError
 from turnkey_like.files import refuse_symlink, write_record
-from turnkey_like.records import BuildRecord, now_utc
+from turnkey_like.records import SCHEMA_VERSION, BuildRecord, now_utc, sanitise
 
 
 class _BuildGone(CacheError):
@@ -221,6 +222,8 @@ class Cache(ListingMixin, CleanupMixin):
             from turnkey_like import __version__
 
             record.tk_version = __version__
+        record.schema_version = SCHEMA_VERSION  # written in this tk's layout, whatever the object said
+        sanitise(record)  # a value the schema cannot hold (a tensor, a path that is not UTF-8): noted, not lost
         facts = writer_facts(record)
         path = folder / RECORD_FILE
         try:
@@ -234,10 +237,12 @@ class Cache(ListingMixin, CleanupMixin):
         try:
             summary = wrap_stored(summarize(record), writer=facts, summary_of=summary_stamp(st))
             write_record(folder / SUMMARY_FILE, summary, fsync=False)
-        except (OSError, CacheError):
-            pass  # only a speed-up: readers fall back to record.json
+        except Exception:  # noqa: BLE001 - only a speed-up: readers fall back to record.json
+            pass
         # only a speed-up too: a row that is not written is stale, and readers then read the record
-        self.index.put([index_row(record.build_name, st, record, folder_bytes(folder))])
+        row = indexable_row(record.build_name, st, record, folder_bytes(folder))
+        if row is not None:
+            self.index.put([row])
 
     def save(self, record: BuildRecord) -> None:
         """Write ``record`` to its build folder atomically, under the build's lock.

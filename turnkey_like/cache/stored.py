@@ -115,6 +115,19 @@ def summarize(record: BuildRecord) -> BuildRecord:
     return replace(record, invocation=replace(inv, **changes))
 
 
+def indexable_row(name: str, st: os.stat_result, record: BuildRecord, nbytes: int, row=None):
+    """The cache index's row of ``record`` (``cache_index.index_row``), or ``None`` when the index
+    cannot hold it (a count beyond the 64-bit integers SQLite and MessagePack store) or it cannot be
+    made: the row is only a speed-up, and such a build is read from its record, which holds any
+    integer."""
+    from turnkey_like.cache_index import index_row
+
+    try:
+        return index_row(name, st, record, nbytes, row=row)
+    except Exception:  # noqa: BLE001 - only a speed-up: readers fall back to record.json
+        return None
+
+
 def summary_stamp(st: os.stat_result) -> list[int]:
     """``[inode, size, mtime_ns]`` of a ``record.json``: what its summary names (``_summary_of``)."""
     return [st.st_ino, st.st_size, st.st_mtime_ns]

@@ -111,28 +111,33 @@ def _print_lines(lines: list[str]) -> None:
         print(line)
 
 
+def _skipped_lines(skipped: dict[str, str]) -> list[str]:
+    """One line per build ``delete``/``clean`` left alone: ``skipped NAME: why`` (in use by a live tk
+    process, a symbolic link)."""
+    return [f"skipped {name}: {why}" for name, why in skipped.items()]
+
+
 def cache_delete(args) -> int:
-    """Remove build folders (record, ONNX files, logs); symbolic links are skipped and named."""
-    from turnkey_like.report.cache_listing import deleted_lines, links_skipped_lines
+    """Remove build folders (record, ONNX files, logs); builds in use by a live tk process and symbolic
+    links are skipped, one line each."""
+    from turnkey_like.report.cache_listing import deleted_lines
 
     command = options.parse_cache_selection(args)
     cache = _cache(command)
-    names = _names(command, cache)
-    removed = cache.delete(names)
-    _print_lines(deleted_lines(cache.root, removed) + links_skipped_lines(cache.links(names)))
+    result = cache.delete(_names(command, cache))
+    _print_lines(deleted_lines(cache.root, result.removed) + _skipped_lines(result.skipped))
     return 0
 
 
 def cache_clean(args) -> int:
-    """Drop ONNX files and other artifacts of builds, keeping their records and logs; symbolic links
-    are skipped and named."""
-    from turnkey_like.report.cache_listing import cleaned_lines, links_skipped_lines
+    """Drop ONNX files and other artifacts of builds, keeping their records and logs; builds in use by
+    a live tk process and symbolic links are skipped, one line each."""
+    from turnkey_like.report.cache_listing import cleaned_lines
 
     command = options.parse_cache_selection(args)
     cache = _cache(command)
-    names = _names(command, cache)
-    freed = cache.clean(names)
-    _print_lines(cleaned_lines(cache.root, freed) + links_skipped_lines(cache.links(names)))
+    result = cache.clean(_names(command, cache))
+    _print_lines(cleaned_lines(cache.root, result.freed) + _skipped_lines(result.skipped))
     return 0
 
 
@@ -196,8 +201,8 @@ def cache_prune(args) -> int:
     """Remove the least recently used builds: older than ``--older-than DAYS``, then oldest first
     until the builds total ``--max-size SIZE`` at most; ``--dry-run`` lists them without removing.
 
-    Prints what was removed (last use, size) and the space freed; builds chosen but kept (in use by
-    another tk process, written since the listing) are named with the reason.
+    Prints what was removed (last use, size) and the space freed; builds chosen but kept (a stage
+    running in a live tk process, locked by one, written since the listing) are named with the reason.
     """
     from turnkey_like.cache import bulk_load
     from turnkey_like.report.cache_listing import pruned_lines

@@ -22,6 +22,7 @@ index).
 
 The modules, by stage (each imports only the ones above it)::
 
+    sanitise          sanitise: makes any record encodable and valid, noting what it changed
     codec             SCHEMA_VERSION, RecordError, encode/decode/to_builtins/convert/migrate
     base              Record, Status, STAGES, StageResult, now_utc, Dim
     characterization  Characterization and its rows, totals, fusion, hardware profile, trace, roofline
@@ -139,6 +140,7 @@ from turnkey_like.records.survey import (
     survey_counts,
 )
 from turnkey_like.records.system import SystemInfo
+from turnkey_like.records.sanitise import clean_text, one_line_text, safe_repr, sanitise
 
 __all__ = [
     # codec
@@ -168,4 +170,6 @@ __all__ = [
     # messages
     "Message", "Batch", "LAST", "FoundCall", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
     "InputFailed", "Crash", "SurveyStep", "SurveyDone", "Attempt", "Ended", "Output", "Tick", "Wake",
+    # sanitise
+    "sanitise", "clean_text", "one_line_text", "safe_repr",
 ]

@@ -7,6 +7,7 @@ show (:class:`ReportRow`, computed once by :func:`report_row`).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import msgspec
@@ -35,6 +36,8 @@ class BuildRecord(Record):
         model_request: for a named model (``--model``): the source and options that made it
             (``script`` is then the name as given); ``None`` for scripts and ``.onnx`` files.
         created_at, updated_at: ISO-8601 UTC times.
+        notes: what tk changed to record a value the schema cannot hold (a tensor as a parameter
+            count, a path that is not UTF-8), one line each (``records.sanitise``).
     """
 
     build_name: str
@@ -48,6 +51,7 @@ class BuildRecord(Record):
     created_at: str | None = None
     updated_at: str | None = None
     model_request: ModelRequest | None = None
+    notes: list[str] = []
 
 
 class RunReport(Record):
@@ -169,7 +173,7 @@ ERROR_EXCERPT_CHARS = 300
 #: Version of what :func:`report_row` computes. The cache index stores rows
 #: (``turnkey_like.cache_index``) and uses only those of its own format, which includes this number,
 #: the tk version and the row's keys: bump it whenever a row's values change for the same record.
-ROW_VERSION = 2
+ROW_VERSION = 3  # 3: text a spreadsheet would evaluate is neutralised in the CSV line (csv_cell)
 
 
 class ReportRow(Record):
@@ -389,17 +393,46 @@ def report_row(record: BuildRecord) -> ReportRow:
     )
 
 
+#: First characters that make a spreadsheet read a cell as a formula (or, for tab, carriage return and
+#: NUL, skip them and read what follows as one): OWASP's CSV Injection page
+#: (https://owasp.org/www-community/attacks/CSV_Injection) lists ``= + - @``, tab (0x09) and carriage
+#: return (0x0D); OWASP ASVS 5.0 requirement 1.2.10 adds NUL; CWE-1236 names the first four.
+FORMULA_TRIGGERS = frozenset("=+-@\t\r\0")
+#: A text cell that is exactly a decimal number (``-5``, ``+1.5e3``): a spreadsheet reads it as that
+#: number and nothing else, so it is written as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: What makes a CSV cell need quotes (RFC 4180 section 2.6): the delimiter, a double quote, a line break.
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def csv_cell(value: Any) -> str:
+    """One value as a CSV cell: ``None`` empty, numbers and booleans as Python writes them (floats
+    round-trip exactly; a negative number stays a number), text quoted where RFC 4180 needs it.
+
+    Text a spreadsheet would evaluate (its first character in :data:`FORMULA_TRIGGERS`: ``=1+2``,
+    ``@SUM(A1)``, ``-2+3+cmd|...``) is neutralised as OWASP recommends: a single quote is put in front
+    and the cell is quoted (``"'=1+2"``), so Excel, LibreOffice and Google Sheets show the text and run
+    nothing. Text that is exactly a plain decimal number (``-5``) is left as it is: no formula can
+    hide in it, and a spreadsheet reads it as the number it is.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return str(value)  # int, float (repr: round-trips), bool: what csv.writer writes
+    if value[:1] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.fullmatch(value):
+        return '"\'' + value.replace('"', '""') + '"'
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
 def csv_line(row: ReportRow) -> str:
-    """The row as one CSV line (``\\n`` included): its values in column order, ``None`` empty, numbers
-    as Python writes them (floats round-trip exactly); the header is :data:`REPORT_KEYS`.
+    """The row as one CSV line (``\\n`` included): its values in column order, each a :func:`csv_cell`
+    (``None`` empty, numbers as Python writes them, text that a spreadsheet would evaluate
+    neutralised); the header is :data:`REPORT_KEYS`.
 
     The CSV encoding of a row, like :func:`~turnkey_like.records.codec.encode` is its JSON: the cache
     index stores the line with the row so `tk report` writes CSV without encoding rows again, and
     ``report.table`` writes the same lines under the header.
     """
-    import csv
-    import io
-
-    out = io.StringIO(newline="")
-    csv.writer(out, lineterminator="\n").writerow(msgspec.structs.astuple(row))
-    return out.getvalue()
+    return ",".join(map(csv_cell, msgspec.structs.astuple(row))) + "\n"

@@ -180,14 +180,26 @@ def human(key: str, value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
+#: Characters a Markdown table cell escapes: HTML's (a label ``<script>`` or ``<img onerror=...>`` is
+#: shown, never run: GitHub-flavoured Markdown passes raw HTML through), the table's pipe, and the
+#: brackets of a link (``[text](javascript:...)``) and the backslash that would escape them.
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\\": "\\\\",
+                             "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "\r": " ", "\n": " "})
+
+
+def md_text(text: str) -> str:
+    """``text`` as one Markdown table cell that shows exactly that text: HTML escaped (``&lt;script&gt;``),
+    pipes, link brackets, backticks and backslashes escaped with a backslash, line breaks as spaces."""
+    return text.translate(_MD_ESCAPES)
+
+
 def _md_cell(key: str, value: Any) -> str:
-    text = human(key, value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return md_text(human(key, value))
 
 
 def render_markdown(rows: list[Row]) -> str:
     """Return the rows as a GitHub-flavoured Markdown table (titles from :data:`COLUMNS`, values by
-    :func:`human`) under a line stating the units."""
+    :func:`human`, each escaped by :func:`md_text`) under a line stating the units."""
     keys = list(COLUMNS)
     lines = [
         MARKDOWN_NOTE,
@@ -202,7 +214,8 @@ def render_markdown(rows: list[Row]) -> str:
 
 def render_csv(rows: list[Row]) -> str:
     """Return the rows as CSV: a header of row keys, then one :func:`~turnkey_like.records.csv_line`
-    per row (plain numbers in base units, ``None`` empty)."""
+    per row (plain numbers in base units, ``None`` empty, text a spreadsheet would evaluate
+    neutralised as OWASP recommends: see :func:`~turnkey_like.records.report.csv_cell`)."""
     import io
 
     out = io.StringIO(newline="")

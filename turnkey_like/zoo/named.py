@@ -28,7 +28,7 @@ def discover_named(spec: InputSpec, *, max_depth: int = 0, on_found=None) -> Dis
     result = discovery.result
     result.path = spec.model.name
     result.model_request = loaded.request
-    result.notes = list(loaded.notes)
+    result.notes = list(loaded.notes) + result.notes  # the loader's, then discovery's own
     for model in result.models:
         model.name = spec.model.name
         model.source_file, model.source_line, model.location_kind = None, None, "named"
