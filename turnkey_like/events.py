@@ -52,10 +52,20 @@ class RunSummary:
     run_id: str = ""
     interrupted: bool = False
 
+    def stage_failures(self) -> int:
+        """Stage outcomes this run produced that failed (``error``/``timeout``/``killed``/
+        ``interrupted``), on selected invocations.
+
+        An outcome another run produced does not count (its ``run_id`` is not this run's): a build
+        error kept from an earlier run (``kept from an earlier run``, shown in the report) never fails
+        an ``--analyze-only`` rerun, which does not build (docs/exit_codes.md: skipped stages are not
+        failures). Dask workers stamp the parent's run id, so their outcomes count as this run's.
+        """
+        return sum(1 for result in self.results for _m, inv in result.invocations() if inv.selected
+                   for stage in inv.stages().values() if stage.failed and stage.run_id in (None, self.run_id))
+
     @property
     def failed(self) -> bool:
-        """True when any input, script or stage failed (the command then exits non-zero)."""
-        if self.errors:
-            return True
-        return any(result.status == Status.ERROR or any(inv.failed for _m, inv in result.invocations())
-                   for result in self.results)
+        """True when something this run did failed: a bad input, a script that failed, or a stage
+        this run attempted (:meth:`stage_failures`); the command then exits non-zero."""
+        return bool(self.errors) or any(r.status == Status.ERROR for r in self.results) or self.stage_failures() > 0

@@ -44,35 +44,13 @@ class RunOutcome:
     exit_code: int
 
 
-def failed_in_this_run(summary: RunSummary) -> bool:
-    """True when something this run did failed: a bad input, a script that failed, or a stage this
-    run attempted that ended ``error``/``timeout``/``killed``/``interrupted``.
-
-    A stage outcome another run produced does not count (its ``run_id`` is not this run's): a build
-    error kept from an earlier run (``kept from an earlier run``, shown in the report) never fails an
-    ``--analyze-only`` rerun, which does not build (docs/exit_codes.md: skipped stages are not
-    failures). Dask workers stamp the parent's run id, so their outcomes count as this run's.
-    """
-    from turnkey_like.records import Status
-
-    if summary.errors:
-        return True
-    for result in summary.results:
-        if result.status == Status.ERROR:
-            return True
-        for _model, inv in result.invocations():
-            if any(stage.failed and stage.run_id in (None, summary.run_id) for stage in inv.stages().values()):
-                return True
-    return False
-
-
 def exit_code(summary: RunSummary, specs: list[InputSpec]) -> int:
     """The exit code of a run (docs/exit_codes.md): :data:`EXIT_INTERRUPTED` after Ctrl-C, else
-    :data:`EXIT_FAILED` when something this run did failed (:func:`failed_in_this_run`: a bad input,
+    :data:`EXIT_FAILED` when something this run did failed (:attr:`RunSummary.failed`: a bad input,
     a script, a stage it ran) or there was nothing to run, else :data:`EXIT_OK`."""
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed_in_this_run(summary) or not specs else EXIT_OK
+    return EXIT_FAILED if summary.failed or not specs else EXIT_OK
 
 
 def resolve(inputs: InputOptions, console: Console) -> tuple[list[InputSpec], list[TkError]]:

@@ -304,7 +304,8 @@ class Pipeline:
     def _run_stage(self, stage: Stage, ctx: InvocationContext, record: BuildRecord, events: Events) -> bool:
         """Run (or skip, or reuse) one stage; return True when the record was saved after it."""
         inv = ctx.inv
-        reason = stage.skip_reason(ctx)
+        # a call every stage would replay but cannot (its inputs were a generator, used up by the script)
+        reason = (ctx.live.replay_problem if ctx.live is not None else None) or stage.skip_reason(ctx)
         if reason is not None:
             earlier = getattr(inv, stage.name)
             if earlier.final:

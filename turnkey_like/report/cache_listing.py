@@ -161,11 +161,6 @@ def render_cache_stats(record: BuildRecord, folder: Path, files: list[tuple[str,
     console.print("Full record: [bold]tk cache stats --json " + escape(record.build_name) + "[/bold]")
 
 
-def links_skipped_lines(links: list[str]) -> list[str]:
-    """One line per build folder ``delete``/``clean`` skipped because it is a symbolic link."""
-    return [f"skipped {name}: a symbolic link (not followed: tk touches nothing outside its cache)" for name in links]
-
-
 def deleted_lines(root: Path, removed: list[str]) -> list[str]:
     """What ``tk cache delete`` did: how many builds were removed from ``root``, then their names."""
     return [f"deleted {len(removed)} build(s) from {root}", *(f"  {name}" for name in removed)]

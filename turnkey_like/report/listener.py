@@ -129,9 +129,9 @@ class ConsoleListener(Listener):
         invs = [(m, i) for r in summary.results for m, i in r.invocations()]
         selected = [i for _, i in invs if i.selected]
         done = {name: sum(1 for i in selected if i.stages()[name].status == Status.SUCCESSFUL) for name in STAGES}
-        # summary.errors holds one error per bad input, failed script or unmatched selector
-        failed_stages = sum(1 for i in selected for s in i.stages().values() if s.failed)
-        problems = len(summary.errors) + failed_stages
+        # summary.errors holds one error per bad input, failed script or unmatched selector; a failure
+        # kept from an earlier run is shown in its block, not counted here
+        problems = len(summary.errors) + summary.stage_failures()
         style = "red" if problems else "green"
         console.print(
             f"\n[{style}]{scripts} input(s), {models} model(s), {len(invs)} invocation(s) ({len(selected)} selected): "

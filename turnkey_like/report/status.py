@@ -211,8 +211,8 @@ def render_script(console: Console, result: ScriptResult, cache_root: str | None
         source = f" from {escape(request.source)}" if request.source else ""  # unknown until it loads
         console.print(f"{INDENT}[dim]named model{source}: {escape(sizes or 'default sizes')}, "
                       f"{weights}, seed {request.seed}[/]")
-        for note in result.notes:
-            console.print(f"{INDENT}[dim]note: {escape(note)}[/]")
+    for note in result.notes:  # the loader's overrides, values recorded as their repr (sanitised), ...
+        console.print(f"{INDENT}[dim]note: {escape(note)}[/]")
     if not result.models:
         note = "no model was called" if result.status == Status.SUCCESSFUL else "no model was called before the failure"
         console.print(f"{INDENT}[yellow]{note}[/]")
