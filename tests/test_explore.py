@@ -19,6 +19,7 @@ from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
 from turnkey_like.report.explore import COLUMNS, MEASURED_COLUMNS, NodeRange, explore_text, node_lines, select
 from turnkey_like.report.measured import measured_run
+from turnkey_like.report.text import short_op
 
 
 class Functional(nn.Module):
@@ -210,6 +211,6 @@ def test_cli_runtime_picks_the_run_and_numbers_match_tk_profile(measured, tmp_pa
     top = profile.stdout.split("Top 3 ops by roofline time")[1].splitlines()
     first = next(ln for ln in top if ln.strip()[:1].isdigit()).split()
     char = measured.record.invocation.characterization.result
-    assert char.rows[int(first[0])].op == first[2]  # "#" is OpRow.index, as explore numbers nodes
+    assert short_op(char.rows[int(first[0])].op) == first[2]  # "#" is OpRow.index, as explore numbers nodes
     bad = run_tk("explore", *MODEL, "--runtime", "tensorrt", "--cache-dir", str(cache), "-q")
     assert bad.returncode == 1 and "--runtime tensorrt: not a runtime tk measures" in bad.stderr

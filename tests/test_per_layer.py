@@ -120,6 +120,10 @@ def _one_accounting(char, result, runtime):
     times and to their categories' times; an op fused into another's kernel is never at 0 ms; the
     whole-model efficiency is the one method every view reads."""
     assert len(result.op_ms) == len(result.op_spread) == len(char.rows)
+    from turnkey_like.runtimes.per_layer import NOISY_SPREAD
+
+    assert result.noisy_ops == [i for i, x in enumerate(result.op_spread) if x is not None and x > NOISY_SPREAD]
+    assert [i for i in range(len(char.rows)) if result.op_noisy(i)] == result.noisy_ops
     own, per_category = defaultdict(float), defaultdict(float)
     for r in char.rows:
         own[r.module_path] += result.op_ms[r.index]

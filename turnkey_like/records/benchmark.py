@@ -77,13 +77,6 @@ class LayerTime(Record):
         return self.predicted_inclusive_ms / self.inclusive_ms
 
 
-def _wide(spread: float | None) -> bool:
-    """A spread above ``turnkey_like.stats.WIDE_SPREAD`` (10%): the figure is noisy."""
-    from turnkey_like.stats import WIDE_SPREAD
-
-    return spread is not None and spread > WIDE_SPREAD
-
-
 class ModuleMeasure(Record):
     """What the views show for one module beside its roofline figures (:meth:`PerLayerResult.module_measure`).
 
@@ -168,6 +161,8 @@ class PerLayerResult(Record):
             ``turnkey_like.runtimes.per_layer``); empty without a characterization or in older records.
         op_spread: each op's time across the profiled runs, interquartile range ÷ median (``None``
             with fewer than 3 runs or no time); same indexing.
+        noisy_ops: the op rows (``OpRow.index``) whose ``op_spread`` is above 10%
+            (``turnkey_like.runtimes.per_layer.NOISY_SPREAD``): views mark their time ``~``.
         faster_than_roof: names of the rows measured faster than their roof.
         wall_spread: each profiled run's wall time (ms), spread (``None`` with fewer than 3 runs).
         noisy: names of the rows whose own time spread too widely for their % of roof
@@ -195,6 +190,7 @@ class PerLayerResult(Record):
     noisy: list[str] = []
     op_ms: list[float] = []
     op_spread: list[float | None] = []
+    noisy_ops: list[int] = []
 
     def model_ms(self) -> float | None:
         """The whole call's measured time, ms: the timed runs' mean latency (never disturbed by the
@@ -220,14 +216,16 @@ class PerLayerResult(Record):
         view shows them; ``None`` when the module has no row.
 
         The model itself (``""``) reads the whole call: :meth:`model_ms` and :meth:`model_efficiency`,
-        its spread the profiled runs' wall-time spread. Other modules read their row:
-        ``inclusive_ms`` and :meth:`LayerTime.inclusive_efficiency`, with ``inclusive_spread``.
+        with the spread of its row (all its kernels' time across the profiled runs). Other modules
+        read their row: ``inclusive_ms`` and :meth:`LayerTime.inclusive_efficiency`, with
+        ``inclusive_spread``.
         """
-        if path == "":
-            spread = self.wall_spread.rel_iqr if self.wall_spread is not None else None
-            return ModuleMeasure(measured_ms=self.model_ms(), predicted_ms=self.predicted_ms,
-                                 efficiency=self.model_efficiency(), spread=spread, noisy=_wide(spread), share=1.0)
         row = self.module_rows().get(path)
+        if path == "":
+            return ModuleMeasure(measured_ms=self.model_ms(), predicted_ms=self.predicted_ms,
+                                 efficiency=self.model_efficiency(),
+                                 spread=row.inclusive_spread if row is not None else None,
+                                 noisy=row is not None and row.inclusive_noisy, share=1.0)
         if row is None:
             return None
         share = row.inclusive_ms / self.wall_ms if row.inclusive_ms is not None and self.wall_ms > 0 else None
@@ -245,8 +243,11 @@ class PerLayerResult(Record):
         return ms / self.wall_ms if ms is not None and self.wall_ms > 0 else None
 
     def op_noisy(self, index: int) -> bool:
-        """True when op row ``index``'s time spread more than 10% across the profiled runs."""
-        return _wide(self.op_spread[index] if 0 <= index < len(self.op_spread) else None)
+        """True when op row ``index``'s time spread more than 10% across the profiled runs (:attr:`noisy_ops`)."""
+        from bisect import bisect_left
+
+        at = bisect_left(self.noisy_ops, index)  # ascending, as written
+        return at < len(self.noisy_ops) and self.noisy_ops[at] == index
 
     def achieved_points(self, char: Characterization) -> list[MeasuredPoint]:
         """Where each module's own ops and each fusion group of ``char`` (the characterization this

@@ -11,6 +11,7 @@ from __future__ import annotations
 from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, TraceSummary
 from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, percent
+from turnkey_like.report.text import short_op
 from turnkey_like.report.top_ops import op_groups
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 
@@ -233,7 +234,8 @@ def render_top_ops(char: Characterization, console, *, top: int = 10, showshape:
     """The ``top`` groups of identical ops (same op, shapes and dtype: :func:`turnkey_like.report.top_ops.op_groups`)
     by total roofline time, with their shapes when ``showshape``; "#" is the first node's number
     (``OpRow.index``, as ``tk explore`` and the HTML page number it), "×" the count; each op's FLOPs,
-    bytes, AI and time, the group's total, and with ``per_layer`` its measured time (all its ops)."""
+    bytes, AI and time, the group's total, and with ``per_layer`` its measured time (all its ops).
+    Ops are named as ``tk explore`` names them (``convolution``: :func:`turnkey_like.report.text.short_op`)."""
     measured = per_layer is not None and bool(per_layer.op_ms)
     cols = [("#", "right"), ("×", "right"), ("Op", "left"), ("Module", "left"), ("Category", "left")]
     if showshape:
@@ -248,7 +250,7 @@ def render_top_ops(char: Characterization, console, *, top: int = 10, showshape:
                  f" {MAC_NOTE})", cols)
     for g in groups:
         r = g.first
-        cells = [str(r.index), str(g.count), r.op, g.modules(), r.category]
+        cells = [str(r.index), str(g.count), short_op(r.op), g.modules(), r.category]
         if showshape:
             cells += [format_shapes(r.input_shapes), format_shapes(r.output_shapes)]
         cells += [si(r.flops), format_bytes(r.bytes), format_intensity(r.arithmetic_intensity), r.bound,

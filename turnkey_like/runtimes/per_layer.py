@@ -673,6 +673,7 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         categories = [_no_prediction(r) for r in categories]
     predicted = sum(r.time_s for r in module_roof.values()) if has_roof and char is not None else None
     mean_s = latency_mean_ms * 1e-3 if latency_mean_ms else None
+    op_spread = [relative_iqr(list(x)) if x.sum() > 0 else None for x in op_runs]
     result = PerLayerResult(
         method=raw.method,
         mapping=raw.mapping,
@@ -693,7 +694,8 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         wall_spread=spread([w * 1e3 for w in raw.wall_s]),
         noisy=[r.name for r in (*modules, *categories) if r.noisy and r.efficiency is not None],
         op_ms=[float(x) for x in op_runs.sum(axis=1) / n * 1e3],
-        op_spread=[relative_iqr(list(x)) if x.sum() > 0 else None for x in op_runs],
+        op_spread=op_spread,
+        noisy_ops=[i for i, x in enumerate(op_spread) if x is not None and x > NOISY_SPREAD],
     )
     result.efficiency = result.model_efficiency()  # the one definition, stored for JSON and CSV readers
     return result
