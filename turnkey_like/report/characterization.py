@@ -20,7 +20,7 @@ MAC_NOTE = "1 MAC = 2 FLOPs"
 
 # Only text columns give up width on narrow terminals (folded or shortened); numbers never do.
 _WRAPPABLE = {"Module", "Input shapes", "Output shapes"}
-_SHORTENED = {"Class": 24}
+_SHORTENED = {"Class": 24, "Op": 24}
 
 
 class _Section:

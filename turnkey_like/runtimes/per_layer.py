@@ -562,6 +562,58 @@ def _inclusive(paths: Iterable[str], own: dict) -> dict:
     return out
 
 
+def _inclusive_roofs(paths: list[str], module_roof: dict[str, _Roof]) -> dict[str, _Roof]:
+    """Each path's roof (time, FLOPs, bytes) with everything below it (:func:`_inclusive`)."""
+    parts = {name: _inclusive(paths, {q: getattr(r, name) for q, r in module_roof.items()})
+             for name in ("time_s", "flops", "bytes")}
+    return {p: _Roof(parts["time_s"][p], parts["flops"][p], parts["bytes"][p]) for p in paths}
+
+
+@dataclass
+class _Ledger:
+    """Per key (a module path, a category): time per iteration (s), kernel events per iteration, and
+    the time in each profiled run (s, a numpy array: the spread)."""
+
+    time: dict = field(default_factory=lambda: defaultdict(float))
+    kernels: dict = field(default_factory=lambda: defaultdict(float))
+    per_run: dict = field(default_factory=dict)
+
+    def add(self, key: str, seconds: float, events: float, per_run) -> None:
+        self.time[key] += seconds
+        self.kernels[key] += events
+        self.per_run[key] = self.per_run[key] + per_run if key in self.per_run else per_run.copy()
+
+
+def _attribute(raw: RawProfile, rows: list[OpRow], row_time: dict[int, float]):
+    """Every kernel of ``raw`` put where it ran (:func:`_kernel_weights`): returns the module ledger,
+    the category ledger (the ops' categories; a kernel without ops keeps its own), the unmapped
+    kernels' ledger (key :data:`UNMAPPED`) and each op row's time per profiled run (s, rows × runs)."""
+    import numpy as np
+
+    n = max(raw.runs, 1)
+    one_op = raw.mapping == "forward hooks"  # torch eager: each kernel is one top-level ATen op
+    rows_by_module: dict[str, list[OpRow]] = defaultdict(list)
+    for r in rows:
+        rows_by_module[r.module_path].append(r)
+    modules, categories, unmapped = _Ledger(), _Ledger(), _Ledger()
+    op_runs = np.zeros((len(rows), n))
+    for k in raw.kernels:
+        t = k.seconds / n
+        per_run = np.zeros(n)
+        per_run[:min(n, len(k.per_run))] = k.per_run[:n]
+        if not k.modules:
+            unmapped.add(UNMAPPED, t, k.events / n, per_run)
+            categories.add(k.category, t, k.events / n, per_run)
+            continue
+        for m, index, w in _kernel_weights(k, rows_by_module, row_time, one_op):
+            modules.add(m, t * w, w * k.events / n, per_run * w)
+            categories.add(rows[index].category if index is not None else k.category, t * w, w * k.events / n,
+                           per_run * w)
+            if index is not None:
+                op_runs[index] += per_run * w
+    return modules, categories, unmapped, op_runs
+
+
 def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: HardwareProfile | None,
                      latency_mean_ms: float | None) -> PerLayerResult:
     """The :class:`PerLayerResult` of a profile, per iteration, beside the roofline on ``hardware``.
@@ -591,65 +643,24 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
             roof.time_s = 0.0
 
     rows = char.rows if char is not None else []
-    one_op = raw.mapping == "forward hooks"  # torch eager: each kernel is one top-level ATen op
-    rows_by_module: dict[str, list[OpRow]] = defaultdict(list)
-    row_time: dict[int, float] = {}
-    for r in rows:
-        rows_by_module[r.module_path].append(r)
-        if hardware is not None:
-            row_time[r.index] = roofline_time_s(r.flops, r.bytes_read + r.bytes_written, hardware, r.dtype)
-        else:  # costs without a time: weigh by the characterization's own profile
-            row_time[r.index] = r.roofline_time_s
-
-    own: dict[str, float] = defaultdict(float)
-    own_kernels: dict[str, float] = defaultdict(float)
-    by_category: dict[str, float] = defaultdict(float)
-    category_kernels: dict[str, float] = defaultdict(float)
-    unmapped = unmapped_kernels = 0.0
-    # each row's time in each profiled run (s): its spread
-    zeros = lambda: np.zeros(n)  # noqa: E731
-    own_runs: dict[str, np.ndarray] = defaultdict(zeros)
-    category_runs: dict[str, np.ndarray] = defaultdict(zeros)
-    op_runs = np.zeros((len(rows), n))
-    unmapped_runs = zeros()
-    for k in raw.kernels:
-        t = k.seconds / n
-        per_run = np.zeros(n)
-        per_run[:min(n, len(k.per_run))] = k.per_run[:n]
-        if not k.modules:
-            unmapped += t
-            unmapped_kernels += k.events / n
-            unmapped_runs += per_run
-            by_category[k.category] += t
-            category_kernels[k.category] += k.events / n
-            category_runs[k.category] += per_run
-            continue
-        for m, index, w in _kernel_weights(k, rows_by_module, row_time, one_op):
-            own[m] += t * w
-            own_kernels[m] += w * k.events / n
-            own_runs[m] += per_run * w
-            category = rows[index].category if index is not None else k.category
-            by_category[category] += t * w
-            category_kernels[category] += w * k.events / n
-            category_runs[category] += per_run * w
-            if index is not None:
-                op_runs[index] += per_run * w
+    row_time = {r.index: (roofline_time_s(r.flops, r.bytes_read + r.bytes_written, hardware, r.dtype)
+                          if hardware is not None else r.roofline_time_s)  # no time: the record's profile weighs
+                for r in rows}
+    mods, cats, lost, op_runs = _attribute(raw, rows, row_time)
+    own, unmapped = mods.time, lost.time[UNMAPPED]
     attributed = sum(own.values())
     unattributed = wall - attributed - unmapped
     walls = np.zeros(n)
     walls[:len(raw.wall_s)] = raw.wall_s[:n]
-    unattributed_runs = walls - sum(own_runs.values(), zeros()) - unmapped_runs
+    unmapped_runs = lost.per_run.get(UNMAPPED, np.zeros(n))
+    unattributed_runs = walls - sum(mods.per_run.values(), np.zeros(n)) - unmapped_runs
 
     classes = {m.path: m.class_name for m in char.modules} if char is not None else {}
     order = [m.path for m in char.modules] if char is not None else []
     order += sorted(set(own) - set(order))
     inclusive = _inclusive(order, own)
-    inclusive_runs = _inclusive(order, own_runs)
-    roof_incl: dict[str, _Roof] = {}
-    for p in order:
-        prefix = p + "."
-        parts = [r for q, r in module_roof.items() if p == "" or q == p or q.startswith(prefix)]
-        roof_incl[p] = _Roof(sum(r.time_s for r in parts), sum(r.flops for r in parts), sum(r.bytes for r in parts))
+    inclusive_runs = _inclusive(order, mods.per_run)
+    roof_incl = _inclusive_roofs(order, module_roof)
     has_roof = hardware is not None
     modules = []
     for p in order:
@@ -657,18 +668,17 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         if own.get(p, 0.0) <= 0 and inclusive[p] <= 0 and (roof is None or roof.time_s <= 0):
             continue
         modules.append(_row(p, own.get(p, 0.0), wall, (roof or _Roof()) if char is not None else None,
-                            class_name=classes.get(p, ""), kernels=own_kernels.get(p, 0.0),
+                            class_name=classes.get(p, ""), kernels=mods.kernels.get(p, 0.0),
                             inclusive_s=inclusive[p], roof_inclusive=roof_incl[p] if char is not None else None,
-                            runs_s=own_runs.get(p, ()), inclusive_runs_s=inclusive_runs[p]))
+                            runs_s=mods.per_run.get(p, ()), inclusive_runs_s=inclusive_runs[p]))
     if not has_roof:
         modules = [_no_prediction(r) for r in modules]
-    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=unmapped_kernels, runs_s=unmapped_runs))
+    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=lost.kernels[UNMAPPED], runs_s=unmapped_runs))
     modules.append(_row(UNATTRIBUTED, unattributed, wall, None, runs_s=unattributed_runs))
 
-    categories = [_row(c, by_category.get(c, 0.0), wall, category_roof.get(c) if char is not None else None,
-                       kernels=category_kernels.get(c, 0.0), runs_s=category_runs.get(c, ()))
-                  for c in sorted(set(by_category) | set(category_roof),
-                                  key=lambda c: (-by_category.get(c, 0.0), c))]
+    categories = [_row(c, cats.time.get(c, 0.0), wall, category_roof.get(c) if char is not None else None,
+                       kernels=cats.kernels.get(c, 0.0), runs_s=cats.per_run.get(c, ()))
+                  for c in sorted(set(cats.time) | set(category_roof), key=lambda c: (-cats.time.get(c, 0.0), c))]
     if not has_roof:
         categories = [_no_prediction(r) for r in categories]
     predicted = sum(r.time_s for r in module_roof.values()) if has_roof and char is not None else None

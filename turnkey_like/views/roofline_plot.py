@@ -109,43 +109,9 @@ def label_boxes(fig) -> list:
             if (t.get_gid() or "").startswith("tk-label-")]
 
 
-def figure(chart: RooflineChart, *, labelled: int = LABELLED, measured: Measured | None = None,
-           roof_notes: dict[str, str] | None = None):
-    """Return a matplotlib ``Figure`` (on the Agg canvas, laid out) drawing ``chart``: the plot on the
-    left, on the right the legend and the key of the numbered heaviest points (name, roofline
-    time, and with ``measured`` the measured time). ``measured``: a per-layer run's achieved points;
-    ``roof_notes``: per profile name, what its roof's label adds (:func:`roof_note`).
-
-    Raises:
-        InputError: the chart has no roof (no hardware profile).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _draw_roofs(ax, chart: RooflineChart, x_lo: float, x_hi: float, notes: dict[str, str]) -> list:
+    """Each profile's roof, ridge point and predicted points on ``ax``; returns the roofs' legend handles."""
     from matplotlib.lines import Line2D
-
-    from turnkey_like.units import format_seconds
-
-    if not chart.roofs:
-        raise InputError(f"roofline of {chart.title}: no hardware profile to draw")
-    notes = roof_notes or {}
-    fig = Figure(figsize=(12, 6.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(1, 2, width_ratios=[2.3, 1])
-    ax = fig.add_subplot(grid[0, 0])
-    side = fig.add_subplot(grid[0, 1])
-    side.axis("off")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-
-    first = chart.roofs[0].name
-    achieved = [p for p in (measured.points if measured else []) if p.arithmetic_intensity and p.achieved_flops > 0]
-    intensities = [p.arithmetic_intensity for p in chart.points if p.arithmetic_intensity]
-    intensities += [p.arithmetic_intensity for p in achieved]
-    xs = intensities + [r.ridge_point for r in chart.roofs]
-    x_lo, x_hi = min(xs) / 4, max(xs) * 4
-    ys = [v for p in chart.points for v in p.attainable_flops.values() if v > 0] + [p.achieved_flops for p in achieved]
-    y_hi = max([r.peak_flops for r in chart.roofs] + [p.achieved_flops for p in achieved]) * 3
-    y_lo = min(ys + [x_lo * min(r.memory_bandwidth for r in chart.roofs)]) / 3
 
     handles = []
     for i, roof in enumerate(chart.roofs):
@@ -177,6 +143,76 @@ def figure(chart: RooflineChart, *, labelled: int = LABELLED, measured: Measured
                 facecolors=colour if i == 0 else "none", edgecolors=colour, alpha=0.75 if i == 0 else 0.6,
             )
             coll.set_gid(f"tk-points-{_ids(kind)}-{_ids(roof.name)}")
+    return handles
+
+
+def _number_points(ax, side, chart: RooflineChart, achieved: list[MeasuredPoint], labelled: int) -> list:
+    """Number the ``labelled`` heaviest points (at their measured point when there is one, joined to
+    the predicted one by a dotted line) and write their key on ``side``; returns the number texts."""
+    from turnkey_like.units import format_seconds
+
+    first = chart.roofs[0].name
+    key, texts = [], []
+    heavy = [p for p in chart.points if p.arithmetic_intensity and p.attainable_flops.get(first, 0) > 0]
+    for n, p in enumerate(heavy[:labelled], start=1):
+        mine = next((m for m in achieved if _same(m, p)), None)
+        at = (p.arithmetic_intensity, p.attainable_flops[first])
+        entry = f"{n}. {point_label(p)}  roofline {format_seconds(p.time_s[first])}"
+        if mine is not None:
+            (pair,) = ax.plot([at[0], mine.arithmetic_intensity], [at[1], mine.achieved_flops], color="#777777",
+                              linestyle=":", linewidth=0.8, zorder=2)
+            pair.set_gid(f"tk-pair-{n}")
+            at = (mine.arithmetic_intensity, mine.achieved_flops)
+            entry += f", measured {format_ms(mine.measured_ms)}"
+        text = ax.annotate(str(n), at, textcoords="offset points", xytext=_OFFSETS[0], fontsize=8, weight="bold",
+                           zorder=5)
+        text.set_gid(f"tk-label-{n}")
+        texts.append(text)
+        key.append(entry)
+    if key:
+        where = "measured point when measured" if achieved else "predicted point"
+        side.text(0, 0.36, f"Heaviest (roofline time on {first}; the number sits at the {where}):\n" + "\n".join(key),
+                  transform=side.transAxes, fontsize=7, va="top", family="monospace", wrap=True).set_gid("tk-key")
+    return texts
+
+
+def figure(chart: RooflineChart, *, labelled: int = LABELLED, measured: Measured | None = None,
+           roof_notes: dict[str, str] | None = None):
+    """Return a matplotlib ``Figure`` (on the Agg canvas, laid out) drawing ``chart``: the plot on the
+    left, on the right the legend and the key of the numbered heaviest points (name, roofline
+    time, and with ``measured`` the measured time). ``measured``: a per-layer run's achieved points;
+    ``roof_notes``: per profile name, what its roof's label adds (:func:`roof_note`).
+
+    Raises:
+        InputError: the chart has no roof (no hardware profile).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if not chart.roofs:
+        raise InputError(f"roofline of {chart.title}: no hardware profile to draw")
+    notes = roof_notes or {}
+    fig = Figure(figsize=(12, 6.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(1, 2, width_ratios=[2.3, 1])
+    ax = fig.add_subplot(grid[0, 0])
+    side = fig.add_subplot(grid[0, 1])
+    side.axis("off")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+
+    first = chart.roofs[0].name
+    achieved = [p for p in (measured.points if measured else []) if p.arithmetic_intensity and p.achieved_flops > 0]
+    intensities = [p.arithmetic_intensity for p in chart.points if p.arithmetic_intensity]
+    intensities += [p.arithmetic_intensity for p in achieved]
+    xs = intensities + [r.ridge_point for r in chart.roofs]
+    x_lo, x_hi = min(xs) / 4, max(xs) * 4
+    ys = [v for p in chart.points for v in p.attainable_flops.values() if v > 0] + [p.achieved_flops for p in achieved]
+    y_hi = max([r.peak_flops for r in chart.roofs] + [p.achieved_flops for p in achieved]) * 3
+    y_lo = min(ys + [x_lo * min(r.memory_bandwidth for r in chart.roofs)]) / 3
+
+    handles = _draw_roofs(ax, chart, x_lo, x_hi, notes)
     for kind, marker in _MARKERS.items():
         pts = [p for p in achieved if p.kind == kind]
         if pts:
@@ -208,27 +244,7 @@ def figure(chart: RooflineChart, *, labelled: int = LABELLED, measured: Measured
     ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     side.legend(handles=handles, loc="upper left", fontsize=7, frameon=False, borderaxespad=0)
 
-    key, texts = [], []
-    heavy = [p for p in chart.points if p.arithmetic_intensity and p.attainable_flops.get(first, 0) > 0]
-    for n, p in enumerate(heavy[:labelled], start=1):
-        mine = next((m for m in achieved if _same(m, p)), None)
-        at = (p.arithmetic_intensity, p.attainable_flops[first])
-        entry = f"{n}. {point_label(p)}  roofline {format_seconds(p.time_s[first])}"
-        if mine is not None:
-            (pair,) = ax.plot([at[0], mine.arithmetic_intensity], [at[1], mine.achieved_flops], color="#777777",
-                              linestyle=":", linewidth=0.8, zorder=2)
-            pair.set_gid(f"tk-pair-{n}")
-            at = (mine.arithmetic_intensity, mine.achieved_flops)
-            entry += f", measured {format_ms(mine.measured_ms)}"
-        text = ax.annotate(str(n), at, textcoords="offset points", xytext=_OFFSETS[0], fontsize=8, weight="bold",
-                           zorder=5)
-        text.set_gid(f"tk-label-{n}")
-        texts.append(text)
-        key.append(entry)
-    if key:
-        where = "measured point when measured" if achieved else "predicted point"
-        side.text(0, 0.36, f"Heaviest (roofline time on {first}; the number sits at the {where}):\n" + "\n".join(key),
-                  transform=side.transAxes, fontsize=7, va="top", family="monospace", wrap=True).set_gid("tk-key")
+    texts = _number_points(ax, side, chart, achieved, labelled)
     fig.canvas.draw()  # lay out (constrained), then place the labels in the final coordinates
     fig.set_layout_engine("none")
     place_labels(ax, texts)
