@@ -356,7 +356,7 @@ def _bad_value_cases(tmp_path):
         (["benchmark", HELLO, "--warmup", "-1"], "--warmup -1"),
         (["benchmark", HELLO, "--threads", "0"], "--threads 0"),
         (["benchmark", HELLO, "--upload"], "--upload needs --workers"),
-        (["benchmark", HELLO, "--roofline", str(tmp_path / "r.pdf")], "--roofline"),
+        (["benchmark", HELLO, "--roofline", str(tmp_path / "r.jpg")], "--roofline"),
         (["benchmark", HELLO, "--json", str(tmp_path)], "is a folder"),
         (["profile", HELLO, "--max-depth", "-1"], "--max-depth -1"),
         (["profile", HELLO, "--hardware", "tpu9"], "unknown hardware profile"),

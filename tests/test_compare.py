@@ -8,6 +8,7 @@ hello_world.py runs the same ``SmallModel(10, 5)`` call as two_models.py, so its
 
 from __future__ import annotations
 
+from measured import measured_cache, private_copy
 from tests.conftest import EXAMPLES, run_tk
 from turnkey_like.cache import Cache
 from turnkey_like.records import Comparison, RunReport, decode
@@ -98,3 +99,39 @@ def test_compare_table_of_a_sweep_golden(tmp_path, golden):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resnet18::3944897a" in out.stdout and "MACs" in out.stdout
     golden("compare_resnet18_imgsz.txt", out.stdout)
+
+
+def test_no_ratio_across_hardware_profiles_and_machines(real_cache, tmp_path):
+    """A cached build characterized on ``local`` against ``--model`` entries on ``h100``: counts compare
+    as ratios, roofline times never (no "(N.NNx)" across profiles), and the note says so."""
+    out = run_tk("compare", SMALL, "--model", "resnet18", "--imgsz", "32", "--hardware", "h100", "--json",
+                 "--cache-dir", str(real_cache))
+    assert out.returncode == 0, out.stderr
+    comp = decode(out.stdout, Comparison, what="tk compare --json")
+    local, h100 = comp.entries
+    assert (local.hardware, h100.hardware) == ("local", "h100")
+    assert h100.relative["roofline_time_s"] is None and h100.relative["macs"] == h100.macs / local.macs
+    assert any("no ratio is given across them" in n and "(h100, local)" in n for n in comp.notes)
+    rows = dict(comparison_table(comp))
+    assert "x)" not in rows["Roofline time"][1] and "x)" in rows["MACs"][1]
+    assert rows["Hardware profile"] == ["local", "h100"]
+    # the same machine: a latency ratio is given (both benchmarked here)
+    both = comparison([Cache(real_cache, create=False).load(n) for n in (SMALL, LARGE)])
+    assert both.entries[1].relative["latency_ms"] is not None
+
+
+def test_a_latency_with_warnings_is_marked_and_its_machine_shown(tmp_path_factory, tmp_path):
+    """A benchmark measured next to spinning processes (tests/measured.py) carries warnings: its latency
+    is marked ``!``, each warning is a note, and "Measured on" names the device."""
+    measured = measured_cache(tmp_path_factory)
+    cache = private_copy(measured, tmp_path)
+    out = run_tk("compare", measured.build, "--model", "resnet18", "--imgsz", "32", "--cache-dir", str(cache),
+                 env={"COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    bench = measured.record.invocation.benchmark.result
+    assert bench.warnings
+    lines = {line.strip().split("  ")[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert f"!{bench.latency_ms.mean:.3g} ms" in lines["Latency mean"]
+    assert bench.device_name in lines["Measured on"]
+    for warning in bench.warnings:
+        assert f"{measured.build}: latency marked !: {warning}" in " ".join(out.stdout.split())

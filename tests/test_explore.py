@@ -1,7 +1,9 @@
-"""``tk explore`` (``turnkey_like.report.explore``): node lines, ranges, filter, summary, and the CLI.
+"""``tk explore`` (``turnkey_like.report.explore``): node lines, ranges, filter, summary, measured
+columns, and the CLI.
 
 Characterizations come from real models (tests/zoo.py, torchvision with weights=None); expected node
-numbers, groups and counts are read from those records, never written by hand.
+numbers, groups and counts are read from those records, never written by hand. Measured columns come
+from real per-layer runs (``tests/measured.py``: ResNet-18 on ONNX Runtime and torch eager).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import EXAMPLES, run_tk
+from measured import MODEL, measured_cache, private_copy
 from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
-from turnkey_like.report.explore import COLUMNS, NodeRange, explore_text, node_lines, select
+from turnkey_like.report.explore import COLUMNS, MEASURED_COLUMNS, NodeRange, explore_text, node_lines, select
+from turnkey_like.report.measured import measured_run
+from turnkey_like.report.text import short_op
 
 
 class Functional(nn.Module):
@@ -55,27 +60,29 @@ def test_every_node_has_a_fusion_group_functional_calls_and_methods_included():
     assert lines[0].split()[:4] == ["node", "op", "module", "output"]
     assert all(line.split()[4] not in ("?", "-") for line in lines[2:])
     conv = lines[2].split()
-    assert conv[:4] == ["1", "convolution", "conv", "1×4×6×6"] and conv[4].endswith("*")  # conv + relu fused
+    assert conv[:4] == ["0", "convolution", "conv", "1×4×6×6"] and conv[4].endswith("*")  # conv + relu fused
 
 
 def test_line_columns_come_from_the_record(resnet18_char):
-    r = resnet18_char.rows[0]
-    line = node_lines(resnet18_char, [r])[2].split()
-    assert line[0] == "1" and line[1] == "convolution" and line[2] == "conv1"
-    assert line[3] == "×".join(map(str, r.output_shapes[0]))
-    assert line[-1] == r.bound.split()[-1] and len(COLUMNS) == 9
+    r = resnet18_char.rows[5]
+    header, _, line = node_lines(resnet18_char, [r])
+    cells = line.split()
+    assert cells[:3] == ["5", "native_batch_norm", r.module_path] and r.index == 5
+    assert cells[3] == "×".join(map(str, r.output_shapes[0]))
+    assert cells[-1] == ",".join(map(str, r.producers)) and cells[-2] != ""  # producers, after the roofline time
+    assert len(COLUMNS) == 12 and header.split()[-1] == "producers"
 
 
-def test_ranges_are_one_based_and_inclusive(resnet18_char):
+def test_ranges_are_numbered_by_row_index_and_inclusive(resnet18_char):
     char = resnet18_char
     n = len(char.rows)
-    assert [r.index + 1 for r in select(char, NodeRange(start=3, end=7))] == [3, 4, 5, 6, 7]
-    assert [r.index + 1 for r in select(char, NodeRange(start=n - 1))] == [n - 1, n]
-    assert [r.index + 1 for r in select(char, NodeRange(end=2))] == [1, 2]
-    assert [r.index + 1 for r in select(char, NodeRange(around=10, context=2))] == [8, 9, 10, 11, 12]
-    assert [r.index + 1 for r in select(char, NodeRange(around=1, context=2))] == [1, 2, 3]
-    assert len(select(char, NodeRange(around=n))) == 6  # default context 5, clipped at the end
-    assert [r.index + 1 for r in select(char, NodeRange(max_nodes=4))] == [1, 2, 3, 4]
+    assert [r.index for r in select(char, NodeRange(start=3, end=7))] == [3, 4, 5, 6, 7]
+    assert [r.index for r in select(char, NodeRange(start=n - 2))] == [n - 2, n - 1]
+    assert [r.index for r in select(char, NodeRange(end=2))] == [0, 1, 2]
+    assert [r.index for r in select(char, NodeRange(around=10, context=2))] == [8, 9, 10, 11, 12]
+    assert [r.index for r in select(char, NodeRange(around=0, context=2))] == [0, 1, 2]
+    assert len(select(char, NodeRange(around=n - 1))) == 6  # default context 5, clipped at the end
+    assert [r.index for r in select(char, NodeRange(max_nodes=4))] == [0, 1, 2, 3]
     convs = select(char, NodeRange(text="CONV"))
     assert convs and all("conv" in r.op or "conv" in r.module_path for r in convs)
     layer2 = select(char, NodeRange(text="layer2", max_nodes=3))
@@ -88,7 +95,8 @@ def test_ranges_are_one_based_and_inclusive(resnet18_char):
     (NodeRange(start=1, around=3), "different range forms"),
     (NodeRange(end=4, max_nodes=2), "different range forms"),
     (NodeRange(context=2), "--context needs --around"),
-    (NodeRange(start=0), "numbered from 1"),
+    (NodeRange(start=-1), "numbered from 0"),
+    (NodeRange(max_nodes=0), "at least 1"),
     (NodeRange(start=5, end=2), "before the start"),
     (NodeRange(start=10_000), "the graph has"),
     (NodeRange(around=10_000), "the graph has"),
@@ -107,7 +115,12 @@ def test_summary_without_a_range(resnet18_char):
     for bound in char.breakdown.by_bound:
         assert bound in text
     top = char.rows[char.top_ops[0]]
-    assert f"{top.index + 1}  " in text.split("top ops by roofline time")[1]
+    listed = text.split("top ops by roofline time")[1]
+    assert f"{top.index}  " in listed
+    # identical op and shapes are one line with a count: ResNet-18's 3x3 convolutions of layer1
+    first = numbers(listed.split("\n\n")[0].splitlines()[1:])
+    group = [r for r in char.rows if (r.op, r.input_shapes) == (char.rows[first[0]].op, char.rows[first[0]].input_shapes)]
+    assert len(group) > 1 and f"{first[0]}  {len(group)}  " in listed
 
 
 def test_summary_and_nodes_of_a_tiny_model_golden(golden):
@@ -123,12 +136,12 @@ def test_summary_and_nodes_of_a_tiny_model_golden(golden):
 
 def test_cli_range_output_file_and_usage_errors(tmp_path, golden):
     cache = str(tmp_path / "cache")
-    out = run_tk("explore", str(EXAMPLES / "max_depth.py"), "--start", "1", "--end", "3", "--cache-dir", cache,
+    out = run_tk("explore", str(EXAMPLES / "max_depth.py"), "--start", "0", "--end", "3", "--cache-dir", cache,
                  "--hardware", "a100", "--output", str(tmp_path / "nodes.txt"), "-q")
     assert out.returncode == 0, out.stdout + out.stderr
     text = (tmp_path / "nodes.txt").read_text()
     assert text.startswith("pytorch_model (TwoLayerModel) max_depth.py::") and " 2 nodes" in text
-    assert numbers(text.split("\n\n")[1].splitlines()) == [1, 2]  # --end past the last node: clipped
+    assert numbers(text.split("\n\n")[1].splitlines()) == [0, 1]  # --end past the last node: clipped
     golden("explore_max_depth_nodes.txt", text)
     bad = run_tk("explore", str(EXAMPLES / "max_depth.py"), "--max-nodes", "3", "--around", "2")
     assert bad.returncode == 2 and "different range forms" in bad.stderr
@@ -144,4 +157,60 @@ def test_cli_several_invocations_first_shown_others_listed_hash_picks(tmp_path):
                  "--max-nodes", "5", "-q")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "two_models.py::c69b7dea: 1 nodes" in out.stdout and "other invocation" not in out.stdout
-    assert numbers(out.stdout.split("\n\n")[1].splitlines()) == [1]
+    assert numbers(out.stdout.split("\n\n")[1].splitlines()) == [0]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    return measured_cache(tmp_path_factory)
+
+
+def test_nodes_show_measured_time_and_share_of_the_shown_run(measured):
+    """Node lines of a per-layer run: each op's measured time and share from the record, ``~`` where it
+    spread over 10%, the run named in the heading with the other one."""
+    inv = measured.record.invocation
+    char = inv.characterization.result
+    run = measured_run(inv)
+    per_layer = run.per_layer
+    text = explore_text(char, NodeRange(around=7, context=3), label="resnet18", measured=run)
+    head, table = text.split("\n\n")
+    assert f"measured: {run.bench.label()} (the latest per-layer run); also measured: {measured.ort.label()} " \
+           "(--runtime ort)" in head
+    whole = per_layer.module_measure("")
+    assert f"whole model {whole.efficiency:.0%} of roof" in head
+    for warning in char.hardware.warnings:
+        assert f"hardware note: {warning}" in head
+    for warning in run.bench.warnings:
+        assert f"benchmark note: {warning}" in head
+    header, _, *lines = table.splitlines()
+    names = header.split()
+    assert names[names.index("roofline") + 1:names.index("roofline") + 3] == ["measured", "ms"]  # "measured ms"
+    assert numbers(table.splitlines()) == [4, 5, 6, 7, 8, 9, 10]  # --around 7 is row 7
+    for line in lines:
+        cells = line.split()
+        r = char.rows[int(cells[0])]
+        ms, share = cells[-3], cells[-2]
+        noisy = per_layer.op_noisy(r.index)
+        assert ms == f"{'~' if noisy else ''}{per_layer.op_ms[r.index]:.3g}"
+        assert share == f"{per_layer.op_share(r.index):.1%}"
+    assert len(MEASURED_COLUMNS) == 2
+
+
+def test_cli_runtime_picks_the_run_and_numbers_match_tk_profile(measured, tmp_path):
+    """``tk explore --runtime ort --around N``: the ORT run's times; node N is the op ``tk profile``
+    lists as ``#`` N among its top ops."""
+    cache = private_copy(measured, tmp_path)
+    out = run_tk("explore", *MODEL, "--runtime", "ort", "--around", "4", "--context", "0", "--cache-dir", str(cache), "-q")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"measured: {measured.ort.label()} (--runtime ort)" in out.stdout
+    [line] = out.stdout.split("\n\n")[1].splitlines()[2:]
+    ort = measured.ort.per_layer
+    assert line.split()[0] == "4" and f"{ort.op_ms[4]:.3g}" in line
+    profile = run_tk("profile", *MODEL, "--cache-dir", str(cache), "--top", "3", "-q", env={"COLUMNS": "250"})
+    assert profile.returncode == 0, profile.stderr
+    top = profile.stdout.split("Top 3 ops by roofline time")[1].splitlines()
+    first = next(ln for ln in top if ln.strip()[:1].isdigit()).split()
+    char = measured.record.invocation.characterization.result
+    assert short_op(char.rows[int(first[0])].op) == first[2]  # "#" is OpRow.index, as explore numbers nodes
+    bad = run_tk("explore", *MODEL, "--runtime", "tensorrt", "--cache-dir", str(cache), "-q")
+    assert bad.returncode == 1 and "--runtime tensorrt: not a runtime tk measures" in bad.stderr

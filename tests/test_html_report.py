@@ -4,14 +4,17 @@ Pages come from real runs: ``tk profile --html`` on a script running torchvision
 (weights=None: its graph has repeated blocks and fusion groups) with two hardware profiles, and
 ``tk report --format html`` on the session's real cache (hello_world.py and two_models.py, built
 and benchmarked). The page's tables, DOT sources and pictures are counted against the run's records;
-each graph's DOT source must be the text ``--visualize x.dot`` writes in the same run.
+each graph's DOT source must be the text ``--visualize x.dot`` writes in the same run. Measured parts
+come from a real cache with per-layer runs of ResNet-18 on ONNX Runtime and torch eager, measured next
+to spinning processes so the trust fields (warnings, load) are real (``tests/measured.py``).
 
 The graph is laid out in the page by the vendored Graphviz WebAssembly build (Viz.js). Two ways to
 see it work: under Node.js (skipped without ``node``), the script and the DOT are taken out of the
 page and laid out, and every node of the DOT must come out in the SVG (also for ResNet-50 and BERT,
 timed); and in Debian's headless chromium (``browser`` marker, driven by playwright, offline), where
 the page must lay out its graphs, load with no console error and no request leaving the machine,
-sort a column, and show a graph node's row on a click.
+sort a column, show a graph node's row on a click without moving the page, open each graph in view,
+let the wheel scroll the page unless the graph has the focus, and switch the measured run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from measured import MODEL, measured_cache, private_copy
 from tests.browser import browser_page
 from tests.conftest import run_tk
 from turnkey_like.cache import Cache
@@ -93,8 +97,9 @@ def page_layout_script(page: str) -> list[str]:
 
 
 def dot_nodes(dot: str) -> list[str]:
-    """Node ids of the node statements of a tk DOT source (op nodes ``n<i>`` and legend nodes)."""
-    return re.findall(r"^\t+(n\d+|legend_\w+) \[", dot, re.M)
+    """Node ids of the node statements of a tk DOT source (op nodes ``n<i>``, the graph's inputs and
+    output, and legend nodes)."""
+    return re.findall(r"^\t+(n\d+|input_\d+|output|legend_\w+) \[", dot, re.M)
 
 
 def dot_edges(dot: str) -> int:
@@ -148,15 +153,16 @@ def test_page_is_self_contained_and_matches_the_records(resnet_page):
     assert op_rows == [f"n{r.index}" for r in char.rows]
     assert re.findall(r'<tr data-node="m([^"]*)">', section) == [m.path for m in char.modules]
     # the graph: its box names the DOT source below it, the same text --visualize x.dot wrote
-    (dot_id,) = re.findall(r'<div class="tk-graph" data-dot="([^"]+)">', section)
+    (dot_id,) = re.findall(r'<div class="tk-graph" tabindex="0" data-dot="([^"]+)">', section)
     dots = page_dots(section)
     assert list(dots) == [dot_id] and dots[dot_id] == dot_file.read_text(encoding="utf-8")
-    nodes = {n for n in dot_nodes(dots[dot_id]) if not n.startswith("legend")}
+    nodes = {n for n in dot_nodes(dots[dot_id]) if n.startswith("n")}
     assert nodes and nodes <= set(op_rows)  # every op node has its row (folded blocks drawn once)
     assert "×2" in dots[dot_id]  # ResNet-18's two BasicBlocks per stage, folded
     conv = char.rows[0]
     assert re.search(rf'\tn0 \[label="convolution · conv1\\n{"×".join(map(str, conv.output_shapes[0]))}'
-                     rf'\\nMACs {re.escape(si(conv.macs))} · {conv.bound}"', dots[dot_id])
+                     rf'\\nMACs {re.escape(si(conv.macs))} · {conv.bound}\\nroofline {re.escape(format_seconds(conv.roofline_time_s))}"',
+                     dots[dot_id])
     # the records' numbers, as the units module formats them
     t = char.totals
     for name, value in (("MACs", si(t.macs)), ("FLOPs", si(t.flops)), ("Bytes written", format_bytes(t.bytes_written)),
@@ -271,7 +277,7 @@ def test_tk_report_html_of_a_real_cache(cache_page):
         section = section[:section.index("</section>")]
         rows = r.invocation.characterization.result.rows
         (dot,) = page_dots(section).values()
-        assert [n for n in dot_nodes(dot) if not n.startswith("legend")] == [f"n{row.index}" for row in rows]
+        assert [n for n in dot_nodes(dot) if n.startswith("n")] == [f"n{row.index}" for row in rows]
         assert f"{r.invocation.benchmark.result.throughput_ips:,.1f} inferences/s" in section
 
 
@@ -283,7 +289,7 @@ def test_tk_report_html_of_a_real_cache_in_chromium(cache_page, tmp_path):
         page = session.page
         assert page.locator("#comparison-table").count() == 1
         for i, r in enumerate(records):  # every section's graph laid out, one node per op
-            drawn = page.locator("section.inv").nth(i).locator(".tk-graph svg g.node:not([id^='legend'])")
+            drawn = page.locator("section.inv").nth(i).locator(".tk-graph svg g.node[id^='n']")
             assert drawn.count() == len(r.invocation.characterization.result.rows)
         names = lambda: page.eval_on_selector_all("#overview-table tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
         before = names()
@@ -294,4 +300,156 @@ def test_tk_report_html_of_a_real_cache_in_chromium(cache_page, tmp_path):
         assert page.locator("section.inv").nth(2).locator("tr.tk-hl").get_attribute("data-node") == "n0"
         page.screenshot(path=str(tmp_path / "report.png"))
         assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not session.errors and not session.blocked, (session.errors, session.blocked)
+
+
+# ----------------------------------------------------------------------------------- measured parts
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    return measured_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def measured_pages(measured, tmp_path_factory):
+    """``tk report --format html`` of the measured cache (opens on the latest run, torch eager) and
+    ``tk profile --html --runtime ort`` on a copy of it (opens on the ORT run)."""
+    tmp = tmp_path_factory.mktemp("measured_html")
+    out = run_tk("report", "--cache-dir", str(measured.root), "-o", str(tmp / "report.html"))
+    assert out.returncode == 0, out.stderr
+    cache = private_copy(measured, tmp)
+    out = run_tk("profile", *MODEL, "--cache-dir", str(cache), "--runtime", "ort", "--html", str(tmp / "ort.html"), "-q")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return tmp / "report.html", tmp / "ort.html"
+
+
+def _row_cells(section: str, node: str) -> list[tuple[str | None, bool, str]]:
+    """``(data-run, hidden, text)`` of each cell of the table row ``data-node=node`` (``data-run``
+    ``None`` for a cell of no measured run)."""
+    row = re.search(rf'<tr data-node="{re.escape(node)}">(.*?)</tr>', section).group(1)
+    out = []
+    for attrs, text in re.findall(r"<td([^>]*)>(.*?)</td>", row):
+        run = re.search(r'data-run="(\d+)"', attrs)
+        out.append((run.group(1) if run else None, " hidden" in attrs, html.unescape(text)))
+    return out
+
+
+def test_measured_columns_selector_and_trust_fields(measured, measured_pages):
+    """The page of a call measured on two runtimes: a selector naming both, "Measured ms" and "% of roof"
+    per run (the latest shown, the other hidden), each module's figures as ``module_measure`` gives
+    them with ``~`` on a noisy one, each op's measured time and share, a measured-by-category table
+    per run, and every trust field: the profile's time and warnings, the benchmark's IQR, runs, other
+    processes' cores, load average and warnings."""
+    from turnkey_like.report.measured import ms, percent
+
+    path, _ = measured_pages
+    page = path.read_text(encoding="utf-8")
+    section = page[page.index('<section class="inv"'):]
+    runs = measured.runs
+    options = re.findall(r'<option value="(\d)"( selected)?>([^<]*)</option>', section)
+    assert options == [("0", " selected", runs[0].label()), ("1", "", runs[1].label())]
+    heads = re.findall(r'<th class="num" data-run="(\d)"( hidden)?>(Measured ms|% of roof)</th>', section)
+    assert ("0", "", "Measured ms") in heads and ("1", " hidden", "% of roof") in heads
+    char = measured.record.invocation.characterization.result
+    for m in char.modules:
+        cells = [c for c in _row_cells(section, "m" + m.path) if c[0] is not None]
+        expected = []
+        for k, run in enumerate(runs):
+            seen = run.per_layer.module_measure(m.path)
+            expected += [(str(k), k != 0, ms(seen.measured_ms) if seen else "-"),
+                         (str(k), k != 0, percent(seen.efficiency, seen.noisy) if seen and seen.efficiency is not None
+                          else "-")]
+        assert cells == expected, m.path
+    for r in char.rows[:12]:
+        cells = [c for c in _row_cells(section, f"n{r.index}") if c[0] is not None]
+        first = cells[0][2], cells[1][2]
+        per_layer = runs[0].per_layer
+        assert first == (ms(per_layer.op_ms[r.index], per_layer.op_noisy(r.index)), f"{per_layer.op_share(r.index):.1%}")
+        assert _row_cells(section, f"n{r.index}")[0][2] == str(r.index)  # "#" is OpRow.index
+    for k, run in enumerate(runs):
+        table = re.search(rf'<table class="tk-table" id="inv-0-\w+-measured-{k}">(.*?)</table>', section, re.S).group(1)
+        norm = next(c for c in run.per_layer.categories if c.name == "norm")
+        assert f"<td data-v=\"norm\">norm</td><td class=\"num\" data-v=\"{norm.measured_ms!r}\">{ms(norm.measured_ms)}</td>" in table
+        assert norm.measured_ms > 0  # fused into the Conv kernels (ORT) or its own op (torch): never 0 ms
+        assert f"Per-layer run: {html.escape(run.label())}" in section
+    bench = measured.record.invocation.benchmark.result
+    hw = char.hardware
+    assert f"<dt>Profile measured at</dt><dd>{hw.measured_at}</dd>" in section
+    assert hw.warnings and bench.warnings and bench.load is not None  # measured next to spinning processes
+    for warning in hw.warnings:
+        assert f"<dt>Profile warning</dt><dd>{html.escape(warning)}</dd>" in section
+    for warning in bench.warnings:
+        assert f"<dt>Warning</dt><dd>{html.escape(warning)}</dd>" in section
+    lat = bench.latency_ms
+    assert f"<dt>Latency IQR (runs)</dt><dd>{lat.iqr:.3g} ms ({lat.runs})</dd>" in section
+    assert f"<dt>Other processes&#x27; cores</dt><dd>{bench.load.other_cores:.2f} of {bench.load.cores}" in section
+    assert f"<dt>Load average (1 min)</dt><dd>{bench.load.load_avg_1min:.2f}</dd>" in section
+    overview = page[page.index('id="overview-table"'):page.index("</table>", page.index('id="overview-table"'))]
+    assert f">{percent(runs[0].per_layer.model_efficiency())}</td>" in overview
+
+
+def test_runtime_option_opens_the_page_on_that_run(measured, measured_pages):
+    _, path = measured_pages
+    section = path.read_text(encoding="utf-8").split('<section class="inv"', 1)[1]
+    assert re.search(r'<option value="1" selected>' + re.escape(measured.ort.label()), section)
+    assert '<th class="num" data-run="1">Measured ms</th>' in section
+    assert '<th class="num" data-run="0" hidden>Measured ms</th>' in section
+    # the graph and the roofline plot of the shown run
+    assert f"measured times from {html.escape(measured.ort.label())}" in section
+    assert re.search(r'<div class="tk-roofline" data-run="1">', section)
+
+
+@pytest.mark.browser
+def test_measured_page_in_chromium_selector_view_wheel_and_click(measured, measured_pages, tmp_path):
+    """In Chromium: the graph opens in view; the wheel over it scrolls the page until the graph is
+    clicked, then zooms it; a node click selects its row without moving the page; the run selector
+    shows the other run's measured columns, table and plot."""
+    path, _ = measured_pages
+    with browser_page() as session:
+        _load(session, path)
+        page = session.page
+        box = page.locator(".tk-graph").first
+        box.scroll_into_view_if_needed()
+        in_view = page.evaluate("""() => {
+            const box = document.querySelector('.tk-graph').getBoundingClientRect();
+            return Array.from(document.querySelectorAll('.tk-graph g.node')).filter(g => {
+              const r = g.getBoundingClientRect();
+              return r.width > 0 && r.right > box.left && r.left < box.right && r.bottom > box.top && r.top < box.bottom;
+            }).length; }""")
+        drawn = page.locator(".tk-graph g.node").count()
+        assert drawn > 0 and in_view == drawn  # fitted: every node in the box
+        view_box = lambda: page.evaluate("document.querySelector('.tk-graph svg').getAttribute('viewBox')")  # noqa: E731
+        scroll = lambda: page.evaluate("window.scrollY")  # noqa: E731
+        b = box.bounding_box()
+        page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+        before, vb = scroll(), view_box()
+        page.mouse.wheel(0, 200)
+        page.wait_for_function(f"window.scrollY !== {before}", timeout=5000)
+        assert view_box() == vb  # the page scrolled, the graph did not zoom
+
+        box.scroll_into_view_if_needed()
+        node = page.locator(".tk-graph g.node#n7")
+        n = node.bounding_box()
+        before = scroll()
+        page.mouse.click(n["x"] + n["width"] / 2, n["y"] + n["height"] / 2)
+        assert scroll() == before  # selected without moving the page
+        row = page.locator("tr.tk-hl")
+        assert row.count() == 1 and row.get_attribute("data-node") == "n7"
+        assert "tk-selected" in node.get_attribute("class")
+        assert page.evaluate("document.activeElement.classList.contains('tk-graph')")
+        vb = view_box()
+        page.mouse.wheel(0, -200)
+        page.wait_for_function(f"document.querySelector('.tk-graph svg').getAttribute('viewBox') !== '{vb}'",
+                               timeout=5000)
+        assert scroll() == before  # focused: the wheel zooms the graph, not the page
+
+        visible = lambda k: page.locator(f"th[data-run='{k}']:visible").count()  # noqa: E731
+        assert visible(0) > 0 and visible(1) == 0
+        page.select_option("select.tk-run-select", "1")
+        assert visible(0) == 0 and visible(1) > 0
+        assert page.locator(".tk-roofline[data-run='1']").is_visible()
+        assert page.locator(".tk-roofline[data-run='0']").is_hidden()
+        assert page.locator("table[id$='-measured-1']").is_visible()
+        page.screenshot(path=str(tmp_path / "measured.png"))
         assert not session.errors and not session.blocked, (session.errors, session.blocked)

@@ -1,5 +1,6 @@
 """``tk view`` (``turnkey_like.views.model_explorer``): the graph JSON and overlays Model Explorer loads,
-and the real server loaded in headless Chromium, offline (tests/browser.py)."""
+with measured times from real per-layer runs (tests/measured.py), and the real server loaded in
+headless Chromium, offline (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 
 from browser import browser_page, require_chromium
 from conftest import EXAMPLES, REPO
+from measured import measured_cache
 from turnkey_like.characterize import characterize
 from turnkey_like.views import model_explorer as me
 
@@ -40,14 +42,51 @@ def test_graph_json_has_every_row_and_producer_nested_by_module(char, tmp_path):
         assert [e["sourceNodeId"] for e in node["incomingEdges"]] == [f"n{p}" for p in r.producers]
         assert node["namespace"] == r.module_path.replace(".", "/")
         attrs = {a["key"]: a["value"] for a in node["attrs"]}
-        assert attrs["bound"] == r.bound and attrs["op"] == r.op and attrs["node"] == str(r.index + 1)
+        assert attrs["bound"] == r.bound and attrs["op"] == r.op and attrs["node"] == str(r.index)
         assert [m["attrs"][0]["value"] for m in node["outputsMetadata"]] == [str(list(s)) for s in r.output_shapes]
     overlays = {p.name.split(".")[1]: json.loads(p.read_text())["r18"] for p in data_paths}
+    assert set(overlays) == set(me.OVERLAYS) - {"measured"}  # no per-layer run
+    values = lambda key: {k: v["value"] for k, v in overlays[key]["results"].items()}  # noqa: E731
+    assert values("macs") == {f"n{r.index}": r.macs or 0 for r in char.rows}
+    assert values("bytes") == {f"n{r.index}": r.bytes for r in char.rows}
+    assert values("bound") == {f"n{r.index}": r.bound for r in char.rows}
+    # the additive overlays a layer is judged by: its sums are its roofline time, by bound
+    assert values("roofline_time") == pytest.approx({f"n{r.index}": r.roofline_time_s * 1e6 for r in char.rows})
+    compute, memory = values("compute_bound_time"), values("memory_bound_time")
+    for r in char.rows:
+        assert compute[f"n{r.index}"] + memory[f"n{r.index}"] == pytest.approx(
+            r.roofline_time_s * 1e6 if r.bound != "no compute" else 0.0)
+    # a layer's intensity is no sum and no op average; the bound overlay counts no ops on layers
+    assert overlays["arithmetic_intensity"]["hideAggregatedStats"] == ["sum", "avg"]
+    assert not overlays["bound"].get("showExpandedSummaryOnGroupNode")
+    layers = graph["groupNodeAttributes"]
+    for m in char.modules:
+        attrs = layers[m.path.replace(".", "/")]
+        assert attrs["MACs"] == me.si(m.macs)
+        under = [r for r in char.rows if m.path == "" or r.module_path == m.path or r.module_path.startswith(m.path + ".")]
+        compute_s = sum(r.roofline_time_s for r in under if r.bound == "compute-bound")
+        if m.roofline_time_s:
+            assert attrs["compute-bound share of roofline time"] == f"{compute_s / m.roofline_time_s:.0%}"
+
+
+def test_measured_overlay_and_layer_attributes_of_a_per_layer_run(tmp_path_factory, tmp_path):
+    """With a per-layer run: each op's measured time (µs) as an overlay, each layer's measured time and
+    % of roof (``PerLayerResult.module_measure``) in its attributes."""
+    measured = measured_cache(tmp_path_factory)
+    char = measured.record.invocation.characterization.result
+    per_layer = measured.ort.per_layer
+    graph_path, data_paths = me.write_files(char, tmp_path, "m", per_layer)
+    overlays = {p.name.split(".")[1]: json.loads(p.read_text())["m"] for p in data_paths}
     assert set(overlays) == set(me.OVERLAYS)
-    assert {k: v["value"] for k, v in overlays["macs"]["results"].items()} == \
-        {f"n{r.index}": r.macs or 0 for r in char.rows}
-    assert {k: v["value"] for k, v in overlays["bytes"]["results"].items()} == {f"n{r.index}": r.bytes for r in char.rows}
-    assert {k: v["value"] for k, v in overlays["bound"]["results"].items()} == {f"n{r.index}": r.bound for r in char.rows}
+    got = {k: v["value"] for k, v in overlays["measured"]["results"].items()}
+    assert got == pytest.approx({f"n{r.index}": per_layer.op_ms[r.index] * 1e3 for r in char.rows})
+    [graph] = json.loads(graph_path.read_text())["graphs"]
+    layer1 = graph["groupNodeAttributes"]["layer1"]
+    seen = per_layer.module_measure("layer1")
+    assert layer1["measured (ms per iteration)"] == f"{seen.measured_ms:.3g}"
+    assert layer1["% of roof"] == ("~" if seen.noisy else "") + f"{seen.efficiency:.0%}"
+    whole = graph["groupNodeAttributes"][""]
+    assert whole["% of roof"].lstrip("~") == f"{per_layer.model_efficiency():.0%}"
 
 
 @pytest.mark.browser
@@ -78,7 +117,8 @@ def test_tk_view_serves_the_graph_offline_in_chromium(tmp_path):
             body = page.inner_text("body")
             page.screenshot(path=str(tmp_path / "model_explorer.png"))
             assert re.search(r"op node count\s+2\b", body), body[:2000]  # TwoLayerModel: fc, fc2
-            for name in ("MACs", "bytes read + written", "arithmetic intensity (FLOPs/byte)", "bound on a100"):
+            for name in ("MACs", "bytes read + written", "arithmetic intensity (FLOPs/byte)", "bound on a100",
+                         "roofline time on a100 (µs)", "compute-bound roofline time on a100 (µs)"):
                 assert name in body
             assert not session.errors, session.errors
             # Its index.html names web fonts on fonts.gstatic.com for a few glyph ranges; offline the

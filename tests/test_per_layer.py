@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import defaultdict
 
 import pytest
 import torch
@@ -111,6 +112,42 @@ def test_every_module_with_macs_gets_a_measured_time(built, cache_dir, name, run
     assert result.mapping == expected_mapping
     assert result.iterations == 5 and result.overhead > 0
     assert decode(encode(stage), StageResult[BenchmarkResult]) == stage  # survives the cache's codec
+    _one_accounting(char, result, runtime)
+
+
+def _one_accounting(char, result, runtime):
+    """Every kernel's time went to the op rows it ran: the ops' times add up to their modules' own
+    times and to their categories' times; an op fused into another's kernel is never at 0 ms; the
+    whole-model efficiency is the one method every view reads."""
+    assert len(result.op_ms) == len(result.op_spread) == len(char.rows)
+    from turnkey_like.runtimes.per_layer import NOISY_SPREAD
+
+    assert result.noisy_ops == [i for i, x in enumerate(result.op_spread) if x is not None and x > NOISY_SPREAD]
+    assert [i for i in range(len(char.rows)) if result.op_noisy(i)] == result.noisy_ops
+    own, per_category = defaultdict(float), defaultdict(float)
+    for r in char.rows:
+        own[r.module_path] += result.op_ms[r.index]
+        per_category[r.category] += result.op_ms[r.index]
+    rows = result.module_rows()
+    for path, ms in own.items():
+        assert rows[path].measured_ms == pytest.approx(ms, rel=1e-6, abs=1e-9), path
+    categories = {c.name: c.measured_ms for c in result.categories}
+    for name, ms in per_category.items():
+        assert categories.get(name, 0.0) >= ms * (1 - 1e-9), name  # plus kernels that found no op row
+    assert sum(result.op_ms) <= result.attributed_ms * (1 + 1e-9)
+    if runtime == "ort":  # fused kernels: every op with a roofline time in a measured module gets some
+        zero = [r.index for r in char.rows if r.roofline_time_s > 0 and rows[r.module_path].measured_ms > 0
+                and result.op_ms[r.index] <= 0]
+        assert not zero, [(i, char.rows[i].op, char.rows[i].module_path) for i in zero]
+        assert categories["norm"] > 0 and categories["activation"] > 0  # fused into Conv/Gemm/... kernels
+    groups = result.group_times(char.fusion.row_groups)
+    assert sum(groups.values()) == pytest.approx(sum(result.op_ms))
+    assert result.model_efficiency() == pytest.approx(result.predicted_ms / result.latency_mean_ms)
+    assert result.efficiency == result.model_efficiency() == result.module_measure("").efficiency
+    assert result.module_measure("").measured_ms == result.latency_mean_ms
+    for path, row in rows.items():
+        if path and row.inclusive_ms:
+            assert result.module_measure(path).efficiency == pytest.approx(row.predicted_inclusive_ms / row.inclusive_ms)
 
 
 def test_torchscript_export_is_mapped_by_node_names(tmp_path, cache_dir):
@@ -199,13 +236,17 @@ def test_views_show_measured_beside_predicted(built, cache_dir):
     from turnkey_like.report.characterization import render_profile
     from turnkey_like.records.report import _top_layers
 
+    from turnkey_like.report.measured import MeasuredRun
+
     char, stage = _per_layer(built, "bert2", "ort", cache_dir)
     result = stage.result.per_layer
     out = io.StringIO()
-    render_profile(char, Console(file=out, width=250, soft_wrap=True), top=3, per_layer=result)
+    render_profile(char, Console(file=out, width=250, soft_wrap=True), top=3,
+                   per_layer=MeasuredRun(stage.result, [stage.result]))
     text = out.getvalue()
     assert "Measured" in text and "% of roof" in text and UNATTRIBUTED in text and UNMAPPED in text
     assert "measured with 1 thread(s)" in text  # the local profile's measured peaks and threads
+    assert f"Measured: {stage.result.label()}" in text and "onnxruntime" in stage.result.label()
     top = _top_layers(result)
     slowest = max(result.module_rows().values(), key=lambda r: r.measured_ms)
     assert top.startswith(slowest.name)
@@ -263,3 +304,22 @@ def test_per_layer_on_cuda(built, tmp_path, cache_dir, runtime):
     from turnkey_like.characterize.hardware import gpu_profile
 
     assert result.hardware == gpu_profile(stage.result.device_name)
+
+
+def test_an_earlier_runtimes_run_is_carried_not_hidden(built, cache_dir):
+    """A torch-eager benchmark after an ORT one keeps the ORT per-layer run (``with_earlier``): one run
+    per runtime, the newest of each, none nested; the views pick among them by ``--runtime``."""
+    from turnkey_like.report.measured import pick
+
+    _, ort = _per_layer(built, "resnet18", "ort", cache_dir)
+    _, eager = _per_layer(built, "resnet18", "torch-eager", cache_dir)
+    ort, eager = ort.result, eager.result
+    both = eager.with_earlier(ort)
+    assert [r.key for r in both.per_layer_runs()] == ["torch-eager", "ort"]
+    assert both.other_runs[0].per_layer == ort.per_layer and both.other_runs[0].other_runs == []
+    again = ort.with_earlier(both)  # ORT measured again: the new ORT run, the carried torch-eager one
+    assert [r.key for r in again.per_layer_runs()] == ["ort", "torch-eager"] and again.per_layer is ort.per_layer
+    assert [r.label().split()[0] for r in again.per_layer_runs()] == ["onnxruntime", "torch"]
+    runs = both.per_layer_runs()
+    assert pick(runs, None) is runs[0] and pick(runs, "ort").key == "ort" and pick(runs, "torch-compiled") is None
+    assert decode(encode(both), BenchmarkResult) == both  # survives the cache's codec

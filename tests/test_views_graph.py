@@ -4,7 +4,8 @@ checked against the characterization record it was drawn from.
 SVG: the node groups (``<g id="n12" class="node">``) and edge groups are counted against the rows
 and their ``producers``; fill colours against each row's bound. DOT: node statements are counted.
 PNG: the signature and the IHDR size. Models are real (torchvision, transformers default configs
-with 2 layers, ultralytics from its yaml), random weights, nothing downloaded.
+with 2 layers, ultralytics from its yaml), random weights, nothing downloaded; measured times come
+from real per-layer runs (``tests/measured.py``).
 
 SVG, PNG and PDF files need Graphviz's ``dot``: those tests carry the ``graphviz`` marker and skip,
 saying so, where it is missing. DOT output, and the one-line error for a picture without ``dot``,
@@ -22,11 +23,13 @@ import pytest
 import torch
 
 from conftest import EXAMPLES, run_tk
+from measured import MODEL, measured_cache, private_copy
 from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
 from turnkey_like.units import si
 from turnkey_like.views import output_path_for
-from turnkey_like.views.graph import BOUND_COLOURS, check_visualize_target, graph_dot, graph_svg, render_graph
+from turnkey_like.views.graph import (BOUND_COLOURS, SHARE_COLOURS, check_color_by, check_visualize_target, graph_dot,
+                                      graph_svg, render_graph)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -37,18 +40,22 @@ def needs_dot(test):
     return pytest.mark.graphviz(skip(test))
 
 
+def _op_or_module(node_id: str) -> bool:
+    return not node_id.startswith(("legend", "input_")) and node_id != "output"
+
+
 def svg_nodes(svg: str) -> dict[str, ET.Element]:
-    """Graph node groups of an SVG by id (legend nodes left out)."""
+    """Graph node groups of an SVG by id (legend, input and output nodes left out)."""
     root = ET.fromstring(svg)
-    return {g.get("id"): g for g in root.iter(f"{SVG}g")
-            if g.get("class") == "node" and not g.get("id", "").startswith("legend")}
+    return {g.get("id"): g for g in root.iter(f"{SVG}g") if g.get("class") == "node" and _op_or_module(g.get("id", ""))}
 
 
 def svg_edges(svg: str) -> list[str]:
-    """The ``source->target`` titles of the SVG's edges (legend's invisible edges left out)."""
+    """The ``source->target`` titles of the SVG's edges between ops or modules (the legend's invisible
+    edges and the graph input and output edges left out)."""
     root = ET.fromstring(svg)
     titles = [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("class") == "edge"]
-    return [t for t in titles if not t.startswith("legend")]
+    return [t for t in titles if all(_op_or_module(end) for end in t.split("->"))]
 
 
 def expected_edges(char) -> set[str]:
@@ -110,7 +117,7 @@ def test_resnet50_collapsed_and_folded_stays_readable(resnet50_char):
     nodes = svg_nodes(svg)
     assert len(nodes) <= 20
     assert "mlayer3.1" in nodes and "mlayer3.2" not in nodes
-    assert "×5" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
+    assert "×5 (figures each)" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
     macs = {m.path: m.macs for m in char.modules}
     assert f"MACs {si(macs['layer3.1'])}" in " ".join(t.text for t in nodes["mlayer3.1"].iter(f"{SVG}text"))
 
@@ -125,7 +132,7 @@ def test_bert_folds_identical_layers_into_one_block_marked_x2(bert_char):
     in_layer = lambda r, p: r.module_path == p or r.module_path.startswith(p + ".")  # noqa: E731
     assert len(nodes) == len(char.rows) - run.ops
     assert not any(f"n{r.index}" in nodes for r in char.rows if in_layer(r, "encoder.layer.1"))
-    assert "encoder.layer.0 ×2" in svg
+    assert "encoder.layer.0 ×2 (identical blocks, one drawn; figures are each block&#39;s)" in svg
     # the block's result still reaches the pooler, and no edge goes from the drawn block to itself
     edges = svg_edges(svg)
     pooler = next(r for r in char.rows if r.module_path == "pooler.dense")
@@ -135,12 +142,35 @@ def test_bert_folds_identical_layers_into_one_block_marked_x2(bert_char):
     assert len(svg_nodes(svg)) == len(char.rows) and set(svg_edges(svg)) == expected_edges(char)
 
 
+def test_inputs_and_output_are_nodes_so_no_branch_floats_loose(bert_char):
+    """BERT's inputs (the ids, positional, and attention_mask: one node, both [1, 16] int64) feed every
+    op that reads no earlier op and reads a tensor of their shape, the embeddings and the mask branch
+    alike; every op no later op reads feeds the output node."""
+    char = bert_char
+    source = graph_dot(char, fold_repeats=False).source
+    edges = set(re.findall(r"^\s*(\w+) -> (\w+)", source, flags=re.M))
+    assert list(char.inputs) == ["args[0]", "attention_mask"]
+    assert 'input_0 [label="input: args[0], attention_mask\\n1×16 int64"' in source
+    shapes = [list(d.shape) for d in char.inputs.values()]
+    fed = {f"n{r.index}" for r in char.rows if not r.producers and any(s in shapes for s in r.input_shapes)}
+    assert fed and {b for a, b in edges if a == "input_0"} == fed
+    assert any(char.rows[int(n[1:])].op.startswith("aten.embedding") for n in fed)  # the ids
+    assert any("mask" in char.rows[int(n[1:])].module_path or not char.rows[int(n[1:])].module_path
+               and not char.rows[int(n[1:])].op.startswith("aten.embedding") for n in fed)  # the mask branch
+    read = {p for r in char.rows for p in r.producers}
+    assert {a for a, b in edges if b == "output"} == {f"n{r.index}" for r in char.rows if r.index not in read}
+    targets = {b for _, b in edges}  # no op node but constant ones lacks an incoming edge
+    loose = [r for r in char.rows if f"n{r.index}" not in targets]
+    assert all(not r.producers and not any(s in shapes for s in r.input_shapes) for r in loose), loose
+
+
 def test_dot_needs_no_program_and_counts_nodes(bert_char, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot anywhere
     path = render_graph(bert_char, tmp_path / "bert.dot", fold_repeats=False)
     text = path.read_text()
     assert text.startswith("digraph tk {")
     ids = re.findall(r'^\s*"?(n\d+)"? \[', text, flags=re.M)
+    assert re.search(r"^\s*input_0 \[", text, flags=re.M) and re.search(r"^\s*output \[", text, flags=re.M)
     assert sorted(ids) == sorted(f"n{r.index}" for r in bert_char.rows)
     for picture in ("bert.svg", "bert.png", "bert.PDF"):  # one line naming both fixes, before any layout
         for call in (lambda: check_visualize_target(tmp_path / picture), lambda: render_graph(bert_char, tmp_path / picture)):
@@ -157,6 +187,10 @@ def test_dot_needs_no_program_and_counts_nodes(bert_char, tmp_path, monkeypatch)
         check_visualize_target(tmp_path / "r50.dot", collapse=-1)
     with pytest.raises(InputError, match="--collapse -1"):
         graph_dot(bert_char, collapse=-1)
+    with pytest.raises(InputError, match="--color-by measured: this invocation has no per-layer run"):
+        graph_dot(bert_char, color_by="measured")
+    with pytest.raises(InputError, match="--color-by heat: unknown"):
+        check_color_by("heat", True)
 
 
 def test_tk_profile_visualize_svg_without_dot_is_a_one_line_error(tmp_path):
@@ -206,7 +240,52 @@ def test_visualize_dot_of_a_tiny_model_golden(tmp_path, golden):
     assert out.returncode == 0, out.stdout + out.stderr
     text = (tmp_path / "graph.dot").read_text()
     assert "n0 -> n1" in text and "n1 -> n3" in text  # the relu's output feeds conv2 and the add
+    assert "input_0 -> n0" in text and "n5 -> output" in text
     golden("visualize_tiny_convnet.dot", text)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    return measured_cache(tmp_path_factory)
+
+
+def test_nodes_show_roofline_and_measured_time_and_colour_by_share(measured):
+    """With a per-layer run each op node shows its roofline time and its measured time and share
+    (``PerLayerResult.op_ms``); ``color_by="measured"`` fills it by that share's band; a folded block's
+    op says its roofline time is each block's and its measured time block 1's."""
+    from turnkey_like.units import format_ms, format_seconds
+
+    char = measured.record.invocation.characterization.result
+    [run, _] = measured.runs
+    per_layer = run.per_layer
+    source = graph_dot(char, fold_repeats=False, per_layer=per_layer, measured_label=run.label(),
+                       color_by="measured").source
+    assert f"measured on {run.label()}: ms per iteration (share of the profiled run)" in source
+    folded = {r.index for p in (rep.paths[0] for rep in char.repeats) for r in char.rows
+              if r.module_path == p or r.module_path.startswith(p + ".")}
+    for r in char.rows:
+        line = re.search(rf'^\s*n{r.index} \[label="([^"]*)" fillcolor="([^"]*)"', source, flags=re.M)
+        share = per_layer.op_share(r.index)
+        expected = (f"roofline {format_seconds(r.roofline_time_s)} · measured {format_ms(per_layer.op_ms[r.index])} "
+                    f"({share:.1%})")
+        assert line.group(1).endswith(expected), (line.group(1), expected)
+        band = next(c for bound, c in SHARE_COLOURS if share < bound) if share > 0 else "#ffffff"
+        assert line.group(2) == band
+    folded_source = graph_dot(char, per_layer=per_layer).source
+    r = char.rows[min(folded)]
+    assert re.search(rf'n{r.index} \[label="[^"]*roofline [^"]* each · measured [^"]* in block 1"', folded_source)
+    collapsed = graph_dot(char, collapse=1, per_layer=per_layer).source
+    layer2 = per_layer.module_measure("layer2")
+    assert f"measured {format_ms(layer2.measured_ms)} ({layer2.share:.1%})" in collapsed
+
+
+def test_tk_profile_color_by_measured_and_runtime(measured, tmp_path):
+    cache = private_copy(measured, tmp_path)
+    out = run_tk("profile", *MODEL, "--cache-dir", str(cache), "-q", "--visualize", str(tmp_path / "g.dot"),
+                 "--color-by", "measured", "--runtime", "ort")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (tmp_path / "g.dot").read_text()
+    assert f"measured on {measured.ort.label()}" in text and "share of measured time" in text
 
 
 @needs_dot

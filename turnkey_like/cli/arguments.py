@@ -119,7 +119,9 @@ def add_output_arguments(group) -> None:
 def add_view_arguments(group) -> None:
     """Add ``--roofline PATH`` and ``--html PATH`` to a ``tk profile`` / ``tk benchmark`` argument group."""
     group.add_argument("--roofline", metavar="PATH",
-                       help="write a roofline plot (PNG or SVG, by extension) of each characterized invocation; "
+                       help="write a roofline plot (PNG, SVG or PDF, by extension) of each characterized invocation, "
+                            "with each module's and fusion group's measured (achieved) FLOP/s under the roof after "
+                            "a per-layer run; "
                             "with several, each file gets _<invocation hash> before its extension. "
                             "--hardware a100,h100,local draws several profiles (the first decides the Bound column)")
     group.add_argument("--html", metavar="PATH",
@@ -128,7 +130,8 @@ def add_view_arguments(group) -> None:
 
 
 def add_visualize_arguments(group) -> None:
-    """Add ``--visualize PATH``, ``--collapse DEPTH`` and ``--no-fold`` (``tk profile``) to ``group``."""
+    """Add ``--visualize PATH``, ``--collapse DEPTH``, ``--no-fold``, ``--color-by`` and ``--runtime``
+    (``tk profile``'s pictures and the per-layer run its views show) to ``group``."""
     group.add_argument("--visualize", metavar="PATH",
                        help="draw each characterized invocation's dataflow graph, coloured by bound: .svg, .png, "
                             ".pdf (need Graphviz's dot) or .dot; with several invocations each file gets "
@@ -139,6 +142,19 @@ def add_visualize_arguments(group) -> None:
     group.add_argument("--no-fold", action="store_true",
                        help="in --visualize pictures, draw every block of a run of identical blocks instead of "
                             "the first one marked ×N")
+    group.add_argument("--color-by", choices=("bound", "measured"), default="bound",
+                       help="fill --visualize nodes by their bound (default) or by their share of the measured "
+                            "time of a per-layer run (`tk benchmark --per-layer`)")
+    add_measured_run_argument(group)
+
+
+def add_measured_run_argument(group) -> None:
+    """Add ``--runtime KEY`` (``tk profile``, ``tk explore``, ``tk view``): which per-layer run the
+    measured figures come from."""
+    group.add_argument("--runtime", metavar="KEY",
+                       help="show the per-layer run (`tk benchmark --per-layer`) of this runtime: ort, torch-eager, "
+                            "torch-compiled, with :cuda for a GPU run (default: the latest; the output names the "
+                            "others)")
 
 
 def add_wait_quiet_argument(group, default: float, before: str, what: str) -> None:

@@ -135,7 +135,8 @@ class PipelineRun:
 @dataclass(frozen=True)
 class OutputOptions:
     """Files a run writes after it ends (checked paths): ``--json``, ``--roofline``, ``--html``,
-    ``--visualize`` (with ``--collapse`` and ``--no-fold``)."""
+    ``--visualize`` (with ``--collapse``, ``--no-fold`` and ``--color-by``), and ``runtime``
+    (``tk profile --runtime``): the per-layer run they show (``None``: the latest)."""
 
     json: str | None = None
     roofline: str | None = None
@@ -143,14 +144,18 @@ class OutputOptions:
     visualize: str | None = None
     collapse: int | None = None
     fold_repeats: bool = True
+    color_by: str = "bound"
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
 class TableOptions:
-    """``tk profile``'s tables: ``--showshape`` and ``--top N``."""
+    """``tk profile``'s tables: ``--showshape``, ``--top N`` and ``--runtime`` (the per-layer run
+    they show; ``None``: the latest)."""
 
     showshape: bool = False
     top: int = 10
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,21 +177,25 @@ class ProfileCommand:
 
 @dataclass(frozen=True)
 class ExploreCommand:
-    """``tk explore``: the nodes to show and where the text goes (``None``: stdout)."""
+    """``tk explore``: the nodes to show, where the text goes (``None``: stdout) and the per-layer
+    run whose times it shows (``--runtime``; ``None``: the latest)."""
 
     run: PipelineRun
     nodes: NodeRange
     output: str | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
 class ViewCommand:
-    """``tk view``: where Model Explorer serves (``port`` ``None``: a free one)."""
+    """``tk view``: where Model Explorer serves (``port`` ``None``: a free one) and the per-layer run
+    its measured overlay shows (``--runtime``; ``None``: the latest)."""
 
     run: PipelineRun
     host: str = "127.0.0.1"
     port: int | None = None
     open_browser: bool = True
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +331,26 @@ def output_path(flag: str, value: str | None, picture_formats=None) -> str | Non
     return value
 
 
+#: The runtimes a ``--runtime KEY`` of ``tk profile``/``explore``/``view`` may name (``BenchmarkResult.key``).
+MEASURED_RUNTIMES = ("ort", "torch-eager", "torch-compiled")
+
+
+def measured_runtime(value: str | None) -> str | None:
+    """``--runtime KEY`` of the views, checked: a runtime of :data:`MEASURED_RUNTIMES`, optionally
+    ``:cpu``/``:cuda`` (``ort:cpu`` is ``ort``); ``None`` passes.
+
+    Raises:
+        InputError: another value.
+    """
+    if value is None:
+        return None
+    runtime, _, device = value.partition(":")
+    if runtime not in MEASURED_RUNTIMES or device not in ("", "cpu", "cuda"):
+        raise InputError(f"--runtime {value}: not a runtime tk measures",
+                         hint=f"give one of {', '.join(MEASURED_RUNTIMES)}, with :cuda for a GPU run")
+    return runtime if device in ("", "cpu") else value
+
+
 def _wait_quiet(args: argparse.Namespace) -> float:
     """``--wait-quiet SECONDS``, checked: 0 or more (0: measure at once, whatever the load)."""
     _at_least("--wait-quiet", args.wait_quiet, 0, "give the most seconds to wait for a quieter machine, e.g. 30")
@@ -445,7 +474,8 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
 
         picture = output_path("--visualize", args.visualize, FORMATS)
         check_visualize_target(picture, args.collapse)  # SVG/PNG/PDF without Graphviz: before any model runs
-    return replace(output, visualize=picture, collapse=args.collapse, fold_repeats=not args.no_fold)
+    return replace(output, visualize=picture, collapse=args.collapse, fold_repeats=not args.no_fold,
+                   color_by=args.color_by, runtime=measured_runtime(args.runtime))
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -487,8 +517,9 @@ def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     """``tk profile``'s options, checked: discovery and characterization only."""
     _check_inputs(args)
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
-    return ProfileCommand(run=run, output=_run_outputs(args, visualize=True),
-                          tables=TableOptions(showshape=args.showshape, top=args.top))
+    output = _run_outputs(args, visualize=True)
+    return ProfileCommand(run=run, output=output,
+                          tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime))
 
 
 def parse_explore(args: argparse.Namespace) -> ExploreCommand:
@@ -502,8 +533,9 @@ def parse_explore(args: argparse.Namespace) -> ExploreCommand:
     except InputError as e:
         raise UsageError(e.message, hint=e.hint) from None
     _check_inputs(args)
+    runtime = measured_runtime(args.runtime)
     run = _pipeline_run(args, StageOptions(analyze_only=True))
-    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output))
+    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime)
 
 
 def parse_view(args: argparse.Namespace) -> ViewCommand:
@@ -511,8 +543,9 @@ def parse_view(args: argparse.Namespace) -> ViewCommand:
     _check_inputs(args)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: not a TCP port", hint="give 1 to 65535, or leave --port out for a free one")
+    runtime = measured_runtime(args.runtime)
     run = _pipeline_run(args, StageOptions(analyze_only=True))
-    return ViewCommand(run=run, host=args.host, port=args.port, open_browser=not args.no_browser)
+    return ViewCommand(run=run, host=args.host, port=args.port, open_browser=not args.no_browser, runtime=runtime)
 
 
 def parse_compare(args: argparse.Namespace) -> CompareCommand:

@@ -103,6 +103,9 @@ def write_visualize(output: OutputOptions, summary: RunSummary, console: Console
     Raises:
         TkError: Graphviz's ``dot`` is missing (one line saying how to install it) or failed.
     """
+    from rich.markup import escape
+
+    from turnkey_like.report.measured import measured_run
     from turnkey_like.views import characterized, output_path_for
     from turnkey_like.views.graph import render_graph
 
@@ -111,8 +114,17 @@ def write_visualize(output: OutputOptions, summary: RunSummary, console: Console
         console.print("[dim]--visualize: no invocation was characterized, so there is no graph to draw[/]")
     for call in calls:
         target = output_path_for(output.visualize, call.inv.hash, len(calls) > 1)
-        render_graph(call.char, target, collapse=output.collapse, fold_repeats=output.fold_repeats, title=call.label)
-        console.print(f"[dim]graph of {call.label} written to {target}[/]")
+        measured = measured_run(call.inv, output.runtime)
+        per_layer = measured.per_layer if measured is not None else None
+        color_by = output.color_by
+        if color_by == "measured" and per_layer is None:
+            console.print(f"[yellow]--color-by measured: {escape(call.label)} has no per-layer run "
+                          f"(`tk benchmark --per-layer`); coloured by bound[/]")
+            color_by = "bound"
+        render_graph(call.char, target, collapse=output.collapse, fold_repeats=output.fold_repeats, title=call.label,
+                     per_layer=per_layer, measured_label=measured.label if measured is not None else "",
+                     color_by=color_by)
+        console.print(f"[dim]graph of {escape(call.label)} written to {target}[/]")
 
 
 def chart_title(record) -> str:
@@ -120,21 +132,32 @@ def chart_title(record) -> str:
     return f"{record.model.name} ({record.model.class_name}) ::{record.invocation.hash}"
 
 
-def write_roofline_plots(path: str, records, profiles, console: Console) -> None:
+def write_roofline_plots(path: str, records, profiles, console: Console, runtime: str | None = None) -> None:
     """One ``--roofline`` plot per characterized record (``_<hash>`` before the extension when
-    several), each with the record's own profile and ``profiles`` (HardwareProfile) drawn too."""
+    several), each with the record's own profile and ``profiles`` (HardwareProfile) drawn too, and
+    with a per-layer run (the latest, or ``runtime``'s) its measured points under the roof and the
+    roof of the profile it measured on."""
     from turnkey_like.characterize.roofline import roofline_chart
     from turnkey_like.records import Status
+    from turnkey_like.report.measured import measured_run
     from turnkey_like.views import output_path_for
-    from turnkey_like.views.roofline_plot import write_roofline
+    from turnkey_like.views.roofline_plot import Measured, roof_note, write_roofline
 
     done = [r for r in records if r.invocation.characterization.status == Status.SUCCESSFUL
             and r.invocation.characterization.result is not None]
     for record in done:
         inv = record.invocation
+        char = inv.characterization.result
         target = output_path_for(path, inv.hash, len(done) > 1)
-        write_roofline(roofline_chart(inv.characterization.result, profiles, title=chart_title(record)), target)
-        console.print(f"[dim]roofline plot written to {target}[/]")
+        run = measured_run(inv, runtime)
+        per_layer = run.per_layer if run is not None else None
+        chosen = [*profiles, *([per_layer.hardware] if per_layer is not None and per_layer.hardware else [])]
+        measured = Measured(run.label, per_layer.achieved_points(char)) if per_layer is not None else None
+        notes = {p.name: note for p in (char.hardware, *chosen) if (note := roof_note(p))}
+        write_roofline(roofline_chart(char, chosen, title=chart_title(record)), target, measured=measured,
+                       roof_notes=notes)
+        how = f" with measured points of {run.label}" if measured is not None else " (predictions only)"
+        console.print(f"[dim]roofline plot written to {target}{how}[/]")
     if not done:
         console.print("[yellow]--roofline: no invocation was characterized; no plot written[/]")
 
@@ -160,11 +183,11 @@ def write_run_outputs(output: OutputOptions, summary: RunSummary, exit_code: int
     records = build_records(summary.results)
     profiles = [get_profile(name, cache_dir=cache_dir) for name in extra_profiles]
     if output.roofline:
-        write_roofline_plots(output.roofline, records, profiles, console)
+        write_roofline_plots(output.roofline, records, profiles, console, output.runtime)
     if output.html:
         from turnkey_like.views.html import write_html
 
-        write_html(records, output.html, title=title, profiles=profiles)
+        write_html(records, output.html, title=title, profiles=profiles, runtime=output.runtime)
         console.print(f"[dim]HTML report written to {output.html}[/]")
 
 
@@ -180,7 +203,7 @@ def write_comparison(comp, records, *, json: str | None, html: str | None, title
     if json == "-":
         print(msgspec.json.format(encode(comp), indent=1).decode("utf-8"))
     else:
-        render_comparison(comp, console)
+        render_comparison(comp, console, records)
     if json and json != "-":
         write_file("--json", json, lambda target: write_record(target, comp))
         print(f"comparison written to {json}", file=sys.stderr)

@@ -12,7 +12,8 @@ import argparse
 import sys
 
 from turnkey_like.cli import options, outputs
-from turnkey_like.cli.arguments import CACHE_DIR_HELP, add_analysis_arguments, add_input_arguments
+from turnkey_like.cli.arguments import (CACHE_DIR_HELP, add_analysis_arguments, add_input_arguments,
+                                        add_measured_run_argument)
 from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, run_pipeline
 
 
@@ -20,29 +21,34 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     """Add the ``explore`` and ``view`` commands (``parent``: the options every command takes)."""
     explore = _analysis_command(
         subparsers, parent, "explore", "walk a model's dataflow graph in the terminal, one line per node",
-        "print one invocation's dataflow graph in execution order: node number (from 1), op, module path, "
-        "output shape, fusion group, MACs, FLOPs (1 MAC = 2 FLOPs), arithmetic intensity (FLOPs/byte) and "
-        "bound. Without a range or filter: a summary. Give one range form at a time.")
-    group = explore.add_argument_group("range (node numbers start at 1; one form at a time)")
-    group.add_argument("--start", type=int, metavar="N", help="first node to show (1-based; default 1)")
-    group.add_argument("--end", type=int, metavar="M", help="last node to show (1-based, inclusive; default the last)")
-    group.add_argument("--around", type=int, metavar="N", help="show node N (1-based) and --context nodes on each side")
+        "print one invocation's dataflow graph in execution order: node number (from 0, as tk profile and the "
+        "HTML page number it), op, module path, output shape, fusion group, MACs, FLOPs (1 MAC = 2 FLOPs), "
+        "bytes, arithmetic intensity (FLOPs/byte), bound, roofline time and the nodes it reads; after "
+        "`tk benchmark --per-layer`, each node's measured time and share. Without a range or filter: a summary. "
+        "Give one range form at a time.")
+    group = explore.add_argument_group("range (node numbers start at 0; one form at a time)")
+    group.add_argument("--start", type=int, metavar="N", help="first node to show (default 0)")
+    group.add_argument("--end", type=int, metavar="M", help="last node to show (inclusive; default the last)")
+    group.add_argument("--around", type=int, metavar="N", help="show node N and --context nodes on each side")
     group.add_argument("--context", type=int, metavar="K", help="nodes on each side of --around (default 5)")
-    group.add_argument("--max-nodes", type=int, metavar="N", help="show the first N nodes (1-based count)")
+    group.add_argument("--max-nodes", type=int, metavar="N", help="show the first N nodes")
     group.add_argument("--filter", metavar="TEXT",
                        help="keep nodes whose op or module path contains TEXT (case-insensitive; within the range)")
     group = explore.add_argument_group("output")
     group.add_argument("--output", metavar="FILE", help="write the text to FILE instead of stdout")
+    add_measured_run_argument(group)
     explore.set_defaults(func=run_explore, parser=explore)
 
     view = _analysis_command(
         subparsers, parent, "view", "browse a model's dataflow graph in Model Explorer on localhost",
         "serve one invocation's dataflow graph in Google's Model Explorer on localhost (offline), nested by "
-        "module, with MACs, bytes, arithmetic intensity and bound as node-data overlays. Ctrl-C stops the server.")
+        "module, with MACs, bytes, arithmetic intensity, bound, roofline time and (after `tk benchmark "
+        "--per-layer`) measured time as node-data overlays. Ctrl-C stops the server.")
     group = view.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     group.add_argument("--port", type=int, metavar="N", help="port (default: a free one)")
     group.add_argument("--no-browser", action="store_true", help="do not open a browser tab; just print the address")
+    add_measured_run_argument(group)
     view.set_defaults(func=run_view, parser=view)
 
 
@@ -87,13 +93,14 @@ def run_explore(args: argparse.Namespace) -> int:
     """``tk explore``: the graph as text (a range of nodes, or the summary)."""
     from turnkey_like.files import write_atomic
     from turnkey_like.report.explore import explore_text
+    from turnkey_like.report.measured import measured_run
 
     command = options.parse_explore(args)
     calls, code = _characterize(command.run)
     if not calls:
         return code
     call, others = _pick(calls)
-    text = explore_text(call.char, command.nodes, label=call.label)
+    text = explore_text(call.char, command.nodes, label=call.label, measured=measured_run(call.inv, command.runtime))
     if others:
         text += "\n" + "\n".join(others) + "\n"
     if command.output:
@@ -109,6 +116,7 @@ def run_view(args: argparse.Namespace) -> int:
     run was interrupted)."""
     import tempfile
 
+    from turnkey_like.report.measured import measured_run
     from turnkey_like.views import model_explorer
 
     command = options.parse_view(args)
@@ -120,8 +128,12 @@ def run_view(args: argparse.Namespace) -> int:
     for line in others:
         print(line, file=sys.stderr)
     print(f"showing {call.label}", file=sys.stderr)
+    measured = measured_run(call.inv, command.runtime)
+    if measured is not None:
+        print(f"measured: {measured.note()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="tk-view-") as folder:
         model_explorer.serve(call.char, folder, name=f"{call.model.name}_{call.inv.hash}", host=command.host,
+                             per_layer=measured.per_layer if measured is not None else None,
                              port=command.port, open_browser=command.open_browser,
                              announce=lambda line: print(line, flush=True))
     return code

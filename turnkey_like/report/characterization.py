@@ -8,8 +8,11 @@ arithmetic intensity in FLOPs/byte, roofline time in ns/µs/ms/s.
 
 from __future__ import annotations
 
-from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, Status, TraceSummary
+from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, TraceSummary
 from turnkey_like.report.breakdown import breakdown_rows
+from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, percent
+from turnkey_like.report.text import short_op
+from turnkey_like.report.top_ops import op_groups
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 
 MAC_NOTE = "1 MAC = 2 FLOPs"
@@ -17,7 +20,7 @@ MAC_NOTE = "1 MAC = 2 FLOPs"
 
 # Only text columns give up width on narrow terminals (folded or shortened); numbers never do.
 _WRAPPABLE = {"Module", "Input shapes", "Output shapes"}
-_SHORTENED = {"Class": 24}
+_SHORTENED = {"Class": 24, "Op": 24}
 
 
 class _Section:
@@ -77,21 +80,15 @@ def hardware_text(hw: HardwareProfile) -> str:
     return text
 
 
-def invocation_per_layer(inv: Invocation) -> PerLayerResult | None:
-    """The per-layer record of an invocation's benchmark (measured now or kept from an earlier run),
-    or ``None`` when its benchmark has none."""
-    bench = inv.benchmark
-    if bench.status != Status.SUCCESSFUL or bench.result is None:
-        return None
-    return bench.result.per_layer
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
+def invocation_per_layer(inv: Invocation, runtime: str | None = None) -> MeasuredRun | None:
+    """The per-layer run ``tk profile`` shows for an invocation (measured now or kept from an earlier
+    run): the latest, or the one ``runtime`` (``--runtime``) names, with the others
+    (:func:`turnkey_like.report.measured.measured_run`); ``None`` when it has none."""
+    return measured_run(inv, runtime)
 
 
 def render_profile(char: Characterization, console, *, showshape: bool = False, top: int = 10,
-                   max_depth: int | None = None, per_layer: PerLayerResult | None = None) -> None:
+                   max_depth: int | None = None, per_layer: MeasuredRun | None = None) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
     Sections, one function each: the heading (:func:`render_heading`), the per-module table
@@ -103,26 +100,29 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     that were not counted (:func:`render_uncounted`). ``max_depth`` hides deeper modules (their
     numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
 
-    ``per_layer`` (a ``--per-layer`` benchmark of the same invocation, see
+    ``per_layer`` (the ``--per-layer`` run of the same invocation a view shows, see
     :func:`invocation_per_layer`) adds "Measured" (the module and everything below it, ms per
-    iteration) and "% of roof" (its predicted ÷ measured time, on the profile the run measured on)
-    to the per-module table, and a section of measured time by category and the rows measured faster
-    than their roof.
+    iteration; for the model, the timed runs' mean latency) and "% of roof" (predicted ÷ measured,
+    on the profile the run measured on: ``PerLayerResult.module_measure``) to the per-module table, a
+    "Measured" column to the top ops, and a section of measured time by category and the rows
+    measured faster than their roof. The heading says which run it is and names the others.
     """
+    result = per_layer.per_layer if per_layer is not None else None
     render_heading(char, console, per_layer)
-    render_modules(char, console, max_depth=max_depth, per_layer=per_layer)
-    if per_layer is not None:
-        render_measured(per_layer, console)
+    render_modules(char, console, max_depth=max_depth, per_layer=result)
+    if result is not None:
+        render_measured(result, console)
     render_summary(char, console)
     render_breakdown(char, console)
     if top:
-        render_top_ops(char, console, top=top, showshape=showshape)
+        render_top_ops(char, console, top=top, showshape=showshape, per_layer=result)
     render_uncounted(char, console)
 
 
-def render_heading(char: Characterization, console, per_layer: PerLayerResult | None = None) -> None:
+def render_heading(char: Characterization, console, measured: MeasuredRun | None = None) -> None:
     """The lines above the tables: the call (class, inputs, dtype, where counted, trace), the
-    hardware profile with its ridge point, and with ``per_layer`` how the times were measured."""
+    hardware profile with its ridge point, and with ``measured`` which run is shown (and the others),
+    how its times were measured, and the whole model's % of roof (``PerLayerResult.model_efficiency``)."""
     from rich.text import Text
 
     inputs = ", ".join(f"{k}: {format_shapes([v.shape])} {v.dtype}" for k, v in char.inputs.items())
@@ -134,30 +134,43 @@ def render_heading(char: Characterization, console, per_layer: PerLayerResult | 
                        f" · {MAC_NOTE}"))
     for warning in char.hardware.warnings:
         console.print(Text(f"  note: {warning}"))
-    if per_layer is not None:
-        roof = hardware_text(per_layer.hardware) if per_layer.hardware is not None else "no profile for this device"
-        console.print(Text(
-            f"Measured: {per_layer.method}, {per_layer.iterations} profiled run(s), "
-            f"{format_ms(per_layer.wall_ms)} per run, {per_layer.unattributed_share:.1%} unattributed · "
-            f"% of roof on {roof}"))
-        for warning in (per_layer.hardware.warnings if per_layer.hardware is not None else []):
+    if measured is None:
+        return
+    console.print(Text(f"Measured: {measured.note()}"))
+    per_layer = measured.per_layer
+    if per_layer is None:
+        return
+    roof = hardware_text(per_layer.hardware) if per_layer.hardware is not None else "no profile for this device"
+    console.print(Text(
+        f"  {per_layer.method}, {per_layer.iterations} profiled run(s), "
+        f"{format_ms(per_layer.wall_ms)} per run, {per_layer.unattributed_share:.1%} unattributed · "
+        f"% of roof on {roof}"))
+    whole = per_layer.module_measure("")
+    if whole.efficiency is not None:
+        console.print(Text(f"  whole model: {percent(whole.efficiency)} of roof (roofline {format_ms(whole.predicted_ms)}"
+                           f" ÷ mean latency {format_ms(whole.measured_ms)} of the timed runs)"))
+    if per_layer.hardware is not None and per_layer.hardware != char.hardware:  # the same profile's notes are above
+        for warning in per_layer.hardware.warnings:
             console.print(Text(f"  note: {warning}"))
-        if per_layer.noisy:
-            console.print(Text("  ~: the time varied more than 10% (IQR ÷ median) across the profiled runs"))
+    for warning in measured.bench.warnings:
+        console.print(Text(f"  note: {warning}"))
+    if per_layer.noisy:
+        console.print(Text(f"  {NOISY_NOTE}"))
 
 
 def render_modules(char: Characterization, console, *, max_depth: int | None = None,
                    per_layer: PerLayerResult | None = None) -> None:
     """The per-module table (modules deeper than ``max_depth`` hidden); with ``per_layer``, the
     "Measured" and "% of roof" columns."""
-    measured = {r.name: r for r in per_layer.modules} if per_layer is not None else None
+    measured = per_layer
     columns = [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
                ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")]
     if measured is not None:
         columns += [("Measured", "right"), ("% of roof", "right")]
     table = _table(
         f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {_hw_name(char)}"
-        + ("; measured = the module and below, per iteration" if measured is not None else "") + ")",
+        + ("; measured = the module and below, per iteration; (model) = the timed runs' mean latency"
+           if measured is not None else "") + ")",
         columns,
     )
     for m in char.modules:
@@ -170,12 +183,9 @@ def render_modules(char: Characterization, console, *, max_depth: int | None = N
             format_seconds(m.roofline_time_s),
         ]
         if measured is not None:
-            row = measured.get(m.path)
-            incl = row.inclusive_ms if row is not None else None
-            pred = row.predicted_inclusive_ms if row is not None else None
-            share = _percent(pred / incl if pred is not None and incl else None)
-            cells += ["" if incl is None else format_ms(incl),
-                      f"~{share}" if share and row.inclusive_noisy else share]
+            row = measured.module_measure(m.path)
+            cells += ["" if row is None or row.measured_ms is None else format_ms(row.measured_ms),
+                      "" if row is None else percent(row.efficiency, row.noisy)]
         table.add_row(*cells)
     table.print(console)
 
@@ -219,20 +229,35 @@ def render_breakdown(char: Characterization, console) -> None:
         table.print(console)
 
 
-def render_top_ops(char: Characterization, console, *, top: int = 10, showshape: bool = False) -> None:
-    """The ``top`` ops by roofline time (the record's ``top_ops``), with their shapes when ``showshape``."""
-    cols = [("#", "right"), ("Op", "left"), ("Module", "left"), ("Category", "left")]
+def render_top_ops(char: Characterization, console, *, top: int = 10, showshape: bool = False,
+                   per_layer: PerLayerResult | None = None) -> None:
+    """The ``top`` groups of identical ops (same op, shapes and dtype: :func:`turnkey_like.report.top_ops.op_groups`)
+    by total roofline time, with their shapes when ``showshape``; "#" is the first node's number
+    (``OpRow.index``, as ``tk explore`` and the HTML page number it), "×" the count; each op's FLOPs,
+    bytes, AI and time, the group's total, and with ``per_layer`` its measured time (all its ops).
+    Ops are named as ``tk explore`` names them (``convolution``: :func:`turnkey_like.report.text.short_op`)."""
+    measured = per_layer is not None and bool(per_layer.op_ms)
+    cols = [("#", "right"), ("×", "right"), ("Op", "left"), ("Module", "left"), ("Category", "left")]
     if showshape:
         cols += [("Input shapes", "left"), ("Output shapes", "left")]
-    cols += [("FLOPs", "right"), ("Bytes", "right"), ("AI", "right"), ("Bound", "left"), ("Time", "right")]
-    ops = _table(f"Top {min(top, len(char.top_ops))} ops by roofline time ({MAC_NOTE})", cols)
-    for i in char.top_ops[:top]:
-        r = char.rows[i]
-        cells = [str(r.index), r.op, r.module_path or "(model)", r.category]
+    cols += [("FLOPs", "right"), ("Bytes", "right"), ("AI", "right"), ("Bound", "left"), ("Time", "right"),
+             ("Total", "right")]
+    if measured:
+        cols.append(("Measured", "right"))
+    groups = op_groups(char, top)
+    ops = _table(f"Top {len(groups)} ops by roofline time, identical op and shapes grouped (× ops; FLOPs, bytes "
+                 f"and time are each op's; total = all of them{'; measured = all of them, per iteration' if measured else ''};"
+                 f" {MAC_NOTE})", cols)
+    for g in groups:
+        r = g.first
+        cells = [str(r.index), str(g.count), short_op(r.op), g.modules(), r.category]
         if showshape:
             cells += [format_shapes(r.input_shapes), format_shapes(r.output_shapes)]
         cells += [si(r.flops), format_bytes(r.bytes), format_intensity(r.arithmetic_intensity), r.bound,
-                  format_seconds(r.roofline_time_s)]
+                  format_seconds(r.roofline_time_s), format_seconds(g.total_s)]
+        if measured:
+            total = g.measured_ms(per_layer)
+            cells.append(("~" if g.noisy(per_layer) else "") + format_ms(total))
         ops.add_row(*cells)
     ops.print(console)
 
@@ -264,7 +289,7 @@ def render_measured(per_layer: PerLayerResult, console) -> None:
     )
     for r in per_layer.categories:
         cats.add_row(r.name, format_ms(r.measured_ms), f"{r.share:.1%}",
-                     "" if r.predicted_ms is None else format_ms(r.predicted_ms), _percent(r.efficiency),
+                     "" if r.predicted_ms is None else format_ms(r.predicted_ms), percent(r.efficiency, r.noisy),
                      "" if r.attained_flops_s is None else si(r.attained_flops_s),
                      "" if r.attained_bytes_s is None else format_bytes(r.attained_bytes_s))
     for r in per_layer.modules[-2:]:  # unmapped kernels, unattributed

@@ -35,10 +35,21 @@ Mapping ONNX nodes to modules (:func:`onnx_kernel_modules`):
   the Relu), else its producer's kernel (epilogues: bias add, activation, residual add), else its
   consumer's. Layout kernels with no source node (``ReorderInput``, ``gemm_input_reshape``) join
   the kernel whose output they read, else the one that reads theirs.
-- A kernel covering several modules has its time split among them in proportion to their predicted
-  roofline time (each module's prediction spread evenly over its ONNX nodes, and the kernel's share
-  of those nodes taken); with no prediction, by node count. So the modules of one fused kernel show
-  the same efficiency: a profiler cannot tell them apart.
+- Each kernel then knows the modules it ran for, with its share of each module's ONNX nodes.
+
+Attribution to ops (:func:`_kernel_weights`), one rule for every runtime: a kernel's time goes to the
+characterization's op rows (``OpRow``) it ran, in proportion to their roofline time on the profile
+the run measured on. The rows offered are each covered module's own rows, weighted by the kernel's
+share of that module's nodes: all of them for an ONNX Runtime kernel, which may be fused (its
+FusedConv covering ``conv1``, the BatchNorm folded into it and the ReLU after it gives ``bn1``'s
+``norm`` row and ``relu``'s ``activation`` row their share); for a torch op, which is one ATen op,
+the rows of its category when its module has any (``aten::conv2d`` goes to the module's
+convolutions, not its residual add). So an op fused into another's kernel is never shown at 0 ms,
+and the ops of one fused kernel all show that kernel's efficiency: a profiler cannot tell them
+apart. With no roofline time at all, rows count equally. A module's own time is the sum of its
+rows' (``PerLayerResult.op_ms``); a category's is the sum over the rows of that category; a fusion
+group's is the sum over its ops (``PerLayerResult.group_times``). Kernels without a module (unmapped)
+keep the kernel's own category.
 
 torch eager: forward hooks open a ``torch.profiler.record_function`` range per module call; each
 top-level ATen op's time (CPU time, or its kernels' device time on CUDA) goes to the innermost module
@@ -54,7 +65,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from turnkey_like.records import UNATTRIBUTED, UNMAPPED, Characterization, HardwareProfile, LayerTime, PerLayerResult
+from turnkey_like.records import (UNATTRIBUTED, UNMAPPED, Characterization, HardwareProfile, LayerTime, OpRow,
+                                  PerLayerResult)
 from turnkey_like.stats import WIDE_SPREAD
 
 if TYPE_CHECKING:
@@ -507,16 +519,36 @@ def _row(name: str, measured_s: float, wall_s: float, roof: _Roof | None, *, cla
     )
 
 
-def _split(kernel: Kernel, module_roof: dict[str, _Roof]) -> list[tuple[str, float]]:
-    """A kernel's time split over its modules: weights sum to 1 (see the module doc)."""
-    weights = [(m, share * module_roof[m].time_s if m in module_roof else 0.0) for m, share in kernel.modules]
-    total = sum(w for _, w in weights)
+def _kernel_weights(kernel: Kernel, rows_by_module: dict[str, list[OpRow]], row_time: dict[int, float],
+                    one_op: bool) -> list[tuple[str, int | None, float]]:
+    """Where one kernel's time goes: ``(module path, op row index or None, weight)``, weights summing
+    to 1 (the rule of the module doc, "Attribution to ops").
+
+    Each module the kernel covers (with the kernel's share ``s`` of that module's nodes) offers its
+    own op rows: all of them for a kernel that may be fused (ONNX Runtime: FusedConv covering a
+    folded BatchNorm offers that module's ``norm`` row); for a kernel that is one op (``one_op``:
+    torch's top-level ATen ops), the rows of its category when the module has any (an
+    ``aten::conv2d`` in a module that also adds goes to its convolutions). A row weighs ``s`` × its
+    roofline time; with no roofline time anywhere, ``s`` ÷ the module's rows offered. A module with
+    no op rows (only children) keeps its part itself (row ``None``). Layout kernels carry shares of 0
+    (they take time, not nodes): then every module counts as ``s = 1``.
+    """
+    modules = kernel.modules
+    if all(share <= 0 for _, share in modules):
+        modules = [(m, 1.0) for m, _ in modules]
+    offers: list[tuple[str, list[OpRow], float]] = []
+    for path, share in modules:
+        rows = rows_by_module.get(path, [])
+        same = [r for r in rows if r.category == kernel.category] if one_op else []
+        offers.append((path, same or rows, share))
+    weighted = [(path, r.index, share * row_time.get(r.index, 0.0)) for path, rows, share in offers for r in rows]
+    if sum(w for *_, w in weighted) <= 0:  # no roofline time: by row count, each module by its share
+        weighted = [(path, r.index, share / len(rows)) for path, rows, share in offers for r in rows]
+    weighted += [(path, None, share) for path, rows, share in offers if not rows]
+    total = sum(w for *_, w in weighted)
     if total <= 0:
-        weights = list(kernel.modules)
-        total = sum(w for _, w in weights)
-    if total <= 0:
-        return [(m, 1.0 / len(kernel.modules)) for m, _ in kernel.modules]
-    return [(m, w / total) for m, w in weights]
+        return [(path, None, 1.0 / len(modules)) for path, _ in modules]
+    return [(path, index, w / total) for path, index, w in weighted if w > 0]
 
 
 def _inclusive(paths: Iterable[str], own: dict) -> dict:
@@ -528,6 +560,58 @@ def _inclusive(paths: Iterable[str], own: dict) -> dict:
         prefix = p + "."
         out[p] = sum(v for q, v in items if p == "" or q == p or q.startswith(prefix))
     return out
+
+
+def _inclusive_roofs(paths: list[str], module_roof: dict[str, _Roof]) -> dict[str, _Roof]:
+    """Each path's roof (time, FLOPs, bytes) with everything below it (:func:`_inclusive`)."""
+    parts = {name: _inclusive(paths, {q: getattr(r, name) for q, r in module_roof.items()})
+             for name in ("time_s", "flops", "bytes")}
+    return {p: _Roof(parts["time_s"][p], parts["flops"][p], parts["bytes"][p]) for p in paths}
+
+
+@dataclass
+class _Ledger:
+    """Per key (a module path, a category): time per iteration (s), kernel events per iteration, and
+    the time in each profiled run (s, a numpy array: the spread)."""
+
+    time: dict = field(default_factory=lambda: defaultdict(float))
+    kernels: dict = field(default_factory=lambda: defaultdict(float))
+    per_run: dict = field(default_factory=dict)
+
+    def add(self, key: str, seconds: float, events: float, per_run) -> None:
+        self.time[key] += seconds
+        self.kernels[key] += events
+        self.per_run[key] = self.per_run[key] + per_run if key in self.per_run else per_run.copy()
+
+
+def _attribute(raw: RawProfile, rows: list[OpRow], row_time: dict[int, float]):
+    """Every kernel of ``raw`` put where it ran (:func:`_kernel_weights`): returns the module ledger,
+    the category ledger (the ops' categories; a kernel without ops keeps its own), the unmapped
+    kernels' ledger (key :data:`UNMAPPED`) and each op row's time per profiled run (s, rows × runs)."""
+    import numpy as np
+
+    n = max(raw.runs, 1)
+    one_op = raw.mapping == "forward hooks"  # torch eager: each kernel is one top-level ATen op
+    rows_by_module: dict[str, list[OpRow]] = defaultdict(list)
+    for r in rows:
+        rows_by_module[r.module_path].append(r)
+    modules, categories, unmapped = _Ledger(), _Ledger(), _Ledger()
+    op_runs = np.zeros((len(rows), n))
+    for k in raw.kernels:
+        t = k.seconds / n
+        per_run = np.zeros(n)
+        per_run[:min(n, len(k.per_run))] = k.per_run[:n]
+        if not k.modules:
+            unmapped.add(UNMAPPED, t, k.events / n, per_run)
+            categories.add(k.category, t, k.events / n, per_run)
+            continue
+        for m, index, w in _kernel_weights(k, rows_by_module, row_time, one_op):
+            modules.add(m, t * w, w * k.events / n, per_run * w)
+            categories.add(rows[index].category if index is not None else k.category, t * w, w * k.events / n,
+                           per_run * w)
+            if index is not None:
+                op_runs[index] += per_run * w
+    return modules, categories, unmapped, op_runs
 
 
 def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: HardwareProfile | None,
@@ -544,7 +628,8 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
     """
     import numpy as np
 
-    from turnkey_like.stats import spread
+    from turnkey_like.characterize.roofline import roofline_time_s
+    from turnkey_like.stats import relative_iqr, spread
 
     n = max(raw.runs, 1)
     wall = statistics.fmean(raw.wall_s) if raw.wall_s else 0.0
@@ -557,48 +642,25 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         for roof in (*module_roof.values(), *category_roof.values()):
             roof.time_s = 0.0
 
-    own: dict[str, float] = defaultdict(float)
-    own_kernels: dict[str, float] = defaultdict(float)
-    by_category: dict[str, float] = defaultdict(float)
-    category_kernels: dict[str, float] = defaultdict(float)
-    unmapped = unmapped_kernels = 0.0
-    # each row's time in each profiled run (s): its spread
-    zeros = lambda: np.zeros(n)  # noqa: E731
-    own_runs: dict[str, np.ndarray] = defaultdict(zeros)
-    category_runs: dict[str, np.ndarray] = defaultdict(zeros)
-    unmapped_runs = zeros()
-    for k in raw.kernels:
-        t = k.seconds / n
-        per_run = np.zeros(n)
-        per_run[:min(n, len(k.per_run))] = k.per_run[:n]
-        by_category[k.category] += t
-        category_kernels[k.category] += k.events / n
-        category_runs[k.category] += per_run
-        if not k.modules:
-            unmapped += t
-            unmapped_kernels += k.events / n
-            unmapped_runs += per_run
-            continue
-        for m, w in _split(k, module_roof):
-            own[m] += t * w
-            own_kernels[m] += w * k.events / n
-            own_runs[m] += per_run * w
+    rows = char.rows if char is not None else []
+    row_time = {r.index: (roofline_time_s(r.flops, r.bytes_read + r.bytes_written, hardware, r.dtype)
+                          if hardware is not None else r.roofline_time_s)  # no time: the record's profile weighs
+                for r in rows}
+    mods, cats, lost, op_runs = _attribute(raw, rows, row_time)
+    own, unmapped = mods.time, lost.time[UNMAPPED]
     attributed = sum(own.values())
     unattributed = wall - attributed - unmapped
     walls = np.zeros(n)
     walls[:len(raw.wall_s)] = raw.wall_s[:n]
-    unattributed_runs = walls - sum(own_runs.values(), zeros()) - unmapped_runs
+    unmapped_runs = lost.per_run.get(UNMAPPED, np.zeros(n))
+    unattributed_runs = walls - sum(mods.per_run.values(), np.zeros(n)) - unmapped_runs
 
     classes = {m.path: m.class_name for m in char.modules} if char is not None else {}
     order = [m.path for m in char.modules] if char is not None else []
     order += sorted(set(own) - set(order))
     inclusive = _inclusive(order, own)
-    inclusive_runs = _inclusive(order, own_runs)
-    roof_incl: dict[str, _Roof] = {}
-    for p in order:
-        prefix = p + "."
-        parts = [r for q, r in module_roof.items() if p == "" or q == p or q.startswith(prefix)]
-        roof_incl[p] = _Roof(sum(r.time_s for r in parts), sum(r.flops for r in parts), sum(r.bytes for r in parts))
+    inclusive_runs = _inclusive(order, mods.per_run)
+    roof_incl = _inclusive_roofs(order, module_roof)
     has_roof = hardware is not None
     modules = []
     for p in order:
@@ -606,23 +668,23 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         if own.get(p, 0.0) <= 0 and inclusive[p] <= 0 and (roof is None or roof.time_s <= 0):
             continue
         modules.append(_row(p, own.get(p, 0.0), wall, (roof or _Roof()) if char is not None else None,
-                            class_name=classes.get(p, ""), kernels=own_kernels.get(p, 0.0),
+                            class_name=classes.get(p, ""), kernels=mods.kernels.get(p, 0.0),
                             inclusive_s=inclusive[p], roof_inclusive=roof_incl[p] if char is not None else None,
-                            runs_s=own_runs.get(p, ()), inclusive_runs_s=inclusive_runs[p]))
+                            runs_s=mods.per_run.get(p, ()), inclusive_runs_s=inclusive_runs[p]))
     if not has_roof:
         modules = [_no_prediction(r) for r in modules]
-    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=unmapped_kernels, runs_s=unmapped_runs))
+    modules.append(_row(UNMAPPED, unmapped, wall, None, kernels=lost.kernels[UNMAPPED], runs_s=unmapped_runs))
     modules.append(_row(UNATTRIBUTED, unattributed, wall, None, runs_s=unattributed_runs))
 
-    categories = [_row(c, by_category.get(c, 0.0), wall, category_roof.get(c) if char is not None else None,
-                       kernels=category_kernels.get(c, 0.0), runs_s=category_runs.get(c, ()))
-                  for c in sorted(set(by_category) | set(category_roof),
-                                  key=lambda c: (-by_category.get(c, 0.0), c))]
+    categories = [_row(c, cats.time.get(c, 0.0), wall, category_roof.get(c) if char is not None else None,
+                       kernels=cats.kernels.get(c, 0.0), runs_s=cats.per_run.get(c, ()))
+                  for c in sorted(set(cats.time) | set(category_roof), key=lambda c: (-cats.time.get(c, 0.0), c))]
     if not has_roof:
         categories = [_no_prediction(r) for r in categories]
     predicted = sum(r.time_s for r in module_roof.values()) if has_roof and char is not None else None
     mean_s = latency_mean_ms * 1e-3 if latency_mean_ms else None
-    return PerLayerResult(
+    op_spread = [relative_iqr(list(x)) if x.sum() > 0 else None for x in op_runs]
+    result = PerLayerResult(
         method=raw.method,
         mapping=raw.mapping,
         mapping_note=raw.mapping_note,
@@ -635,13 +697,18 @@ def per_layer_result(raw: RawProfile, char: Characterization | None, hardware: H
         overhead=wall / mean_s if mean_s else None,
         hardware=hardware,
         predicted_ms=predicted * 1e3 if predicted is not None else None,
-        efficiency=predicted / mean_s if predicted is not None and mean_s else None,
+        latency_mean_ms=latency_mean_ms or None,
         modules=modules,
         categories=categories,
         faster_than_roof=[r.name for r in (*modules, *categories) if r.faster_than_roof],
         wall_spread=spread([w * 1e3 for w in raw.wall_s]),
         noisy=[r.name for r in (*modules, *categories) if r.noisy and r.efficiency is not None],
+        op_ms=[float(x) for x in op_runs.sum(axis=1) / n * 1e3],
+        op_spread=op_spread,
+        noisy_ops=[i for i, x in enumerate(op_spread) if x is not None and x > NOISY_SPREAD],
     )
+    result.efficiency = result.model_efficiency()  # the one definition, stored for JSON and CSV readers
+    return result
 
 
 def _no_prediction(row: LayerTime) -> LayerTime:

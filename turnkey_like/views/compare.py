@@ -13,9 +13,16 @@ from __future__ import annotations
 from typing import Iterable
 
 from turnkey_like.records import BuildRecord, Comparison, ComparisonEntry, ScriptResult, Status
+from turnkey_like.report.compare import measured_on
 
 #: The quantities compared as ratios to the first entry (``ComparisonEntry.relative``).
 RELATIVE = ("params", "macs", "flops", "bytes", "roofline_time_s", "latency_ms", "throughput_ips")
+#: Ratios that hold only on one hardware profile (a roofline time on h100 against one on this CPU
+#: is no comparison of the models).
+ON_PROFILE = ("roofline_time_s",)
+#: Ratios that hold only on one machine and device (``BenchmarkResult.device_name`` and ``device``).
+ON_MACHINE = ("latency_ms", "throughput_ips")
+
 
 
 def build_records(results: Iterable[ScriptResult]) -> list[BuildRecord]:
@@ -58,17 +65,21 @@ def comparison(records: list[BuildRecord], labels: list[str] | None = None) -> C
     """Return the :class:`Comparison` of ``records`` (full records: the breakdown is left out of cache
     summaries), in order; ``labels`` name them as the user did (default: build name, else model name).
 
-    Ratios in ``relative`` are each entry's value ÷ the first's. Notes say when the entries'
-    roofline figures are on different hardware profiles, or some were not characterized or benchmarked.
+    Ratios in ``relative`` are each entry's value ÷ the first's, never across hardware: none for a
+    roofline time on another profile than the first's (:data:`ON_PROFILE`), none for a latency or
+    throughput measured on another machine or device (:data:`ON_MACHINE`, ``report.compare.measured_on``).
+    Notes say so, and when some were not characterized or benchmarked.
     """
     labels = labels or [r.build_name or r.model.name for r in records]
     entries = [_entry(label, record) for label, record in zip(labels, records)]
+    machines = [measured_on(r) for r in records]
     if entries:
         base = entries[0]
-        for e in entries:
+        for e, machine in zip(entries, machines):
             for key in RELATIVE:
                 a, b = getattr(e, key), getattr(base, key)
-                e.relative[key] = a / b if a is not None and b else None
+                apart = (key in ON_PROFILE and e.hardware != base.hardware) or (key in ON_MACHINE and machine != machines[0])
+                e.relative[key] = a / b if a is not None and b and not apart else None
     totals: dict[str, float] = {}
     for e in entries:
         for cat, part in e.by_category.items():
@@ -77,7 +88,11 @@ def comparison(records: list[BuildRecord], labels: list[str] | None = None) -> C
     hardware = sorted({e.hardware for e in entries if e.hardware})
     if len(hardware) > 1:
         notes.append(f"roofline figures are on different hardware profiles ({', '.join(hardware)}): bound and "
-                     "roofline time compare only on one profile")
+                     "roofline time compare only on one profile, so no ratio is given across them")
+    places = sorted({m for m in machines if m})
+    if len(places) > 1:
+        notes.append(f"latencies were measured on different machines or devices ({'; '.join(places)}): no ratio "
+                     "is given across them")
     missing = [e.label for e in entries if e.hardware is None]
     if missing:
         notes.append(f"not characterized: {', '.join(missing)}")

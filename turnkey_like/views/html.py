@@ -3,11 +3,21 @@
 
 The page holds, for the run or the caches: an overview of every model call (one row each), the
 comparison of the calls (``views.compare``; its rows from ``report.compare``), and per call its
-characterization (totals, bottleneck breakdown: ``report.breakdown``), build and benchmark results,
-its dataflow graph (``views.graph``: SVG with pan and zoom; clicking a node highlights its row), its
+characterization (totals, bottleneck breakdown: ``report.breakdown``, the hardware profile's trust),
+build and benchmark results (with how busy the machine was and the benchmark's warnings), its
+dataflow graph (``views.graph``: SVG with pan and zoom; clicking a node highlights its row), its
 roofline plot (``views.roofline_plot``, inline SVG), and sortable, filterable per-module and per-op
 tables. Nothing is fetched at view time: the CSS and the plain JavaScript (``views/assets/report.*``)
 are inlined, the roofline plots are inline SVG.
+
+Measured time sits beside the prediction wherever there is one (``report.measured``): per
+``--per-layer`` run of the call (``BenchmarkResult.per_layer_runs``), a card (profiler, whole-model
+% of roof, the roof's profile and its warnings), the measured-by-category table, "Measured ms" and
+"% of roof" columns in the per-module table, "Measured ms" and "Share" in the per-op table (``~``
+marks a time whose spread across runs was above 10%), measured times on the graph's nodes and the
+achieved points on the roofline plot. With several runs a selector (``select.tk-run-select``) shows
+one run's columns, tables and plot at a time (elements carry ``data-run="K"``; the others are
+``hidden``); the page opens on ``--runtime``'s run, else the latest.
 
 The graph is laid out in the page, so writing the page needs no Graphviz program: the page holds
 each graph's DOT source (``views.graph.graph_dot``, the same text ``--visualize x.dot`` writes, in a
@@ -21,8 +31,9 @@ Data comes from the records and from the functions that compute records for view
 every shown number goes through ``turnkey_like.units``, and each numeric cell carries the record's
 raw value in ``data-v`` so the page sorts by value, not by text.
 
-Graph node ids (``views.graph``): ``n<row index>`` for an op, ``m<module path>`` for a collapsed
-module; the per-op and per-module table rows carry the same id in ``data-node``.
+Graph node ids (``views.graph``): ``n<row index>`` for an op (``OpRow.index``, shown in the "#"
+column as ``tk explore`` and ``tk profile`` show it), ``m<module path>`` for a collapsed module; the
+per-op and per-module table rows carry the same id in ``data-node``.
 """
 
 from __future__ import annotations
@@ -34,8 +45,9 @@ from pathlib import Path
 from typing import Iterable
 
 from turnkey_like.errors import InputError, one_line
-from turnkey_like.records import BuildRecord, Characterization, Comparison, HardwareProfile, Status
+from turnkey_like.records import BenchmarkResult, BuildRecord, Characterization, Comparison, HardwareProfile, Status
 from turnkey_like.report.breakdown import breakdown_rows
+from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, ms, percent
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 from turnkey_like.views import call_label
 
@@ -67,20 +79,31 @@ def inline_svg(svg: str) -> str:
     return _PROLOG.sub("", svg, count=1)
 
 
-class _Table:
-    """A sortable, filterable HTML table: columns ``(title, numeric)``, rows of ``(text, raw value)`` cells."""
+def _run_attr(run: int | None, shown: int) -> str:
+    """`` data-run="K"`` (and ``hidden`` unless run K is the one shown) for what belongs to one
+    measured run; ``""`` for what belongs to none. ``report.js``'s run selector toggles them."""
+    if run is None:
+        return ""
+    return f' data-run="{run}"' + ("" if run == shown else " hidden")
 
-    def __init__(self, table_id: str, columns: list[tuple[str, bool]], caption: str = ""):
-        self.id, self.columns, self.caption = table_id, columns, caption
+
+class _Table:
+    """A sortable, filterable HTML table: columns ``(title, numeric)`` or ``(title, numeric, run)``
+    (a column of measured run ``run``, hidden unless it is ``shown``), rows of ``(text, raw value)`` cells."""
+
+    def __init__(self, table_id: str, columns: list[tuple], caption: str = "", shown: int = 0):
+        self.id, self.caption, self.shown = table_id, caption, shown
+        self.columns = [(c[0], c[1], c[2] if len(c) > 2 else None) for c in columns]
         self.rows: list[tuple[str, list[tuple[str, object]]]] = []
 
     def add(self, cells: list[tuple[str, object]], node: str | None = None, css: dict[int, str] | None = None) -> None:
         attrs = f' data-node="{_e(node)}"' if node is not None else ""
         out = []
         for i, (text, raw) in enumerate(cells):
-            numeric = self.columns[i][1]
+            _, numeric, run = self.columns[i]
             classes = " ".join(c for c in ("num" if numeric else "", (css or {}).get(i, "")) if c)
             attr = f' class="{classes}"' if classes else ""
+            attr += _run_attr(run, self.shown)
             if numeric:  # sorted by the raw value; a missing one sorts first
                 attr += f' data-v="{"" if raw is None else repr(float(raw))}"'
             elif raw is not None:
@@ -89,7 +112,9 @@ class _Table:
         self.rows.append((attrs, out))
 
     def html(self, filter_box: bool = True) -> str:
-        head = "".join(f'<th class="num">{_e(t)}</th>' if num else f"<th>{_e(t)}</th>" for t, num in self.columns)
+        num_class = ' class="num"'
+        head = "".join(f'<th{num_class if num else ""}{_run_attr(run, self.shown)}>{_e(t)}</th>'
+                       for t, num, run in self.columns)
         body = "\n".join(f"<tr{attrs}>{''.join(cells)}</tr>" for attrs, cells in self.rows)
         box = (f'<div class="filter"><input class="tk-filter" type="search" data-table="{self.id}" '
                f'placeholder="filter rows (any text)" aria-label="filter {self.id}"><span class="count muted"></span>'
@@ -127,16 +152,19 @@ def _overview(records: list[BuildRecord]) -> str:
     table = _Table("overview-table", [("Model", False), ("Class", False), ("Script", False), ("Invocation", False),
                                 ("Inputs", False), ("Params", True), ("MACs", True), ("FLOPs", True),
                                 ("Bytes", True), ("AI (FLOPs/B)", True), ("Bound", False), ("Roofline time", True),
-                                ("Latency mean", True), ("Throughput (inf/s)", True), ("Characterize", False),
-                                ("Build", False), ("Benchmark", False)],
+                                ("Latency mean", True), ("Throughput (inf/s)", True), ("% of roof", True),
+                                ("Characterize", False), ("Build", False), ("Benchmark", False)],
                    caption=f"One row per model call. {MAC_NOTE}; bytes read + written (unfused); "
-                           "roofline time on each record's hardware profile.")
+                           "roofline time on each record's hardware profile; % of roof: the latest per-layer run's "
+                           "roofline time ÷ mean latency, on the profile it measured on.")
     for i, r in enumerate(records):
         inv = r.invocation
         char = _char(r)
         bench = inv.benchmark.result if inv.benchmark.status == Status.SUCCESSFUL else None
         t = char.totals if char else None
         nbytes = t.bytes if t else None
+        measured = measured_run(inv)
+        roof = measured.per_layer.model_efficiency() if measured is not None and measured.per_layer else None
         table.add([
             (r.model.name, r.model.name), (r.model.class_name, None), (Path(r.script).name, None), (inv.hash, None),
             (_inputs(r), None), (si(r.model.params or (t.params if t else 0)), r.model.params or (t.params if t else 0)),
@@ -147,6 +175,7 @@ def _overview(records: list[BuildRecord]) -> str:
             (format_seconds(t.roofline_time_s) if t else "-", t.roofline_time_s if t else None),
             (format_ms(bench.latency_ms.mean) if bench else "-", bench.latency_ms.mean if bench else None),
             (f"{bench.throughput_ips:,.1f}" if bench else "-", bench.throughput_ips if bench else None),
+            (percent(roof) or "-", roof),
             (inv.characterization.status.value, None), (inv.build.status.value, None), (inv.benchmark.status.value, None),
         ], node=None, css={10: _bound_css(t.bound if t else None)})
     body = table.html()
@@ -155,15 +184,20 @@ def _overview(records: list[BuildRecord]) -> str:
     return f'<section id="overview"><h2>Models</h2>{body}<nav><ul>{links}</ul></nav></section>'
 
 
-def _comparison(comp: Comparison) -> str:
-    from turnkey_like.report.compare import comparison_table
+def _comparison(comp: Comparison, records: list[BuildRecord]) -> str:
+    """The comparison's rows (``report.compare.comparison_table``, with "Measured on" and the ``!``
+    marks of benchmarks with warnings when the page's records are the compared ones)."""
+    from turnkey_like.report.compare import benchmark_notes, comparison_table
 
+    same = [r.invocation.hash for r in records] == [e.invocation_hash for e in comp.entries]
+    recs = records if same else None
     head = "".join(f"<th>{_e(e.label)}</th>" for e in comp.entries)
     rows = "\n".join(f"<tr><th>{_e(title)}</th>{''.join(f'<td class=num>{_e(c)}</td>' for c in cells)}</tr>"
-                     for title, cells in comparison_table(comp))
-    notes = "".join(f'<p class="note">note: {_e(n)}</p>' for n in comp.notes)
+                     for title, cells in comparison_table(comp, recs))
+    notes = "".join(f'<p class="note">note: {_e(n)}</p>' for n in [*comp.notes, *benchmark_notes(comp, recs)])
     return (f'<section id="comparison"><h2>Comparison</h2><p class="muted">{MAC_NOTE}; ratios (N.NNx) are to the '
-            f'first column.</p><div class="table-wrap"><table id="comparison-table"><thead><tr><th>Quantity</th>{head}'
+            f'first column, and only on the same hardware profile (roofline time) or machine (latency).</p>'
+            f'<div class="table-wrap"><table id="comparison-table"><thead><tr><th>Quantity</th>{head}'
             f"</tr></thead><tbody>\n{rows}\n</tbody></table></div>{notes}</section>")
 
 
@@ -185,7 +219,14 @@ def _characterization_card(char: Characterization) -> str:
         ("Arithmetic intensity", f"{format_intensity(t.arithmetic_intensity)} FLOPs/B"), ("Bound", t.bound),
         ("Roofline time", format_seconds(t.roofline_time_s)), ("Ops", f"{t.ops} ({t.uncounted_ops} not counted)"),
         ("Fusion groups", f"{fus.groups} ({fus.fused_ops} ops), removes {format_bytes(fus.removed_bytes)}"),
+        *_profile_trust(hw),
     ])
+
+
+def _profile_trust(hw: HardwareProfile) -> list[tuple[str, str]]:
+    """A profile's trust lines for a card: when it was measured (``local``) and each warning."""
+    pairs = [("Profile measured at", hw.measured_at)] if hw.measured_at else []
+    return pairs + [("Profile warning", w) for w in hw.warnings]
 
 
 def _benchmark_card(record: BuildRecord) -> str:
@@ -206,13 +247,26 @@ def _benchmark_card(record: BuildRecord) -> str:
             ("Device", bench.device_name), ("Threads", str(bench.threads) if bench.threads else "-"),
             ("Iterations (warm-up)", f"{bench.iterations} ({bench.warmup_iterations})"),
             ("Latency mean", format_ms(lat.mean)), ("Latency median", format_ms(lat.median)),
+            ("Latency IQR (runs)", f"{format_ms(lat.iqr)} ({lat.runs})" if lat.iqr is not None else "-"),
             ("Latency p90 / p99", f"{format_ms(lat.p90)} / {format_ms(lat.p99)}"),
             ("Latency min / max", f"{format_ms(lat.min)} / {format_ms(lat.max)}"),
             ("Throughput", f"{bench.throughput_ips:,.1f} inferences/s (batch {bench.batch_size})"),
             ("Peak memory", format_bytes(bench.peak_memory_bytes)),
             ("Max abs error vs PyTorch", "-" if bench.max_abs_err is None else f"{bench.max_abs_err:.3g}"),
+            *_load_pairs(bench),
         ]))
     return "".join(cards)
+
+
+def _load_pairs(bench: BenchmarkResult) -> list[tuple[str, str]]:
+    """How busy the machine was while the benchmark timed (``BenchmarkResult.load``), and its warnings."""
+    load = bench.load
+    pairs = []
+    if load is not None:
+        pairs.append(("Other processes' cores", f"{load.other_cores:.2f} of {load.cores} ({load.window})"))
+        if load.load_avg_1min is not None:
+            pairs.append(("Load average (1 min)", f"{load.load_avg_1min:.2f}"))
+    return pairs + [("Warning", w) for w in bench.warnings]
 
 
 def _breakdown(char: Characterization, prefix: str) -> str:
@@ -230,75 +284,161 @@ def _breakdown(char: Characterization, prefix: str) -> str:
     return f'<h3>Where the time goes (share of roofline time)</h3><div class="cards">{"".join(parts)}</div>'
 
 
-def _module_table(char: Characterization, prefix: str) -> str:
-    table = _Table(f"{prefix}-modules", [("Module", False), ("Class", False), ("Depth", True), ("MACs", True),
-                                        ("FLOPs", True), ("Params", True), ("Bytes", True), ("AI (FLOPs/B)", True),
-                                        ("Bound", False), ("Roofline time", True), ("Ops", True)],
-                   caption=f"Per module, inclusive of its children. {MAC_NOTE}; bytes read + written, unfused.")
+def _module_table(char: Characterization, prefix: str, runs: list[BenchmarkResult], shown: int) -> str:
+    """Per module, inclusive; per measured run, "Measured ms" and "% of roof" (``PerLayerResult.module_measure``:
+    the model's row is the whole call's mean latency; ``~`` marks a spread over 10%)."""
+    columns = [("Module", False), ("Class", False), ("Depth", True), ("MACs", True), ("FLOPs", True),
+               ("Params", True), ("Bytes", True), ("AI (FLOPs/B)", True), ("Bound", False), ("Roofline time", True),
+               ("Ops", True)]
+    for k, _ in enumerate(runs):
+        columns += [("Measured ms", True, k), ("% of roof", True, k)]
+    caption = f"Per module, inclusive of its children. {MAC_NOTE}; bytes read + written, unfused."
+    if runs:
+        caption += (" Measured ms: the module and below, per iteration of the profiled runs; the model's row: the "
+                    "timed runs' mean latency. % of roof: roofline time ÷ measured time, on the profile the run "
+                    "measured on. " + NOISY_NOTE + ".")
+    table = _Table(f"{prefix}-modules", columns, caption=caption, shown=shown)
     for m in char.modules:
-        table.add([(m.path or "(model)", m.path), (m.class_name, None), (str(m.depth), m.depth), (si(m.macs), m.macs),
-                   (si(m.flops), m.flops), (si(m.params), m.params), (format_bytes(m.bytes), m.bytes),
-                   (format_intensity(m.arithmetic_intensity), m.arithmetic_intensity), (m.bound, None),
-                   (format_seconds(m.roofline_time_s), m.roofline_time_s), (str(m.ops), m.ops)],
-                  node="m" + m.path, css={8: _bound_css(m.bound)})
+        cells = [(m.path or "(model)", m.path), (m.class_name, None), (str(m.depth), m.depth), (si(m.macs), m.macs),
+                 (si(m.flops), m.flops), (si(m.params), m.params), (format_bytes(m.bytes), m.bytes),
+                 (format_intensity(m.arithmetic_intensity), m.arithmetic_intensity), (m.bound, None),
+                 (format_seconds(m.roofline_time_s), m.roofline_time_s), (str(m.ops), m.ops)]
+        for run in runs:
+            seen = run.per_layer.module_measure(m.path)
+            spent = seen.measured_ms if seen is not None else None
+            roof = seen.efficiency if seen is not None else None
+            cells += [(ms(spent) or "-", spent), (percent(roof, seen.noisy) if seen is not None and roof is not None
+                                                  else "-", roof)]
+        table.add(cells, node="m" + m.path, css={8: _bound_css(m.bound)})
     return table.html()
 
 
-def _op_table(char: Characterization, prefix: str) -> str:
+def _op_table(char: Characterization, prefix: str, runs: list[BenchmarkResult], shown: int) -> str:
+    """One row per op (``#`` = ``OpRow.index``, the graph's ``n<index>``); per measured run with
+    per-op times, "Measured ms" (``~``: spread over 10%) and "Share" of the profiled run."""
     groups = char.fusion.row_groups
     columns = [("#", True), ("Op", False), ("Category", False), ("Module", False), ("Class", False),
                ("Output shapes", False), ("MACs", True), ("FLOPs", True), ("Bytes", True), ("AI (FLOPs/B)", True),
                ("Bound", False), ("Roofline time", True)]
     if groups:
         columns.append(("Fusion group", False))
-    table = _Table(f"{prefix}-ops", columns, caption=f"One row per op, in execution order (the graph's nodes). "
-                                                     f"{MAC_NOTE}; bytes read + written.")
+    timed = [(k, run.per_layer) for k, run in enumerate(runs) if run.per_layer.op_ms]
+    for k, _ in timed:
+        columns += [("Measured ms", True, k), ("Share", True, k)]
+    table = _Table(f"{prefix}-ops", columns, shown=shown,
+                   caption=f"One row per op, in execution order (the graph's nodes, numbered as tk explore and tk "
+                           f"profile number them). {MAC_NOTE}; bytes read + written."
+                           + (" Measured ms: per iteration, a fused kernel's time split over its ops by roofline "
+                              "time; share: of the profiled run." if timed else ""))
     for r in char.rows:
-        cells = [(str(r.index + 1), r.index), (r.op, None), (r.category, None), (r.module_path or "(model)", None),
+        cells = [(str(r.index), r.index), (r.op, None), (r.category, None), (r.module_path or "(model)", None),
                  (r.module_class, None), (format_shapes(r.output_shapes), None), (si(r.macs), r.macs),
                  (si(r.flops), r.flops), (format_bytes(r.bytes), r.bytes),
                  (format_intensity(r.arithmetic_intensity), r.arithmetic_intensity), (r.bound, None),
                  (format_seconds(r.roofline_time_s), r.roofline_time_s)]
         if groups:
             cells.append((str(groups[r.index]), None))
+        for _, per_layer in timed:
+            spent, share = per_layer.op_time(r.index), per_layer.op_share(r.index)
+            cells += [(ms(spent, per_layer.op_noisy(r.index)) or "-", spent),
+                      ("-" if share is None else f"{share:.1%}", share)]
         table.add(cells, node=f"n{r.index}", css={10: _bound_css(r.bound)})
     return table.html()
+
+
+def _measured_parts(measured: MeasuredRun, prefix: str, shown: int, profile: HardwareProfile | None) -> str:
+    """The selector (several runs), then per run its card and its measured-by-category table
+    (``profile``: the characterization's, whose trust lines its own card already gives)."""
+    runs = measured.runs
+    if len(runs) > 1:
+        options = "".join(f'<option value="{k}"{" selected" if k == shown else ""}>{_e(run.label())}</option>'
+                          for k, run in enumerate(runs))
+        head = (f'<p class="tk-runs">Measured on <select class="tk-run-select" aria-label="measured run" '
+                f'data-section="{prefix}">{options}</select> <span class="muted">{len(runs)} per-layer runs; '
+                f"the measured columns, the tables and the roofline plot follow the choice</span></p>")
+    else:
+        head = f'<p class="tk-runs">Measured on {_e(runs[0].label())}</p>'
+    if measured.bench is None:
+        head += f'<p class="note">{_e(measured.note())}</p>'
+    parts = [head]
+    for k, run in enumerate(runs):
+        per_layer = run.per_layer
+        whole = per_layer.module_measure("")
+        roof = per_layer.hardware
+        card = _dl(f"Per-layer run: {run.label()}", [
+            ("Profiler", per_layer.method), ("Profiled runs", str(per_layer.iterations)),
+            ("Per run (profiled)", format_ms(per_layer.wall_ms)),
+            ("Mean latency (timed)", format_ms(whole.measured_ms)),
+            ("Roofline time", format_ms(whole.predicted_ms)),
+            ("Whole model", f"{percent(whole.efficiency, whole.noisy) or '-'} of roof"),
+            ("Roof", f"{roof.name}: {roof.description}" if roof is not None else "no profile for this device"),
+            ("Unattributed", f"{per_layer.unattributed_share:.1%}"), ("Mapping", per_layer.mapping),
+            *(_profile_trust(roof) if roof is not None and roof != profile else []), *_load_pairs(run),
+        ])
+        table = _Table(f"{prefix}-measured-{k}", [("Category", False), ("Measured ms", True), ("Share", True),
+                                                   ("Predicted ms", True), ("% of roof", True), ("FLOP/s", True),
+                                                   ("Bytes/s", True)],
+                       caption="Measured by op category, per iteration (a fused kernel's time goes to the ops it ran, "
+                               "by roofline time); predicted: roofline time on the profile measured on.")
+        for r in [*per_layer.categories, *per_layer.modules[-2:]]:
+            table.add([(r.name, r.name), (ms(r.measured_ms), r.measured_ms), (f"{r.share:.1%}", r.share),
+                       (ms(r.predicted_ms) or "-", r.predicted_ms), (percent(r.efficiency, r.noisy) or "-", r.efficiency),
+                       (si(r.attained_flops_s) if r.attained_flops_s else "-", r.attained_flops_s),
+                       (format_bytes(r.attained_bytes_s) if r.attained_bytes_s else "-", r.attained_bytes_s)])
+        parts.append(f'<div class="tk-run"{_run_attr(k, shown)}><div class="cards">{card}</div>'
+                     f"{table.html(filter_box=False)}</div>")
+    return "<h3>Measured</h3>" + "".join(parts)
 
 
 def _has_graph(char: Characterization | None) -> bool:
     return char is not None and bool(char.rows)
 
 
-def _graph(char: Characterization, title: str, anchor: str) -> str:
-    """The graph's box, laid out in the page from the DOT source below it (``report.js``)."""
+def _graph(char: Characterization, title: str, anchor: str, measured: BenchmarkResult | None) -> str:
+    """The graph's box, laid out in the page from the DOT source below it (``report.js``); with a
+    measured run, each node also shows its measured time (``views.graph.graph_dot``)."""
     from turnkey_like.views.graph import graph_dot
 
     collapse = COLLAPSE_DEPTH if len(char.rows) > MAX_GRAPH_OPS else None
-    dot = graph_dot(char, collapse=collapse, fold_repeats=True, title=title).source
+    dot = graph_dot(char, collapse=collapse, fold_repeats=True, title=title,
+                    per_layer=measured.per_layer if measured is not None else None,
+                    measured_label=measured.label() if measured is not None else "").source
     how = (f"modules below depth {collapse} folded into one node each; " if collapse is not None else "")
-    return ('<h3>Graph</h3><p class="muted">Dataflow graph of the ops as they ran; ' + how +
-            "repeated identical blocks drawn once (×N). Scroll to zoom, drag to pan, click a node to show its row."
-            f'</p><div class="tk-graph" data-dot="{anchor}-dot"><div class="graph-tools"><button type="button" '
-            'data-zoom="0.8">+</button><button type="button" data-zoom="1.25">&minus;</button><button type="button" '
-            'data-zoom="reset">reset</button><button type="button" data-zoom="fit">whole graph</button></div>'
+    return ('<h3>Graph</h3><p class="muted">Dataflow graph of the ops as they ran, from the inputs to the output; '
+            + how + "repeated identical blocks drawn once (×N, figures each)"
+            + (f"; measured times from {_e(measured.label())}" if measured is not None else "") +
+            ". Click the graph, then the wheel zooms (outside it, the wheel scrolls the page); drag to pan; click "
+            f'a node to show its row.</p><div class="tk-graph" tabindex="0" data-dot="{anchor}-dot"><div class="graph-tools">'
+            '<button type="button" data-zoom="0.8">+</button><button type="button" data-zoom="1.25">&minus;</button>'
+            '<button type="button" data-zoom="fit">fit</button></div>'
             '<p class="graph-status muted">laying out the graph&hellip; (the page needs JavaScript to draw it)</p>'
             '</div><p class="selected-row muted"></p><details class="dot-source"><summary>DOT source (Graphviz: '
             f'<code>dot -Tsvg</code> draws the same picture)</summary><pre class="tk-dot" id="{anchor}-dot">{_e(dot)}'
             "</pre></details>")
 
 
-def _roofline(char: Characterization, profiles: list[HardwareProfile], title: str, salt: str) -> str:
+def _roofline(char: Characterization, profiles: list[HardwareProfile], title: str, salt: str,
+              runs: list[BenchmarkResult], shown: int) -> str:
+    """The roofline plot (``views.roofline_plot``, inline SVG): one per measured run (shown as the
+    run selector says), with that run's achieved points; one plot of predictions without a run."""
     from turnkey_like.characterize.roofline import roofline_chart
-    from turnkey_like.views.roofline_plot import render_roofline
+    from turnkey_like.views.roofline_plot import Measured, render_roofline, roof_note
 
-    chart = roofline_chart(char, profiles, title=title)
-    if not chart.points:
-        return '<h3>Roofline</h3><p class="muted">no op with FLOPs to place on the roofline</p>'
-    svg = render_roofline(chart, "svg", id_salt=salt).decode("utf-8")
-    return f'<h3>Roofline</h3><div class="tk-roofline">{inline_svg(svg)}</div>'
+    plots = []
+    for k, run in enumerate(runs or [None]):
+        extra = [run.per_layer.hardware] if run is not None and run.per_layer.hardware is not None else []
+        chosen = [*profiles, *extra]
+        chart = roofline_chart(char, chosen, title=title)
+        if not chart.points:
+            return '<h3>Roofline</h3><p class="muted">no op with FLOPs to place on the roofline</p>'
+        notes = {p.name: note for p in (char.hardware, *chosen) if (note := roof_note(p))}
+        seen = Measured(run.label(), run.per_layer.achieved_points(char)) if run is not None else None
+        svg = render_roofline(chart, "svg", id_salt=f"{salt}-{k}", measured=seen, roof_notes=notes).decode("utf-8")
+        plots.append(f'<div class="tk-roofline"{_run_attr(k if run is not None else None, shown)}>{inline_svg(svg)}</div>')
+    return "<h3>Roofline</h3>" + "".join(plots)
 
 
-def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile]) -> str:
+def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile], runtime: str | None = None) -> str:
     inv = record.invocation
     anchor = _anchor(i, record)
     title = f"{record.model.name} ({record.model.class_name}) ::{inv.hash}"
@@ -308,18 +448,23 @@ def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile]) ->
     errors = "".join(f'<p class="note">{_e(name)}: {_e(stage.error)}</p>'
                      for name, stage in inv.stages().items() if stage.error)
     char = _char(record)
+    measured = measured_run(inv, runtime)
+    runs = measured.runs if measured is not None else []
+    shown = runs.index(measured.bench) if measured is not None and measured.bench is not None else 0
     parts = [f'<section class="inv" id="{anchor}"><h2>{_e(title)}</h2>', facts, errors]
     cards = (_characterization_card(char) if char else "") + _benchmark_card(record)
     if cards:
         parts.append(f'<div class="cards">{cards}</div>')
+    if measured is not None:
+        parts.append(_measured_parts(measured, anchor, shown, char.hardware if char is not None else None))
     if char is not None:
         parts.append(_breakdown(char, anchor))
         if _has_graph(char):  # titled as --visualize titles it, so the DOT is the same
             parts.append(_graph(char, call_label(record.model.name, record.model.class_name, record.script, inv.hash),
-                                anchor))
-            parts.append(_roofline(char, profiles, title, anchor))
-        parts.append(f"<h3>Layers</h3>{_module_table(char, anchor)}")
-        parts.append(f"<h3>Ops</h3>{_op_table(char, anchor)}")
+                                anchor, runs[shown] if runs else None))
+            parts.append(_roofline(char, profiles, title, anchor, runs, shown))
+        parts.append(f"<h3>Layers</h3>{_module_table(char, anchor, runs, shown)}")
+        parts.append(f"<h3>Ops</h3>{_op_table(char, anchor, runs, shown)}")
         if char.uncounted:
             parts.append("<p class=\"muted\">Not counted (no formula): " +
                          _e(", ".join(f"{op} ×{n}" for op, n in char.uncounted.items())) + "</p>")
@@ -328,12 +473,13 @@ def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile]) ->
 
 
 def render_html(records: list[BuildRecord], *, title: str = "tk report", profiles: Iterable[HardwareProfile] = (),
-                comparison: Comparison | None = None, created_at: str | None = None) -> str:
+                comparison: Comparison | None = None, created_at: str | None = None, runtime: str | None = None) -> str:
     """Return the whole report page for ``records`` (full records: per-op rows and breakdowns are read).
 
     ``profiles``: extra hardware profiles drawn on the roofline plots (each record's own profile is
     drawn first). ``comparison``: shown when given (``views.compare.comparison``); :func:`write_html`
-    makes one for two records or more.
+    makes one for two records or more. ``runtime``: the per-layer run each call shows first
+    (``--runtime``; default the latest); a page with several runs has a selector.
     """
     from turnkey_like import __version__
     from turnkey_like.records import now_utc
@@ -348,8 +494,8 @@ def render_html(records: list[BuildRecord], *, title: str = "tk report", profile
         f"(1 MB = 10^6 B)</p>" + (f"<details><summary>System</summary><dl>{sys_items}</dl></details>" if sys_items else "")
         + "</header>",
         _overview(records) if records else '<p class="muted">no builds</p>',
-        _comparison(comparison) if comparison is not None and len(comparison.entries) > 1 else "",
-        *(_invocation(i, r, profiles) for i, r in enumerate(records)),
+        _comparison(comparison, records) if comparison is not None and len(comparison.entries) > 1 else "",
+        *(_invocation(i, r, profiles, runtime) for i, r in enumerate(records)),
     ]
     # The layout engine only where a graph is drawn (viz-global.js has no "</script", NUL or CR in it,
     # so it sits in a <script> element as it is).
@@ -362,8 +508,10 @@ def render_html(records: list[BuildRecord], *, title: str = "tk report", profile
 
 
 def write_html(records: list[BuildRecord], path: str | Path, *, title: str = "tk report",
-               profiles: Iterable[HardwareProfile] = (), comparison: Comparison | None = None) -> Path:
-    """Write the report page of ``records`` to ``path`` (atomically) and return the path.
+               profiles: Iterable[HardwareProfile] = (), comparison: Comparison | None = None,
+               runtime: str | None = None) -> Path:
+    """Write the report page of ``records`` to ``path`` (atomically) and return the path
+    (``runtime``: see :func:`render_html`).
 
     With two records or more and no ``comparison`` given, the page compares them all
     (``views.compare.comparison``).
@@ -376,7 +524,7 @@ def write_html(records: list[BuildRecord], path: str | Path, *, title: str = "tk
 
     if comparison is None and len(records) > 1:
         comparison = compare(records)
-    page = render_html(records, title=title, profiles=profiles, comparison=comparison)
+    page = render_html(records, title=title, profiles=profiles, comparison=comparison, runtime=runtime)
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

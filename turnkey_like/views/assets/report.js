@@ -3,6 +3,10 @@
 // raw value from the record); the shown text is formatted by tk. Each graph box (.tk-graph) names,
 // in data-dot, the <pre> holding its DOT source; Viz.js (Graphviz built to WebAssembly, inlined
 // before this script as the global Viz) lays it out as SVG. <body data-ready="1"> once all are done.
+// A graph opens fitted in its box. The wheel zooms it only while it has the focus (a click on it
+// gives it; it is a tabindex=0 box): elsewhere the wheel scrolls the page. A node click selects the
+// node and its table row, scrolling only the table's own box, never the page.
+// A measured-run selector (select.tk-run-select) shows one run's [data-run] elements of its section.
 (function () {
   "use strict";
 
@@ -82,12 +86,17 @@
       applyFilter(table, "", input.parentNode.querySelector(".count"));
     }
     row.classList.add("tk-hl");
-    row.scrollIntoView({ block: "center" });
+    var wrap = row.closest(".table-wrap");
+    if (wrap) {  // scroll the table's own box to the row; the page stays where it is
+      var r = row.getBoundingClientRect(), w = wrap.getBoundingClientRect();
+      wrap.scrollTop += r.top - w.top - (wrap.clientHeight - r.height) / 2;
+    }
     if (out) {
       var heads = table.tHead.rows[0].cells;
-      out.textContent = Array.prototype.map.call(row.cells, function (c, i) {
-        return heads[i].textContent.replace(/\s+$/, "") + ": " + c.textContent;
-      }).join(" \u00b7 ");
+      out.textContent = Array.prototype.filter.call(row.cells, function (c) { return !c.hidden; })
+        .map(function (c) {
+          return heads[c.cellIndex].textContent.replace(/\s+$/, "") + ": " + c.textContent;
+        }).join(" \u00b7 ");
     }
     return row;
   }
@@ -100,14 +109,10 @@
     var whole = [vb.x, vb.y, vb.width, vb.height];
     svg.removeAttribute("width");
     svg.removeAttribute("height");
-    svg.setAttribute("preserveAspectRatio", "xMidYMin meet");
-    // Start at natural size (1 unit = 1 pt = 4/3 px), at the top centre: a large graph fitted
-    // whole is unreadable. A graph that fits is shown whole.
-    var w = box.clientWidth * 0.75, h = box.clientHeight * 0.75;
-    var home = whole[2] <= w && whole[3] <= h ? whole.slice()
-      : [whole[0] + (whole[2] - Math.min(w, whole[2])) / 2, whole[1], w, h];
+    svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    // Open fitted: the whole graph in the box (zoom in from there), never an empty corner of it.
     function show(v) { vb.x = v[0]; vb.y = v[1]; vb.width = v[2]; vb.height = v[3]; }
-    show(home);
+    show(whole);
 
     function point(evt) {
       var p = svg.createSVGPoint();
@@ -121,12 +126,16 @@
       vb.width *= factor;
       vb.height *= factor;
     }
+    function focused() { return box.contains(document.activeElement); }
     svg.addEventListener("wheel", function (evt) {
+      if (!focused()) return;  // the page scrolls; click the graph first to zoom it
       evt.preventDefault();
       zoom(evt.deltaY < 0 ? 0.8 : 1.25, point(evt));
     }, { passive: false });
     var drag = null, moved = false;
     svg.addEventListener("mousedown", function (evt) {
+      box.focus({ preventScroll: true });
+      evt.preventDefault();  // no text selection, and no focus change that could scroll the page
       drag = point(evt); moved = false; svg.classList.add("dragging");
     });
     window.addEventListener("mousemove", function (evt) {
@@ -140,8 +149,7 @@
     box.querySelectorAll("button[data-zoom]").forEach(function (b) {
       b.addEventListener("click", function () {
         var z = b.getAttribute("data-zoom");
-        if (z === "reset") show(home);
-        else if (z === "fit") show(whole);
+        if (z === "fit") show(whole);
         else zoom(parseFloat(z));
       });
     });
@@ -208,8 +216,20 @@
     });
   }
 
+  function setupRunSelectors() {
+    document.querySelectorAll("select.tk-run-select").forEach(function (select) {
+      var section = select.closest("section");
+      select.addEventListener("change", function () {
+        section.querySelectorAll("[data-run]").forEach(function (el) {
+          el.hidden = el.getAttribute("data-run") !== select.value;
+        });
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupTables();
+    setupRunSelectors();
     setupRowLinks();
     layoutGraphs().then(function () { document.body.setAttribute("data-ready", "1"); });
   });
