@@ -257,9 +257,15 @@ class BenchmarkStage(Stage):
 
         model, args, kwargs = ctx.call
         with eval_mode(model):
-            return benchmark_invocation(model, args, kwargs, ctx.inv.build.result, ctx.build_dir,
-                                        self.options.benchmark, characterization=ctx.inv.characterization.result,
-                                        cache_dir=self.options.cache_dir)
+            outcome = benchmark_invocation(model, args, kwargs, ctx.inv.build.result, ctx.build_dir,
+                                           self.options.benchmark, characterization=ctx.inv.characterization.result,
+                                           cache_dir=self.options.cache_dir)
+        if outcome.result is not None and ctx.previous is not None:  # keep the other runtimes' per-layer runs
+            old = ctx.previous.invocation.benchmark
+            earlier = old.result if old.status == Status.SUCCESSFUL else (old.kept.result if old.kept else None)
+            if isinstance(earlier, type(outcome.result)):
+                outcome.result = outcome.result.with_earlier(earlier)
+        return outcome
 
 
 @contextlib.contextmanager

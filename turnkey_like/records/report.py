@@ -373,7 +373,7 @@ def report_row(record: BuildRecord) -> ReportRow:
         **{f"latency_{s}_ms": getattr(latency, s) if latency else None for s in LATENCY_STATS},
         throughput_ips=bench.throughput_ips if bench else None,
         top_layers=_top_layers(per_layer),
-        efficiency=per_layer.efficiency if per_layer else None,
+        efficiency=per_layer.model_efficiency() if per_layer else None,
         unattributed_share=per_layer.unattributed_share if per_layer else None,
         benchmark_reused=bench.reused if bench else None,
         benchmark_run_id=inv.benchmark.run_id if bench else None,

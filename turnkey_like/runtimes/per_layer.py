@@ -384,6 +384,14 @@ def onnx_kernel_modules(source: onnx.ModelProto, optimized: onnx.ModelProto | No
         if after:
             join(i, after[0])
 
+    return _module_shares(covered, modules, kernels), mapping
+
+
+def _module_shares(covered: dict[str, list[int]], modules: list, kernels: list) -> dict[str, list[tuple[str, float]]]:
+    """Each kernel's modules and its share of each module's source nodes (``covered``: kernel ->
+    source node indices, ``modules``: per source node its module paths); layout kernels that cover no
+    source node take the modules of the kernel whose output they read, else of one reading theirs,
+    with no share of nodes (:func:`onnx_kernel_modules`)."""
     # per module: its nodes, and each kernel's share of them
     totals: dict[str, float] = defaultdict(float)
     per_kernel: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -409,7 +417,7 @@ def onnx_kernel_modules(source: onnx.ModelProto, optimized: onnx.ModelProto | No
         for other in near + after:
             shares[k.name] = [(m, 0.0) for m, _ in shares[other]]  # takes time, not a share of nodes
             break
-    return shares, mapping
+    return shares
 
 
 def onnx_category(op_type: str) -> str:
