@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from turnkey_like.errors import ScriptError, TkError
+from turnkey_like.generation_trace import GenerationTrace, GenerationTracker
 from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
+from turnkey_like.kv_cache import snapshot
 from turnkey_like.inputs import InputSpec
 from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status, sanitise
 
@@ -46,7 +48,13 @@ from turnkey_like.records import Invocation, ModelInfo, ScriptResult, Status, sa
 class LiveInvocation:
     """The live objects behind one invocation: the model and its first call's inputs (not serialised).
 
+    The inputs are copies taken when the call was made (:func:`turnkey_like.kv_cache.snapshot`), so
+    a cache the call extended, or a tensor the script changed in place afterwards, is replayed as it
+    was.
+
     Attributes:
+        generation: for a prefill call (a KV cache that was empty), the generation it started: its
+            decode steps and the copies of the steps characterization counts.
         replay_problem: why the later stages cannot replay the call (``called with a generator: tk
             cannot replay it``), ``None`` when they can. An input the call consumed (a generator or
             another iterator) is kept as a :class:`OneShotInput`, which raises when iterated.
@@ -58,6 +66,7 @@ class LiveInvocation:
     grad_enabled: bool
     inference_mode: bool
     replay_problem: str | None = None
+    generation: GenerationTrace | None = None
 
 
 class NotReplayable(TkError):
@@ -121,7 +130,8 @@ def replayable_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict, str | Non
 
 @dataclass
 class Discovery:
-    """What one script run produced: the record, and the live objects keyed by invocation hash."""
+    """What one script run produced: the record, and the live objects keyed by invocation hash
+    (a prefill's :attr:`LiveInvocation.generation` holds its generation)."""
 
     result: ScriptResult
     live: dict[str, LiveInvocation] = field(default_factory=dict)
@@ -148,11 +158,14 @@ class _ThreadState(threading.local):
         stack: the (model entry, invocation) of every recorded call this thread is inside.
         suppress: True inside a model at ``--max-depth`` (or a compiled one): nested calls pass
             straight through.
+        generating: True inside a model call that carries a KV cache: the generation is traced at
+            that call, not again at the submodules it passes the cache to.
     """
 
     def __init__(self):
         self.stack: list[tuple[_ModelEntry, Invocation]] = []
         self.suppress = False
+        self.generating = False
 
 
 class _Recorder:
@@ -174,6 +187,7 @@ class _Recorder:
         self.lock = threading.Lock()
         self.top: dict[str, _ModelEntry] = {}
         self.live: dict[str, LiveInvocation] = {}
+        self.generations = GenerationTracker()
         self._module_facts: dict[int, tuple] = {}  # id(module) -> (module, is_model, hash)
         self._torch = sys.modules["torch"]
 
@@ -214,15 +228,21 @@ class _Recorder:
                 if problem is not None and h not in self.live:
                     self.result.notes.append(f"{entry.info.name} ({h}): {problem}")
                 self.live.setdefault(h, LiveInvocation(
-                    model=target, args=kept_args, kwargs=kept_kwargs, grad_enabled=torch.is_grad_enabled(),
-                    inference_mode=torch.is_inference_mode_enabled(), replay_problem=problem,
+                    model=target, args=snapshot(kept_args), kwargs=snapshot(kept_kwargs),
+                    grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
+                    replay_problem=problem,
                 ))
             inv.executed += 1
             if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
                 self.on_found(self.result, entry.path, entry.info if new_model else None, inv)
+            # the outermost call that carries a KV cache is a prefill or a decode step of a generation
+            token = None if state.generating else self.generations.before(entry.path, inv.hash, args, kwargs)
+            if token is not None and is_new and token[2] is None:  # a prefill: the call starts a generation
+                self.live[inv.hash].generation = self.generations.traces.get(inv.hash)
         state.stack.append((entry, inv))
-        saved_suppress = state.suppress
+        saved = state.suppress, state.generating
         state.suppress = compiled or depth >= self.max_depth
+        state.generating = saved[1] or token is not None
         start = time.perf_counter()
         try:
             return self.original_call(module, *args, **kwargs)
@@ -230,7 +250,9 @@ class _Recorder:
             elapsed = time.perf_counter() - start
             with self.lock:
                 inv.time_s += elapsed
-            state.suppress = saved_suppress
+                if token is not None:
+                    self.generations.after(token)
+            state.suppress, state.generating = saved
             state.stack.pop()
 
     # -- helpers (first call of a module only) -----------------------------------------------

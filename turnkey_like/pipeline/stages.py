@@ -142,6 +142,9 @@ class CharacterizeStage(Stage):
             return None
         if self.options.trace and old.result.trace.method == "not traced":  # --trace asks for what it lacks
             return None
+        trace = ctx.live.generation if ctx.live is not None else None
+        if trace is not None and not _same_generation(old.result.generation, trace):
+            return None
         return StageResult(status=Status.SUCCESSFUL, duration_s=0.0, started_at=old.started_at,
                            run_id=old.run_id, result=old.result, reason=REUSED_REASON)
 
@@ -163,10 +166,29 @@ class CharacterizeStage(Stage):
         from turnkey_like.characterize import characterize_call
 
         model, args, kwargs = ctx.call
-        grad = torch.inference_mode() if (ctx.live and ctx.live.inference_mode) else torch.no_grad()
-        with grad:
-            return characterize_call(model, args, kwargs, hardware=self.pipeline.profile,
-                                     no_weights=self.options.no_weights or _on_meta(ctx), trace=self.options.trace)
+        no_weights = self.options.no_weights or _on_meta(ctx)
+
+        def count(call_args, call_kwargs, trace=False):
+            with torch.inference_mode() if (ctx.live and ctx.live.inference_mode) else torch.no_grad():
+                return characterize_call(model, call_args, call_kwargs, hardware=self.pipeline.profile,
+                                         no_weights=no_weights, trace=trace)
+
+        char = count(args, kwargs, self.options.trace)
+        generation = ctx.live.generation if ctx.live is not None else None
+        if generation is not None:  # a prefill: count its generation (the call above filled its cache)
+            from turnkey_like.characterize.generation import generation_record, geometry_of
+
+            geometry = geometry_of(generation, (args, kwargs))
+            batch = next((g.batch for g in geometry if g is not None), 1)
+            char.generation = generation_record(generation, char, geometry, count, batch_size=batch)
+        return char
+
+
+def _same_generation(recorded, trace) -> bool:
+    """Whether a cached characterization's generation is the one the script ran now (same prompt and
+    number of new tokens)."""
+    return (recorded is not None and recorded.prompt_tokens == trace.prompt_tokens
+            and recorded.new_tokens == trace.new_tokens)
 
 
 def _on_meta(ctx: InvocationContext) -> bool:

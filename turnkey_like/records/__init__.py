@@ -66,6 +66,9 @@ from turnkey_like.records.characterization import (
     Breakdown,
     BreakdownEntry,
     Characterization,
+    Generation,
+    GenerationPhase,
+    StepCost,
     FusionGroup,
     FusionResult,
     FusionSummary,
@@ -152,7 +155,7 @@ __all__ = [
     "InputDesc", "HardwareProfile", "MachineLoad", "Spread", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow",
     "Totals",
     "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
-    "Characterization", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    "Characterization", "Generation", "GenerationPhase", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark

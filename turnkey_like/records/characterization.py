@@ -4,9 +4,21 @@ roofline chart a plot draws from them.
 
 Units: bytes (``*bytes*``), FLOPs with 1 MAC = 2 FLOPs, arithmetic intensity in FLOPs/byte, FLOP/s
 and bytes/s for hardware peaks, seconds (``*_s``).
+
+Generation (:class:`Generation`, :class:`GenerationPhase`, :class:`StepCost`):
+A generation of ``new_tokens`` N from a prompt of P tokens (``prompt_tokens``) at batch B runs one
+*prefill* call (the prompt, into an empty KV cache; it yields the first token) and N−1 *decode*
+steps (one token each, appended to the cache), at contexts P+1 … P+N−1 (the positions a step's new
+token attends to, itself included; ``generate(max_new_tokens=N)`` never feeds its last token back).
+
+The field names of :class:`Generation` and :class:`GenerationPhase` are a contract other tools read
+from ``--json`` (docs/generation.md): they do not change. Units: MACs, FLOPs (1 MAC = 2 FLOPs),
+bytes, seconds; decode figures are totals over the phase's steps.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 
@@ -462,6 +474,8 @@ class Characterization(Record):
         fusion: fusion groups and the traffic they remove.
         repeats: runs of identical consecutive sibling modules (outermost first, then in module order).
         symbolic_dims: symbolic dimension names seen in shapes (reported, never replaced by 1).
+        generation: for a call that filled an empty KV cache (a prefill), the generation it started:
+            prefill and decode phases (:class:`~turnkey_like.records.Generation`).
         duration_s, count_duration_s, trace_duration_s: wall times, seconds (``trace_duration_s``
             is 0 when not traced).
     """
@@ -483,6 +497,7 @@ class Characterization(Record):
     fusion: FusionResult
     symbolic_dims: list[str] = []
     repeats: list[RepeatedBlocks] = []
+    generation: Generation | None = None
     duration_s: float = 0.0
     count_duration_s: float = 0.0
     trace_duration_s: float = 0.0
@@ -563,3 +578,108 @@ class RooflineChart(Record):
     roofs: list[RooflineRoof]
     points: list[RooflinePoint] = []
     no_compute_modules: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation: prefill and decode of a causal LM with its KV cache
+# --------------------------------------------------------------------------------------------------
+
+class StepCost(Record):
+    """The cost of one decode step (the first or the last of the phase).
+
+    Attributes:
+        context: positions the step's new token attends to (itself included).
+        macs, flops: of the step (1 MAC = 2 FLOPs).
+        bytes: memory traffic of its ops run one by one (read + written, unfused).
+        roofline_time_s: the sum of its ops' roofline times on the generation's hardware profile.
+    """
+
+    context: int
+    macs: int
+    flops: int
+    bytes: int
+    roofline_time_s: float
+
+
+class GenerationPhase(Record):
+    """One phase of a generation: ``prefill`` (one call) or ``decode`` (every step, summed).
+
+    Attributes:
+        phase: ``prefill`` or ``decode``.
+        steps: calls in the phase (1 for the prefill).
+        context_first, context_last: the context of its first and last call (prefill: P).
+        macs: MACs as the kernels compute them (a causal prefill's attention is dense, as SDPA's math
+            computes it); macs_causal: the part a causal mask keeps (the upper triangle, and positions
+            beyond a sliding window, left out).
+        flops: FLOPs (1 MAC = 2 FLOPs, plus the non-MAC FLOPs of norms, activations, softmax...).
+        bytes_weights: parameter (and buffer) bytes read.
+        bytes_kv_read: K and V of the positions each layer attends to, the new ones included, by KV
+            heads (min(context, window) positions for a sliding-window layer).
+        bytes_kv_write: K and V of the new positions.
+        bytes_activations: every other byte of traffic, the cache's own copies included (a
+            ``torch.cat`` that rewrites the cache is counted here, not hidden).
+        roofline_time_s: the sum over its calls of their ops' roofline times, seconds.
+        step_first, step_last: decode only: the first and the last step.
+        modules: decode only: the per-module table summed over the steps (``tk profile --phase
+            decode``); the prefill's is its characterization's own.
+    """
+
+    phase: Literal["prefill", "decode"]
+    steps: int
+    context_first: int
+    context_last: int
+    macs: int
+    macs_causal: int
+    flops: int
+    bytes_weights: int
+    bytes_kv_read: int
+    bytes_kv_write: int
+    bytes_activations: int
+    roofline_time_s: float
+    step_first: StepCost | None = None
+    step_last: StepCost | None = None
+    modules: list[ModuleRow] = []
+
+
+class Generation(Record):
+    """Prefill and decode of one generation, with the predicted latencies (see the module docstring).
+
+    Attributes:
+        batch_size: sequences generated together (B).
+        prompt_tokens: P; new_tokens: N.
+        phases: the prefill, then the decode phase (absent when N is 1).
+        ttft_s: predicted time to first token: the prefill's roofline time.
+        tpot_s: predicted time per output token: the mean decode step's roofline time (``None``
+            without decode steps).
+        tokens_per_s: ``batch_size / tpot_s``.
+        kv_cache_bytes_per_token: K and V bytes one position of one sequence adds, over all layers
+            that store positions (what a position costs in the cache's memory).
+        kv_cache_bytes: K and V bytes the cache holds at the end (every sequence; sliding-window
+            layers hold at most their window).
+        hardware: the profile the roofline times are on.
+        params_total: the model's parameters; params_active: those a decode step reads (MoE
+            models read only their routed experts), estimated as ``bytes_weights`` of the first
+            step ÷ the bytes per parameter.
+        exact: every step's cost is counted or follows exactly from counted ones (see
+            docs/generation.md); ``False`` with the reason in ``notes``.
+        notes: how the figures were made, and anything estimated.
+    """
+
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    phases: list[GenerationPhase]
+    ttft_s: float
+    tpot_s: float | None
+    tokens_per_s: float | None
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes: int
+    hardware: str = ""
+    params_total: int = 0
+    params_active: int = 0
+    exact: bool = True
+    notes: list[str] = []
+
+    def phase(self, name: str) -> GenerationPhase | None:
+        """The phase called ``name`` (``prefill`` or ``decode``), or ``None``."""
+        return next((p for p in self.phases if p.phase == name), None)

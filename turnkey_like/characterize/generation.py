@@ -1,0 +1,265 @@
+"""Generation counted exactly: the prefill and every decode step of a causal LM, from a few counted calls.
+
+Input: a :class:`~turnkey_like.generation_trace.GenerationTrace` (what discovery saw: the prefill,
+the cache's state before each decode step, and copies of the first steps of each segment) and the
+prefill's own :class:`~turnkey_like.records.Characterization`. Output: a
+:class:`~turnkey_like.records.Generation`.
+
+How every step is exact without counting every step (docs/generation.md derives it): a decode step's
+ops are the same from one step to the next, and the shape of each op grows with the positions each
+cache layer holds, which grow by a fixed amount per step within a *segment*. Every op's MACs, FLOPs
+and bytes are polynomials of degree one in those positions (attention reads and multiplies one key
+and value per position; nothing else depends on them), so within a segment each figure of each op
+is affine in the step index: two counted steps give the line, and a third, counted too, must lie on
+it (else the figures are marked estimated, with the reason). A segment's total is then a sum of an
+arithmetic series, and its roofline time the sum over its steps of each op's
+max(FLOPs ÷ peak, bytes ÷ bandwidth), evaluated for every step (a few array operations).
+
+KV-cache traffic is defined by the cache itself (``kv_cache.layer_geometry``: batch, KV heads, head
+dimensions and element size of each layer that stores positions), so it is counted by KV heads
+(GQA/MQA) and by window (sliding-window layers): a call reads K and V of min(context, window)
+positions per layer and writes K and V of its new positions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import msgspec
+
+from turnkey_like.generation_trace import GenerationTrace
+from turnkey_like.kv_cache import LayerKV, find_cache, layer_geometry
+from turnkey_like.records import Characterization, Generation, GenerationPhase, ModuleRow, StepCost
+
+#: Op names of attention kernels whose MACs the causal mask partly wastes (SDPA and its backends).
+ATTENTION_OPS = ("scaled_dot_product", "_flash_attention", "_efficient_attention", "_cudnn_attention")
+
+_FIGURES = ("macs", "flops", "bytes_read", "bytes_written", "weight_bytes")
+
+
+#: The per-module figures summed over the decode phase (the rest of a ModuleRow is copied or derived).
+_MODULE_FIGURES = ("macs", "flops", "bytes_read", "bytes_written", "ops", "self_macs", "self_flops", "self_bytes",
+                   "self_ops", "roofline_time_s")
+
+
+class _Point(NamedTuple):
+    """One counted decode step: its figures, its ops' FLOPs and bytes (for roofline times), its modules."""
+
+    figures: dict[str, int]
+    ops: list[tuple[str, str | None, int, int]]  # (op, dtype, flops, bytes)
+    modules: list[ModuleRow]
+
+
+def _point(char: Characterization) -> _Point:
+    t = char.totals
+    return _Point({"macs": t.macs, "flops": t.flops, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
+                   "weight_bytes": t.weight_bytes},
+                  [(r.op, r.dtype, r.flops, r.bytes_read + r.bytes_written) for r in char.rows], char.modules)
+
+
+def _module_sums(segments: list[tuple[int, int, _Point, _Point | None, int]], profile) -> list[ModuleRow]:
+    """Per-module totals over every decode step: each module figure is affine in the step index within
+    a segment, as the ops' are (``segments``: (first, last, counted point, second point or None, the
+    second point's distance)). Roofline times follow the same line (a module whose ops cross the ridge
+    point within a segment is approximated); intensity and bound are those of the sums."""
+    from turnkey_like.characterize.roofline import classify
+
+    base = segments[0][2].modules
+    sums = {m.path: dict.fromkeys(_MODULE_FIGURES, 0.0) for m in base}
+    for a, b, p0, p1, d in segments:
+        n = b - a + 1
+        ks = n * (n - 1) / 2  # sum of (k - a) over the segment
+        second = {m.path: m for m in p1.modules} if p1 is not None else {}
+        for m in p0.modules:
+            if m.path not in sums:
+                continue
+            other = second.get(m.path)
+            for f in _MODULE_FIGURES:
+                v0 = getattr(m, f)
+                slope = (getattr(other, f) - v0) / d if other is not None else 0
+                sums[m.path][f] += v0 * n + slope * ks
+    rows = []
+    for m in base:
+        v = sums[m.path]
+        kw = {f: (float(v[f]) if f == "roofline_time_s" else int(round(v[f]))) for f in _MODULE_FIGURES}
+        nbytes = kw["bytes_read"] + kw["bytes_written"]
+        rows.append(msgspec.structs.replace(
+            m, **kw, arithmetic_intensity=kw["flops"] / nbytes if nbytes else None,
+            bound=classify(kw["flops"], nbytes, profile, None)))
+    return rows
+
+
+def _kv_bytes(geometry: list[LayerKV | None], seen_before: tuple[int, ...], new: int) -> tuple[int, int]:
+    """``(K/V bytes read, K/V bytes written)`` of one call that adds ``new`` positions to layers that
+    had seen ``seen_before`` positions: each layer reads K and V of the positions its new tokens attend
+    to (the context, at most its window) and writes those of the new positions."""
+    read = written = 0
+    for layer, seen in zip(geometry, seen_before):
+        if layer is None:
+            continue
+        context = seen + new
+        attended = min(context, layer.window) if layer.window else context
+        read += layer.bytes_per_position * attended
+        written += layer.bytes_per_position * new
+    return read, written
+
+
+def _causal_macs(char: Characterization, geometry: list[LayerKV | None], notes: list[str]) -> int:
+    """MACs of ``char`` with the attention MACs a causal mask wastes left out (see
+    :attr:`GenerationPhase.macs_causal`).
+
+    Each attention kernel row (:data:`ATTENTION_OPS`) of queries ``[.., Lq, E]`` over ``S`` keys
+    computes ``Lq·S`` query-key pairs; the causal mask keeps query i's ``p + i + 1`` pairs (``p =
+    S − Lq`` earlier positions), at most the layer's window. The k-th attention row belongs to the
+    k-th cache layer that stores positions (decoder layers run in order).
+    """
+    rows = [r for r in char.rows if any(name in r.op for name in ATTENTION_OPS) and r.macs]
+    layers = [g for g in geometry if g is not None]
+    windows: list[int | None] = [g.window for g in layers] if len(layers) == len(rows) else [None] * len(rows)
+    if rows and len(layers) != len(rows) and any(g.window for g in layers):
+        notes.append(f"{len(rows)} attention kernels for {len(layers)} cache layers: macs_causal ignores windows")
+    wasted = 0
+    for row, window in zip(rows, windows):
+        q, k = row.input_shapes[0], row.input_shapes[1]
+        lq, s = int(q[-2]), int(k[-2])
+        past = s - lq
+        useful = sum(min(past + i + 1, window or s) for i in range(lq)) if window else lq * past + lq * (lq + 1) // 2
+        wasted += row.macs - row.macs * useful // (lq * s)
+    if not rows:
+        notes.append("no SDPA kernel seen (eager attention?): macs_causal equals macs")
+    return char.totals.macs - wasted
+
+
+def _segment_sums(trace: GenerationTrace, points: dict[int, _Point], profile, notes: list[str]):
+    """Totals of every figure over all decode steps, the roofline time, whether every step is exact,
+    the first and last step's figures and the per-module totals, from the counted steps (``points``)
+    of each segment (see the module docstring)."""
+    import numpy as np
+
+    totals = dict.fromkeys(_FIGURES, 0)
+    lines: list[tuple[int, int, _Point, _Point | None, int]] = []
+    time_s = 0.0
+    exact = True
+    first = last = None
+    n_steps = len(trace.steps)
+    bandwidth = profile.memory_bandwidth
+    for start in trace.segments:
+        a, b = trace.segment_of(start)
+        counted = sorted(k for k in points if a <= k <= b)
+        if not counted:
+            raise ValueError(f"decode steps {a}-{b}: no step was counted")
+        p0 = points[counted[0]]
+        p1 = points[counted[1]] if len(counted) > 1 else None
+        d = counted[1] - counted[0] if p1 is not None else 1
+        slope = {f: 0 for f in _FIGURES} if p1 is None else {f: (p1.figures[f] - p0.figures[f]) / d for f in _FIGURES}
+        aligned = p1 is None or [o[:2] for o in p0.ops] == [o[:2] for o in p1.ops]
+        if not aligned or (p1 is None and b > a):
+            exact = False
+            notes.append(f"decode steps {a}-{b}: estimated from step {counted[0]} (its ops changed between counted steps)"
+                         if not aligned else f"decode steps {a}-{b}: estimated from one counted step")
+        for k in counted[2:]:  # the third point checks the line
+            predicted = {f: p0.figures[f] + slope[f] * (k - counted[0]) for f in _FIGURES}
+            if any(predicted[f] != points[k].figures[f] for f in _FIGURES):
+                exact = False
+                notes.append(f"decode steps {a}-{b}: step {k} is off the line through steps {counted[0]} and "
+                             f"{counted[1]} (value-dependent work, e.g. MoE routing): totals estimated")
+        lines.append((a, b, p0, p1 if aligned else None, d))
+        ks = np.arange(a, b + 1, dtype=np.float64) - counted[0]
+        for f in _FIGURES:
+            totals[f] += int(round(p0.figures[f] * len(ks) + slope[f] * ks.sum()))
+        peaks = np.array([profile.peak(dtype) for _op, dtype, _f, _b in p0.ops])
+        f0 = np.array([o[2] for o in p0.ops], dtype=np.float64)
+        b0 = np.array([o[3] for o in p0.ops], dtype=np.float64)
+        if p1 is not None and aligned:
+            fs = (np.array([o[2] for o in p1.ops], dtype=np.float64) - f0) / d
+            bs = (np.array([o[3] for o in p1.ops], dtype=np.float64) - b0) / d
+        else:
+            fs = bs = np.zeros_like(f0)
+        per_step = np.maximum((f0[None, :] + ks[:, None] * fs[None, :]) / peaks[None, :],
+                              (b0[None, :] + ks[:, None] * bs[None, :]) / bandwidth).sum(axis=1)
+        time_s += float(per_step.sum())
+
+        def cost(i: int) -> StepCost:
+            k = ks[i]
+            return StepCost(context=0, macs=int(round(p0.figures["macs"] + slope["macs"] * k)),
+                            flops=int(round(p0.figures["flops"] + slope["flops"] * k)),
+                            bytes=int(round(p0.figures["bytes_read"] + p0.figures["bytes_written"]
+                                            + (slope["bytes_read"] + slope["bytes_written"]) * k)),
+                            roofline_time_s=float(per_step[i]))
+
+        if a == 0:
+            first = cost(0)
+        if b == n_steps - 1:
+            last = cost(len(ks) - 1)
+    return totals, time_s, exact, first, last, _module_sums(lines, profile)
+
+
+def generation_record(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
+                      count: Callable[[tuple, dict], Characterization], *, batch_size: int) -> Generation:
+    """The :class:`~turnkey_like.records.Generation` of ``trace``.
+
+    Args:
+        trace: the generation as discovery saw it (the prefill's state, each decode step's, and the
+            copies of the steps to count).
+        prefill: the prefill call's characterization (its hardware profile is the generation's).
+        geometry: the KV cache's per-layer geometry (:func:`turnkey_like.kv_cache.layer_geometry`,
+            read from a cache the prefill filled).
+        count: counts one call ``(args, kwargs)`` into a Characterization, on the same profile.
+        batch_size: the sequences generated together (the batch of the prompt).
+
+    Raises:
+        ValueError: a segment of decode steps has no counted step (discovery always copies its first).
+    """
+    profile = prefill.hardware
+    notes: list[str] = []
+    p = trace.prompt_tokens
+    kv_read, kv_write = _kv_bytes(geometry, (0,) * len(geometry), p)
+    t = prefill.totals
+    phases = [GenerationPhase(
+        phase="prefill", steps=1, context_first=p, context_last=p, macs=t.macs,
+        macs_causal=_causal_macs(prefill, geometry, notes), flops=t.flops, bytes_weights=t.weight_bytes,
+        bytes_kv_read=kv_read, bytes_kv_write=kv_write,
+        bytes_activations=max(0, t.bytes - t.weight_bytes - kv_read - kv_write), roofline_time_s=t.roofline_time_s)]
+    exact = not trace.truncated
+    if trace.truncated:
+        notes.append("more segments than tk keeps copies of: later steps estimated")
+    tpot = tokens_per_s = None
+    params_active = 0
+    if trace.steps:
+        points = {k: _point(count(*trace.snapshots[k])) for k in sorted(trace.snapshots)}
+        totals, time_s, exact_steps, first, last, modules = _segment_sums(trace, points, profile, notes)
+        exact = exact and exact_steps
+        reads = writes = 0
+        for step in trace.steps:
+            r, w = _kv_bytes(geometry, step.state.seen, step.new)
+            reads, writes = reads + r, writes + w
+        contexts = [s.state.context + s.new for s in trace.steps]
+        nbytes = totals["bytes_read"] + totals["bytes_written"]
+        phases.append(GenerationPhase(
+            phase="decode", steps=len(trace.steps), context_first=contexts[0], context_last=contexts[-1],
+            macs=totals["macs"], macs_causal=totals["macs"], flops=totals["flops"],
+            bytes_weights=totals["weight_bytes"], bytes_kv_read=reads, bytes_kv_write=writes,
+            bytes_activations=max(0, nbytes - totals["weight_bytes"] - reads - writes), roofline_time_s=time_s,
+            step_first=msgspec.structs.replace(first, context=contexts[0]) if first else None,
+            step_last=msgspec.structs.replace(last, context=contexts[-1]) if last else None, modules=modules))
+        tpot = time_s / len(trace.steps)
+        tokens_per_s = batch_size / tpot if tpot > 0 else None
+        bytes_per_param = t.param_bytes / t.params if t.params else 0
+        params_active = int(round(points[0].figures["weight_bytes"] / bytes_per_param)) if bytes_per_param else 0
+    layers = [g for g in geometry if g is not None]
+    final = trace.final.stored if trace.final is not None else ()
+    return Generation(
+        batch_size=batch_size, prompt_tokens=p, new_tokens=trace.new_tokens, phases=phases,
+        ttft_s=t.roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
+        kv_cache_bytes_per_token=sum(g.bytes_per_position for g in layers) // max(batch_size, 1),
+        kv_cache_bytes=sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None),
+        hardware=profile.name, params_total=t.params, params_active=params_active, exact=exact, notes=notes)
+
+
+def geometry_of(trace: GenerationTrace, prefill_call: tuple[tuple, dict]) -> list[LayerKV | None]:
+    """The KV cache's per-layer geometry: from the first decode step's copy (the cache the prefill
+    filled), else from the prefill call's own cache once the prefill has been counted (counting runs
+    the call, which fills it)."""
+    source = trace.snapshots.get(0) or prefill_call
+    found = find_cache(*source)
+    return layer_geometry(found[1]) if found is not None else []
