@@ -11,8 +11,8 @@ cache): a step's cost is a function of the positions each layer holds, and betwe
 grow by the same amount per layer (one position per full-attention layer, none for a full sliding
 window), so the cost of a step is affine in its index along each run of steps with the same per-layer
 growth (a *segment*). The first :data:`POINTS_PER_SEGMENT` steps of each segment are copied: two
-give the line, the third checks it. A segment starts where the growth changes (the step after the
-prefill, a sliding window filling up). At most :data:`MAX_SNAPSHOTS` copies are kept per generation;
+give the line, the third checks it. A segment starts where the growth changes, and the step in which a
+sliding window fills up (its layer then stops growing) is a segment of its own. At most :data:`MAX_SNAPSHOTS` copies are kept per generation;
 past that the steps are still recorded, and the figures of later segments are marked estimated.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from turnkey_like.kv_cache import CacheState, cache_state, find_cache, snapshot
+from turnkey_like.kv_cache import CacheState, cache_state, find_cache, layer_windows, snapshot
 
 POINTS_PER_SEGMENT = 3
 MAX_SNAPSHOTS = 48
@@ -78,13 +78,22 @@ class GenerationTrace:
 class _Live:
     """One generation being traced (``trace``) or one being counted only (a repeat: ``trace`` None)."""
 
-    __slots__ = ("trace", "last_stored", "last_growth", "cache")
+    __slots__ = ("trace", "last_stored", "last_growth", "cache", "windows", "last_new", "alone")
 
     def __init__(self, trace: GenerationTrace | None, cache):
         self.trace = trace
         self.cache = cache
+        self.windows = layer_windows(cache)
         self.last_stored: tuple[int, ...] | None = None
         self.last_growth: tuple[int, ...] | None = None
+        self.last_new = 1
+        self.alone = False  # the previous step was a segment of its own (a window filled in it)
+
+    def fills_a_window(self, stored: tuple[int, ...]) -> bool:
+        """Whether the next call, adding as many positions as the last one, fills a sliding-window
+        layer (it then stores its window less one): the step where that layer's cost stops growing,
+        whose own cost need not lie on either line (transformers switches mask paths there)."""
+        return any(w is not None and n < w - 1 <= n + self.last_new for w, n in zip(self.windows, stored))
 
 
 class GenerationTracker:
@@ -95,9 +104,13 @@ class GenerationTracker:
     prefill invocation hash.
     """
 
-    def __init__(self):
+    def __init__(self, points_per_segment: int | None = POINTS_PER_SEGMENT, max_snapshots: int | None = MAX_SNAPSHOTS):
+        """``points_per_segment``/``max_snapshots``: how many steps of each segment, and of the whole
+        generation, are copied (``None``: every one; tests count every step that way)."""
         self.traces: dict[str, GenerationTrace] = {}
         self._live: dict[tuple[str, ...], _Live] = {}  # model path -> its generation in progress
+        self.points_per_segment = points_per_segment
+        self.max_snapshots = max_snapshots
 
     def before(self, model_path: tuple[str, ...], inv_hash: str, args: tuple, kwargs: dict):
         """Note a model call; return a token for :meth:`after` (``None`` when it carries no cache)."""
@@ -121,12 +134,13 @@ class GenerationTracker:
         if trace.decode is None:
             trace.decode = inv_hash
         growth = None if live.last_stored is None else tuple(a - b for a, b in zip(state.stored, live.last_stored))
-        if k >= 2 and growth != live.last_growth:
+        alone = live.fills_a_window(state.stored)
+        if k > 0 and (alone or live.alone or (k >= 2 and growth != live.last_growth)) and trace.segments[-1] != k:
             trace.segments.append(k)
-        live.last_stored, live.last_growth = state.stored, growth
+        live.last_stored, live.last_growth, live.alone = state.stored, growth, alone
         first = trace.segments[-1]
-        if k - first < POINTS_PER_SEGMENT:
-            if len(trace.snapshots) < MAX_SNAPSHOTS:
+        if self.points_per_segment is None or k - first < self.points_per_segment:
+            if self.max_snapshots is None or len(trace.snapshots) < self.max_snapshots:
                 trace.snapshots[k] = (snapshot(args), snapshot(kwargs))
             else:
                 trace.truncated = True
@@ -145,5 +159,70 @@ class GenerationTracker:
             live.trace.prompt_tokens = added
             live.last_stored = None
         else:
-            step.new = added
+            step.new = live.last_new = added
         live.trace.final = after
+
+
+def empty_cache(model):
+    """An empty KV cache of the kind ``generate()`` gives ``model``: transformers' ``DynamicCache``
+    built from the model's config (sliding-window layers where the config has them), wrapped in an
+    ``EncoderDecoderCache`` for encoder-decoder models.
+
+    Raises:
+        ImportError: transformers is not installed.
+    """
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        decoder = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        return EncoderDecoderCache(DynamicCache(config=decoder), DynamicCache(config=decoder))
+    return DynamicCache(config=config)
+
+
+def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
+    """Run what ``generate(**inputs, max_new_tokens=new_tokens)`` runs, greedily, without its sampling
+    machinery: a prefill of the prompt into an empty cache (:func:`empty_cache`), then
+    ``new_tokens - 1`` decode steps of one token each, the logits kept for the last position only
+    (``logits_to_keep=1`` where the model takes it, as ``generate()`` passes it).
+
+    ``inputs``: the prompt, as the model takes it (``input_ids`` [B, P]; an encoder-decoder model's
+    encoder inputs, ``input_ids`` or ``input_features``: its encoder runs once, as ``generate()``
+    runs it, then the decoder starts from ``decoder_start_token_id``). ``call(fn, **kwargs)`` makes
+    each model call (default: ``fn(**kwargs)``; :func:`characterize_generation` passes one that
+    traces it). On meta tensors the next token is token 0 (there are no logits to read).
+    """
+    import inspect
+
+    import torch
+
+    call = call or (lambda fn, **kw: fn(**kw))
+    config = getattr(model, "config", None)
+    params = inspect.signature(model.forward).parameters
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    cache = empty_cache(model)
+    ids_name = "input_ids"
+    kwargs = dict(inputs)
+    first = next(iter(inputs.values()))
+    batch = int(first.shape[0])
+    if getattr(config, "is_encoder_decoder", False):
+        encoder = model.get_encoder()
+        encoded = call(encoder, **inputs)
+        start = getattr(config, "decoder_start_token_id", None) or 0
+        kwargs = {"encoder_outputs": encoded,
+                  "decoder_input_ids": torch.full((batch, 1), start, dtype=torch.long, device=first.device)}
+        ids_name = "decoder_input_ids"
+    with torch.no_grad():
+        out = call(model, **kwargs, past_key_values=cache, use_cache=True, **extra)
+        for _ in range(new_tokens - 1):
+            logits = getattr(out, "logits", None)
+            if logits is None or logits.is_meta:
+                token = torch.zeros((batch, 1), dtype=torch.long, device=first.device)
+            else:
+                token = logits[:, -1:].argmax(-1)
+            kwargs[ids_name] = token
+            kwargs.pop("input_features", None)
+            if ids_name == "input_ids":
+                kwargs = {"input_ids": token}
+            out = call(model, **kwargs, past_key_values=out.past_key_values if getattr(out, "past_key_values", None)
+                       is not None else cache, use_cache=True, **extra)

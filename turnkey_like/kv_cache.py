@@ -145,6 +145,15 @@ def cache_state(cache) -> CacheState:
     return CacheState(stored, seen, tuple(_stored(layer) for layer in cross))
 
 
+def layer_windows(cache) -> tuple[int | None, ...]:
+    """Per self-attention cache layer, its sliding window (``sliding_window``), ``None`` for full
+    attention; ``()`` for a legacy cache (which has no windows)."""
+    if _is_legacy(cache):
+        return ()
+    layers, _cross = _layers(cache)
+    return tuple(int(w) if (w := getattr(layer, "sliding_window", None)) else None for layer in layers)
+
+
 def layer_geometry(cache) -> list[LayerKV | None]:
     """The keys/values geometry of each self-attention cache layer (see :class:`LayerKV`), in the
     order of :func:`cache_state`'s per-layer tuples.

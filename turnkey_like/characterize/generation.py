@@ -151,13 +151,14 @@ def _segment_sums(trace: GenerationTrace, points: dict[int, _Point], profile, no
         p0 = points[counted[0]]
         p1 = points[counted[1]] if len(counted) > 1 else None
         d = counted[1] - counted[0] if p1 is not None else 1
+        every = len(counted) == b - a + 1  # every step counted: their own figures, no line needed
         slope = {f: 0 for f in _FIGURES} if p1 is None else {f: (p1.figures[f] - p0.figures[f]) / d for f in _FIGURES}
         aligned = p1 is None or [o[:2] for o in p0.ops] == [o[:2] for o in p1.ops]
-        if not aligned or (p1 is None and b > a):
+        if not every and (not aligned or (p1 is None and b > a)):
             exact = False
             notes.append(f"decode steps {a}-{b}: estimated from step {counted[0]} (its ops changed between counted steps)"
                          if not aligned else f"decode steps {a}-{b}: estimated from one counted step")
-        for k in counted[2:]:  # the third point checks the line
+        for k in ([] if every else counted[2:]):  # the third point checks the line
             predicted = {f: p0.figures[f] + slope[f] * (k - counted[0]) for f in _FIGURES}
             if any(predicted[f] != points[k].figures[f] for f in _FIGURES):
                 exact = False
@@ -166,7 +167,8 @@ def _segment_sums(trace: GenerationTrace, points: dict[int, _Point], profile, no
         lines.append((a, b, p0, p1 if aligned else None, d))
         ks = np.arange(a, b + 1, dtype=np.float64) - counted[0]
         for f in _FIGURES:
-            totals[f] += int(round(p0.figures[f] * len(ks) + slope[f] * ks.sum()))
+            totals[f] += (sum(points[k].figures[f] for k in counted) if every
+                          else int(round(p0.figures[f] * len(ks) + slope[f] * ks.sum())))
         peaks = np.array([profile.peak(dtype) for _op, dtype, _f, _b in p0.ops])
         f0 = np.array([o[2] for o in p0.ops], dtype=np.float64)
         b0 = np.array([o[3] for o in p0.ops], dtype=np.float64)
@@ -175,8 +177,12 @@ def _segment_sums(trace: GenerationTrace, points: dict[int, _Point], profile, no
             bs = (np.array([o[3] for o in p1.ops], dtype=np.float64) - b0) / d
         else:
             fs = bs = np.zeros_like(f0)
-        per_step = np.maximum((f0[None, :] + ks[:, None] * fs[None, :]) / peaks[None, :],
-                              (b0[None, :] + ks[:, None] * bs[None, :]) / bandwidth).sum(axis=1)
+        if every:
+            per_step = np.array([sum(max(f / profile.peak(dtype), nb / bandwidth) for _op, dtype, f, nb in points[k].ops)
+                                 for k in counted])
+        else:
+            per_step = np.maximum((f0[None, :] + ks[:, None] * fs[None, :]) / peaks[None, :],
+                                  (b0[None, :] + ks[:, None] * bs[None, :]) / bandwidth).sum(axis=1)
         time_s += float(per_step.sum())
 
         def cost(i: int) -> StepCost:
@@ -263,3 +269,67 @@ def geometry_of(trace: GenerationTrace, prefill_call: tuple[tuple, dict]) -> lis
     source = trace.snapshots.get(0) or prefill_call
     found = find_cache(*source)
     return layer_geometry(found[1]) if found is not None else []
+
+
+def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None, no_weights: bool = False,
+                            every_step: bool = False, **inputs) -> Generation:
+    """Count what ``model.generate(input_ids, max_new_tokens=new_tokens)`` runs: the prefill of the
+    prompt and every decode step, with the KV cache (the :class:`~turnkey_like.records.Generation`
+    record ``tk profile --generate P:N`` writes).
+
+    Args:
+        model: a causal LM (or an encoder-decoder model) that takes a transformers KV cache.
+        input_ids: the prompt, ``[batch, P]`` token ids (an encoder-decoder model's encoder input;
+            Whisper-like models take ``input_features=`` among ``inputs`` instead, with
+            ``input_ids=None``).
+        new_tokens: N, the tokens to generate (N−1 decode steps follow the prefill).
+        hardware: the roofline's hardware profile (name or record; default ``local``).
+        no_weights: run and count on meta tensors (no weights, no KV cache allocated).
+        every_step: count every decode step instead of the first three of each segment (the
+            figures are the same; this is how tests check it).
+        inputs: more model inputs for the prompt call.
+
+    Raises:
+        ImportError: transformers is not installed (the KV cache is transformers').
+        ValueError: ``new_tokens`` < 1.
+    """
+    import contextlib
+
+    import torch
+
+    from turnkey_like.characterize.assemble import characterize_call, meta_weights
+    from turnkey_like.generation_trace import GenerationTracker, generate_loop
+    from turnkey_like.kv_cache import snapshot
+
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens {new_tokens}: generate at least 1 token")
+    tracker = GenerationTracker(points_per_segment=None, max_snapshots=None) if every_step else GenerationTracker()
+    prompt = {k: v for k, v in {"input_ids": input_ids, **inputs}.items() if v is not None}
+    prefill: list = []
+    count_id = iter(range(1 << 30))
+
+    def call(fn, **kwargs):
+        if fn is not model:
+            return fn(**kwargs)
+        token = tracker.before(("model",), f"call-{next(count_id)}", (), kwargs)
+        if token is not None and token[2] is None:
+            prefill.append(((), snapshot(kwargs)))
+        out = fn(**kwargs)
+        if token is not None:
+            tracker.after(token)
+        return out
+
+    if no_weights:
+        prompt = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in prompt.items()}
+    with meta_weights(model) if no_weights else contextlib.nullcontext():
+        generate_loop(model, prompt, new_tokens, call=call)
+        trace = next(iter(tracker.traces.values()))
+
+        def count(args, kwargs):
+            with torch.no_grad():
+                return characterize_call(model, args, kwargs, hardware=hardware, no_weights=no_weights, trace=False)
+
+        prefill_char = count(*snapshot(prefill[0]))
+        geometry = geometry_of(trace, prefill[0])
+        batch = next((g.batch for g in geometry if g is not None), 1)
+        return generation_record(trace, prefill_char, geometry, count, batch_size=batch)
