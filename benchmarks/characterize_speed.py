@@ -24,9 +24,16 @@ ratios spread (min/max pair) far more than the CPU ones. Raise ``--pairs`` on a 
    intermediate 28672, vocab 32000) built under ``torch.device("meta")``, ``input_ids`` 1 x 128,
    characterized in a fresh subprocess: wall time of ``characterize`` (target < 5 s) and peak RSS
    of the process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, target < 2 GiB).
+4. ``stack``: YOLOv8n at 64x64 (small kernels, so the counter's own cost shows) characterized once
+   from each caller depth 0..299 (a recursive helper adds the frames): the page faults of each call
+   (``ru_minflt``), how many depths fault over 100 pages, and the CPU time at the three worst depths
+   against the three calmest and an eager forward (median of ``--pairs`` calls each). On CPython
+   3.11/3.12 a depth where one of the counter's frames falls on a data-stack chunk boundary maps and
+   unmaps a chunk per op (``characterize/stack_room.py``); target: no depth over 100 faults. Not
+   in the default list.
 
 Usage: ``python benchmarks/characterize_speed.py [--pairs 7] [--threads 1] [--models resnet50,vit_b_16,
-bert,yolov8n,mlp,llama70b] [--trace] [--hardware a100]``
+bert,yolov8n,mlp,llama70b,stack] [--trace] [--hardware a100]``
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ sys.path.insert(0, os.environ.get("TK_BENCH_REPO", REPO))  # TK_BENCH_REPO: meas
 from pairs import PairStats, interleaved_pairs, print_pairs  # noqa: E402
 
 MODELS = ("resnet50", "vit_b_16", "bert", "yolov8n", "mlp", "llama70b")
+"""The default list; ``stack`` (the caller-depth sweep) runs when named."""
 TARGET_EAGER = 1.2
 TARGET_MLP_MS = 1.5
 TARGET_LLAMA_S = 5.0
@@ -217,11 +225,58 @@ def llama70b(hardware: str, threads: int, trace: bool) -> dict:
     return r
 
 
+def _at_depth(depth: int, fn):
+    """``fn()`` called ``depth`` Python frames deeper than this call."""
+    return fn() if depth == 0 else _at_depth(depth - 1, fn)
+
+
+def stack_depths(hardware: str, pairs: int, depths: int = 300) -> dict:
+    """Characterize YOLOv8n (64x64) ``pairs`` times from each caller depth 0..depths-1; print page
+    faults and CPU time (medians per depth)."""
+    import resource
+
+    import torch
+
+    from turnkey_like.characterize import characterize
+
+    _, model, (x,), _ = build("yolov8n")
+    x = x[:, :, :64, :64].contiguous()
+
+    def one() -> tuple[int, float]:
+        r0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+        characterize(model, x, hardware=hardware)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0, time.process_time() - c0
+
+    per_depth = []  # (median faults, median CPU s, depth), every call made from the same place
+    with torch.no_grad():
+        one()
+        for depth in range(depths):
+            calls = [_at_depth(depth, one) for _ in range(pairs)]
+            per_depth.append((statistics.median(f for f, _ in calls), statistics.median(c for _, c in calls), depth))
+        eager = []
+        for _ in range(3 * pairs):
+            c0 = time.process_time()
+            model(x)
+            eager.append(time.process_time() - c0)
+    per_depth.sort()
+    over = [p for p in per_depth if p[0] > 100]
+    worst, calm = per_depth[-3:], per_depth[:3]
+    print(f"YOLOv8n 64x64, characterize from caller depths 0..{depths - 1}, {pairs} calls each: {len(over)} "
+          f"depths over 100 page faults a call (worst {worst[-1][0]:.0f} at depth {worst[-1][2]}); "
+          f"target none: {'OK' if not over else 'MISSED'}")
+    cpu = {name: statistics.median(c for _, c, _ in chosen) * 1e3 for name, chosen in (("worst", worst), ("calm", calm))}
+    print(f"  CPU a call (median): {cpu['worst']:.1f} ms at the 3 depths with most faults, {cpu['calm']:.1f} ms at "
+          f"the 3 with fewest, {statistics.median(c for _, c, _ in per_depth) * 1e3:.1f} ms over all; eager forward "
+          f"{statistics.median(eager) * 1e3:.1f} ms; load {os.getloadavg()[0]:.2f}", flush=True)
+    return {"depths_over_100": len(over), "worst_ms": cpu["worst"], "calm_ms": cpu["calm"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=7, help="timed pairs per ratio (the MLP runs 20x as many)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated, from {','.join(MODELS)},stack")
     parser.add_argument("--hardware", default="a100", help="hardware profile for the roofline (default a100)")
     parser.add_argument("--trace", action="store_true", help="characterize with the FX/export trace too")
     args = parser.parse_args()
@@ -233,6 +288,8 @@ def main() -> None:
     for name in args.models.split(","):
         if name == "llama70b":
             llama70b(args.hardware, args.threads, args.trace)
+        elif name == "stack":
+            stack_depths(args.hardware, args.pairs)
         else:
             compare(name, args.pairs, args.hardware, args.trace)
 

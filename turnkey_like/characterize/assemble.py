@@ -25,6 +25,7 @@ from turnkey_like.characterize.fusion import find_fusion_groups
 from turnkey_like.characterize.hardware import get_profile
 from turnkey_like.characterize.ops import MAC_CATEGORIES, dtype_name
 from turnkey_like.characterize.roofline import BOUNDS, annotate, annotate_rows
+from turnkey_like.characterize.stack_room import call_with_stack_room
 from turnkey_like.errors import CharacterizationError, TkError, one_line
 from turnkey_like.records import (
     Breakdown,
@@ -573,7 +574,10 @@ def characterize_call(
     FX/export trace is extra work that only the traceability report needs, so it runs only when
     ``trace=True`` (``tk profile --trace``); the ONNX build traces on its own, once, in its child.
     Three steps: :func:`prepare_call` (profile, lazy warm-up, meta or real), :func:`count_call`
-    (the counted call, and the trace), :func:`assemble_call` (everything computed into the record).
+    (the counted call, and the trace), :func:`assemble_call` (everything computed into the record);
+    the first and the last run from a fresh Python stack chunk, as counting does
+    (:func:`~turnkey_like.characterize.stack_room.call_with_stack_room`: their per-module and per-op
+    calls cross no chunk boundary, whatever the caller's depth).
 
     Args:
         model: a ``torch.nn.Module`` (real, or built under ``torch.device("meta")``).
@@ -601,10 +605,10 @@ def characterize_call(
     """
     kwargs = dict(kwargs or {})
     start = time.perf_counter()
-    prepared = prepare_call(model, args, kwargs, hardware=hardware, no_weights=no_weights, warmup=warmup,
-                            cache_dir=cache_dir)
+    prepared = call_with_stack_room(prepare_call, (model, args, kwargs), dict(
+        hardware=hardware, no_weights=no_weights, warmup=warmup, cache_dir=cache_dir))
     counted = count_call(model, args, kwargs, prepared, trace=trace)
-    return assemble_call(model, prepared, counted, start=start)
+    return call_with_stack_room(assemble_call, (model, prepared, counted), {"start": start})
 
 
 def characterize(model, *args, hardware=None, no_weights: bool = False, trace: bool = False,

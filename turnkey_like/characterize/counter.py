@@ -48,6 +48,11 @@ kernel (a boolean read of a meta tensor's value takes the plain case; ``aten._gr
 takes the CPU kernel's output) follow :data:`turnkey_like.meta_kernels.RULES`, the one place those
 rules live (:func:`turnkey_like.zoo.forward` applies the same ones). An op with a rule is decided
 once (kind ``_META_RULE``), so other ops pay nothing for the rules.
+
+Where each op's tensors are (read from its schema once) and what is read from each tensor (shape,
+storage, bytes) is :mod:`turnkey_like.characterize.op_tensors`. The counted call runs through
+:func:`turnkey_like.characterize.stack_room.call_with_stack_room`, so its per-op Python frames never
+cross a CPython data-stack chunk boundary, whatever the caller's depth.
 """
 
 from __future__ import annotations
@@ -64,6 +69,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from turnkey_like import meta_kernels
 from turnkey_like.calls import tensor_leaves
 from turnkey_like.characterize import ops as _ops
+from turnkey_like.characterize.op_tensors import (
+    DTYPE_NAMES,
+    PACKED,
+    PLAIN_TYPES,
+    nbytes_of,
+    plain_int,
+    plain_shape,
+    row_dtype_name,
+    schema_slots,
+    slot_inputs,
+    storage_address,
+    storage_key,
+    tensors_in,
+)
+from turnkey_like.characterize.stack_room import call_with_stack_room
 from turnkey_like.errors import CharacterizationError, one_line
 from turnkey_like.records import OpRow
 
@@ -91,9 +111,8 @@ _SKIP_PACKETS = frozenset(getattr(aten, n) for n in SKIP_NAMES if hasattr(aten, 
 BODY_HOPS = ("cond", "while_loop", "invoke_subgraph")
 """Higher-order ops counted through their bodies (see :meth:`_CountingMode._run_body`)."""
 
-# Kinds of op, decided once per overload (see _Counter.info).
-# _META_RULE: an op with a formula whose kernel has a rule for tensors without data (meta_kernels).
-_SKIP, _COUNT, _DECOMPOSE, _HOP, _META_RULE = 0, 1, 2, 3, 4
+# Kinds of op, decided once per overload (see OpInfo and _Counter.info).
+_SKIP, _COUNT, _DECOMPOSE, _HOP, _META_RULE, _VIEW = 0, 1, 2, 3, 4, 5
 
 _FLOAT16_PACKETS = frozenset(_ops.resolve(n) for n in _ops.FLOAT16_PACKED_OPS) - {None}
 """Quantized ops whose packed weights are float16 (``ops.FLOAT16_PACKED_OPS``)."""
@@ -103,14 +122,16 @@ class OpInfo(NamedTuple):
     """What the counter knows about one op overload, decided when it is first seen (:meth:`_Counter.info`).
 
     Attributes:
-        kind: how the op is handled: ``_SKIP`` (a view or metadata op: no row), ``_COUNT`` (one
-            row), ``_DECOMPOSE`` (a composite op without a formula: its parts are counted),
-            ``_HOP`` (a higher-order op), ``_META_RULE`` (an op with a formula and a rule for tensors
-            without data, :data:`turnkey_like.meta_kernels.RULES`).
+        kind: how the op is handled: ``_VIEW`` (its schema says its output aliases an input: no
+            row), ``_SKIP`` (another metadata or allocation op, :data:`SKIP_NAMES`: no row, and a
+            fresh output storage forgets its stale producer), ``_COUNT`` (one row), ``_DECOMPOSE`` (a
+            composite op without a formula: its parts are counted), ``_HOP`` (a higher-order op),
+            ``_META_RULE`` (an op with a formula and a rule for tensors without data,
+            :data:`turnkey_like.meta_kernels.RULES`).
         formula: the op's :class:`~turnkey_like.characterize.ops.OpFormula`, ``None`` without one.
         name: the row's op name (``aten.convolution.default``, ``higher_order.cond``).
         category: the formula's category, ``"other"`` without one.
-        slots: where the op's tensors are in its arguments and returns (:func:`_schema_slots`), ``None``
+        slots: where the op's tensors are in its arguments and returns (:func:`schema_slots`), ``None``
             when its schema cannot tell.
         packed: ``(position, name, float16)`` of each packed-params argument of a quantized op,
             ``None`` for ops without one.
@@ -129,11 +150,6 @@ _INFO: dict[Any, OpInfo] = {}
 an op's schema costs more than counting it). Cleared by :func:`count_model` when
 :data:`turnkey_like.characterize.ops.REGISTRY` has grown since (a formula registered at run time)."""
 _INFO_REGISTRY_SIZE = [0]
-
-# Tensor types whose sizes are always plain ints (real and meta tensors); any other (FakeTensor, a
-# subclass) may carry symbolic sizes, which _Counter.finish then makes plain.
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
-
 
 @dataclass
 class CountResult:
@@ -169,83 +185,6 @@ class CountResult:
         return sum(r.flops for r in self.rows if categories is None or r.category in categories)
 
 
-def _storage_key(t: torch.Tensor):
-    """Identity of a tensor's storage (shared by its views), or ``None`` when it has none."""
-    try:
-        return t.untyped_storage()._cdata
-    except Exception:
-        return None
-
-
-_TENSOR, _TENSOR_LIST, _PACKED = 0, 1, 2
-
-
-def _slot_kind(t) -> int | None:
-    """``_TENSOR`` for a ``Tensor``/``Tensor?`` schema type, ``_TENSOR_LIST`` for ``Tensor[]``/
-    ``Tensor?[]``, ``_PACKED`` for a quantized engine's packed-params class
-    (``ops.PACKED_PARAMS_TYPES``), ``None`` for types that hold no tensor; raises ``TypeError`` for
-    types that might hold tensors in a way the schema does not tell (``Any``, tuples, dicts)."""
-    if isinstance(t, torch._C.OptionalType):
-        t = t.getElementType()
-    if isinstance(t, torch._C.TensorType):
-        return _TENSOR
-    if isinstance(t, torch._C.ClassType) and t.qualified_name() in _ops.PACKED_PARAMS_TYPES:
-        return _PACKED
-    if isinstance(t, torch._C.ListType):
-        e = t.getElementType()
-        if isinstance(e, torch._C.OptionalType):
-            e = e.getElementType()
-        return _TENSOR_LIST if isinstance(e, torch._C.TensorType) else None
-    if isinstance(t, (torch._C.AnyType, torch._C.TupleType, torch._C.DictType)):
-        raise TypeError(f"schema type {t} may hold tensors")
-    return None
-
-
-def _schema_slots(func):
-    """Where an ATen op's tensors are, read from its schema, or ``None`` when the schema cannot tell
-    (then :func:`_tensors_in` walks the values with ``turnkey_like.calls.tensor_leaves``).
-
-    Returns ``(inputs, outputs, returns)``: ``inputs`` is ``(position, name, kind)`` per tensor
-    argument, ``outputs`` ``(position, None, kind)`` per tensor return, ``returns`` the number of
-    returns (a single return is the value itself, several are a tuple). Reading the schema once per
-    op replaces walking every argument of every call (the counter's hot path).
-    """
-    try:
-        schema = func._schema
-        inputs = tuple((i, a.name, k) for i, a in enumerate(schema.arguments)
-                       if (k := _slot_kind(a.type)) is not None)
-        outputs = tuple((i, None, k) for i, r in enumerate(schema.returns) if (k := _slot_kind(r.type)) is not None)
-        return inputs, outputs, len(schema.returns)
-    except (AttributeError, TypeError, RuntimeError):
-        return None
-
-
-def _tensors_in(slots, values: tuple, kwargs: dict | None = None) -> list:
-    """The tensors at ``slots`` (from :func:`_schema_slots`) of positional ``values`` / ``kwargs``,
-    in schema order; every tensor in them (``turnkey_like.calls.tensor_leaves``) when ``slots`` is
-    ``None``. A packed-params slot holds tensors once :meth:`_Counter.open_packed` has replaced the
-    object by the tuple of its tensors; an unopened object (one an op returns) holds none."""
-    if slots is None:
-        return tensor_leaves((values, kwargs) if kwargs else values)
-    found = []
-    n = len(values)
-    for i, name, kind in slots:
-        v = values[i] if i < n else (kwargs.get(name) if kwargs else None)
-        if v is None:
-            continue
-        if kind == _TENSOR:
-            if isinstance(v, torch.Tensor):
-                found.append(v)
-        elif kind == _PACKED:
-            if type(v) is tuple:
-                found.extend(v)
-        else:
-            for t in v:
-                if isinstance(t, torch.Tensor):
-                    found.append(t)
-    return found
-
-
 def _outputs(info: OpInfo, out) -> list:
     """The tensors an op returned."""
     if isinstance(out, torch.Tensor):
@@ -254,45 +193,13 @@ def _outputs(info: OpInfo, out) -> list:
     if slots is None:
         return tensor_leaves(out)
     _, outputs, returns = slots
-    return _tensors_in(outputs, (out,) if returns == 1 else tuple(out or ()))
+    return tensors_in(outputs, (out,) if returns == 1 else tuple(out or ()))
 
 
 def _inputs(info: OpInfo, args: tuple, kwargs: dict) -> list:
     """The tensors an op was given (positional, then keyword-only arguments)."""
     slots = info.slots
-    return _tensors_in(None if slots is None else slots[0], args, kwargs)
-
-
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"``, ``torch.quint8`` -> ``"int8"`` (``ops.dtype_name``;
-    memoised: called once per row)."""
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = _ops.dtype_name(dtype)
-    return name
-
-
-def _plain_dim(d):
-    """One size as an int, or the name/expression of a symbolic size (``SymInt`` -> ``"s0"``)."""
-    if type(d) is int:
-        return d
-    text = str(d)
-    return int(text) if text.lstrip("-").isdigit() else text
-
-
-def _plain_shape(shape: list) -> list:
-    """A shape with symbolic sizes kept by name (never taken as 1)."""
-    return [_plain_dim(d) for d in shape]
-
-
-def _plain_int(v):
-    """An int: ``v``, or a symbolic integer expression at its example value (no guard added)."""
-    if v is None or type(v) is int:
-        return v
-    return _ops.size_hint(v) if isinstance(v, torch.SymInt) else int(v)
+    return tensors_in(None if slots is None else slots[0], args, kwargs)
 
 
 class _Counter:
@@ -336,8 +243,9 @@ class _Counter:
 
     @property
     def names(self) -> dict[int, str]:
-        """id(module) -> its first registered path under the root; built on first need (only for a
-        module that runs outside its registered parent, which most models never do)."""
+        """id(module) -> its first registered path under the root; built on first need (for a module
+        that runs outside its registered parent: YOLO's layers, which its root calls from
+        ``root.model``)."""
         if self._names is None:
             self._names = {}
             if isinstance(self.root, torch.nn.Module):
@@ -347,6 +255,7 @@ class _Counter:
 
     # --- module tracking -------------------------------------------------------------------
     def pre_hook(self, module, args):
+        """Push ``module`` on the module stack with its path (global forward pre-hook)."""
         mid = id(module)
         if self.stack:
             parent, ppath, _ = self.stack[-1]
@@ -376,8 +285,12 @@ class _Counter:
             self.module_order.append(path)
         self.stack.append((module, path, cls))
 
-    def post_hook(self, module, args, output):
+    def post_hook(self, module, *_):
+        """Pop ``module`` (and anything left above it) off the module stack (global forward hook)."""
         stack = self.stack
+        if stack and stack[-1][0] is module:
+            stack.pop()
+            return
         for i in range(len(stack) - 1, -1, -1):
             if stack[i][0] is module:
                 del stack[i:]
@@ -403,16 +316,16 @@ class _Counter:
                     or bool(getattr(func, "is_view", False))
                     or getattr(func, "namespace", "") == "prim"  # prim.device, prim.layout: metadata
                 ):
-                    kind = _SKIP
+                    kind = _VIEW if getattr(func, "is_view", False) else _SKIP
                 elif hasattr(func, "decompose"):
                     kind = _DECOMPOSE
                 else:
                     kind = _COUNT
-                slots = _schema_slots(func)
+                slots = schema_slots(func)
                 packed = None
-                if slots is not None and any(k == _PACKED for _, _, k in slots[0]):
+                if slots is not None and any(k == PACKED for _, _, k in slots[0]):
                     fp16 = packet in _FLOAT16_PACKETS
-                    packed = tuple((i, n, fp16) for i, n, k in slots[0] if k == _PACKED)
+                    packed = tuple((i, n, fp16) for i, n, k in slots[0] if k == PACKED)
                 info = OpInfo(kind, entry, str(func), entry.category if entry else "other", slots, packed)
             _INFO[func] = info
         return info
@@ -444,7 +357,7 @@ class _Counter:
                 except (TypeError, RuntimeError):
                     tensors = ()
                 for t in tensors:
-                    self.producer.pop(_storage_key(t), None)
+                    self.producer.pop(storage_key(t), None)
                 known = self.packed[id(obj)] = (obj, tensors)
             if i < len(args):
                 args[i] = known[1]
@@ -452,69 +365,108 @@ class _Counter:
                 kwargs[name] = known[1]
         return tuple(args), kwargs
 
-    def record(self, func, info, args, kwargs, out):
-        """Append the row of one op call (the counter's hot path: kept to plain local operations)."""
-        _, entry, name, category, _, packed = info  # OpInfo, unpacked once (hot path)
+    def cost(self, entry, name: str, shaped: list | None, out_shape, args, kwargs, out) -> tuple:
+        """``(counted, macs, flops, read_elems)`` of one op call by its formula ``entry``
+        (``ops.Cost``, sizes made plain ints): from the reduced arguments ``shaped`` and ``out_shape``
+        when :func:`~turnkey_like.characterize.op_tensors.slot_inputs` made them, else from the call's
+        own. An op without a formula, or whose formula raises, is tallied in :attr:`uncounted` (the
+        error's type in the name) and is ``(False, None, 0, None)``: listed, never dropped."""
+        if entry is None:
+            self.uncounted[name] = self.uncounted.get(name, 0) + 1
+            return False, None, 0, None
+        try:
+            if shaped is not None:
+                macs, flops, read_elems = _ops.shaped_cost(entry, shaped, kwargs, out_shape)
+            else:
+                macs, flops, read_elems = _ops.entry_cost(entry, args, kwargs, out)
+            if type(macs) is not int and macs is not None:
+                macs = plain_int(macs)
+            if type(flops) is not int:
+                flops = plain_int(flops)
+            return True, macs, flops, read_elems
+        except Exception as exc:  # a formula that cannot handle this call: listed, not dropped
+            name_err = f"{name} (formula error: {type(exc).__name__})"
+            self.uncounted[name_err] = self.uncounted.get(name_err, 0) + 1
+            return False, None, 0, None
+
+    def record(self, func, info: OpInfo, args, kwargs, out):
+        """Append the row of one op call.
+
+        The counter's hot path (once per op of the model), kept to plain local operations: each
+        tensor's shape, storage and size are read once (:func:`storage_address`, ``Tensor.nbytes``),
+        and for real and meta tensors the formula's arguments are the call's with the tensors at the
+        schema's positions replaced by those shapes (:func:`slot_inputs`, ``ops.shaped_cost``).
+        """
+        _, entry, name, category, slots, packed = info
         if packed is not None:
             args, kwargs = self.open_packed(packed, args, kwargs)
-        ins = _inputs(info, args, kwargs)
-        outs = _outputs(info, out)
-        counted = entry is not None
-        macs, flops, read_elems = None, 0, None
-        if counted:
-            try:
-                macs, flops, read_elems = _ops.entry_cost(entry, args, kwargs, out)
-                if type(macs) is not int and macs is not None:
-                    macs = _plain_int(macs)
-                if type(flops) is not int:
-                    flops = _plain_int(flops)
-            except Exception as exc:  # a formula that cannot handle this call: listed, not dropped
-                counted = False
-                macs, flops, read_elems = None, 0, None
-                name_err = f"{name} (formula error: {type(exc).__name__})"
-                self.uncounted[name_err] = self.uncounted.get(name_err, 0) + 1
+        plain = PLAIN_TYPES
+        if slots is None:
+            ins = tensor_leaves((args, kwargs) if kwargs else args)
+            in_shapes = [t.shape for t in ins]
+            shaped = None
         else:
-            self.uncounted[name] = self.uncounted.get(name, 0) + 1
+            ins, in_shapes, shaped = slot_inputs(slots[0], args, kwargs, self.plain_shapes)
+        if type(out) in plain:
+            outs = [out]
+        elif isinstance(out, torch.Tensor):
+            outs = [out]
+        elif slots is None:
+            outs = tensor_leaves(out)
+        else:
+            outs = tensors_in(slots[1], (out,) if slots[2] == 1 else tuple(out or ()))
+        out_shapes = [t.shape for t in outs]
+        if shaped is not None and type(out) in plain:
+            out_shape = tuple(out_shapes[0])
+        else:
+            out_shape = None if shaped is None else _ops.out_shape_of(out)
+        counted, macs, flops, read_elems = self.cost(entry, name, shaped, out_shape, args, kwargs, out)
         index = len(self.rows)
         producers: list[int] = []
         in_keys: list[tuple[Any, int]] = []
-        in_shapes = []
         bytes_read = 0
         prod_map = self.producer
-        plain = _PLAIN_TYPES
+        address = storage_address
         for i, t in enumerate(ins):
             if type(t) not in plain:
                 self.plain_shapes = False
-            in_shapes.append(list(t.shape))
             try:
-                key = t.untyped_storage()._cdata
-            except Exception:  # noqa: BLE001 - a tensor without storage (see _storage_key)
+                key = address(t)
+            except Exception:  # noqa: BLE001 - a tensor without storage (see storage_key)
                 key = None
             if read_elems is not None and i in read_elems:
-                nb = _plain_int(read_elems[i]) * t.element_size()
+                nb = plain_int(read_elems[i]) * t.element_size()
             else:
-                nb = t.numel() * t.element_size()
+                try:
+                    nb = t.nbytes
+                except RuntimeError:  # a sparse tensor (see nbytes_of)
+                    nb = nbytes_of(t)
             bytes_read += nb
             in_keys.append((key, nb))
             p = prod_map.get(key)
             if p is not None and p not in producers:
                 producers.append(p)
         bytes_written = 0
-        out_shapes = []
         for t in outs:
             if type(t) not in plain:
                 self.plain_shapes = False
-            out_shapes.append(list(t.shape))
-            bytes_written += t.numel() * t.element_size()
             try:
-                prod_map[t.untyped_storage()._cdata] = index
+                bytes_written += t.nbytes
+            except RuntimeError:  # a sparse tensor (see nbytes_of)
+                bytes_written += nbytes_of(t)
+            try:
+                prod_map[address(t)] = index
             except Exception:  # noqa: BLE001 - no storage: nothing can read it back by storage
                 pass
         if self.stack:
             _, path, cls = self.stack[-1]
         else:
             path, cls = "", type(self.root).__name__
-        first = ins[0] if ins else (outs[0] if outs else None)
+        if counted and entry.dtype:
+            dtype = entry.dtype
+        else:
+            first = ins[0] if ins else (outs[0] if outs else None)
+            dtype = (DTYPE_NAMES.get(first.dtype) or row_dtype_name(first.dtype)) if first is not None else ""
         self.rows.append(
             OpRow(
                 index=index,
@@ -522,10 +474,9 @@ class _Counter:
                 category=category if counted else "other",
                 module_path=path,
                 module_class=cls,
-                input_shapes=in_shapes,
-                output_shapes=out_shapes,
-                dtype=(entry.dtype if counted and entry.dtype else
-                       _dtype_name(first.dtype) if first is not None else ""),
+                input_shapes=list(map(list, in_shapes)),
+                output_shapes=list(map(list, out_shapes)),
+                dtype=dtype,
                 macs=macs,
                 flops=flops,
                 bytes_read=bytes_read,
@@ -542,9 +493,9 @@ class _Counter:
         outs = _outputs(info, out)
         if not outs:
             return
-        in_keys = {_storage_key(t) for t in _inputs(info, args, kwargs)}
+        in_keys = {storage_key(t) for t in _inputs(info, args, kwargs)}
         for t in outs:
-            key = _storage_key(t)
+            key = storage_key(t)
             if key is not None and key not in in_keys:
                 self.producer.pop(key, None)
 
@@ -576,7 +527,7 @@ class _Counter:
             for t in tensors:
                 if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
                     continue
-                key = _storage_key(t)
+                key = storage_key(t)
                 if key is not None:
                     weights.add(key)
         for row, in_keys in zip(self.rows, self.row_inputs):
@@ -587,12 +538,12 @@ class _Counter:
             row.weight_bytes = wb
         if not self.plain_shapes:
             for row in self.rows:
-                row.weight_bytes = _plain_int(row.weight_bytes)
+                row.weight_bytes = plain_int(row.weight_bytes)
                 for shapes in (row.input_shapes, row.output_shapes):
                     for i, shape in enumerate(shapes):
                         if not all(type(d) is int for d in shape):
-                            shapes[i] = _plain_shape(shape)
-                row.bytes_read, row.bytes_written = _plain_int(row.bytes_read), _plain_int(row.bytes_written)
+                            shapes[i] = plain_shape(shape)
+                row.bytes_read, row.bytes_written = plain_int(row.bytes_read), plain_int(row.bytes_written)
         return CountResult(
             rows=self.rows,
             uncounted=dict(self.uncounted),
@@ -612,14 +563,19 @@ class _CountingMode(TorchDispatchMode):
         self.counter = counter
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         c = self.counter
-        info = c.info(func)
+        info = _INFO.get(func) or c.info(func)
         kind = info.kind
+        if kind == _COUNT:  # most ops: run, then one row
+            out = func(*args, **kwargs) if kwargs else func(*args)
+            c.record(func, info, args, kwargs, out)
+            return out
+        if kind == _VIEW:  # shares its input's storage: nothing to record or forget
+            return func(*args, **kwargs) if kwargs else func(*args)
+        kwargs = kwargs or {}
         if kind == _SKIP:
             out = func(*args, **kwargs)
-            if not getattr(func, "is_view", False):
-                c.forget_outputs(info, args, kwargs, out)
+            c.forget_outputs(info, args, kwargs, out)
             return out
         if kind == _HOP:
             return self._higher_order(func, info, args, kwargs)
@@ -745,7 +701,11 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None, *, weights:
     Raises:
         CharacterizationError: when the model's forward raises (the original exception is chained).
     """
-    kwargs = kwargs or {}
+    return call_with_stack_room(_count, (model, args, kwargs or {}, weights))
+
+
+def _count(model, args: tuple, kwargs: dict, weights: list | None) -> CountResult:
+    """The body of :func:`count_model` (run by :func:`call_with_stack_room`)."""
     if _INFO_REGISTRY_SIZE[0] != len(_ops.REGISTRY):  # a formula was registered since: decide again
         _INFO.clear()
         _INFO_REGISTRY_SIZE[0] = len(_ops.REGISTRY)

@@ -1293,6 +1293,24 @@ def entry_cost(entry: OpFormula, args: tuple, kwargs: dict, out) -> Cost:
                     **{k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {})
 
 
+def shaped_cost(entry: OpFormula, shaped_args: list, kwargs: dict | None, out_shape) -> Cost:
+    """Return the :class:`Cost` of one call whose positional arguments are reduced to shapes already.
+
+    What :func:`entry_cost` computes when ``shaped_args`` is ``[_shape_of(a) for a in args]`` and
+    ``out_shape`` is :func:`out_shape_of` ``(out)``: the counter reduces the tensor arguments of real
+    and meta tensors itself, from the positions the op's schema gives, while it reads their shapes
+    for the row (one read of each shape, no call per argument).
+    """
+    return entry.fn(*shaped_args, out_shape=out_shape,
+                    **{k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {})
+
+
+def out_shape_of(out):
+    """The ``out_shape`` a formula is given for an op's result ``out``: the shape of the result, or of
+    its first tensor (list/tuple results), as plain ints; ``None`` when it holds no tensor."""
+    return _out_shape(out)
+
+
 def _out_shape(out):
     if type(out) in _PLAIN_TENSORS:
         return tuple(out.shape)
@@ -1321,6 +1339,8 @@ __all__ = [
     "category_of",
     "op_cost",
     "entry_cost",
+    "shaped_cost",
+    "out_shape_of",
     "size_hint",
     "is_mac_category",
     "conv_macs",
