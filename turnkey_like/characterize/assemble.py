@@ -63,6 +63,19 @@ def _module_class(model, path: str) -> str:
         return ""
 
 
+def _attribute_params(nodes: dict[str, ModuleRow], params: list[tuple[str, Any]]) -> None:
+    """Add each parameter to its module's own row (a module that never ran: its nearest ancestor with a row)."""
+    for name, p in params:
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        while owner not in nodes:
+            owner = _parent_path(owner) or ""
+        n = nodes[owner]
+        numel = p.numel()
+        n.self_params += numel
+        n.params += numel
+        n.param_bytes += numel * p.element_size()
+
+
 def build_modules(rows: list[OpRow], module_classes: dict[str, str], module_order: list[str], model,
                   profile: HardwareProfile, dtype: str, params: list[tuple[str, Any]] | None = None,
                   ) -> list[ModuleRow]:
@@ -125,16 +138,7 @@ def build_modules(rows: list[OpRow], module_classes: dict[str, str], module_orde
         nodes[p] = n
     if params is None:
         params = list(model.named_parameters()) if model is not None else []
-    for name, p in params:
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        while owner not in nodes:
-            owner = _parent_path(owner) or ""
-        n = nodes[owner]
-        numel = p.numel()
-        n.self_params += numel
-        n.params += numel
-        n.param_bytes += numel * p.element_size()
-
+    _attribute_params(nodes, params)
     children: dict[str, list[str]] = {p: [] for p in order}
     for p in order:
         if p != "":
