@@ -69,6 +69,28 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                             "killed at the limit, and the other inputs go on (default 3600)")
 
 
+def generate_list(text: str) -> list[tuple[int, int]]:
+    """``--generate 128:128,2048:256`` → ``[(128, 128), (2048, 256)]``: prompt tokens P and new tokens N
+    (argparse type; a sweep when more than one).
+
+    Raises:
+        argparse.ArgumentTypeError: not ``P:N`` pairs of whole numbers of at least 1.
+    """
+    pairs = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        prompt, _, new = item.partition(":")
+        try:
+            pair = (int(prompt), int(new))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give PROMPT:NEW pairs, e.g. 128:32 or 128:128,2048:256") from None
+        if min(pair) < 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: prompt and new tokens must be at least 1")
+        pairs.append(pair)
+    if not pairs:
+        raise argparse.ArgumentTypeError(f"{text!r}: give PROMPT:NEW pairs, e.g. 128:32")
+    return pairs
+
+
 def add_named_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``named models`` group: ``--model NAME`` and the sizes, weights and seed of its inputs."""
     group = parser.add_argument_group(
@@ -82,6 +104,9 @@ def add_named_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="batch size of named models' inputs (a list makes a sweep)")
     group.add_argument("--seq-len", type=size_list, default=[], metavar="N[,N...]",
                        help="sequence length for text/speech models, frames for video models (a list makes a sweep)")
+    group.add_argument("--generate", type=generate_list, default=[], metavar="P:N[,P:N...]",
+                       help="generate N tokens from a P-token prompt (a causal LM with its LM head and KV cache: "
+                            "prefill, then N-1 decode steps; docs/generation.md); a list makes a sweep")
     group.add_argument("--imgsz", type=size_list, default=[], metavar="N[,N...]",
                        help="image size for vision models (default: the weights' metadata; 640 for ultralytics)")
     group.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",

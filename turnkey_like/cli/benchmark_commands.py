@@ -68,6 +68,9 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     add_analysis_arguments(group)
     group.add_argument("--showshape", action="store_true", help="add input/output tensor shapes to the tables")
     group.add_argument("--top", type=int, default=10, metavar="N", help="how many top ops to list (default 10)")
+    group.add_argument("--phase", choices=("prefill", "decode"), default=None,
+                       help="for a generation (--generate, or a script that generates): print that phase's "
+                            "per-module table (decode: summed over its steps); default prefill")
     group.add_argument("--trace", action="store_true",
                        help="also trace each model with FX / torch.export and report which method traces it "
                             "(the attempts and their errors); off by default: counting needs no trace")

@@ -150,12 +150,14 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class TableOptions:
-    """``tk profile``'s tables: ``--showshape``, ``--top N`` and ``--runtime`` (the per-layer run
-    they show; ``None``: the latest)."""
+    """``tk profile``'s tables: ``--showshape``, ``--top N``, ``--runtime`` (the per-layer run
+    they show; ``None``: the latest) and ``--phase`` (a generation's phase whose per-module table
+    they show; ``None``: the prefill)."""
 
     showshape: bool = False
     top: int = 10
     runtime: str | None = None
+    phase: str | None = None
 
 
 @dataclass(frozen=True)
@@ -382,10 +384,17 @@ def _input_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
 
 
 def _named(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]], no_weights: bool) -> NamedModelOptions:
-    """The ``--model`` entries expanded to sweep points (``--model-args`` checked as a JSON object)."""
+    """The ``--model`` entries expanded to sweep points (``--model-args`` checked as a JSON object;
+    ``--generate P:N`` makes a point per pair)."""
     if not args.model:
+        if getattr(args, "generate", None):
+            raise InputError("--generate applies to --model NAME",
+                             hint="a script that generates is traced as it runs: `tk profile script.py` counts its "
+                                  "prefill and decode steps")
         return NamedModelOptions()
     import json
+
+    import msgspec
 
     from turnkey_like.records import ModelRequest
     from turnkey_like.zoo import expand_sweep
@@ -397,13 +406,18 @@ def _named(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]], no_weig
                          hint='write a JSON object, e.g. --model-args \'{"num_classes": 10}\'') from None
     if model_args is not None and not isinstance(model_args, dict):
         raise InputError(f"--model-args {args.model_args!r}: must be a JSON object", hint='e.g. \'{"depth": 2}\'')
+    if args.generate and args.seq_len:
+        raise InputError("--generate P:N already sets the prompt length P: --seq-len does not apply",
+                         hint="drop --seq-len, e.g. --generate 2048:256")
     requests = []
     for name in args.model:
         base = ModelRequest(name=name, input_shapes={k: list(v) for k, v in shapes.items()},
                             pretrained=args.pretrained, model_args=model_args,
                             trust_remote_code=args.trust_remote_code, no_weights=True if no_weights else None,
                             seed=args.seed)
-        requests += expand_sweep(base, args.batch_size, args.seq_len, args.imgsz)
+        for prompt, new in args.generate or [(None, None)]:
+            point = msgspec.structs.replace(base, seq_len=prompt, new_tokens=new) if new else base
+            requests += expand_sweep(point, args.batch_size, args.seq_len, args.imgsz)
     return NamedModelOptions(names=tuple(args.model), requests=tuple(requests))
 
 
@@ -519,7 +533,8 @@ def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     output = _run_outputs(args, visualize=True)
     return ProfileCommand(run=run, output=output,
-                          tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime))
+                          tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime,
+                                              phase=args.phase))
 
 
 def parse_explore(args: argparse.Namespace) -> ExploreCommand:

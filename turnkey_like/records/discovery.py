@@ -95,6 +95,9 @@ class ModelRequest(Record):
         no_weights: build on the meta device (no memory for weights); ``None`` = automatic above
             ``turnkey_like.zoo.META_THRESHOLD_PARAMS`` parameters. The loader fills in the choice.
         seed: seed of the random weights and synthesized inputs (``torch.Generator``).
+        new_tokens: ``--generate P:N``'s N: the model is built with its LM head and generates N
+            tokens from a prompt of ``seq_len`` (P) tokens (a prefill, then N−1 decode steps);
+            ``None``: one forward call.
     """
 
     name: str
@@ -108,6 +111,7 @@ class ModelRequest(Record):
     trust_remote_code: bool = False
     no_weights: bool | None = None
     seed: int = 0
+    new_tokens: int | None = None
 
 
 class ModelInfo(Record):

@@ -8,6 +8,8 @@ arithmetic intensity in FLOPs/byte, roofline time in ns/µs/ms/s.
 
 from __future__ import annotations
 
+import msgspec
+
 from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, TraceSummary
 from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, percent
@@ -23,7 +25,7 @@ _WRAPPABLE = {"Module", "Input shapes", "Output shapes"}
 _SHORTENED = {"Class": 24, "Op": 24}
 
 
-class _Section:
+class Section:
     """A titled rich table whose cells are plain text (no markup interpretation)."""
 
     def __init__(self, title: str, columns: list[tuple[str, str]]):
@@ -52,8 +54,8 @@ class _Section:
         console.print(self.table)
 
 
-def _table(title: str, columns: list[tuple[str, str]]) -> _Section:
-    return _Section(title, columns)
+def _table(title: str, columns: list[tuple[str, str]]) -> Section:
+    return Section(title, columns)
 
 
 def _hw_name(char: Characterization) -> str:
@@ -88,7 +90,8 @@ def invocation_per_layer(inv: Invocation, runtime: str | None = None) -> Measure
 
 
 def render_profile(char: Characterization, console, *, showshape: bool = False, top: int = 10,
-                   max_depth: int | None = None, per_layer: MeasuredRun | None = None) -> None:
+                   max_depth: int | None = None, per_layer: MeasuredRun | None = None,
+                   phase: str | None = None) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
     Sections, one function each: the heading (:func:`render_heading`), the per-module table
@@ -100,6 +103,9 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     that were not counted (:func:`render_uncounted`). ``max_depth`` hides deeper modules (their
     numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
 
+    ``phase``: ``decode`` prints, for a generation, the decode phase's per-module table (summed over
+    its steps) after the phase table, and nothing more (the op tables are the prefill's).
+
     ``per_layer`` (the ``--per-layer`` run of the same invocation a view shows, see
     :func:`invocation_per_layer`) adds "Measured" (the module and everything below it, ms per
     iteration; for the model, the timed runs' mean latency) and "% of roof" (predicted ÷ measured,
@@ -109,6 +115,15 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     """
     result = per_layer.per_layer if per_layer is not None else None
     render_heading(char, console, per_layer)
+    if char.generation is not None:
+        from turnkey_like.report.generation import render_generation
+
+        render_generation(char.generation, console)
+        decode = char.generation.phase("decode")
+        if phase == "decode" and decode is not None:  # the decode phase's modules, summed over its steps
+            render_modules(msgspec.structs.replace(char, modules=decode.modules), console, max_depth=max_depth,
+                           title=f"Per module, decode phase: the sum over its {decode.steps} steps")
+            return
     render_modules(char, console, max_depth=max_depth, per_layer=result)
     if result is not None:
         render_measured(result, console)
@@ -159,16 +174,16 @@ def render_heading(char: Characterization, console, measured: MeasuredRun | None
 
 
 def render_modules(char: Characterization, console, *, max_depth: int | None = None,
-                   per_layer: PerLayerResult | None = None) -> None:
+                   per_layer: PerLayerResult | None = None, title: str = "Per module") -> None:
     """The per-module table (modules deeper than ``max_depth`` hidden); with ``per_layer``, the
-    "Measured" and "% of roof" columns."""
+    "Measured" and "% of roof" columns. ``title`` starts the table's title."""
     measured = per_layer
     columns = [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
                ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")]
     if measured is not None:
         columns += [("Measured", "right"), ("% of roof", "right")]
     table = _table(
-        f"Per module ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {_hw_name(char)}"
+        f"{title} ({MAC_NOTE}; bytes = read + written, unfused; time = roofline estimate on {_hw_name(char)}"
         + ("; measured = the module and below, per iteration; (model) = the timed runs' mean latency"
            if measured is not None else "") + ")",
         columns,
@@ -333,4 +348,8 @@ def summary_lines(char: Characterization, build_trace: TraceSummary | None = Non
         line += f" · not counted: {', '.join(f'{op} x{n}' for op, n in char.uncounted.items())}"
     lines.append(line)
     lines += [f"Hardware note: {warning}" for warning in char.hardware.warnings]
+    if char.generation is not None:
+        from turnkey_like.report.generation import generation_lines
+
+        lines += generation_lines(char.generation)
     return lines

@@ -33,6 +33,7 @@ class ConsoleListener(Listener):
         profile: also print the per-module characterization tables (``tk profile``).
         showshape, top: passed to the characterization table renderer.
         runtime: which per-layer run the tables show (``--runtime``; default the latest).
+        phase: a generation's phase whose per-module table is shown (``--phase``; default the prefill).
         quiet: no progress at all (``-q``).
         show_traceback: print a failing script's traceback under its error (``--traceback``).
         progress_console: where progress goes (default: stderr).
@@ -40,13 +41,14 @@ class ConsoleListener(Listener):
 
     def __init__(self, console: Console, cache_root: str | None = None, profile: bool = False,
                  showshape: bool = False, top: int = 10, quiet: bool = False, show_traceback: bool = False,
-                 progress_console: Console | None = None, runtime: str | None = None):
+                 progress_console: Console | None = None, runtime: str | None = None, phase: str | None = None):
         self.console = console
         self.cache_root = cache_root
         self.profile = profile
         self.showshape = showshape
         self.top = top
         self.runtime = runtime
+        self.phase = phase
         self.quiet = quiet
         self.show_traceback = show_traceback
         self.progress_console = progress_console or Console(stderr=True, highlight=False, soft_wrap=True)
@@ -121,7 +123,7 @@ class ConsoleListener(Listener):
                 continue
             self.console.rule(f"{escape(model.name)} · invocation {inv.hash}")
             render_profile(char.result, self.console, showshape=self.showshape, top=self.top,
-                           per_layer=invocation_per_layer(inv, self.runtime))
+                           per_layer=invocation_per_layer(inv, self.runtime), phase=self.phase)
 
     @staticmethod
     def print_summary(console: Console, summary: RunSummary) -> None:

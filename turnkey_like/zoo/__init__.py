@@ -69,6 +69,9 @@ def load(request: ModelRequest) -> LoadedModel:
             or a factory that fails; always one line plus a hint.
     """
     source = request.source or model_source(request.name)
+    if request.new_tokens and source not in ("transformers", "factory"):
+        raise InputError(f"{request.name}: --generate needs a model that generates text ({source} models do not)",
+                         hint="name a transformers causal LM (llama, gpt2, mistral, ...) or a seq2seq model (t5)")
     return sources.get(source).load(msgspec.structs.replace(request, source=source))
 
 
@@ -191,7 +194,9 @@ def stem(request: ModelRequest) -> str:
 
 
 def forward(loaded: LoadedModel):
-    """``loaded.model(*loaded.args, **loaded.kwargs)`` under ``torch.no_grad()``; the outputs.
+    """``loaded.model(*loaded.args, **loaded.kwargs)`` under ``torch.no_grad()``; the outputs. With
+    ``--generate P:N`` (``request.new_tokens``): the generation ``generate()`` runs
+    (:func:`turnkey_like.generation_trace.generate_loop`: a prefill, then N−1 decode steps).
 
     A model on ``meta`` runs under ``FakeTensorMode`` with its inputs made fake: shapes propagate,
     and library code that reads values (``.item()``, ``.all()``) sees a fake tensor, which
@@ -203,9 +208,18 @@ def forward(loaded: LoadedModel):
     """
     import torch
 
+    new_tokens = loaded.request.new_tokens
+
+    def run(args, kwargs):
+        if not new_tokens:
+            return loaded.model(*args, **kwargs)
+        from turnkey_like.generation_trace import generate_loop
+
+        return generate_loop(loaded.model, kwargs, new_tokens)
+
     with torch.no_grad():
         if not loaded.on_meta:
-            return loaded.model(*loaded.args, **loaded.kwargs)
+            return run(loaded.args, loaded.kwargs)
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         from turnkey_like.calls import map_tensors
@@ -214,4 +228,4 @@ def forward(loaded: LoadedModel):
         mode = FakeTensorMode(allow_non_fake_inputs=True)
         args, kwargs = map_tensors(mode.from_tensor, (loaded.args, loaded.kwargs))
         with mode, WithoutData():
-            return loaded.model(*args, **kwargs)
+            return run(args, kwargs)

@@ -363,14 +363,15 @@ def _set_config(config, key: str, value, name: str) -> None:
     setattr(target, last, value)
 
 
-def _override(config, notes: list[str]) -> None:
-    """Turn off backbone downloads and KV caches on ``config`` and its sub-configs; note each change."""
+def _override(config, notes: list[str], *, keep_cache: bool = False) -> None:
+    """Turn off backbone downloads and (unless ``keep_cache``: a generation uses it) KV caches on
+    ``config`` and its sub-configs; note each change."""
     label = type(config).__name__.removesuffix("Config")
     for cfg in _sub_configs(config):
         if getattr(cfg, "use_pretrained_backbone", False):
             cfg.use_pretrained_backbone = False
             notes.append(f"{label}: use_pretrained_backbone=False (no backbone download)")
-        if getattr(cfg, "use_cache", False):
+        if getattr(cfg, "use_cache", False) and not keep_cache:
             cfg.use_cache = False
             if not any(n.startswith(f"{label}: use_cache") for n in notes):
                 notes.append(f"{label}: use_cache=False (no key/value cache outputs)")
@@ -388,8 +389,34 @@ def _set_image_size(config, imgsz: int, notes: list[str]) -> None:
             notes.append(f"{type(cfg).__name__.removesuffix('Config')}: image_size={imgsz} (--imgsz; was {size})")
 
 
+#: The inputs a generation's prompt is given (``generate(input_ids)``; an encoder-decoder's encoder input).
+_PROMPT_INPUTS = ("input_ids", "input_features", "input_values")
+
+
+def _generating_class(config, name: str):
+    """The auto class that builds ``config``'s model with its LM head, as ``generate()`` needs it:
+    ``AutoModelForCausalLM``, or ``AutoModelForSeq2SeqLM`` / ``AutoModelForSpeechSeq2Seq`` for an
+    encoder-decoder model.
+
+    Raises:
+        InputError: the config has no generating head in transformers' auto mappings.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
+
+    kinds = ((AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq) if getattr(config, "is_encoder_decoder", False)
+             else (AutoModelForCausalLM,))
+    for auto in kinds:
+        if type(config) in auto._model_mapping:
+            return auto
+    raise InputError(f"{name}: {type(config).__name__} has no causal-LM or seq2seq head in transformers",
+                     hint="--generate needs a model that generates text (e.g. llama, gpt2, mistral, t5)")
+
+
 def load(request: ModelRequest) -> LoadedModel:
     """Build a transformers model and its inputs (see the module docstring).
+
+    With ``request.new_tokens`` (``--generate P:N``) the model is built with its LM head
+    (:func:`_generating_class`) and its inputs are the prompt alone (``input_ids`` [B, P]).
 
     Raises:
         InputError: unknown name (closest names), offline hub name not cached, remote code without
@@ -399,22 +426,24 @@ def load(request: ModelRequest) -> LoadedModel:
     config, origin = _config(request)
     for key, value in (request.model_args or {}).items():
         _set_config(config, key, value, request.name)
-    _override(config, notes)
+    _override(config, notes, keep_cache=bool(request.new_tokens))
     if request.imgsz is not None and not request.pretrained:
         _set_image_size(config, request.imgsz, notes)
-    from transformers import AutoModel
+    auto = _generating_class(config, request.name) if request.new_tokens else None
+    if auto is None:
+        from transformers import AutoModel as auto
 
     name = request.name
     trust = request.trust_remote_code
 
     def make():
         with hub_offline():
-            return AutoModel.from_config(config, trust_remote_code=trust)
+            return auto.from_config(config, trust_remote_code=trust)
 
     if request.pretrained:
         if request.no_weights:
             build_module(make, request, notes)  # raises the pretrained/no-weights error
-        model = _from_hub(lambda local: AutoModel.from_pretrained(
+        model = _from_hub(lambda local: auto.from_pretrained(
             name, config=config, trust_remote_code=trust, local_files_only=local), name, "weights")
         model.eval()
         on_meta = False
@@ -424,6 +453,8 @@ def load(request: ModelRequest) -> LoadedModel:
 
     synth = Synthesizer(request.seed, on_meta)
     kwargs, batch, seq_len, imgsz = synthesize(model, config, request, synth, notes)
+    if request.new_tokens:  # the prompt only, as generate() is given it
+        kwargs = {k: v for k, v in kwargs.items() if k in _PROMPT_INPUTS}
     filled = msgspec.structs.replace(request, source="transformers", batch_size=batch,
                                      seq_len=seq_len, imgsz=imgsz, no_weights=on_meta)
     return LoadedModel(model=model, args=(), kwargs=kwargs, request=filled, notes=notes, on_meta=on_meta)
