@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from turnkey_like.errors import ScriptError, TkError
-from turnkey_like.generation_trace import GenerationTrace, GenerationTracker
+from turnkey_like.generation_trace import GenerationTrace, GenerationTracker, tracking
 from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
 from turnkey_like.kv_cache import snapshot
 from turnkey_like.inputs import InputSpec
@@ -591,8 +591,9 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         with children:
             if call is None:
                 runpy.run_path(str(spec.path), run_name="__main__")
-            else:
-                call()
+            else:  # tk's own call (a named model): its generation loop may stop early (see generate_loop)
+                with tracking(recorder.generations):
+                    call()
         result.status = Status.SUCCESSFUL
     except SystemExit as e:
         code = e.code

@@ -18,6 +18,8 @@ past that the steps are still recorded, and the figures of later segments are ma
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 
 from turnkey_like.kv_cache import CacheState, cache_state, find_cache, layer_windows, snapshot
@@ -49,6 +51,8 @@ class GenerationTrace:
         final: the cache after the last call.
         repeats: how many generations with this prefill invocation ran (the first is traced).
         truncated: more copies were wanted than :data:`MAX_SNAPSHOTS`.
+        simulated: the last steps tk's own loop did not run (:meth:`GenerationTracker.finish`): their
+            cache states follow from the steps that ran, and their costs from the counted ones.
     """
 
     prefill: str
@@ -61,6 +65,7 @@ class GenerationTrace:
     final: CacheState | None = None
     repeats: int = 1
     truncated: bool = False
+    simulated: int = 0
 
     @property
     def new_tokens(self) -> int:
@@ -94,6 +99,26 @@ class _Live:
         layer (it then stores its window less one): the step where that layer's cost stops growing,
         whose own cost need not lie on either line (transformers switches mask paths there)."""
         return any(w is not None and n < w - 1 <= n + self.last_new for w, n in zip(self.windows, stored))
+
+
+_ACTIVE = threading.local()
+
+
+@contextlib.contextmanager
+def tracking(tracker: "GenerationTracker"):
+    """Make ``tracker`` the one :func:`generate_loop` consults in this thread (tk's own loops, whose
+    steps are known once the first ones ran; a script's loop is the script's and runs every step)."""
+    saved = getattr(_ACTIVE, "tracker", None)
+    _ACTIVE.tracker = tracker
+    try:
+        yield tracker
+    finally:
+        _ACTIVE.tracker = saved
+
+
+def active_tracker() -> "GenerationTracker | None":
+    """The tracker :func:`tracking` set in this thread, else ``None``."""
+    return getattr(_ACTIVE, "tracker", None)
 
 
 class GenerationTracker:
@@ -148,6 +173,38 @@ class GenerationTracker:
         trace.steps.append(step)
         return live, state, step
 
+    def finish(self, cache, remaining: int) -> bool:
+        """Append the ``remaining`` decode steps of the generation extending ``cache`` without running
+        them, when they follow from the steps that ran; ``True`` when done (the caller stops).
+
+        They follow when the current segment holds :data:`POINTS_PER_SEGMENT` counted steps and no
+        later step would start a new one: each layer keeps growing as it did in the last step (a
+        sliding-window layer up to its window less one, as transformers' dynamic sliding-window
+        layer stores), one position per step, and no window fills on the way (a step that fills one
+        must run: it is counted). Only tk's own loops ask (:func:`generate_loop`); ``False`` leaves
+        the loop running every step.
+        """
+        live = next((v for v in self._live.values() if v.cache is cache), None)
+        if live is None or live.trace is None or live.last_growth is None or live.alone or live.last_new != 1:
+            return False
+        trace = live.trace
+        if len(trace.steps) - trace.segments[-1] < (self.points_per_segment or 1 << 30):
+            return False
+        stored, seen = list(trace.final.stored), list(trace.final.seen)
+        windows = live.windows or (None,) * len(stored)
+        growth = tuple(b - a for a, b in zip(trace.steps[-1].state.seen, trace.final.seen))
+        steps = []
+        for _ in range(remaining):
+            if any(w is not None and n < w - 1 <= n + 1 for w, n in zip(windows, stored)):
+                return False  # a window fills ahead: that step must run
+            steps.append(Step(CacheState(tuple(stored), tuple(seen)), new=1))
+            stored = [min(n + g, w - 1) if w else n + g for n, g, w in zip(stored, growth, windows)]
+            seen = [n + g for n, g in zip(seen, growth)]
+        trace.steps += steps
+        trace.final = CacheState(tuple(stored), tuple(seen), trace.final.cross)
+        trace.simulated = len(steps)
+        return True
+
     def after(self, token) -> None:
         """The call of ``token`` returned: note the positions it added."""
         live, before, step = token
@@ -191,6 +248,10 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
     runs it, then the decoder starts from ``decoder_start_token_id``). ``call(fn, **kwargs)`` makes
     each model call (default: ``fn(**kwargs)``; :func:`characterize_generation` passes one that
     traces it). On meta tensors the next token is token 0 (there are no logits to read).
+
+    When a tracker is active (:func:`tracking`: tk's own loops), the loop stops once the steps left
+    follow from those that ran (:meth:`GenerationTracker.finish`), so a long generation of a large
+    model on meta costs a few steps, not N.
     """
     import inspect
 
@@ -212,9 +273,12 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
         kwargs = {"encoder_outputs": encoded,
                   "decoder_input_ids": torch.full((batch, 1), start, dtype=torch.long, device=first.device)}
         ids_name = "decoder_input_ids"
+    tracker = active_tracker()
     with torch.no_grad():
         out = call(model, **kwargs, past_key_values=cache, use_cache=True, **extra)
-        for _ in range(new_tokens - 1):
+        for step in range(new_tokens - 1):
+            if step >= POINTS_PER_SEGMENT and tracker is not None and tracker.finish(cache, new_tokens - 1 - step):
+                break
             logits = getattr(out, "logits", None)
             if logits is None or logits.is_meta:
                 token = torch.zeros((batch, 1), dtype=torch.long, device=first.device)

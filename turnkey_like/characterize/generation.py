@@ -298,7 +298,7 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
     import torch
 
     from turnkey_like.characterize.assemble import characterize_call, meta_weights
-    from turnkey_like.generation_trace import GenerationTracker, generate_loop
+    from turnkey_like.generation_trace import GenerationTracker, generate_loop, tracking
     from turnkey_like.kv_cache import snapshot
 
     if new_tokens < 1:
@@ -322,7 +322,8 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
     if no_weights:
         prompt = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in prompt.items()}
     with meta_weights(model) if no_weights else contextlib.nullcontext():
-        generate_loop(model, prompt, new_tokens, call=call)
+        with tracking(tracker):  # the loop stops once the steps left follow from those that ran
+            generate_loop(model, prompt, new_tokens, call=call)
         trace = next(iter(tracker.traces.values()))
 
         def count(args, kwargs):
