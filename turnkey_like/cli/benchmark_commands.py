@@ -36,7 +36,9 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
                        help="reuse cached builds when everything matches (if_needed, default), rebuild always, "
                             "or never rebuild")
     group = bench.add_argument_group("benchmark")
-    group.add_argument("--runtime", choices=("ort", "torch-eager", "torch-compiled"), default="ort",
+    from turnkey_like.runtimes.harness import RUNTIMES
+
+    group.add_argument("--runtime", choices=tuple(RUNTIMES), default="ort",
                        help="runtime to measure (default ort: ONNX Runtime)")
     group.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default cpu)")
     group.add_argument("--iterations", type=int, default=100, metavar="N", help="timed iterations (default 100)")

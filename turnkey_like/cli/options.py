@@ -333,12 +333,16 @@ def output_path(flag: str, value: str | None, picture_formats=None) -> str | Non
     return value
 
 
-#: The runtimes a ``--runtime KEY`` of ``tk profile``/``explore``/``view`` may name (``BenchmarkResult.key``).
-MEASURED_RUNTIMES = ("ort", "torch-eager", "torch-compiled")
+def measured_runtimes() -> tuple[str, ...]:
+    """The runtimes a ``--runtime KEY`` of ``tk profile``/``explore``/``view`` may name
+    (``BenchmarkResult.key``): the registered ones (``runtimes.RUNTIMES``)."""
+    from turnkey_like.runtimes.harness import RUNTIMES
+
+    return tuple(RUNTIMES)
 
 
 def measured_runtime(value: str | None) -> str | None:
-    """``--runtime KEY`` of the views, checked: a runtime of :data:`MEASURED_RUNTIMES`, optionally
+    """``--runtime KEY`` of the views, checked: a runtime of :func:`measured_runtimes`, optionally
     ``:cpu``/``:cuda`` (``ort:cpu`` is ``ort``); ``None`` passes.
 
     Raises:
@@ -347,9 +351,9 @@ def measured_runtime(value: str | None) -> str | None:
     if value is None:
         return None
     runtime, _, device = value.partition(":")
-    if runtime not in MEASURED_RUNTIMES or device not in ("", "cpu", "cuda"):
+    if runtime not in measured_runtimes() or device not in ("", "cpu", "cuda"):
         raise InputError(f"--runtime {value}: not a runtime tk measures",
-                         hint=f"give one of {', '.join(MEASURED_RUNTIMES)}, with :cuda for a GPU run")
+                         hint=f"give one of {', '.join(measured_runtimes())}, with :cuda for a GPU run")
     return runtime if device in ("", "cpu") else value
 
 
