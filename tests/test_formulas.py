@@ -271,9 +271,11 @@ def test_interpolation_formulas():
 
 
 def test_lstm_formula():
-    # LSTM(4, 8), T=5, B=2: 10 steps * (W_ih 32x4 + W_hh 32x8 = 384) = 3840 MACs
+    # LSTM(4, 8), T=5, B=2: 10 steps * (W_ih 32x4 + W_hh 32x8 = 384) = 3840 MACs; FLOPs = 2 * MACs plus
+    # 18 gate FLOPs per hidden unit and step (3 sigmoids at 4, 2 tanh at 1, 3 mul, 1 add): 10 * 8 * 18
     res = count_model(nn.LSTM(4, 8), (torch.randn(5, 2, 4),))
     assert res.total_macs() == 3840
+    assert res.total_flops() == 2 * 3840 + 10 * 8 * 18
     assert res.uncounted == {}
 
 

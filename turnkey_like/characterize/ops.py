@@ -574,14 +574,16 @@ def mkldnn_rnn_layer_cost(x_shape, w0, w1, w2, w3, hx, cx, reverse, batch_sizes,
                           out_shape=None, **__) -> Cost:
     """``mkldnn_rnn_layer`` (one layer, one direction of nn.LSTM/GRU/RNN on CPU): MACs = T*B*
     (numel(W_ih) + numel(W_hh)), the input and recurrent gate products each step; FLOPs = 2*MACs +
-    per-step gate element-wise work (LSTM: 3 sigmoids at 4 FLOPs, 2 tanh at 1, 3 mul, 1 add = 18
-    per hidden unit). Source: the LSTM equations in the torch.nn.LSTM documentation."""
+    per-step gate element-wise work per hidden unit: LSTM 18 (3 sigmoids at 4 FLOPs, 2 tanh at 1,
+    3 mul, 1 add), GRU 14 (2 sigmoids at 4, 1 tanh, 3 mul, 2 add), plain RNN 1 (its tanh or ReLU).
+    ``mode`` is ATen's RNN mode (``at::native::RNNMode``: 0 ReLU, 1 tanh, 2 LSTM, 3 GRU, the order
+    cuDNN's ``cudnnRNNMode_t`` uses). Source: the equations in the torch.nn.LSTM/GRU documentation."""
     t, b = (x_shape[1], x_shape[0]) if batch_first else (x_shape[0], x_shape[1])
     if len(x_shape) == 2:
         t, b = x_shape[0], 1
     steps = int(t) * int(b)
     macs = steps * (prod(w0) + prod(w1))
-    gate = {3: 18, 4: 14}.get(int(mode), 1)
+    gate = {2: 18, 3: 14}.get(int(mode), 1)
     return Cost(macs, 2 * macs + steps * int(hidden_size) * gate)
 
 
