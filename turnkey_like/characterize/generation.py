@@ -92,13 +92,18 @@ def _module_sums(segments: list[tuple[int, int, _Point, _Point | None, int]], pr
 def _kv_bytes(geometry: list[LayerKV | None], seen_before: tuple[int, ...], new: int) -> tuple[int, int]:
     """``(K/V bytes read, K/V bytes written)`` of one call that adds ``new`` positions to layers that
     had seen ``seen_before`` positions: each layer reads K and V of the positions its new tokens attend
-    to (the context, at most its window) and writes those of the new positions."""
+    to and writes those of the new positions.
+
+    The positions attended are the union over the new tokens: the whole context for a full-attention
+    layer; for a sliding-window layer of window W, new token i (0-based) attends to positions
+    ``seen + i − W + 1 … seen + i``, so together they attend to ``min(context, W + new − 1)``
+    positions (W for one decode token; the whole prompt for a prefill longer than the window)."""
     read = written = 0
     for layer, seen in zip(geometry, seen_before):
         if layer is None:
             continue
         context = seen + new
-        attended = min(context, layer.window) if layer.window else context
+        attended = min(context, layer.window + new - 1) if layer.window else context
         read += layer.bytes_per_position * attended
         written += layer.bytes_per_position * new
     return read, written
