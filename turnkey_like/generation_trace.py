@@ -241,7 +241,11 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
     """Run what ``generate(**inputs, max_new_tokens=new_tokens)`` runs, greedily, without its sampling
     machinery: a prefill of the prompt into an empty cache (:func:`empty_cache`), then
     ``new_tokens - 1`` decode steps of one token each, the logits kept for the last position only
-    (``logits_to_keep=1`` where the model takes it, as ``generate()`` passes it).
+    (``logits_to_keep=1`` where the model takes it, as ``generate()`` passes it), and, for a
+    decoder-only model whose forward takes ``position_ids``, the positions of the new tokens (as
+    ``generate()`` passes them: ``GenerationMixin._prepare_position_ids_for_generation``, then one
+    position a step; without them the model computes them itself, 1 FLOP a token that
+    ``generate()`` does not run).
 
     ``inputs``: the prompt, as the model takes it (``input_ids`` [B, P]; an encoder-decoder model's
     encoder inputs, ``input_ids`` or ``input_features``: its encoder runs once, as ``generate()``
@@ -273,6 +277,10 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
         kwargs = {"encoder_outputs": encoded,
                   "decoder_input_ids": torch.full((batch, 1), start, dtype=torch.long, device=first.device)}
         ids_name = "decoder_input_ids"
+    positions = "position_ids" in params and ids_name == "input_ids"
+    prompt = int(first.shape[1]) if positions else 0
+    if positions:
+        kwargs["position_ids"] = torch.arange(prompt, device=first.device).expand(batch, prompt)
     tracker = active_tracker()
     with torch.no_grad():
         out = call(model, **kwargs, past_key_values=cache, use_cache=True, **extra)
@@ -288,5 +296,7 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
             kwargs.pop("input_features", None)
             if ids_name == "input_ids":
                 kwargs = {"input_ids": token}
+                if positions:
+                    kwargs["position_ids"] = torch.full((batch, 1), prompt + step, device=first.device)
             out = call(model, **kwargs, past_key_values=out.past_key_values if getattr(out, "past_key_values", None)
                        is not None else cache, use_cache=True, **extra)

@@ -92,41 +92,71 @@ def _module_sums(segments: list[tuple[int, int, _Point, _Point | None, int]], pr
 def _kv_bytes(geometry: list[LayerKV | None], seen_before: tuple[int, ...], new: int) -> tuple[int, int]:
     """``(K/V bytes read, K/V bytes written)`` of one call that adds ``new`` positions to layers that
     had seen ``seen_before`` positions: each layer reads K and V of the positions its new tokens attend
-    to (the context, at most its window) and writes those of the new positions."""
+    to and writes those of the new positions.
+
+    The positions attended are the union over the new tokens: the whole context for a full-attention
+    layer; for a sliding-window layer of window W, new token i (0-based) attends to positions
+    ``seen + i − W + 1 … seen + i``, so together they attend to ``min(context, W + new − 1)``
+    positions (W for one decode token; the whole prompt for a prefill longer than the window)."""
     read = written = 0
     for layer, seen in zip(geometry, seen_before):
         if layer is None:
             continue
         context = seen + new
-        attended = min(context, layer.window) if layer.window else context
+        attended = min(context, layer.window + new - 1) if layer.window else context
         read += layer.bytes_per_position * attended
         written += layer.bytes_per_position * new
     return read, written
+
+
+def _attention_kernels(char: Characterization) -> list[tuple[int, int, int]]:
+    """``(MACs, Lq, S)`` of each attention of a call, in order, for ``Lq`` queries over ``S`` keys:
+    the SDPA kernel rows (:data:`ATTENTION_OPS`; queries ``[.., Lq, E]``, keys ``[.., S, E]``), or,
+    where there are none (eager attention), each pair of weightless batched matmuls of one module in
+    which the scores ``[.., Lq, E] x [.., E, S]`` are then multiplied by the values ``[.., Lq, S] x
+    [.., S, Ev]`` (``softmax(Q Kᵀ) V`` written out, as transformers' ``eager_attention_forward``)."""
+    sdpa = [(r.macs, int(r.input_shapes[0][-2]), int(r.input_shapes[1][-2])) for r in char.rows
+            if any(name in r.op for name in ATTENTION_OPS) and r.macs]
+    if sdpa:
+        return sdpa
+    mm = [r for r in char.rows if r.macs and not r.weight_bytes and "bmm" in r.op and len(r.input_shapes) >= 2]
+    kernels, i = [], 0
+    while i + 1 < len(mm):
+        a, b = mm[i], mm[i + 1]
+        (q, k), (p, v) = a.input_shapes[:2], b.input_shapes[:2]
+        if a.module_path == b.module_path and q[-2] == p[-2] and k[-1] == p[-1] == v[-2]:
+            kernels.append((a.macs + b.macs, int(q[-2]), int(k[-1])))
+            i += 2
+        else:
+            i += 1
+    return kernels
 
 
 def _causal_macs(char: Characterization, geometry: list[LayerKV | None], notes: list[str]) -> int:
     """MACs of ``char`` with the attention MACs a causal mask wastes left out (see
     :attr:`GenerationPhase.macs_causal`).
 
-    Each attention kernel row (:data:`ATTENTION_OPS`) of queries ``[.., Lq, E]`` over ``S`` keys
-    computes ``Lq·S`` query-key pairs; the causal mask keeps query i's ``p + i + 1`` pairs (``p =
-    S − Lq`` earlier positions), at most the layer's window. The k-th attention row belongs to the
-    k-th cache layer that stores positions (decoder layers run in order).
+    Each self-attention (:func:`_attention_kernels`) of ``Lq`` queries over ``S`` keys computes
+    ``Lq·S`` query-key pairs; the causal mask keeps query i's ``p + i + 1`` pairs (``p = S − Lq``
+    earlier positions), at most the layer's window. The k-th self-attention belongs to the k-th cache
+    layer that stores positions (decoder layers run in order). In a prefill a self-attention's keys
+    are its queries (``S = Lq``), or a static cache's slots (``S`` = the positions a cache layer
+    stores); any other attention attends to an encoder's outputs (cross-attention), where no causal
+    mask applies and every pair counts.
     """
-    rows = [r for r in char.rows if any(name in r.op for name in ATTENTION_OPS) and r.macs]
     layers = [g for g in geometry if g is not None]
-    windows: list[int | None] = [g.window for g in layers] if len(layers) == len(rows) else [None] * len(rows)
-    if rows and len(layers) != len(rows) and any(g.window for g in layers):
-        notes.append(f"{len(rows)} attention kernels for {len(layers)} cache layers: macs_causal ignores windows")
+    slots = {g.stored for g in layers}
+    kernels = [k for k in _attention_kernels(char) if k[2] == k[1] or k[2] in slots]
+    windows: list[int | None] = [g.window for g in layers] if len(layers) == len(kernels) else [None] * len(kernels)
+    if kernels and len(layers) != len(kernels) and any(g.window for g in layers):
+        notes.append(f"{len(kernels)} attention kernels for {len(layers)} cache layers: macs_causal ignores windows")
     wasted = 0
-    for row, window in zip(rows, windows):
-        q, k = row.input_shapes[0], row.input_shapes[1]
-        lq, s = int(q[-2]), int(k[-2])
+    for (macs, lq, s), window in zip(kernels, windows):
         past = s - lq
         useful = sum(min(past + i + 1, window or s) for i in range(lq)) if window else lq * past + lq * (lq + 1) // 2
-        wasted += row.macs - row.macs * useful // (lq * s)
-    if not rows:
-        notes.append("no SDPA kernel seen (eager attention?): macs_causal equals macs")
+        wasted += macs - macs * useful // (lq * s)
+    if not kernels:
+        notes.append("no attention kernel seen (SDPA, or eager Q·Kᵀ then ·V): macs_causal equals macs")
     return char.totals.macs - wasted
 
 
