@@ -800,9 +800,6 @@ def test_hand_written_loop_counts_like_generate(profiled):
     _assert_same(ours, theirs, "loop vs generate")
 
 
-@pytest.mark.xfail(strict=True, reason="discovery starts a generation only at a call that passes an empty cache; "
-                   "a first call without one (the model makes its own) is not seen as a prefill, so no "
-                   "generation is recorded (turnkey_like/discovery.py, GenerationTracker.before)")
 def test_loop_whose_first_call_passes_no_cache_is_a_generation(profiled):
     hand = counted(Case("llama", 200, 9)).hand
     generation = _by_tokens(profiled("loop_without_cache"), 200).characterization.result.generation

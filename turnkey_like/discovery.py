@@ -237,8 +237,9 @@ class _Recorder:
                 self.on_found(self.result, entry.path, entry.info if new_model else None, inv)
             # the outermost call that carries a KV cache is a prefill or a decode step of a generation
             token = None if state.generating else self.generations.before(entry.path, inv.hash, args, kwargs)
-            if token is not None and is_new and token[2] is None:  # a prefill: the call starts a generation
-                self.live[inv.hash].generation = self.generations.traces.get(inv.hash)
+            trace = token[0].trace if token is not None else None
+            if trace is not None and trace.prefill in self.live and self.live[trace.prefill].generation is None:
+                self.live[trace.prefill].generation = trace  # its prefill's invocation carries the generation
         state.stack.append((entry, inv))
         saved = state.suppress, state.generating
         state.suppress = compiled or depth >= self.max_depth

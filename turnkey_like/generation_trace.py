@@ -1,7 +1,9 @@
 """The calls of a generation as discovery sees them: a prefill, then decode steps, with the KV cache's
 state before each and copies of the few calls characterization counts.
 
-A model called with an empty KV cache starts a generation (the call that fills it is the *prefill*);
+A model called with an empty KV cache starts a generation (the call that fills it is the *prefill*;
+a call without a cache whose model then gets a filled one back, ``model(ids, use_cache=True)``,
+is the prefill too);
 each later call of that model with a non-empty cache is a *decode step*, until the model is called
 with an empty cache again. Per step, tk keeps the cache's state before the call and the positions the
 call added (:class:`Step`): a few integers per layer, whatever the generation's length.
@@ -134,24 +136,26 @@ class GenerationTracker:
         generation, are copied (``None``: every one; tests count every step that way)."""
         self.traces: dict[str, GenerationTrace] = {}
         self._live: dict[tuple[str, ...], _Live] = {}  # model path -> its generation in progress
+        self._plain: dict[tuple[str, ...], str] = {}  # model path -> its last call without a cache
         self.points_per_segment = points_per_segment
         self.max_snapshots = max_snapshots
 
     def before(self, model_path: tuple[str, ...], inv_hash: str, args: tuple, kwargs: dict):
         """Note a model call; return a token for :meth:`after` (``None`` when it carries no cache)."""
         found = find_cache(args, kwargs)
-        if found is None:
+        if found is None:  # maybe a prefill whose cache the model makes itself (use_cache=True)
+            self._plain[model_path] = inv_hash
+            self._live.pop(model_path, None)
             return None
         name, cache = found
         state = cache_state(cache)
         if state.empty:  # a prefill: a new generation of this model
-            repeat = inv_hash in self.traces
-            if repeat:
-                self.traces[inv_hash].repeats += 1
-            trace = None if repeat else self.traces.setdefault(inv_hash, GenerationTrace(prefill=inv_hash, cache_arg=name))
-            live = self._live[model_path] = _Live(trace, cache)
-            return live, state, None
+            return self._start(model_path, inv_hash, name, cache), state, None
         live = self._live.get(model_path)
+        if live is None and model_path in self._plain:  # the last call without a cache filled this one
+            live = self._start(model_path, self._plain.pop(model_path), name, cache)
+            if live.trace is not None:
+                live.trace.prompt_tokens = state.context
         if live is None or live.trace is None:  # a cache from elsewhere, or a repeat: not traced
             return None
         trace = live.trace
@@ -172,6 +176,16 @@ class GenerationTracker:
         step = Step(state)
         trace.steps.append(step)
         return live, state, step
+
+    def _start(self, model_path: tuple[str, ...], prefill: str, cache_arg: str, cache) -> _Live:
+        """A new generation of the model at ``model_path`` whose prefill is invocation ``prefill``
+        (a repeat of a traced prefill is counted in ``repeats`` and not traced again)."""
+        repeat = prefill in self.traces
+        if repeat:
+            self.traces[prefill].repeats += 1
+        trace = None if repeat else self.traces.setdefault(prefill, GenerationTrace(prefill=prefill, cache_arg=cache_arg))
+        live = self._live[model_path] = _Live(trace, cache)
+        return live
 
     def finish(self, cache, remaining: int) -> bool:
         """Append the ``remaining`` decode steps of the generation extending ``cache`` without running

@@ -614,7 +614,8 @@ class GenerationPhase(Record):
         flops: FLOPs (1 MAC = 2 FLOPs, plus the non-MAC FLOPs of norms, activations, softmax...).
         bytes_weights: parameter (and buffer) bytes read.
         bytes_kv_read: K and V of the positions each layer attends to, the new ones included, by KV
-            heads (min(context, window) positions for a sliding-window layer).
+            heads: for a sliding-window layer of window W, a call of t new tokens reads the union of
+            their windows, min(context, W + t − 1) positions (a decode step: min(context, W)).
         bytes_kv_write: K and V of the new positions.
         bytes_activations: every other byte of traffic, the cache's own copies included (a
             ``torch.cat`` that rewrites the cache is counted here, not hidden).
