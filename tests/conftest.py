@@ -87,11 +87,14 @@ def real_cache(tmp_path_factory):
     """A cache written by a real run: ``tk benchmark`` on the tutorial scripts ``hello_world.py`` and
     ``two_models.py`` (characterized, built to ONNX and benchmarked on ORT CPU, 5 iterations).
 
-    Returns the cache folder. Tests must treat it as read-only (copy it to change it): it is shared
-    by the whole session.
+    Yields the cache folder. Tests must treat it as read-only (copy it to change it): it is shared
+    by the whole session, and the session ends with an error naming any build a test added to it.
     """
     cache = tmp_path_factory.mktemp("real_cache")
     out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "two_models.py"),
                  "--iterations", "5", "--cache-dir", str(cache))
     assert out.returncode == 0, f"tk benchmark failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-    return cache
+    before = sorted(p.name for p in cache.iterdir() if not p.name.startswith(".tk-index"))
+    yield cache
+    after = sorted(p.name for p in cache.iterdir() if not p.name.startswith(".tk-index"))
+    assert after == before, f"a test wrote into the shared real_cache (copy it first): {set(after) ^ set(before)}"

@@ -8,6 +8,8 @@ hello_world.py runs the same ``SmallModel(10, 5)`` call as two_models.py, so its
 
 from __future__ import annotations
 
+import shutil
+
 from measured import measured_cache, private_copy
 from tests.conftest import EXAMPLES, run_tk
 from turnkey_like.cache import Cache
@@ -104,8 +106,9 @@ def test_compare_table_of_a_sweep_golden(tmp_path, golden):
 def test_no_ratio_across_hardware_profiles_and_machines(real_cache, tmp_path):
     """A cached build characterized on ``local`` against ``--model`` entries on ``h100``: counts compare
     as ratios, roofline times never (no "(N.NNx)" across profiles), and the note says so."""
+    cache = shutil.copytree(real_cache, tmp_path / "cache")  # --model characterizes into the cache
     out = run_tk("compare", SMALL, "--model", "resnet18", "--imgsz", "32", "--hardware", "h100", "--json",
-                 "--cache-dir", str(real_cache))
+                 "--cache-dir", str(cache))
     assert out.returncode == 0, out.stderr
     comp = decode(out.stdout, Comparison, what="tk compare --json")
     local, h100 = comp.entries
@@ -116,7 +119,7 @@ def test_no_ratio_across_hardware_profiles_and_machines(real_cache, tmp_path):
     assert "x)" not in rows["Roofline time"][1] and "x)" in rows["MACs"][1]
     assert rows["Hardware profile"] == ["local", "h100"]
     # the same machine: a latency ratio is given (both benchmarked here)
-    both = comparison([Cache(real_cache, create=False).load(n) for n in (SMALL, LARGE)])
+    both = comparison([Cache(cache, create=False).load(n) for n in (SMALL, LARGE)])
     assert both.entries[1].relative["latency_ms"] is not None
 
 

@@ -7,7 +7,7 @@ Formats only: every figure is the record's (docs/generation.md defines them). 1 
 from __future__ import annotations
 
 from turnkey_like.records import Generation, GenerationPhase
-from turnkey_like.report.characterization import MAC_NOTE, Section
+from turnkey_like.report.text import MAC_NOTE, Section
 from turnkey_like.units import format_bytes, format_seconds, si
 
 _COLUMNS = [("Phase", "left"), ("Steps", "right"), ("Context", "right"), ("MACs", "right"),

@@ -48,6 +48,7 @@ from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import BenchmarkResult, BuildRecord, Characterization, Comparison, HardwareProfile, Status
 from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, ms, percent
+from turnkey_like.report.text import MAC_NOTE
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
 from turnkey_like.views import call_label
 
@@ -56,7 +57,6 @@ from turnkey_like.views import call_label
 #: in-page layout of an 829-node graph, GPT-2 with 48 layers unfolded, takes 1.3-3.8 s under Node.js).
 MAX_GRAPH_OPS = 800
 COLLAPSE_DEPTH = 2
-MAC_NOTE = "1 MAC = 2 FLOPs"
 #: The vendored layout engine (see ``views/assets/THIRD_PARTY_NOTICES.md``): npm ``@viz-js/viz``'s
 #: ``dist/viz-global.js``, unmodified, and its SHA-256 (a test checks the file against it).
 VIZ_JS = "viz-global.js"
