@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
+import sys
 import time
 import traceback
 from functools import cached_property
@@ -181,6 +183,12 @@ class Pipeline:
         else:
             discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args,
                                  on_found=found)
+        if self.options.isolate:  # this is the input's own child: what the script left running ends here
+            from turnkey_like.launcher import script_ended
+
+            left = script_ended()
+            if left:
+                log.info("%s: ended %d process(es) the script left running", spec.path, left)
         result = discovery.result
         result.entry = spec.entry or None
         selection_error = apply_selection(result)
@@ -215,17 +223,23 @@ class Pipeline:
     # -- one input in a child process ----------------------------------------------------------
     def child_body(self, send, spec: InputSpec) -> None:
         """What an input's child does: the work, sending every event with ``send(message)`` (see
-        :meth:`consume`), then ``Done`` (or the input's error)."""
+        :meth:`consume`), then the ``atexit`` handlers the script registered (as Python runs them at
+        exit: the script's process ends here), then ``Done`` (or the input's error)."""
+        from turnkey_like.launcher import run_exit_handlers
+
         try:
             result, selection = self._run_input_here(spec, PipeEvents(send))
+            last = Done(result=result, error=selection.message if selection else None,
+                        hint=selection.hint if selection else None)
         except TkError as e:
-            send(InputFailed(error=e.message, hint=e.hint))
-            return
+            last = InputFailed(error=e.message, hint=e.hint)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as this input's error
-            send(Crash(error=one_line(e), stack="".join(traceback.format_exception(e)[-6:])))
-            return
-        send(Done(result=result, error=selection.message if selection else None,
-                  hint=selection.hint if selection else None))
+            last = Crash(error=one_line(e), stack="".join(traceback.format_exception(e)[-6:]))
+        if spec.model is None and not spec.is_onnx:  # the handlers see the script's sys.argv, as at its exit
+            with contextlib.suppress(ValueError):
+                sys.argv = [str(spec.path), *shlex.split(self.options.script_args or "")]
+        run_exit_handlers()
+        send(last)
 
     def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
@@ -328,6 +342,10 @@ class Pipeline:
         try:
             with self.stage_guard(stage.name):
                 outcome = stage.run(ctx)
+            if self.options.isolate:  # the input's child: what the stage's model left running ends here
+                from turnkey_like.launcher import end_leftover_processes
+
+                end_leftover_processes()
         except KeyboardInterrupt:
             # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
             setattr(inv, stage.name, settle(earlier, StageResult(
