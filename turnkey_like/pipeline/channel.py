@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from turnkey_like.errors import SelectionError, TkError
+from turnkey_like.events import interrupted_error
 from turnkey_like.pipeline.failures import run_failure, script_line
 from turnkey_like.pipeline.stages import PipelineRun, settle
 from turnkey_like.records import (
@@ -136,11 +137,13 @@ class InputMirror:
                 self._child_failed(ended, phase)
                 # the channel's own hint (tk failed, a worker could not run it), else the script's failure
                 return self.result, None if ended.hint is None else run_failure(self.result, ended.hint)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM in tk: what was sent stays
                 child.kill()
                 if self.running is not None:
-                    self._end_running(StageResult(status=Status.INTERRUPTED, error="interrupted (Ctrl-C)",
+                    self._end_running(StageResult(status=Status.INTERRUPTED, error=interrupted_error(stop),
                                                   run_id=self.pipeline.run_id))
+                if self.discovering:
+                    self.result.status, self.result.error = Status.INTERRUPTED, interrupted_error(stop)
                 raise
 
     def _take(self, message: Message, child) -> tuple[ScriptResult, TkError | None] | None:

@@ -18,7 +18,7 @@ import msgspec
 
 from turnkey_like import __version__
 from turnkey_like.errors import SelectionError, TkError, one_line
-from turnkey_like.events import Listener, RunSummary
+from turnkey_like.events import Listener, RunSummary, interrupted_error
 from turnkey_like.inputs import InputSpec
 from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents
 from turnkey_like.pipeline.failures import apply_selection, input_error
@@ -124,8 +124,9 @@ class Pipeline:
     def run(self, specs: list[InputSpec]) -> RunSummary:
         """Run every input in order; never raises for a bad input, script, model or stage.
 
-        The first Ctrl-C stops the stage running (its earlier outcome, if any, is kept; else it is
-        recorded ``interrupted``) and returns what was done, with ``interrupted`` set.
+        The first Ctrl-C (or SIGTERM, raised as ``events.Terminated`` by the CLI) stops the stage
+        running (its earlier outcome, if any, is kept; else it is recorded ``interrupted``) and
+        returns what was done, with ``interrupted`` (and ``terminated``) set.
         """
         summary = RunSummary(run_id=self.run_id)
         self.listener.run_started(specs)
@@ -150,8 +151,8 @@ class Pipeline:
                 summary.results.append(result)
                 self.current = None
                 self.listener.script_finished(result, error)
-        except KeyboardInterrupt:
-            summary.interrupted = True
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (events.Terminated)
+            summary.stopped_by(stop)
             if self.current is not None:
                 summary.results.append(self.current)
         return summary
@@ -346,11 +347,11 @@ class Pipeline:
                 from turnkey_like.launcher import end_leftover_processes
 
                 end_leftover_processes()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
             setattr(inv, stage.name, settle(earlier, StageResult(
                 status=Status.INTERRUPTED, started_at=started, duration_s=time.perf_counter() - t0,
-                run_id=self.run_id, error="interrupted (Ctrl-C)")))
+                run_id=self.run_id, error=interrupted_error(stop))))
             events.save(record)
             raise
         except Exception as e:  # noqa: BLE001 - one model's failure never stops the others
