@@ -10,7 +10,8 @@ changing ``args``:
   prints ``error:`` and ``hint:``, one line each, and exits 1 (docs/exit_codes.md: a tk error
   before anything ran).
 - :class:`UsageError`: the command line contradicts itself in a way argparse cannot see
-  (``tk explore --max-nodes 3 --around 2``); the CLI shows the command's usage and exits 2.
+  (``tk explore --max-nodes 3 --around 2``; every pair of options that make no sense together is
+  in :mod:`turnkey_like.cli.contradictions`); the CLI shows the command's usage and exits 2.
 
 Records are frozen dataclasses. Where a lower layer already has a typed record for a group of
 options (:class:`~turnkey_like.build.BuildOptions`, :class:`~turnkey_like.runtimes.BenchmarkOptions`,
@@ -26,6 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turnkey_like.cli.contradictions import (
+    UsageError,
+    input_contradictions,
+    stage_contradictions,
+    survey_contradictions,
+    view_contradictions,
+)
 from turnkey_like.errors import InputError
 
 if TYPE_CHECKING:
@@ -36,10 +44,6 @@ if TYPE_CHECKING:
     from turnkey_like.records import ModelRequest
     from turnkey_like.runtimes import BenchmarkOptions
     from turnkey_like.report.explore import NodeRange
-
-
-class UsageError(InputError):
-    """The command line contradicts itself (argparse cannot see it): exit 2 with the command's usage."""
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -334,7 +338,9 @@ def _common(args: argparse.Namespace) -> CommonOptions:
 
 def _check_inputs(args: argparse.Namespace) -> None:
     """The cheap checks of a command that runs the pipeline on inputs (``add_input_arguments``),
-    made first: something to run, a positive ``--timeout``, ``--max-depth`` of 0 or more."""
+    made first: no contradiction (``contradictions.input_contradictions``), something to run, a
+    positive ``--timeout``, ``--max-depth`` of 0 or more."""
+    input_contradictions(args)
     if not args.inputs and not args.model:
         raise InputError("give at least one input: a script, an .onnx file, a .txt list, or --model NAME",
                          hint="e.g. `tk benchmark examples/scripts/hello_world.py` or `tk profile --model resnet50`")
@@ -455,6 +461,7 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     from turnkey_like.errors import BenchmarkError
     from turnkey_like.runtimes import BenchmarkOptions
 
+    stage_contradictions(args)
     _check_inputs(args)
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: tk needs opset 17 or newer", hint="use --opset 17 or higher")
@@ -486,9 +493,10 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
 def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     """``tk profile``'s options, checked: discovery and characterization only."""
     _check_inputs(args)
+    output = _run_outputs(args, visualize=True)
+    view_contradictions(args)  # after the values: `--collapse -1` is a bad value first
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
-    return ProfileCommand(run=run, output=_run_outputs(args, visualize=True),
-                          tables=TableOptions(showshape=args.showshape, top=args.top))
+    return ProfileCommand(run=run, output=output, tables=TableOptions(showshape=args.showshape, top=args.top))
 
 
 def parse_explore(args: argparse.Namespace) -> ExploreCommand:
@@ -601,6 +609,7 @@ def parse_hardware_measure(args: argparse.Namespace) -> HardwareCommand:
 
 def parse_discover_models(args: argparse.Namespace) -> DiscoverModelsCommand:
     """``tk discover-models``'s options, checked."""
+    survey_contradictions(args)
     _at_least("--workers", args.workers, 1, "1 surveys one model at a time, without Dask")
     if args.timeout <= 0:
         raise InputError(f"--timeout {args.timeout:g}: must be more than 0 seconds",
