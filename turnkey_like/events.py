@@ -81,5 +81,5 @@ class RunSummary:
         """True when any input, script or stage failed (the command then exits non-zero)."""
         if self.errors:
             return True
-        return any(result.status == Status.ERROR or any(inv.failed for _m, inv in result.invocations())
-                   for result in self.results)
+        return any(result.status in (Status.ERROR, Status.OUT_OF_MEMORY)
+                   or any(inv.failed for _m, inv in result.invocations()) for result in self.results)

@@ -134,6 +134,8 @@ class PipelineRun:
     stages: StageOptions
     cache_dir: str | None
     corpus: CorpusOptions
+    #: ``--memory-limit`` in bytes (``None``: the default; 0: ``none``, no cap)
+    memory_limit_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,28 @@ def _pipeline_run(args: argparse.Namespace, stages: StageOptions, corpus: Corpus
                           script_args=args.script_args, max_depth=args.max_depth, timeout_s=args.timeout,
                           input_shapes=shapes, named=_named(args, shapes, analysis.no_weights))
     return PipelineRun(common=_common(args), inputs=inputs, analysis=analysis, stages=stages,
-                       cache_dir=args.cache_dir, corpus=corpus or CorpusOptions())
+                       cache_dir=args.cache_dir, corpus=corpus or CorpusOptions(),
+                       memory_limit_bytes=_memory_limit(args))
+
+
+def _memory_limit(args: argparse.Namespace) -> int | None:
+    """``--memory-limit SIZE`` in bytes (``None`` when not given: the pipeline's default; 0 for
+    ``none``: no cap).
+
+    Raises:
+        InputError: not a size, or not more than 0 bytes.
+    """
+    text = getattr(args, "memory_limit", None)
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", "0"):
+        return 0
+    from turnkey_like.launcher.memory import parse_memory_size
+
+    try:
+        return parse_memory_size(text)
+    except ValueError as e:
+        raise InputError(f"--memory-limit {text}: {e}", hint="give a size such as 4G or 512M, or none for no cap") from None
 
 
 def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:

@@ -91,7 +91,7 @@ def run_options(run: PipelineRun) -> RunOptions:
         analyze_only=stages.analyze_only, build_only=stages.build_only, max_depth=inputs.max_depth,
         script_args=inputs.script_args, cache_dir=run.cache_dir, hardware=run.analysis.profile,
         no_weights=run.analysis.no_weights, lean_cache=stages.lean_cache, input_shapes=dict(inputs.input_shapes),
-        trace=stages.trace, timeout_s=inputs.timeout_s,
+        trace=stages.trace, timeout_s=inputs.timeout_s, memory_limit_bytes=run.memory_limit_bytes,
         **{name: value for name, value in policies.items() if value is not None})
 
 

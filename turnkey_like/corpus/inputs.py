@@ -55,6 +55,8 @@ def run_on_dask(pipeline: Pipeline, corpus: CorpusOptions, book: InputBook, spec
     summary = RunSummary(run_id=pipeline.run_id)
     listener = pipeline.listener
     listener.run_started(specs)
+    if corpus.workers:  # tk's LocalCluster: --memory-limit's default divided among its workers here
+        pipeline.options = pipeline.options.with_memory_default(corpus.workers)
     job = InputJob(pipeline, corpus, CorpusProgress(listener, len(specs), book))
     if pipeline.options.characterize and any(not s.is_onnx for s in specs):
         # measured once here, before any thread of Dask's exists (a fork beside a thread that
@@ -278,7 +280,7 @@ class CorpusProgress:
         with self.lock:
             self.phase.pop(index, None)
             self.done += 1
-            if error is not None or result.status == Status.ERROR or any(
+            if error is not None or result.status in (Status.ERROR, Status.OUT_OF_MEMORY) or any(
                     inv.failed for _m, inv in result.invocations()):
                 self.failed += 1
             self.book.record(spec, result)

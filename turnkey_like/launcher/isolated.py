@@ -26,6 +26,7 @@ Isolation is a launcher choice, not a special path (as in optimum-benchmark's ``
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Literal, TypeVar
 
 from turnkey_like.errors import one_line
+from turnkey_like.launcher.memory import MemoryWatch, child_memory_limit
 from turnkey_like.launcher.process import (
     ERROR_LIMIT,
     ForkedProcess,
@@ -60,12 +62,16 @@ class IsolatedOutcome(Generic[T]):
     """How a child process running one piece of work ended.
 
     Attributes:
-        status: ``Status.SUCCESSFUL``, ``ERROR``, ``TIMEOUT`` or ``KILLED``.
+        status: ``Status.SUCCESSFUL``, ``ERROR``, ``TIMEOUT``, ``KILLED`` or ``OUT_OF_MEMORY`` (the
+            child went over the cap :func:`~turnkey_like.launcher.memory.limit_children_memory` set
+            for this process's children, and was killed).
         value: what ``fn`` returned (plain data or a record), ``None`` unless successful.
         error: one-line reason when not successful (the exception's :func:`one_line`, the signal
             name, or the timeout).
         log_excerpt: the last :data:`LOG_EXCERPT_LINES` lines of the child's log when not successful.
         duration_s: wall time from start to the child's end (or kill), seconds.
+        peak_memory_bytes: the most resident memory the child's process tree used (bytes), when a
+            cap watched it; else ``None``.
     """
 
     status: Status
@@ -73,6 +79,7 @@ class IsolatedOutcome(Generic[T]):
     error: str | None = None
     log_excerpt: str | None = None
     duration_s: float = 0.0
+    peak_memory_bytes: int | None = None
 
     def stage_result(self, started_at: str | None, duration_s: float) -> StageResult[T]:
         """This outcome as a pipeline :class:`StageResult` (``result`` is the value when successful)."""
@@ -83,6 +90,7 @@ class IsolatedOutcome(Generic[T]):
             error=self.error,
             log_excerpt=self.log_excerpt,
             result=self.value if self.status is Status.SUCCESSFUL else None,
+            peak_memory_bytes=self.peak_memory_bytes,
         )
 
 
@@ -202,14 +210,26 @@ def run_isolated(
             proc.start()
     finally:
         writer.close()
-    message = None
-    status = None
-    deadline = start + timeout_s
+    limit = child_memory_limit()
+    watch = MemoryWatch(proc.pid, limit) if limit else None
+    with watch or contextlib.nullcontext():
+        message, timed_out = _wait(proc, reader, start + timeout_s)
+    outcome = _outcome(proc, message, timed_out, timeout_s, watch, log_path)
+    outcome.duration_s = time.perf_counter() - start
+    outcome.peak_memory_bytes = watch.peak_bytes if watch is not None else None
+    return outcome
+
+
+def _wait(proc, reader, deadline: float) -> tuple[Any, bool]:
+    """Wait for the child's result until ``deadline`` (``time.perf_counter``); return it (``None`` when
+    the child died without one) and whether the deadline passed. The child is reaped (killed when it
+    ran past the deadline, hangs after its result, or this process is interrupted)."""
+    message, timed_out = None, False
     try:
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                status = Status.TIMEOUT
+                timed_out = True
                 break
             if reader.poll(min(remaining, 0.5)):
                 try:
@@ -224,34 +244,34 @@ def run_isolated(
             proc.kill()
         raise
     finally:
-        if status is Status.TIMEOUT and proc.is_alive():
+        if timed_out and proc.is_alive():
             proc.kill()
         proc.join(timeout=30)
         if proc.is_alive():  # sent its result but hangs on exit (e.g. a stuck thread pool)
             proc.kill()
             proc.join(timeout=30)
         reader.close()
-    duration = time.perf_counter() - start
-    if status is Status.TIMEOUT:
-        return IsolatedOutcome(
-            Status.TIMEOUT, error=f"timed out after {timeout_s:g} s (child killed)",
-            log_excerpt=log_tail(log_path), duration_s=duration,
-        )
+    return message, timed_out
+
+
+def _outcome(proc, message, timed_out: bool, timeout_s: float, watch: MemoryWatch | None,
+             log_path) -> IsolatedOutcome:
+    """How the child ended, from its result, its exit code and the memory watch."""
+    if timed_out:
+        return IsolatedOutcome(Status.TIMEOUT, error=f"timed out after {timeout_s:g} s (child killed)",
+                               log_excerpt=log_tail(log_path))
     if isinstance(message, Returned):
-        return IsolatedOutcome(Status.SUCCESSFUL, value=message.value, duration_s=duration)
+        return IsolatedOutcome(Status.SUCCESSFUL, value=message.value)
     if isinstance(message, Raised):
-        return IsolatedOutcome(Status.ERROR, error=message.error, log_excerpt=log_tail(log_path), duration_s=duration)
+        return IsolatedOutcome(Status.ERROR, error=message.error, log_excerpt=log_tail(log_path))
+    if watch is not None and watch.exceeded:
+        return IsolatedOutcome(Status.OUT_OF_MEMORY, error=watch.error("its child process"),
+                               log_excerpt=log_tail(log_path))
     code = proc.exitcode
     if code is not None and code < 0:
         name = signal_name(-code)
         hint = " (likely out of memory)" if -code == signal.SIGKILL else ""
-        return IsolatedOutcome(
-            Status.KILLED, error=f"child process killed by {name}{hint}",
-            log_excerpt=log_tail(log_path), duration_s=duration,
-        )
-    return IsolatedOutcome(
-        Status.ERROR, error=f"child process exited with code {code} without a result",
-        log_excerpt=log_tail(log_path), duration_s=duration,
-    )
-
-
+        return IsolatedOutcome(Status.KILLED, error=f"child process killed by {name}{hint}",
+                               log_excerpt=log_tail(log_path))
+    return IsolatedOutcome(Status.ERROR, error=f"child process exited with code {code} without a result",
+                           log_excerpt=log_tail(log_path))

@@ -29,7 +29,8 @@ from turnkey_like.launcher.process import (
     signals_as_under_python,
 )
 from turnkey_like.launcher.leftovers import adopt_orphans, forget_inherited_exit_handlers
-from turnkey_like.records import Message, Status, decode, encode
+from turnkey_like.launcher.memory import MemoryWatch
+from turnkey_like.records import Discovered, Message, Status, decode, encode
 
 #: the hint for a failure of tk itself in a child (not of the script, its models or the machine)
 TK_BUG_HINT = "this is a bug in tk: rerun with --traceback and report the trace"
@@ -40,7 +41,8 @@ class ChildEnded(Exception):
 
     Attributes:
         status: ``Status.KILLED`` (a signal: segfault, OOM killer), ``Status.TIMEOUT`` (killed by
-            the parent at its deadline) or ``Status.ERROR`` (it exited, e.g. ``os._exit(0)``).
+            the parent at its deadline), ``Status.OUT_OF_MEMORY`` (killed by the parent over its
+            memory cap) or ``Status.ERROR`` (it exited, e.g. ``os._exit(0)``).
         error: one line saying how it ended, naming the signal or exit code.
         stack: where it ended, when known: what :mod:`faulthandler` wrote when the child died of a
             signal (the Python stack of the thread it hit), or the traceback of tk's own failure.
@@ -172,13 +174,19 @@ class StreamingChild:
             (default: this process's ``sys.stdout`` and ``sys.stderr``, read when the child starts).
         fresh_thread: run ``fn`` on a fresh thread of the child (``None``: only when this thread
             cannot fork a clean one).
+        memory_limit: cap the resident memory of the child, bytes (``None`` or 0: no cap; see
+            :mod:`turnkey_like.launcher.memory`): the child and the processes below it together
+            until its first ``Discovered`` message (the script's run, with whatever it started), the
+            child alone afterwards (each stage then runs in a child of its own, under its own cap).
+            Over it, the child's group is killed and :meth:`receive` raises ``ChildEnded`` with
+            status ``out_of_memory``.
 
     Raises:
         OSError: the child could not be started (no memory, process limit).
     """
 
     def __init__(self, fn: Callable[..., None], *args: Any, outputs: tuple[TextIO, TextIO] | None = None,
-                 fresh_thread: bool | None = None):
+                 fresh_thread: bool | None = None, memory_limit: int | None = None):
         hold_standard_fds()  # no pipe of the child's lands on 0-2, which the child points elsewhere
         self._reader, writer = multiprocessing.Pipe(duplex=False)
         self._faults, fault_writer = os.pipe()
@@ -203,6 +211,7 @@ class StreamingChild:
             os.setpgid(self.pid, self.pid)  # also from the parent: no race with the first kill
         except OSError:
             pass
+        self._watch = MemoryWatch(self.pid, memory_limit).__enter__() if memory_limit else None
 
     def __enter__(self) -> StreamingChild:
         return self
@@ -234,10 +243,13 @@ class StreamingChild:
                 except (EOFError, OSError):
                     raise self._ended() from None
                 try:
-                    return decode(data, Message, what="a message of the child")
+                    message = decode(data, Message, what="a message of the child")
                 except TkError as e:
                     self.kill()
                     raise ChildEnded(Status.ERROR, f"tk failed: {e.message}", hint=TK_BUG_HINT) from None
+                if isinstance(message, Discovered) and self._watch is not None:
+                    self._watch.tree = False  # the script ended (and what it left running with it)
+                return message
             if not self.process.is_alive() and not self._reader.poll(0):
                 raise self._ended()
 
@@ -264,6 +276,8 @@ class StreamingChild:
         code = self.process.exitcode
         dump = self._read_fault_dump()
         self.kill()
+        if self._watch is not None and self._watch.exceeded:
+            return ChildEnded(Status.OUT_OF_MEMORY, f"out of memory: {self._watch.error('its process')}", dump)
         if code is not None and code < 0:
             name = signal_name(-code)
             hint = {signal.SIGKILL: " (killed from outside, or out of memory)",
@@ -285,8 +299,16 @@ class StreamingChild:
         text = b"".join(chunks).decode("utf-8", errors="replace").strip()
         return text or None
 
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """The most resident memory the child used (with the processes below it while they were
+        counted), bytes; ``None`` without a cap."""
+        return self._watch.peak_bytes if self._watch is not None else None
+
     def kill(self) -> None:
         """SIGKILL the child's process group (the child and everything it started); reap the child."""
+        if self._watch is not None:
+            self._watch.__exit__(None, None, None)
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):

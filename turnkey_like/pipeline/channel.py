@@ -220,7 +220,7 @@ class InputMirror:
         options = self.pipeline.options
         what = {"discovery": "the script", "stage": "a stage", "run": "the input's process"}[phase]
         mirror = self.result
-        mirror.status = Status.ERROR
+        mirror.status = Status.OUT_OF_MEMORY if ended.status == Status.OUT_OF_MEMORY else Status.ERROR
         if phase == "discovery" and ended.status == Status.TIMEOUT:
             mirror.error = (f"the script ran longer than --timeout {options.timeout_s:g} s "
                             "(its process was killed)")
@@ -236,7 +236,7 @@ class InputMirror:
                 kept.append(line)
             mirror.traceback = "\n".join(kept).strip()
         if self.running is not None:
-            status = Status.TIMEOUT if ended.status == Status.TIMEOUT else Status.KILLED
+            status = ended.status if ended.status in (Status.TIMEOUT, Status.OUT_OF_MEMORY) else Status.KILLED
             self._end_running(StageResult(status=status, error=ended.error))
         not_requested = {"characterization": None if options.characterize else "not requested",
                          "build": "--analyze-only" if options.analyze_only else None,

@@ -131,6 +131,7 @@ class Pipeline:
         summary = RunSummary(run_id=self.run_id)
         self.listener.run_started(specs)
         self.current = None
+        self.options = self.options.with_memory_default()  # one input at a time
         try:
             if self.options.isolate and any(not s.is_onnx for s in specs):
                 preload_for_children(self.options.characterize)
@@ -226,8 +227,9 @@ class Pipeline:
         """What an input's child does: the work, sending every event with ``send(message)`` (see
         :meth:`consume`), then the ``atexit`` handlers the script registered (as Python runs them at
         exit: the script's process ends here), then ``Done`` (or the input's error)."""
-        from turnkey_like.launcher import run_exit_handlers
+        from turnkey_like.launcher import limit_children_memory, run_exit_handlers
 
+        limit_children_memory(self.options.memory_limit_bytes)  # each stage's child, under the same cap
         try:
             result, selection = self._run_input_here(spec, PipeEvents(send))
             last = Done(result=result, error=selection.message if selection else None,
@@ -246,7 +248,7 @@ class Pipeline:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
         from turnkey_like.launcher import StreamingChild
 
-        return self.consume(spec, StreamingChild(self.child_body, spec))
+        return self.consume(spec, StreamingChild(self.child_body, spec, memory_limit=self.options.memory_limit_bytes))
 
     def consume(self, spec: InputSpec, channel) -> tuple[ScriptResult, TkError | None]:
         """Mirror what an input's child sends: write its records to the cache, tell the listener
