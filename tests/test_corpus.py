@@ -193,7 +193,43 @@ def test_a_worker_killed_mid_run_is_retried_once_then_recorded_killed(tmp_path):
     assert results["slow.py"]["status"] == "error"
     assert "died 2 times" in results["slow.py"]["error"], results["slow.py"]["error"]
     assert not (marks / "pid2").exists()  # retried once, not more
-    assert "retried on another worker" in stderr
+    assert "retried alone on another worker" in stderr
+
+
+def test_a_script_that_kills_its_worker_is_retried_alone_and_charges_no_queued_input(tmp_path):
+    """A script that SIGKILLs the worker running it (what an out-of-memory kill of the worker does),
+    ahead of six quick scripts queued on 2 workers: it is retried once, alone, then recorded
+    killed; every other script runs once and succeeds (none is charged with the deaths, none is run
+    twice because a finished task's worker died)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    killer = tmp_path / "killer.py"
+    killer.write_text("import os, signal, sys, torch\n"
+                      "torch.nn.Linear(4, 2)(torch.ones(1, 4))\n"
+                      "open(os.path.join(sys.argv[1], f'killer-{os.getpid()}'), 'w').close()\n"
+                      "os.kill(os.getppid(), signal.SIGKILL)  # the worker: this script's process is its child\n")
+    quick = []
+    for width in range(2, 8):
+        script = tmp_path / f"quick{width}.py"
+        script.write_text("import os, sys, time, torch\n"
+                          f"torch.nn.Linear(3, {width})(torch.ones(1, 3))\n"
+                          f"open(os.path.join(sys.argv[1], f'quick{width}-{{os.getpid()}}'), 'w').close()\n"
+                          "time.sleep(1)\n")
+        quick.append(str(script))
+    report = tmp_path / "run.json"
+    out = run_tk("benchmark", str(killer), *quick, "--analyze-only", "--workers", "2", "--script-args", str(marks),
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(report), timeout=600)
+    assert out.returncode == 1, out.stderr
+    results = {Path(r["path"]).name: r for r in _report(report)["results"]}
+    assert results["killer.py"]["status"] == "error"
+    assert "died 2 times" in results["killer.py"]["error"], results["killer.py"]["error"]
+    for name in (Path(q).name for q in quick):
+        assert results[name]["status"] == "successful", (name, results[name].get("error"))
+        (model,) = results[name]["models"]
+        assert model["invocations"][0]["characterization"]["status"] == "successful"
+    ran = sorted(path.name.split("-")[0] for path in marks.iterdir())
+    assert ran == sorted(["killer"] * 2 + [Path(q).stem for q in quick]), ran  # killer twice, the rest once
+    assert out.stderr.count("is retried alone on another worker") == 1
 
 
 @contextlib.contextmanager

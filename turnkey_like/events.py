@@ -35,6 +35,23 @@ class Listener:
     def script_finished(self, result: ScriptResult, error: TkError | None) -> None: ...
 
 
+class Terminated(KeyboardInterrupt):
+    """tk received SIGTERM: raised in its main thread by the CLI's handler, and handled everywhere as
+    Ctrl-C is (the running stages are stopped and recorded ``interrupted``, what was measured is
+    kept, ``--json`` and the summary are written); the exit code is 143 instead of 130."""
+
+
+def stop_reason(stop: BaseException | None) -> str:
+    """What stopped a run, for its messages: ``SIGTERM`` for :class:`Terminated`, else ``Ctrl-C``."""
+    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+
+
+def interrupted_error(stop: BaseException | None) -> str:
+    """The one-line error of a stage or input stopped by ``stop``: ``interrupted (Ctrl-C)`` or
+    ``interrupted (SIGTERM)``."""
+    return f"interrupted ({stop_reason(stop)})"
+
+
 @dataclass
 class RunSummary:
     """What a pipeline run produced: one :class:`ScriptResult` per input, and the failures.
@@ -43,14 +60,21 @@ class RunSummary:
         results: one record per input, in the order run.
         errors: one error per bad input, failed script or unmatched selector.
         run_id: this run's id (``<started-at>-<pid>``), stamped on every outcome it produced.
-        interrupted: the run was stopped by Ctrl-C; ``results`` holds what was done until then
-            (the input being run included, as far as it got).
+        interrupted: the run was stopped by Ctrl-C or SIGTERM; ``results`` holds what was done until
+            then (the inputs being run included, as far as they got).
+        terminated: it was SIGTERM (:class:`Terminated`), not Ctrl-C.
     """
 
     results: list[ScriptResult] = field(default_factory=list)
     errors: list[TkError] = field(default_factory=list)
     run_id: str = ""
     interrupted: bool = False
+    terminated: bool = False
+
+    def stopped_by(self, stop: BaseException) -> None:
+        """Record that ``stop`` (a ``KeyboardInterrupt``: Ctrl-C, or :class:`Terminated`) ended the run."""
+        self.interrupted = True
+        self.terminated = self.terminated or isinstance(stop, Terminated)
 
     def stage_failures(self) -> int:
         """Stage outcomes this run produced that failed (``error``/``timeout``/``killed``/
@@ -68,4 +92,4 @@ class RunSummary:
     def failed(self) -> bool:
         """True when something this run did failed: a bad input, a script that failed, or a stage
         this run attempted (:meth:`stage_failures`); the command then exits non-zero."""
-        return bool(self.errors) or any(r.status == Status.ERROR for r in self.results) or self.stage_failures() > 0
+        return bool(self.errors) or any(r.status in (Status.ERROR, Status.OUT_OF_MEMORY) for r in self.results) or self.stage_failures() > 0

@@ -61,3 +61,25 @@ def format_intensity(ai: float | None) -> str:
 def format_shapes(shapes: list) -> str:
     """A list of shapes as ``[1,3,224,224] [64]``."""
     return " ".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
+
+
+#: the multiples :func:`parse_size` reads: decimal SI as printed here, binary only when written so
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size as people write it: ``500MB``, ``2GB``, ``1.5 G``, ``750k``, ``123456``.
+
+    Decimal SI prefixes, as this module prints them (``1 MB`` = 10^6 bytes; ``k``/``K`` alike); the
+    binary ``KiB MiB GiB TiB`` are accepted as 2^10... A trailing ``B`` is optional.
+
+    Raises:
+        ValueError: not a size (``not a size: 'x'``).
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKmMgGtT]i?)?[bB]?\s*", text or "")
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])

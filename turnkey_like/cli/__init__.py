@@ -13,7 +13,8 @@ Imports go down, and a command module never imports another:
 becomes ``error: <message>`` (and ``hint: <hint>``) on stderr with exit code 1; ``--traceback`` shows
 the full trace. ``--traceback``, ``-q/--quiet`` and ``-v/--verbose`` are accepted before or after the
 command. Exit codes (``docs/exit_codes.md``): 0 all went well, 1 something failed (the others still
-ran), 2 the command line itself is wrong (an option typo gets the closest option), 130 interrupted.
+ran), 2 the command line itself is wrong (an option typo gets the closest option), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM, handled as Ctrl-C is).
 No other module imports the CLI.
 """
 
@@ -30,8 +31,15 @@ from turnkey_like import __version__
 from turnkey_like.cli.arguments import common_options, unrecognized_message
 from turnkey_like.cli.options import UsageError
 from turnkey_like.cli.outputs import print_error, stderr_console
-from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 - re-exported
+from turnkey_like.cli.run import (  # noqa: F401 - re-exported
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 from turnkey_like.errors import TkError
+from turnkey_like.events import Terminated
 
 COMMANDS = ("benchmark", "profile", "cache", "report", "discover-models", "explore", "view", "compare", "hardware",
             "version")
@@ -57,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             "roofline), build them to ONNX and benchmark them. `tk INPUTS...` means `tk benchmark INPUTS...`."
         ),
         epilog="Exit codes: 0 success, 1 something failed (other inputs still ran), 2 bad command line, "
-               "130 interrupted. See docs/exit_codes.md.",
+               "130 interrupted (Ctrl-C), 143 terminated (SIGTERM). See docs/exit_codes.md.",
     )
     parser.add_argument("--version", action="version", version=f"tk {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -124,8 +132,30 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     raise TkError(f"unknown command or input '{token}'", hint=hint)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM handler: stop as Ctrl-C does (:class:`~turnkey_like.events.Terminated`)."""
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``tk`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run ``tk`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    SIGTERM is handled as Ctrl-C is (the run stops, what was measured is kept, ``--json`` and the
+    summary are written), with exit code 143; the previous handler is back when this returns.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in argv
     try:
@@ -152,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print_error(e)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted: records written so far are kept in the cache", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # a second Ctrl-C (or SIGTERM), or one before any input ran
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: records written so far are kept in "
+              "the cache", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def entry_point() -> None:

@@ -67,6 +67,17 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                        help="time limit in seconds for each script's run (discovery), and for each invocation's "
                             "characterization, ONNX build and benchmark; each runs in a child process that is "
                             "killed at the limit, and the other inputs go on (default 3600)")
+    add_memory_limit_argument(group)
+
+
+def add_memory_limit_argument(group) -> None:
+    """Add ``--memory-limit SIZE`` (the cap on each child's resident memory) to ``group``."""
+    group.add_argument("--memory-limit", metavar="SIZE",
+                       help="cap on the resident memory of each input's process and of each stage's (with what "
+                            "they start): 4G, 512M, 1.5GB (decimal, as tk prints sizes; 4GiB binary), or none; a "
+                            "child over it is killed and recorded 'out of memory' with its peak, and the other "
+                            "inputs go on (default: 75%% of the memory available when the run starts, divided "
+                            "among the inputs run at once on a host; docs/exit_codes.md)")
 
 
 def generate_list(text: str) -> list[tuple[int, int]]:

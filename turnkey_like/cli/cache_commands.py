@@ -15,6 +15,7 @@ from turnkey_like.cli import options
 from turnkey_like.cli.outputs import print_problems, table_console, write_cache_html
 from turnkey_like.cli.run import EXIT_FAILED
 from turnkey_like.errors import InputError
+from turnkey_like import units
 from turnkey_like.units import format_bytes
 
 
@@ -159,25 +160,17 @@ def cache_reindex(args) -> int:
     return EXIT_SKIPPED if problems else 0
 
 
-_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
 def parse_size(text: str) -> int:
-    """Bytes from a size as people write it: ``500MB``, ``2GB``, ``1.5 G``, ``750k``, ``123456``.
-
-    Decimal SI prefixes, as ``turnkey_like.units`` prints them (``1 MB`` = 10^6 bytes; ``k``/``K``
-    alike); the binary ``KiB MiB GiB TiB`` are accepted as 2^10... A trailing ``B`` is optional.
+    """Bytes from a size as people write it (:func:`turnkey_like.units.parse_size`: ``500MB``, ``2GB``;
+    decimal SI, binary only as ``GiB``).
 
     Raises:
         InputError: not a size.
     """
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kKmMgGtT]i?)?[bB]?\s*", text or "")
-    if not m:
-        raise InputError(f"not a size: {text!r}", hint="write it like 500MB, 2GB or 750kB (1 MB = 10^6 bytes)")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    try:
+        return units.parse_size(text)
+    except ValueError as e:
+        raise InputError(str(e), hint="write it like 500MB, 2GB or 750kB (1 MB = 10^6 bytes)") from None
 
 
 def _days(text: str) -> float:

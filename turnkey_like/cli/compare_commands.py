@@ -12,7 +12,7 @@ from collections import Counter
 
 from turnkey_like.cli import options, outputs
 from turnkey_like.cli.arguments import CACHE_DIR_HELP, add_named_model_arguments
-from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, run_pipeline
+from turnkey_like.cli.run import EXIT_FAILED, EXIT_OK, STOPPED_CODES, run_pipeline
 from turnkey_like.errors import InputError
 
 _HASH = re.compile(r"^[0-9a-f]{8}$")
@@ -72,7 +72,7 @@ def run_compare(args: argparse.Namespace) -> int:
     code = EXIT_OK
     if command.run is not None:
         named, named_labels, code = _characterize_named(command.run)
-        if code == EXIT_INTERRUPTED:
+        if code in STOPPED_CODES:
             return code
         records += named
         labels += named_labels

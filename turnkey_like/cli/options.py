@@ -10,7 +10,8 @@ changing ``args``:
   prints ``error:`` and ``hint:``, one line each, and exits 1 (docs/exit_codes.md: a tk error
   before anything ran).
 - :class:`UsageError`: the command line contradicts itself in a way argparse cannot see
-  (``tk explore --max-nodes 3 --around 2``); the CLI shows the command's usage and exits 2.
+  (``tk explore --max-nodes 3 --around 2``; every pair of options that make no sense together is
+  in :mod:`turnkey_like.cli.contradictions`); the CLI shows the command's usage and exits 2.
 
 Records are frozen dataclasses. Where a lower layer already has a typed record for a group of
 options (:class:`~turnkey_like.build.BuildOptions`, :class:`~turnkey_like.runtimes.BenchmarkOptions`,
@@ -26,6 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turnkey_like.cli.contradictions import (
+    UsageError,
+    input_contradictions,
+    stage_contradictions,
+    survey_contradictions,
+    view_contradictions,
+)
 from turnkey_like.errors import InputError
 
 if TYPE_CHECKING:
@@ -36,10 +44,6 @@ if TYPE_CHECKING:
     from turnkey_like.records import ModelRequest
     from turnkey_like.runtimes import BenchmarkOptions
     from turnkey_like.report.explore import NodeRange
-
-
-class UsageError(InputError):
-    """The command line contradicts itself (argparse cannot see it): exit 2 with the command's usage."""
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -130,6 +134,8 @@ class PipelineRun:
     stages: StageOptions
     cache_dir: str | None
     corpus: CorpusOptions
+    #: ``--memory-limit`` in bytes (``None``: the default; 0: ``none``, no cap)
+    memory_limit_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,9 @@ def _common(args: argparse.Namespace) -> CommonOptions:
 
 def _check_inputs(args: argparse.Namespace) -> None:
     """The cheap checks of a command that runs the pipeline on inputs (``add_input_arguments``),
-    made first: something to run, a positive ``--timeout``, ``--max-depth`` of 0 or more."""
+    made first: no contradiction (``contradictions.input_contradictions``), something to run, a
+    positive ``--timeout``, ``--max-depth`` of 0 or more."""
+    input_contradictions(args)
     if not args.inputs and not args.model:
         raise InputError("give at least one input: a script, an .onnx file, a .txt list, or --model NAME",
                          hint="e.g. `tk benchmark examples/scripts/hello_world.py` or `tk profile --model resnet50`")
@@ -468,7 +476,28 @@ def _pipeline_run(args: argparse.Namespace, stages: StageOptions, corpus: Corpus
                           script_args=args.script_args, max_depth=args.max_depth, timeout_s=args.timeout,
                           input_shapes=shapes, named=_named(args, shapes, analysis.no_weights))
     return PipelineRun(common=_common(args), inputs=inputs, analysis=analysis, stages=stages,
-                       cache_dir=args.cache_dir, corpus=corpus or CorpusOptions())
+                       cache_dir=args.cache_dir, corpus=corpus or CorpusOptions(),
+                       memory_limit_bytes=_memory_limit(args))
+
+
+def _memory_limit(args: argparse.Namespace) -> int | None:
+    """``--memory-limit SIZE`` in bytes (``None`` when not given: the pipeline's default; 0 for
+    ``none``: no cap).
+
+    Raises:
+        InputError: not a size, or not more than 0 bytes.
+    """
+    text = getattr(args, "memory_limit", None)
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", "0"):
+        return 0
+    from turnkey_like.launcher.memory import parse_memory_size
+
+    try:
+        return parse_memory_size(text)
+    except ValueError as e:
+        raise InputError(f"--memory-limit {text}: {e}", hint="give a size such as 4G or 512M, or none for no cap") from None
 
 
 def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
@@ -503,6 +532,7 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     from turnkey_like.errors import BenchmarkError
     from turnkey_like.runtimes import BenchmarkOptions
 
+    stage_contradictions(args)
     _check_inputs(args)
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: tk needs opset 17 or newer", hint="use --opset 17 or higher")
@@ -534,8 +564,9 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
 def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     """``tk profile``'s options, checked: discovery and characterization only."""
     _check_inputs(args)
-    run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     output = _run_outputs(args, visualize=True)
+    view_contradictions(args)  # after the values: `--collapse -1` is a bad value first
+    run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     return ProfileCommand(run=run, output=output,
                           tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime,
                                               phase=args.phase))
@@ -653,6 +684,7 @@ def parse_hardware_measure(args: argparse.Namespace) -> HardwareCommand:
 
 def parse_discover_models(args: argparse.Namespace) -> DiscoverModelsCommand:
     """``tk discover-models``'s options, checked."""
+    survey_contradictions(args)
     _at_least("--workers", args.workers, 1, "1 surveys one model at a time, without Dask")
     if args.timeout <= 0:
         raise InputError(f"--timeout {args.timeout:g}: must be more than 0 seconds",

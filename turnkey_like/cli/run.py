@@ -11,7 +11,7 @@ Exit codes (docs/exit_codes.md): :data:`EXIT_OK` every input ran and every reque
 every selected invocation succeeded (skipped stages are not failures, nor are failures kept from an
 earlier run); :data:`EXIT_FAILED` something this run did failed (a bad input, a script, a stage
 ending ``error``/``timeout``/``killed``) while the others still ran, or a tk error before anything ran; :data:`EXIT_USAGE` the command line
-itself is wrong; :data:`EXIT_INTERRUPTED` Ctrl-C.
+itself is wrong; :data:`EXIT_INTERRUPTED` Ctrl-C; :data:`EXIT_TERMINATED` SIGTERM (handled as Ctrl-C is).
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from turnkey_like.pipeline import RunOptions, RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: SIGTERM (128 + 15, as a shell reports a process killed by it): handled as Ctrl-C is
+EXIT_TERMINATED = 143
+#: the exit codes of a run stopped before it ended (Ctrl-C, SIGTERM)
+STOPPED_CODES = frozenset({EXIT_INTERRUPTED, EXIT_TERMINATED})
 
 
 @dataclass
@@ -45,11 +49,12 @@ class RunOutcome:
 
 
 def exit_code(summary: RunSummary, specs: list[InputSpec]) -> int:
-    """The exit code of a run (docs/exit_codes.md): :data:`EXIT_INTERRUPTED` after Ctrl-C, else
+    """The exit code of a run (docs/exit_codes.md): :data:`EXIT_INTERRUPTED` after Ctrl-C
+    (:data:`EXIT_TERMINATED` after SIGTERM), else
     :data:`EXIT_FAILED` when something this run did failed (:attr:`RunSummary.failed`: a bad input,
     a script, a stage it ran) or there was nothing to run, else :data:`EXIT_OK`."""
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if summary.terminated else EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed or not specs else EXIT_OK
 
 
@@ -86,7 +91,7 @@ def run_options(run: PipelineRun) -> RunOptions:
         analyze_only=stages.analyze_only, build_only=stages.build_only, max_depth=inputs.max_depth,
         script_args=inputs.script_args, cache_dir=run.cache_dir, hardware=run.analysis.profile,
         no_weights=run.analysis.no_weights, lean_cache=stages.lean_cache, input_shapes=dict(inputs.input_shapes),
-        trace=stages.trace, timeout_s=inputs.timeout_s,
+        trace=stages.trace, timeout_s=inputs.timeout_s, memory_limit_bytes=run.memory_limit_bytes,
         **{name: value for name, value in policies.items() if value is not None})
 
 
@@ -124,6 +129,6 @@ def run_pipeline(run: PipelineRun, console: Console, *, progress_console: Consol
         summary = run_corpus(pipeline, specs, run.corpus)  # serial Pipeline.run unless --workers/--scheduler
     summary.errors[:0] = input_errors
     if summary.interrupted:
-        print("interrupted: results measured so far are kept in the cache (press Ctrl-C again to exit at once)",
-              file=sys.stderr)
+        print(f"{'terminated (SIGTERM)' if summary.terminated else 'interrupted'}: results measured so far are "
+              "kept in the cache (press Ctrl-C again to exit at once)", file=sys.stderr)
     return RunOutcome(summary=summary, specs=specs, cache_root=cache_root, exit_code=exit_code(summary, specs))

@@ -14,7 +14,7 @@ import sys
 from turnkey_like.cli import options, outputs
 from turnkey_like.cli.arguments import (CACHE_DIR_HELP, add_analysis_arguments, add_input_arguments,
                                         add_measured_run_argument)
-from turnkey_like.cli.run import EXIT_FAILED, EXIT_INTERRUPTED, run_pipeline
+from turnkey_like.cli.run import EXIT_FAILED, STOPPED_CODES, run_pipeline
 
 
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def _characterize(run: options.PipelineRun):
     outcome = run_pipeline(run, err, progress_console=err)
     calls = characterized(outcome.summary.results)
     code = outcome.exit_code
-    if not calls and code != EXIT_INTERRUPTED:
+    if not calls and code not in STOPPED_CODES:
         print("error: no invocation was characterized, so there is no graph to show", file=sys.stderr)
         code = code or EXIT_FAILED
     return calls, code
@@ -122,7 +122,7 @@ def run_view(args: argparse.Namespace) -> int:
     command = options.parse_view(args)
     model_explorer.require()  # a missing package is an error before any model runs
     calls, code = _characterize(command.run)
-    if not calls or code == EXIT_INTERRUPTED:
+    if not calls or code in STOPPED_CODES:
         return code
     call, others = _pick(calls)
     for line in others:

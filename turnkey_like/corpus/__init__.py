@@ -26,6 +26,7 @@ The package, by concept::
     input_task    a tk benchmark input on the worker (its pipeline, cache, cores, host lock)
     inputs        tk benchmark inputs on the client (InputJob, the corpus progress line)
     survey        tk discover-models: the zoo survey, serial or on the same runner
+    local_worker  the preload of tk's own LocalCluster's workers (their own process group)
 
 Where files live: a worker uses the client's cache folder when it sees the same folder (the
 client's ``.corpus/cache-id`` token is readable at the same path: same host, or a shared
@@ -35,9 +36,11 @@ run). ONNX files stay where they were built: ``BuildResult.onnx_path`` is absolu
 ``record.system.host`` names the machine; ``--collect`` copies them into the client's cache.
 
 Failures: ``--timeout`` applies on the workers (each stage's fork; the client stops a discovery that
-runs past it). A worker that dies mid-task (killed, out of memory) has its task retried once on another
-worker, then the input is recorded ``killed``; the rest of the corpus goes on. A worker that cannot run
-tk's task (another tk, or none) fails each input with the reason and the fix, and stays up.
+runs past it). tk places each task on a worker itself (:mod:`turnkey_like.corpus.dask_runner`): a
+worker that dies mid-task (killed, out of memory) costs only the input it ran, which is retried alone,
+then recorded ``killed`` after a second death; no queued input is charged; the rest of the corpus goes
+on. A worker that cannot run tk's task (another tk, or none) fails each input with the reason and the
+fix, and stays up. Ctrl-C and SIGTERM stop every running input at once and close the cluster.
 
 A benchmark has its host to itself: each worker's input child holds :mod:`turnkey_like.hostlock`
 shared during discovery, characterization and build, and exclusive during a benchmark.
@@ -142,10 +145,10 @@ def run_corpus(pipeline: Pipeline, specs: list[InputSpec], corpus: CorpusOptions
 
 
 def dask_setup(worker) -> None:
-    """Dask's preload hook (``distributed.worker.preload`` names this module): run as each worker of
-    an embedded ``LocalCluster`` starts, or of a cluster started with ``dask worker ADDRESS
-    --preload turnkey_like.corpus``: :func:`~turnkey_like.corpus.worker.prepare_worker` as the worker
-    starts rather than in its first task. Optional: a worker started without it prepares in its first task."""
+    """Dask's preload hook for workers you start (``dask worker ADDRESS --preload turnkey_like.corpus``):
+    :func:`~turnkey_like.corpus.worker.prepare_worker` as the worker starts rather than in its first
+    task. Optional: a worker started without it prepares in its first task. (tk's own ``LocalCluster``
+    preloads :mod:`turnkey_like.corpus.local_worker`, which also gives each worker its own process group.)"""
     from turnkey_like.corpus.worker import prepare_worker
 
     prepare_worker()

@@ -57,7 +57,8 @@ class InputTask:
         if self.script is not None:
             spec = replace(spec, path=_upload_path(pipeline.cache.root, spec, self.script))
         body = _StampedSend(pipeline, host, address, shared)
-        return ChildWork(body.run, (spec,), uploaded=str(spec.path) if self.script is not None else None)
+        return ChildWork(body.run, (spec,), uploaded=str(spec.path) if self.script is not None else None,
+                         memory_limit=pipeline.options.memory_limit_bytes)
 
 
 
@@ -88,7 +89,7 @@ def _worker_pipeline(task: InputTask, cache_dir: str | None, shared: bool):
     worker sees it) cache; the host lock around each stage; the hardware profile resolved once."""
     from turnkey_like.pipeline import Pipeline
 
-    options = replace(task.options, cache_dir=cache_dir)
+    options = _with_memory_limit(task, replace(task.options, cache_dir=cache_dir))
     prepare_worker(options.characterize)  # the first task of a worker started without --preload
     pipeline = Pipeline(options)
     pipeline.run_id = task.run_id
@@ -107,6 +108,22 @@ def _worker_pipeline(task: InputTask, cache_dir: str | None, shared: bool):
         pipeline.__dict__["profile"] = _PROFILES[key]  # the cached_property's slot: resolved once
     return pipeline
 
+
+
+#: ``--memory-limit``'s default in this worker process, by run id: resolved at the run's first task here
+_MEMORY_LIMITS: dict[str, int] = {}
+
+
+def _with_memory_limit(task: InputTask, options):
+    """``options`` with ``--memory-limit``'s default resolved on this worker's host, when the client
+    left it to the workers (``--scheduler``: it cannot see their memory): 75% of the memory available
+    at the run's first task in this worker process, divided among the worker threads of this host."""
+    if options.memory_limit_bytes is not None:
+        return options
+    if task.run_id not in _MEMORY_LIMITS:
+        host = urlsplit(get_worker_address()).hostname or ""
+        _MEMORY_LIMITS[task.run_id] = options.with_memory_default(task.threads_per_host.get(host) or 1).memory_limit_bytes
+    return replace(options, memory_limit_bytes=_MEMORY_LIMITS[task.run_id])
 
 
 def _share_cores(task: InputTask) -> int | None:

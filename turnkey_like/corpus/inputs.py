@@ -25,7 +25,7 @@ from turnkey_like.corpus.resume import CORPUS_DIR, InputBook
 from turnkey_like.errors import InputError, TkError, one_line
 from turnkey_like.events import RunSummary
 from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
-from turnkey_like.pipeline import input_error, run_failure
+from turnkey_like.pipeline import InputMirror, input_error, run_failure
 from turnkey_like.records import ScriptResult, Status, encode
 
 if TYPE_CHECKING:
@@ -43,8 +43,10 @@ InputOutcome = tuple[ScriptResult, "TkError | None"]
 def run_on_dask(pipeline: Pipeline, corpus: CorpusOptions, book: InputBook, specs: list[InputSpec]) -> RunSummary:
     """Run every input on the cluster, several at once; never raises for a bad input or script.
 
-    Ctrl-C stops every running input (its running stage is recorded ``interrupted``) and returns
-    what was done, with ``interrupted`` set.
+    Ctrl-C (or SIGTERM) stops every running input (its running stage is recorded ``interrupted``)
+    and returns what was done, with ``interrupted`` set: each input that ran, the interrupted ones as
+    far as they got (their records, as the cache has them); the inputs not begun are left out, as in
+    a serial run.
 
     Raises:
         InputError: Dask's ``distributed`` package is not installed.
@@ -53,6 +55,8 @@ def run_on_dask(pipeline: Pipeline, corpus: CorpusOptions, book: InputBook, spec
     summary = RunSummary(run_id=pipeline.run_id)
     listener = pipeline.listener
     listener.run_started(specs)
+    if corpus.workers:  # tk's LocalCluster: --memory-limit's default divided among its workers here
+        pipeline.options = pipeline.options.with_memory_default(corpus.workers)
     job = InputJob(pipeline, corpus, CorpusProgress(listener, len(specs), book))
     if pipeline.options.characterize and any(not s.is_onnx for s in specs):
         # measured once here, before any thread of Dask's exists (a fork beside a thread that
@@ -62,9 +66,11 @@ def run_on_dask(pipeline: Pipeline, corpus: CorpusOptions, book: InputBook, spec
                         progress_line=lambda text: progress_line(listener, text))
     pipeline.listener = ThreadListener()
     try:
-        results, summary.interrupted = runner.run(specs)
+        results, stop = runner.run(specs)
     finally:
         pipeline.listener = listener
+    if stop is not None:
+        summary.stopped_by(stop)
     for index in sorted(results):
         result, error = results[index]
         if error is not None:
@@ -87,9 +93,9 @@ def cache_token(root: Path) -> str:
         return path.read_text().strip()
 
 
-def _failed_input(spec: InputSpec, message: str, status: Status = Status.ERROR) -> ScriptResult:
+def _failed_input(spec: InputSpec, message: str) -> ScriptResult:
     return ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors),
-                        entry=spec.entry or None, status=status, error=message)
+                        entry=spec.entry or None, status=Status.ERROR, error=message)
 
 
 class InputJob:
@@ -103,6 +109,7 @@ class InputJob:
         self.cache_id = cache_token(pipeline.cache.root)
         self._previous: dict[str, list[str]] = {}
         self._threads_per_host: dict[str, int] = {}
+        self._stopped: dict[int, ScriptResult] = {}  # input index -> its record when Ctrl-C stopped it
 
     def connected(self, client) -> None:
         """Worker threads per host (each input's share of its host's cores), and with
@@ -117,8 +124,15 @@ class InputJob:
         return str(spec.path)
 
     def consume(self, index: int, spec: InputSpec, channel: DaskChannel) -> InputOutcome:
+        """``Pipeline.consume``'s mirror of the input's child; after Ctrl-C its record so far is kept
+        for :meth:`interrupted`."""
         self.pipeline.listener.local.events = self.progress.listener_for(index)
-        return self.pipeline.consume(spec, channel)
+        mirror = InputMirror(self.pipeline, spec)
+        try:
+            return mirror.consume(channel)
+        except KeyboardInterrupt:
+            self._stopped[index] = mirror.result
+            raise
 
     def refused(self, spec: InputSpec, error: TkError) -> InputOutcome:
         return _failed_input(spec, error.message), error
@@ -128,8 +142,10 @@ class InputJob:
         result.traceback = ended.stack
         return result, run_failure(result, ended.hint or TK_BUG_HINT)
 
-    def interrupted(self, spec: InputSpec) -> InputOutcome:
-        return _failed_input(spec, "interrupted (Ctrl-C)", Status.INTERRUPTED), None
+    def interrupted(self, index: int, spec: InputSpec) -> InputOutcome | None:
+        """The record of an input stopped while it ran, as far as it got (``None`` before it began)."""
+        result = self._stopped.pop(index, None)
+        return None if result is None else (result, None)
 
     def started(self, index: int, spec: InputSpec, where: str) -> None:
         self.progress.started(index, spec, where)
@@ -264,7 +280,7 @@ class CorpusProgress:
         with self.lock:
             self.phase.pop(index, None)
             self.done += 1
-            if error is not None or result.status == Status.ERROR or any(
+            if error is not None or result.status in (Status.ERROR, Status.OUT_OF_MEMORY) or any(
                     inv.failed for _m, inv in result.invocations()):
                 self.failed += 1
             self.book.record(spec, result)

@@ -85,7 +85,7 @@ class SurveyJob:
     def failed(self, request: SurveyRequest, ended: ChildEnded) -> ModelSurvey:
         return _not_run(request, Status.KILLED if ended.status is Status.KILLED else Status.ERROR, ended.error)
 
-    def interrupted(self, request: SurveyRequest) -> None:
+    def interrupted(self, index: int, request: SurveyRequest) -> None:
         return None
 
     def started(self, index: int, request: SurveyRequest, where: str) -> None:
@@ -138,9 +138,9 @@ def run_models(names: list[str], source: str, families: dict[str, str], store: S
         for request in requests:
             arrived(survey_in_child(request, store.log_path(request.name)))
     else:
-        _, interrupted = DaskRunner(SurveyJob(store, arrived), workers=workers).run(requests)
-        if interrupted:
-            raise KeyboardInterrupt
+        _, stop = DaskRunner(SurveyJob(store, arrived), workers=workers).run(requests)
+        if stop is not None:
+            raise type(stop)()
     return [results[n] for n in names]
 
 

@@ -46,12 +46,14 @@ class ChildWork:
     Attributes:
         uploaded: the worker's copy of a script the client uploaded (``--upload``), else ``None``.
         fresh_thread: run ``fn`` on a fresh thread of the child (``StreamingChild``'s option).
+        memory_limit: the cap on the child's resident memory, bytes (``StreamingChild``'s option).
     """
 
     fn: Callable[..., None]
     args: tuple = ()
     uploaded: str | None = None
     fresh_thread: bool | None = None
+    memory_limit: int | None = None
 
 
 class WorkerTask(Protocol):
@@ -164,7 +166,8 @@ def run_task(task: WorkerTask) -> str:
     try:
         with _SETUP_LOCK:
             work = task.prepare(host, worker.address)
-            child = StreamingChild(work.fn, *work.args, outputs=outputs, fresh_thread=work.fresh_thread)
+            child = StreamingChild(work.fn, *work.args, outputs=outputs, fresh_thread=work.fresh_thread,
+                                   memory_limit=work.memory_limit)
     except BaseException as e:  # noqa: BLE001 - reported as this task's error, never a worker crash
         import traceback
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 import msgspec
 
 from turnkey_like.errors import SelectionError, TkError
+from turnkey_like.events import interrupted_error
 from turnkey_like.pipeline.failures import run_failure, script_line
 from turnkey_like.pipeline.stages import PipelineRun, settle
 from turnkey_like.records import (
@@ -152,11 +153,13 @@ class InputMirror:
                 self._child_failed(ended, phase)
                 # the channel's own hint (tk failed, a worker could not run it), else the script's failure
                 return self.result, None if ended.hint is None else run_failure(self.result, ended.hint)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM in tk: what was sent stays
                 child.kill()
                 if self.running is not None:
-                    self._end_running(StageResult(status=Status.INTERRUPTED, error="interrupted (Ctrl-C)",
+                    self._end_running(StageResult(status=Status.INTERRUPTED, error=interrupted_error(stop),
                                                   run_id=self.pipeline.run_id))
+                if self.discovering:
+                    self.result.status, self.result.error = Status.INTERRUPTED, interrupted_error(stop)
                 raise
 
     def _take(self, message: Message, child) -> tuple[ScriptResult, TkError | None] | None:
@@ -247,7 +250,7 @@ class InputMirror:
         options = self.pipeline.options
         what = {"discovery": "the script", "stage": "a stage", "run": "the input's process"}[phase]
         mirror = self.result
-        mirror.status = Status.ERROR
+        mirror.status = Status.OUT_OF_MEMORY if ended.status == Status.OUT_OF_MEMORY else Status.ERROR
         if phase == "discovery" and ended.status == Status.TIMEOUT:
             mirror.error = (f"the script ran longer than --timeout {options.timeout_s:g} s "
                             "(its process was killed)")
@@ -263,7 +266,7 @@ class InputMirror:
                 kept.append(line)
             mirror.traceback = "\n".join(kept).strip()
         if self.running is not None:
-            status = Status.TIMEOUT if ended.status == Status.TIMEOUT else Status.KILLED
+            status = ended.status if ended.status in (Status.TIMEOUT, Status.OUT_OF_MEMORY) else Status.KILLED
             self._end_running(StageResult(status=status, error=ended.error))
         not_requested = {"characterization": None if options.characterize else "not requested",
                          "build": "--analyze-only" if options.analyze_only else None,

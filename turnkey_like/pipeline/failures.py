@@ -71,6 +71,9 @@ def script_failure(result: ScriptResult, script_args: str = "") -> ScriptError:
         hint = f"fix the syntax error in {name}, then rerun"
     elif "longer than --timeout" in error:
         hint = f"{ran}raise --timeout if {name} needs longer"
+    elif result.status == Status.OUT_OF_MEMORY:
+        hint = (f"{ran}raise --memory-limit if {name} needs more (it caps the resident memory of the script's "
+                f"process and of what it starts), or run `python {name}` and watch its memory")
     elif "killed by SIGKILL" in error:
         hint = (f"{ran}a SIGKILL (from outside, or the out-of-memory killer) leaves no Python stack: "
                 f"run `python {name}` and watch its memory")
@@ -95,7 +98,7 @@ def input_error(result: ScriptResult, error: TkError | None, script_args: str = 
     """The error to report for an input that ended: ``error`` when the run gave one (a ``::HASH`` that
     matched nothing, a problem with the input, a worker that could not run it), else the script's
     own failure (:func:`script_failure`) when it failed, else ``None``. Serial and Dask runs alike."""
-    if error is None and result.status == Status.ERROR:
+    if error is None and result.status in (Status.ERROR, Status.OUT_OF_MEMORY):
         return script_failure(result, script_args)
     return error
 

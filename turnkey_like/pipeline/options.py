@@ -44,6 +44,10 @@ class RunOptions:
         timeout_s: time limit, seconds, for each input's discovery (running the script) and for each
             invocation's characterization; build and benchmark take theirs from ``build`` and
             ``benchmark``.
+        memory_limit_bytes: the cap on the resident memory of each child (an input's, each stage's),
+            bytes (``--memory-limit``; ``turnkey_like.launcher.memory``): over it the child is killed
+            and its outcome is ``out_of_memory``. ``None``: the default, 75% of the memory available
+            when the run starts divided among the inputs run at once on a host; 0: no cap.
         isolate: run each input (its discovery and its stages) in a child process of its own
             (:class:`~turnkey_like.launcher.StreamingChild`), so a crash, ``os._exit``, hang or
             leaked global state in one script never reaches tk or the next script. ``False`` runs
@@ -64,4 +68,16 @@ class RunOptions:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     trace: bool = False
     timeout_s: float = 3600.0
+    memory_limit_bytes: int | None = None
     isolate: bool = True
+
+    def with_memory_default(self, inputs_at_once: int = 1) -> RunOptions:
+        """These options with :attr:`memory_limit_bytes` resolved when it is the default (``None``):
+        :func:`~turnkey_like.launcher.memory.default_memory_limit` of ``inputs_at_once`` on this host."""
+        if self.memory_limit_bytes is not None:
+            return self
+        from dataclasses import replace
+
+        from turnkey_like.launcher.memory import default_memory_limit
+
+        return replace(self, memory_limit_bytes=default_memory_limit(inputs_at_once) or 0)

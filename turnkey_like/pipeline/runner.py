@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
+import sys
 import time
 import traceback
 from functools import cached_property
@@ -16,7 +18,7 @@ import msgspec
 
 from turnkey_like import __version__
 from turnkey_like.errors import SelectionError, TkError, one_line
-from turnkey_like.events import Listener, RunSummary
+from turnkey_like.events import Listener, RunSummary, interrupted_error
 from turnkey_like.inputs import InputSpec
 from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents
 from turnkey_like.pipeline.failures import apply_selection, input_error
@@ -122,12 +124,14 @@ class Pipeline:
     def run(self, specs: list[InputSpec]) -> RunSummary:
         """Run every input in order; never raises for a bad input, script, model or stage.
 
-        The first Ctrl-C stops the stage running (its earlier outcome, if any, is kept; else it is
-        recorded ``interrupted``) and returns what was done, with ``interrupted`` set.
+        The first Ctrl-C (or SIGTERM, raised as ``events.Terminated`` by the CLI) stops the stage
+        running (its earlier outcome, if any, is kept; else it is recorded ``interrupted``) and
+        returns what was done, with ``interrupted`` (and ``terminated``) set.
         """
         summary = RunSummary(run_id=self.run_id)
         self.listener.run_started(specs)
         self.current = None
+        self.options = self.options.with_memory_default()  # one input at a time
         try:
             if self.options.isolate and any(not s.is_onnx for s in specs):
                 preload_for_children(self.options.characterize)
@@ -148,8 +152,8 @@ class Pipeline:
                 summary.results.append(result)
                 self.current = None
                 self.listener.script_finished(result, error)
-        except KeyboardInterrupt:
-            summary.interrupted = True
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (events.Terminated)
+            summary.stopped_by(stop)
             if self.current is not None:
                 summary.results.append(self.current)
         return summary
@@ -181,6 +185,12 @@ class Pipeline:
         else:
             discovery = discover(spec, max_depth=self.options.max_depth, script_args=self.options.script_args,
                                  on_found=found)
+        if self.options.isolate:  # this is the input's own child: what the script left running ends here
+            from turnkey_like.launcher import script_ended
+
+            left = script_ended()
+            if left:
+                log.info("%s: ended %d process(es) the script left running", spec.path, left)
         result = discovery.result
         result.entry = spec.entry or None
         selection_error = apply_selection(result)
@@ -215,23 +225,30 @@ class Pipeline:
     # -- one input in a child process ----------------------------------------------------------
     def child_body(self, send, spec: InputSpec) -> None:
         """What an input's child does: the work, sending every event with ``send(message)`` (see
-        :meth:`consume`), then ``Done`` (or the input's error)."""
+        :meth:`consume`), then the ``atexit`` handlers the script registered (as Python runs them at
+        exit: the script's process ends here), then ``Done`` (or the input's error)."""
+        from turnkey_like.launcher import limit_children_memory, run_exit_handlers
+
+        limit_children_memory(self.options.memory_limit_bytes)  # each stage's child, under the same cap
         try:
             result, selection = self._run_input_here(spec, PipeEvents(send))
+            last = Done(result=result, error=selection.message if selection else None,
+                        hint=selection.hint if selection else None)
         except TkError as e:
-            send(InputFailed(error=e.message, hint=e.hint))
-            return
+            last = InputFailed(error=e.message, hint=e.hint)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as this input's error
-            send(Crash(error=one_line(e), stack="".join(traceback.format_exception(e)[-6:])))
-            return
-        send(Done(result=result, error=selection.message if selection else None,
-                  hint=selection.hint if selection else None))
+            last = Crash(error=one_line(e), stack="".join(traceback.format_exception(e)[-6:]))
+        if spec.model is None and not spec.is_onnx:  # the handlers see the script's sys.argv, as at its exit
+            with contextlib.suppress(ValueError):
+                sys.argv = [str(spec.path), *shlex.split(self.options.script_args or "")]
+        run_exit_handlers()
+        send(last)
 
     def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
         from turnkey_like.launcher import StreamingChild
 
-        return self.consume(spec, StreamingChild(self.child_body, spec))
+        return self.consume(spec, StreamingChild(self.child_body, spec, memory_limit=self.options.memory_limit_bytes))
 
     def consume(self, spec: InputSpec, channel) -> tuple[ScriptResult, TkError | None]:
         """Mirror what an input's child sends: write its records to the cache, tell the listener
@@ -329,11 +346,15 @@ class Pipeline:
         try:
             with self.stage_guard(stage.name):
                 outcome = stage.run(ctx)
-        except KeyboardInterrupt:
+            if self.options.isolate:  # the input's child: what the stage's model left running ends here
+                from turnkey_like.launcher import end_leftover_processes
+
+                end_leftover_processes()
+        except KeyboardInterrupt as stop:
             # Ctrl-C never erases what an earlier run measured: keep its outcome, else say interrupted.
             setattr(inv, stage.name, settle(earlier, StageResult(
                 status=Status.INTERRUPTED, started_at=started, duration_s=time.perf_counter() - t0,
-                run_id=self.run_id, error="interrupted (Ctrl-C)")))
+                run_id=self.run_id, error=interrupted_error(stop))))
             events.save(record)
             raise
         except Exception as e:  # noqa: BLE001 - one model's failure never stops the others

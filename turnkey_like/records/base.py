@@ -43,7 +43,10 @@ class Status(str, enum.Enum):
 
     ``running`` is written when a stage starts, with the pid of the process doing it; a reader that
     finds ``running`` whose process is gone reports it as ``killed`` (see ``turnkey_like.cache``).
-    ``interrupted`` is a stage stopped by Ctrl-C.
+    ``interrupted`` is a stage stopped by Ctrl-C (or SIGTERM). ``out_of_memory`` is a child killed by
+    tk because its resident memory went over ``--memory-limit`` (``StageResult.peak_memory_bytes``
+    holds the peak), distinct from ``killed`` (a signal tk did not send: a crash, the kernel's
+    out-of-memory killer, a kill from outside).
     """
 
     NOT_STARTED = "not_started"
@@ -54,12 +57,13 @@ class Status(str, enum.Enum):
     TIMEOUT = "timeout"
     KILLED = "killed"
     INTERRUPTED = "interrupted"
+    OUT_OF_MEMORY = "out_of_memory"
 
 
 #: Outcomes that end a stage and are kept in the record until a later run gives a new final one.
-FINAL_STATUSES = frozenset({Status.SUCCESSFUL, Status.ERROR, Status.TIMEOUT, Status.KILLED})
+FINAL_STATUSES = frozenset({Status.SUCCESSFUL, Status.ERROR, Status.TIMEOUT, Status.KILLED, Status.OUT_OF_MEMORY})
 #: Outcomes that count as a failure (the command exits non-zero).
-FAILURE_STATUSES = frozenset({Status.ERROR, Status.TIMEOUT, Status.KILLED, Status.INTERRUPTED})
+FAILURE_STATUSES = frozenset({Status.ERROR, Status.TIMEOUT, Status.KILLED, Status.INTERRUPTED, Status.OUT_OF_MEMORY})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +93,10 @@ class StageResult(Record, Generic[T]):
             mid-stage is read back as that outcome, never as ``killed`` over a measurement), and
             after a failed attempt (``error``/``timeout``) of this run, so the earlier successful
             result is never erased. ``None`` when there was none. Never nested more than one level.
+        peak_memory_bytes: the most resident memory (RSS, bytes) the stage's child process and the
+            processes below it used together, sampled every 0.1 s under ``--memory-limit``
+            (``turnkey_like.launcher.memory``); ``None`` when no cap watched it (the stage ran in
+            tk's own process, or was reused).
     """
 
     status: Status = Status.NOT_STARTED
@@ -101,10 +109,11 @@ class StageResult(Record, Generic[T]):
     result: T | None = None
     reason: str | None = None
     kept: StageResult[T] | None = None
+    peak_memory_bytes: int | None = None
 
     @property
     def failed(self) -> bool:
-        """True when the stage ended in a failure (error, timeout, killed, interrupted)."""
+        """True when the stage ended in a failure (error, timeout, killed, interrupted, out of memory)."""
         return self.status in FAILURE_STATUSES
 
     @property

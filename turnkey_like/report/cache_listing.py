@@ -32,6 +32,7 @@ STATUS_STYLE = {
     "error": "bold red",
     "killed": "bold red",
     "interrupted": "bold red",
+    "out_of_memory": "bold red",
     "timeout": "yellow",
     "running": "cyan",
     "skipped": "dim",

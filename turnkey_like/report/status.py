@@ -36,6 +36,7 @@ _STATUS_STYLE = {
     Status.RUNNING: "cyan",
     Status.NOT_STARTED: "dim",
     Status.INTERRUPTED: "red",
+    Status.OUT_OF_MEMORY: "red",
 }
 
 
@@ -87,7 +88,7 @@ def _stage_outcome(name: str, stage: StageResult) -> str:
     if stage.status == Status.SKIPPED:
         return f"[{style}]skipped[/] ({escape(stage.reason or '')})"
     if stage.failed:
-        line = f"[{style}]{stage.status.value}[/]: {escape(stage.error or 'no error message')}"
+        line = f"[{style}]{stage.status.value.replace('_', ' ')}[/]: {escape(stage.error or 'no error message')}"
         kept = stage.kept
         if kept is not None and kept.status == Status.SUCCESSFUL:
             earlier = (escape(benchmark_line(kept.result)) if isinstance(kept.result, BenchmarkResult)
