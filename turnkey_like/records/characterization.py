@@ -436,19 +436,28 @@ class FusionResult(Record):
 class RepeatedBlocks(Record):
     """A run of consecutive sibling modules that do identical work (BERT's 12 ``BertLayer`` modules).
 
-    Two blocks are identical when they have the same class and run the same ops, in the same order,
-    with the same output shapes, at the same paths relative to the block (``attention.self.query``).
-    Pictures draw the first block once, marked "×N" (``turnkey_like.views.graph``).
+    Two blocks are identical only when they are identical in cost: the same class and parameters,
+    and the same ops in the same order, at the same paths relative to the block
+    (``attention.self.query``), each with the same input and output shapes, dtype, MACs, FLOPs,
+    bytes and weight bytes (``turnkey_like.characterize.assemble.find_repeats``). Pictures draw the
+    first block once, marked "×N", with each block's figures (``turnkey_like.views.graph``).
 
     Attributes:
         paths: the blocks' module paths, in execution order (``encoder.layer.0`` ...).
         class_name: their class.
         ops: op rows in each block (the same for every block).
+        macs, flops, bytes, params: each block's MACs, FLOPs (1 MAC = 2 FLOPs), bytes read + written
+            and parameters (the same for every block; 0 in records written before blocks were
+            compared by cost).
     """
 
     paths: list[str]
     class_name: str
     ops: int
+    macs: int = 0
+    flops: int = 0
+    bytes: int = 0
+    params: int = 0
 
 
 class Characterization(Record):
