@@ -569,7 +569,7 @@ def assemble_call(model, prepared: Prepared, counted: Counted, *, start: float) 
         uncounted=dict(sorted(result.uncounted.items(), key=lambda kv: -kv[1])),
         breakdown=build_breakdown(rows),
         top_ops=top,
-        fusion=find_fusion_groups(rows),
+        fusion=find_fusion_groups(rows, profile),
         repeats=find_repeats(rows, modules),
         symbolic_dims=[] if result.plain_shapes else _symbolic_dims(rows),
         duration_s=time.perf_counter() - start,

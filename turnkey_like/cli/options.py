@@ -179,13 +179,15 @@ class ProfileCommand:
 
 @dataclass(frozen=True)
 class ExploreCommand:
-    """``tk explore``: the nodes to show, where the text goes (``None``: stdout) and the per-layer
-    run whose times it shows (``--runtime``; ``None``: the latest)."""
+    """``tk explore``: the nodes to show, where the text goes (``None``: stdout), the per-layer
+    run whose times it shows (``--runtime``; ``None``: the latest), and ``groups`` (``--groups``:
+    the fusion groups instead of the nodes)."""
 
     run: PipelineRun
     nodes: NodeRange
     output: str | None = None
     runtime: str | None = None
+    groups: bool = False
 
 
 @dataclass(frozen=True)
@@ -550,7 +552,8 @@ def parse_explore(args: argparse.Namespace) -> ExploreCommand:
     _check_inputs(args)
     runtime = measured_runtime(args.runtime)
     run = _pipeline_run(args, StageOptions(analyze_only=True))
-    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime)
+    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime,
+                          groups=args.groups)
 
 
 def parse_view(args: argparse.Namespace) -> ViewCommand:

@@ -35,6 +35,10 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--filter", metavar="TEXT",
                        help="keep nodes whose op or module path contains TEXT (case-insensitive; within the range)")
     group = explore.add_argument_group("output")
+    group.add_argument("--groups", action="store_true",
+                       help="list the fusion groups of several ops instead of nodes: their nodes and ops, MACs, "
+                            "bytes, internal and external bytes, the fused group's arithmetic intensity and bound, "
+                            "and why each group ended (with a range or --filter: the groups holding those nodes)")
     group.add_argument("--output", metavar="FILE", help="write the text to FILE instead of stdout")
     add_measured_run_argument(group)
     explore.set_defaults(func=run_explore, parser=explore)
@@ -100,7 +104,8 @@ def run_explore(args: argparse.Namespace) -> int:
     if not calls:
         return code
     call, others = _pick(calls)
-    text = explore_text(call.char, command.nodes, label=call.label, measured=measured_run(call.inv, command.runtime))
+    text = explore_text(call.char, command.nodes, label=call.label, measured=measured_run(call.inv, command.runtime),
+                        groups=command.groups)
     if others:
         text += "\n" + "\n".join(others) + "\n"
     if command.output:
