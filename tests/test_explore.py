@@ -286,11 +286,14 @@ with torch.no_grad():
 def test_cli_groups_say_why_each_group_ended(tmp_path, golden):
     """``tk explore SCRIPT --groups`` on five chains that end for five reasons (tests/test_fusion.py
     ``Endings``): a second consumer, a residual add already grouped, a layout change, an upsampling,
-    the model's output. Golden on the datasheet a100 profile: every figure comes from shapes."""
+    the model's output. Golden on the datasheet a100 profile: every figure comes from shapes.
+    ``--runtime ort`` with no per-layer run says so on stderr instead of nothing."""
     script = tmp_path / "endings.py"
     script.write_text(ENDINGS_SCRIPT)
-    out = run_tk("explore", str(script), "--groups", "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "-q")
+    out = run_tk("explore", str(script), "--groups", "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "-q",
+                 "--runtime", "ort")
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "--runtime ort: model (Endings) endings.py::" in out.stderr and "has no per-layer run" in out.stderr
     ended = [line[-1].split(":")[0] for line in group_table(out.stdout)]
     assert ended == ["second consumer", "grouped", "layout change", "not fusible", "output"]
     golden("explore_groups_endings.txt", out.stdout)

@@ -416,7 +416,7 @@ def _named(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]], no_weig
         base = ModelRequest(name=name, input_shapes={k: list(v) for k, v in shapes.items()},
                             pretrained=args.pretrained, model_args=model_args,
                             trust_remote_code=args.trust_remote_code, no_weights=True if no_weights else None,
-                            seed=args.seed)
+                            seed=args.seed, dtype=args.dtype)
         for prompt, new in args.generate or [(None, None)]:
             point = msgspec.structs.replace(base, seq_len=prompt, new_tokens=new) if new else base
             requests += expand_sweep(point, args.batch_size, args.seq_len, args.imgsz)
@@ -494,6 +494,93 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
                    color_by=args.color_by, runtime=measured_runtime(args.runtime))
 
 
+# ------------------------------------------------------------------------------------------ needs
+# An option that only means something with another one is an error when given without it (exit 2
+# with the command's usage), never silently ignored. Each rule: the option, its argparse ``dest``,
+# what it needs (named in the message), and whether the command line has that.
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether option ``dest`` was given a value other than its default (the command's parser's
+    ``get_default``; a value equal to the default changes nothing, so it counts as not given)."""
+    parser = getattr(args, "parser", None)
+    default = parser.get_default(dest) if parser is not None else None
+    value = getattr(args, dest, default)
+    return value is not None and value != default
+
+
+def _check_needs(args: argparse.Namespace, rules) -> None:
+    """Raise :class:`UsageError` ``FLAG needs NEED`` for the first rule ``(flag, dest, need, has)``
+    whose option is given (:func:`_given`) while ``has(args)`` is false."""
+    for flag, dest, need, has in rules:
+        if _given(args, dest) and not has(args):
+            raise UsageError(f"{flag} needs {need}", hint=f"add {need}, or drop {flag}")
+
+
+#: Options of named models (``add_named_model_arguments``) that mean nothing without ``--model``.
+_NAMED_MODEL_NEEDS = tuple((flag, flag[2:].replace("-", "_"), "--model NAME", lambda a: bool(a.model))
+                           for flag in ("--batch-size", "--seq-len", "--imgsz", "--pretrained", "--model-args",
+                                        "--trust-remote-code", "--seed", "--dtype"))
+#: ``tk profile``'s picture options: they shape the ``--visualize`` picture only (the HTML page draws its own).
+_PICTURE_NEEDS = tuple((flag, flag[2:].replace("-", "_"), "--visualize PATH", lambda a: bool(a.visualize))
+                       for flag in ("--collapse", "--no-fold", "--color-by"))
+#: Options of the stages ``--analyze-only`` / ``--build-only`` skip (``tk benchmark``).
+_BUILD_FLAGS = ("--opset", "--precision")
+_BENCHMARK_FLAGS = ("--runtime", "--device", "--iterations", "--warmup", "--threads", "--per-layer", "--wait-quiet",
+                    "--rebenchmark", "--lean-cache")
+
+
+def _check_input_needs(args: argparse.Namespace) -> None:
+    """A command that runs inputs (``add_input_arguments``): named-model options need ``--model``;
+    ``--script-args`` and ``--labels`` need a script INPUT (they are ignored for ``--model``);
+    ``--input-shape`` needs ``--model`` or an ``.onnx`` input (scripts make their own inputs)."""
+    _check_named_model_needs(args)
+    scripts = lambda a: bool(a.inputs)  # noqa: E731 - a list of inputs may hold scripts
+    onnx_or_model = lambda a: bool(a.model) or any(not i.endswith(".py") for i in a.inputs)  # noqa: E731
+    _check_needs(args, (("--script-args", "script_args", "a script INPUT", scripts),
+                        ("--labels", "labels", "a script INPUT", scripts),
+                        ("--input-shape", "input_shape", "--model NAME or an .onnx INPUT", onnx_or_model)))
+
+
+def _check_named_model_needs(args: argparse.Namespace) -> None:
+    """Named-model options (sizes, weights, seed, ``--dtype``) without ``--model``."""
+    _check_needs(args, _NAMED_MODEL_NEEDS)
+
+
+def _check_picture_needs(args: argparse.Namespace) -> None:
+    """``--collapse``, ``--no-fold`` and ``--color-by`` without ``--visualize``."""
+    _check_needs(args, _PICTURE_NEEDS)
+
+
+def _check_stage_needs(args: argparse.Namespace) -> None:
+    """``tk benchmark``: ``--analyze-only`` and ``--build-only`` together, or an option of a stage they
+    skip (build options with ``--analyze-only``; benchmark options with either)."""
+    if args.analyze_only and args.build_only:
+        raise UsageError("--analyze-only and --build-only exclude each other",
+                         hint="--analyze-only stops after characterization, --build-only after the ONNX build")
+    stop = "--analyze-only" if args.analyze_only else "--build-only" if args.build_only else None
+    if stop is None:
+        return
+    skipped = (*(_BUILD_FLAGS if args.analyze_only else ()), *_BENCHMARK_FLAGS)
+    for flag in skipped:
+        if _given(args, flag[2:].replace("-", "_")):
+            stage = "the ONNX build" if flag in _BUILD_FLAGS else "the benchmark"
+            raise UsageError(f"{flag} applies to {stage}, which {stop} skips",
+                             hint=f"drop {flag}, or {stop} to run {stage}")
+
+
+def _check_hardware_needs(args: argparse.Namespace, *, plots: bool) -> None:
+    """``--hardware A,B``: the profiles after the first are drawn on ``--roofline``/``--html`` plots
+    only, so several need one of those (``plots``: the command has them), else are an error."""
+    names = [n for n in (args.hardware or "").split(",") if n.strip()]
+    if len(names) < 2:
+        return
+    if not plots:
+        raise UsageError(f"--hardware {args.hardware}: this command shows one profile",
+                         hint=f"give one, e.g. --hardware {names[0].strip()}")
+    if not (args.roofline or args.html):
+        raise UsageError(f"--hardware {args.hardware}: the profiles after the first need --roofline PATH or --html PATH",
+                         hint="they are drawn on those plots; the tables use the first only")
+
+
 # ------------------------------------------------------------------------------------------ commands
 def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     """``tk benchmark``'s options, checked (see the module's docstring for what it raises)."""
@@ -502,6 +589,9 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     from turnkey_like.runtimes import BenchmarkOptions
 
     _check_inputs(args)
+    _check_input_needs(args)
+    _check_stage_needs(args)
+    _check_hardware_needs(args, plots=True)
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: tk needs opset 17 or newer", hint="use --opset 17 or higher")
     _at_least("--iterations", args.iterations, 1, "e.g. --iterations 100")
@@ -532,8 +622,11 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
 def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     """``tk profile``'s options, checked: discovery and characterization only."""
     _check_inputs(args)
+    _check_input_needs(args)
+    _check_hardware_needs(args, plots=True)
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     output = _run_outputs(args, visualize=True)
+    _check_picture_needs(args)
     return ProfileCommand(run=run, output=output,
                           tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime,
                                               phase=args.phase))
@@ -550,6 +643,8 @@ def parse_explore(args: argparse.Namespace) -> ExploreCommand:
     except InputError as e:
         raise UsageError(e.message, hint=e.hint) from None
     _check_inputs(args)
+    _check_input_needs(args)
+    _check_hardware_needs(args, plots=False)
     runtime = measured_runtime(args.runtime)
     run = _pipeline_run(args, StageOptions(analyze_only=True))
     return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime,
@@ -559,6 +654,8 @@ def parse_explore(args: argparse.Namespace) -> ExploreCommand:
 def parse_view(args: argparse.Namespace) -> ViewCommand:
     """``tk view``'s options, checked."""
     _check_inputs(args)
+    _check_input_needs(args)
+    _check_hardware_needs(args, plots=False)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: not a TCP port", hint="give 1 to 65535, or leave --port out for a free one")
     runtime = measured_runtime(args.runtime)
@@ -570,6 +667,7 @@ def parse_compare(args: argparse.Namespace) -> CompareCommand:
     """``tk compare``'s options, checked: at least two builds and sweep points in all."""
     from turnkey_like.corpus import CorpusOptions
 
+    _check_named_model_needs(args)
     analysis = _analysis(args, several=False)
     shapes = _input_shapes(args)
     named = _named(args, shapes, analysis.no_weights)
