@@ -297,3 +297,67 @@ def test_cli_groups_say_why_each_group_ended(tmp_path, golden):
     ended = [line[-1].split(":")[0] for line in group_table(out.stdout)]
     assert ended == ["second consumer", "grouped", "layout change", "not fusible", "output"]
     golden("explore_groups_endings.txt", out.stdout)
+
+
+# ------------------------------------------------------------------------- views reuse the cache
+PROBE = """
+import sys
+from turnkey_like.cli import main
+code = main(sys.argv[1:])
+print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _explore_probe(*argv):
+    """``tk explore ARGV`` in a fresh interpreter that says on stderr whether tk imported torch: it does
+    before it starts any input's child (``pipeline.runner.preload_for_children``, which children
+    build and run their models in), and a run that takes everything from the cache never does."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, "-c", PROBE, "explore", *argv], capture_output=True, text=True,
+                          cwd=REPO, timeout=900)
+
+
+def test_explore_of_a_cached_named_model_takes_the_record_without_building_or_running_it(tmp_path):
+    """The second ``tk explore --model resnet18 --imgsz 32`` on a cache takes its record: torch is never
+    imported (no input's child, so nothing was built or run), the text is the same, the status says
+    where it came from, and the record keeps the run that characterized it. A request that differs
+    (another seed, another hardware profile, a size given that was a default) runs the model."""
+    from turnkey_like.cache import Cache
+
+    cache = tmp_path / "cache"
+    argv = ["--model", "resnet18", "--imgsz", "32", "--hardware", "a100", "--cache-dir", str(cache), "-q"]
+    first = _explore_probe(*argv)
+    assert first.returncode == 0, first.stderr
+    assert "torch imported: True" in first.stderr
+    [build] = Cache(cache).builds()
+    run_id = Cache(cache).load(build).invocation.characterization.run_id
+    second = _explore_probe(*argv)
+    assert second.returncode == 0, second.stderr
+    assert "torch imported: False" in second.stderr
+    assert second.stdout == first.stdout
+    assert f"taken from the cache (build {build}, characterized by run {run_id})" in second.stderr
+    record = Cache(cache).load(build)
+    assert (record.invocation.characterization.run_id, record.invocation.characterization.reason) == (
+        run_id, "reused from cache")
+    assert record.model_request.defaulted == ["source", "batch_size", "no_weights"]
+    for other in (["--seed", "1"], ["--hardware", "h100"], ["--batch-size", "1"]):
+        changed = _explore_probe(*[a for a in argv if a not in ("--hardware", "a100")],
+                                 *(["--hardware", "a100"] if "--hardware" not in other else []), *other)
+        assert changed.returncode == 0, (other, changed.stderr)
+        assert "torch imported: True" in changed.stderr and "taken from the cache" not in changed.stderr, other
+
+
+def test_a_reused_record_keeps_its_measured_runs(measured, tmp_path):
+    """``tk explore`` of the per-layer-measured ResNet-18 (tests/measured.py) takes the record from the
+    cache and still shows its measured columns and the run they come from."""
+    cache = private_copy(measured, tmp_path)
+    out = run_tk("explore", *MODEL, "--cache-dir", str(cache), "--around", "7", "--context", "0", "-q")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "taken from the cache" in out.stderr
+    assert f"measured: {measured.record.invocation.benchmark.result.label()}" in out.stdout
+    assert "measured ms" in out.stdout.splitlines()[-3]

@@ -196,14 +196,18 @@ def expand_sweep(request: ModelRequest, batch_sizes: list[int | None], seq_lens:
     """One request per combination of the listed sizes, batch outermost, then seq_len, then imgsz.
 
     An empty list means "the request's own value". An axis the request's source never uses (not in
-    its ``input_axes``: ``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points;
+    its ``input_axes``: ``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points
+    (with one value or none per such axis there is no duplicate: the source is then not resolved, and the
+    value stays in the request for its loader to drop);
     for sources whose use depends on the model (torchvision, transformers, factory) the loader
     sets the unused size to ``None`` in ``LoadedModel.request``, and equal loaded requests are the
     same point.
     """
     batch_sizes = batch_sizes or [request.batch_size]
-    if not seq_lens and not imgszs:  # no axis to check against the source: its name is not resolved
-        return [msgspec.structs.replace(request, batch_size=b) for b in batch_sizes]  # (importing torchvision)
+    if len(seq_lens) < 2 and len(imgszs) < 2:  # no sweep along an axis: no duplicate point to avoid, so the
+        seq_len = seq_lens[0] if seq_lens else request.seq_len  # name is not resolved (torchvision's claim
+        imgsz = imgszs[0] if imgszs else request.imgsz  # imports it: 3 s); a loader drops a size it never uses
+        return [msgspec.structs.replace(request, batch_size=b, seq_len=seq_len, imgsz=imgsz) for b in batch_sizes]
     source = request.source or model_source(request.name)
     axes = sources.get(source).input_axes if source in SOURCES else sources.AXES
     seq_lens = seq_lens if (seq_lens and "seq_len" in axes) else [request.seq_len]
