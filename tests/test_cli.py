@@ -460,3 +460,113 @@ def test_the_commands_that_run_the_pipeline_agree_on_the_exit_code(tmp_path, cap
         else:
             assert "zoo_fixtures.py:wide" in out  # the good ones still ran and were reported
     assert codes == dict.fromkeys(codes, expected), codes
+
+
+def _needs_cases(tmp_path):
+    """Options given without the option they need: (command line, what the one error line says)."""
+    dot = str(tmp_path / "g.dot")
+    return [
+        (["profile", HELLO, "--collapse", "1"], "shapes --visualize pictures, and no --visualize PATH is given"),
+        (["profile", HELLO, "--collapse", "0"], "shapes --visualize pictures, and no --visualize PATH is given"),
+        (["profile", HELLO, "--no-fold"], "shapes --visualize pictures, and no --visualize PATH is given"),
+        (["profile", HELLO, "--color-by", "measured"], "shapes --visualize pictures, and no --visualize PATH is given"),
+        (["profile", HELLO, "--hardware", "a100,h100"], "need --roofline PATH or --html PATH"),
+        (["benchmark", HELLO, "--hardware", "a100,h100"], "need --roofline PATH or --html PATH"),
+        (["explore", HELLO, "--hardware", "a100,h100"], "this command shows one profile"),
+        (["view", HELLO, "--hardware", "a100,h100"], "this command shows one profile"),
+        (["profile", HELLO, "--imgsz", "64"], "--imgsz applies to --model entries, and none is given"),
+        (["profile", HELLO, "--batch-size", "2"], "--batch-size applies to --model entries, and none is given"),
+        (["explore", HELLO, "--seq-len", "8"], "--seq-len applies to --model entries, and none is given"),
+        (["benchmark", HELLO, "--pretrained"], "--pretrained applies to --model entries, and none is given"),
+        (["profile", HELLO, "--model-args", "{}"], "--model-args applies to --model entries, and none is given"),
+        (["profile", HELLO, "--trust-remote-code"], "--trust-remote-code applies to --model entries, and none is given"),
+        (["profile", HELLO, "--seed", "3"], "--seed applies to --model entries, and none is given"),
+        (["profile", HELLO, "--dtype", "bf16"], "--dtype applies to --model entries, and none is given"),
+        (["compare", "a_00000001", "b_00000002", "--imgsz", "64"], "--imgsz applies to --model entries, and none is given"),
+        (["profile", "--model", "resnet18", "--script-args", "--x 1"], "--script-args needs a script INPUT"),
+        (["profile", "--model", "resnet18", "--labels", "test_group::a"], "--labels needs a script INPUT"),
+        (["profile", HELLO, "--input-shape", "x:1,4"], "--input-shape needs --model NAME or an .onnx INPUT"),
+        (["benchmark", HELLO, "--analyze-only", "--build-only"], "--analyze-only and --build-only contradict each other"),
+        (["benchmark", HELLO, "--analyze-only", "--opset", "17"], "--analyze-only and --opset "),
+        (["benchmark", HELLO, "--analyze-only", "--precision", "fp16"], "--analyze-only and --precision "),
+        (["benchmark", HELLO, "--analyze-only", "--iterations", "5"], "--analyze-only and --iterations"),
+        (["benchmark", HELLO, "--build-only", "--per-layer"], "--build-only and --per-layer"),
+        (["benchmark", HELLO, "--build-only", "--runtime", "torch-eager"], "--build-only and --runtime"),
+        (["benchmark", HELLO, "--build-only", "--warmup", "3"], "--build-only and --warmup"),
+        (["benchmark", HELLO, "--build-only", "--threads", "1"], "--build-only and --threads"),
+        (["benchmark", HELLO, "--build-only", "--wait-quiet", "5"], "--build-only and --wait-quiet"),
+        (["benchmark", HELLO, "--build-only", "--rebenchmark", "always"], "--build-only and --rebenchmark"),
+        (["benchmark", HELLO, "--analyze-only", "--lean-cache"], "--analyze-only and --lean-cache"),
+        (["benchmark", HELLO, "--analyze-only", "--device", "cuda"], "--analyze-only and --device"),
+        (["explore", HELLO, "--context", "2"], "--context needs --around"),
+    ], dot
+
+
+def test_an_option_without_the_option_it_needs_is_a_usage_error_before_anything_runs(tmp_path, capsys):
+    """Nothing is silently ignored: an option that only means something with another one, given
+    without it, exits 2 with the command's usage and one line naming the option it needs; no input
+    runs and no cache is made. With the option it needs, the same command line parses."""
+    from turnkey_like.cli import options
+
+    cache = tmp_path / "cache"
+    cases, dot = _needs_cases(tmp_path)
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--cache-dir", str(cache)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2, (argv, err)
+        assert err.startswith(f"usage: tk {argv[0]}") and expected in err, (argv, err)
+        assert not cache.exists(), argv
+    # given what they need, they parse
+    profile = _record(options.parse_profile, ["profile", HELLO, "--visualize", dot, "--collapse", "0", "--no-fold",
+                                              "--color-by", "measured", "--hardware", "a100,h100",
+                                              "--roofline", str(tmp_path / "r.pdf")])
+    assert (profile.output.collapse, profile.output.fold_repeats, profile.output.color_by) == (0, False, "measured")
+    assert profile.output.roofline == str(tmp_path / "r.pdf")
+    named = _record(options.parse_profile, ["profile", "--model", "resnet18", "--imgsz", "64", "--seed", "3",
+                                            "--dtype", "bf16", "--input-shape", "x:1,3,64,64"])
+    [request] = named.run.inputs.named.requests
+    assert (request.imgsz, request.seed, request.dtype) == (64, 3, "bf16")
+    bench = _record(options.parse_benchmark, ["benchmark", HELLO, "--analyze-only", "--rebuild", "always"])
+    assert bench.run.stages.analyze_only and bench.run.stages.build.rebuild == "always"  # --rebuild: reuse of all
+
+
+def test_picture_formats_are_checked_before_any_model_runs(tmp_path, capsys):
+    """``--visualize x.jpg`` and ``--roofline x.jpg`` are one-line errors (exit 1) before the named model
+    is built; ``--roofline x.pdf`` and ``--visualize x.dot`` are accepted."""
+    from turnkey_like.cli import options
+
+    cache = tmp_path / "cache"
+    for argv, expected in ((["profile", "--visualize", str(tmp_path / "x.jpg")], "unknown picture format '.jpg'"),
+                           (["profile", "--roofline", str(tmp_path / "x.jpg")], "--roofline"),
+                           (["benchmark", "--roofline", str(tmp_path / "x.jpg")], "unknown picture format '.jpg'")):
+        code = main([*argv, "--model", "resnet18", "--cache-dir", str(cache)])
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith("error: ") and expected in err.splitlines()[0], (argv, err)
+        assert not cache.exists()
+    ok = _record(options.parse_profile, ["profile", "--model", "resnet18", "--roofline", str(tmp_path / "x.pdf"),
+                                         "--visualize", str(tmp_path / "x.dot")])
+    assert (ok.output.roofline, ok.output.visualize) == (str(tmp_path / "x.pdf"), str(tmp_path / "x.dot"))
+
+
+def test_dtype_bf16_keeps_the_macs_and_halves_the_bytes_of_resnet18(tmp_path, capsys):
+    """``tk profile --model resnet18 --imgsz 64 --dtype bf16``: the request records bf16, the weights and
+    the input are bfloat16, the MACs equal fp32's, and every byte halves but the max pool's int64
+    indices (1×64×16×16 of 8 bytes = 131072 B in both): bf16 bytes = (fp32 bytes + 131072) / 2."""
+    records = {}
+    for dtype in ("fp32", "bf16"):
+        path = tmp_path / f"{dtype}.json"
+        code, out, err = _tk(capsys, "profile", "--model", "resnet18", "--imgsz", "64", "--dtype", dtype,
+                             "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "--json", str(path), "-q")
+        assert code == 0, out + err
+        [result] = json.loads(path.read_text())["results"]
+        assert result["model_request"]["dtype"] == dtype
+        inv = result["models"][0]["invocations"][0]
+        records[dtype] = (inv["signature"][0]["dtype"], inv["characterization"]["result"])
+    (fp32_input, fp32), (bf16_input, bf16) = records["fp32"], records["bf16"]
+    assert (fp32_input, bf16_input) == ("float32", "bfloat16") and bf16["dtype"] == "bfloat16"
+    assert bf16["totals"]["macs"] == fp32["totals"]["macs"] > 0
+    assert bf16["totals"]["param_bytes"] * 2 == fp32["totals"]["param_bytes"]
+    indices = 64 * 16 * 16 * 8
+    fp32_bytes = fp32["totals"]["bytes_read"] + fp32["totals"]["bytes_written"]
+    assert bf16["totals"]["bytes_read"] + bf16["totals"]["bytes_written"] == (fp32_bytes + indices) // 2

@@ -214,3 +214,150 @@ def test_cli_runtime_picks_the_run_and_numbers_match_tk_profile(measured, tmp_pa
     assert short_op(char.rows[int(first[0])].op) == first[2]  # "#" is OpRow.index, as explore numbers nodes
     bad = run_tk("explore", *MODEL, "--runtime", "tensorrt", "--cache-dir", str(cache), "-q")
     assert bad.returncode == 1 and "--runtime tensorrt: not a runtime tk measures" in bad.stderr
+
+
+# ------------------------------------------------------------------------- --groups
+def group_table(text: str) -> list[list[str]]:
+    """The group lines of ``--groups`` text, split on runs of two spaces or more (header and rule left out)."""
+    import re
+
+    block = text.split("\n\n")[2].splitlines()
+    return [re.split(r"\s{2,}", line.strip()) for line in block[2:]]
+
+
+def test_groups_list_each_group_of_several_ops_from_the_record(resnet18_char):
+    """One line per ``FusionResult.groups`` entry: its number, nodes, ops, module, MACs, FLOPs, bytes,
+    internal and external bytes, fused AI, bound, roofline time and why it ended, all read from the
+    record; a range keeps the groups holding a node of it."""
+    from turnkey_like.units import format_bytes, format_intensity, format_seconds, si
+
+    char = resnet18_char
+    text = explore_text(char, NodeRange(), label="resnet18", groups=True)
+    assert f"{len(char.fusion.groups)} shown of {char.fusion.summary.groups}" in text
+    lines = group_table(text)
+    assert len(lines) == len(char.fusion.groups)
+    for line, g in zip(lines, char.fusion.groups):
+        assert line[:4] == [str(g.id), ",".join(map(str, g.ops)), " → ".join(short_op(op) for op in g.op_names),
+                            g.module_path]
+        assert line[4:12] == [si(g.macs), si(g.flops), format_bytes(g.unfused_bytes), format_bytes(g.internal_bytes),
+                              format_bytes(g.external_bytes), format_intensity(g.arithmetic_intensity), g.bound,
+                              format_seconds(g.roofline_time_s)]
+        assert line[12].startswith(g.end) and all(f"#{i} {short_op(char.rows[i].op)}" in line[12] for i in g.end_readers)
+    # conv1 → bn1 → relu ends at the max pool; each downsample's conv → bn at the residual add its
+    # block's main chain took (grouped); the last block's chain at the global average pool (mean)
+    stem = char.fusion.groups[0]
+    assert lines[0][12] == f"reduction: #{stem.end_readers[0]} max_pool2d_with_indices"
+    downsample = [(line, g) for line, g in zip(lines, char.fusion.groups) if g.module_path.endswith("downsample.0")]
+    assert len(downsample) == 3
+    for line, g in downsample:
+        add = g.end_readers[0]
+        assert line[12] == f"grouped: #{add} add_ (group {char.fusion.row_groups[add]})"
+    assert "grouped: the op reading the result is in an earlier group already" in text
+    picked = explore_text(char, NodeRange(start=23, end=24), groups=True)
+    assert [line[1] for line in group_table(picked)] == [",".join(map(str, g.ops)) for g in char.fusion.groups
+                                                           if {23, 24} & set(g.ops)]
+
+
+ENDINGS_SCRIPT = """
+import torch
+import torch.nn as nn
+
+
+class Endings(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3, self.conv4 = (nn.Conv2d(4, 4, 1) for _ in range(4))
+        self.bn1, self.bn2 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(64, 8)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)) + self.bn2(self.conv2(x)))
+        z = torch.sigmoid(self.conv3(y)).permute(0, 2, 3, 1).contiguous().flatten(1)
+        u = nn.functional.interpolate(self.conv4(y).relu(), scale_factor=2.0)
+        return self.fc(z).relu(), u
+
+
+model = Endings().eval()
+with torch.no_grad():
+    model(torch.randn(1, 4, 4, 4))
+"""
+
+
+def test_cli_groups_say_why_each_group_ended(tmp_path, golden):
+    """``tk explore SCRIPT --groups`` on five chains that end for five reasons (tests/test_fusion.py
+    ``Endings``): a second consumer, a residual add already grouped, a layout change, an upsampling,
+    the model's output. Golden on the datasheet a100 profile: every figure comes from shapes.
+    ``--runtime ort`` with no per-layer run says so on stderr instead of nothing."""
+    script = tmp_path / "endings.py"
+    script.write_text(ENDINGS_SCRIPT)
+    out = run_tk("explore", str(script), "--groups", "--hardware", "a100", "--cache-dir", str(tmp_path / "cache"), "-q",
+                 "--runtime", "ort")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--runtime ort: model (Endings) endings.py::" in out.stderr and "has no per-layer run" in out.stderr
+    ended = [line[-1].split(":")[0] for line in group_table(out.stdout)]
+    assert ended == ["second consumer", "grouped", "layout change", "not fusible", "output"]
+    golden("explore_groups_endings.txt", out.stdout)
+
+
+# ------------------------------------------------------------------------- views reuse the cache
+PROBE = """
+import sys
+from turnkey_like.cli import main
+code = main(sys.argv[1:])
+print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _explore_probe(*argv):
+    """``tk explore ARGV`` in a fresh interpreter that says on stderr whether tk imported torch: it does
+    before it starts any input's child (``pipeline.runner.preload_for_children``, which children
+    build and run their models in), and a run that takes everything from the cache never does."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, "-c", PROBE, "explore", *argv], capture_output=True, text=True,
+                          cwd=REPO, timeout=900)
+
+
+def test_explore_of_a_cached_named_model_takes_the_record_without_building_or_running_it(tmp_path):
+    """The second ``tk explore --model resnet18 --imgsz 32`` on a cache takes its record: torch is never
+    imported (no input's child, so nothing was built or run), the text is the same, the status says
+    where it came from, and the record keeps the run that characterized it. A request that differs
+    (another seed, another hardware profile, a size given that was a default) runs the model."""
+    from turnkey_like.cache import Cache
+
+    cache = tmp_path / "cache"
+    argv = ["--model", "resnet18", "--imgsz", "32", "--hardware", "a100", "--cache-dir", str(cache), "-q"]
+    first = _explore_probe(*argv)
+    assert first.returncode == 0, first.stderr
+    assert "torch imported: True" in first.stderr
+    [build] = Cache(cache).builds()
+    run_id = Cache(cache).load(build).invocation.characterization.run_id
+    second = _explore_probe(*argv)
+    assert second.returncode == 0, second.stderr
+    assert "torch imported: False" in second.stderr
+    assert second.stdout == first.stdout
+    assert f"taken from the cache (build {build}, characterized by run {run_id})" in second.stderr
+    record = Cache(cache).load(build)
+    assert (record.invocation.characterization.run_id, record.invocation.characterization.reason) == (
+        run_id, "reused from cache")
+    assert record.model_request.defaulted == ["source", "batch_size", "no_weights"]
+    for other in (["--seed", "1"], ["--hardware", "h100"], ["--batch-size", "1"]):
+        changed = _explore_probe(*[a for a in argv if a not in ("--hardware", "a100")],
+                                 *(["--hardware", "a100"] if "--hardware" not in other else []), *other)
+        assert changed.returncode == 0, (other, changed.stderr)
+        assert "torch imported: True" in changed.stderr and "taken from the cache" not in changed.stderr, other
+
+
+def test_a_reused_record_keeps_its_measured_runs(measured, tmp_path):
+    """``tk explore`` of the per-layer-measured ResNet-18 (tests/measured.py) takes the record from the
+    cache and still shows its measured columns and the run they come from."""
+    cache = private_copy(measured, tmp_path)
+    out = run_tk("explore", *MODEL, "--cache-dir", str(cache), "--around", "7", "--context", "0", "-q")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "taken from the cache" in out.stderr
+    assert f"measured: {measured.record.invocation.benchmark.result.label()}" in out.stdout
+    assert "measured ms" in out.stdout.splitlines()[-3]

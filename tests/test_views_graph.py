@@ -343,6 +343,8 @@ def test_models_that_do_not_trace_are_drawn(name, tmp_path):
     model, args, kwargs = _untraceable(name)
     with torch.no_grad():
         char = characterize(model, *args, hardware="a100", **kwargs)
+    assert_runs_identical_in_cost(char)  # the FPN lists (28.7 M vs 118 M MACs at 320×320): no run
+    assert not any(".fpn." in p + "." for run in char.repeats for p in run.paths)
     svg = render_graph(char, tmp_path / f"{name}.svg", fold_repeats=False).read_text()
     assert set(svg_nodes(svg)) == {f"n{r.index}" for r in char.rows}
     assert set(svg_edges(svg)) == expected_edges(char)
@@ -366,3 +368,151 @@ def test_committed_readme_picture_is_a_real_tk_graph():
     nodes = svg_nodes(svg)
     assert len(nodes) == 14 and {"mlayer1.0", "mlayer3.1", "mlayer4.1"} <= set(nodes)
     assert "layer3.1 (Bottleneck) ×5" in svg and "1 MAC = 2 FLOPs" in svg
+
+
+# ------------------------------------------------------------------------- honest folding (×N)
+def _block_ops(char, path: str) -> list[tuple]:
+    """Per op of the block at ``path``, in order: its path inside the block, op, input and output
+    shapes, MACs and weight bytes, as the record holds them."""
+    cut = len(path) + 1
+    return [(r.module_path[cut:], r.op, r.input_shapes, r.output_shapes, r.macs, r.weight_bytes)
+            for r in char.rows if r.module_path == path or r.module_path.startswith(path + ".")]
+
+
+def assert_runs_identical_in_cost(char) -> None:
+    """Every recorded run's blocks have the same ops, shapes, MACs and weights, and the same module
+    totals (MACs, parameters, bytes) as the run records for each block."""
+    modules = {m.path: m for m in char.modules}
+    for run in char.repeats:
+        first = _block_ops(char, run.paths[0])
+        assert len(first) == run.ops
+        for path in run.paths:
+            m = modules[path]
+            assert (m.macs, m.flops, m.params, m.bytes) == (run.macs, run.flops, run.params, run.bytes), (run, path)
+            assert _block_ops(char, path) == first, (run.paths[0], path)
+
+
+def _four_convs():
+    """The characterization of a 1×1 conv 4→8 then three 3×3 convs 8→8 (padding 1) on [1, 4, 6, 6]."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1), *(torch.nn.Conv2d(8, 8, 3, padding=1) for _ in range(3)))
+    return characterize(model.eval(), torch.randn(1, 4, 6, 6), hardware="a100")
+
+
+def test_blocks_fold_only_when_identical_in_cost():
+    """A 1×1 conv 4→8 then three 3×3 convs 8→8 (padding 1) on a [1, 4, 6, 6] input: all four are
+    ``Conv2d`` with output [1, 8, 6, 6], but only the last three cost the same, so only they fold.
+    MACs (bias not counted): 1×1: 8·6·6 outputs × 4 inputs = 1152; 3×3: 8·6·6 × 8·3·3 = 20736 each.
+    Each 3×3 block: 8·8·9 + 8 = 584 parameters; bytes = input 1152 + weight 2304 + bias 32 read,
+    1152 written = 4640."""
+    char = _four_convs()
+    assert [r.macs for r in char.rows] == [1152, 20736, 20736, 20736]
+    [run] = char.repeats
+    assert run.paths == ["1", "2", "3"] and run.class_name == "Conv2d"
+    assert (run.ops, run.macs, run.flops, run.params, run.bytes) == (1, 20736, 2 * 20736, 584, 4640)
+    assert_runs_identical_in_cost(char)
+    source = graph_dot(char).source
+    assert re.search(r'^\s*n0 \[label="convolution · 0\\n1×8×6×6\\nMACs 1.15 k ·', source, flags=re.M)  # drawn apart
+    assert re.search(r'^\s*n1 \[label="convolution · 1\\n1×8×6×6\\nMACs 20.7 k each ·', source, flags=re.M)
+    assert not re.search(r"^\s*n[23] \[", source, flags=re.M)
+    assert 'label="1 ×3 (identical blocks, one drawn; figures are each block\'s)"' in source
+
+
+def test_mobilenet_v3_large_folds_only_its_identical_inverted_residuals():
+    """torchvision's MobileNetV3-Large table (``_mobilenet_v3_conf``): features 5 and 6 (40 ch, 5×5,
+    expand 120, SE), 9 and 10 (80 ch, 3×3, expand 184) and 14 and 15 (160 ch, 5×5, expand 960) are
+    the only consecutive identical blocks. Inside every block the expand 1×1 and the depthwise
+    ``Conv2dNormActivation`` have the same class and output shape but not the same MACs (features.3:
+    2.03 M against 5.42 M... folded before, hiding the costlier one): they are no run now."""
+    import torchvision
+
+    with torch.no_grad():
+        char = characterize(torchvision.models.mobilenet_v3_large(weights=None).eval(), torch.randn(1, 3, 224, 224),
+                            hardware="a100")
+    assert [run.paths for run in char.repeats] == [["features.5", "features.6"], ["features.9", "features.10"],
+                                                   ["features.14", "features.15"]]
+    assert_runs_identical_in_cost(char)
+    macs = {m.path: m.macs for m in char.modules}
+    assert macs["features.3.block.0"] != macs["features.3.block.1"]
+    nodes = set(re.findall(r'^\s*(n\d+) \[label=', graph_dot(char).source, flags=re.M))
+    depthwise = [r for r in char.rows if r.module_path.startswith("features.3.block.1.")]
+    assert depthwise and all(f"n{r.index}" in nodes for r in depthwise)  # the costlier block is drawn
+    folded_away = sum(run.ops * (len(run.paths) - 1) for run in char.repeats)
+    assert len(nodes) == len(char.rows) - folded_away
+
+
+def test_yolov8n_head_convolutions_of_different_widths_do_not_fold():
+    """YOLOv8n's Detect head (ultralytics ``Detect``: c2 = max(16, 64 // 4, 4·16) = 64, c3 = max(64,
+    80) = 80): ``cv2.i`` is Conv(ch_i→64, 3×3), Conv(64→64, 3×3) and ``cv3.i`` Conv(ch_i→80),
+    Conv(80→80), for ch = 64, 128, 256. Only ``cv2.0`` (64→64 twice) is two identical blocks; the
+    other five pairs share class and output shape but not MACs, and were folded before."""
+    from ultralytics import YOLO
+
+    with torch.no_grad():
+        char = characterize(YOLO("yolov8n.yaml").model.eval(), torch.rand(1, 3, 320, 320), hardware="a100")
+    assert_runs_identical_in_cost(char)
+    head = [run.paths for run in char.repeats if run.paths[0].startswith("model.22.")]
+    assert head == [["model.22.cv2.0.0", "model.22.cv2.0.1"]]
+    bottlenecks = [run.paths for run in char.repeats if run.class_name == "Bottleneck"]
+    assert bottlenecks == [["model.4.m.0", "model.4.m.1"], ["model.6.m.0", "model.6.m.1"]]
+
+
+def test_fpn_inner_and_layer_blocks_are_not_one_block_twice():
+    """torchvision's ``FeaturePyramidNetwork([16, 32, 64], 32)``: ``inner_blocks`` (1×1 convs to 32
+    channels) and ``layer_blocks`` (3×3 convs 32→32) are both ``ModuleList``s of three
+    ``Conv2dNormActivation`` with the same output shapes, run interleaved. On [1, 16, 32, 32],
+    [1, 32, 16, 16], [1, 64, 8, 8]: inner MACs 32·8·8·64 + 32·16·16·32 + 32·32·32·16 = 917504, layer
+    MACs 3·3·32 × 32·(64 + 256 + 1024) = 12386304. They were folded as one block twice (and the
+    faster R-CNN picture lost its costlier list); now nothing folds and every conv is drawn."""
+    from collections import OrderedDict
+
+    import torchvision
+
+    fpn = torchvision.ops.FeaturePyramidNetwork([16, 32, 64], 32).eval()
+    x = OrderedDict(feat0=torch.rand(1, 16, 32, 32), feat1=torch.rand(1, 32, 16, 16), feat2=torch.rand(1, 64, 8, 8))
+    with torch.no_grad():
+        char = characterize(fpn, x, hardware="a100")
+    macs = {m.path: m.macs for m in char.modules}
+    assert (macs["inner_blocks"], macs["layer_blocks"]) == (917504, 12386304)
+    assert char.repeats == []
+    source = graph_dot(char).source
+    convs = [r for r in char.rows if r.op == "aten.convolution.default"]
+    assert len(convs) == 6 and all(re.search(rf"^\s*n{r.index} \[", source, flags=re.M) for r in convs)
+    assert "×2" not in source
+
+
+def test_a_twelve_layer_bert_still_folds_to_x12():
+    """A 12-layer BERT (hidden 64, 2 heads, intermediate 128): its 12 ``BertLayer`` blocks are
+    identical in cost and draw as one, marked ×12, with figures each."""
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(num_hidden_layers=12, hidden_size=64, num_attention_heads=2,
+                                 intermediate_size=128)).eval()
+    with torch.no_grad():
+        char = characterize(model, torch.randint(0, 1000, (1, 16)), hardware="a100")
+    [run] = char.repeats
+    assert run.paths == [f"encoder.layer.{i}" for i in range(12)] and run.class_name == "BertLayer"
+    assert_runs_identical_in_cost(char)
+    source = graph_dot(char).source
+    assert "encoder.layer.0 ×12 (identical blocks, one drawn; figures are each block's)" in source
+    nodes = re.findall(r'^\s*(n\d+) \[label="([^"]*)"', source, flags=re.M)
+    assert len(nodes) == len(char.rows) - 11 * run.ops
+    inside = {f"n{r.index}" for r in char.rows if r.module_path.startswith("encoder.layer.0.")}
+    assert all("each" in label for node, label in nodes if node in inside)
+    collapsed = graph_dot(char, collapse=3).source  # encoder.layer.i as module nodes
+    assert re.search(r'"?mencoder\.layer\.0"? \[label="encoder\.layer\.0 \(BertLayer\) ×12 \(figures each\)[^"]*MACs '
+                     r'[^"]* each', collapsed)
+
+
+def test_runs_recorded_before_costs_were_compared_are_drawn_unfolded():
+    """A record from an older tk may hold a run whose blocks differ in cost: for the four convs of
+    :func:`_four_convs` it recorded ``0 ... 3`` as one run of 4 (class and output shapes matched).
+    Read from such a record, the picture draws every block rather than the first one ×4."""
+    import msgspec
+
+    from turnkey_like.records import RepeatedBlocks
+
+    char = _four_convs()
+    old = msgspec.structs.replace(char, repeats=[RepeatedBlocks(paths=["0", "1", "2", "3"], class_name="Conv2d", ops=1)])
+    source = graph_dot(old).source
+    assert " ×4" not in source and " each" not in source
+    assert re.findall(r'^\s*(n\d+) \[', source, flags=re.M) == ["n0", "n1", "n2", "n3"]

@@ -200,16 +200,30 @@ def _feeds(before: list[OpRow], after: list[OpRow]) -> bool:
     return any(p in produced for r in after for p in r.producers)
 
 
+def _op_cost(row: OpRow, cut: int) -> tuple:
+    """What makes one op of a block the same as its twin in another block: its path inside the block
+    (``row.module_path[cut:]``), op, input and output shapes, dtype, MACs, FLOPs, bytes read and
+    written, and weight bytes (the parameters it reads)."""
+    return (row.module_path[cut:], row.op, tuple(tuple(s) for s in row.input_shapes),
+            tuple(tuple(s) for s in row.output_shapes), row.dtype, row.macs, row.flops, row.bytes_read,
+            row.bytes_written, row.weight_bytes)
+
+
 def find_repeats(rows: list[OpRow], modules: list[ModuleRow]) -> list[RepeatedBlocks]:
     """Return the runs of consecutive sibling modules that do identical work, outermost first.
 
-    Siblings (children of one module, in the roll-up's order) are identical blocks when they have
-    the same class and run the same ops in the same order, each with the same output shapes and at
-    the same module path relative to the block, and each block reads an output of the block before it
-    (a chain, like BERT's layers; parallel branches such as query/key/value projections are not a
-    run); a run needs two blocks or more. Modules that ran no
-    op are never part of a run. Runs are listed by depth (outermost first), then in module order;
-    runs nested inside a block of an outer run are listed too (each block has its own).
+    Siblings (children of one module, in the roll-up's order) are identical blocks only when they
+    are identical in cost: the same class and the same parameters (count and bytes), running the
+    same ops in the same order, each op at the same module path relative to its block, with the
+    same input and output shapes, dtype, MACs, FLOPs, bytes read and written and weight bytes
+    (:func:`_op_cost`). Same class and output shapes alone are not enough: MobileNetV3's expand and
+    depthwise ``Conv2dNormActivation`` blocks, YOLOv8's detection-head convolutions and the FPN's
+    ``inner_blocks``/``layer_blocks`` lists match on those but differ several-fold in MACs.
+    Besides, each block runs after the one before it has ended (no interleaved ops) and reads an
+    output of it (a chain, like BERT's layers; parallel branches such as query/key/value
+    projections are not a run); a run needs two blocks or more. Modules that ran no op are never
+    part of a run. Runs are listed by depth (outermost first), then in module order; runs nested
+    inside a block of an outer run are listed too (each block has its own).
     Cost: one pass over the rows per ancestor level of the candidate modules (siblings sharing a
     class), so a few milliseconds for thousands of rows.
     """
@@ -233,10 +247,13 @@ def find_repeats(rows: list[OpRow], modules: list[ModuleRow]) -> list[RepeatedBl
                 inside[path].append(r)
             path = path.rpartition(".")[0]
 
-    def signature(path: str) -> tuple:
-        cut = len(path) + 1
-        return tuple((r.module_path[cut:], r.op, tuple(tuple(s) for s in r.output_shapes))
-                     for r in inside[path])
+    def signature(m: ModuleRow) -> tuple:
+        cut = len(m.path) + 1
+        return (m.class_name, m.params, m.param_bytes, *(_op_cost(r, cut) for r in inside[m.path]))
+
+    def follows(before: ModuleRow, after: ModuleRow) -> bool:
+        first, last = inside[before.path], inside[after.path]
+        return first[-1].index < last[0].index and _feeds(first, last)
 
     order = {m.path: i for i, m in enumerate(modules)}
     runs: list[tuple[int, int, RepeatedBlocks]] = []
@@ -244,15 +261,15 @@ def find_repeats(rows: list[OpRow], modules: list[ModuleRow]) -> list[RepeatedBl
         run: list[ModuleRow] = []
         run_sig: tuple = ()
         for m in [*kids, None]:
-            sig = signature(m.path) if m is not None and m.path in candidates else None
-            if (run and m is not None and sig and m.class_name == run[0].class_name and sig == run_sig
-                    and _feeds(inside[run[-1].path], inside[m.path])):
+            sig = signature(m) if m is not None and m.path in candidates else None
+            if run and sig and sig == run_sig and follows(run[-1], m):
                 run.append(m)
                 continue
             if len(run) > 1:
                 runs.append((run[0].depth, order[run[0].path],
                              RepeatedBlocks(paths=[b.path for b in run], class_name=run[0].class_name,
-                                            ops=len(run_sig))))
+                                            ops=len(inside[run[0].path]), macs=run[0].macs,
+                                            flops=run[0].flops, bytes=run[0].bytes, params=run[0].params)))
             run, run_sig = ([m], sig) if sig else ([], ())
     runs.sort(key=lambda t: t[:2])
     return [r for _, _, r in runs]
@@ -552,7 +569,7 @@ def assemble_call(model, prepared: Prepared, counted: Counted, *, start: float) 
         uncounted=dict(sorted(result.uncounted.items(), key=lambda kv: -kv[1])),
         breakdown=build_breakdown(rows),
         top_ops=top,
-        fusion=find_fusion_groups(rows),
+        fusion=find_fusion_groups(rows, profile),
         repeats=find_repeats(rows, modules),
         symbolic_dims=[] if result.plain_shapes else _symbolic_dims(rows),
         duration_s=time.perf_counter() - start,

@@ -13,6 +13,18 @@ Traffic accounting per group (bytes at the real dtype):
 - ``external_bytes`` = unfused - internal: inputs read from outside the group + the final output;
 - the group's arithmetic intensity is FLOPs / external bytes.
 
+The group's MACs and FLOPs are its ops' sums; with a hardware profile, its bound and roofline time
+are those of one fused op (FLOPs over external bytes) at its anchor's dtype
+(``characterize.roofline.annotate``).
+
+Why a group ends is recorded when it is formed: ``FusionGroup.end`` (one of :data:`ENDS`, each
+explained in :data:`turnkey_like.records.FUSION_ENDS`) and ``FusionGroup.end_readers`` (the ops that
+read its last op's result). Nothing reads it (the model's output); more than one op reads it (a
+second consumer: it must reach memory anyway); or its one reader is not an epilogue op: a reduction
+(categories ``reduction``, ``softmax``, ``pooling``: a kernel that reduces over an axis or a window),
+a layout change (``data_movement``: view, permute, cat, copy), another anchor, another kind of op,
+or an op already in a group (a residual add an earlier chain took: it joins two chains).
+
 Every op belongs to exactly one group: an op outside the multi-op groups is a group of its own (it
 runs as its own kernel). ``FusionResult.row_groups`` numbers the groups 0, 1, ... in execution order
 of their first op, so the explorer and the pictures show a group for every node, nothing "not
@@ -23,20 +35,51 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from turnkey_like.records import FusionGroup, FusionResult, FusionSummary, OpRow
+from turnkey_like.characterize.roofline import annotate
+from turnkey_like.records import FUSION_ENDS, FusionGroup, FusionResult, FusionSummary, HardwareProfile, OpRow
 
 ANCHORS = frozenset({"conv", "matmul", "attention"})
 FUSIBLE = frozenset({"norm", "activation", "elementwise"})
+#: Why a group ends (``FusionGroup.end``): the keys of :data:`turnkey_like.records.FUSION_ENDS`.
+ENDS = tuple(FUSION_ENDS)
+
+#: The end of a group whose one reader is not fusible, by the reader's category (else ``not fusible``).
+_END_BY_CATEGORY = {"reduction": "reduction", "softmax": "reduction", "pooling": "reduction",
+                    "data_movement": "layout change", **{c: "anchor" for c in ANCHORS}}
 
 
-def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
+def _chain(idx: int, consumers: dict[int, list[int]], by_index: dict[int, OpRow],
+           grouped: set[int]) -> tuple[list[int], str, list[int]]:
+    """The chain from anchor ``idx``, why it stops (one of :data:`ENDS`) and the ops reading its
+    last op's result."""
+    chain = [idx]
+    while True:
+        readers = consumers.get(chain[-1], [])
+        if not readers:
+            return chain, "output", []
+        if len(readers) > 1:
+            return chain, "second consumer", list(readers)
+        nxt = readers[0]
+        if nxt in grouped:
+            return chain, "grouped", [nxt]
+        category = by_index[nxt].category
+        if category not in FUSIBLE:
+            return chain, _END_BY_CATEGORY.get(category, "not fusible"), [nxt]
+        chain.append(nxt)
+
+
+def find_fusion_groups(rows: Iterable[OpRow], profile: HardwareProfile | None = None) -> FusionResult:
     """Return the fusion groups of ``rows`` (op rows in execution order) and the traffic removed.
 
     Uses each row's ``producers`` (indices of earlier rows whose outputs it reads) to find consumers;
     a chain continues from op A to op B only when B is A's only consumer, B's category is in
-    :data:`FUSIBLE` and B is not already in a group. Bytes as described in the module docstring.
-    ``row_groups`` gives every row its group's number (position ``i`` for the ``i``-th row given).
+    :data:`FUSIBLE` and B is not already in a group; why it stopped is recorded in the group
+    (:data:`ENDS`). Bytes as described in the module docstring. With ``profile``, each group's bound
+    and roofline time as one fused op (FLOPs over external bytes, at the anchor's dtype); without,
+    its bound is ``""``. ``row_groups`` gives every row its group's number (position ``i`` for the
+    ``i``-th row given).
     """
+
     rows = list(rows)
     by_index = {r.index: r for r in rows}
     consumers: dict[int, list[int]] = {i: [] for i in by_index}
@@ -53,14 +96,7 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
         idx = r.index
         if r.category not in ANCHORS or idx in grouped:
             continue
-        chain = [idx]
-        cur = idx
-        while len(consumers.get(cur, ())) == 1:
-            nxt = consumers[cur][0]
-            if nxt in grouped or by_index[nxt].category not in FUSIBLE:
-                break
-            chain.append(nxt)
-            cur = nxt
+        chain, end, readers = _chain(idx, consumers, by_index, grouped)
         if len(chain) < 2:
             continue
         grouped.update(chain)
@@ -72,6 +108,7 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
             internal += written + min(written, cons.bytes_read)
         flops = sum(m.flops for m in members)
         external = unfused - internal
+        fused = annotate(flops, external, profile, members[0].dtype) if profile is not None else None
         groups.append(
             FusionGroup(
                 ops=chain,
@@ -82,6 +119,11 @@ def find_fusion_groups(rows: Iterable[OpRow]) -> FusionResult:
                 internal_bytes=internal,
                 external_bytes=external,
                 arithmetic_intensity=flops / external if external > 0 else None,
+                macs=sum(m.macs or 0 for m in members),
+                bound=fused.bound if fused is not None else "",
+                roofline_time_s=fused.time_s if fused is not None else 0.0,
+                end=end,
+                end_readers=readers,
             )
         )
 

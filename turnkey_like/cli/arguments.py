@@ -131,6 +131,14 @@ def add_named_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="allow a hub model's own Python code to run (transformers trust_remote_code)")
     group.add_argument("--seed", type=int, default=0, metavar="N",
                        help="seed of named models' random weights and synthesized inputs (default 0; recorded)")
+    add_dtype_argument(group)
+
+
+def add_dtype_argument(group) -> None:
+    """Add ``--dtype fp32|bf16|fp16`` (a named model's weights and floating-point inputs) to ``group``."""
+    group.add_argument("--dtype", choices=("fp32", "bf16", "fp16"),
+                       help="put named models' floating-point weights and inputs in this dtype (default: as the "
+                            "source builds them, fp32; recorded in the request); bytes follow it, MACs do not")
 
 
 def add_analysis_arguments(group) -> None:

@@ -9,7 +9,7 @@ each ``parse_<command>``. An option counts as given when its value differs from 
 The pairs, by command:
 
 - ``tk benchmark``: ``--analyze-only`` with ``--build-only``; ``--analyze-only`` with an option of the
-  build (``--opset``, ``--precision``, ``--rebuild``, ``--collect``) or of the benchmark (``--runtime``,
+  build (``--opset``, ``--precision``, ``--collect``) or of the benchmark (``--runtime``,
   ``--device``, ``--iterations``, ``--warmup``, ``--threads``, ``--per-layer``, ``--wait-quiet``,
   ``--rebenchmark``, ``--lean-cache``), and ``--build-only`` with one of the benchmark; ``--rebuild
   never`` with ``--opset``/``--precision`` and ``--rebenchmark never`` with ``--runtime``,
@@ -18,9 +18,11 @@ The pairs, by command:
   with ``--rebuild always`` or ``--rebenchmark always``. (``--workers`` with ``--scheduler`` is refused
   by argparse itself; ``--upload``/``--collect`` without either by ``CorpusOptions.validate``, exit 1.)
 - every command that runs inputs: ``--batch-size``, ``--seq-len``, ``--imgsz``, ``--pretrained``,
-  ``--model-args``, ``--trust-remote-code``, ``--seed`` without ``--model``; ``--pretrained`` with
-  ``--no-weights``.
-- ``tk profile``: ``--collapse``/``--no-fold`` without ``--visualize``.
+  ``--model-args``, ``--trust-remote-code``, ``--seed``, ``--dtype`` without ``--model`` (``tk
+  compare`` too); ``--pretrained`` with ``--no-weights``; ``--script-args``/``--labels`` without a
+  script; ``--input-shape`` without ``--model`` or an ``.onnx`` input; several ``--hardware``
+  profiles without ``--roofline``/``--html`` (``tk explore``/``tk view``: at all).
+- ``tk profile``: ``--collapse``/``--no-fold``/``--color-by`` without ``--visualize``.
 - ``tk discover-models``: ``--test-model`` with ``--family``, ``--skip-patterns``, ``--models``,
   ``--workers``, ``--refresh`` or ``--generate-code``.
 """
@@ -38,14 +40,18 @@ class UsageError(InputError):
 
 
 #: the options that shape only the ONNX build, and only the benchmark (flag, argparse dest)
-BUILD_FLAGS = (("--opset", "opset"), ("--precision", "precision"), ("--rebuild", "rebuild"))
+#: (``--rebuild`` is not among them: ``--rebuild always`` also characterizes afresh, so it means something
+#: with ``--analyze-only``)
+BUILD_FLAGS = (("--opset", "opset"), ("--precision", "precision"))
 BENCHMARK_FLAGS = (("--runtime", "runtime"), ("--device", "device"), ("--iterations", "iterations"),
                    ("--warmup", "warmup"), ("--threads", "threads"), ("--per-layer", "per_layer"),
                    ("--wait-quiet", "wait_quiet"), ("--rebenchmark", "rebenchmark"))
 #: the options that apply to ``--model`` entries only
 NAMED_MODEL_FLAGS = (("--batch-size", "batch_size"), ("--seq-len", "seq_len"), ("--imgsz", "imgsz"),
                      ("--pretrained", "pretrained"), ("--model-args", "model_args"),
-                     ("--trust-remote-code", "trust_remote_code"), ("--seed", "seed"))
+                     ("--trust-remote-code", "trust_remote_code"), ("--seed", "seed"), ("--dtype", "dtype"))
+#: the picture options of ``tk profile``: they shape the ``--visualize`` picture only (the HTML page draws its own)
+PICTURE_FLAGS = (("--collapse", "collapse"), ("--no-fold", "no_fold"), ("--color-by", "color_by"))
 
 
 def _given(args: argparse.Namespace, dest: str) -> bool:
@@ -69,8 +75,9 @@ def _contradiction(first: str, second: str, why: str, hint: str) -> UsageError:
     return UsageError(f"{first} and {second} contradict each other: {why}", hint=hint)
 
 
-def input_contradictions(args: argparse.Namespace) -> None:
-    """Named-model options without ``--model``, and ``--pretrained`` with ``--no-weights``.
+def named_model_contradictions(args: argparse.Namespace) -> None:
+    """Named-model options (sizes, weights, seed, ``--dtype``) without ``--model``, and ``--pretrained``
+    with ``--no-weights``.
 
     Raises:
         UsageError: the first contradiction found.
@@ -83,6 +90,43 @@ def input_contradictions(args: argparse.Namespace) -> None:
     if getattr(args, "pretrained", False) and getattr(args, "no_weights", False):
         raise _contradiction("--pretrained", "--no-weights", "--pretrained loads trained weights, --no-weights "
                              "builds the models on meta tensors without any", hint="drop one of them")
+
+
+def input_contradictions(args: argparse.Namespace) -> None:
+    """A command that runs inputs: :func:`named_model_contradictions`; ``--script-args`` and
+    ``--labels`` without a script INPUT (a ``--model`` ignores them); ``--input-shape`` without
+    ``--model`` or an ``.onnx`` INPUT (a script makes its own inputs).
+
+    Raises:
+        UsageError: the first contradiction found.
+    """
+    named_model_contradictions(args)
+    needs = (("--script-args", "script_args", "a script INPUT", bool(args.inputs)),
+             ("--labels", "labels", "a script INPUT", bool(args.inputs)),
+             ("--input-shape", "input_shape", "--model NAME or an .onnx INPUT",
+              bool(args.model) or any(not i.endswith(".py") for i in args.inputs)))
+    for flag, dest, need, has in needs:
+        if _given(args, dest) and not has:
+            raise UsageError(f"{flag} needs {need}", hint=f"add {need}, or drop {flag}")
+
+
+def hardware_contradictions(args: argparse.Namespace, *, plots: bool) -> None:
+    """``--hardware A,B``: the profiles after the first are drawn on ``--roofline``/``--html`` plots
+    only, so several need one of those (``plots``: the command has them); a command without them
+    (``tk explore``, ``tk view``) shows one profile.
+
+    Raises:
+        UsageError: several profiles where they would be ignored.
+    """
+    names = [n for n in (args.hardware or "").split(",") if n.strip()]
+    if len(names) < 2:
+        return
+    if not plots:
+        raise UsageError(f"--hardware {args.hardware}: this command shows one profile",
+                         hint=f"give one, e.g. --hardware {names[0].strip()}")
+    if not (args.roofline or args.html):
+        raise UsageError(f"--hardware {args.hardware}: the profiles after the first need --roofline PATH or --html PATH",
+                         hint="they are drawn on those plots; the tables use the first only")
 
 
 def stage_contradictions(args: argparse.Namespace) -> None:
@@ -104,7 +148,7 @@ def stage_contradictions(args: argparse.Namespace) -> None:
             if _given(args, dest):
                 raise _contradiction(stop, _flag(args, flag, dest), f"{stop} stops before the {stage}, which "
                                      f"{flag} is for", hint=f"drop {flag}, or {stop}")
-    for policy, flags, stage in (("--rebuild", BUILD_FLAGS[:2], "build"), ("--rebenchmark", BENCHMARK_FLAGS[:6], "benchmark")):
+    for policy, flags, stage in (("--rebuild", BUILD_FLAGS, "build"), ("--rebenchmark", BENCHMARK_FLAGS[:6], "benchmark")):
         if getattr(args, policy[2:]) != "never":
             continue
         for flag, dest in flags:
@@ -124,12 +168,12 @@ def stage_contradictions(args: argparse.Namespace) -> None:
 
 
 def view_contradictions(args: argparse.Namespace) -> None:
-    """``tk profile``: picture options without ``--visualize``.
+    """``tk profile``: picture options (:data:`PICTURE_FLAGS`) without ``--visualize``.
 
     Raises:
         UsageError: the first contradiction found.
     """
-    for flag, dest in (("--collapse", "collapse"), ("--no-fold", "no_fold")):
+    for flag, dest in PICTURE_FLAGS:
         if not args.visualize and _given(args, dest):
             raise UsageError(f"{_flag(args, flag, dest)} shapes --visualize pictures, and no --visualize PATH is given",
                              hint=f"add --visualize graph.svg, or drop {flag}")

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 
 from turnkey_like.cli.contradictions import (
     UsageError,
+    hardware_contradictions,
     input_contradictions,
+    named_model_contradictions,
     stage_contradictions,
     survey_contradictions,
     view_contradictions,
@@ -185,13 +187,15 @@ class ProfileCommand:
 
 @dataclass(frozen=True)
 class ExploreCommand:
-    """``tk explore``: the nodes to show, where the text goes (``None``: stdout) and the per-layer
-    run whose times it shows (``--runtime``; ``None``: the latest)."""
+    """``tk explore``: the nodes to show, where the text goes (``None``: stdout), the per-layer
+    run whose times it shows (``--runtime``; ``None``: the latest), and ``groups`` (``--groups``:
+    the fusion groups instead of the nodes)."""
 
     run: PipelineRun
     nodes: NodeRange
     output: str | None = None
     runtime: str | None = None
+    groups: bool = False
 
 
 @dataclass(frozen=True)
@@ -426,7 +430,7 @@ def _named(args: argparse.Namespace, shapes: dict[str, tuple[int, ...]], no_weig
         base = ModelRequest(name=name, input_shapes={k: list(v) for k, v in shapes.items()},
                             pretrained=args.pretrained, model_args=model_args,
                             trust_remote_code=args.trust_remote_code, no_weights=True if no_weights else None,
-                            seed=args.seed)
+                            seed=args.seed, dtype=args.dtype)
         for prompt, new in args.generate or [(None, None)]:
             point = msgspec.structs.replace(base, seq_len=prompt, new_tokens=new) if new else base
             requests += expand_sweep(point, args.batch_size, args.seq_len, args.imgsz)
@@ -525,6 +529,19 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
                    color_by=args.color_by, runtime=measured_runtime(args.runtime))
 
 
+# ------------------------------------------------------------------------------------------ needs
+# An option that only means something with another one is an error when given without it (exit 2
+# with the command's usage), never silently ignored. Each rule: the option, its argparse ``dest``,
+# what it needs (named in the message), and whether the command line has that.
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether option ``dest`` was given a value other than its default (the command's parser's
+    ``get_default``; a value equal to the default changes nothing, so it counts as not given)."""
+    parser = getattr(args, "parser", None)
+    default = parser.get_default(dest) if parser is not None else None
+    value = getattr(args, dest, default)
+    return value is not None and value != default
+
+
 # ------------------------------------------------------------------------------------------ commands
 def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     """``tk benchmark``'s options, checked (see the module's docstring for what it raises)."""
@@ -534,6 +551,7 @@ def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
 
     stage_contradictions(args)
     _check_inputs(args)
+    hardware_contradictions(args, plots=True)
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: tk needs opset 17 or newer", hint="use --opset 17 or higher")
     _at_least("--iterations", args.iterations, 1, "e.g. --iterations 100")
@@ -566,6 +584,7 @@ def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     _check_inputs(args)
     output = _run_outputs(args, visualize=True)
     view_contradictions(args)  # after the values: `--collapse -1` is a bad value first
+    hardware_contradictions(args, plots=True)
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     return ProfileCommand(run=run, output=output,
                           tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime,
@@ -583,14 +602,17 @@ def parse_explore(args: argparse.Namespace) -> ExploreCommand:
     except InputError as e:
         raise UsageError(e.message, hint=e.hint) from None
     _check_inputs(args)
+    hardware_contradictions(args, plots=False)
     runtime = measured_runtime(args.runtime)
     run = _pipeline_run(args, StageOptions(analyze_only=True))
-    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime)
+    return ExploreCommand(run=run, nodes=nodes, output=output_path("--output", args.output), runtime=runtime,
+                          groups=args.groups)
 
 
 def parse_view(args: argparse.Namespace) -> ViewCommand:
     """``tk view``'s options, checked."""
     _check_inputs(args)
+    hardware_contradictions(args, plots=False)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: not a TCP port", hint="give 1 to 65535, or leave --port out for a free one")
     runtime = measured_runtime(args.runtime)
@@ -602,6 +624,7 @@ def parse_compare(args: argparse.Namespace) -> CompareCommand:
     """``tk compare``'s options, checked: at least two builds and sweep points in all."""
     from turnkey_like.corpus import CorpusOptions
 
+    named_model_contradictions(args)
     analysis = _analysis(args, several=False)
     shapes = _input_shapes(args)
     named = _named(args, shapes, analysis.no_weights)

@@ -35,6 +35,10 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--filter", metavar="TEXT",
                        help="keep nodes whose op or module path contains TEXT (case-insensitive; within the range)")
     group = explore.add_argument_group("output")
+    group.add_argument("--groups", action="store_true",
+                       help="list the fusion groups of several ops instead of nodes: their nodes and ops, MACs, "
+                            "bytes, internal and external bytes, the fused group's arithmetic intensity and bound, "
+                            "and why each group ended (with a range or --filter: the groups holding those nodes)")
     group.add_argument("--output", metavar="FILE", help="write the text to FILE instead of stdout")
     add_measured_run_argument(group)
     explore.set_defaults(func=run_explore, parser=explore)
@@ -89,6 +93,14 @@ def _pick(calls):
     return calls[0], lines
 
 
+def _say_unmeasured(call, runtime: str | None, measured) -> None:
+    """One line on stderr when ``--runtime`` asks for measured figures of an invocation with no
+    per-layer run at all (``measured`` is ``None``), instead of showing the roofline alone silently."""
+    if runtime is not None and measured is None:
+        print(f"--runtime {runtime}: {call.label} has no per-layer run, so no measured figures are shown "
+              "(`tk benchmark --per-layer` measures one)", file=sys.stderr)
+
+
 def run_explore(args: argparse.Namespace) -> int:
     """``tk explore``: the graph as text (a range of nodes, or the summary)."""
     from turnkey_like.files import write_atomic
@@ -100,7 +112,9 @@ def run_explore(args: argparse.Namespace) -> int:
     if not calls:
         return code
     call, others = _pick(calls)
-    text = explore_text(call.char, command.nodes, label=call.label, measured=measured_run(call.inv, command.runtime))
+    measured = measured_run(call.inv, command.runtime)
+    _say_unmeasured(call, command.runtime, measured)
+    text = explore_text(call.char, command.nodes, label=call.label, measured=measured, groups=command.groups)
     if others:
         text += "\n" + "\n".join(others) + "\n"
     if command.output:
@@ -129,6 +143,7 @@ def run_view(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(f"showing {call.label}", file=sys.stderr)
     measured = measured_run(call.inv, command.runtime)
+    _say_unmeasured(call, command.runtime, measured)
     if measured is not None:
         print(f"measured: {measured.note()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="tk-view-") as folder:

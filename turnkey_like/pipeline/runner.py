@@ -23,6 +23,7 @@ from turnkey_like.inputs import InputSpec
 from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents
 from turnkey_like.pipeline.failures import apply_selection, input_error
 from turnkey_like.pipeline.options import RunOptions
+from turnkey_like.pipeline.reuse import adopt_cached
 from turnkey_like.pipeline.stages import (
     KEPT_REASON,
     BenchmarkStage,
@@ -133,6 +134,8 @@ class Pipeline:
         self.current = None
         self.options = self.options.with_memory_default()  # one input at a time
         try:
+            if adopt_cached(self, specs, summary):  # every input a named model characterized before (reuse.py)
+                return summary
             if self.options.isolate and any(not s.is_onnx for s in specs):
                 preload_for_children(self.options.characterize)
                 if self.options.characterize:

@@ -63,6 +63,7 @@ from turnkey_like.records.benchmark import (
 )
 from turnkey_like.records.build import BuildResult, GraphIO, OutputAgreement, Tolerance
 from turnkey_like.records.characterization import (
+    FUSION_ENDS,
     Breakdown,
     BreakdownEntry,
     Characterization,
@@ -154,7 +155,7 @@ __all__ = [
     # characterization
     "InputDesc", "HardwareProfile", "MachineLoad", "Spread", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow",
     "Totals",
-    "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
+    "BreakdownEntry", "Breakdown", "FUSION_ENDS", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
     "Characterization", "Generation", "GenerationPhase", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",

@@ -359,6 +359,18 @@ class Breakdown(Record):
     by_bound: dict[str, BreakdownEntry] = {}
 
 
+#: Why a fusion group ends (``FusionGroup.end``): what reads its last op's result, and what that means.
+FUSION_ENDS = {
+    "output": "nothing reads the last op's result (the model's output)",
+    "second consumer": "more than one op reads the last op's result, so it goes to memory anyway",
+    "reduction": "a reduction reads the result (a reduction, softmax or pooling op: it reduces over an axis or window)",
+    "layout change": "a data-movement op reads the result (view, permute, transpose, cat, copy)",
+    "anchor": "another conv/matmul/attention reads the result (it starts a group of its own)",
+    "grouped": "the op reading the result is in an earlier group already (it joins two chains: a residual add)",
+    "not fusible": "the op reading the result is no epilogue op (embedding, interpolation, an op without a formula)",
+}
+
+
 class FusionGroup(Record):
     """One fusible chain of ops.
 
@@ -373,6 +385,15 @@ class FusionGroup(Record):
         arithmetic_intensity: FLOPs / external bytes (``None`` when there is no traffic).
         id: the group's number in :attr:`FusionResult.row_groups` (``-1`` in records written before
             every op had a group).
+        macs: MACs of the group's ops (1 MAC = 2 FLOPs).
+        bound: the group's bound as one fused op on the record's hardware profile (FLOPs over
+            ``external_bytes`` at the anchor's dtype); ``""`` in records written before it was kept.
+        roofline_time_s: the fused group's roofline time on that profile, seconds.
+        end: why the group ends, decided when it was formed (``characterize.fusion``): a key of
+            :data:`FUSION_ENDS` (``output``, ``second consumer``, ``reduction``, ``layout change``,
+            ``anchor``, ``grouped``, ``not fusible``); ``""`` in records written before it was kept.
+        end_readers: the ops (``OpRow.index``) that read the last op's result: none for ``output``,
+            two or more for ``second consumer``, else the one op the chain stopped before.
     """
 
     ops: list[int]
@@ -384,6 +405,11 @@ class FusionGroup(Record):
     external_bytes: int
     arithmetic_intensity: float | None
     id: int = -1
+    macs: int = 0
+    bound: str = ""
+    roofline_time_s: float = 0.0
+    end: str = ""
+    end_readers: list[int] = []
 
 
 class FusionSummary(Record):
@@ -436,19 +462,28 @@ class FusionResult(Record):
 class RepeatedBlocks(Record):
     """A run of consecutive sibling modules that do identical work (BERT's 12 ``BertLayer`` modules).
 
-    Two blocks are identical when they have the same class and run the same ops, in the same order,
-    with the same output shapes, at the same paths relative to the block (``attention.self.query``).
-    Pictures draw the first block once, marked "×N" (``turnkey_like.views.graph``).
+    Two blocks are identical only when they are identical in cost: the same class and parameters,
+    and the same ops in the same order, at the same paths relative to the block
+    (``attention.self.query``), each with the same input and output shapes, dtype, MACs, FLOPs,
+    bytes and weight bytes (``turnkey_like.characterize.assemble.find_repeats``). Pictures draw the
+    first block once, marked "×N", with each block's figures (``turnkey_like.views.graph``).
 
     Attributes:
         paths: the blocks' module paths, in execution order (``encoder.layer.0`` ...).
         class_name: their class.
         ops: op rows in each block (the same for every block).
+        macs, flops, bytes, params: each block's MACs, FLOPs (1 MAC = 2 FLOPs), bytes read + written
+            and parameters (the same for every block; 0 in records written before blocks were
+            compared by cost).
     """
 
     paths: list[str]
     class_name: str
     ops: int
+    macs: int = 0
+    flops: int = 0
+    bytes: int = 0
+    params: int = 0
 
 
 class Characterization(Record):

@@ -98,6 +98,13 @@ class ModelRequest(Record):
         new_tokens: ``--generate P:N``'s N: the model is built with its LM head and generates N
             tokens from a prompt of ``seq_len`` (P) tokens (a prefill, then N−1 decode steps);
             ``None``: one forward call.
+        dtype: ``--dtype``: ``fp32``, ``bf16`` or ``fp16``, the dtype of the model's floating-point
+            parameters and buffers and of its floating-point inputs (``turnkey_like.zoo.load``);
+            ``None``: as the source builds it (float32 for every built-in source).
+        defaulted: the fields the loader filled in because the request left them unset (``source``,
+            ``batch_size``, ``seq_len``, ``imgsz``, ``no_weights``): with them unset again, a loaded
+            request is the request as asked (what ``turnkey_like.pipeline.reuse`` matches). Empty in
+            a request as asked, and in records written before tk kept it.
     """
 
     name: str
@@ -112,6 +119,8 @@ class ModelRequest(Record):
     no_weights: bool | None = None
     seed: int = 0
     new_tokens: int | None = None
+    dtype: str | None = None
+    defaulted: list[str] = []
 
 
 class ModelInfo(Record):

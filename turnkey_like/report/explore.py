@@ -11,6 +11,10 @@ roofline time on the record's hardware profile, and the nodes it reads from (``O
 than 10% across the profiled runs) and share of the profiled run. The summary gives node and group
 counts, the top ops by roofline time (identical op and shapes grouped: ``report.top_ops``) and the
 bottleneck distribution by bound and by op category (shares of roofline time), all read from the record.
+With ``--groups``: the fusion groups of several ops (``FusionResult.groups``), one line each: their
+nodes and ops, module, MACs, FLOPs, bytes (every op on its own), internal and external bytes, the
+fused group's arithmetic intensity, bound and roofline time, and why the group ended
+(``FusionGroup.end``, decided when the group was formed; ``FUSION_ENDS`` explains each).
 
 Everything here formats the records; nothing is computed but the selection of lines.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from turnkey_like.errors import InputError
-from turnkey_like.records import Characterization, OpRow, PerLayerResult
+from turnkey_like.records import FUSION_ENDS, Characterization, FusionGroup, OpRow, PerLayerResult
 from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, ms, percent
 from turnkey_like.report.text import short_op
@@ -34,6 +38,9 @@ SUMMARY_TOP = 10
 
 COLUMNS = ("node", "op", "module", "output shape", "group", "MACs", "FLOPs", "bytes", "AI", "bound", "roofline",
            "producers")
+#: The columns of ``--groups``: one line per fusion group of several ops.
+GROUP_COLUMNS = ("group", "nodes", "ops", "module", "MACs", "FLOPs", "bytes", "internal", "external", "AI", "bound",
+                 "roofline", "ended by")
 #: The columns a per-layer run adds, after ``roofline``.
 MEASURED_COLUMNS = ("measured ms", "share")
 _RIGHT = {"node", "group", "MACs", "FLOPs", "bytes", "AI", "roofline", "measured ms", "share"}
@@ -237,16 +244,64 @@ def summary_lines(char: Characterization, top: int = SUMMARY_TOP, per_layer: Per
     return out
 
 
-def explore_text(char: Characterization, rng: NodeRange, label: str = "", measured: MeasuredRun | None = None) -> str:
+def _ended(char: Characterization, group: FusionGroup) -> str:
+    """``second consumer: #11 convolution, #16 add_``: why ``group`` ended, with the ops reading its
+    last op's result (``FusionGroup.end``, ``end_readers``); ``not recorded`` for older records."""
+    if not group.end:
+        return "not recorded"
+    if group.end == "output":
+        return "output"
+    readers = ", ".join(f"#{i} {short_op(char.rows[i].op)}" for i in group.end_readers)
+    if group.end == "grouped" and group.end_readers and char.fusion.row_groups:
+        return f"grouped: {readers} (group {char.fusion.row_groups[group.end_readers[0]]})"
+    return f"{group.end}: {readers}"
+
+
+def group_lines(char: Characterization, rows: list[OpRow] | None = None) -> list[str]:
+    """The fusion groups of several ops (``FusionResult.groups``) holding any of ``rows`` (all with
+    ``None``), one line each (:data:`GROUP_COLUMNS`), after a line saying what the columns hold,
+    and then what each ending that occurs means (:data:`~turnkey_like.records.FUSION_ENDS`)."""
+    fusion = char.fusion
+    groups = fusion.groups
+    if rows is not None:
+        picked = {r.index for r in rows}
+        groups = [g for g in groups if picked.intersection(g.ops)]
+    out = [f"fusion groups of several ops: {len(groups)} shown of {fusion.summary.groups} "
+           f"({fusion.summary.all_groups} groups in all, single ops included); MACs and FLOPs summed "
+           f"(1 MAC = 2 FLOPs); bytes = read + written, every op on its own; internal = the intermediates' "
+           f"traffic fusion keeps on chip; external = bytes - internal; AI, bound and roofline of the fused "
+           f"group (FLOPs / external bytes) on {char.hardware.name}", ""]
+    lines = []
+    for g in groups:
+        lines.append([str(g.id) if g.id >= 0 else "?", ",".join(str(i) for i in g.ops),
+                      " → ".join(short_op(op) for op in g.op_names), g.module_path or "(model)", si(g.macs),
+                      si(g.flops), format_bytes(g.unfused_bytes), format_bytes(g.internal_bytes),
+                      format_bytes(g.external_bytes), format_intensity(g.arithmetic_intensity), g.bound or "-",
+                      format_seconds(g.roofline_time_s) if g.bound else "-", _ended(char, g)])
+    out += _table(list(GROUP_COLUMNS), lines, {"group", "MACs", "FLOPs", "bytes", "internal", "external", "AI",
+                                                "roofline"})
+    ends = [end for end in FUSION_ENDS if any(g.end == end for g in groups)]
+    if ends:
+        out += ["", "ended by (what reads the group's last result):"]
+        out += [f"  {end}: {FUSION_ENDS[end]}" for end in ends]
+    return out
+
+
+def explore_text(char: Characterization, rng: NodeRange, label: str = "", measured: MeasuredRun | None = None,
+                 groups: bool = False) -> str:
     """What ``tk explore`` prints for one model call: the heading, then the summary (no range and no
-    filter) or the selected nodes; ``measured``: the per-layer run whose times it shows.
+    filter) or the selected nodes; ``measured``: the per-layer run whose times it shows. With
+    ``groups``: the fusion groups (:func:`group_lines`) instead, those holding a selected node when a
+    range or filter is given.
 
     Raises:
         InputError: see :func:`select`.
     """
     lines = heading(char, label, measured)
     per_layer = measured.per_layer if measured is not None else None
-    if rng.empty:
+    if groups:
+        lines += [""] + group_lines(char, None if rng.empty else select(char, rng))
+    elif rng.empty:
         lines += [""] + summary_lines(char, per_layer=per_layer)
     else:
         rows = select(char, rng)

@@ -26,8 +26,12 @@ later op reads.
 With ``fold_repeats`` (the default) each run of identical blocks (``Characterization.repeats``: BERT's
 12 layers) is drawn once, its first block, marked "×N": the other blocks' ops are drawn by the first
 block's nodes, their edges to the rest of the graph come from those nodes, and the edges from one
-block to the next are left out. The folded block's figures are each block's (every block has the
-same), and its labels say "each".
+block to the next are left out. Blocks are identical only when identical in cost (same ops, shapes,
+parameters and MACs per op: ``characterize.assemble.find_repeats``), so no costlier block hides
+behind a cheaper one; a run recorded before costs were compared, whose blocks' module rows differ,
+is drawn unfolded. The folded block's figures are each block's (every block has the same), and its
+labels say "each" (its dashed box, "×N (figures each)" on a module node, "MACs ... each" and
+"roofline ... each" on its nodes).
 
 ``dot`` (Graphviz) lays out SVG, PNG and PDF files; DOT output needs no program, and the HTML report
 lays out the same DOT source in the page (``views.html``, with the WebAssembly build of Graphviz in
@@ -82,10 +86,12 @@ class _Layout:
         block: dict[int, dict[int, int]] = {}   # row -> {run number: block number} for folded runs
         self.folded: dict[str, int] = {}    # first block's path -> N
         if fold_repeats:
+            modules = {m.path: m for m in char.modules}
             for run_no, run in enumerate(char.repeats):
                 blocks = [[r.index for r in rows if _inside(r.module_path, p)] for p in run.paths]
-                if not blocks[0] or blocks[0][0] in alias or any(len(b) != len(blocks[0]) for b in blocks):
-                    continue  # nested in a block already folded, or not the recorded shape
+                if (not blocks[0] or blocks[0][0] in alias or any(len(b) != len(blocks[0]) for b in blocks)
+                        or not _same_cost([modules.get(p) for p in run.paths])):
+                    continue  # nested in a block already folded, not the recorded shape, or not identical
                 self.folded[run.paths[0]] = len(run.paths)
                 for b_no, members in enumerate(blocks):
                     for pos, i in enumerate(members):
@@ -137,9 +143,23 @@ class _Layout:
         return "m" + ".".join(parts[: self.collapse])
 
 
-def _cost(macs: int | None, bound: str) -> str:
-    """``MACs 118 M · compute-bound``; the bound alone for an op or module with no MACs."""
-    return f"MACs {si(macs)} · {bound}" if macs else bound
+def _same_cost(blocks: list[ModuleRow | None]) -> bool:
+    """Whether the module rows of a run's blocks agree in MACs, FLOPs, bytes, parameters and ops.
+
+    ``find_repeats`` only records runs whose blocks are identical in cost; a record written before it
+    compared costs (blocks matched by class and output shapes) may hold runs whose blocks differ,
+    and those are drawn unfolded rather than shown as copies of their first block.
+    """
+    if any(b is None for b in blocks):
+        return False
+    costs = {(b.macs, b.flops, b.bytes, b.params, b.ops) for b in blocks}
+    return len(costs) == 1
+
+
+def _cost(macs: int | None, bound: str, each: bool = False) -> str:
+    """``MACs 118 M · compute-bound`` (``MACs 118 M each · ...`` inside a folded block); the bound
+    alone for an op or module with no MACs."""
+    return f"MACs {si(macs)}{' each' if each else ''} · {bound}" if macs else bound
 
 
 def _inside(path: str, block: str) -> bool:
@@ -227,8 +247,8 @@ def graph_dot(char: Characterization, *, collapse: int | None = None, fold_repea
             spent = seen.measured_ms if seen is not None else None
             share = seen.share if seen is not None else None
             label = "\\n".join([name + (f" ×{times} (figures each)" if times else ""), _shape(members[-1].output_shapes),
-                                _cost(mod.macs if mod else None, mod.bound if mod else "?"),
-                                _time_line(mod.roofline_time_s if mod else 0.0, spent, share)])
+                                _cost(mod.macs if mod else None, mod.bound if mod else "?", each=bool(times or owners)),
+                                _time_line(mod.roofline_time_s if mod else 0.0, spent, share, folded=bool(times or owners))])
             fill = BOUND_COLOURS.get(mod.bound if mod else "", "#ffffff")
             tip = (f"{path or char.model_class}: {len(members)} ops" + (f", one of {times} identical blocks" if times else "")
                    + (" | " + _tooltip(mod, char, "") if mod else ""))
@@ -237,7 +257,8 @@ def graph_dot(char: Characterization, *, collapse: int | None = None, fold_repea
             where = r.module_path or "(model)"
             spent = measured.op_time(r.index) if measured is not None else None
             share = measured.op_share(r.index) if measured is not None else None
-            label = "\\n".join([f"{short_op(r.op)} · {where}", _shape(r.output_shapes), _cost(r.macs, r.bound),
+            label = "\\n".join([f"{short_op(r.op)} · {where}", _shape(r.output_shapes),
+                                _cost(r.macs, r.bound, each=inside_fold),
                                 _time_line(r.roofline_time_s, spent, share, folded=inside_fold)])
             fill = BOUND_COLOURS.get(r.bound, "#ffffff")
             group = f" | fusion group {groups[r.index]}" if groups else ""

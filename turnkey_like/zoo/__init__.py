@@ -41,7 +41,7 @@ from turnkey_like.zoo.sources import SOURCES, Source, source_names, source_packa
 
 __all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "Source", "expand_sweep",
            "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward", "source_names",
-           "source_packages"]
+           "source_packages", "DTYPES", "DEFAULTED", "to_dtype"]
 
 
 def model_source(name: str) -> str:
@@ -61,7 +61,9 @@ def load(request: ModelRequest) -> LoadedModel:
     """Build the named model of ``request`` and its example inputs.
 
     ``request.source`` ``""`` is resolved with :func:`model_source`. The returned request has the
-    source and every default used filled in (see :class:`LoadedModel`).
+    source and every default used filled in (see :class:`LoadedModel`), and names them in
+    ``defaulted`` (:data:`DEFAULTED`). ``request.dtype`` (``--dtype``) puts the floating-point
+    weights and inputs in that dtype (:func:`to_dtype`).
 
     Raises:
         InputError: unknown name (with the closest known names), offline hub name not in the local
@@ -72,7 +74,35 @@ def load(request: ModelRequest) -> LoadedModel:
     if request.new_tokens and source not in ("transformers", "factory"):
         raise InputError(f"{request.name}: --generate needs a model that generates text ({source} models do not)",
                          hint="name a transformers causal LM (llama, gpt2, mistral, ...) or a seq2seq model (t5)")
-    return sources.get(source).load(msgspec.structs.replace(request, source=source))
+    if request.dtype is not None and request.dtype not in DTYPES:
+        raise InputError(f"--dtype {request.dtype}: unknown", hint=f"choose one of: {', '.join(DTYPES)}")
+    loaded = sources.get(source).load(msgspec.structs.replace(request, source=source))
+    if request.dtype is not None:
+        to_dtype(loaded, request.dtype)
+    filled = [f for f in DEFAULTED if getattr(request, f) in (None, "") and getattr(loaded.request, f) not in (None, "")]
+    loaded.request = msgspec.structs.replace(loaded.request, defaulted=filled)
+    return loaded
+
+
+#: ``--dtype`` names and the torch dtype each stands for.
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: The request fields a loader fills in when the request leaves them unset (``ModelRequest.defaulted``).
+DEFAULTED = ("source", "batch_size", "seq_len", "imgsz", "no_weights")
+
+
+def to_dtype(loaded: LoadedModel, name: str) -> None:
+    """Put ``loaded``'s floating-point parameters and buffers (``Module.to(dtype)``) and its
+    floating-point inputs in the dtype ``name`` (a key of :data:`DTYPES`), in place; integer tensors
+    (token ids, masks, ``num_batches_tracked``) keep theirs. A note says so."""
+    import torch
+
+    from turnkey_like.calls import map_tensors
+
+    dtype = getattr(torch, DTYPES[name])
+    loaded.model.to(dtype)
+    loaded.args, loaded.kwargs = map_tensors(lambda t: t.to(dtype) if t.is_floating_point() else t,
+                                             (loaded.args, loaded.kwargs))
+    loaded.notes.append(f"--dtype {name}: floating-point weights and inputs in {dtype}")
 
 
 def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, tuple[int, int]]] | None:
@@ -166,14 +196,20 @@ def expand_sweep(request: ModelRequest, batch_sizes: list[int | None], seq_lens:
     """One request per combination of the listed sizes, batch outermost, then seq_len, then imgsz.
 
     An empty list means "the request's own value". An axis the request's source never uses (not in
-    its ``input_axes``: ``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points;
+    its ``input_axes``: ``seq_len`` for ultralytics and timm) is not expanded, so a sweep gives no duplicate points
+    (with one value or none per such axis there is no duplicate: the source is then not resolved, and the
+    value stays in the request for its loader to drop);
     for sources whose use depends on the model (torchvision, transformers, factory) the loader
     sets the unused size to ``None`` in ``LoadedModel.request``, and equal loaded requests are the
     same point.
     """
+    batch_sizes = batch_sizes or [request.batch_size]
+    if len(seq_lens) < 2 and len(imgszs) < 2:  # no sweep along an axis: no duplicate point to avoid, so the
+        seq_len = seq_lens[0] if seq_lens else request.seq_len  # name is not resolved (torchvision's claim
+        imgsz = imgszs[0] if imgszs else request.imgsz  # imports it: 3 s); a loader drops a size it never uses
+        return [msgspec.structs.replace(request, batch_size=b, seq_len=seq_len, imgsz=imgsz) for b in batch_sizes]
     source = request.source or model_source(request.name)
     axes = sources.get(source).input_axes if source in SOURCES else sources.AXES
-    batch_sizes = batch_sizes or [request.batch_size]
     seq_lens = seq_lens if (seq_lens and "seq_len" in axes) else [request.seq_len]
     imgszs = imgszs if (imgszs and "imgsz" in axes) else [request.imgsz]
     return [msgspec.structs.replace(request, batch_size=b, seq_len=s, imgsz=i)
