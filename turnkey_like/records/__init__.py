@@ -68,6 +68,7 @@ from turnkey_like.records.characterization import (
     Characterization,
     Generation,
     GenerationPhase,
+    MeasuredGeneration,
     StepCost,
     FusionGroup,
     FusionResult,
@@ -155,7 +156,7 @@ __all__ = [
     "InputDesc", "HardwareProfile", "MachineLoad", "Spread", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow",
     "Totals",
     "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
-    "Characterization", "Generation", "GenerationPhase", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    "Characterization", "Generation", "GenerationPhase", "MeasuredGeneration", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark
