@@ -273,6 +273,7 @@ class BenchmarkStage(Stage):
                            run_id=old.run_id, result=result, reason=REUSED_REASON)
 
     def run(self, ctx: InvocationContext) -> StageResult:
+        measure_generation_of(ctx, self.options)
         if ctx.inv.build.status != Status.SUCCESSFUL:
             return StageResult(status=Status.SKIPPED, reason="build did not succeed")
         from turnkey_like.runtimes import benchmark_invocation
@@ -288,6 +289,21 @@ class BenchmarkStage(Stage):
             if isinstance(earlier, type(outcome.result)):
                 outcome.result = outcome.result.with_earlier(earlier)
         return outcome
+
+
+def measure_generation_of(ctx: InvocationContext, options: RunOptions) -> None:
+    """For a prefill whose characterization holds its generation: time that generation on torch eager
+    and ONNX Runtime and put the figures beside the prediction (``Generation.measured``, see
+    ``runtimes.generation``); the record is saved with the benchmark stage's outcome."""
+    char = ctx.inv.characterization.result
+    if ctx.live is None or ctx.live.generation is None or char is None or char.generation is None:
+        return
+    from turnkey_like.runtimes.generation import measure_generation
+
+    model, args, kwargs = ctx.call
+    with eval_mode(model):
+        char.generation = measure_generation(model, args, kwargs, char.generation, ctx.build_dir, options.benchmark,
+                                             opset=options.build.opset)
 
 
 @contextlib.contextmanager

@@ -69,6 +69,7 @@ from turnkey_like.records.characterization import (
     Characterization,
     Generation,
     GenerationPhase,
+    MeasuredGeneration,
     StepCost,
     FusionGroup,
     FusionResult,
@@ -156,7 +157,7 @@ __all__ = [
     "InputDesc", "HardwareProfile", "MachineLoad", "Spread", "TraceAttempt", "TraceSummary", "OpRow", "ModuleRow",
     "Totals",
     "BreakdownEntry", "Breakdown", "FUSION_ENDS", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
-    "Characterization", "Generation", "GenerationPhase", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    "Characterization", "Generation", "GenerationPhase", "MeasuredGeneration", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark

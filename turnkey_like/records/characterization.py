@@ -677,6 +677,50 @@ class GenerationPhase(Record):
     modules: list[ModuleRow] = []
 
 
+class MeasuredGeneration(Record):
+    """One generation timed on one runtime and device, beside the prediction (``tk benchmark`` on a
+    generation; ``turnkey_like.runtimes.generation`` measures it, docs/generation.md says how).
+
+    TTFT is the time of the prefill call (prompt to first token's logits); TPOT the mean time of one
+    decode step over the same N − 1 steps the prediction covers; each is the median over
+    ``repeats`` generations after ``warmup`` untimed ones. Ratios are measured ÷ predicted
+    (:attr:`Generation.ttft_s`, :attr:`Generation.tpot_s`, on :attr:`Generation.hardware`).
+
+    Attributes:
+        runtime: ``torch-eager`` or ``ort`` (ONNX Runtime on the exported prefill and decode-step graphs).
+        device: ``cpu`` or ``cuda``.
+        status: ``successful``, ``error`` (``error`` says why: an export that failed, a crash, a
+            timeout) or ``skipped`` (``error`` says why: no CUDA device, a model tk cannot generate with).
+        measured_ttft_s, measured_tpot_s: seconds (``measured_tpot_s`` is ``None`` when N = 1).
+        ratio_ttft, ratio_tpot: measured ÷ predicted (``None`` without both figures).
+        repeats: generations timed; warmup: generations run before them, untimed.
+        decode_steps: decode steps per generation (N − 1).
+        runtime_version, device_name, threads: what ran it (threads: intra-op threads).
+        flags: one line per finding the figures show: a ratio below
+            ``turnkey_like.runtimes.generation.PROFILE_ERROR_RATIO`` (the run beat the roofline, so
+            the profile's peaks, or the count, are wrong), never hidden.
+        load: how busy the machine was while the repeats ran.
+        error: why the entry has no figures (status ``error`` or ``skipped``).
+    """
+
+    runtime: str
+    device: str
+    status: Literal["successful", "error", "skipped"]
+    measured_ttft_s: float | None = None
+    measured_tpot_s: float | None = None
+    ratio_ttft: float | None = None
+    ratio_tpot: float | None = None
+    repeats: int = 0
+    warmup: int = 0
+    decode_steps: int = 0
+    runtime_version: str = ""
+    device_name: str = ""
+    threads: int | None = None
+    flags: list[str] = []
+    load: MachineLoad | None = None
+    error: str | None = None
+
+
 class Generation(Record):
     """Prefill and decode of one generation, with the predicted latencies (see the module docstring).
 
@@ -699,6 +743,8 @@ class Generation(Record):
         exact: every step's cost is counted or follows exactly from counted ones (see
             docs/generation.md); ``False`` with the reason in ``notes``.
         notes: how the figures were made, and anything estimated.
+        measured: the generation timed on each runtime and device (``tk benchmark``), beside the
+            predicted TTFT and TPOT (:class:`MeasuredGeneration`); empty until benchmarked.
     """
 
     batch_size: int
@@ -715,6 +761,7 @@ class Generation(Record):
     params_active: int = 0
     exact: bool = True
     notes: list[str] = []
+    measured: list[MeasuredGeneration] = []
 
     def phase(self, name: str) -> GenerationPhase | None:
         """The phase called ``name`` (``prefill`` or ``decode``), or ``None``."""

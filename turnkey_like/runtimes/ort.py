@@ -45,6 +45,27 @@ def gpu_name(index: int = 0) -> str:
     return f"CUDA device {index}"
 
 
+def session_options(threads: int | None):
+    """The benchmark's ``SessionOptions`` (module doc): optimization level *all*, sequential, one
+    inter-op thread, ``threads`` intra-op threads (``None``: ORT's default, one per physical core)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    so.intra_op_num_threads = threads or 0
+    so.log_severity_level = 3
+    return so
+
+
+def providers(device: str) -> list:
+    """The execution providers for ``device`` (``cuda``: CUDA on device 0, then CPU for what it lacks)."""
+    if device == "cuda":
+        return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
     """Benchmark a build's ONNX file on ONNX Runtime.
 
@@ -111,20 +132,10 @@ class OrtRuntime(Runtime["BuildResult", "dict[str, np.ndarray]"]):
         return psutil.cpu_count(logical=False) or os.cpu_count()
 
     def _session_options(self):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        so.intra_op_num_threads = self.requested_threads or 0
-        so.log_severity_level = 3
-        return so
+        return session_options(self.requested_threads)
 
     def _providers(self) -> list:
-        if self.device == "cuda":
-            return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
+        return providers(self.device)
 
     def load(self) -> None:
         import onnxruntime as ort
