@@ -66,7 +66,7 @@ def main() -> None:
     from turnkey_like.characterize.generation import characterize_generation
     from turnkey_like.characterize.hardware import local_profile
     from turnkey_like.runtimes import BenchmarkOptions
-    from turnkey_like.runtimes.generation import measured_lines
+    from turnkey_like.report.generation import measured_lines
     from turnkey_like.runtimes.generation import measure_generation
     from turnkey_like.units import format_bytes, format_seconds, si
 

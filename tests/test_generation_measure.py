@@ -25,8 +25,8 @@ from turnkey_like.runtimes.generation import (  # noqa: E402
     GENERATION_RUNTIMES,
     PROFILE_ERROR_RATIO,
     measure_generation,
-    measured_lines,
 )
+from turnkey_like.report.generation import measured_lines  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 ORT_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -34,7 +34,7 @@ def generation_lines(gen: Generation) -> list[str]:
              f"at the end · params {si(gen.params_total)} ({si(gen.params_active)} read per decode step)"]
     if not gen.exact:
         lines.append("estimated: " + "; ".join(gen.notes))
-    return lines
+    return lines + measured_lines(gen)
 
 
 def render_generation(gen: Generation, console) -> None:
@@ -58,3 +58,29 @@ def render_generation(gen: Generation, console) -> None:
         console.print(Text(line))
     for note in gen.notes if gen.exact else []:
         console.print(Text(f"note: {note}"))
+
+
+def measured_lines(gen: Generation) -> list[str]:
+    """The measured TTFT and TPOT beside the predicted, per runtime and device, with their ratios and
+    flags (one line each; none before a benchmark). Formats the record only."""
+    if not gen.measured:
+        return []
+
+    def pair(measured: float | None, predicted: float | None, ratio: float | None) -> str:
+        shown = f"{ratio:.2f}x" if ratio is not None else "-"
+        return f"{format_seconds(measured)} measured, {format_seconds(predicted)} predicted ({shown})"
+
+    lines = [f"Measured beside predicted (roofline on {gen.hardware}; ratio = measured / predicted):"]
+    for m in gen.measured:
+        label = f"  {m.runtime} on {m.device}"
+        if m.status != "successful":
+            lines.append(f"{label}: {m.status}: {m.error}")
+            continue
+        tpot = (f"TPOT {pair(m.measured_tpot_s, gen.tpot_s, m.ratio_tpot)}" if m.measured_tpot_s is not None
+                else "no decode step")
+        lines.append(f"{label}: TTFT {pair(m.measured_ttft_s, gen.ttft_s, m.ratio_ttft)} · {tpot} · median of "
+                     f"{m.repeats} generation(s) after {m.warmup} warm-up, {m.device_name}, {m.threads} thread(s)")
+        lines += [f"{label}: {flag}" for flag in m.flags]
+        if m.load is not None and m.load.note:
+            lines.append(f"{label}: note: {m.load.note}")
+    return lines

@@ -38,7 +38,6 @@ import msgspec
 
 from turnkey_like.errors import BenchmarkError, one_line
 from turnkey_like.records import Generation, MachineLoad, MeasuredGeneration, Status
-from turnkey_like.units import format_seconds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -332,29 +331,3 @@ def measure_generation(model: torch.nn.Module, args: tuple, kwargs: dict, gen: G
                            else MeasuredGeneration(runtime=runtime, device=device, status="error",
                                                    error=f"{outcome.status.value}: {outcome.error}"))
     return msgspec.structs.replace(gen, measured=entries)
-
-
-def measured_lines(gen: Generation) -> list[str]:
-    """The measured TTFT and TPOT beside the predicted, per runtime and device, with their ratios and
-    flags (one line each; none before a benchmark). Formats the record only."""
-    if not gen.measured:
-        return []
-
-    def pair(measured: float | None, predicted: float | None, ratio: float | None) -> str:
-        shown = f"{ratio:.2f}x" if ratio is not None else "-"
-        return f"{format_seconds(measured)} measured, {format_seconds(predicted)} predicted ({shown})"
-
-    lines = [f"Measured beside predicted (roofline on {gen.hardware}; ratio = measured / predicted):"]
-    for m in gen.measured:
-        label = f"  {m.runtime} on {m.device}"
-        if m.status != "successful":
-            lines.append(f"{label}: {m.status}: {m.error}")
-            continue
-        tpot = (f"TPOT {pair(m.measured_tpot_s, gen.tpot_s, m.ratio_tpot)}" if m.measured_tpot_s is not None
-                else "no decode step")
-        lines.append(f"{label}: TTFT {pair(m.measured_ttft_s, gen.ttft_s, m.ratio_ttft)} · {tpot} · median of "
-                     f"{m.repeats} generation(s) after {m.warmup} warm-up, {m.device_name}, {m.threads} thread(s)")
-        lines += [f"{label}: {flag}" for flag in m.flags]
-        if m.load is not None and m.load.note:
-            lines.append(f"{label}: note: {m.load.note}")
-    return lines
