@@ -66,9 +66,13 @@ from turnkey_like.records.characterization import (
     Breakdown,
     BreakdownEntry,
     Characterization,
+    Capacity,
     Generation,
     GenerationPhase,
+    GenerationShape,
     StepCost,
+    WhatIf,
+    WhatIfPhase,
     FusionGroup,
     FusionResult,
     FusionSummary,
@@ -156,6 +160,7 @@ __all__ = [
     "Totals",
     "BreakdownEntry", "Breakdown", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
     "Characterization", "Generation", "GenerationPhase", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    "GenerationShape", "WhatIf", "WhatIfPhase", "Capacity",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark

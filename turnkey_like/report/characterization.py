@@ -13,45 +13,9 @@ import msgspec
 from turnkey_like.records import Characterization, HardwareProfile, Invocation, PerLayerResult, TraceSummary
 from turnkey_like.report.breakdown import breakdown_rows
 from turnkey_like.report.measured import NOISY_NOTE, MeasuredRun, measured_run, percent
-from turnkey_like.report.text import short_op
+from turnkey_like.report.text import MAC_NOTE, Section, short_op
 from turnkey_like.report.top_ops import op_groups
 from turnkey_like.units import format_bytes, format_intensity, format_ms, format_seconds, format_shapes, si
-
-MAC_NOTE = "1 MAC = 2 FLOPs"
-
-
-# Only text columns give up width on narrow terminals (folded or shortened); numbers never do.
-_WRAPPABLE = {"Module", "Input shapes", "Output shapes"}
-_SHORTENED = {"Class": 24, "Op": 24}
-
-
-class Section:
-    """A titled rich table whose cells are plain text (no markup interpretation)."""
-
-    def __init__(self, title: str, columns: list[tuple[str, str]]):
-        from rich import box
-        from rich.table import Table
-
-        self.title = title
-        self.table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for name, justify in columns:
-            if name in _WRAPPABLE:
-                self.table.add_column(name, justify=justify, overflow="fold")
-            elif name in _SHORTENED:
-                self.table.add_column(name, justify=justify, overflow="ellipsis", max_width=_SHORTENED[name])
-            else:
-                self.table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
-
-    def add_row(self, *cells: str) -> None:
-        from rich.text import Text
-
-        self.table.add_row(*(Text(c) for c in cells))
-
-    def print(self, console) -> None:
-        from rich.text import Text
-
-        console.print(Text(self.title, style="bold"))
-        console.print(self.table)
 
 
 def _table(title: str, columns: list[tuple[str, str]]) -> Section:
