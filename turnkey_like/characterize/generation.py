@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 
 import msgspec
 
+from turnkey_like.characterize.generation_whatif import generation_shape
 from turnkey_like.generation_trace import GenerationTrace
 from turnkey_like.kv_cache import LayerKV, find_cache, layer_geometry
 from turnkey_like.records import Characterization, Generation, GenerationPhase, ModuleRow, StepCost
@@ -289,7 +290,8 @@ def generation_record(trace: GenerationTrace, prefill: Characterization, geometr
         ttft_s=t.roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
         kv_cache_bytes_per_token=sum(g.bytes_per_position for g in layers) // max(batch_size, 1),
         kv_cache_bytes=sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None),
-        hardware=profile.name, params_total=t.params, params_active=params_active, exact=exact, notes=notes)
+        hardware=profile.name, params_total=t.params, params_active=params_active, exact=exact, notes=notes,
+        shape=generation_shape(prefill, geometry))
 
 
 def geometry_of(trace: GenerationTrace, prefill_call: tuple[tuple, dict]) -> list[LayerKV | None]:

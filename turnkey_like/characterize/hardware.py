@@ -14,7 +14,13 @@ Conventions:
 - For GPUs, ``float32`` is the CUDA-core (non tensor core) FP32 peak. Matmuls that PyTorch runs with
   TF32 enabled (``torch.backends.cuda.matmul.allow_tf32``) can go faster; the TF32 tensor-core peak is
   in ``notes``. This keeps FP32 estimates honest for code that does not enable TF32.
-- ``int8`` is in integer operations per second (1 multiply-accumulate = 2 ops), as datasheets count.
+- ``int8`` and ``int4`` are in integer operations per second (1 multiply-accumulate = 2 ops), as
+  datasheets count.
+- ``float8`` and ``int4`` appear only where the datasheet gives a figure: a profile without the key has
+  no such math units (A100: no FP8; H100: no INT4), and a what-if that asks for them runs at the next
+  wider dtype the profile has (``turnkey_like.characterize.generation_whatif``).
+- ``interconnect_bandwidth`` is what one GPU sends to its peers in one direction over NVLink (the
+  datasheets' NVLink figure counts both directions); CPU profiles have none.
 - 1 MAC = 2 FLOPs.
 """
 
@@ -29,6 +35,8 @@ from turnkey_like.records import HardwareProfile, MachineLoad, RecordError, deco
 from turnkey_like.stats import WIDE_SPREAD
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+#: dtypes some profiles add, where the datasheet gives them (a what-if's 8- and 4-bit math)
+NARROW_DTYPES = ("float8", "int4")
 
 LOCAL = "local"
 
@@ -43,6 +51,7 @@ SPREAD_WARNING = WIDE_SPREAD
 _GIB = 2**30
 
 _A100_DS = "NVIDIA A100 Tensor Core GPU Datasheet (NVIDIA, 2021), column 'A100 80GB SXM'"
+_A100_WP = "NVIDIA A100 Tensor Core GPU Architecture whitepaper (NVIDIA, 2020), Table 1"
 _H100_DS = "NVIDIA H100 Tensor Core GPU Datasheet (NVIDIA, 2023), column 'H100 SXM'"
 _EPYC_DS = "AMD EPYC 9654 product specifications (amd.com) / AMD EPYC 9004 Series Processors data sheet"
 _ZEN4_SOG = "Software Optimization Guide for the AMD Zen4 Microarchitecture (AMD pub. 57647)"
@@ -53,14 +62,20 @@ BUILTIN: dict[str, HardwareProfile] = {
     "a100": HardwareProfile(
         name="a100",
         description="NVIDIA A100 SXM 80GB",
-        peak_flops={"float32": 19.5e12, "float16": 312e12, "bfloat16": 312e12, "int8": 624e12},
+        peak_flops={"float32": 19.5e12, "float16": 312e12, "bfloat16": 312e12, "int8": 624e12, "int4": 1248e12},
         memory_bandwidth=2039e9,
         memory_bytes=80 * _GIB,
+        interconnect_bandwidth=300e9,
         sources={
             "peak_flops.float32": f"{_A100_DS}: FP32 19.5 TFLOPS (CUDA cores)",
             "peak_flops.float16": f"{_A100_DS}: FP16 Tensor Core 312 TFLOPS (624 is with sparsity)",
             "peak_flops.bfloat16": f"{_A100_DS}: BFLOAT16 Tensor Core 312 TFLOPS (624 is with sparsity)",
             "peak_flops.int8": f"{_A100_DS}: INT8 Tensor Core 624 TOPS (1248 is with sparsity)",
+            "peak_flops.int4": f"{_A100_WP}: Peak INT4 Tensor TOPS 1,248 (2,496 is with sparsity)",
+            "peak_flops.float8": f"{_A100_DS}: no FP8 Tensor Core figure (FP8 tensor cores arrived with "
+            "Ada and Hopper); no float8 peak",
+            "interconnect_bandwidth": f"{_A100_DS}: NVLink 600GB/s, both directions (12 links x 25 GB/s "
+            "each way): 300 GB/s each way",
             "memory_bandwidth": f"{_A100_DS}: GPU Memory Bandwidth 2,039 GB/s (HBM2e)",
             "memory_bytes": f"{_A100_DS}: GPU Memory 80GB HBM2e (binary: 80 GiB)",
         },
@@ -72,9 +87,11 @@ BUILTIN: dict[str, HardwareProfile] = {
     "h100": HardwareProfile(
         name="h100",
         description="NVIDIA H100 SXM5 80GB",
-        peak_flops={"float32": 67e12, "float16": 989.5e12, "bfloat16": 989.5e12, "int8": 1979e12},
+        peak_flops={"float32": 67e12, "float16": 989.5e12, "bfloat16": 989.5e12, "int8": 1979e12,
+                    "float8": 1979e12},
         memory_bandwidth=3.35e12,
         memory_bytes=80 * _GIB,
+        interconnect_bandwidth=450e9,
         sources={
             "peak_flops.float32": f"{_H100_DS}: FP32 67 teraFLOPS (CUDA cores)",
             "peak_flops.float16": f"{_H100_DS}: FP16 Tensor Core 1,979 teraFLOPS with sparsity, halved "
@@ -83,6 +100,12 @@ BUILTIN: dict[str, HardwareProfile] = {
             "halved for dense = 989.5",
             "peak_flops.int8": f"{_H100_DS}: INT8 Tensor Core 3,958 TOPS with sparsity, halved for "
             "dense = 1,979",
+            "peak_flops.float8": f"{_H100_DS}: FP8 Tensor Core 3,958 teraFLOPS with sparsity, halved for "
+            "dense = 1,979",
+            "peak_flops.int4": f"{_H100_DS}: no INT4 Tensor Core figure (Hopper's tensor cores have no "
+            "INT4 mode); no int4 peak",
+            "interconnect_bandwidth": f"{_H100_DS}: NVIDIA NVLink 900GB/s, both directions (18 links x "
+            "25 GB/s each way): 450 GB/s each way",
             "memory_bandwidth": f"{_H100_DS}: GPU memory bandwidth 3.35 TB/s (HBM3)",
             "memory_bytes": f"{_H100_DS}: GPU memory 80GB HBM3 (binary: 80 GiB)",
         },
@@ -409,6 +432,6 @@ def get_profile(name: str | HardwareProfile | None = None, *, cache_dir: str | P
     )
 
 
-__all__ = ["DTYPES", "LOCAL", "BUILTIN", "GPU_PROFILES", "MEASURE_BUDGET_S", "QUIET_WAIT_S", "SPREAD_WARNING",
+__all__ = ["DTYPES", "NARROW_DTYPES", "LOCAL", "BUILTIN", "GPU_PROFILES", "MEASURE_BUDGET_S", "QUIET_WAIT_S", "SPREAD_WARNING",
            "HardwareProfile", "cached_local_profiles", "get_profile", "gpu_profile", "list_profiles",
            "local_profile", "local_profile_path", "measure_local", "measured_on"]

@@ -102,6 +102,32 @@ def generate_list(text: str) -> list[tuple[int, int]]:
     return pairs
 
 
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``generation what-ifs`` group (``tk profile``, ``tk benchmark``): ``--weight-dtype``,
+    ``--act-dtype``, ``--kv-dtype``, ``--tensor-parallel``, ``--memory-reserve`` and
+    ``--generation-plot`` (values checked by :mod:`turnkey_like.cli.options`)."""
+    group = parser.add_argument_group(
+        "generation what-ifs (docs/generation.md, \"What-ifs\")",
+        "For every generation (--generate, or a script that generates): its prefill and decode on each --hardware "
+        "profile at other dtypes and split over devices, and what fits each device's memory, computed from the "
+        "counted record (the model does not run again). Lists cross: one row per combination.")
+    for flag, what in (("--weight-dtype", "the weights"), ("--act-dtype", "the activations"),
+                       ("--kv-dtype", "the KV cache")):
+        group.add_argument(flag, metavar="DTYPE[,DTYPE...]",
+                           help=f"dtype of {what}: fp32, bf16, fp16, fp8, int8, int4 (default: as counted); "
+                                "the math runs at the wider of the weight and activation dtypes")
+    group.add_argument("--tensor-parallel", type=size_list, default=[1], metavar="N[,N...]",
+                       help="split the model over N devices, Megatron-style: weights and KV heads divided, two "
+                            "all-reduces per layer over the profile's NVLink (default 1)")
+    group.add_argument("--memory-reserve", metavar="FRACTION", default="0",
+                       help="share of each device's memory kept back for activations, workspace and the runtime "
+                            "when computing the largest batch that fits (default 0: weights and KV cache only; "
+                            "vLLM's default gpu_memory_utilization 0.9 is 0.1)")
+    group.add_argument("--generation-plot", metavar="PATH",
+                       help="write a plot of decode tokens/s against batch, one line per context length, with "
+                            "the memory-bound to compute-bound knee marked (PNG, SVG or PDF, by extension)")
+
+
 def add_named_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``named models`` group: ``--model NAME`` and the sizes, weights and seed of its inputs."""
     group = parser.add_argument_group(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 from turnkey_like.cli import options, outputs
-from turnkey_like.cli.arguments import (add_analysis_arguments, add_corpus_arguments, add_input_arguments,
-                                        add_output_arguments, add_view_arguments, add_visualize_arguments,
-                                        add_wait_quiet_argument)
+from turnkey_like.cli.arguments import (add_analysis_arguments, add_corpus_arguments, add_generation_arguments,
+                                        add_input_arguments, add_output_arguments, add_view_arguments,
+                                        add_visualize_arguments, add_wait_quiet_argument)
 from turnkey_like.cli.run import run_pipeline
 
 
@@ -58,6 +58,7 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     group.add_argument("--lean-cache", action="store_true",
                        help="delete ONNX files and large artifacts once benchmarked (records and logs stay)")
     add_view_arguments(group)
+    add_generation_arguments(bench)
     add_corpus_arguments(bench)
     bench.set_defaults(func=run_benchmark, parser=bench)
 
@@ -80,6 +81,7 @@ def register(subparsers, parent: argparse.ArgumentParser) -> None:
     add_output_arguments(group)
     add_visualize_arguments(group)
     add_view_arguments(group)
+    add_generation_arguments(profile)
     profile.set_defaults(func=run_profile, parser=profile)
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import argparse
 
     from turnkey_like.build import BuildOptions
+    from turnkey_like.characterize.generation_whatif import WhatIfOptions
     from turnkey_like.corpus import CorpusOptions
     from turnkey_like.records import ModelRequest
     from turnkey_like.runtimes import BenchmarkOptions
@@ -128,7 +129,8 @@ class StageOptions:
 
 @dataclass(frozen=True)
 class PipelineRun:
-    """Everything :func:`turnkey_like.cli.run.run_pipeline` needs to run the pipeline on inputs."""
+    """Everything :func:`turnkey_like.cli.run.run_pipeline` needs to run the pipeline on inputs
+    (``whatif``: the generation what-ifs, ``None`` for a command without those options)."""
 
     common: CommonOptions
     inputs: InputOptions
@@ -138,17 +140,19 @@ class PipelineRun:
     corpus: CorpusOptions
     #: ``--memory-limit`` in bytes (``None``: the default; 0: ``none``, no cap)
     memory_limit_bytes: int | None = None
+    whatif: WhatIfOptions | None = None
 
 
 @dataclass(frozen=True)
 class OutputOptions:
     """Files a run writes after it ends (checked paths): ``--json``, ``--roofline``, ``--html``,
-    ``--visualize`` (with ``--collapse``, ``--no-fold`` and ``--color-by``), and ``runtime``
-    (``tk profile --runtime``): the per-layer run they show (``None``: the latest)."""
+    ``--visualize`` (with ``--collapse``, ``--no-fold`` and ``--color-by``), ``--generation-plot``,
+    and ``runtime`` (``tk profile --runtime``): the per-layer run they show (``None``: the latest)."""
 
     json: str | None = None
     roofline: str | None = None
     html: str | None = None
+    generation_plot: str | None = None
     visualize: str | None = None
     collapse: int | None = None
     fold_repeats: bool = True
@@ -481,7 +485,7 @@ def _pipeline_run(args: argparse.Namespace, stages: StageOptions, corpus: Corpus
                           input_shapes=shapes, named=_named(args, shapes, analysis.no_weights))
     return PipelineRun(common=_common(args), inputs=inputs, analysis=analysis, stages=stages,
                        cache_dir=args.cache_dir, corpus=corpus or CorpusOptions(),
-                       memory_limit_bytes=_memory_limit(args))
+                       memory_limit_bytes=_memory_limit(args), whatif=_whatif(args))
 
 
 def _memory_limit(args: argparse.Namespace) -> int | None:
@@ -504,6 +508,50 @@ def _memory_limit(args: argparse.Namespace) -> int | None:
         raise InputError(f"--memory-limit {text}: {e}", hint="give a size such as 4G or 512M, or none for no cap") from None
 
 
+def _dtypes(flag: str, text: str | None) -> tuple[str, ...]:
+    """``--weight-dtype bf16,int4`` → ``("bfloat16", "int4")`` (empty: as counted).
+
+    Raises:
+        InputError: an unknown dtype (the hint lists the known ones).
+    """
+    from turnkey_like.characterize.generation_whatif import canonical_dtype
+
+    names = [v for v in (text or "").split(",") if v.strip()]
+    try:
+        return tuple(dict.fromkeys(canonical_dtype(name) for name in names))
+    except InputError as e:
+        raise InputError(f"{flag} {text!r}: {e.message}", hint=e.hint) from None
+
+
+def _whatif(args: argparse.Namespace) -> WhatIfOptions | None:
+    """The generation what-if options of a command that has them (``add_generation_arguments``;
+    ``None`` otherwise): dtypes known, ``--memory-reserve`` a fraction in [0, 1)."""
+    if not hasattr(args, "weight_dtype"):
+        return None
+    from turnkey_like.characterize.generation_whatif import WhatIfOptions
+
+    try:
+        reserve = float(args.memory_reserve)
+    except ValueError:
+        reserve = -1.0
+    if not 0.0 <= reserve < 1.0:
+        raise InputError(f"--memory-reserve {args.memory_reserve}: must be a fraction from 0 up to (not) 1",
+                         hint="e.g. --memory-reserve 0.1 keeps 10% of each device's memory back")
+    return WhatIfOptions(weight_dtypes=_dtypes("--weight-dtype", args.weight_dtype),
+                         act_dtypes=_dtypes("--act-dtype", args.act_dtype), kv_dtypes=_dtypes("--kv-dtype", args.kv_dtype),
+                         tensor_parallel=tuple(dict.fromkeys(args.tensor_parallel or [1])), memory_reserve=reserve)
+
+
+def _generation_plot(args: argparse.Namespace) -> str | None:
+    """``--generation-plot``'s path, checked (``None`` for a command without it)."""
+    path = getattr(args, "generation_plot", None)
+    if path is None:
+        return None
+    from turnkey_like.views.generation_plot import FORMATS
+
+    return output_path("--generation-plot", path, FORMATS)
+
+
 def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
     """``--json``, ``--roofline`` and ``--html`` (and with ``visualize``, ``--visualize``,
     ``--collapse``, ``--no-fold``): paths and picture formats checked."""
@@ -513,7 +561,7 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
 
         roofline = output_path("--roofline", args.roofline, FORMATS)
     output = OutputOptions(json=output_path("--json", args.json), roofline=roofline,
-                           html=output_path("--html", args.html))
+                           html=output_path("--html", args.html), generation_plot=_generation_plot(args))
     if not visualize:
         return output
     from dataclasses import replace

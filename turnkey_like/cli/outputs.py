@@ -1,4 +1,4 @@
-"""What the command line writes: ``--json``, ``--visualize``, ``--roofline`` and ``--html`` files,
+"""What the command line writes: ``--json``, ``--visualize``, ``--roofline``, ``--generation-plot`` and ``--html`` files,
 ``tk report --format html``, and the consoles and one-line messages on the terminal.
 
 Everything here renders records that a run or the cache already holds (through
@@ -162,6 +162,25 @@ def write_roofline_plots(path: str, records, profiles, console: Console, runtime
         console.print("[yellow]--roofline: no invocation was characterized; no plot written[/]")
 
 
+def write_generation_plots(path: str, summary: RunSummary, console: Console) -> None:
+    """Write ``--generation-plot``: one plot per model with generations (``_<model>`` before the
+    extension when several), decode tokens/s against batch from the records' what-ifs."""
+    from rich.markup import escape
+
+    from turnkey_like.report.generation import generation_points
+    from turnkey_like.views import output_path_for
+    from turnkey_like.views.generation_plot import write_generation_plot
+
+    points = generation_points((model.name, inv) for result in summary.results for model, inv in result.invocations())
+    models = list(dict.fromkeys(p.model for p in points))
+    if not models:
+        console.print("[yellow]--generation-plot: no generation was characterized; no plot written[/]")
+    for name in models:
+        target = output_path_for(path, name.replace("/", "_"), len(models) > 1)
+        write_generation_plot([p for p in points if p.model == name], target, title=f"{name}: decode throughput")
+        console.print(f"[dim]generation plot of {escape(name)} written to {target}[/]")
+
+
 def write_run_outputs(output: OutputOptions, summary: RunSummary, exit_code: int, console: Console, *,
                       title: str, extra_profiles: tuple[str, ...] = (), cache_dir: str | None = None) -> None:
     """After a run: write ``--json``, then ``--visualize`` pictures, ``--roofline`` plots and the
@@ -175,6 +194,8 @@ def write_run_outputs(output: OutputOptions, summary: RunSummary, exit_code: int
         console.print(f"[dim]records written to {output.json}[/]")
     if output.visualize:
         write_visualize(output, summary, console)
+    if output.generation_plot:
+        write_generation_plots(output.generation_plot, summary, console)
     if not output.roofline and not output.html:
         return
     from turnkey_like.characterize.hardware import get_profile

@@ -114,12 +114,13 @@ def run_pipeline(run: PipelineRun, console: Console, *, progress_console: Consol
     """
     from turnkey_like.corpus import run_corpus
     from turnkey_like.pipeline import Pipeline
-    from turnkey_like.report.listener import ConsoleListener
+    from turnkey_like.cli.whatif import WhatIfListener
 
     specs, input_errors = resolve(run.inputs, console)
     pipeline = Pipeline(run_options(run))
     cache_root = str(pipeline.cache.root)
-    listener = ConsoleListener(console, cache_root=cache_root, profile=tables is not None,
+    listener = WhatIfListener(console, whatif=run.whatif, hardware=run.analysis.hardware, cache_dir=run.cache_dir,
+                              cache_root=cache_root, profile=tables is not None,
                                showshape=tables.showshape if tables else False, top=tables.top if tables else 10,
                                runtime=tables.runtime if tables else None, phase=tables.phase if tables else None,
                                quiet=run.common.quiet if quiet is None else quiet,

@@ -67,10 +67,14 @@ from turnkey_like.records.characterization import (
     Breakdown,
     BreakdownEntry,
     Characterization,
+    Capacity,
     Generation,
     GenerationPhase,
     MeasuredGeneration,
+    GenerationShape,
     StepCost,
+    WhatIf,
+    WhatIfPhase,
     FusionGroup,
     FusionResult,
     FusionSummary,
@@ -158,6 +162,7 @@ __all__ = [
     "Totals",
     "BreakdownEntry", "Breakdown", "FUSION_ENDS", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
     "Characterization", "Generation", "GenerationPhase", "MeasuredGeneration", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
+    "GenerationShape", "WhatIf", "WhatIfPhase", "Capacity",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark

@@ -109,11 +109,14 @@ class HardwareProfile(Record):
     Attributes:
         name: short key used on the command line (``a100``, ``h100``, ``local``, ...).
         description: full device name.
-        peak_flops: dense peak per dtype in FLOP/s (``int8`` in op/s); keys ``float32``,
-            ``float16``, ``bfloat16``, ``int8``.
+        peak_flops: dense peak per dtype in FLOP/s (``int8`` and ``int4`` in op/s); keys ``float32``,
+            ``float16``, ``bfloat16``, ``int8``, and ``float8`` / ``int4`` where the datasheet gives
+            them (a device without the key has no such math units).
         memory_bandwidth: peak (or measured, for ``local``) memory bandwidth in bytes/s.
         memory_bytes: memory size, bytes: the GPU's memory, the most a CPU socket supports
             (datasheets), or this machine's RAM (``local``); ``None`` when not known.
+        interconnect_bandwidth: bytes/s one device sends to its peers in one direction (NVLink for
+            GPUs; what tensor parallelism's all-reduces move at); ``None`` when not known.
         sources: per value (``peak_flops.float32``, ``memory_bandwidth``, ``memory_bytes``, ...) the
             document it comes from and how it was derived.
         url: where the datasheet can be read (datasheet profiles); ``""`` for measured ones.
@@ -144,6 +147,7 @@ class HardwareProfile(Record):
     flops_spread: Spread | None = None
     bandwidth_spread: Spread | None = None
     warnings: list[str] = []
+    interconnect_bandwidth: float | None = None
 
     def peak(self, dtype: str | None) -> float:
         """Return the peak FLOP/s for ``dtype`` (numpy-style name).
@@ -762,7 +766,153 @@ class Generation(Record):
     exact: bool = True
     notes: list[str] = []
     measured: list[MeasuredGeneration] = []
+    shape: GenerationShape | None = None
+    whatif: list[WhatIf] = []
 
     def phase(self, name: str) -> GenerationPhase | None:
+        """The phase called ``name`` (``prefill`` or ``decode``), or ``None``."""
+        return next((p for p in self.phases if p.phase == name), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation what-ifs: other dtypes, tensor parallelism and memory capacity, from the counted record
+# (turnkey_like.characterize.generation_whatif; docs/generation.md, "What-ifs")
+# --------------------------------------------------------------------------------------------------
+
+class GenerationShape(Record):
+    """What the what-ifs need of the model's shape, recorded when the generation is counted.
+
+    Attributes:
+        dtype: the dtype the model was counted at (its parameters' and activations' main dtype).
+        kv_itemsize: bytes per K/V element as the cache stored them.
+        layers: cache layers that store positions (a decoder's self-attention layers).
+        kv_heads: key/value heads per layer (the most of any layer); 0 when not known.
+        head_dim, value_dim: the keys' and the values' head dimension (0 when not known).
+        hidden_size: the width of the residual stream, read from the token embedding's output (the
+            ``embedding`` op with the largest table); ``None`` when the model ran no embedding op
+            (then tensor parallelism's all-reduce bytes are left out).
+    """
+
+    dtype: str
+    kv_itemsize: int
+    layers: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    value_dim: int = 0
+    hidden_size: int | None = None
+
+
+class WhatIfPhase(Record):
+    """One phase of a what-if, per device, summed over the phase's steps.
+
+    Attributes:
+        phase: ``prefill`` or ``decode``; steps: calls in the phase.
+        flops: FLOPs per device (the counted FLOPs ÷ the tensor-parallel degree).
+        bytes_weights, bytes_kv_read, bytes_kv_write, bytes_activations: the counted bytes scaled to
+            the what-if's weight, KV and activation dtypes, per device.
+        bytes_allreduce: bytes each device sends for tensor parallelism's all-reduces (ring:
+            2(N−1)/N of each buffer); 0 on one device.
+        compute_time_s: ``flops`` ÷ the peak of the math dtype.
+        memory_time_s: (weights + KV + activation bytes) ÷ memory bandwidth.
+        comm_time_s: ``bytes_allreduce`` ÷ the interconnect's bandwidth per direction; ``None`` when the
+            profile has no interconnect figure (left out of ``time_s``).
+        time_s: max(compute, memory) + communication: the phase's roofline time, phase-level.
+        bound: ``compute-bound`` when compute time ≥ memory time, else ``memory-bound``.
+    """
+
+    phase: Literal["prefill", "decode"]
+    steps: int
+    flops: int
+    bytes_weights: int
+    bytes_kv_read: int
+    bytes_kv_write: int
+    bytes_activations: int
+    bytes_allreduce: int
+    compute_time_s: float
+    memory_time_s: float
+    comm_time_s: float | None
+    time_s: float
+    bound: str
+
+
+class Capacity(Record):
+    """What fits one device's memory: the weights and the KV cache at the final context.
+
+    Left out: activations, the runtime's workspace, the CUDA context and allocator fragmentation
+    (``WhatIf.memory_reserve`` keeps a share of the memory back for them).
+
+    Attributes:
+        memory_bytes: the device's memory (the profile's ``memory_bytes``); ``None`` when unknown.
+        usable_bytes: ``memory_bytes`` × (1 − reserve); ``None`` when unknown.
+        weight_bytes: the parameters at the weight dtype, per device (all of them stay resident:
+            every expert of an MoE model).
+        kv_bytes_per_token: K and V bytes one position of one sequence holds, per device.
+        context: positions a sequence holds in the cache at the end (P + N − 1).
+        kv_bytes_per_sequence: K and V bytes one sequence holds at the end, per device (a
+            sliding-window layer holds its window).
+        max_batch: the most sequences whose KV cache fits beside the weights (0: the weights alone
+            do not fit); ``None`` when the memory is not known or a sequence holds no KV bytes.
+        fits: the generation's own batch fits; ``None`` when the memory is not known.
+        min_tensor_parallel: the smallest tensor-parallel degree (1, 2, 4 … 64) at which the
+            generation's batch fits each device; ``None`` when none does or the memory is unknown.
+    """
+
+    memory_bytes: int | None
+    usable_bytes: int | None
+    weight_bytes: int
+    kv_bytes_per_token: int
+    context: int
+    kv_bytes_per_sequence: int
+    max_batch: int | None
+    fits: bool | None
+    min_tensor_parallel: int | None
+
+
+class WhatIf(Record):
+    """The generation on one hardware profile at other dtypes and tensor-parallel degree, computed
+    from the counted record without running the model again (phase-level roofline; see
+    ``turnkey_like.characterize.generation_whatif``).
+
+    Attributes:
+        hardware: the profile's name.
+        weight_dtype, act_dtype, kv_dtype: the dtypes of the weights, the activations and the KV
+            cache (``float32``, ``bfloat16``, ``float16``, ``float8``, ``int8``, ``int4``).
+        math_dtype: the dtype whose peak the FLOPs run at; peak_flops: that peak, FLOP/s (op/s for
+            integers); peak_rule: one line saying why.
+        tensor_parallel: devices the model is split over (Megatron-style).
+        memory_reserve: the share of each device's memory kept back (``Capacity``).
+        phases: prefill, then decode (when the generation has decode steps).
+        ttft_s: the prefill's time; tpot_s: the mean decode step's; tokens_per_s: batch ÷ tpot_s.
+        decode_knee_batch: the batch at which decode turns compute-bound, extrapolated from this
+            batch (FLOPs, KV and activation bytes grow with the batch; weight bytes do not);
+            ``None`` when decode stays memory-bound at every batch (its per-sequence arithmetic
+            intensity is below the ridge point).
+        decode_knee_batch_kv_only: the same with decode's activation bytes left out, as if its only
+            traffic besides the weights were the KV cache's reads and writes (a fused attention
+            kernel over a cache written in place, as FlashAttention or PagedAttention run it; the
+            counted activations include the cache's ``torch.cat`` copies and GQA's repeated K/V).
+        capacity: what fits the device's memory.
+        notes: what is approximated or left out, one line each.
+    """
+
+    hardware: str
+    weight_dtype: str
+    act_dtype: str
+    kv_dtype: str
+    math_dtype: str
+    peak_flops: float
+    peak_rule: str
+    tensor_parallel: int
+    memory_reserve: float
+    phases: list[WhatIfPhase]
+    ttft_s: float
+    tpot_s: float | None
+    tokens_per_s: float | None
+    decode_knee_batch: float | None
+    decode_knee_batch_kv_only: float | None
+    capacity: Capacity
+    notes: list[str] = []
+
+    def phase(self, name: str) -> WhatIfPhase | None:
         """The phase called ``name`` (``prefill`` or ``decode``), or ``None``."""
         return next((p for p in self.phases if p.phase == name), None)

@@ -1,4 +1,5 @@
-"""The sweep table: one row per point of a named model's size sweep (``--batch-size 1,8,32``, ...).
+"""The sweep tables: one row per point of a named model's size sweep (``--batch-size 1,8,32``, ...),
+and for generations (``--generate P:N,...``) one row per point and what-if (:func:`render_generation_sweeps`).
 
 Each point is its own invocation; the table lines them up so a user sees how MACs, memory traffic and
 arithmetic intensity move with the size, and where the model crosses the hardware's ridge point
@@ -8,6 +9,7 @@ were benchmarked. Formatting only: every figure comes from the records.
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -26,7 +28,8 @@ def sweeps(results: list[ScriptResult]) -> dict[str, list[ScriptResult]]:
 
 
 def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
-    """Print one sweep table per named model run at several sizes (nothing when there is none)."""
+    """Print one sweep table per named model run at several sizes, then the generation sweeps
+    (:func:`render_generation_sweeps`); nothing when there is none."""
     for name, points in sweeps(results).items():
         table = Table(title=f"sweep: {escape(name)} (1 MAC = 2 FLOPs; bytes unfused; time = roofline estimate)",
                       title_justify="left", show_edge=False, pad_edge=False)
@@ -52,5 +55,32 @@ def render_sweeps(console: Console, results: list[ScriptResult]) -> None:
             timing = (["-", "-"] if bench is None else
                       [f"{format_ms(bench.latency_ms.mean)}", f"{bench.throughput_ips:,.1f}/s"])
             table.add_row(*sizes, inv.hash, *cells, *timing)
+        console.print()
+        console.print(table)
+    render_generation_sweeps(console, results)
+
+
+def render_generation_sweeps(console: Console, results: list[ScriptResult]) -> None:
+    """Print one table per model with more than one generation (``--generate 128:128,2048:256
+    --batch-size 1,8,64``, crossed with the what-if dtypes): a row per generation and what-if with
+    TTFT, TPOT, tokens/s, the bound of each phase, the decode knee and the largest batch that fits."""
+    from turnkey_like.report.generation import WHATIF_COLUMNS, generation_points, whatif_cells
+
+    points = generation_points((model.name, inv) for result in results for model, inv in result.invocations())
+    by_model: dict[str, list] = {}
+    for point in points:
+        by_model.setdefault(point.model, []).append(point)
+    for name, rows in by_model.items():
+        if len({p.invocation for p in rows}) < 2:
+            continue
+        table = Table(title=f"generation sweep: {escape(name)} (phase-level roofline per device, what-ifs from the "
+                            "counted records; 1 MAC = 2 FLOPs; knee: the batch where decode turns compute-bound)",
+                      title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      collapse_padding=True)
+        for column, justify in [("P:N", "right"), ("batch", "right"), *WHATIF_COLUMNS]:
+            table.add_column(column, justify=justify, no_wrap=True)
+        for p in rows:
+            table.add_row(f"{p.gen.prompt_tokens}:{p.gen.new_tokens}", str(p.gen.batch_size),
+                          *(escape(text) for text, _ in whatif_cells(p.whatif)))
         console.print()
         console.print(table)

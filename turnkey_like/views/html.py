@@ -7,7 +7,9 @@ characterization (totals, bottleneck breakdown: ``report.breakdown``, the hardwa
 build and benchmark results (with how busy the machine was and the benchmark's warnings), its
 dataflow graph (``views.graph``: SVG with pan and zoom; clicking a node highlights its row), its
 roofline plot (``views.roofline_plot``, inline SVG), and sortable, filterable per-module and per-op
-tables. Nothing is fetched at view time: the CSS and the plain JavaScript (``views/assets/report.*``)
+tables. A call that started a generation (a prefill) shows its phases, predicted TTFT and TPOT and
+its what-ifs (``report.generation``); a page with several generations adds the generation sweep
+table and its decode-throughput plot (``views.generation_plot``). Nothing is fetched at view time: the CSS and the plain JavaScript (``views/assets/report.*``)
 are inlined, the roofline plots are inline SVG.
 
 Measured time sits beside the prediction wherever there is one (``report.measured``): per
@@ -438,6 +440,58 @@ def _roofline(char: Characterization, profiles: list[HardwareProfile], title: st
     return "<h3>Roofline</h3>" + "".join(plots)
 
 
+def _generation(char: Characterization, anchor: str) -> str:
+    """A generation's part of its prefill call's section: the phase table (``report.generation``'s
+    columns), the predicted TTFT, TPOT and KV cache, and its what-ifs with their notes."""
+    from turnkey_like.report.generation import (PHASE_COLUMNS, WHATIF_COLUMNS, generation_lines, phase_cells,
+                                                whatif_cells, whatif_notes)
+
+    gen = char.generation
+    phases = _Table(f"{anchor}-generation", [(h, j == "right") for h, j in PHASE_COLUMNS],
+                    caption=f"{MAC_NOTE}; decode summed over its steps; roofline time on {gen.hardware}, per op.")
+    for phase in gen.phases:
+        phases.add(phase_cells(phase.phase, phase))
+    lines = "".join(f"<p>{_e(line)}</p>" for line in generation_lines(gen))
+    parts = [f"<h3>Generation</h3>{phases.html(filter_box=False)}{lines}"]
+    if gen.whatif:
+        table = _Table(f"{anchor}-whatif", [(h, j == "right") for h, j in WHATIF_COLUMNS],
+                       caption=f"What-ifs: phase-level roofline per device, from the counted record; batch "
+                               f"{gen.batch_size}; KV cache at the final context {gen.whatif[0].capacity.context}.")
+        for w in gen.whatif:
+            table.add(whatif_cells(w), css={5: _bound_css(w.phases[0].bound),
+                                            7: _bound_css(w.phases[-1].bound) if len(w.phases) > 1 else ""})
+        notes = "".join(f'<p class="note">note: {_e(n)}</p>' for n in whatif_notes(gen))
+        parts.append(f"<h4>What-ifs</h4>{table.html(filter_box=len(gen.whatif) > 4)}{notes}")
+    return "".join(parts)
+
+
+def _generation_sweep(records: list[BuildRecord]) -> str:
+    """The generation sweep of the page's records (more than one generation): one row per generation
+    and what-if (``report.generation.whatif_cells``) and the decode throughput plot
+    (``views.generation_plot``, inline SVG); ``""`` otherwise."""
+    from turnkey_like.report.generation import WHATIF_COLUMNS, generation_points, whatif_cells
+    from turnkey_like.views.generation_plot import render_generation_plot
+
+    points = generation_points((r.model.name, r.invocation) for r in records)
+    if len({p.invocation for p in points}) < 2:
+        return ""
+    table = _Table("generation-sweep", [("Model", False), ("P:N", False), ("Batch", True),
+                                        *((h, j == "right") for h, j in WHATIF_COLUMNS)],
+                   caption=f"One row per generation and what-if. {MAC_NOTE}; phase-level roofline per device; "
+                           "Knee: the batch where decode turns compute-bound (Knee KV: with decode's activation "
+                           "bytes left out); Max batch: the most sequences whose KV cache fits beside the weights.")
+    for p in points:
+        table.add([(p.model, p.model), (f"{p.gen.prompt_tokens}:{p.gen.new_tokens}", p.gen.prompt_tokens),
+                   (str(p.gen.batch_size), p.gen.batch_size), *whatif_cells(p.whatif)])
+    plots = []
+    for k, name in enumerate(dict.fromkeys(p.model for p in points)):
+        mine = [p for p in points if p.model == name]
+        if any(p.whatif.tokens_per_s for p in mine):
+            svg = render_generation_plot(mine, "svg", title=f"{name}: decode throughput", id_salt=f"gen-sweep-{k}")
+            plots.append(f'<div class="tk-generation-plot">{inline_svg(svg.decode("utf-8"))}</div>')
+    return f'<section id="generation-sweep"><h2>Generation sweep</h2>{table.html()}{"".join(plots)}</section>'
+
+
 def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile], runtime: str | None = None) -> str:
     inv = record.invocation
     anchor = _anchor(i, record)
@@ -457,6 +511,8 @@ def _invocation(i: int, record: BuildRecord, profiles: list[HardwareProfile], ru
         parts.append(f'<div class="cards">{cards}</div>')
     if measured is not None:
         parts.append(_measured_parts(measured, anchor, shown, char.hardware if char is not None else None))
+    if char is not None and char.generation is not None:
+        parts.append(_generation(char, anchor))
     if char is not None:
         parts.append(_breakdown(char, anchor))
         if _has_graph(char):  # titled as --visualize titles it, so the DOT is the same
@@ -495,6 +551,7 @@ def render_html(records: list[BuildRecord], *, title: str = "tk report", profile
         + "</header>",
         _overview(records) if records else '<p class="muted">no builds</p>',
         _comparison(comparison, records) if comparison is not None and len(comparison.entries) > 1 else "",
+        _generation_sweep(records),
         *(_invocation(i, r, profiles, runtime) for i, r in enumerate(records)),
     ]
     # The layout engine only where a graph is drawn (viz-global.js has no "</script", NUL or CR in it,

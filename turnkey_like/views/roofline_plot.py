@@ -260,9 +260,14 @@ def render_roofline(chart: RooflineChart, fmt: str = "png", *, labelled: int = L
     ``id_salt`` makes the SVG's internal ids unique (matplotlib's ``svg.hashsalt``), so several plots
     can be inlined in one HTML page without their ``<defs>`` colliding. SVG and PDF carry no date.
     """
+    return figure_bytes(figure(chart, labelled=labelled, measured=measured, roof_notes=roof_notes), fmt, id_salt)
+
+
+def figure_bytes(fig, fmt: str, id_salt: str | None = None) -> bytes:
+    """A matplotlib ``Figure`` saved as ``png``, ``svg`` or ``pdf`` bytes: text as paths, no date in
+    SVG or PDF, and ``id_salt`` as the SVG's ``svg.hashsalt`` (unique ids for plots inlined in one page)."""
     import matplotlib
 
-    fig = figure(chart, labelled=labelled, measured=measured, roof_notes=roof_notes)
     buf = io.BytesIO()
     salt = {"svg.hashsalt": id_salt} if id_salt else {}
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}.get(fmt)
@@ -279,17 +284,28 @@ def write_roofline(chart: RooflineChart, path: str | Path, *, labelled: int = LA
     Raises:
         InputError: another extension, or the path cannot be written.
     """
+    return write_picture("--roofline", path, lambda fmt: render_roofline(chart, fmt, labelled=labelled,
+                                                                         measured=measured, roof_notes=roof_notes))
+
+
+def write_picture(flag: str, path: str | Path, render) -> Path:
+    """Write ``render(fmt)`` (bytes in the :data:`FORMATS` format of ``path``'s extension) to ``path``,
+    atomically; return the path.
+
+    Raises:
+        InputError: another extension, or the path cannot be written (naming ``flag``).
+    """
     from turnkey_like.files import write_atomic
 
     target = Path(path)
     fmt = FORMATS.get(target.suffix.lower())
     if fmt is None:
-        raise InputError(f"--roofline {path}: unknown picture format {target.suffix or '(none)'!r}",
+        raise InputError(f"{flag} {path}: unknown picture format {target.suffix or '(none)'!r}",
                          hint=f"end the file name with one of: {', '.join(FORMATS)}")
-    data = render_roofline(chart, fmt, labelled=labelled, measured=measured, roof_notes=roof_notes)
+    data = render(fmt)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data, fsync=False)
     except OSError as e:
-        raise InputError(f"--roofline {path}: cannot write ({e.strerror or e})", hint="choose a writable path") from None
+        raise InputError(f"{flag} {path}: cannot write ({e.strerror or e})", hint="choose a writable path") from None
     return target
