@@ -25,7 +25,10 @@ The modules, by stage (each imports only the ones above it)::
     sanitise          sanitise: makes any record encodable and valid, noting what it changed
     codec             SCHEMA_VERSION, RecordError, encode/decode/to_builtins/convert/migrate
     base              Record, Status, STAGES, StageResult, now_utc, Dim
-    characterization  Characterization and its rows, totals, fusion, hardware profile, trace, roofline
+    hardware          HardwareProfile (peaks), MachineLoad and Spread (how quiet a measurement was)
+    costs             a characterization's parts: op and module rows, totals, breakdown, fusion, trace, roofline chart
+    generation        Generation, its phases and steps, MeasuredGeneration, what-ifs (WhatIf, Capacity)
+    characterization  Characterization: everything characterize found for one model call
     build             BuildResult, agreement with eager PyTorch
     benchmark         BenchmarkResult, LatencyStats, PerLayerResult and its queries, LayerTime
     discovery         ScriptResult, ModelInfo, Invocation, TensorSpec, ModelRequest
@@ -62,36 +65,36 @@ from turnkey_like.records.benchmark import (
     PerLayerResult,
 )
 from turnkey_like.records.build import BuildResult, GraphIO, OutputAgreement, Tolerance
-from turnkey_like.records.characterization import (
+from turnkey_like.records.characterization import Characterization
+from turnkey_like.records.costs import (
     FUSION_ENDS,
     Breakdown,
     BreakdownEntry,
-    Characterization,
-    Capacity,
-    Generation,
-    GenerationPhase,
-    MeasuredGeneration,
-    GenerationShape,
-    StepCost,
-    WhatIf,
-    WhatIfPhase,
     FusionGroup,
     FusionResult,
     FusionSummary,
-    HardwareProfile,
     InputDesc,
-    MachineLoad,
     ModuleRow,
     OpRow,
     RepeatedBlocks,
     RooflineChart,
     RooflinePoint,
     RooflineRoof,
-    Spread,
     Totals,
     TraceAttempt,
     TraceSummary,
 )
+from turnkey_like.records.generation import (
+    Capacity,
+    Generation,
+    GenerationPhase,
+    GenerationShape,
+    MeasuredGeneration,
+    StepCost,
+    WhatIf,
+    WhatIfPhase,
+)
+from turnkey_like.records.hardware import HardwareProfile, MachineLoad, Spread
 from turnkey_like.records.codec import (
     OLDEST_READABLE_SCHEMA,
     SCHEMA_VERSION,

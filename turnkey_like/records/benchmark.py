@@ -7,7 +7,8 @@ Units: milliseconds (``*_ms``), seconds (``*_s``), bytes, FLOPs (1 MAC = 2 FLOPs
 from __future__ import annotations
 
 from turnkey_like.records.base import Record
-from turnkey_like.records.characterization import Characterization, HardwareProfile, MachineLoad, Spread
+from turnkey_like.records.characterization import Characterization
+from turnkey_like.records.hardware import HardwareProfile, MachineLoad, Spread
 
 #: How views name a runtime (``BenchmarkResult.label``).
 RUNTIME_NAMES = {"ort": "onnxruntime", "torch-eager": "torch eager", "torch-compiled": "torch.compile"}

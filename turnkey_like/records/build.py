@@ -5,7 +5,7 @@ with eager PyTorch.
 from __future__ import annotations
 
 from turnkey_like.records.base import Dim, Record
-from turnkey_like.records.characterization import TraceSummary
+from turnkey_like.records.costs import TraceSummary
 
 
 class GraphIO(Record):

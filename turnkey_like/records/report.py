@@ -14,7 +14,7 @@ import msgspec
 
 from turnkey_like.records.base import STAGES, Record
 from turnkey_like.records.benchmark import PerLayerResult
-from turnkey_like.records.characterization import BreakdownEntry
+from turnkey_like.records.costs import BreakdownEntry
 from turnkey_like.records.codec import SCHEMA_VERSION
 from turnkey_like.records.discovery import Invocation, ModelInfo, ModelRequest, ScriptResult, TensorSpec
 from turnkey_like.records.system import SystemInfo

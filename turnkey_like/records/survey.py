@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from turnkey_like.records.base import Record, Status
-from turnkey_like.records.characterization import InputDesc, TraceAttempt
+from turnkey_like.records.costs import InputDesc, TraceAttempt
 from turnkey_like.records.codec import SCHEMA_VERSION
 
 #: Default seconds a model's child may run (build, run, trace, export) before it is killed.
