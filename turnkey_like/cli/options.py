@@ -577,19 +577,6 @@ def _run_outputs(args: argparse.Namespace, *, visualize: bool) -> OutputOptions:
                    color_by=args.color_by, runtime=measured_runtime(args.runtime))
 
 
-# ------------------------------------------------------------------------------------------ needs
-# An option that only means something with another one is an error when given without it (exit 2
-# with the command's usage), never silently ignored. Each rule: the option, its argparse ``dest``,
-# what it needs (named in the message), and whether the command line has that.
-def _given(args: argparse.Namespace, dest: str) -> bool:
-    """Whether option ``dest`` was given a value other than its default (the command's parser's
-    ``get_default``; a value equal to the default changes nothing, so it counts as not given)."""
-    parser = getattr(args, "parser", None)
-    default = parser.get_default(dest) if parser is not None else None
-    value = getattr(args, dest, default)
-    return value is not None and value != default
-
-
 # ------------------------------------------------------------------------------------------ commands
 def parse_benchmark(args: argparse.Namespace) -> BenchmarkCommand:
     """``tk benchmark``'s options, checked (see the module's docstring for what it raises)."""
