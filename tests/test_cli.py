@@ -570,3 +570,27 @@ def test_dtype_bf16_keeps_the_macs_and_halves_the_bytes_of_resnet18(tmp_path, ca
     indices = 64 * 16 * 16 * 8
     fp32_bytes = fp32["totals"]["bytes_read"] + fp32["totals"]["bytes_written"]
     assert bf16["totals"]["bytes_read"] + bf16["totals"]["bytes_written"] == (fp32_bytes + indices) // 2
+
+
+def test_a_model_of_another_dtype_under_the_same_hash_is_characterized_again(tmp_path, capsys):
+    """TurnkeyML's invocation hash leaves the weights' dtype out: an embedding model called on int64
+    ids names the same build in float32 and in bfloat16 (``--dtype bf16`` on a language model,
+    ``model.to(torch.bfloat16)`` in a script). A rerun in the other dtype must not take the cached
+    float32 counts: its parameter bytes halve (10×4 + 4×2 + 2 = 50 parameters: 200 B, then 100 B)."""
+    script = tmp_path / "ids.py"
+    script.write_text("import sys, torch\n"
+                      "m = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2))\n"
+                      "if '--bf16' in sys.argv:\n    m = m.to(torch.bfloat16)\n"
+                      "m(torch.tensor([[1, 2, 3]]))\n")
+    seen = []
+    for script_args in ("--fp32", "--bf16", "--fp32"):
+        path = tmp_path / "run.json"
+        code, out, err = _tk(capsys, "profile", str(script), f"--script-args={script_args}", "--cache-dir",
+                             str(tmp_path / "cache"), "--json", str(path), "-q")
+        assert code == 0, out + err
+        [result] = json.loads(path.read_text())["results"]
+        inv = result["models"][0]["invocations"][0]
+        char = inv["characterization"]
+        seen.append((inv["build_name"], char["result"]["dtype"], char["result"]["totals"]["param_bytes"]))
+    assert len({name for name, _, _ in seen}) == 1  # one build name for both dtypes
+    assert [(dtype, size) for _, dtype, size in seen] == [("float32", 200), ("bfloat16", 100), ("float32", 200)]

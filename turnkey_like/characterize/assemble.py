@@ -286,6 +286,13 @@ def _symbolic_dims(rows: list[OpRow]) -> list[str]:
     return names
 
 
+def main_dtype(model, args, kwargs) -> str:
+    """``Characterization.dtype`` of calling ``model(*args, **kwargs)``, without counting: the dtype
+    holding most parameter bytes (``torch.float32`` → ``float32``), else of the first floating-point
+    input, else ``float32``."""
+    return _main_dtype(list(model.named_parameters()), args, kwargs)
+
+
 def _main_dtype(params: list[tuple[str, Any]], args, kwargs) -> str:
     """The dtype holding most parameter bytes, else of the first floating-point input, else float32."""
     import torch

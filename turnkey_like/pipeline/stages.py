@@ -127,10 +127,13 @@ class CharacterizeStage(Stage):
         return None
 
     def reuse(self, ctx: InvocationContext) -> StageResult | None:
-        """The cached characterization when it still applies (same tk, hardware and weights mode).
+        """The cached characterization when it still applies (same tk, hardware, weights mode and
+        model dtype).
 
-        Counts depend only on the architecture and input signature (both in the invocation hash),
-        so a successful earlier result is reused unless ``--rebuild always`` asks for fresh work.
+        Counts depend on the architecture and input signature (both in the invocation hash) and on
+        the dtype of the weights, which the hash leaves out (TurnkeyML's hashes: ``--dtype bf16``
+        and ``model.half()`` name the same build as float32), so a successful earlier result is
+        reused when its dtype is the live model's, unless ``--rebuild always`` asks for fresh work.
         """
         previous = ctx.previous
         if previous is None or previous.tk_version != __version__ or self.options.build.rebuild == "always":
@@ -142,6 +145,11 @@ class CharacterizeStage(Stage):
             return None
         if self.options.trace and old.result.trace.method == "not traced":  # --trace asks for what it lacks
             return None
+        if ctx.live is not None:
+            from turnkey_like.characterize.assemble import main_dtype
+
+            if old.result.dtype != main_dtype(*ctx.call):  # --dtype, model.half(): not in the hash
+                return None
         trace = ctx.live.generation if ctx.live is not None else None
         if trace is not None and not _same_generation(old.result.generation, trace):
             return None
