@@ -225,7 +225,7 @@ def test_a_failed_rerun_keeps_the_earlier_latency(tmp_path):
     (name,) = Cache(cache, create=False).builds()
     before = Cache(cache, create=False).load(name).invocation.benchmark
     rerun = run_tk("benchmark", str(script), "--iterations", "100000000", "--rebenchmark", "always",
-                   "--timeout", "40", "--cache-dir", str(cache))
+                   "--timeout", "15", "--cache-dir", str(cache))
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     after = Cache(cache, create=False).load(name).invocation.benchmark
     assert after.status == Status.TIMEOUT and after.run_id != before.run_id

@@ -52,6 +52,7 @@ from turnkey_like.calls import (
 )
 from turnkey_like.errors import BuildError, one_line
 from turnkey_like.files import no_space_error, reset_log
+from turnkey_like.kv_cache import snapshot
 from turnkey_like.onnx_tools import (
     FP16_NAME,
     OPT_NAME,
@@ -361,8 +362,8 @@ def build_here(model: torch.nn.Module, args: tuple, kwargs: dict, build_dir: str
     durations: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    with torch.no_grad():
-        eager_out = model(*args, **(kwargs or {}))
+    with torch.no_grad():  # on a copy: a call fills a KV cache it is given, which the export must see empty
+        eager_out = model(*snapshot(args), **snapshot(kwargs or {}))
     out_names = output_names_for(eager_out, set(flat.names))
     expected = [to_numpy(t) for t in tensor_leaves(eager_out)]
     durations["eager_reference"] = time.perf_counter() - t0
