@@ -21,7 +21,9 @@ from turnkey_like.records import HardwareProfile
 from turnkey_like.units import format_bytes, si
 
 #: the dtypes the table shows, with their column titles
-_DTYPE_COLUMNS = (("float32", "fp32"), ("float16", "fp16"), ("bfloat16", "bf16"), ("int8", "int8 (op/s)"))
+#: (fp8 and int4 are blank where the datasheet gives no figure: the profile has no such math units)
+_DTYPE_COLUMNS = (("float32", "fp32"), ("float16", "fp16"), ("bfloat16", "bf16"), ("float8", "fp8"),
+                  ("int8", "int8 (op/s)"), ("int4", "int4 (op/s)"))
 
 
 def register(subparsers, parent: argparse.ArgumentParser) -> None:
@@ -89,16 +91,16 @@ def _print_profiles(title: str, profiles: list[HardwareProfile], empty: str | No
     table.add_column("Name", no_wrap=True)
     table.add_column("Device")
     for _, header in _DTYPE_COLUMNS:
-        table.add_column(header if header.startswith("int8") else f"{header} FLOP/s", justify="right")
+        table.add_column(header if header.endswith("(op/s)") else f"{header} FLOP/s", justify="right")
     for header in ("Bandwidth", "Ridge fp32 (FLOPs/B)", "Memory"):
         table.add_column(header, justify="right")
     for p in profiles:
         name = p.name + (" [yellow](warning)[/]" if p.warnings else "")
-        table.add_row(name, escape(p.description), *(si(p.peak_flops.get(d), digits=4) for d, _ in _DTYPE_COLUMNS),
+        table.add_row(name, escape(p.description), *(si(p.peak_flops[d], digits=4) if d in p.peak_flops else "" for d, _ in _DTYPE_COLUMNS),
                       f"{format_bytes(p.memory_bandwidth)}/s", f"{p.ridge_point('float32'):.3g}",
                       format_bytes(p.memory_bytes))
     if empty:
-        table.add_row("local", f"[dim]{escape(empty)}[/]", *[""] * 7)
+        table.add_row("local", f"[dim]{escape(empty)}[/]", *[""] * (len(_DTYPE_COLUMNS) + 3))
     console.print(table)
     console.print("Sources:")
     for p in profiles:
