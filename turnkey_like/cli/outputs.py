@@ -137,11 +137,10 @@ def write_roofline_plots(path: str, records, profiles, console: Console, runtime
     several), each with the record's own profile and ``profiles`` (HardwareProfile) drawn too, and
     with a per-layer run (the latest, or ``runtime``'s) its measured points under the roof and the
     roof of the profile it measured on."""
-    from turnkey_like.characterize.roofline import roofline_chart
     from turnkey_like.records import Status
     from turnkey_like.report.measured import measured_run
     from turnkey_like.views import output_path_for
-    from turnkey_like.views.roofline_plot import Measured, roof_note, write_roofline
+    from turnkey_like.views.roofline_plot import roofline_of, write_roofline
 
     done = [r for r in records if r.invocation.characterization.status == Status.SUCCESSFUL
             and r.invocation.characterization.result is not None]
@@ -150,12 +149,10 @@ def write_roofline_plots(path: str, records, profiles, console: Console, runtime
         char = inv.characterization.result
         target = output_path_for(path, inv.hash, len(done) > 1)
         run = measured_run(inv, runtime)
-        per_layer = run.per_layer if run is not None else None
-        chosen = [*profiles, *([per_layer.hardware] if per_layer is not None and per_layer.hardware else [])]
-        measured = Measured(run.label, per_layer.achieved_points(char)) if per_layer is not None else None
-        notes = {p.name: note for p in (char.hardware, *chosen) if (note := roof_note(p))}
-        write_roofline(roofline_chart(char, chosen, title=chart_title(record)), target, measured=measured,
-                       roof_notes=notes)
+        chart, measured, notes = roofline_of(char, list(profiles), chart_title(record),
+                                             run.per_layer if run is not None else None,
+                                             run.label if run is not None else None)
+        write_roofline(chart, target, measured=measured, roof_notes=notes)
         how = f" with measured points of {run.label}" if measured is not None else " (predictions only)"
         console.print(f"[dim]roofline plot written to {target}{how}[/]")
     if not done:

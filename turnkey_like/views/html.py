@@ -423,18 +423,14 @@ def _roofline(char: Characterization, profiles: list[HardwareProfile], title: st
               runs: list[BenchmarkResult], shown: int) -> str:
     """The roofline plot (``views.roofline_plot``, inline SVG): one per measured run (shown as the
     run selector says), with that run's achieved points; one plot of predictions without a run."""
-    from turnkey_like.characterize.roofline import roofline_chart
-    from turnkey_like.views.roofline_plot import Measured, render_roofline, roof_note
+    from turnkey_like.views.roofline_plot import render_roofline, roofline_of
 
     plots = []
     for k, run in enumerate(runs or [None]):
-        extra = [run.per_layer.hardware] if run is not None and run.per_layer.hardware is not None else []
-        chosen = [*profiles, *extra]
-        chart = roofline_chart(char, chosen, title=title)
+        chart, seen, notes = roofline_of(char, profiles, title, run.per_layer if run is not None else None,
+                                         run.label() if run is not None else None)
         if not chart.points:
             return '<h3>Roofline</h3><p class="muted">no op with FLOPs to place on the roofline</p>'
-        notes = {p.name: note for p in (char.hardware, *chosen) if (note := roof_note(p))}
-        seen = Measured(run.label(), run.per_layer.achieved_points(char)) if run is not None else None
         svg = render_roofline(chart, "svg", id_salt=f"{salt}-{k}", measured=seen, roof_notes=notes).decode("utf-8")
         plots.append(f'<div class="tk-roofline"{_run_attr(k if run is not None else None, shown)}>{inline_svg(svg)}</div>')
     return "<h3>Roofline</h3>" + "".join(plots)

@@ -61,6 +61,21 @@ class Measured(NamedTuple):
     points: list[MeasuredPoint]
 
 
+def roofline_of(char, profiles: list[HardwareProfile], title: str, per_layer=None,
+                label: str | None = None) -> tuple[RooflineChart, Measured | None, dict[str, str]]:
+    """What a roofline plot of ``char`` (a ``Characterization``) draws: the chart under its own profile
+    and ``profiles`` (and, with a per-layer run ``per_layer``, the profile it was measured on), the
+    run's achieved points labelled ``label``, and the notes of the roofs that need one. The one place
+    ``--roofline`` files and the HTML page put those together."""
+    from turnkey_like.characterize.roofline import roofline_chart
+
+    extra = [per_layer.hardware] if per_layer is not None and per_layer.hardware is not None else []
+    chosen = [*profiles, *extra]
+    measured = Measured(label, per_layer.achieved_points(char)) if per_layer is not None else None
+    notes = {p.name: note for p in (char.hardware, *chosen) if (note := roof_note(p))}
+    return roofline_chart(char, chosen, title=title), measured, notes
+
+
 def _ids(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text)
 
