@@ -67,6 +67,26 @@ def golden(request):
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def assert_same_record(a, b, where: str, *, skip: tuple[str, ...] = ()):
+    """Every field of two records equal, recursively, but those named in ``skip`` (at any depth);
+    floats (roofline times, intensities) to 1e-12 relative, everything else exactly."""
+    import msgspec
+
+    if isinstance(a, msgspec.Struct):
+        assert type(a) is type(b), where
+        for name in a.__struct_fields__:
+            if name not in skip:
+                assert_same_record(getattr(a, name), getattr(b, name), f"{where}.{name}", skip=skip)
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_record(x, y, f"{where}[{i}]", skip=skip)
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-12, abs=0), where
+    else:
+        assert a == b, where
 EXAMPLES = REPO / "examples" / "scripts"
 
 

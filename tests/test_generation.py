@@ -35,7 +35,7 @@ import msgspec
 import pytest
 import torch
 
-from conftest import run_tk
+from conftest import assert_same_record, run_tk
 
 transformers = pytest.importorskip("transformers")
 
@@ -656,27 +656,11 @@ def test_mixtral_runs_k_experts_per_token_of_e():
 # Three counted steps per segment give what counting every step gives
 # --------------------------------------------------------------------------------------------------
 
-def _assert_same(a, b, where: str):
-    """Every field of two records equal; floats (roofline times, intensities) to 1e-12 relative."""
-    if isinstance(a, msgspec.Struct):
-        assert type(a) is type(b), where
-        for name in a.__struct_fields__:
-            _assert_same(getattr(a, name), getattr(b, name), f"{where}.{name}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, float):
-        assert b == pytest.approx(a, rel=1e-12, abs=0), where
-    else:
-        assert a == b, where
-
-
 @pytest.mark.parametrize("case", _params(CASES))
 def test_counting_every_step_gives_the_same_figures(case):
     run = counted(case)
     assert run.every_step.exact and run.record.exact
-    _assert_same(run.record, run.every_step, case.id)
+    assert_same_record(run.record, run.every_step, case.id)
 
 
 def test_closed_forms_give_the_issue_figures():
@@ -790,6 +774,7 @@ def test_generate_script_counts_the_prefill_and_every_decode_step(profiled):
     assert decode_.macs == sum(hand.macs(1, c) for c in hand.caches(200, 9)) == 1_520_640
     assert decode_.bytes_kv_read == sum(hand.kv_read(1, c) for c in hand.caches(200, 9))
     assert generation.kv_cache_bytes == hand.kv_cache_bytes(208) and generation.exact
+    assert not any("copies" in note for note in generation.notes)  # a script's model is counted, not copies of it
 
 
 def test_hand_written_loop_counts_like_generate(profiled):
@@ -797,7 +782,7 @@ def test_hand_written_loop_counts_like_generate(profiled):
     the same generation record: every figure, roofline times included."""
     ours = _by_tokens(profiled("loop"), 200).characterization.result.generation
     theirs = _by_tokens(profiled("generate"), 200).characterization.result.generation
-    _assert_same(ours, theirs, "loop vs generate")
+    assert_same_record(ours, theirs, "loop vs generate")
 
 
 def test_loop_whose_first_call_passes_no_cache_is_a_generation(profiled):
@@ -813,7 +798,7 @@ def test_characterize_generation_counts_what_the_scripts_generate_runs(profiled)
     ``model.generate`` (same architecture; MACs, FLOPs and bytes do not depend on the weights)."""
     theirs = _by_tokens(profiled("generate"), 200).characterization.result.generation
     theirs = msgspec.structs.replace(theirs, whatif=[])  # the CLI adds what-ifs (test_generation_whatif.py)
-    _assert_same(counted(Case("llama", 200, 9)).record, theirs, "characterize_generation vs generate()")
+    assert_same_record(counted(Case("llama", 200, 9)).record, theirs, "characterize_generation vs generate()")
 
 
 def test_encoder_decoder_prompt_keeps_every_cross_attention_pair(profiled):

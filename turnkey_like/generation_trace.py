@@ -16,6 +16,10 @@ growth (a *segment*). The first :data:`POINTS_PER_SEGMENT` steps of each segment
 give the line, the third checks it. A segment starts where the growth changes, and the step in which a
 sliding window fills up (its layer then stops growing) is a segment of its own. At most :data:`MAX_SNAPSHOTS` copies are kept per generation;
 past that the steps are still recorded, and the figures of later segments are marked estimated.
+
+tk's own loop for a named model whose decode figures come from copies of it at two depths
+(``generate_loop(decode_steps=1)``) runs one decode step, and the tracker appends the others' cache
+states (:attr:`GenerationTrace.counted_elsewhere`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class GenerationTrace:
         truncated: more copies were wanted than :data:`MAX_SNAPSHOTS`.
         simulated: the last steps tk's own loop did not run (:meth:`GenerationTracker.finish`): their
             cache states follow from the steps that ran, and their costs from the counted ones.
+        counted_elsewhere: the loop ran fewer steps than counting them here needs (one): their costs
+            come from elsewhere (``characterize.generation_depth``: copies of the model at two
+            depths), and this trace gives the prompt, the number of steps and the cache's geometry.
     """
 
     prefill: str
@@ -68,6 +75,7 @@ class GenerationTrace:
     repeats: int = 1
     truncated: bool = False
     simulated: int = 0
+    counted_elsewhere: bool = False
 
     @property
     def new_tokens(self) -> int:
@@ -187,7 +195,7 @@ class GenerationTracker:
         live = self._live[model_path] = _Live(trace, cache)
         return live
 
-    def finish(self, cache, remaining: int) -> bool:
+    def finish(self, cache, remaining: int, *, counted_elsewhere: bool = False) -> bool:
         """Append the ``remaining`` decode steps of the generation extending ``cache`` without running
         them, when they follow from the steps that ran; ``True`` when done (the caller stops).
 
@@ -197,19 +205,24 @@ class GenerationTracker:
         layer stores), one position per step, and no window fills on the way (a step that fills one
         must run: it is counted). Only tk's own loops ask (:func:`generate_loop`); ``False`` leaves
         the loop running every step.
+
+        ``counted_elsewhere``: no step is counted from this trace (see
+        :attr:`GenerationTrace.counted_elsewhere`, which it sets), so one step that ran is enough and
+        a window may fill on the way: the steps' cache states follow the same rule.
         """
         live = next((v for v in self._live.values() if v.cache is cache), None)
-        if live is None or live.trace is None or live.last_growth is None or live.alone or live.last_new != 1:
+        if live is None or live.trace is None or live.last_new != 1 or not live.trace.steps:
             return False
         trace = live.trace
-        if len(trace.steps) - trace.segments[-1] < (self.points_per_segment or 1 << 30):
+        if not counted_elsewhere and (live.last_growth is None or live.alone or len(trace.steps) - trace.segments[-1]
+                                      < (self.points_per_segment or 1 << 30)):
             return False
         stored, seen = list(trace.final.stored), list(trace.final.seen)
         windows = live.windows or (None,) * len(stored)
         growth = tuple(b - a for a, b in zip(trace.steps[-1].state.seen, trace.final.seen))
         steps = []
         for _ in range(remaining):
-            if any(w is not None and n < w - 1 <= n + 1 for w, n in zip(windows, stored)):
+            if not counted_elsewhere and any(w is not None and n < w - 1 <= n + 1 for w, n in zip(windows, stored)):
                 return False  # a window fills ahead: that step must run
             steps.append(Step(CacheState(tuple(stored), tuple(seen)), new=1))
             stored = [min(n + g, w - 1) if w else n + g for n, g, w in zip(stored, growth, windows)]
@@ -217,6 +230,7 @@ class GenerationTracker:
         trace.steps += steps
         trace.final = CacheState(tuple(stored), tuple(seen), trace.final.cross)
         trace.simulated = len(steps)
+        trace.counted_elsewhere = counted_elsewhere
         return True
 
     def after(self, token) -> None:
@@ -251,7 +265,7 @@ def empty_cache(model):
     return DynamicCache(config=config)
 
 
-def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
+def generate_loop(model, inputs: dict, new_tokens: int, *, call=None, decode_steps: int | None = None) -> None:
     """Run what ``generate(**inputs, max_new_tokens=new_tokens)`` runs, greedily, without its sampling
     machinery: a prefill of the prompt into an empty cache (:func:`empty_cache`), then
     ``new_tokens - 1`` decode steps of one token each, the logits kept for the last position only
@@ -269,7 +283,9 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
 
     When a tracker is active (:func:`tracking`: tk's own loops), the loop stops once the steps left
     follow from those that ran (:meth:`GenerationTracker.finish`), so a long generation of a large
-    model on meta costs a few steps, not N.
+    model on meta costs a few steps, not N. ``decode_steps=1``: the decode steps' costs are counted
+    elsewhere (:func:`turnkey_like.zoo.forward`: on copies of the model at two depths), so the loop
+    stops after one decode step, whatever lies ahead, and the tracker appends the rest's cache states.
     """
     import inspect
 
@@ -298,8 +314,10 @@ def generate_loop(model, inputs: dict, new_tokens: int, *, call=None) -> None:
     tracker = active_tracker()
     with torch.no_grad():
         out = call(model, **kwargs, past_key_values=cache, use_cache=True, **extra)
+        run = POINTS_PER_SEGMENT if decode_steps is None else decode_steps
         for step in range(new_tokens - 1):
-            if step >= POINTS_PER_SEGMENT and tracker is not None and tracker.finish(cache, new_tokens - 1 - step):
+            if step >= run and tracker is not None and tracker.finish(cache, new_tokens - 1 - step,
+                                                                      counted_elsewhere=decode_steps is not None):
                 break
             logits = getattr(out, "logits", None)
             if logits is None or logits.is_meta:

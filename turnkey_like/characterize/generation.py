@@ -37,6 +37,9 @@ ATTENTION_OPS = ("scaled_dot_product", "_flash_attention", "_efficient_attention
 
 _FIGURES = ("macs", "flops", "bytes_read", "bytes_written", "weight_bytes")
 
+#: The note of a generation with more segments than its trace keeps copies of.
+TRUNCATED = "more segments than tk keeps copies of: later steps estimated"
+
 
 #: The per-module figures summed over the decode phase (the rest of a ModuleRow is copied or derived).
 _MODULE_FIGURES = ("macs", "flops", "bytes_read", "bytes_written", "ops", "self_macs", "self_flops", "self_bytes",
@@ -231,6 +234,82 @@ def _segment_sums(trace: GenerationTrace, points: dict[int, _Point], profile, no
     return totals, time_s, exact, first, last, _module_sums(lines, profile)
 
 
+class Decode(NamedTuple):
+    """A generation's decode phase as :func:`decode_phase` counts it."""
+
+    phase: GenerationPhase
+    exact: bool  # every step's figures follow exactly from the counted ones
+    first_weight_bytes: int  # weight bytes the first step reads (the active parameters' bytes)
+
+
+def prefill_phase(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
+                  notes: list[str]) -> GenerationPhase:
+    """The prefill phase of ``trace``: the prefill call's own figures (``prefill``), its KV-cache
+    traffic from the cache's ``geometry`` (:func:`_kv_bytes`) and its causal MACs (notes on
+    ``notes``)."""
+    p = trace.prompt_tokens
+    kv_read, kv_write = _kv_bytes(geometry, (0,) * len(geometry), p)
+    t = prefill.totals
+    return GenerationPhase(
+        phase="prefill", steps=1, context_first=p, context_last=p, macs=t.macs,
+        macs_causal=_causal_macs(prefill, geometry, notes), flops=t.flops, bytes_weights=t.weight_bytes,
+        bytes_kv_read=kv_read, bytes_kv_write=kv_write,
+        bytes_activations=max(0, t.bytes - t.weight_bytes - kv_read - kv_write), roofline_time_s=t.roofline_time_s)
+
+
+def decode_phase(trace: GenerationTrace, geometry: list[LayerKV | None],
+                 count: Callable[[tuple, dict], Characterization], profile, notes: list[str]) -> Decode:
+    """The decode phase of ``trace`` (which has decode steps), from its counted steps (``count``
+    counts one call on ``profile``; see the module docstring); notes on ``notes``."""
+    points = {k: _point(count(*trace.snapshots[k])) for k in sorted(trace.snapshots)}
+    totals, time_s, exact, first, last, modules = _segment_sums(trace, points, profile, notes)
+    reads = writes = 0
+    for step in trace.steps:
+        r, w = _kv_bytes(geometry, step.state.seen, step.new)
+        reads, writes = reads + r, writes + w
+    contexts = [s.state.context + s.new for s in trace.steps]
+    nbytes = totals["bytes_read"] + totals["bytes_written"]
+    phase = GenerationPhase(
+        phase="decode", steps=len(trace.steps), context_first=contexts[0], context_last=contexts[-1],
+        macs=totals["macs"], macs_causal=totals["macs"], flops=totals["flops"],
+        bytes_weights=totals["weight_bytes"], bytes_kv_read=reads, bytes_kv_write=writes,
+        bytes_activations=max(0, nbytes - totals["weight_bytes"] - reads - writes), roofline_time_s=time_s,
+        step_first=msgspec.structs.replace(first, context=contexts[0]) if first else None,
+        step_last=msgspec.structs.replace(last, context=contexts[-1]) if last else None, modules=modules)
+    return Decode(phase, exact, points[0].figures["weight_bytes"])
+
+
+def kv_cache_bytes(trace: GenerationTrace, geometry: list[LayerKV | None]) -> int:
+    """Bytes of the KV cache at the end of ``trace`` (K and V of every position each layer stores)."""
+    final = trace.final.stored if trace.final is not None else ()
+    return sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None)
+
+
+def assemble_generation(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
+                        phases: list[GenerationPhase], *, batch_size: int, exact: bool, notes: list[str],
+                        first_weight_bytes: int, kv_bytes: int) -> Generation:
+    """The :class:`~turnkey_like.records.Generation` of ``trace`` from its ``phases`` (prefill, and
+    decode where there are steps): TTFT (the prefill's roofline time), TPOT (the decode phase's
+    mean step), tokens/s, KV-cache bytes per token (from ``geometry``) and at the end
+    (``kv_bytes``), total parameters (``prefill``'s) and active ones (``first_weight_bytes`` ÷ bytes
+    per parameter)."""
+    t = prefill.totals
+    tpot = tokens_per_s = None
+    params_active = 0
+    if len(phases) > 1:
+        tpot = phases[1].roofline_time_s / phases[1].steps
+        tokens_per_s = batch_size / tpot if tpot > 0 else None
+        bytes_per_param = t.param_bytes / t.params if t.params else 0
+        params_active = int(round(first_weight_bytes / bytes_per_param)) if bytes_per_param else 0
+    layers = [g for g in geometry if g is not None]
+    return Generation(
+        batch_size=batch_size, prompt_tokens=trace.prompt_tokens, new_tokens=trace.new_tokens, phases=phases,
+        ttft_s=t.roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
+        kv_cache_bytes_per_token=sum(g.bytes_per_position for g in layers) // max(batch_size, 1),
+        kv_cache_bytes=kv_bytes, hardware=prefill.hardware.name, params_total=t.params, params_active=params_active,
+        exact=exact, notes=notes, shape=generation_shape(prefill, geometry))
+
+
 def generation_record(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
                       count: Callable[[tuple, dict], Characterization], *, batch_size: int) -> Generation:
     """The :class:`~turnkey_like.records.Generation` of ``trace``.
@@ -245,53 +324,26 @@ def generation_record(trace: GenerationTrace, prefill: Characterization, geometr
         batch_size: the sequences generated together (the batch of the prompt).
 
     Raises:
-        ValueError: a segment of decode steps has no counted step (discovery always copies its first).
+        ValueError: a segment of decode steps has no counted step (discovery always copies its first),
+            or the trace's steps are counted elsewhere (:attr:`GenerationTrace.counted_elsewhere`:
+            ``characterize.generation_depth`` counts them).
     """
-    profile = prefill.hardware
+    if trace.counted_elsewhere:
+        raise ValueError("the trace ran one decode step: its steps are counted on copies of the model "
+                         "(characterize.generation_depth), not from it")
     notes: list[str] = []
-    p = trace.prompt_tokens
-    kv_read, kv_write = _kv_bytes(geometry, (0,) * len(geometry), p)
-    t = prefill.totals
-    phases = [GenerationPhase(
-        phase="prefill", steps=1, context_first=p, context_last=p, macs=t.macs,
-        macs_causal=_causal_macs(prefill, geometry, notes), flops=t.flops, bytes_weights=t.weight_bytes,
-        bytes_kv_read=kv_read, bytes_kv_write=kv_write,
-        bytes_activations=max(0, t.bytes - t.weight_bytes - kv_read - kv_write), roofline_time_s=t.roofline_time_s)]
+    phases = [prefill_phase(trace, prefill, geometry, notes)]
     exact = not trace.truncated
     if trace.truncated:
-        notes.append("more segments than tk keeps copies of: later steps estimated")
-    tpot = tokens_per_s = None
-    params_active = 0
+        notes.append(TRUNCATED)
+    first_weight_bytes = 0
     if trace.steps:
-        points = {k: _point(count(*trace.snapshots[k])) for k in sorted(trace.snapshots)}
-        totals, time_s, exact_steps, first, last, modules = _segment_sums(trace, points, profile, notes)
-        exact = exact and exact_steps
-        reads = writes = 0
-        for step in trace.steps:
-            r, w = _kv_bytes(geometry, step.state.seen, step.new)
-            reads, writes = reads + r, writes + w
-        contexts = [s.state.context + s.new for s in trace.steps]
-        nbytes = totals["bytes_read"] + totals["bytes_written"]
-        phases.append(GenerationPhase(
-            phase="decode", steps=len(trace.steps), context_first=contexts[0], context_last=contexts[-1],
-            macs=totals["macs"], macs_causal=totals["macs"], flops=totals["flops"],
-            bytes_weights=totals["weight_bytes"], bytes_kv_read=reads, bytes_kv_write=writes,
-            bytes_activations=max(0, nbytes - totals["weight_bytes"] - reads - writes), roofline_time_s=time_s,
-            step_first=msgspec.structs.replace(first, context=contexts[0]) if first else None,
-            step_last=msgspec.structs.replace(last, context=contexts[-1]) if last else None, modules=modules))
-        tpot = time_s / len(trace.steps)
-        tokens_per_s = batch_size / tpot if tpot > 0 else None
-        bytes_per_param = t.param_bytes / t.params if t.params else 0
-        params_active = int(round(points[0].figures["weight_bytes"] / bytes_per_param)) if bytes_per_param else 0
-    layers = [g for g in geometry if g is not None]
-    final = trace.final.stored if trace.final is not None else ()
-    return Generation(
-        batch_size=batch_size, prompt_tokens=p, new_tokens=trace.new_tokens, phases=phases,
-        ttft_s=t.roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
-        kv_cache_bytes_per_token=sum(g.bytes_per_position for g in layers) // max(batch_size, 1),
-        kv_cache_bytes=sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None),
-        hardware=profile.name, params_total=t.params, params_active=params_active, exact=exact, notes=notes,
-        shape=generation_shape(prefill, geometry))
+        decode = decode_phase(trace, geometry, count, prefill.hardware, notes)
+        phases.append(decode.phase)
+        exact = exact and decode.exact
+        first_weight_bytes = decode.first_weight_bytes
+    return assemble_generation(trace, prefill, geometry, phases, batch_size=batch_size, exact=exact, notes=notes,
+                               first_weight_bytes=first_weight_bytes, kv_bytes=kv_cache_bytes(trace, geometry))
 
 
 def geometry_of(trace: GenerationTrace, prefill_call: tuple[tuple, dict]) -> list[LayerKV | None]:
@@ -325,6 +377,26 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
         ImportError: transformers is not installed (the KV cache is transformers').
         ValueError: ``new_tokens`` < 1.
     """
+    return counted_generation(model, {"input_ids": input_ids, **inputs}, new_tokens, generation_record,
+                              hardware=hardware, no_weights=no_weights, every_step=every_step)
+
+
+def counted_generation(model, prompt: dict, new_tokens: int, use, *, hardware=None, no_weights: bool = False,
+                       every_step: bool = False):
+    """Run the generation ``generate(**prompt, max_new_tokens=new_tokens)`` runs
+    (:func:`turnkey_like.generation_trace.generate_loop`, traced), count its prefill, and return
+    ``use(trace, prefill, geometry, count, batch_size=B)`` with what :func:`generation_record` takes
+    (``use`` is called while the model is set up for counting: ``count`` works only inside it).
+
+    ``prompt``: the prompt's inputs (``None`` values left out); the other arguments as
+    :func:`characterize_generation`'s. On meta tensors the loop runs under
+    :class:`turnkey_like.meta_kernels.WithoutData`, as the counter counts (a mixture of experts'
+    grouped products in float32 run).
+
+    Raises:
+        ImportError: transformers is not installed (the KV cache is transformers').
+        ValueError: ``new_tokens`` < 1.
+    """
     import contextlib
 
     import torch
@@ -332,11 +404,12 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
     from turnkey_like.characterize.assemble import characterize_call, meta_weights
     from turnkey_like.generation_trace import GenerationTracker, generate_loop, tracking
     from turnkey_like.kv_cache import snapshot
+    from turnkey_like.meta_kernels import WithoutData
 
     if new_tokens < 1:
         raise ValueError(f"new_tokens {new_tokens}: generate at least 1 token")
     tracker = GenerationTracker(points_per_segment=None, max_snapshots=None) if every_step else GenerationTracker()
-    prompt = {k: v for k, v in {"input_ids": input_ids, **inputs}.items() if v is not None}
+    prompt = {k: v for k, v in prompt.items() if v is not None}
     prefill: list = []
     count_id = iter(range(1 << 30))
 
@@ -354,8 +427,8 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
     if no_weights:
         prompt = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in prompt.items()}
     with meta_weights(model) if no_weights else contextlib.nullcontext():
-        with tracking(tracker):  # the loop stops once the steps left follow from those that ran
-            generate_loop(model, prompt, new_tokens, call=call)
+        with tracking(tracker), WithoutData() if no_weights else contextlib.nullcontext():
+            generate_loop(model, prompt, new_tokens, call=call)  # stops once the steps left follow from those run
         trace = next(iter(tracker.traces.values()))
 
         def count(args, kwargs):
@@ -365,4 +438,4 @@ def characterize_generation(model, input_ids, new_tokens: int, *, hardware=None,
         prefill_char = count(*snapshot(prefill[0]))
         geometry = geometry_of(trace, prefill[0])
         batch = next((g.batch for g in geometry if g is not None), 1)
-        return generation_record(trace, prefill_char, geometry, count, batch_size=batch)
+        return use(trace, prefill_char, geometry, count, batch_size=batch)

@@ -184,11 +184,9 @@ class CharacterizeStage(Stage):
         char = count(args, kwargs, self.options.trace)
         generation = ctx.live.generation if ctx.live is not None else None
         if generation is not None:  # a prefill: count its generation (the call above filled its cache)
-            from turnkey_like.characterize.generation import generation_record, geometry_of
+            from turnkey_like.pipeline.generation import generation_of
 
-            geometry = geometry_of(generation, (args, kwargs))
-            batch = next((g.batch for g in geometry if g is not None), 1)
-            char.generation = generation_record(generation, char, geometry, count, batch_size=batch)
+            char.generation = generation_of(model, args, kwargs, ctx.result.model_request, generation, char, count)
         return char
 
 

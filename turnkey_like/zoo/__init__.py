@@ -36,12 +36,12 @@ import msgspec
 from turnkey_like.errors import InputError
 from turnkey_like.records import ModelRequest
 from turnkey_like.zoo import sources
-from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, LoadedModel
+from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, LoadedModel, RepeatingLayers
 from turnkey_like.zoo.sources import SOURCES, Source, source_names, source_packages
 
-__all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "Source", "expand_sweep",
-           "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward", "source_names",
-           "source_packages", "DTYPES", "DEFAULTED", "to_dtype"]
+__all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "RepeatingLayers", "Source",
+           "expand_sweep", "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward",
+           "source_names", "source_packages", "DTYPES", "DEFAULTED", "to_dtype", "repeating_layers", "depth_copies"]
 
 
 def model_source(name: str) -> str:
@@ -144,6 +144,40 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
         return build(repeats=2)
 
 
+def repeating_layers(model, request: ModelRequest) -> RepeatingLayers | None:
+    """Where the named ``model`` (built for ``request``) has costs affine in its depth, so that two
+    shallow copies give its generation's decode figures (:func:`depth_copies`); ``None`` when its
+    source has no ``repeating_layers`` hook (transformers has:
+    :func:`turnkey_like.zoo.transformers_layers.repeating_layers`), the model is not a generating one
+    on ``meta`` (with real weights a mixture of experts routes by value, and copies have other
+    weights), or its layers do not repeat."""
+    if not (request.new_tokens and request.no_weights) or request.source not in SOURCES:
+        return None
+    hook = getattr(sources.get(request.source), "repeating_layers", None)
+    return hook(model) if hook is not None else None
+
+
+def depth_copies(model, request: ModelRequest, layers: RepeatingLayers) -> list[LoadedModel]:
+    """The two copies of the named ``model`` that ``layers`` describes, ``layers.depths`` deep, built
+    on ``meta`` for ``request`` with ``layers.overrides`` added to its ``model_args``.
+
+    Raises:
+        InputError: a copy did not build, or the layers of one of its stacks are not the model's
+            first ones (by ``repr``).
+    """
+    copies = []
+    for depth, overrides in zip(layers.depths, layers.overrides):
+        copy = load(msgspec.structs.replace(request, no_weights=True,
+                                            model_args={**(request.model_args or {}), **overrides}))
+        for path in layers.stacks:
+            ours, theirs = copy.model.get_submodule(path), model.get_submodule(path)
+            if len(ours) != depth or any(repr(a) != repr(b) for a, b in zip(ours, theirs)):
+                raise InputError(f"{request.name}: the copy with {overrides} does not hold the model's first "
+                                 f"{depth} layers of {path}")
+        copies.append(copy)
+    return copies
+
+
 def list_names(source: str) -> list[str]:
     """Known names of ``source``, sorted (its ``names()``).
 
@@ -232,7 +266,10 @@ def stem(request: ModelRequest) -> str:
 def forward(loaded: LoadedModel):
     """``loaded.model(*loaded.args, **loaded.kwargs)`` under ``torch.no_grad()``; the outputs. With
     ``--generate P:N`` (``request.new_tokens``): the generation ``generate()`` runs
-    (:func:`turnkey_like.generation_trace.generate_loop`: a prefill, then N−1 decode steps).
+    (:func:`turnkey_like.generation_trace.generate_loop`: a prefill, then N−1 decode steps). Where
+    copies of the model at two depths will give the decode steps' figures (:func:`repeating_layers`),
+    the loop runs one decode step, which discovery needs to find the decode invocation, and leaves
+    the rest to the tracker (``decode_steps=1``).
 
     A model on ``meta`` runs under ``FakeTensorMode`` with its inputs made fake: shapes propagate,
     and library code that reads values (``.item()``, ``.all()``) sees a fake tensor, which
@@ -251,7 +288,8 @@ def forward(loaded: LoadedModel):
             return loaded.model(*args, **kwargs)
         from turnkey_like.generation_trace import generate_loop
 
-        return generate_loop(loaded.model, kwargs, new_tokens)
+        by_depth = repeating_layers(loaded.model, loaded.request) is not None
+        return generate_loop(loaded.model, kwargs, new_tokens, decode_steps=1 if by_depth else None)
 
     with torch.no_grad():
         if not loaded.on_meta:

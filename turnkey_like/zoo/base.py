@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
@@ -51,6 +51,34 @@ class LoadedModel:
     request: ModelRequest
     notes: list[str]
     on_meta: bool
+
+
+class RepeatingLayers(NamedTuple):
+    """Where a model's costs are affine in its depth (a source's ``repeating_layers(model)``, see
+    :func:`turnkey_like.zoo.repeating_layers`): its stacks of ``depth`` layers repeat every
+    ``period`` layers from layer ``first`` on, so every additive cost of the model is that of a copy
+    ``first`` layers deep plus ``(depth - first) / period`` times the difference between a copy
+    ``first + period`` deep and that one.
+
+    Attributes:
+        depth: layers in each stack of the model (``L``).
+        first: the shallower copy's depth (it holds every kind of layer; ``depth - first`` is a
+            whole number of periods).
+        period: layers after which the kinds of layer repeat.
+        stacks: module paths of the stacks (``("model.layers",)``).
+        overrides: ``model_args`` that build the copies ``first`` and ``first + period`` layers deep.
+    """
+
+    depth: int
+    first: int
+    period: int
+    stacks: tuple[str, ...]
+    overrides: tuple[dict[str, object], dict[str, object]]
+
+    @property
+    def depths(self) -> tuple[int, int]:
+        """The two copies' depths: ``(first, first + period)``."""
+        return self.first, self.first + self.period
 
 
 def param_count(model: torch.nn.Module) -> int:

@@ -76,6 +76,8 @@ class Source(Protocol):
 
     Optional: ``shallow_overrides(model, keep, repeats) -> (model_args overrides, cuts)``, the
     ``model_args`` that build ``model`` with each stack of layers cut (:func:`turnkey_like.zoo.shallow`;
+    transformers has it); ``repeating_layers(model) -> RepeatingLayers | None``, the depths at which
+    its costs are affine in its number of layers (:func:`turnkey_like.zoo.repeating_layers`;
     transformers has it).
     """
 

@@ -68,7 +68,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
 import socket
 import threading
 from pathlib import Path
@@ -80,6 +79,8 @@ import msgspec
 from turnkey_like.errors import InputError, one_line
 from turnkey_like.records import ModelRequest
 from turnkey_like.zoo.base import DEFAULT_BATCH, LoadedModel, build_module, default, file_stem, require
+# repeating_layers and shallow_overrides are this source's hooks (turnkey_like.zoo.sources.Source)
+from turnkey_like.zoo.transformers_layers import _config_paths, repeating_layers, shallow_overrides  # noqa: F401
 
 if TYPE_CHECKING:
     from turnkey_like.zoo.inputs import Synthesizer
@@ -327,23 +328,6 @@ def _config(request: ModelRequest):
     return config, "hub"
 
 
-def _config_paths(config) -> list[tuple[str, object]]:
-    """``(prefix, config)`` for ``config`` (prefix ``""``) and every config nested in it (text,
-    vision, backbone, encoder, decoder), each once, the prefix being its dotted path plus ``.``
-    (``"text_config."``)."""
-    from transformers import PretrainedConfig
-
-    seen: list[tuple[str, object]] = []
-    stack = [("", config)]
-    while stack:
-        prefix, cfg = stack.pop()
-        if any(cfg is c for _, c in seen):
-            continue
-        seen.append((prefix, cfg))
-        stack += [(f"{prefix}{k}.", v) for k, v in vars(cfg).items() if isinstance(v, PretrainedConfig)]
-    return seen
-
-
 def _sub_configs(config):
     """``config`` and every config nested in it, each once (:func:`_config_paths` without paths)."""
     return [cfg for _, cfg in _config_paths(config)]
@@ -458,89 +442,6 @@ def load(request: ModelRequest) -> LoadedModel:
     filled = msgspec.structs.replace(request, source="transformers", batch_size=batch,
                                      seq_len=seq_len, imgsz=imgsz, no_weights=on_meta)
     return LoadedModel(model=model, args=(), kwargs=kwargs, request=filled, notes=notes, on_meta=on_meta)
-
-
-# --------------------------------------------------------------------------------------------------
-# Shallow copies (the survey traces deep models at a depth that keeps every distinct layer)
-# --------------------------------------------------------------------------------------------------
-
-_DEPTH_KEY = re.compile(r"(^|_)(layers|layer|depth|blocks)$")
-"""Config attributes that count a stack of layers (``num_hidden_layers``, ``n_layer``,
-``encoder_layers``, ``depth``, ``max_window_layers``, xLSTM's ``num_blocks``...): found by scanning
-every default config."""
-
-_PERIOD_KEY = re.compile(r"(interval|period|every_n_layers|freq|frequency|offset)$")
-"""Config attributes that place layers of another kind by their index (``full_attention_interval``,
-``attn_layer_period``, ``attn_layer_offset``, ``global_attn_every_n_layers``)."""
-
-
-def _distinct_prefix(items, repeats: int = 1) -> int:
-    """Length of the shortest prefix of ``items`` that holds each distinct item (by ``repr``)
-    ``repeats`` times, or as often as ``items`` holds it when that is fewer."""
-    seen: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        seen.setdefault(repr(item), []).append(i)
-    return max(at[min(repeats, len(at)) - 1] for at in seen.values()) + 1
-
-
-def _layer_kinds(values) -> list:
-    """The kind of each layer a per-layer config list describes: its value, except in a map from
-    each layer to a layer index (Mistral Large 4's ``kv_source_layers``, mostly ``[0, 1, 2, ...]``),
-    where a layer's kind is how far back its source lies (``i - value``: 0 for its own)."""
-    values = list(values)
-    if all(type(v) is int for v in values) and 2 * sum(v == i for i, v in enumerate(values)) > len(values):
-        return [i - v for i, v in enumerate(values)]
-    return values
-
-
-def shallow_overrides(model, keep: int = 2, repeats: int = 1) -> tuple[dict[str, object], dict[str, tuple[int, int]]]:
-    """Config overrides (dotted ``model_args`` keys) that cut each stack of layers of a transformers
-    ``model`` to the shortest prefix that still holds every distinct layer, and the cuts
-    (``{key: (layers kept, layers in the model)}``); ``({}, {})`` when nothing can be cut.
-
-    A stack is an ``nn.ModuleList`` longer than ``keep``; its layers are told apart by their
-    ``repr`` (module classes, shapes, options: a dense MLP from a mixture of experts, linear from
-    full attention); each distinct layer is kept ``repeats`` times (2 where a layer's weights are
-    shared with a later one of its kind, as Zamba's hybrid layers are, so the copy still has one to
-    share with). A config attribute that counts layers (:data:`_DEPTH_KEY`) and equals a stack's
-    length gets the longest prefix needed by any stack of that length, and at least ``keep`` (so the
-    hand-over from one layer to the next is there) and more where the config places layers by index
-    (:data:`_PERIOD_KEY`: ``full_attention_interval=4`` keeps 5). Per-layer lists of the same config
-    with that length (``layer_types``, ``mlp_layer_types``, ...) are cut to the same prefix, after
-    their distinct values also count as distinct layers (sliding and full attention share modules
-    but not masks; :func:`_layer_kinds`).
-
-    What a prefix keeps is what decides how a model traces: each kind of layer, in order. A copy
-    this shallow has the model's code paths but not its size: parameters, MACs and node counts of
-    the copy are not the model's.
-    """
-    import torch
-
-    config = getattr(model, "config", None)
-    if config is None:
-        return {}, {}
-    need: dict[int, int] = {}  # stack length -> layers to keep
-    for stack in model.modules():
-        if isinstance(stack, torch.nn.ModuleList) and len(stack) > keep:
-            need[len(stack)] = max(need.get(len(stack), keep), _distinct_prefix(stack, repeats))
-    overrides: dict[str, object] = {}
-    cuts: dict[str, tuple[int, int]] = {}
-    for prefix, cfg in _config_paths(config):
-        attrs = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
-        periods = [v for k, v in attrs.items() if _PERIOD_KEY.search(k) and type(v) is int and v > 0]
-        for key, depth in attrs.items():
-            if type(depth) is not int or not _DEPTH_KEY.search(key) or depth not in need:
-                continue
-            per_layer = {k: v for k, v in attrs.items() if isinstance(v, (list, tuple)) and len(v) == depth}
-            cut = max([need[depth], *(_distinct_prefix(_layer_kinds(v), repeats) for v in per_layer.values()),
-                       *(min(p + 1, depth) for p in periods)])
-            if cut >= depth:
-                continue
-            overrides[prefix + key] = cut
-            cuts[prefix + key] = (cut, depth)
-            for k, v in per_layer.items():
-                overrides[prefix + k] = type(v)(v[:cut])
-    return overrides, cuts
 
 
 # --------------------------------------------------------------------------------------------------
