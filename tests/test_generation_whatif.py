@@ -328,3 +328,20 @@ def test_cli_rejects_an_unknown_dtype_in_one_line(tmp_path):
     out = run_tk("profile", "--model", "llama", "--generate", "8:2", "--memory-reserve", "1.5",
                  "--cache-dir", str(tmp_path / "cache"), timeout=120)
     assert out.returncode == 1 and "error: --memory-reserve 1.5" in out.stderr
+
+
+def test_cli_takes_several_profiles_for_a_generation_without_plots(tmp_path):
+    """``--hardware h100,a100`` with ``--generate`` and no ``--html``/``--roofline``: every profile
+    gives the generation its what-ifs, so the profiles after the first are not ignored; without a
+    generation option they still are, and the command is refused."""
+    out = run_tk("profile", "--model", "llama", "--model-args", MODEL_ARGS, "--generate", "16:4", "--hardware",
+                 "h100,a100", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "out.json"), "-q",
+                 timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = decode((tmp_path / "out.json").read_bytes(), RunReport)
+    gens = [inv.characterization.result.generation for r in report.results for _m, inv in r.invocations()
+            if inv.characterization.result is not None and inv.characterization.result.generation is not None]
+    assert [[w.hardware for w in g.whatif] for g in gens] == [["h100", "a100"]]
+    out = run_tk("profile", "--model", "llama", "--model-args", MODEL_ARGS, "--seq-len", "16", "--hardware",
+                 "h100,a100", "--cache-dir", str(tmp_path / "cache"), timeout=120)
+    assert out.returncode == 2 and "need --roofline PATH or --html PATH" in out.stderr

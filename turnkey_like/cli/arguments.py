@@ -174,8 +174,8 @@ def add_analysis_arguments(group) -> None:
     group.add_argument("--hardware", metavar="NAME[,NAME...]",
                        help=f"hardware profile for the roofline: {', '.join(list_profiles())} "
                             "(default: local, this machine, measured once and cached); a comma list such as "
-                            "a100,h100,local draws every profile on --roofline/--html plots, the first decides "
-                            "the Bound column")
+                            "a100,h100,local draws every profile on --roofline/--html plots and gives a generation "
+                            "its what-ifs on each, the first decides the Bound column")
     group.add_argument("--no-weights", action="store_true",
                        help="characterize on meta tensors: no real weights or compute (for models too large for memory)")
 

@@ -21,7 +21,8 @@ The pairs, by command:
   ``--model-args``, ``--trust-remote-code``, ``--seed``, ``--dtype`` without ``--model`` (``tk
   compare`` too); ``--pretrained`` with ``--no-weights``; ``--script-args``/``--labels`` without a
   script; ``--input-shape`` without ``--model`` or an ``.onnx`` input; several ``--hardware``
-  profiles without ``--roofline``/``--html`` (``tk explore``/``tk view``: at all).
+  profiles without ``--roofline``/``--html`` or an option of a generation (``--generate``, the
+  what-if options: each profile gets its what-ifs) (``tk explore``/``tk view``: at all).
 - ``tk profile``: ``--collapse``/``--no-fold``/``--color-by`` without ``--visualize``.
 - ``tk discover-models``: ``--test-model`` with ``--family``, ``--skip-patterns``, ``--models``,
   ``--workers``, ``--refresh`` or ``--generate-code``.
@@ -110,10 +111,17 @@ def input_contradictions(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} needs {need}", hint=f"add {need}, or drop {flag}")
 
 
+#: the options of a generation (``--generate`` and the what-ifs' ``--weight-dtype``, ...): generations
+#: get their what-ifs on every ``--hardware`` profile
+_GENERATION_DESTS = ("generate", "weight_dtype", "act_dtype", "kv_dtype", "tensor_parallel", "memory_reserve",
+                     "generation_plot")
+
+
 def hardware_contradictions(args: argparse.Namespace, *, plots: bool) -> None:
     """``--hardware A,B``: the profiles after the first are drawn on ``--roofline``/``--html`` plots
-    only, so several need one of those (``plots``: the command has them); a command without them
-    (``tk explore``, ``tk view``) shows one profile.
+    and give generations their what-ifs (``turnkey_like.cli.whatif``), so several need one of those
+    plots or an option of a generation (``--generate``, ``--weight-dtype``, ...; ``plots``: the
+    command has them); a command without them (``tk explore``, ``tk view``) shows one profile.
 
     Raises:
         UsageError: several profiles where they would be ignored.
@@ -124,9 +132,10 @@ def hardware_contradictions(args: argparse.Namespace, *, plots: bool) -> None:
     if not plots:
         raise UsageError(f"--hardware {args.hardware}: this command shows one profile",
                          hint=f"give one, e.g. --hardware {names[0].strip()}")
-    if not (args.roofline or args.html):
+    if not (args.roofline or args.html or any(_given(args, dest) for dest in _GENERATION_DESTS)):
         raise UsageError(f"--hardware {args.hardware}: the profiles after the first need --roofline PATH or --html PATH",
-                         hint="they are drawn on those plots; the tables use the first only")
+                         hint="they are drawn on those plots and give generations (--generate) their what-ifs; "
+                              "the other tables use the first only")
 
 
 def stage_contradictions(args: argparse.Namespace) -> None:
