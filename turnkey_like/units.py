@@ -8,7 +8,7 @@ Machine-readable outputs (``--json``, CSV) always hold plain numbers in base uni
 
 from __future__ import annotations
 
-_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def si(value: float | int | None, unit: str = "", digits: int = 3) -> str:

@@ -16,7 +16,7 @@ FP16/BF16), W8A8 at the int8 peak (TensorRT-LLM SmoothQuant: "INT8 for both acti
 weights"), W4A8 with FP8 activations at the float8 peak (TensorRT Model Optimizer's W4A8 AWQ: INT4
 weights, FP8 activations, Ada and later), W4A8 with int8 activations at the int8 peak. A profile
 without a peak for that dtype (no such math units: A100 has no FP8, H100 no INT4) runs it at the next
-wider one it has (int4 → int8; float8 → the 16-bit float of the pair, else float16; 16-bit → float32).
+wider one it has (int4 → int8; float8 → float16; 16-bit → float32).
 
 **Time** is the phase-level roofline: max(FLOPs ÷ peak, bytes ÷ bandwidth) over each phase's totals,
 every FLOP at the one peak (the record keeps no per-op figures per phase; its own
@@ -122,8 +122,6 @@ def math_dtype(weight: str, act: str, profile: HardwareProfile) -> tuple[str, st
         chosen, why = act, f"{weight} weights with {act} activations: the activations' kind"
     while chosen not in profile.peak_flops and chosen in _WIDER:
         wider = _WIDER[chosen]
-        if chosen == "float8" and "bfloat16" in (weight, act):
-            wider = "bfloat16"
         why += f"; {profile.name} has no {chosen} peak, so {wider}"
         chosen = wider
     return chosen, why
