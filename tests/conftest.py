@@ -6,6 +6,7 @@ torchinfo-style; review the diff before committing.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -102,18 +103,49 @@ def run_tk(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict 
                           capture_output=True, text=True, timeout=timeout)
 
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment, which the tk processes
+# the tests start inherit: their tables would wrap at 80 columns where a plain ``pytest`` run (no
+# terminal: tk's default width, 200) does not. Tests that want a width give COLUMNS themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
+
+def shared_folder(tmp_path_factory, name: str, build) -> tuple[Path, str]:
+    """A folder built once per test session and shared by every pytest-xdist worker: the first to
+    ask runs ``build(folder)`` (which returns a short text, kept beside it) under a file lock, the
+    others wait for it and read it back. Returns ``(folder, text)``."""
+    import shutil
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's own
+    folder, ready = base / name, base / f"{name}.ready"
+    with FileLock(str(base / f"{name}.lock")):
+        if not ready.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            ready.write_text(build(folder))
+    return folder, ready.read_text()
+
+
+def _build_real_cache(cache: Path) -> str:
+    out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "two_models.py"),
+                 "--iterations", "5", "--cache-dir", str(cache))
+    assert out.returncode == 0, f"tk benchmark failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return ""
+
+
 @pytest.fixture(scope="session")
 def real_cache(tmp_path_factory):
     """A cache written by a real run: ``tk benchmark`` on the tutorial scripts ``hello_world.py`` and
     ``two_models.py`` (characterized, built to ONNX and benchmarked on ORT CPU, 5 iterations).
 
     Yields the cache folder. Tests must treat it as read-only (copy it to change it): it is shared
-    by the whole session, and the session ends with an error naming any build a test added to it.
+    by the whole session (every worker), and the session ends with an error naming any build a
+    test added to it.
     """
-    cache = tmp_path_factory.mktemp("real_cache")
-    out = run_tk("benchmark", str(EXAMPLES / "hello_world.py"), str(EXAMPLES / "two_models.py"),
-                 "--iterations", "5", "--cache-dir", str(cache))
-    assert out.returncode == 0, f"tk benchmark failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    cache, _ = shared_folder(tmp_path_factory, "real_cache", _build_real_cache)
     before = sorted(p.name for p in cache.iterdir() if not p.name.startswith(".tk-index"))
     yield cache
     after = sorted(p.name for p in cache.iterdir() if not p.name.startswith(".tk-index"))

@@ -8,8 +8,8 @@ benchmark with the ORT run carried in ``other_runs``: where the pipeline does no
 fixture calls the record's own ``BenchmarkResult.with_earlier`` with the ORT result it read back, as
 the pipeline's benchmark stage does.
 
-The cache is built once per test session (under pytest's base temporary folder) and shared by every
-module that asks (each through a module-scoped fixture): tests must treat it as read-only and copy
+The cache is built once per test session (under pytest's base temporary folder, by whichever
+pytest-xdist worker asks first: ``conftest.shared_folder``) and shared by every module that asks (each through a module-scoped fixture): tests must treat it as read-only and copy
 it (:func:`private_copy`) before running a command that writes records.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from busy import busy_processes
-from conftest import run_tk
+from conftest import run_tk, shared_folder
 from turnkey_like.cache import Cache
 from turnkey_like.records import BenchmarkResult, BuildRecord
 
@@ -51,26 +51,26 @@ def _benchmark(root: Path, runtime: str) -> None:
     assert out.returncode == 0, f"tk benchmark --runtime {runtime} failed:\n{out.stdout}\n{out.stderr}"
 
 
-def measured_cache(tmp_path_factory) -> MeasuredCache:
-    """The shared cache (built on the first call of the session, read back on the others)."""
-    root = tmp_path_factory.getbasetemp() / "measured_views_cache"
-    ready = root.parent / "measured_views_cache.ready"
-    if not ready.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        _benchmark(root, "ort")
-        cache = Cache(root, create=False)
-        [build] = cache.builds()
-        ort = cache.load(build).invocation.benchmark.result
-        assert ort.runtime == "ort" and ort.per_layer is not None
-        _benchmark(root, "torch-eager")
-        if "ort" not in [r.key for r in cache.load(build).invocation.benchmark.result.per_layer_runs()]:
-            def carry(record: BuildRecord) -> None:
-                bench = record.invocation.benchmark.result
-                record.invocation.benchmark.result = bench.with_earlier(ort)
+def _build(root: Path) -> str:
+    """Run both benchmarks into ``root``; return the build's name."""
+    _benchmark(root, "ort")
+    cache = Cache(root, create=False)
+    [build] = cache.builds()
+    ort = cache.load(build).invocation.benchmark.result
+    assert ort.runtime == "ort" and ort.per_layer is not None
+    _benchmark(root, "torch-eager")
+    if "ort" not in [r.key for r in cache.load(build).invocation.benchmark.result.per_layer_runs()]:
+        def carry(record: BuildRecord) -> None:
+            bench = record.invocation.benchmark.result
+            record.invocation.benchmark.result = bench.with_earlier(ort)
 
-            cache.update(build, carry)
-        ready.write_text(build)
-    build = ready.read_text()
+        cache.update(build, carry)
+    return build
+
+
+def measured_cache(tmp_path_factory) -> MeasuredCache:
+    """The shared cache (built on the first call of the session, by any worker; read back on the others)."""
+    root, build = shared_folder(tmp_path_factory, "measured_views_cache", _build)
     record = Cache(root, create=False).load(build)
     ort = next(r for r in record.invocation.benchmark.result.per_layer_runs() if r.key == "ort")
     return MeasuredCache(root=root, build=build, record=record, ort=ort)
