@@ -196,6 +196,10 @@ def entry_point() -> None:
     interpreter exits: its final collection over them otherwise adds about half a second to every
     command that imported torch (measured by ``benchmarks/discovery_overhead.py``).
     """
+    import faulthandler
+
+    if not faulthandler.is_enabled():  # a crash of tk itself prints where it was (the Python stacks)
+        faulthandler.enable()
     try:
         code = main()
         sys.stdout.flush()
