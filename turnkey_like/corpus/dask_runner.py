@@ -216,6 +216,7 @@ class DaskRunner(Generic[Item, Outcome]):
         self._channels: dict[str, DaskChannel] = {}
         self._finishing: set = set()  # futures of attempts consumed, whose tasks end on their workers
         self._done = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # -- the cluster ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -267,6 +268,8 @@ class DaskRunner(Generic[Item, Outcome]):
         """Close the cluster (tk's own) or the client; after Ctrl-C without waiting for tasks, else
         once the tasks that sent their last message have ended on their workers (5 s at most)."""
         self._done.set()
+        if self._watcher is not None:  # no thread of tk's is inside the client while it closes and tk exits
+            self._watcher.join(timeout=WATCH_S + 10)
         if not stopping:
             with self._lock:
                 finishing = list(self._finishing)
@@ -304,7 +307,8 @@ class DaskRunner(Generic[Item, Outcome]):
             width = self.in_flight or 2 * max(1, sum(workers.values()))
             pool = ThreadPoolExecutor(max_workers=min(width, max(1, len(items))), thread_name_prefix="tk-corpus")
             with signals_blocked({signal.SIGINT, signal.SIGTERM}):  # they reach the main thread alone
-                threading.Thread(target=self._watch_workers, name="tk-corpus-watch", daemon=True).start()
+                self._watcher = threading.Thread(target=self._watch_workers, name="tk-corpus-watch", daemon=True)
+                self._watcher.start()
                 futures = {pool.submit(self._one, index, item): index for index, item in enumerate(items)}
             try:
                 self._collect(futures, results)
