@@ -8,6 +8,8 @@ from real per-layer runs (``tests/measured.py``: ResNet-18 on ONNX Runtime and t
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn as nn
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 
 from conftest import EXAMPLES, run_tk
 from measured import MODEL, measured_cache, private_copy
+from test_fusion import Endings
 from turnkey_like.characterize import characterize
 from turnkey_like.errors import InputError
 from turnkey_like.report.explore import COLUMNS, MEASURED_COLUMNS, NodeRange, explore_text, node_lines, select
@@ -258,29 +261,9 @@ def test_groups_list_each_group_of_several_ops_from_the_record(resnet18_char):
                                                            if {23, 24} & set(g.ops)]
 
 
-ENDINGS_SCRIPT = """
-import torch
-import torch.nn as nn
-
-
-class Endings(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2, self.conv3, self.conv4 = (nn.Conv2d(4, 4, 1) for _ in range(4))
-        self.bn1, self.bn2 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
-        self.fc = nn.Linear(64, 8)
-
-    def forward(self, x):
-        y = torch.relu(self.bn1(self.conv1(x)) + self.bn2(self.conv2(x)))
-        z = torch.sigmoid(self.conv3(y)).permute(0, 2, 3, 1).contiguous().flatten(1)
-        u = nn.functional.interpolate(self.conv4(y).relu(), scale_factor=2.0)
-        return self.fc(z).relu(), u
-
-
-model = Endings().eval()
-with torch.no_grad():
-    model(torch.randn(1, 4, 4, 4))
-"""
+#: tests/test_fusion.py's ``Endings`` as a script (its source, then a call)
+ENDINGS_SCRIPT = ("import torch\nimport torch.nn as nn\n\n\n" + inspect.getsource(Endings)
+                  + "\n\nmodel = Endings().eval()\nwith torch.no_grad():\n    model(torch.randn(1, 4, 4, 4))\n")
 
 
 def test_cli_groups_say_why_each_group_ended(tmp_path, golden):

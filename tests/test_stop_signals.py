@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,27 +18,15 @@ import pytest
 
 from tests.conftest import REPO
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from stop_time import SCRIPT  # noqa: E402
+
 #: a generous hang guard (the stop itself takes about 1 s, serially and with --workers 2)
 STOP_GUARD_S = 60
 
 #: a script whose model's second call (the characterization stage's, in its own fork) sleeps after
-#: leaving a mark, so that a stage is running when the signal comes
-STAGE_SLEEPS = textwrap.dedent("""
-    import os, sys, time, torch
-    calls, marks = 0, sys.argv[1]
-    class Sleepy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(4, {width})
-        def forward(self, x):
-            global calls
-            calls += 1
-            if calls > 1:
-                open(os.path.join(marks, str(os.getpid())), "w").close()
-                time.sleep(120)
-            return self.fc(x)
-    Sleepy()(torch.ones(1, 4))
-""")
+#: leaving a mark, so that a stage is running when the signal comes: the one benchmarks/stop_time.py times
+STAGE_SLEEPS = SCRIPT
 
 
 def _marks(folder: Path, wanted: int, proc: subprocess.Popen, timeout: float = 300) -> None:
