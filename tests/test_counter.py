@@ -194,6 +194,68 @@ def test_meta_device_counts_like_real():
     assert m.total_macs() == r.total_macs() > 0
 
 
+class _Attention(nn.Module):
+    """One SDPA call, with the options each case below passes."""
+
+    def __init__(self, **options):
+        super().__init__()
+        self.options = options
+
+    def forward(self, q, k, v, mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **self.options)
+
+
+def _rows(res):
+    return [(x.op, x.module_path, x.macs, x.flops, x.bytes_read, x.bytes_written) for x in res.rows]
+
+
+@pytest.mark.parametrize("case", ["gqa_decode", "gqa_bool_mask", "causal_prefill", "math_dropout_train",
+                                  "key_last_dim_strided"])
+def test_attention_on_meta_counts_the_kernel_the_cpu_runs(case):
+    # torch has no SDPA backend table for meta, so on meta every call took the math backend (GQA's K
+    # and V copied out to the query heads, scores materialized). On meta tk now runs the kernel the
+    # CPU picks: the rows are the CPU's, op for op and byte for byte, for the flash cases and for the
+    # ones where the CPU itself takes math (dropout in training, a key whose last stride is not 1).
+    q, k, mask, options, train = (1, 8, 1, 64), (1, 2, 100, 64), None, {"enable_gqa": True}, False
+    if case == "gqa_bool_mask":
+        q, mask = (1, 8, 3, 64), (1, 1, 3, 100)
+    elif case == "causal_prefill":
+        q, k, options = (1, 4, 16, 32), (1, 4, 16, 32), {"is_causal": True, "scale": 0.25}
+    elif case == "math_dropout_train":
+        options, train = {"enable_gqa": True, "dropout_p": 0.5}, True
+    counts = {}
+    for device in ("cpu", "meta"):
+        make = lambda shape: torch.zeros(shape, device=device)
+        key = make(k) if case != "key_last_dim_strided" else make(k[:-1] + (2 * k[-1],))[..., ::2]
+        m = None if mask is None else torch.ones(mask, dtype=torch.bool, device=device)
+        model = _Attention(**options).train(train)
+        with torch.no_grad():
+            counts[device] = count_model(model, (make(q), key, make(k), m))
+    fused = "aten._scaled_dot_product_flash_attention_for_cpu.default"
+    expect_fused = case not in ("math_dropout_train", "key_last_dim_strided")
+    assert (fused in [r.op for r in counts["cpu"].rows]) == expect_fused
+    assert _rows(counts["meta"]) == _rows(counts["cpu"])
+
+
+def test_llama_gqa_prefill_and_decode_count_alike_on_meta_and_cpu():
+    # The case that showed it: a GQA Llama's decode on meta read ~10x its CPU activation bytes.
+    import transformers
+
+    cfg = transformers.LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                   num_attention_heads=8, num_key_value_heads=2, vocab_size=500)
+    counts = {}
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+            ids = torch.zeros(1, 12, dtype=torch.long)
+        cache = transformers.DynamicCache(config=cfg)
+        with torch.no_grad():
+            prefill = count_model(model, (ids,), {"past_key_values": cache, "use_cache": True})
+            decode = count_model(model, (ids[:, :1],), {"past_key_values": cache, "use_cache": True})
+        counts[device] = (_rows(prefill), _rows(decode))
+    assert counts["meta"] == counts["cpu"]
+    assert sum(op.endswith("flash_attention_for_cpu.default") for op, *_ in counts["meta"][1]) == 2
+
 def test_fake_tensors_count_like_real():
     from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -26,6 +26,18 @@ discovery) apply the same rules, from :data:`RULES`, so a model that runs in one
   failed to count (``Expected mat_a to be BFloat16 or supported Float16 matrix, got
   torch.float32``). bfloat16 still goes to torch's meta kernel. The output is the op's result: the
   counter records it as the op's row.
+- **Scaled dot-product attention** (``torch.nn.functional.scaled_dot_product_attention``) on meta
+  tensors runs the fused kernel the CPU would run (:class:`FusedAttention`). torch picks SDPA's
+  backend by a per-device table (``_fused_sdp_choice_stub``) that has no entry for ``meta``, so on
+  meta every call took the math backend: ``enable_gqa`` copies K and V out to the query heads
+  (``repeat_interleave``), and the scores are written and read back. On a 70B Llama's decode that
+  was about 10x the activation bytes of the same call on CPU, where the flash kernel reads K and V
+  once, by KV heads. The backend is now chosen by the CPU's own table on size-only stand-ins
+  (:func:`fused_attention_choice`), and where that is the flash kernel the call runs
+  ``aten._scaled_dot_product_flash_attention_for_cpu`` on the meta tensors, after the boolean-mask
+  conversion the CPU path makes, so a model counts the same ops on meta as on CPU. This rule sits
+  above ATen (the backend is chosen inside the composite op, before any dispatch mode sees it), so
+  it is a function mode rather than an entry of :data:`RULES`.
 
 This module is ground level (it imports only torch): the counter and the zoo sit on one layer and
 import it from below; neither imports the other.
@@ -36,6 +48,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
@@ -167,5 +180,76 @@ class WithoutData(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-__all__ = ["RULES", "Rule", "WithoutData", "SCALAR_READ", "GROUPED_MM", "GROUPED_MM_DTYPES",
+SDPA = torch.nn.functional.scaled_dot_product_attention
+"""The function :class:`FusedAttention` routes on meta tensors."""
+
+FLASH = int(torch.nn.attention.SDPBackend.FLASH_ATTENTION.value)
+"""``aten._fused_sdp_choice``'s answer for the flash kernel (``sdp::SDPBackend::flash_attention``)."""
+
+
+def _size_only(t: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor with ``t``'s sizes, dtype and last-dimension stride, holding one row of storage
+    (every other stride 0): what the CPU backend table reads (sizes, dtypes, the last stride),
+    without allocating ``t``'s bytes."""
+    last = t.stride(-1) if t.dim() else 1
+    n = (t.shape[-1] - 1) * last + 1 if t.dim() and t.shape[-1] else 0
+    return torch.empty(n, dtype=t.dtype).as_strided(t.shape, (0,) * (t.dim() - 1) + (last,) if t.dim() else ())
+
+
+def fused_attention_choice(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                           enable_gqa=False) -> int:
+    """The SDPA backend the CPU would pick for tensors of these sizes, dtypes and strides:
+    ``aten._fused_sdp_choice`` (``sdp::select_sdp_backend_cpp``, torch 2.14) run on
+    :func:`_size_only` stand-ins. Returns the ``torch.nn.attention.SDPBackend`` value: :data:`FLASH`
+    or 0 (math). Runs with dispatch modes set aside, so a counting mode does not record the
+    question."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        return _choice(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+def _choice(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa) -> int:
+    """The body of :func:`fused_attention_choice`."""
+    mask = _size_only(attn_mask) if isinstance(attn_mask, torch.Tensor) else attn_mask
+    return torch.ops.aten._fused_sdp_choice(
+        _size_only(query), _size_only(key), _size_only(value), mask, dropout_p, is_causal,
+        scale=scale, enable_gqa=enable_gqa)
+
+
+def flash_attention_for_cpu(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                            enable_gqa=False) -> torch.Tensor:
+    """What ``scaled_dot_product_attention`` runs on CPU once it has picked the flash kernel (torch
+    2.14, ``aten/src/ATen/native/transformers/attention.cpp``): a boolean mask becomes an additive
+    one (``where(mask, 0, -inf)`` in the query's dtype), then
+    ``aten._scaled_dot_product_flash_attention_for_cpu`` runs, with GQA native (K and V by KV heads,
+    no copies). Output ``[..., L, Ev]``, the query's dtype."""
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dtype is torch.bool:
+        neg_inf = torch.scalar_tensor(float("-inf"), dtype=query.dtype, device=query.device)
+        zero = torch.scalar_tensor(0.0, dtype=query.dtype, device=query.device)
+        attn_mask = torch.where(attn_mask, zero, neg_inf)
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
+
+
+_SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+class FusedAttention(TorchFunctionMode):
+    """A function mode in which SDPA on meta tensors runs the kernel the CPU would (module doc).
+
+    Every other call, and SDPA on any other device, runs unchanged. One Python call per torch
+    function while it is active, so the counter enters it only for a model with meta tensors.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is SDPA and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            bound = dict(zip(_SDPA_PARAMS, args), **kwargs)
+            if set(bound) <= set(_SDPA_PARAMS) and fused_attention_choice(**bound) == FLASH:
+                return flash_attention_for_cpu(**bound)
+        return func(*args, **kwargs)
+
+
+__all__ = ["RULES", "Rule", "WithoutData", "FusedAttention", "fused_attention_choice", "flash_attention_for_cpu", "SCALAR_READ", "GROUPED_MM", "GROUPED_MM_DTYPES",
            "grouped_mm_output", "meta_kernel_refuses"]

@@ -47,7 +47,10 @@ On ``meta`` tensors and FakeTensors, the ops that tk runs by its own rule rather
 kernel (a boolean read of a meta tensor's value takes the plain case; ``aten._grouped_mm`` in float32
 takes the CPU kernel's output) follow :data:`turnkey_like.meta_kernels.RULES`, the one place those
 rules live (:func:`turnkey_like.zoo.forward` applies the same ones). An op with a rule is decided
-once (kind ``_META_RULE``), so other ops pay nothing for the rules.
+once (kind ``_META_RULE``), so other ops pay nothing for the rules. A model with meta tensors is
+also counted inside :class:`turnkey_like.meta_kernels.FusedAttention`, so that its attention runs
+the fused kernel the CPU would run, as on real tensors, rather than the math backend that is all
+torch offers on meta (K and V copied out to the query heads, scores materialized).
 
 Where each op's tensors are (read from its schema once) and what is read from each tensor (shape,
 storage, bytes) is :mod:`turnkey_like.characterize.op_tensors`. The counted call runs through
@@ -704,6 +707,21 @@ def count_model(model, args: tuple = (), kwargs: dict | None = None, *, weights:
     return call_with_stack_room(_count, (model, args, kwargs or {}, weights))
 
 
+def _has_meta_tensors(model, args: tuple, kwargs: dict) -> bool:
+    """Whether the model's first parameter or buffer, or any input tensor (cache objects included),
+    is on ``meta``."""
+    if isinstance(model, torch.nn.Module):
+        for t in model.parameters():
+            if t.is_meta:
+                return True
+            break
+        for t in model.buffers():
+            if t.is_meta:
+                return True
+            break
+    return any(t.is_meta for t in tensor_leaves((args, kwargs), objects=True))
+
+
 def _count(model, args: tuple, kwargs: dict, weights: list | None) -> CountResult:
     """The body of :func:`count_model` (run by :func:`call_with_stack_room`)."""
     if _INFO_REGISTRY_SIZE[0] != len(_ops.REGISTRY):  # a formula was registered since: decide again
@@ -721,7 +739,9 @@ def _count(model, args: tuple, kwargs: dict, weights: list | None) -> CountResul
             counter.module_classes[""] = type(model).__name__
             counter.module_order.append("")
             root_pushed = True
-        with _eager_flex_attention(), _CountingMode(counter):
+        on_meta = _has_meta_tensors(model, args, kwargs)
+        with _eager_flex_attention(), meta_kernels.FusedAttention() if on_meta else contextlib.nullcontext(), \
+                _CountingMode(counter):
             model(*args, **kwargs)
     except CharacterizationError:
         raise
