@@ -183,8 +183,14 @@ def snapshot(value, _memo: dict | None = None):
 
     Tensors are cloned (detached, ``requires_grad`` kept; an inference-mode tensor stays one), lists,
     tuples and dicts are rebuilt around their copies, KV caches (:func:`find_cache`'s kinds) are
-    deep-copied. Anything else is kept as the same object: tk cannot copy an arbitrary object
-    safely, and models take tensors, containers of them and caches.
+    deep-copied with their tensors copied the same way. Anything else is kept as the same object:
+    tk cannot copy an arbitrary object safely, and models take tensors, containers of them and
+    caches.
+
+    A FakeTensor (a named model on ``meta`` runs under ``FakeTensorMode`` for discovery,
+    ``zoo.forward``) is copied as a plain ``meta`` tensor of its sizes, strides and dtype: it has no
+    data either, and an op on a meta tensor costs a quarter of one on a FakeTensor (each op of a
+    FakeTensor goes through the fake mode's dispatch), which is what characterization then runs.
     """
     import torch
 
@@ -193,11 +199,13 @@ def snapshot(value, _memo: dict | None = None):
     if key in memo:
         return memo[key]
     if isinstance(value, torch.Tensor):
-        with torch.inference_mode(value.is_inference()):
-            copied = value.detach().clone()
-        if value.requires_grad and copied.is_floating_point() and not copied.is_inference():
-            copied.requires_grad_(True)
+        copied = _copy_tensor(value)
     elif (cache_cls := _cache_class()) is not None and isinstance(value, cache_cls):
+        from turnkey_like.calls import tensor_leaves
+
+        for t in tensor_leaves(value, objects=True):
+            if id(t) not in memo:
+                memo[id(t)] = _copy_tensor(t)
         copied = copy.deepcopy(value, memo)
     elif isinstance(value, dict):
         copied = type(value)((k, snapshot(v, memo)) for k, v in value.items()) if type(value) is dict else value
@@ -206,4 +214,23 @@ def snapshot(value, _memo: dict | None = None):
     else:
         copied = value
     memo[key] = copied
+    return copied
+
+
+def _copy_tensor(value):
+    """:func:`snapshot`'s copy of one tensor: a clone, or a plain meta tensor for a FakeTensor of
+    static sizes (made with every dispatch mode set aside, so that the fake mode does not make it
+    fake again)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    if isinstance(value, FakeTensor) and all(type(d) is int for d in (*value.shape, *value.stride())):
+        with _disable_current_modes():
+            copied = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    else:
+        with torch.inference_mode(value.is_inference()):
+            copied = value.detach().clone()
+    if value.requires_grad and copied.is_floating_point() and not copied.is_inference():
+        copied.requires_grad_(True)
     return copied

@@ -4,8 +4,8 @@ A model built on ``meta`` (or run under ``FakeTensorMode``, whose ops run the me
 values, and a few ops then do something other than what they do on real tensors. Each rule below
 replaces what torch does for one op in that case; every other op runs unchanged. The counter
 (:mod:`turnkey_like.characterize.counter`, which counts models on ``meta``) and the zoo
-(:func:`turnkey_like.zoo.forward`, which runs models built on ``meta`` under ``FakeTensorMode`` for
-discovery) apply the same rules, from :data:`RULES`, so a model that runs in one runs in the other.
+(:func:`turnkey_like.zoo.forward`, which runs models built on ``meta`` for discovery) apply the
+same rules, from :data:`RULES`, so a model that runs in one runs in the other.
 
 - **A boolean read of a meta tensor's value** (``aten._local_scalar_dense``: ``.item()``,
   ``bool(t)``, ``if (mask == 1).all():``) reads ``True``: meta tensors have no values, and every such

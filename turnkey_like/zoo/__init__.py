@@ -271,13 +271,14 @@ def forward(loaded: LoadedModel):
     the loop runs one decode step, which discovery needs to find the decode invocation, and leaves
     the rest to the tracker (``decode_steps=1``).
 
-    A model on ``meta`` runs under ``FakeTensorMode`` with its inputs made fake: shapes propagate,
-    and library code that reads values (``.item()``, ``.all()``) sees a fake tensor, which
-    transformers treats as tracing and skips. The outputs are then fake (``meta``) tensors. The ops
-    that torch's meta kernels cannot run as the CPU would run by the rules the counter counts with
-    (:data:`turnkey_like.meta_kernels.RULES`, through ``meta_kernels.WithoutData``): a boolean read of
-    a meta tensor takes the plain case (``True``), grouped matrix products (transformers' MoE experts)
-    in float32 get the CPU kernel's output.
+    A model on ``meta`` runs on its meta inputs as the counter counts it: shapes propagate, the ops
+    that torch's meta kernels cannot run as the CPU would run by the counter's rules
+    (:data:`turnkey_like.meta_kernels.RULES`, through ``meta_kernels.WithoutData``: a boolean read
+    of a meta tensor takes the plain case, ``True``; grouped matrix products, transformers' MoE
+    experts, in float32 get the CPU kernel's output), and attention runs the kernel the CPU would
+    (``meta_kernels.FusedAttention``). The outputs are meta tensors. (It ran under ``FakeTensorMode``
+    before, whose dispatch made each op about 4x slower: 1.4 s against 0.36 s for a
+    70B Llama's 2048-token prefill.)
     """
     import torch
 
@@ -294,12 +295,7 @@ def forward(loaded: LoadedModel):
     with torch.no_grad():
         if not loaded.on_meta:
             return run(loaded.args, loaded.kwargs)
-        from torch._subclasses.fake_tensor import FakeTensorMode
+        from turnkey_like.meta_kernels import FusedAttention, WithoutData
 
-        from turnkey_like.calls import map_tensors
-        from turnkey_like.meta_kernels import WithoutData
-
-        mode = FakeTensorMode(allow_non_fake_inputs=True)
-        args, kwargs = map_tensors(mode.from_tensor, (loaded.args, loaded.kwargs))
-        with mode, WithoutData():
-            return run(args, kwargs)
+        with FusedAttention(), WithoutData():
+            return run(loaded.args, loaded.kwargs)
