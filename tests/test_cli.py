@@ -305,7 +305,7 @@ def test_analysis_command_options_from_real_command_lines(tmp_path):
     profile = _record(options.parse_profile, [
         "profile", HELLO, "--trace", "--showshape", "--top", "3", "--visualize", str(tmp_path / "g.dot"),
         "--collapse", "1", "--no-fold", "--no-weights"])
-    assert profile.tables == options.TableOptions(showshape=True, top=3)
+    assert profile.tables == options.TableOptions(showshape=True, top=3, fold=False)
     assert (profile.output.visualize, profile.output.collapse, profile.output.fold_repeats) == (
         str(tmp_path / "g.dot"), 1, False)
     pipeline = run_options(profile.run)
@@ -468,7 +468,6 @@ def _needs_cases(tmp_path):
     return [
         (["profile", HELLO, "--collapse", "1"], "shapes --visualize pictures, and no --visualize PATH is given"),
         (["profile", HELLO, "--collapse", "0"], "shapes --visualize pictures, and no --visualize PATH is given"),
-        (["profile", HELLO, "--no-fold"], "shapes --visualize pictures, and no --visualize PATH is given"),
         (["profile", HELLO, "--color-by", "measured"], "shapes --visualize pictures, and no --visualize PATH is given"),
         (["profile", HELLO, "--hardware", "a100,h100"], "need --roofline PATH or --html PATH"),
         (["benchmark", HELLO, "--hardware", "a100,h100"], "need --roofline PATH or --html PATH"),

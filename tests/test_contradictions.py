@@ -35,7 +35,6 @@ def _cases():
              (["benchmark", HELLO, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ("--workers", "--scheduler")),
              (["profile", "--model", "resnet18", "--pretrained", "--no-weights"], ("--pretrained", "--no-weights")),
              (["profile", HELLO, "--collapse", "1"], ("--collapse 1", "--visualize")),
-             (["profile", HELLO, "--no-fold"], ("--no-fold", "--visualize")),
              (["discover-models", "--test-model", "resnet18", "--family", "resnet"], ("--test-model", "--family resnet")),
              (["discover-models", "--test-model", "resnet18", "--workers", "2"], ("--test-model", "--workers 2")),
              (["discover-models", "--test-model", "resnet18", "--refresh"], ("--test-model", "--refresh"))]

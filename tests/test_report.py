@@ -299,3 +299,37 @@ def test_every_report_format_shows_payloads_as_text(tmp_path):
     for payload in RAW_HTML:
         assert payload not in reports["html"], payload
     assert "&lt;img src=x onerror=alert(4)&gt;" in reports["html"]
+
+
+def test_per_module_table_folds_identical_layers_into_one_row_and_no_fold_prints_them_all():
+    # A real 4-layer BERT: its layers are one run of identical blocks, so the table prints layer 0
+    # in full, then one row "1 … 3" carrying layer 0's figures (each block's), and nothing inside
+    # layers 1-3; the encoder's row still holds all four. Without folding every layer prints.
+    import torch
+    from rich.console import Console
+    from transformers import BertConfig, BertModel
+
+    from turnkey_like.characterize import characterize
+    from turnkey_like.report.characterization import render_modules
+    from turnkey_like.units import si
+
+    model = BertModel(BertConfig(num_hidden_layers=4, hidden_size=64, num_attention_heads=2,
+                                 intermediate_size=128)).eval()
+    char = characterize(model, torch.zeros(1, 8, dtype=torch.long), hardware="a100")
+    [run] = char.identical_runs()
+    assert run.paths == [f"encoder.layer.{i}" for i in range(4)]
+
+    def table(fold: bool) -> list[str]:
+        console = Console(record=True, width=200)
+        render_modules(char, console, fold=fold)
+        return console.export_text().splitlines()
+
+    folded, unfolded = table(True), table(False)
+    [row] = [line for line in folded if "BertLayer ×3, each as 0" in line]
+    assert row.split()[:2] == ["1", "…"]
+    layer0 = next(m for m in char.modules if m.path == "encoder.layer.0")
+    assert si(layer0.macs) in row and si(layer0.params) in row
+    per_layer = len([m for m in char.modules if m.path.startswith("encoder.layer.0")])
+    assert len(unfolded) - len(folded) == 3 * per_layer - 1
+    assert sum(line.split()[:2] == [str(i), "BertLayer"] for i in range(4) for line in unfolded) == 4
+    assert sum(line.split()[:2] == ["0", "BertLayer"] for line in folded) == 1

@@ -210,8 +210,8 @@ def add_visualize_arguments(group) -> None:
                        help="in --visualize pictures, draw each module at depth DEPTH (1 = the model's children) "
                             "as one node holding everything below it")
     group.add_argument("--no-fold", action="store_true",
-                       help="in --visualize pictures, draw every block of a run of identical blocks instead of "
-                            "the first one marked ×N")
+                       help="print (in the per-module table) and draw (in --visualize pictures) every block of a "
+                            "run of identical blocks, instead of the first one and one row or node marked ×N")
     group.add_argument("--color-by", choices=("bound", "measured"), default="bound",
                        help="fill --visualize nodes by their bound (default) or by their share of the measured "
                             "time of a per-layer run (`tk benchmark --per-layer`)")

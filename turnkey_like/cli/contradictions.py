@@ -23,7 +23,7 @@ The pairs, by command:
   script; ``--input-shape`` without ``--model`` or an ``.onnx`` input; several ``--hardware``
   profiles without ``--roofline``/``--html`` or an option of a generation (``--generate``, the
   what-if options: each profile gets its what-ifs) (``tk explore``/``tk view``: at all).
-- ``tk profile``: ``--collapse``/``--no-fold``/``--color-by`` without ``--visualize``.
+- ``tk profile``: ``--collapse``/``--color-by`` without ``--visualize``.
 - ``tk discover-models``: ``--test-model`` with ``--family``, ``--skip-patterns``, ``--models``,
   ``--workers``, ``--refresh`` or ``--generate-code``.
 """
@@ -52,7 +52,8 @@ NAMED_MODEL_FLAGS = (("--batch-size", "batch_size"), ("--seq-len", "seq_len"), (
                      ("--pretrained", "pretrained"), ("--model-args", "model_args"),
                      ("--trust-remote-code", "trust_remote_code"), ("--seed", "seed"), ("--dtype", "dtype"))
 #: the picture options of ``tk profile``: they shape the ``--visualize`` picture only (the HTML page draws its own)
-PICTURE_FLAGS = (("--collapse", "collapse"), ("--no-fold", "no_fold"), ("--color-by", "color_by"))
+#: (``--no-fold`` is not among them: it also unfolds the per-module table)
+PICTURE_FLAGS = (("--collapse", "collapse"), ("--color-by", "color_by"))
 
 
 def _given(args: argparse.Namespace, dest: str) -> bool:

@@ -163,13 +163,15 @@ class OutputOptions:
 @dataclass(frozen=True)
 class TableOptions:
     """``tk profile``'s tables: ``--showshape``, ``--top N``, ``--runtime`` (the per-layer run
-    they show; ``None``: the latest) and ``--phase`` (a generation's phase whose per-module table
-    they show; ``None``: the prefill)."""
+    they show; ``None``: the latest), ``--phase`` (a generation's phase whose per-module table
+    they show; ``None``: the prefill) and ``--no-fold`` (``fold``: print each run of identical
+    blocks as its first block and one row for the rest)."""
 
     showshape: bool = False
     top: int = 10
     runtime: str | None = None
     phase: str | None = None
+    fold: bool = True
 
 
 @dataclass(frozen=True)
@@ -623,7 +625,7 @@ def parse_profile(args: argparse.Namespace) -> ProfileCommand:
     run = _pipeline_run(args, StageOptions(analyze_only=True, trace=args.trace))
     return ProfileCommand(run=run, output=output,
                           tables=TableOptions(showshape=args.showshape, top=args.top, runtime=output.runtime,
-                                              phase=args.phase))
+                                              phase=args.phase, fold=not args.no_fold))
 
 
 def parse_explore(args: argparse.Namespace) -> ExploreCommand:

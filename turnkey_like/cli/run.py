@@ -123,6 +123,7 @@ def run_pipeline(run: PipelineRun, console: Console, *, progress_console: Consol
                               cache_root=cache_root, profile=tables is not None,
                                showshape=tables.showshape if tables else False, top=tables.top if tables else 10,
                                runtime=tables.runtime if tables else None, phase=tables.phase if tables else None,
+                               fold=tables.fold if tables else True,
                                quiet=run.common.quiet if quiet is None else quiet,
                                show_traceback=run.common.traceback, progress_console=progress_console)
     pipeline.listener = listener

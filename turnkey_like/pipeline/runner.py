@@ -55,19 +55,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def preload_for_children(characterize: bool = True) -> None:
+def preload_for_children(characterize: bool = True, requests: list | None = None) -> None:
     """Import, once in this process, what every input's forked child would otherwise import again.
 
-    torch itself; and, when characterizing, ``torch._dynamo``: the counter's first module call goes
+    torch itself; when characterizing, ``torch._dynamo``: the counter's first module call goes
     through ``torch._disable_dynamo``, which imports it lazily (about 1.2 s on this 2-core machine,
-    measured with ``python -c "import torch; import torch._dynamo"``). Imported in a child, that cost
-    is paid again by every input; imported here, the children inherit it through ``fork``. Nothing
-    is run here: torch kernels stay out of this process (see :mod:`turnkey_like.launcher`).
+    measured with ``python -c "import torch; import torch._dynamo"``); and the library of each model
+    source with two or more of the named-model ``requests`` (:func:`turnkey_like.zoo.preload`:
+    transformers' auto classes, about 1.6 s). Imported in a child, that cost is paid again by every
+    input; imported here, the children inherit it through ``fork``. Nothing is run here: torch
+    kernels stay out of this process (see :mod:`turnkey_like.launcher`).
     """
     import torch  # noqa: F401
 
     if characterize:
         import torch._dynamo  # noqa: F401
+    if requests:
+        from turnkey_like import zoo
+
+        zoo.preload(requests)
 
 
 class Pipeline:
@@ -137,7 +143,7 @@ class Pipeline:
             if adopt_cached(self, specs, summary):  # every input a named model characterized before (reuse.py)
                 return summary
             if self.options.isolate and any(not s.is_onnx for s in specs):
-                preload_for_children(self.options.characterize)
+                preload_for_children(self.options.characterize, [s.model for s in specs if s.model is not None])
                 if self.options.characterize:
                     self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
             for index, spec in enumerate(specs):

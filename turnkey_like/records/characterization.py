@@ -70,3 +70,21 @@ class Characterization(Record):
     def profile(self) -> HardwareProfile:
         """The hardware profile used (same as :attr:`hardware`)."""
         return self.hardware
+
+    def identical_runs(self) -> list[RepeatedBlocks]:
+        """The runs of :attr:`repeats` whose blocks' module rows agree in MACs, FLOPs, bytes,
+        parameters and ops: the ones a view may show once, as "×N" of the first block.
+
+        ``find_repeats`` (``turnkey_like.characterize.assemble``) only records runs whose blocks are
+        identical in cost; a record written before it compared costs (blocks matched by class and
+        output shapes) may hold runs whose blocks differ, and those are left out here, so no view
+        shows them as copies of their first block.
+        """
+        modules = {m.path: m for m in self.modules}
+        runs = []
+        for run in self.repeats:
+            blocks = [modules.get(p) for p in run.paths]
+            if all(b is not None for b in blocks) and len(
+                    {(b.macs, b.flops, b.bytes, b.params, b.ops) for b in blocks}) == 1:
+                runs.append(run)
+        return runs

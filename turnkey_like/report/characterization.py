@@ -54,7 +54,7 @@ def invocation_per_layer(inv: Invocation, runtime: str | None = None) -> Measure
 
 def render_profile(char: Characterization, console, *, showshape: bool = False, top: int = 10,
                    max_depth: int | None = None, per_layer: MeasuredRun | None = None,
-                   phase: str | None = None) -> None:
+                   phase: str | None = None, fold: bool = True) -> None:
     """Print the full characterization of one model call to a rich ``console``.
 
     Sections, one function each: the heading (:func:`render_heading`), the per-module table
@@ -64,7 +64,9 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
     (:func:`render_breakdown`: share of roofline time by op category and by bound), the ``top``
     slowest ops (:func:`render_top_ops`, with input/output shapes when ``showshape``), and the ops
     that were not counted (:func:`render_uncounted`). ``max_depth`` hides deeper modules (their
-    numbers stay inside their parents'). Every header states "1 MAC = 2 FLOPs".
+    numbers stay inside their parents'). ``fold`` (``tk profile``'s default; ``--no-fold`` turns it
+    off) prints each run of identical blocks as its first block and one row for the rest
+    (:func:`render_modules`). Every header states "1 MAC = 2 FLOPs".
 
     ``phase``: ``decode`` prints, for a generation, the decode phase's per-module table (summed over
     its steps) after the phase table, and nothing more (the op tables are the prefill's).
@@ -85,9 +87,9 @@ def render_profile(char: Characterization, console, *, showshape: bool = False, 
         decode = char.generation.phase("decode")
         if phase == "decode" and decode is not None:  # the decode phase's modules, summed over its steps
             render_modules(msgspec.structs.replace(char, modules=decode.modules), console, max_depth=max_depth,
-                           title=f"Per module, decode phase: the sum over its {decode.steps} steps")
+                           title=f"Per module, decode phase: the sum over its {decode.steps} steps", fold=fold)
             return
-    render_modules(char, console, max_depth=max_depth, per_layer=result)
+    render_modules(char, console, max_depth=max_depth, per_layer=result, fold=fold)
     if result is not None:
         render_measured(result, console)
     render_summary(char, console)
@@ -137,10 +139,18 @@ def render_heading(char: Characterization, console, measured: MeasuredRun | None
 
 
 def render_modules(char: Characterization, console, *, max_depth: int | None = None,
-                   per_layer: PerLayerResult | None = None, title: str = "Per module") -> None:
+                   per_layer: PerLayerResult | None = None, title: str = "Per module", fold: bool = True) -> None:
     """The per-module table (modules deeper than ``max_depth`` hidden); with ``per_layer``, the
-    "Measured" and "% of roof" columns. ``title`` starts the table's title."""
+    "Measured" and "% of roof" columns. ``title`` starts the table's title.
+
+    With ``fold``, each run of identical blocks (:meth:`Characterization.identical_runs`: a 70B
+    Llama's 80 decoder layers, BERT's 12) prints its first block in full, then one row for the
+    others (``1 … 79``, class ``LlamaDecoderLayer ×79, each as 0``) with each block's figures, which
+    are the first block's; the parent's row holds them all. Without it every block prints (1,050
+    rows for the 70B Llama against 30).
+    """
     measured = per_layer
+    folded = _folded_blocks(char) if fold else {}
     columns = [("Module", "left"), ("Class", "left"), ("MACs", "right"), ("FLOPs", "right"), ("Params", "right"),
                ("Bytes", "right"), ("AI (FLOPs/B)", "right"), ("Bound", "left"), ("Time", "right")]
     if measured is not None:
@@ -151,12 +161,24 @@ def render_modules(char: Characterization, console, *, max_depth: int | None = N
            if measured is not None else "") + ")",
         columns,
     )
+    by_path = {m.path: m for m in char.modules} if folded else {}
+    hidden: tuple[str, ...] = ()  # the paths of the blocks folded into the row printed last
     for m in char.modules:
         if max_depth is not None and m.depth > max_depth:
             continue
+        if hidden and any(m.path == p or m.path.startswith(p + ".") for p in hidden):
+            continue
         name = "(model)" if m.path == "" else m.path.rsplit(".", 1)[-1]
+        class_name = m.class_name
+        run = folded.get(m.path)
+        if run is not None:  # the second block of a folded run: one row for it and the rest
+            hidden = tuple(run.paths[1:])
+            first = run.paths[0].rsplit(".", 1)[-1]
+            name = f"{name} … {run.paths[-1].rsplit('.', 1)[-1]}" if len(hidden) > 1 else name
+            class_name = f"{run.class_name} ×{len(hidden)}, each as {first}"
+            m = by_path[run.paths[0]]
         cells = [
-            "  " * m.depth + name, m.class_name, si(m.macs), si(m.flops), si(m.params),
+            "  " * m.depth + name, class_name, si(m.macs), si(m.flops), si(m.params),
             format_bytes(m.bytes), format_intensity(m.arithmetic_intensity), m.bound,
             format_seconds(m.roofline_time_s),
         ]
@@ -166,6 +188,16 @@ def render_modules(char: Characterization, console, *, max_depth: int | None = N
                       "" if row is None else percent(row.efficiency, row.noisy)]
         table.add_row(*cells)
     table.print(console)
+
+
+def _folded_blocks(char: Characterization) -> dict:
+    """The path of each folded run's second block -> the run (:meth:`Characterization.identical_runs`,
+    outermost first; a run inside another's folded blocks is already hidden)."""
+    out: dict = {}
+    for run in char.identical_runs():
+        if len(run.paths) > 1:
+            out.setdefault(run.paths[1], run)
+    return out
 
 
 def render_summary(char: Characterization, console) -> None:

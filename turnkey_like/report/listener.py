@@ -41,7 +41,8 @@ class ConsoleListener(Listener):
 
     def __init__(self, console: Console, cache_root: str | None = None, profile: bool = False,
                  showshape: bool = False, top: int = 10, quiet: bool = False, show_traceback: bool = False,
-                 progress_console: Console | None = None, runtime: str | None = None, phase: str | None = None):
+                 progress_console: Console | None = None, runtime: str | None = None, phase: str | None = None,
+                 fold: bool = True):
         self.console = console
         self.cache_root = cache_root
         self.profile = profile
@@ -49,6 +50,7 @@ class ConsoleListener(Listener):
         self.top = top
         self.runtime = runtime
         self.phase = phase
+        self.fold = fold
         self.quiet = quiet
         self.show_traceback = show_traceback
         self.progress_console = progress_console or Console(stderr=True, highlight=False, soft_wrap=True)
@@ -123,7 +125,7 @@ class ConsoleListener(Listener):
                 continue
             self.console.rule(f"{escape(model.name)} · invocation {inv.hash}")
             render_profile(char.result, self.console, showshape=self.showshape, top=self.top,
-                           per_layer=invocation_per_layer(inv, self.runtime), phase=self.phase)
+                           per_layer=invocation_per_layer(inv, self.runtime), phase=self.phase, fold=self.fold)
 
     @staticmethod
     def print_summary(console: Console, summary: RunSummary) -> None:

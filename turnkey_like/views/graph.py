@@ -86,12 +86,10 @@ class _Layout:
         block: dict[int, dict[int, int]] = {}   # row -> {run number: block number} for folded runs
         self.folded: dict[str, int] = {}    # first block's path -> N
         if fold_repeats:
-            modules = {m.path: m for m in char.modules}
-            for run_no, run in enumerate(char.repeats):
+            for run_no, run in enumerate(char.identical_runs()):
                 blocks = [[r.index for r in rows if _inside(r.module_path, p)] for p in run.paths]
-                if (not blocks[0] or blocks[0][0] in alias or any(len(b) != len(blocks[0]) for b in blocks)
-                        or not _same_cost([modules.get(p) for p in run.paths])):
-                    continue  # nested in a block already folded, not the recorded shape, or not identical
+                if not blocks[0] or blocks[0][0] in alias or any(len(b) != len(blocks[0]) for b in blocks):
+                    continue  # nested in a block already folded, or not the recorded shape
                 self.folded[run.paths[0]] = len(run.paths)
                 for b_no, members in enumerate(blocks):
                     for pos, i in enumerate(members):
@@ -141,19 +139,6 @@ class _Layout:
         if len(parts) < self.collapse:
             return f"n{row.index}"
         return "m" + ".".join(parts[: self.collapse])
-
-
-def _same_cost(blocks: list[ModuleRow | None]) -> bool:
-    """Whether the module rows of a run's blocks agree in MACs, FLOPs, bytes, parameters and ops.
-
-    ``find_repeats`` only records runs whose blocks are identical in cost; a record written before it
-    compared costs (blocks matched by class and output shapes) may hold runs whose blocks differ,
-    and those are drawn unfolded rather than shown as copies of their first block.
-    """
-    if any(b is None for b in blocks):
-        return False
-    costs = {(b.macs, b.flops, b.bytes, b.params, b.ops) for b in blocks}
-    return len(costs) == 1
 
 
 def _cost(macs: int | None, bound: str, each: bool = False) -> str:

@@ -40,7 +40,7 @@ from turnkey_like.zoo.base import META_THRESHOLD_PARAMS, LoadedModel, RepeatingL
 from turnkey_like.zoo.sources import SOURCES, Source, source_names, source_packages
 
 __all__ = ["LoadedModel", "META_THRESHOLD_PARAMS", "SOURCES", "ModelRequest", "RepeatingLayers", "Source",
-           "expand_sweep", "list_names", "load", "model_source", "shallow", "stem", "closest_names", "forward",
+           "expand_sweep", "list_names", "load", "model_source", "preload", "shallow", "stem", "closest_names", "forward",
            "source_names", "source_packages", "DTYPES", "DEFAULTED", "to_dtype", "repeating_layers", "depth_copies"]
 
 
@@ -142,6 +142,33 @@ def shallow(loaded: LoadedModel, keep: int = 2) -> tuple[LoadedModel, dict[str, 
         return build(repeats=1)
     except InputError:  # each kind twice: a layer may share its weights with a later one of its kind
         return build(repeats=2)
+
+
+def preload(requests: list[ModelRequest]) -> list[str]:
+    """Import, in this process, what loading ``requests`` imports, for each source with two or more
+    of them (its ``preload`` hook); returns the sources imported.
+
+    A run forks one child per input (:class:`turnkey_like.pipeline.Pipeline`): each child would
+    import the source's library again (transformers and its auto classes: about 1.6 s of each
+    point of a 32-point ``--generate`` sweep), while after this the children inherit it. Nothing is
+    built or downloaded. A source that fails to import is left to the children, whose error names
+    the package to install.
+    """
+    counts: dict[str, int] = {}
+    for request in requests:
+        source = request.source or model_source(request.name)
+        counts[source] = counts.get(source, 0) + 1
+    done = []
+    for source, n in counts.items():
+        hook = getattr(sources.get(source), "preload", None) if source in SOURCES and n > 1 else None
+        if hook is None:
+            continue
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - each child reports its own import error, with its hint
+            continue
+        done.append(source)
+    return done
 
 
 def repeating_layers(model, request: ModelRequest) -> RepeatingLayers | None:

@@ -34,6 +34,15 @@ prefix = PREFIX
 input_axes = frozenset({"batch_size", "imgsz"})
 
 
+def preload() -> None:
+    """Import timm as :func:`load` does (:func:`turnkey_like.zoo.preload`).
+
+    Raises:
+        InputError: timm is not installed.
+    """
+    _require()
+
+
 def _require():
     return require("timm", "timm")
 

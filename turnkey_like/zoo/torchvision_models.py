@@ -67,6 +67,11 @@ counted video models with ``t=16``: Swin3D-T 43.88 G MACs at 16 frames, 4.5 G at
 minimum; S3D 17.98 G at 16, 16.14 G at its 14-frame minimum)."""
 
 
+def preload() -> None:
+    """Import ``torchvision.models`` as :func:`load` does (:func:`turnkey_like.zoo.preload`)."""
+    from torchvision import models  # noqa: F401
+
+
 def names() -> list[str]:
     """Every torchvision model name (``torchvision.models.list_models()``), sorted."""
     from torchvision import models

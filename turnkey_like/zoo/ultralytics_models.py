@@ -47,6 +47,15 @@ DEFAULT_IMGSZ = 640
 _SCALED = re.compile(r"^(yolo(?:e-)?v?\d+)(.*)$")
 
 
+def preload() -> None:
+    """Import ultralytics as :func:`load` does (:func:`turnkey_like.zoo.preload`).
+
+    Raises:
+        InputError: ultralytics is not installed.
+    """
+    _require()
+
+
 def _require():
     """Import ultralytics without its import-time online check.
 
