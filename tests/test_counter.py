@@ -542,3 +542,25 @@ def test_counting_from_any_caller_depth_maps_no_stack_chunks():
             at_depth(depth)
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert sum(f > 40 for f in faults) <= 3, sorted(faults)[-10:]
+
+
+def test_meta_memo_makes_repeats_like_the_kernel_and_runs_what_aliases():
+    # MetaMemo remembers a functional op's output sizes, strides and dtype by its arguments' and
+    # makes a repeat's output without running it; an in-place op or a view always runs (its output
+    # is its input), and a real tensor is never remembered.
+    from turnkey_like.meta_kernels import MetaMemo
+
+    memo = MetaMemo()
+    aten = torch.ops.aten
+    a = torch.empty(4, 6, device="meta").t()  # non-contiguous: the output strides follow
+    b = torch.empty(6, 4, dtype=torch.float16, device="meta")
+    first = memo(aten.add.Tensor, (a, b), {})
+    again = memo(aten.add.Tensor, (a, b), {})
+    ran = aten.add.Tensor(a, b)
+    assert [(t.shape, t.stride(), t.dtype) for t in (first, again)] == [(ran.shape, ran.stride(), ran.dtype)] * 2
+    assert again is not first and len(memo.outputs) == 1
+    pair = memo(aten.max.dim, (b, 1), {})
+    assert [(t.shape, t.dtype) for t in memo(aten.max.dim, (b, 1), {})] == [(t.shape, t.dtype) for t in pair]
+    assert memo(aten.add_.Tensor, (a, a), {}) is a and memo(aten.t.default, (b,), {})._base is b
+    memo(aten.add.Tensor, (torch.ones(2), torch.ones(2)), {})
+    assert len(memo.outputs) == 2  # add and max.dim on meta; nothing for add_, t or real tensors

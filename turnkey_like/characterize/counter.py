@@ -50,7 +50,8 @@ rules live (:func:`turnkey_like.zoo.forward` applies the same ones). An op with 
 once (kind ``_META_RULE``), so other ops pay nothing for the rules. A model with meta tensors is
 also counted inside :class:`turnkey_like.meta_kernels.FusedAttention`, so that its attention runs
 the fused kernel the CPU would run, as on real tensors, rather than the math backend that is all
-torch offers on meta (K and V copied out to the query heads, scores materialized).
+torch offers on meta (K and V copied out to the query heads, scores materialized), and its ops run
+through a :class:`turnkey_like.meta_kernels.MetaMemo` (a repeated layer's ops are made, not run).
 
 Where each op's tensors are (read from its schema once) and what is read from each tensor (shape,
 storage, bytes) is :mod:`turnkey_like.characterize.op_tensors`. The counted call runs through
@@ -561,16 +562,20 @@ class _CountingMode(TorchDispatchMode):
 
     supports_higher_order_operators = True
 
-    def __init__(self, counter: _Counter):
+    def __init__(self, counter: _Counter, memo: meta_kernels.MetaMemo | None = None):
         super().__init__()
         self.counter = counter
+        self.memo = memo  # on meta: repeated ops' outputs made, not run (meta_kernels.MetaMemo)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         c = self.counter
         info = _INFO.get(func) or c.info(func)
         kind = info.kind
         if kind == _COUNT:  # most ops: run, then one row
-            out = func(*args, **kwargs) if kwargs else func(*args)
+            if self.memo is not None:
+                out = self.memo(func, args, kwargs or {})
+            else:
+                out = func(*args, **kwargs) if kwargs else func(*args)
             c.record(func, info, args, kwargs, out)
             return out
         if kind == _VIEW:  # shares its input's storage: nothing to record or forget
@@ -741,7 +746,7 @@ def _count(model, args: tuple, kwargs: dict, weights: list | None) -> CountResul
             root_pushed = True
         on_meta = _has_meta_tensors(model, args, kwargs)
         with _eager_flex_attention(), meta_kernels.FusedAttention() if on_meta else contextlib.nullcontext(), \
-                _CountingMode(counter):
+                _CountingMode(counter, meta_kernels.MetaMemo() if on_meta else None):
             model(*args, **kwargs)
     except CharacterizationError:
         raise
