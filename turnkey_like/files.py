@@ -85,9 +85,9 @@ def reset_log(path: str | Path) -> None:
     os.close(fd)
 
 
-def write_record(path: str | Path, record, *, fsync: bool = True) -> None:
+def write_record(path: str | Path, record, *, fsync: bool = True, check: bool = True) -> None:
     """Encode ``record`` (a :mod:`turnkey_like.records` record or builtins) as JSON, one line ending
-    in a newline, and :func:`write_atomic` it."""
+    in a newline, and :func:`write_atomic` it (``check``: as for :func:`turnkey_like.records.encode`)."""
     from turnkey_like.records import encode
 
-    write_atomic(path, encode(record) + b"\n", fsync=fsync)
+    write_atomic(path, encode(record, check=check) + b"\n", fsync=fsync)

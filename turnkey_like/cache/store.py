@@ -227,7 +227,7 @@ class Cache(ListingMixin, CleanupMixin):
         facts = writer_facts(record)
         path = folder / RECORD_FILE
         try:
-            write_record(path, wrap_stored(record, writer=facts))
+            write_record(path, wrap_stored(record, writer=facts), check=False)  # sanitised above
             st = os.stat(path)
         except OSError as e:
             raise CacheError(
@@ -236,7 +236,7 @@ class Cache(ListingMixin, CleanupMixin):
             ) from None
         try:
             summary = wrap_stored(summarize(record), writer=facts, summary_of=summary_stamp(st))
-            write_record(folder / SUMMARY_FILE, summary, fsync=False)
+            write_record(folder / SUMMARY_FILE, summary, fsync=False, check=False)
         except Exception:  # noqa: BLE001 - only a speed-up: readers fall back to record.json
             pass
         # only a speed-up too: a row that is not written is stale, and readers then read the record

@@ -71,12 +71,17 @@ def input_fingerprint(spec: InputSpec, options: RunOptions) -> str:
 
 
 def _strip_results(result: ScriptResult) -> ScriptResult:
-    """``result`` without the stage payloads (they live in the build records); small enough to keep."""
-    copy = decode(encode(result), ScriptResult, what="script result")
-    for _model, inv in copy.invocations():
-        for name, stage in inv.stages().items():
+    """A copy of ``result`` without the stage payloads (they live in the build records); small
+    enough to keep. The payloads are set aside while the copy is made, so that a 70B model's
+    characterization (2.4 MB of JSON) is not encoded to be dropped; ``result`` is left as it was."""
+    stages = [(inv, name, stage) for _model, inv in result.invocations() for name, stage in inv.stages().items()]
+    try:
+        for inv, name, stage in stages:
             setattr(inv, name, msgspec.structs.replace(stage, result=None, kept=None))
-    return copy
+        return decode(encode(result), ScriptResult, what="script result")
+    finally:
+        for inv, name, stage in stages:
+            setattr(inv, name, stage)
 
 
 class InputBook:

@@ -154,17 +154,16 @@ def preload(requests: list[ModelRequest]) -> list[str]:
     built or downloaded. A source that fails to import is left to the children, whose error names
     the package to install.
     """
-    counts: dict[str, int] = {}
+    by_source: dict[str, list[ModelRequest]] = {}
     for request in requests:
-        source = request.source or model_source(request.name)
-        counts[source] = counts.get(source, 0) + 1
+        by_source.setdefault(request.source or model_source(request.name), []).append(request)
     done = []
-    for source, n in counts.items():
-        hook = getattr(sources.get(source), "preload", None) if source in SOURCES and n > 1 else None
+    for source, some in by_source.items():
+        hook = getattr(sources.get(source), "preload", None) if source in SOURCES and len(some) > 1 else None
         if hook is None:
             continue
         try:
-            hook()
+            hook(some)
         except Exception:  # noqa: BLE001 - each child reports its own import error, with its hint
             continue
         done.append(source)

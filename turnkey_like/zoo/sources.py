@@ -78,7 +78,8 @@ class Source(Protocol):
     ``model_args`` that build ``model`` with each stack of layers cut (:func:`turnkey_like.zoo.shallow`;
     transformers has it); ``repeating_layers(model) -> RepeatingLayers | None``, the depths at which
     its costs are affine in its number of layers (:func:`turnkey_like.zoo.repeating_layers`;
-    transformers has it); ``preload() -> None``, import what :meth:`load` imports, building nothing
+    transformers has it); ``preload(requests) -> None``, import what :meth:`load` imports for
+    those requests, building nothing
     (:func:`turnkey_like.zoo.preload`: a run of several of its models imports it once, before the
     inputs' children fork; the built-in library sources have it).
     """

@@ -34,7 +34,7 @@ prefix = PREFIX
 input_axes = frozenset({"batch_size", "imgsz"})
 
 
-def preload() -> None:
+def preload(requests: list[ModelRequest]) -> None:
     """Import timm as :func:`load` does (:func:`turnkey_like.zoo.preload`).
 
     Raises:

@@ -67,7 +67,7 @@ counted video models with ``t=16``: Swin3D-T 43.88 G MACs at 16 frames, 4.5 G at
 minimum; S3D 17.98 G at 16, 16.14 G at its 14-frame minimum)."""
 
 
-def preload() -> None:
+def preload(requests: list[ModelRequest]) -> None:
     """Import ``torchvision.models`` as :func:`load` does (:func:`turnkey_like.zoo.preload`)."""
     from torchvision import models  # noqa: F401
 

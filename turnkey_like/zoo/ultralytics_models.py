@@ -47,7 +47,7 @@ DEFAULT_IMGSZ = 640
 _SCALED = re.compile(r"^(yolo(?:e-)?v?\d+)(.*)$")
 
 
-def preload() -> None:
+def preload(requests: list[ModelRequest]) -> None:
     """Import ultralytics as :func:`load` does (:func:`turnkey_like.zoo.preload`).
 
     Raises:
