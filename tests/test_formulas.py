@@ -259,6 +259,60 @@ def test_embedding_reads_only_gathered_rows():
     assert row.bytes_written == 2 * 3 * 8 * 4
 
 
+def test_embedding_of_more_ids_than_rows_reads_the_table_once():
+    # Embedding(2, 8) (a token-type table) on 2 x 6 ids: 12 rows gathered, but the table is 2 rows:
+    # 2 * 8 * 4 = 64 bytes of it are read (then found in cache), + 12 int64 ids = 96: 160 bytes
+    res = count_model(nn.Embedding(2, 8), (torch.zeros(2, 6, dtype=torch.long),))
+    (row,) = res.rows
+    assert (row.bytes_read, row.weight_bytes) == (160, 64)
+    assert _cost(aten.embedding, (2, 8), (2, 6), out_shape=(2, 6, 8)) == (None, 0, {0: 16})
+    assert _cost(aten.embedding, (1000, 8), (2, 3), out_shape=(2, 3, 8)) == (None, 0, {0: 48})
+
+
+def test_embedding_bag_gathers_then_sums():
+    # EmbeddingBag(1000, 8, mode="sum") on 6 ids in 2 bags: 6 rows gathered (48 elements, 192 bytes) and
+    # summed, 1 FLOP each: 48 FLOPs
+    assert _cost(aten._embedding_bag, (1000, 8), (6,), (2,), out_shape=(2, 8)) == (None, 48, {0: 48})
+    # of a 4-row table, 6 ids read at most its 32 elements; still 48 FLOPs
+    assert _cost(aten._embedding_bag, (4, 8), (6,), (2,), out_shape=(2, 8)) == (None, 48, {0: 32})
+
+
+GATHER_TABLE = torch.arange(8000.0).reshape(1000, 8)
+IDS = torch.tensor([[1, 5, 7], [2, 2, 999]])
+
+
+@pytest.mark.parametrize("op, call, taken", [
+    # weight[ids] (aten.index.Tensor): 6 rows of 8 -> [2, 3, 8], 48 elements taken
+    ("aten.index.Tensor", lambda t, i: t[i], 48),
+    # its decompositions' form, the same gather
+    ("aten._unsafe_index.Tensor", lambda t, i: torch.ops.aten._unsafe_index(t, [i]), 48),
+    # index_select along rows with the 6 ids flattened: [6, 8], 48 elements
+    ("aten.index_select.default", lambda t, i: t.index_select(0, i.flatten()), 48),
+    # gather along dim 1 with an index [2, 3] (ids mod 8): one element each, 6
+    ("aten.gather.default", lambda t, i: t.gather(1, i % 8), 6),
+    # take: the table flattened, 6 elements
+    ("aten.take.default", lambda t, i: t.take(i), 6),
+])
+def test_gathers_read_the_elements_they_take(op, call, taken):
+    # float32: taken * 4 bytes of the 32,000-byte table, + the ids (6 int64, 48 bytes; index_select's
+    # flattened copy and gather's ids % 8 are tensors of the same 6 int64); 0 FLOPs
+    res = count_model(call, (GATHER_TABLE, IDS))
+    (row,) = [r for r in res.rows if r.op == op]
+    assert (row.category, row.flops, row.macs) == ("data_movement", 0, None)
+    assert row.bytes_read == 4 * taken + 8 * 6
+    assert row.bytes_written == 4 * taken
+
+
+def test_gather_reads_at_most_the_source():
+    # x[ids] on a [4, 8] table with 10 ids: 80 elements taken, but the table has 32: 32 * 4 + 10 * 8 = 208
+    # bytes read (an upsampling by _unsafe_index reads its input once, as before: the output is larger)
+    res = count_model(lambda t, i: t[i], (torch.randn(4, 8), torch.zeros(10, dtype=torch.long)))
+    (row,) = res.rows
+    assert (row.bytes_read, row.bytes_written) == (208, 320)
+    assert _cost(aten.index, (4, 8), [(10,)], out_shape=(10, 8)) == (None, 0, {0: 32})
+    assert _cost(aten.index_select, (1000, 8), 0, (6,), out_shape=(6, 8)) == (None, 0, {0: 48})
+
+
 def test_interpolation_formulas():
     x = torch.randn(1, 2, 4, 4)  # -> [1, 2, 8, 8] = 128 outputs
     nearest = count_model(nn.Upsample(scale_factor=2, mode="nearest"), (x,))

@@ -3,8 +3,10 @@
 For each architecture (Llama with GQA, Qwen2, Mistral across its sliding window, Mixtral's mixture
 of experts (grouped_mm, transformers' default, and the eager loop over the experts hit), GPT-2,
 Gemma 2's alternating sliding and global layers, T5 and Whisper), a ``Hand`` class below writes
-the closed forms from the model's config: the prefill's MACs and causal MACs, a decode step's MACs and FLOPs at cache length c, the decode totals, the KV bytes read and
-written, the KV-cache bytes per token and at the end, and the parameters. docs/generation.md
+the closed forms from the model's config: the prefill's MACs and causal MACs, a decode step's MACs
+and FLOPs at cache length c, the decode totals, the KV bytes read and written (an encoder-decoder's
+cross-attention K/V included), the KV-cache bytes per token and at the end, the encoder's share of
+an encoder-decoder's prefill (MACs, FLOPs, weight bytes), and the parameters. docs/generation.md
 derives each formula (one section per architecture, the same symbols). tk's record must equal them
 exactly: MACs, FLOPs and bytes are integers.
 
@@ -27,6 +29,7 @@ tk processes of a few seconds each.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +42,7 @@ from conftest import assert_same_record, run_tk
 
 transformers = pytest.importorskip("transformers")
 
+from turnkey_like.characterize.assemble import characterize_call  # noqa: E402
 from turnkey_like.characterize.generation import characterize_generation  # noqa: E402
 from turnkey_like.records import RunReport, decode  # noqa: E402
 
@@ -97,6 +101,18 @@ class Hand:
         ``params_active`` field defines: ``bytes_weights`` of the first step ÷ bytes per element)."""
         raise NotImplementedError
 
+    # the encoder of an encoder-decoder, counted in the prefill (none here)
+    def encoder_macs(self) -> int:
+        """MACs of the encoder's one call (it runs before the decoder's prefill)."""
+        return 0
+
+    def encoder_flops(self) -> int:
+        return 0
+
+    def encoder_weights(self) -> int:
+        """Parameter elements the encoder's call reads."""
+        return 0
+
     # -- common ----------------------------------------------------------------------------------
     def keys(self, layer: int, t: int, c: int) -> int:
         """Keys the attention kernel of ``layer`` multiplies each query by: the prefill's kernel is
@@ -129,17 +145,27 @@ class Hand:
         """K and V bytes of one position of one layer: 2 · K · h · 4 (batch 1)."""
         return 2 * self.K * self.h * ITEMSIZE
 
-    def kv_read(self, t: int, c: int) -> int:
-        """K/V bytes a call reads: each layer the positions its new tokens attend to together."""
-        n = c + t
-        return sum(self.bytes_per_position() * (min(n, w + t - 1) if w else n) for w in self.windows)
+    def cross_kv(self) -> int:
+        """The cross-attention K and V of an encoder-decoder: every layer, the S encoder positions."""
+        return self.L * self.bytes_per_position() * self.cross
 
-    def kv_write(self, t: int) -> int:
-        return self.L * self.bytes_per_position() * t
+    def kv_read(self, t: int, c: int) -> int:
+        """K/V bytes a call reads: each layer the positions its new tokens attend to together, and
+        (encoder-decoder) the cross K/V of the S encoder positions."""
+        n = c + t
+        own = sum(self.bytes_per_position() * (min(n, w + t - 1) if w else n) for w in self.windows)
+        return own + self.cross_kv()
+
+    def kv_write(self, t: int, c: int) -> int:
+        """K/V bytes a call writes: its t new positions in every layer; the prefill (c = 0) of an
+        encoder-decoder also writes the cross K/V, once."""
+        return self.L * self.bytes_per_position() * t + (self.cross_kv() if c == 0 else 0)
 
     def kv_cache_bytes(self, positions: int) -> int:
-        """What the cache holds after ``positions`` positions: a sliding layer keeps W − 1."""
-        return sum(self.bytes_per_position() * (min(positions, w - 1) if w else positions) for w in self.windows)
+        """What the cache holds after ``positions`` positions: a sliding layer keeps W − 1; an
+        encoder-decoder's cache also the cross K/V."""
+        own = sum(self.bytes_per_position() * (min(positions, w - 1) if w else positions) for w in self.windows)
+        return own + self.cross_kv()
 
     # sums over the decode steps of a generation of N tokens after a prompt of P
     @staticmethod
@@ -406,6 +432,29 @@ class T5Hand(Hand):
         layer = 6 * a + 2 * self.d * self.I + 3 * self.d
         return self.d + (c + 1) * self.H + self.L * layer + self.d + self.V * self.d
 
+    # the encoder: L_e = num_layers layers over its S input tokens, bidirectional attention
+    def encoder_macs(self) -> int:
+        """Per token and layer q, k, v, o (4·d·H·h) and wi, wo (2·d·I); per layer attention over
+        S × S pairs (2·H·h each)."""
+        S, a, Le = self.cross, self.d * self.H * self.h, self.config.num_layers
+        return S * Le * (4 * a + 2 * self.d * self.I) + Le * 2 * self.H * self.h * S * S
+
+    def encoder_flops(self) -> int:
+        """2 per MAC; per token and layer two RMSNorms, two residual adds (d each), ReLU (I), then
+        the final RMSNorm; the relative position bias of layer 0 (bidirectional): query positions
+        (S), then 14 ops per pair (relative position, > 0, × and + of the direction's buckets, abs,
+        <, ÷, log, ÷, ×, +, min, where, +)."""
+        S, Le = self.cross, self.config.num_layers
+        return (2 * self.encoder_macs() + S * (Le * (2 * self.rms() + 2 * self.d + self.I) + self.rms())
+                + S + 14 * S * S)
+
+    def encoder_weights(self) -> int:
+        """S rows of the shared embedding, the layers (4·d·H·h + 2·d·I + two norms), the final norm;
+        the bias table gathered for S² pairs of H heads, at most the whole table (buckets × H)."""
+        S, a, Le = self.cross, self.d * self.H * self.h, self.config.num_layers
+        table = self.config.relative_attention_num_buckets * self.H
+        return S * self.d + Le * (4 * a + 2 * self.d * self.I + 2 * self.d) + self.d + min(S * S * self.H, table)
+
 
 class WhisperHand(Hand):
     """Whisper's decoder: biased attention (no bias on k), cross-attention over the encoder's S
@@ -449,6 +498,28 @@ class WhisperHand(Hand):
         projections (2·d² + d: cross K/V come from the cache); the final LayerNorm; the LM head."""
         d = self.d
         return 2 * d + self.L * (self.decoder_layer() - 2 * d * d - d) + 2 * d + self.V * d
+
+    # the encoder: two convolutions over 2S mel frames (the second of stride 2), then L_e layers over S
+    def encoder_macs(self) -> int:
+        """conv1 (kernel 3, mel → d) on 2S frames, conv2 (kernel 3, d → d, stride 2) on S; per layer
+        q, k, v, o (4·d² a position), fc1 and fc2 (2·d·I_e), attention over S × S (2·H·h a pair)."""
+        cfg, d, S = self.config, self.d, self.cross
+        per_layer = 4 * S * d * d + 2 * S * d * cfg.encoder_ffn_dim + 2 * d * S * S
+        return 2 * S * d * cfg.num_mel_bins * 3 + S * d * d * 3 + cfg.encoder_layers * per_layer
+
+    def encoder_flops(self) -> int:
+        """2 per MAC; exact GELU (5) after each convolution (2S·d, then S·d); + positions (S·d); per
+        layer two LayerNorms (7 an element), q scaling, two residual adds (S·d each), GELU on S·I_e;
+        the final LayerNorm (7·S·d)."""
+        cfg, d, S = self.config, self.d, self.cross
+        per_layer = 2 * 7 * S * d + S * d + 2 * S * d + 5 * S * cfg.encoder_ffn_dim
+        return (2 * self.encoder_macs() + 5 * 2 * S * d + 5 * S * d + S * d + cfg.encoder_layers * per_layer
+                + 7 * S * d)
+
+    def encoder_weights(self) -> int:
+        """Every encoder parameter, each read once (its position table is added whole: S rows)."""
+        return self.params_total() - (self.V * self.d + self.config.max_target_positions * self.d
+                                      + self.L * self.decoder_layer() + 2 * self.d)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,10 +635,8 @@ def counted(case: Case) -> Counted:
     return _COUNTED[case]
 
 
-def _params(cases, xfails: dict[str, str] | None = None):
-    marks = xfails or {}
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=marks[c.arch])]
-                         if c.arch in marks else []) for c in cases]
+def _params(cases):
+    return [pytest.param(c, id=c.id) for c in cases]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -576,23 +645,80 @@ def _params(cases, xfails: dict[str, str] | None = None):
 
 @pytest.mark.parametrize("case", _params(CASES))
 def test_prefill_equals_the_hand_count(case):
+    """The prefill: the decoder's first call and, for an encoder-decoder, its encoder's call, which
+    runs before the first token (so TTFT, the prefill's roofline time, includes it)."""
     run = counted(case)
     hand, p = run.hand, run.prompt
     prefill = run.record.phase("prefill")
     assert (prefill.steps, prefill.context_first, prefill.context_last) == (1, p, p)
-    assert prefill.macs == hand.macs(p, 0)
-    assert prefill.flops == hand.flops(p, 0)
+    assert prefill.macs == hand.macs(p, 0) + hand.encoder_macs()
+    assert prefill.flops == hand.flops(p, 0) + hand.encoder_flops()
     assert prefill.bytes_kv_read == hand.kv_read(p, 0)
-    assert prefill.bytes_kv_write == hand.kv_write(p)
+    assert prefill.bytes_kv_write == hand.kv_write(p, 0)
     assert run.record.prompt_tokens == p and run.record.new_tokens == case.n and run.record.batch_size == 1
+    assert run.record.ttft_s == prefill.roofline_time_s
 
 
 @pytest.mark.parametrize("case", _params(CASES))
 def test_prefill_causal_macs_leave_the_masked_pairs_out(case):
     """Query i keeps min(i, W) keys, whether the kernel is SDPA or eager attention's two batched
-    matmuls (Gemma 2), and cross-attention (T5, Whisper: one decoder token) keeps all S."""
+    matmuls (Gemma 2), and cross-attention (T5, Whisper: one decoder token) keeps all S, as does an
+    encoder's attention (bidirectional)."""
     run = counted(case)
-    assert run.record.phase("prefill").macs_causal == run.hand.macs_causal(run.prompt)
+    assert run.record.phase("prefill").macs_causal == run.hand.macs_causal(run.prompt) + run.hand.encoder_macs()
+
+
+@pytest.mark.parametrize("case", _params([c for c in CASES if c.arch in ("t5", "whisper")]))
+def test_encoder_share_of_the_prefill(case):
+    """The encoder's one call, by hand: its MACs, FLOPs and weight bytes; its roofline time is part
+    of TTFT: the prefill's time less the encoder's is the decoder's first call's own."""
+    run = counted(case)
+    hand, prefill = run.hand, run.record.phase("prefill")
+    encoder = prefill.encoder
+    assert (encoder.positions, encoder.macs, encoder.flops) == (hand.cross, hand.encoder_macs(), hand.encoder_flops())
+    assert encoder.bytes_weights == hand.encoder_weights() * ITEMSIZE
+    assert 0 < encoder.roofline_time_s < prefill.roofline_time_s == run.record.ttft_s
+    with torch.no_grad():
+        decoder = characterize_call(run.model, *decoder_prefill(run), hardware=HARDWARE)
+    assert decoder.totals.macs == hand.macs(1, 0)
+    assert run.record.ttft_s == pytest.approx(decoder.totals.roofline_time_s + encoder.roofline_time_s, rel=1e-12)
+    assert prefill.bytes_weights == decoder.totals.weight_bytes + encoder.bytes_weights
+    assert prefill.bytes_activations + prefill.bytes_kv_read + prefill.bytes_kv_write == (
+        decoder.totals.bytes - decoder.totals.weight_bytes + encoder.bytes_activations)
+
+
+@pytest.mark.parametrize("case", _params([c for c in CASES if c.arch in ("t5", "whisper")]))
+def test_encoder_decoder_whatifs_hold_the_cross_kv(case):
+    """What fits memory holds each sequence's cross K/V beside its self-attention cache (the KV cache
+    at the end, per sequence: 1 here), split by KV heads over devices (4 heads on 2: half); the
+    encoder's time is in the what-if's TTFT; over 2 devices the note says the encoder's all-reduces
+    are left out."""
+    from turnkey_like.characterize.generation_whatif import whatif
+    from turnkey_like.characterize.hardware import BUILTIN
+
+    run = counted(case)
+    hand = run.hand
+    one, two = (whatif(run.record, BUILTIN[HARDWARE], tensor_parallel=tp) for tp in (1, 2))
+    assert one.capacity.kv_bytes_per_sequence == hand.kv_cache_bytes(case.n) == run.record.kv_cache_bytes
+    assert two.capacity.kv_bytes_per_sequence == hand.kv_cache_bytes(case.n) // 2
+    prefill = one.phase("prefill")
+    assert prefill.flops == hand.flops(1, 0) + hand.encoder_flops()
+    assert prefill.bytes_kv_write == hand.kv_write(1, 0)
+    assert any("encoder's all-reduces left out" in note for note in two.notes)
+    assert not any("encoder" in note for note in one.notes)
+
+
+def decoder_prefill(run) -> tuple[tuple, dict]:
+    """The decoder's first call of an encoder-decoder case, as generate() makes it: the start token,
+    the encoder's outputs, an empty cache (``(args, kwargs)``)."""
+    from turnkey_like.generation_trace import empty_cache
+
+    inputs = {k: v for k, v in run.inputs.items() if v is not None}
+    with torch.no_grad():
+        encoded = run.model.get_encoder()(**inputs)
+    start = torch.full((1, 1), run.model.config.decoder_start_token_id, dtype=torch.long)
+    return (), {"encoder_outputs": encoded, "decoder_input_ids": start, "past_key_values": empty_cache(run.model),
+                "use_cache": True}
 
 
 @pytest.mark.parametrize("case", _params(CASES))
@@ -605,7 +731,7 @@ def test_every_decode_step_is_the_hand_count(case):
     assert decode_.macs == decode_.macs_causal == sum(hand.macs(1, c) for c in caches)
     assert decode_.flops == sum(hand.flops(1, c) for c in caches)
     assert decode_.bytes_kv_read == sum(hand.kv_read(1, c) for c in caches)
-    assert decode_.bytes_kv_write == (case.n - 1) * hand.kv_write(1)
+    assert decode_.bytes_kv_write == sum(hand.kv_write(1, c) for c in caches)
     for step, c in ((decode_.step_first, caches[0]), (decode_.step_last, caches[-1])):
         assert (step.context, step.macs, step.flops) == (c + 1, hand.macs(1, c), hand.flops(1, c))
     assert run.record.exact and decode_.roofline_time_s > 0
@@ -618,18 +744,15 @@ def test_kv_cache_bytes(case):
     hand = run.hand
     assert run.record.kv_cache_bytes_per_token == hand.L * hand.bytes_per_position()
     assert run.record.kv_cache_bytes == hand.kv_cache_bytes(run.prompt + case.n - 1)
+    assert run.record.kv_cache_cross_bytes == hand.cross_kv()  # 0 for a decoder-only model
 
 
-ACTIVE = {
-    "mixtral": "grouped_mm's bytes read count every expert's weights (ops.grouped_mm_cost: the whole mat_b), "
-               "so params_active counts all E experts where a token runs k",
-    "whisper": "the decoder reads its positions as embed_positions.weight[position_ids] (aten.index), whose "
-               "bytes read count the whole table, not the rows indexed",
-}
-
-
-@pytest.mark.parametrize("case", _params(CASES, ACTIVE))
+@pytest.mark.parametrize("case", _params(CASES))
 def test_parameters_total_and_active(case):
+    """params_active is bytes_weights of the first decode step ÷ 4: what the step reads. A mixture of
+    experts reads its token's k experts of E (grouped_mm reads the groups that have rows; the eager
+    loop the experts hit); Whisper's decoder one row of its position table (``weight[position_ids]``,
+    a gather: the rows indexed)."""
     run = counted(case)
     hand = run.hand
     assert run.record.params_total == hand.params_total() == sum(p.numel() for p in run.model.parameters())
@@ -650,6 +773,31 @@ def test_mixtral_runs_k_experts_per_token_of_e():
     assert grouped.record.phase("decode").step_first.macs == hand.macs(1, 20) < every_expert
     for name in ("prefill", "decode"):
         assert grouped.record.phase(name).macs == looped.record.phase(name).macs
+
+
+def test_mixtral_weight_reads_follow_the_routing():
+    """grouped_mm reads the weights of the experts its rows go to: with weights, the prefill reads each
+    layer's experts the prompt is routed to (the model's own router says which) and a decode step its
+    token's k; on meta, where the routing is not known, min(E, P·k) experts per layer in the prefill (an
+    upper bound, said in the notes) and k in one sequence's decode step (exact: k distinct experts)."""
+    from turnkey_like.characterize.generation import GROUPED_BOUND
+
+    run = counted(Case("mixtral", 20, 6))
+    hand = run.hand
+    d, E, k = hand.d, hand.E, hand.k
+
+    def prefill_weights(experts) -> int:  # elements: 20 embedding rows, inv_freq, layers, norm, LM head
+        layers = sum(hand.attention_params() + E * d + 2 * d + n * 3 * d * hand.I for n in experts)
+        return 20 * d + hand.h // 2 + layers + d + hand.V * d
+
+    hits = routed_experts(run.model, run.inputs["input_ids"])
+    assert run.record.phase("prefill").bytes_weights == ITEMSIZE * prefill_weights(hits)
+    meta = characterize_generation(run.model, new_tokens=6, hardware=HARDWARE, no_weights=True, **run.inputs)
+    assert meta.phase("prefill").bytes_weights == ITEMSIZE * prefill_weights([min(E, 20 * k)] * hand.L)
+    assert meta.params_active == run.record.params_active == hand.params_active(20)
+    assert meta.phase("decode").bytes_weights == run.record.phase("decode").bytes_weights
+    assert [n for n in meta.notes if "upper bound" in n] == [GROUPED_BOUND.format(phase="prefill")]
+    assert run.record.notes == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -732,9 +880,11 @@ with torch.no_grad():
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
     """``profile(name)``: the invocations of ``SCRIPTS[name]`` run through ``tk profile --hardware a100
-    --json`` (one real tk process per script, cached for the module)."""
+    --json`` (one real tk process per script, cached for the module); ``profile.stdout[name]`` what
+    it printed."""
     root = tmp_path_factory.mktemp("generation_cli")
     done: dict[str, list] = {}
+    printed: dict[str, str] = {}
 
     def profile(name: str):
         if name not in done:
@@ -746,8 +896,10 @@ def profiled(tmp_path_factory):
             assert out.returncode == 0, f"tk profile {name} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
             report = decode(Path(out_json).read_bytes(), RunReport)
             done[name] = [inv for model in report.results[0].models for inv in model.invocations]
+            printed[name] = out.stdout
         return done[name]
 
+    profile.stdout = printed  # what each run printed, once it ran
     return profile
 
 
@@ -803,15 +955,32 @@ def test_characterize_generation_counts_what_the_scripts_generate_runs(profiled)
 
 def test_encoder_decoder_prompt_keeps_every_cross_attention_pair(profiled):
     """A T5 decoder prompt of 4 tokens: its self-attention is causal (query i keeps i keys), its
-    cross-attention over the encoder's 20 outputs is not (every pair counts), then 3 decode steps."""
+    cross-attention over the encoder's 20 outputs is not (every pair counts), then 3 decode steps.
+    The script calls the encoder itself (``model.get_encoder()``), as generate() does: the prefill
+    includes that call (TTFT is the two invocations' roofline times), and the cache the
+    cross-attention's K and V."""
     invocations = profiled("t5_prompt")
     hand = counted(Case("t5", 20, 6)).hand  # S = 20, as the script's encoder input
-    generation = _by_tokens(invocations, 4, "decoder_input_ids").characterization.result.generation
+    prefill_inv = _by_tokens(invocations, 4, "decoder_input_ids")
+    encoder_inv = _by_tokens(invocations, 20)
+    generation = prefill_inv.characterization.result.generation
     prefill, decode_ = generation.phase("prefill"), generation.phase("decode")
-    assert (prefill.macs, prefill.macs_causal) == (hand.macs(4, 0), hand.macs_causal(4))
-    assert prefill.flops == hand.flops(4, 0)
-    assert (prefill.bytes_kv_read, prefill.bytes_kv_write) == (hand.kv_read(4, 0), hand.kv_write(4))
+    assert (prefill.macs, prefill.macs_causal) == (hand.macs(4, 0) + hand.encoder_macs(),
+                                                   hand.macs_causal(4) + hand.encoder_macs())
+    assert prefill.flops == hand.flops(4, 0) + hand.encoder_flops()
+    assert (prefill.bytes_kv_read, prefill.bytes_kv_write) == (hand.kv_read(4, 0), hand.kv_write(4, 0))
+    own = (encoder_inv.characterization.result.totals, prefill_inv.characterization.result.totals)
+    assert (prefill.encoder.macs, own[0].macs) == (hand.encoder_macs(),) * 2
+    assert generation.ttft_s == pytest.approx(own[0].roofline_time_s + own[1].roofline_time_s, rel=1e-12)
     caches = hand.caches(4, 4)
     assert decode_.steps == 3 and decode_.macs == sum(hand.macs(1, c) for c in caches)
     assert decode_.flops == sum(hand.flops(1, c) for c in caches)
+    assert decode_.bytes_kv_read == sum(hand.kv_read(1, c) for c in caches)
     assert generation.kv_cache_bytes == hand.kv_cache_bytes(7) and generation.exact
+    assert generation.kv_cache_cross_bytes == hand.cross_kv() == 2 * 512 * 20
+    # the phase table shows the encoder's share under the prefill; the KV line the cross K/V
+    printed = profiled.stdout["t5_prompt"]
+    # its steps, S, MACs, causal MACs, FLOPs
+    assert re.search(r"\n +of which encoder +1 +20 +1\.41 M +1\.41 M +2\.87 M ", printed)
+    assert "TTFT" in printed and "(prefill, the encoder included)" in printed
+    assert "at the end (20.5 kB of it cross-attention K/V of the encoder's positions)" in printed

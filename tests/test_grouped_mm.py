@@ -6,6 +6,10 @@ and a transformers Mixture-of-Experts model whose experts are counted.
 every MoE layer's experts through it (experts implementation ``grouped_mm``), in float32 on CPU,
 where torch's meta kernel refuses float32: the counter gives meta and fake tensors the CPU kernel's
 output instead (``meta_kernels.grouped_mm_output``, the rule the counter and the zoo share).
+
+Bytes read count the groups that have rows: a grouped GEMM reads the weights of the experts its rows
+go to, from ``offs``'s values on real tensors; on meta and fake tensors, which hold none, at most
+min(G, rows) groups (``ops.grouped_mm_reads``).
 """
 
 from __future__ import annotations
@@ -85,6 +89,33 @@ def _count(a, b, offs, **kw):
     rows = [r for r in res.rows if r.op == GROUPED_MM]
     assert len(rows) == 1
     return rows[0], res.rows, res.uncounted, seen[0]
+
+
+def test_bytes_read_count_the_groups_with_rows():
+    fn = ops.lookup(torch.ops.aten._grouped_mm).fn
+    # [4, 8] x [3, 8, 12], offs (0, 4, 4): only group 1 has rows, so mat_b (tensor argument 1) reads one
+    # group, 8 * 12 = 96 elements; without values (meta) min(G = 3, M = 4) = 3 groups: the whole of it
+    assert fn((4, 8), (3, 8, 12), (3,), out_shape=(4, 12), data={"offs": (0, 4, 4)}) == (384, 768, {1: 96})
+    assert fn((4, 8), (3, 8, 12), (3,), out_shape=(4, 12), data={"offs": None}) == (384, 768, None)
+    # one token's top-2 of 4 experts: [2, 8] x [4, 8, 12], offs (0, 1, 2, 2): 2 groups, 192 elements;
+    # on meta min(4, 2) = 2, the same (a decode step of one sequence: k rows, k distinct experts)
+    for ends in ((0, 1, 2, 2), None):
+        assert fn((2, 8), (4, 8, 12), (4,), out_shape=(2, 12), data={"offs": ends}) == (192, 384, {1: 192})
+    # [3, 5, 8] x [8, 24], offs (0, 24, 24) split the columns: only a's group 1 is read, 5 * 8 = 40
+    assert fn((3, 5, 8), (8, 24), (3,), out_shape=(5, 24), data={"offs": (0, 24, 24)}) == (960, 1920, {0: 40})
+    # no offs (3D x 3D) or the contraction split (2D x 2D): every group read
+    assert fn((3, 5, 8), (3, 8, 12), out_shape=(3, 5, 12), data={"offs": None}).read_elems is None
+    assert fn((5, 16), (16, 12), (3,), out_shape=(3, 5, 12), data={"offs": (4, 4, 16)}).read_elems is None
+
+
+def test_counted_reads_of_real_and_meta_tensors():
+    # [4, 8] x [3, 8, 12] float32, rows 0, 4, 0 per group: real reads a 128 + one group of b 384 + offs 12
+    a, b, offs = torch.randn(4, 8), torch.randn(3, 8, 12), _offs(0, 4, 4)
+    real_row = _count(a, b, offs)[0]
+    assert (real_row.bytes_read, real_row.macs) == (4 * 32 + 4 * 96 + 12, 384)
+    # meta: no values, at most min(3, 4) = 3 groups: the whole b, 4 * 288 (an upper bound here)
+    meta_row = _count(a.to("meta"), b.to("meta"), offs.to("meta"))[0]
+    assert (meta_row.bytes_read, meta_row.macs) == (4 * 32 + 4 * 288 + 12, 384)
 
 
 def test_formula_by_hand_for_each_layout():
@@ -215,11 +246,12 @@ def test_qwen3_moe_experts_are_counted_by_hand(monkeypatch):
     ids = torch.randint(0, c.vocab_size, (B, S), generator=torch.Generator().manual_seed(0))
     # transformers routes every one of the tokens x top_k rows to an expert: offs[-1] == T * k, the
     # case in which the formula (whole split dimension) is exact. Seen on the calls it makes.
-    ends = []
+    ends, groups = [], []
     original = F.grouped_mm
 
     def spy(a, b, *, offs=None, **kw):
         ends.append((a.shape[0], int(offs[-1])))
+        groups.append(sum(1 for s, e in zip([0, *offs.tolist()[:-1]], offs.tolist()) if e > s))
         return original(a, b, offs=offs, **kw)
 
     monkeypatch.setattr(F, "grouped_mm", spy)
@@ -237,9 +269,11 @@ def test_qwen3_moe_experts_are_counted_by_hand(monkeypatch):
     assert [r.module_path for r in experts] == [f"model.layers.{i}.mlp.experts" for i in range(L) for _ in (0, 1)]
     assert all(r.counted and r.category == "matmul" for r in experts)
     # gate+up: [T*k, H] x [E, H, 2I] -> T*k*H*2I = 32*64*64 = 131072; down: [T*k, I] x [E, I, H] ->
-    # T*k*I*H = 32*32*64 = 65536. Weights read whole: every expert's, 4 bytes an element.
+    # T*k*I*H = 32*32*64 = 65536. Weights read: those of the experts with rows (here the 32 rows reach
+    # all 4 experts of every layer, as the offs seen say), 4 bytes an element.
+    assert groups == [E] * (2 * L)
     assert [r.macs for r in experts] == [T * k * H * 2 * I, T * k * I * H] * L == [131072, 65536] * L
-    assert [r.weight_bytes for r in experts] == [4 * E * 2 * I * H, 4 * E * I * H] * L
+    assert [r.weight_bytes for r in experts] == [4 * g * w for g, w in zip(groups, [2 * I * H, I * H] * L)]
     assert GROUPED_MM not in char.uncounted
     # The whole model by hand, per layer: q, k, v, o projections; attention (B*nh*S*S*(hd + hd), the
     # full causal square); the router T*H*E; the experts. Then the LM head T*H*V.
@@ -247,7 +281,8 @@ def test_qwen3_moe_experts_are_counted_by_hand(monkeypatch):
                  + T * k * H * 2 * I + T * k * I * H)
     assert char.totals.conv_matmul_macs == char.totals.macs == L * per_layer + T * H * V == 958464
 
-    # Without weights (meta tensors): the same MACs, the same expert rows, the same parameters
+    # Without weights (meta tensors): the same MACs, the same expert rows (the bound min(E, T*k) = E
+    # reads every expert, as the real routing did), the same parameters
     with torch.no_grad():
         meta = characterize_call(model, (), {"input_ids": ids}, hardware="a100", no_weights=True)
     assert meta.no_weights and meta.device == "meta"

@@ -236,7 +236,9 @@ class _Recorder:
             if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
                 self.on_found(self.result, entry.path, entry.info if new_model else None, inv)
             # the outermost call that carries a KV cache is a prefill or a decode step of a generation
-            token = None if state.generating else self.generations.before(entry.path, inv.hash, args, kwargs)
+            # (an outermost call's module lets an encoder-decoder's prefill find its encoder's call)
+            token = None if state.generating else self.generations.before(entry.path, inv.hash, args, kwargs,
+                                                                          None if depth else target)
             trace = token[0].trace if token is not None else None
             if trace is not None and trace.prefill in self.live and self.live[trace.prefill].generation is None:
                 self.live[trace.prefill].generation = trace  # its prefill's invocation carries the generation

@@ -17,6 +17,12 @@ give the line, the third checks it. A segment starts where the growth changes, a
 sliding window fills up (its layer then stops growing) is a segment of its own. At most :data:`MAX_SNAPSHOTS` copies are kept per generation;
 past that the steps are still recorded, and the figures of later segments are marked estimated.
 
+An encoder-decoder model's prefill takes its encoder's outputs (``encoder_outputs``), computed by a
+call of the encoder just before (``generate()`` makes it; so does a script that calls
+``model.get_encoder()`` itself): the trace keeps a copy of that call's inputs
+(:attr:`GenerationTrace.encoder`), so the encoder's cost joins the prefill's, and the geometry of the
+cross-attention K and V the prefill caches (:attr:`GenerationTrace.cross`).
+
 tk's own loop for a named model whose decode figures come from copies of it at two depths
 (``generate_loop(decode_steps=1)``) runs one decode step, and the tracker appends the others' cache
 states (:attr:`GenerationTrace.counted_elsewhere`).
@@ -28,7 +34,7 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 
-from turnkey_like.kv_cache import CacheState, cache_state, find_cache, layer_windows, snapshot
+from turnkey_like.kv_cache import CacheState, LayerKV, cache_state, find_cache, layer_geometry, layer_windows, snapshot
 
 POINTS_PER_SEGMENT = 3
 MAX_SNAPSHOTS = 48
@@ -62,6 +68,12 @@ class GenerationTrace:
         counted_elsewhere: the loop ran fewer steps than counting them here needs (one): their costs
             come from elsewhere (``characterize.generation_depth``: copies of the model at two
             depths), and this trace gives the prompt, the number of steps and the cache's geometry.
+        encoder: an encoder-decoder's encoder call whose outputs the prefill took
+            (``encoder_outputs``), as ``(encoder module, args, kwargs)`` copied as they were;
+            ``None`` for a decoder-only model, or a prefill that ran its encoder itself.
+        cross: the cross-attention K/V geometry of an encoder-decoder cache once the prefill filled
+            it (``kv_cache.layer_geometry(cache, cross=True)``: one entry per decoder layer, its
+            ``stored`` the encoder positions S); empty for any other cache.
     """
 
     prefill: str
@@ -76,6 +88,8 @@ class GenerationTrace:
     truncated: bool = False
     simulated: int = 0
     counted_elsewhere: bool = False
+    encoder: tuple | None = None
+    cross: list[LayerKV | None] = field(default_factory=list)
 
     @property
     def new_tokens(self) -> int:
@@ -88,6 +102,11 @@ class GenerationTrace:
         i = max(j for j, s in enumerate(starts) if s <= k)
         last = (starts[i + 1] - 1) if i + 1 < len(starts) else len(self.steps) - 1
         return starts[i], last
+
+
+def _copied(call: tuple | None) -> tuple | None:
+    """``(module, args, kwargs)`` with copies of the arguments as they are now (:func:`snapshot`)."""
+    return None if call is None else (call[0], snapshot(call[1]), snapshot(call[2]))
 
 
 class _Live:
@@ -144,26 +163,39 @@ class GenerationTracker:
         generation, are copied (``None``: every one; tests count every step that way)."""
         self.traces: dict[str, GenerationTrace] = {}
         self._live: dict[tuple[str, ...], _Live] = {}  # model path -> its generation in progress
-        self._plain: dict[tuple[str, ...], str] = {}  # model path -> its last call without a cache
+        # model path -> its last call without a cache, and the encoder call whose outputs it took
+        self._plain: dict[tuple[str, ...], tuple[str, tuple | None]] = {}
+        self._last_call: tuple | None = None  # (module, args, kwargs) of the last outermost call without a cache
         self.points_per_segment = points_per_segment
         self.max_snapshots = max_snapshots
 
-    def before(self, model_path: tuple[str, ...], inv_hash: str, args: tuple, kwargs: dict):
-        """Note a model call; return a token for :meth:`after` (``None`` when it carries no cache)."""
+    def before(self, model_path: tuple[str, ...], inv_hash: str, args: tuple, kwargs: dict, module=None):
+        """Note a model call; return a token for :meth:`after` (``None`` when it carries no cache).
+
+        ``module``: the module called, given for an outermost call (not one inside another model's
+        call): an encoder-decoder's prefill finds its encoder's call among them (:meth:`_encoder_of`).
+        """
         found = find_cache(args, kwargs)
         if found is None:  # maybe a prefill whose cache the model makes itself (use_cache=True)
-            self._plain[model_path] = inv_hash
+            self._plain[model_path] = inv_hash, self._encoder_of(module, kwargs)
             self._live.pop(model_path, None)
+            if module is not None:
+                self._last_call = module, args, kwargs
             return None
         name, cache = found
         state = cache_state(cache)
         if state.empty:  # a prefill: a new generation of this model
-            return self._start(model_path, inv_hash, name, cache), state, None
+            live = self._start(model_path, inv_hash, name, cache)
+            if live.trace is not None:
+                live.trace.encoder = _copied(self._encoder_of(module, kwargs))
+            return live, state, None
         live = self._live.get(model_path)
         if live is None and model_path in self._plain:  # the last call without a cache filled this one
-            live = self._start(model_path, self._plain.pop(model_path), name, cache)
+            prefill, encoder = self._plain.pop(model_path)
+            live = self._start(model_path, prefill, name, cache)
             if live.trace is not None:
                 live.trace.prompt_tokens = state.context
+                live.trace.encoder, live.trace.cross = _copied(encoder), layer_geometry(cache, cross=True)
         if live is None or live.trace is None:  # a cache from elsewhere, or a repeat: not traced
             return None
         trace = live.trace
@@ -184,6 +216,20 @@ class GenerationTracker:
         step = Step(state)
         trace.steps.append(step)
         return live, state, step
+
+    def _encoder_of(self, module, kwargs: dict) -> tuple | None:
+        """The encoder call whose outputs a call of ``module`` takes (``encoder_outputs``):
+        ``(encoder, args, kwargs)`` when the last outermost call without a cache was of
+        ``module.get_encoder()`` (transformers' encoder-decoder models), else ``None``."""
+        last = self._last_call
+        if module is None or last is None or kwargs.get("encoder_outputs") is None:
+            return None
+        get_encoder = getattr(module, "get_encoder", None)
+        try:
+            encoder = get_encoder() if callable(get_encoder) else None
+        except Exception:  # noqa: BLE001 - a model whose get_encoder needs arguments or fails: none found
+            return None
+        return last if encoder is not None and last[0] is encoder else None
 
     def _start(self, model_path: tuple[str, ...], prefill: str, cache_arg: str, cache) -> _Live:
         """A new generation of the model at ``model_path`` whose prefill is invocation ``prefill``
@@ -242,6 +288,7 @@ class GenerationTracker:
             return
         if step is None:  # the prefill
             live.trace.prompt_tokens = added
+            live.trace.cross = layer_geometry(live.cache, cross=True)
             live.last_stored = None
         else:
             step.new = live.last_new = added

@@ -154,17 +154,20 @@ def layer_windows(cache) -> tuple[int | None, ...]:
     return tuple(int(w) if (w := getattr(layer, "sliding_window", None)) else None for layer in layers)
 
 
-def layer_geometry(cache) -> list[LayerKV | None]:
+def layer_geometry(cache, *, cross: bool = False) -> list[LayerKV | None]:
     """The keys/values geometry of each self-attention cache layer (see :class:`LayerKV`), in the
-    order of :func:`cache_state`'s per-layer tuples.
+    order of :func:`cache_state`'s per-layer tuples; ``cross=True``: of each cross-attention layer of
+    an encoder-decoder cache instead (``stored``: the encoder positions; ``[]`` for any other cache).
 
     Read after a call has filled the cache; ``None`` for a layer that stores nothing (yet, or ever:
     a recurrent state).
     """
     if _is_legacy(cache):
-        pairs = [(entry[0], entry[1], None) for entry in cache]
+        pairs = [] if cross else [(entry[0], entry[1], None) for entry in cache]
     else:
-        layers, _cross = _layers(cache)
+        layers, cross_layers = _layers(cache)
+        if cross:
+            layers = cross_layers
         pairs = [(getattr(layer, "keys", None), getattr(layer, "values", None), getattr(layer, "sliding_window", None))
                  for layer in layers]
     out: list[LayerKV | None] = []

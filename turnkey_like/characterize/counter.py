@@ -380,7 +380,8 @@ class _Counter:
             return False, None, 0, None
         try:
             if shaped is not None:
-                macs, flops, read_elems = _ops.shaped_cost(entry, shaped, kwargs, out_shape)
+                data = _ops.argument_values(entry, args, kwargs) if entry.values else None
+                macs, flops, read_elems = _ops.shaped_cost(entry, shaped, kwargs, out_shape, data)
             else:
                 macs, flops, read_elems = _ops.entry_cost(entry, args, kwargs, out)
             if type(macs) is not int and macs is not None:

@@ -18,7 +18,13 @@ max(FLOPs ÷ peak, bytes ÷ bandwidth), evaluated for every step (a few array op
 KV-cache traffic is defined by the cache itself (``kv_cache.layer_geometry``: batch, KV heads, head
 dimensions and element size of each layer that stores positions), so it is counted by KV heads
 (GQA/MQA) and by window (sliding-window layers): a call reads K and V of min(context, window)
-positions per layer and writes K and V of its new positions.
+positions per layer and writes K and V of its new positions. An encoder-decoder's cache also holds
+each decoder layer's cross-attention K and V of the S encoder positions (:attr:`GenerationTrace.cross`):
+the prefill writes them once, every call reads them.
+
+An encoder-decoder's encoder runs once, before the decoder's prefill, on its own call
+(:attr:`GenerationTrace.encoder`): it is counted and its figures join the prefill's, so TTFT
+includes it (:func:`prefill_phase`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import msgspec
 from turnkey_like.characterize.generation_whatif import generation_shape
 from turnkey_like.generation_trace import GenerationTrace
 from turnkey_like.kv_cache import LayerKV, find_cache, layer_geometry
-from turnkey_like.records import Characterization, Generation, GenerationPhase, ModuleRow, StepCost
+from turnkey_like.records import Characterization, EncoderCost, Generation, GenerationPhase, ModuleRow, StepCost
 
 #: Op names of attention kernels whose MACs the causal mask partly wastes (SDPA and its backends).
 ATTENTION_OPS = ("scaled_dot_product", "_flash_attention", "_efficient_attention", "_cudnn_attention")
@@ -111,6 +117,36 @@ def _kv_bytes(geometry: list[LayerKV | None], seen_before: tuple[int, ...], new:
         read += layer.bytes_per_position * attended
         written += layer.bytes_per_position * new
     return read, written
+
+
+def _batch(geometry: list[LayerKV | None]) -> int:
+    """The sequences a cache holds (its first layer's batch; 1 when none stores positions)."""
+    return next((g.batch for g in geometry if g is not None), 1)
+
+
+def cross_kv_bytes(trace: GenerationTrace) -> int:
+    """K and V bytes of an encoder-decoder's cross-attention cache (:attr:`GenerationTrace.cross`):
+    every decoder layer's K and V of the S encoder positions, every sequence; 0 without one. The
+    prefill writes them once; every call, the prefill's and each decode step's, reads them all (the
+    cross-attention of each new token attends to every encoder position)."""
+    return sum(g.bytes_per_position * g.stored for g in trace.cross if g is not None)
+
+
+def _grouped_bound(char: Characterization, tokens: int) -> bool:
+    """Whether ``char``, a call of ``tokens`` new tokens (all sequences), counted ``_grouped_mm``
+    weight reads by the bound of shapes (``ops.grouped_mm_reads``): it ran on meta tensors (no
+    ``offs`` values), with a grouped product whose groups split rows (a mixture of experts), and more
+    than one token, whose rows may share an expert. One sequence's decode step is exact: its token's
+    k rows go to k distinct experts."""
+    return tokens > 1 and char.no_weights and any(
+        r.op.startswith("aten._grouped_mm") and len(r.input_shapes) >= 3 and len(r.input_shapes[0]) + len(
+            r.input_shapes[1]) == 5 for r in char.rows)
+
+
+#: The note of a phase whose MoE weight reads are an upper bound (:func:`_grouped_bound`).
+GROUPED_BOUND = ("{phase}: on meta tensors the experts a call runs are not known (no routing values): the "
+                 "weights of min(experts, token-expert rows) experts per MoE layer are counted as read, an "
+                 "upper bound (exact with weights, and for one sequence's decode step)")
 
 
 def _attention_kernels(char: Characterization) -> list[tuple[int, int, int]]:
@@ -243,30 +279,73 @@ class Decode(NamedTuple):
 
 
 def prefill_phase(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
-                  notes: list[str]) -> GenerationPhase:
+                  notes: list[str], encoder: Characterization | None = None) -> GenerationPhase:
     """The prefill phase of ``trace``: the prefill call's own figures (``prefill``), its KV-cache
-    traffic from the cache's ``geometry`` (:func:`_kv_bytes`) and its causal MACs (notes on
-    ``notes``)."""
+    traffic from the cache's ``geometry`` (:func:`_kv_bytes`) and the cross-attention cache's
+    (:func:`cross_kv_bytes`: written, and read), its causal MACs (notes on ``notes``); plus, for an
+    encoder-decoder whose encoder ran on its own call, that call's figures (``encoder``, counted):
+    the encoder runs before the first token, so the prefill, and TTFT, include it (its share in
+    :attr:`GenerationPhase.encoder`; none of its MACs is masked)."""
     p = trace.prompt_tokens
     kv_read, kv_write = _kv_bytes(geometry, (0,) * len(geometry), p)
+    cross = cross_kv_bytes(trace)
+    kv_read, kv_write = kv_read + cross, kv_write + cross
+    if _grouped_bound(prefill, p * _batch(geometry)):
+        notes.append(GROUPED_BOUND.format(phase="prefill"))
     t = prefill.totals
-    return GenerationPhase(
+    phase = GenerationPhase(
         phase="prefill", steps=1, context_first=p, context_last=p, macs=t.macs,
         macs_causal=_causal_macs(prefill, geometry, notes), flops=t.flops, bytes_weights=t.weight_bytes,
         bytes_kv_read=kv_read, bytes_kv_write=kv_write,
         bytes_activations=max(0, t.bytes - t.weight_bytes - kv_read - kv_write), roofline_time_s=t.roofline_time_s)
+    if encoder is None:
+        return phase
+    e = encoder.totals
+    share = EncoderCost(positions=max((g.stored for g in trace.cross if g is not None), default=0), macs=e.macs,
+                        flops=e.flops, bytes_weights=e.weight_bytes, bytes_activations=e.bytes - e.weight_bytes,
+                        roofline_time_s=e.roofline_time_s)
+    return msgspec.structs.replace(
+        phase, macs=phase.macs + share.macs, macs_causal=phase.macs_causal + share.macs,
+        flops=phase.flops + share.flops, bytes_weights=phase.bytes_weights + share.bytes_weights,
+        bytes_activations=phase.bytes_activations + share.bytes_activations,
+        roofline_time_s=phase.roofline_time_s + share.roofline_time_s, encoder=share)
+
+
+def count_encoder(trace: GenerationTrace, prefill: Characterization) -> Characterization | None:
+    """The characterization of the encoder call ``trace``'s prefill took its outputs from
+    (:attr:`GenerationTrace.encoder`), counted as the prefill was (its hardware profile; on meta
+    tensors when it was); ``None`` when there is none."""
+    if trace.encoder is None:
+        return None
+    import torch
+
+    from turnkey_like.characterize.assemble import characterize_call
+
+    module, args, kwargs = trace.encoder
+    with torch.no_grad():
+        return characterize_call(module, args, kwargs, hardware=prefill.hardware, no_weights=prefill.no_weights,
+                                 trace=False)
 
 
 def decode_phase(trace: GenerationTrace, geometry: list[LayerKV | None],
                  count: Callable[[tuple, dict], Characterization], profile, notes: list[str]) -> Decode:
     """The decode phase of ``trace`` (which has decode steps), from its counted steps (``count``
     counts one call on ``profile``; see the module docstring); notes on ``notes``."""
-    points = {k: _point(count(*trace.snapshots[k])) for k in sorted(trace.snapshots)}
+    batch = _batch(geometry)
+    points: dict[int, _Point] = {}
+    bound = False
+    for k in sorted(trace.snapshots):
+        char = count(*trace.snapshots[k])
+        points[k] = _point(char)
+        bound = bound or _grouped_bound(char, batch * trace.steps[k].new)
+    if bound:
+        notes.append(GROUPED_BOUND.format(phase="decode steps"))
     totals, time_s, exact, first, last, modules = _segment_sums(trace, points, profile, notes)
     reads = writes = 0
+    cross = cross_kv_bytes(trace)
     for step in trace.steps:
         r, w = _kv_bytes(geometry, step.state.seen, step.new)
-        reads, writes = reads + r, writes + w
+        reads, writes = reads + r + cross, writes + w
     contexts = [s.state.context + s.new for s in trace.steps]
     nbytes = totals["bytes_read"] + totals["bytes_written"]
     phase = GenerationPhase(
@@ -280,19 +359,20 @@ def decode_phase(trace: GenerationTrace, geometry: list[LayerKV | None],
 
 
 def kv_cache_bytes(trace: GenerationTrace, geometry: list[LayerKV | None]) -> int:
-    """Bytes of the KV cache at the end of ``trace`` (K and V of every position each layer stores)."""
+    """Bytes of the KV cache at the end of ``trace``: K and V of every position each layer stores, and
+    an encoder-decoder's cross-attention K and V (:func:`cross_kv_bytes`)."""
     final = trace.final.stored if trace.final is not None else ()
-    return sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None)
+    return sum(g.bytes_per_position * n for g, n in zip(geometry, final) if g is not None) + cross_kv_bytes(trace)
 
 
 def assemble_generation(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
                         phases: list[GenerationPhase], *, batch_size: int, exact: bool, notes: list[str],
                         first_weight_bytes: int, kv_bytes: int) -> Generation:
     """The :class:`~turnkey_like.records.Generation` of ``trace`` from its ``phases`` (prefill, and
-    decode where there are steps): TTFT (the prefill's roofline time), TPOT (the decode phase's
-    mean step), tokens/s, KV-cache bytes per token (from ``geometry``) and at the end
-    (``kv_bytes``), total parameters (``prefill``'s) and active ones (``first_weight_bytes`` ÷ bytes
-    per parameter)."""
+    decode where there are steps): TTFT (the prefill phase's roofline time, an encoder included),
+    TPOT (the decode phase's mean step), tokens/s, KV-cache bytes per token (from ``geometry``), at
+    the end (``kv_bytes``) and of the cross-attention (:func:`cross_kv_bytes`), total parameters
+    (``prefill``'s) and active ones (``first_weight_bytes`` ÷ bytes per parameter)."""
     t = prefill.totals
     tpot = tokens_per_s = None
     params_active = 0
@@ -304,10 +384,11 @@ def assemble_generation(trace: GenerationTrace, prefill: Characterization, geome
     layers = [g for g in geometry if g is not None]
     return Generation(
         batch_size=batch_size, prompt_tokens=trace.prompt_tokens, new_tokens=trace.new_tokens, phases=phases,
-        ttft_s=t.roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
+        ttft_s=phases[0].roofline_time_s, tpot_s=tpot, tokens_per_s=tokens_per_s,
         kv_cache_bytes_per_token=sum(g.bytes_per_position for g in layers) // max(batch_size, 1),
-        kv_cache_bytes=kv_bytes, hardware=prefill.hardware.name, params_total=t.params, params_active=params_active,
-        exact=exact, notes=notes, shape=generation_shape(prefill, geometry))
+        kv_cache_bytes=kv_bytes, kv_cache_cross_bytes=cross_kv_bytes(trace), hardware=prefill.hardware.name,
+        params_total=t.params, params_active=params_active, exact=exact, notes=notes,
+        shape=generation_shape(prefill, geometry))
 
 
 def generation_record(trace: GenerationTrace, prefill: Characterization, geometry: list[LayerKV | None],
@@ -332,7 +413,7 @@ def generation_record(trace: GenerationTrace, prefill: Characterization, geometr
         raise ValueError("the trace ran one decode step: its steps are counted on copies of the model "
                          "(characterize.generation_depth), not from it")
     notes: list[str] = []
-    phases = [prefill_phase(trace, prefill, geometry, notes)]
+    phases = [prefill_phase(trace, prefill, geometry, notes, count_encoder(trace, prefill))]
     exact = not trace.truncated
     if trace.truncated:
         notes.append(TRUNCATED)
@@ -413,10 +494,8 @@ def counted_generation(model, prompt: dict, new_tokens: int, use, *, hardware=No
     prefill: list = []
     count_id = iter(range(1 << 30))
 
-    def call(fn, **kwargs):
-        if fn is not model:
-            return fn(**kwargs)
-        token = tracker.before(("model",), f"call-{next(count_id)}", (), kwargs)
+    def call(fn, **kwargs):  # the encoder's call too: an encoder-decoder's prefill finds it (module given)
+        token = tracker.before(("model",) if fn is model else ("encoder",), f"call-{next(count_id)}", (), kwargs, fn)
         if token is not None and token[2] is None:
             prefill.append(((), snapshot(kwargs)))
         out = fn(**kwargs)
@@ -437,5 +516,4 @@ def counted_generation(model, prompt: dict, new_tokens: int, use, *, hardware=No
 
         prefill_char = count(*snapshot(prefill[0]))
         geometry = geometry_of(trace, prefill[0])
-        batch = next((g.batch for g in geometry if g is not None), 1)
-        return use(trace, prefill_char, geometry, count, batch_size=batch)
+        return use(trace, prefill_char, geometry, count, batch_size=_batch(geometry))

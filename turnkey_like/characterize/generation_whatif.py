@@ -33,8 +33,9 @@ all-reduce time adds to the phase's time (Megatron's all-reduces sit on the crit
 latency and the embedding's and LM head's collectives are left out.
 
 **Capacity** (:func:`capacity`): the parameters at the weight dtype (all of them resident: every
-expert of an MoE model) plus the KV cache at the final context (P + N − 1 positions) for each
-sequence, against the device's memory less ``memory_reserve``. Activations, the runtime's workspace
+expert of an MoE model) plus the KV cache at the final context (P + N − 1 positions; an
+encoder-decoder's cross-attention K and V of its S encoder positions too) for each sequence, against
+the device's memory less ``memory_reserve``. Activations, the runtime's workspace
 and the CUDA context are left out.
 """
 
@@ -261,8 +262,9 @@ def _knee(decode: WhatIfPhase, batch: int, peak: float, profile: HardwareProfile
     return decode.bytes_weights / profile.memory_bandwidth / (f - s)
 
 
-def _notes(shape: GenerationShape, profile: HardwareProfile, weight: str, tp: int) -> list[str]:
-    """What a what-if approximates or leaves out, one line each."""
+def _notes(shape: GenerationShape, profile: HardwareProfile, weight: str, tp: int, encoder: bool = False) -> list[str]:
+    """What a what-if approximates or leaves out, one line each (``encoder``: the prefill includes an
+    encoder-decoder's encoder)."""
     notes = ["phase-level roofline: max(FLOPs ÷ peak, bytes ÷ bandwidth) over each phase's totals, every FLOP at "
              "the math dtype's peak (the record's own roofline time is summed per op, at each op's dtype)"]
     if DTYPE_BYTES[weight] <= 1:
@@ -278,6 +280,8 @@ def _notes(shape: GenerationShape, profile: HardwareProfile, weight: str, tp: in
             notes.append(f"{profile.name} has no interconnect figure: all-reduce time left out")
         if not shape.kv_heads:
             notes.append(f"KV heads not known: the KV cache taken as split {tp} ways")
+        if encoder:
+            notes.append("the encoder's all-reduces left out (the prefill's are the decoder's layers')")
     return notes
 
 
@@ -322,7 +326,7 @@ def whatif(gen: Generation, profile: HardwareProfile, *, shape: GenerationShape 
                                    if decode is not None else None),
         capacity=capacity(gen, profile, shape, weight_dtype=weight, kv_dtype=kv, tensor_parallel=tp,
                           memory_reserve=memory_reserve),
-        notes=_notes(shape, profile, weight, tp))
+        notes=_notes(shape, profile, weight, tp, gen.phases[0].encoder is not None))
 
 
 def with_whatifs(char: Characterization, profiles: Iterable[HardwareProfile], options: WhatIfOptions) -> Generation:

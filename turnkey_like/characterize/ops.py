@@ -74,8 +74,9 @@ class Cost(NamedTuple):
         flops: floating-point operations; 2 x ``macs`` for conv/matmul/attention products.
         read_elems: optional per-argument override of how many elements of a tensor argument the
             op really reads, keyed by the position of the argument among the op's tensor
-            arguments (e.g. ``embedding`` reads only the gathered rows of its table). ``None``
-            means every tensor argument is read whole.
+            arguments (e.g. a gather reads only the rows it gathers: :func:`gathered`; a grouped
+            product only the groups that have rows: :func:`grouped_mm_reads`). ``None`` means every
+            tensor argument is read whole.
     """
 
     macs: int | None
@@ -91,12 +92,19 @@ class OpFormula:
     for the quantized engine's int8 products, whose input may be a float tensor that the kernel
     quantizes on the fly (dynamic quantization). The op's row carries it, so the roofline times the
     op at that dtype's peak (``HardwareProfile.peak``). ``None``: the first input's dtype.
+
+    ``values``: ``(position, name)`` in the op's schema of each (small, integer) tensor argument
+    whose *values* the formula reads, besides its shape (``_grouped_mm``'s ``offs``: which groups
+    have rows). The formula then gets ``data={name: values}`` (:func:`argument_values`): a tuple of
+    ints, or ``None`` for a tensor without data (meta, FakeTensor), where it must fall back to a
+    rule of shapes. Empty for almost every op: formulas are functions of shapes.
     """
 
     fn: Callable[..., Cost]
     category: str
     name: str
     dtype: str | None = None
+    values: tuple[tuple[int, str], ...] = ()
 
 
 REGISTRY: dict[Any, OpFormula] = {}
@@ -131,7 +139,7 @@ def resolve(name: str):
     return getattr(aten, name, None) if hasattr(aten, name) else None
 
 
-def register(names, category: str, inplace: bool = False, dtype: str | None = None):
+def register(names, category: str, inplace: bool = False, dtype: str | None = None, values: tuple[str, ...] = ()):
     """Register the decorated formula for the ops named in ``names``, resolved now (at import).
 
     Args:
@@ -143,10 +151,13 @@ def register(names, category: str, inplace: bool = False, dtype: str | None = No
         inplace: also register the in-place variant ``name_`` of each name, where this torch
             build has one (derived names are not kept in :data:`NAMES`).
         dtype: the dtype the ops compute in when it is not their first input's (``OpFormula.dtype``).
+        values: names of the tensor arguments whose values the formula reads (``OpFormula.values``);
+            their positions are read from the schema of the ops' first overload.
 
     Raises:
-        ValueError: an unknown category, or an op that already has a formula (an op is registered
-            once; a second registration would silently replace the first cost).
+        ValueError: an unknown category, an op that already has a formula (an op is registered
+            once; a second registration would silently replace the first cost), or a ``values``
+            name that is not an argument of every op named.
     """
     if category not in CATEGORIES:
         raise ValueError(f"unknown op category {category!r}")
@@ -170,8 +181,9 @@ def register(names, category: str, inplace: bool = False, dtype: str | None = No
             if op in REGISTRY or ops.count(op) > 1:
                 first = REGISTRY[op].name if op in REGISTRY else fn.__name__
                 raise ValueError(f"op {op} is registered twice: {first} and {fn.__name__}")
+        positions = tuple((_argument_position(ops, name), name) for name in values)
         # Checked: now record (nothing is recorded when registration raises).
-        entry = OpFormula(fn=fn, category=category, name=fn.__name__, dtype=dtype)
+        entry = OpFormula(fn=fn, category=category, name=fn.__name__, dtype=dtype, values=positions)
         for n in names:
             NAMES[n] = fn.__name__
         UNRESOLVED.extend(missing)
@@ -180,6 +192,33 @@ def register(names, category: str, inplace: bool = False, dtype: str | None = No
         return fn
 
     return deco
+
+
+def _argument_position(ops: list, name: str) -> int:
+    """The position of argument ``name`` in the schema of the first overload of each of ``ops``
+    (the same in all of them).
+
+    Raises:
+        ValueError: an op without that argument, or with it at another position.
+    """
+    found = {next((i for i, a in enumerate(getattr(op, op.overloads()[0])._schema.arguments) if a.name == name), None)
+             for op in ops}
+    if len(found) != 1 or None in found:
+        raise ValueError(f"argument {name!r} is not at one position in {[str(op) for op in ops]}")
+    return found.pop()
+
+
+def argument_values(entry: OpFormula, args: tuple, kwargs: dict | None) -> dict[str, tuple[int, ...] | None]:
+    """The values of the arguments ``entry`` reads by value (:attr:`OpFormula.values`), by name: the
+    tensor's elements as a flat tuple of ints when it holds data (a real tensor, on any device), else
+    ``None`` (a meta tensor or FakeTensor; an argument not given). Small index tensors only: the
+    values are copied to the host."""
+    found: dict[str, tuple[int, ...] | None] = {}
+    for position, name in entry.values:
+        t = args[position] if position < len(args) else (kwargs or {}).get(name)
+        found[name] = (tuple(int(v) for v in t.reshape(-1).tolist())
+                       if type(t) in _PLAIN_TENSORS and not t.is_meta else None)
+    return found
 
 
 def lookup(packet) -> OpFormula | None:
@@ -381,25 +420,67 @@ def grouped_mm_macs(a_shape, b_shape) -> int:
     (``transformers/integrations/moe.py``, ``grouped_mm_experts_forward``: every one of the
     tokens x top_k rows is routed to one expert, so ``offs[-1] == M``), and an upper bound where
     rows are left out (expert-parallel sentinel rows). It is also what ``meta`` tensors allow, whose
-    ``offs`` hold no values; so meta and real weights count alike.
+    ``offs`` hold no values; so meta and real weights count the same MACs. (Bytes read do use the
+    values where there are some: :func:`grouped_mm_reads`.)
     """
     groups = int(a_shape[0]) if len(a_shape) == 3 and len(b_shape) == 3 else 1
     return groups * int(a_shape[-2]) * int(a_shape[-1]) * int(b_shape[-1])
 
 
-@register("_grouped_mm", "matmul")
-def grouped_mm_cost(a_shape, b_shape, offs=None, bias=None, out_dtype=None, *_, out_shape=None, **__) -> Cost:
+def grouped_mm_reads(a_shape, b_shape, offs=None, ends: tuple[int, ...] | None = None) -> dict[int, int] | None:
+    """Elements of the per-group operand a ``_grouped_mm`` reads, as a ``Cost.read_elems`` override
+    (``None``: every argument read whole).
+
+    A grouped GEMM kernel reads the weights of the groups that have rows, and no others: the CPU
+    fallback loops over the groups and multiplies each one's slice (``_grouped_mm_fallback``,
+    ``aten/src/ATen/native/GroupedMMUtils.h``: an empty slice makes an empty product, which touches
+    nothing), and the CUDA kernels launch one problem per group. In the two layouts where ``offs``
+    splits the *other* operand, the 3D operand's groups are read only where their slice is not empty:
+
+    - 2D x 3D, ``[M, K] x [G, K, N]`` (MoE forward: a token's k rows go to its k experts): mat_b
+      (argument 1) reads ``groups × K × N``;
+    - 3D x 2D, ``[G, M, K] x [K, N]`` (``offs`` splits mat_b's columns): mat_a (argument 0) reads
+      ``groups × M × K``.
+
+    ``groups``: the groups with a non-empty slice, from ``offs``'s values ``ends`` (the cumulative
+    ends: group g is ``ends[g-1]:ends[g]``, from 0) when they are known; on meta tensors and
+    FakeTensors, which hold none, the most the split dimension can fill, ``min(G, M)`` (``min(G,
+    N)``): an upper bound, exact where every group has a row or the rows go to distinct groups (one
+    token's k rows to its k distinct experts: one sequence's decode step). 2D x 2D and 3D x 3D read
+    every group (``offs`` splits the contraction, or there is none). The 2D operand and ``offs`` are
+    read whole.
+    """
+    if offs is None or len(a_shape) + len(b_shape) != 5:
+        return None
+    a3 = len(a_shape) == 3
+    count = int((a_shape if a3 else b_shape)[0])
+    split = int(b_shape[-1] if a3 else a_shape[0])
+    if ends is not None:
+        groups = sum(1 for start, end in zip((0, *ends[:-1]), ends) if end > start)
+    else:
+        groups = min(count, split)
+    if groups >= count:
+        return None
+    if a3:
+        return {0: groups * int(a_shape[1]) * int(a_shape[2])}
+    return {1: groups * int(b_shape[1]) * int(b_shape[2])}
+
+
+@register("_grouped_mm", "matmul", values=("offs",))
+def grouped_mm_cost(a_shape, b_shape, offs=None, bias=None, out_dtype=None, *_, out_shape=None, data=None,
+                    **__) -> Cost:
     """``_grouped_mm(mat_a, mat_b, offs, bias, out_dtype)`` (``torch.nn.functional.grouped_mm``,
     ``torch._grouped_mm``; transformers' default MoE experts): MACs from :func:`grouped_mm_macs`,
     FLOPs = 2*MACs, plus 1 FLOP per output element for a ``bias`` (added to every group's output).
     Unlike the bias folded into ``addmm`` (not counted, module conventions), this one is counted: no
     torch 2.14 kernel accepts it ("Bias not supported yet"), so a bias reaches the model as the
     separate element-wise ``add_`` transformers runs after the product (1 FLOP an element), and a
-    torch that fuses it keeps the model's FLOPs unchanged. Bytes read are the whole of every argument
-    (mat_a, every group's mat_b, ``offs`` int32 [G], the bias), as for every op whose reads are not
-    overridden: which groups are empty is in ``offs``'s values."""
+    torch that fuses it keeps the model's FLOPs unchanged. Bytes read: the groups of the per-group
+    operand that have rows (:func:`grouped_mm_reads`, from ``offs``'s values in ``data`` where the
+    tensor holds them, else a bound of shapes), the other arguments whole."""
     macs = grouped_mm_macs(a_shape, b_shape)
-    return Cost(macs, 2 * macs + (_numel(out_shape) if bias is not None else 0))
+    reads = grouped_mm_reads(a_shape, b_shape, offs, (data or {}).get("offs"))
+    return Cost(macs, 2 * macs + (_numel(out_shape) if bias is not None else 0), reads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -959,18 +1040,49 @@ def bincount_cost(x_shape, *_, out_shape=None, **__) -> Cost:
 # embedding
 
 
+def gathered(source_shape, elements: int, flops: int = 0) -> Cost:
+    """The cost of a gather that reads ``elements`` elements of its source (the op's first tensor
+    argument, shaped ``source_shape``): a ``Cost.read_elems`` override of argument 0, at most the
+    source's own size; ``flops`` FLOPs. The index tensors are read whole (no override).
+
+    A gather kernel reads the rows its indices name, not the table they are taken from: an
+    ``embedding`` of 6 ids reads 6 rows of a 1000-row table. An index that names a row twice reads
+    it twice, except that no gather reads more than the whole source (an index larger than its table,
+    as a token-type embedding of 2 rows or a nearest-neighbour upsampling by ``_unsafe_index``, reads
+    each element once and finds it in cache after): the bound is exact when no row is named twice
+    or every row is."""
+    return Cost(None, flops, {0: min(int(elements), prod(source_shape))})
+
+
 @register("embedding", "embedding")
 def embedding_cost(w_shape, idx_shape, *_, out_shape=None, **__) -> Cost:
-    """Embedding lookup: 0 FLOPs. Reads only the gathered rows of the table, numel(indices) * dim
-    elements, not the whole table (``read_elems`` override on argument 0)."""
-    return Cost(None, 0, {0: prod(idx_shape) * int(w_shape[-1])})
+    """Embedding lookup: 0 FLOPs. Reads the gathered rows of the table, numel(indices) * dim
+    elements (:func:`gathered`), not the whole table, and the indices."""
+    return gathered(w_shape, prod(idx_shape) * int(w_shape[-1]))
 
 
 @register("_embedding_bag", "embedding")
 def embedding_bag_cost(w_shape, idx_shape, *_, out_shape=None, **__) -> Cost:
-    """Embedding bag: gathers numel(indices) rows and sums them, 1 FLOP per gathered element."""
+    """Embedding bag: gathers numel(indices) rows (:func:`gathered`) and sums them, 1 FLOP per
+    gathered element."""
     n = prod(idx_shape) * int(w_shape[-1])
-    return Cost(None, n, {0: n})
+    return gathered(w_shape, n, n)
+
+
+@register(["index", "_unsafe_index", "index_select", "gather", "take"], "data_movement")
+def gather_cost(source_shape, *_, out_shape=None, **__) -> Cost:
+    """Gathers by index: 0 FLOPs; each output element is one element of the source, so the source's
+    read is the output's size (:func:`gathered`), and the index tensors are read whole.
+
+    - ``index(self, indices)`` (``x[idx]``, ``weight[position_ids]``; a boolean mask selects the
+      output's elements too) and ``_unsafe_index`` (its decompositions' form): output
+      ``broadcast(indices) + the dimensions not indexed``;
+    - ``index_select(self, dim, index)``, ``gather(self, dim, index)``, ``take(self, index)``: the
+      output has one element per element taken.
+
+    Source: the ops' definitions in the PyTorch documentation (``torch.index_select``,
+    ``torch.gather``, ``torch.take``, "Indexing" in ``torch.Tensor``)."""
+    return gathered(source_shape, _numel(out_shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1017,7 +1129,7 @@ def upsample_bicubic_cost(*_, out_shape=None, **__) -> Cost:
 
 _DATA_MOVEMENT = [
     "clone", "copy", "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "cat", "stack",
-    "hstack", "vstack", "index_select", "gather", "scatter", "scatter_", "index", "index_put",
+    "hstack", "vstack", "scatter", "scatter_", "index_put",
     "index_put_", "_index_put_impl_", "index_copy", "index_copy_", "index_fill", "index_fill_",
     "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
     "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "pad", "repeat",
@@ -1029,12 +1141,12 @@ _DATA_MOVEMENT = [
     "new_ones", "new_full", "eye", "masked_scatter", "masked_scatter_", "im2col", "col2im", "tensor",
     "split_with_sizes_copy", "unbind_copy", "split_copy", "_reshape_copy", "contiguous",
     "_unique2", "unique_dim", "unique_consecutive", "one_hot", "bucketize", "searchsorted",
-    "take", "put", "put_", "_unsafe_index", "_unsafe_masked_index", "diag_embed", "diag", "block_diag", "meshgrid", "_foreach_copy_",
+    "put", "put_", "_unsafe_masked_index", "diag_embed", "diag", "block_diag", "meshgrid", "_foreach_copy_",
     "_assert_async", "_pin_memory", "to_dense", "_to_dense",
 ]
 register(_DATA_MOVEMENT, "data_movement")(_elementwise(0))
 """Data movement: copies, concatenation, padding, indexing, fills. 0 FLOPs; bytes read/written are
-the tensors they touch."""
+the tensors they touch (gathers by index read the elements they take: :func:`gather_cost`)."""
 
 
 @register(["scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_", "index_add",
@@ -1291,20 +1403,23 @@ def op_cost(func, args: tuple, kwargs: dict, out) -> Cost | None:
 def entry_cost(entry: OpFormula, args: tuple, kwargs: dict, out) -> Cost:
     """Return the :class:`Cost` of one call by the formula ``entry`` (what :func:`op_cost` does once
     the formula is found; the counter keeps each op's formula and calls this)."""
-    return entry.fn(*[_shape_of(a) for a in args], out_shape=_out_shape(out),
-                    **{k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {})
+    data = argument_values(entry, args, kwargs) if entry.values else None
+    return shaped_cost(entry, [_shape_of(a) for a in args], kwargs, _out_shape(out), data)
 
 
-def shaped_cost(entry: OpFormula, shaped_args: list, kwargs: dict | None, out_shape) -> Cost:
+def shaped_cost(entry: OpFormula, shaped_args: list, kwargs: dict | None, out_shape, data: dict | None = None) -> Cost:
     """Return the :class:`Cost` of one call whose positional arguments are reduced to shapes already.
 
     What :func:`entry_cost` computes when ``shaped_args`` is ``[_shape_of(a) for a in args]`` and
     ``out_shape`` is :func:`out_shape_of` ``(out)``: the counter reduces the tensor arguments of real
     and meta tensors itself, from the positions the op's schema gives, while it reads their shapes
-    for the row (one read of each shape, no call per argument).
+    for the row (one read of each shape, no call per argument). ``data``: what
+    :func:`argument_values` read of the call, for a formula that reads values (``entry.values``).
     """
-    return entry.fn(*shaped_args, out_shape=out_shape,
-                    **{k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {})
+    kw = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+    if data is not None:
+        kw["data"] = data
+    return entry.fn(*shaped_args, out_shape=out_shape, **kw)
 
 
 def out_shape_of(out):
@@ -1340,6 +1455,7 @@ __all__ = [
     "lookup",
     "category_of",
     "op_cost",
+    "argument_values",
     "entry_cost",
     "shaped_cost",
     "out_shape_of",
@@ -1351,6 +1467,8 @@ __all__ = [
     "mha_macs",
     "einsum_macs",
     "grouped_mm_macs",
+    "grouped_mm_reads",
+    "gathered",
     "triangular_solve_counts",
     "HISTOGRAM_FLOPS",
     "adaptive_window_sum",

@@ -86,6 +86,7 @@ from turnkey_like.records.costs import (
 )
 from turnkey_like.records.generation import (
     Capacity,
+    EncoderCost,
     Generation,
     GenerationPhase,
     GenerationShape,
@@ -165,7 +166,7 @@ __all__ = [
     "Totals",
     "BreakdownEntry", "Breakdown", "FUSION_ENDS", "FusionGroup", "FusionSummary", "FusionResult", "RepeatedBlocks",
     "Characterization", "Generation", "GenerationPhase", "MeasuredGeneration", "StepCost", "RooflineRoof", "RooflinePoint", "RooflineChart",
-    "GenerationShape", "WhatIf", "WhatIfPhase", "Capacity",
+    "GenerationShape", "WhatIf", "WhatIfPhase", "Capacity", "EncoderCost",
     # build
     "GraphIO", "Tolerance", "OutputAgreement", "BuildResult",
     # benchmark

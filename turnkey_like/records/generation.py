@@ -1,11 +1,14 @@
 """Generation records: prefill and decode of a causal LM with its KV cache, measured beside the
 prediction, and its what-ifs.
 
-Generation (:class:`Generation`, :class:`GenerationPhase`, :class:`StepCost`):
+Generation (:class:`Generation`, :class:`GenerationPhase`, :class:`StepCost`, :class:`EncoderCost`):
 A generation of ``new_tokens`` N from a prompt of P tokens (``prompt_tokens``) at batch B runs one
 *prefill* call (the prompt, into an empty KV cache; it yields the first token) and N−1 *decode*
 steps (one token each, appended to the cache), at contexts P+1 … P+N−1 (the positions a step's new
 token attends to, itself included; ``generate(max_new_tokens=N)`` never feeds its last token back).
+An encoder-decoder model runs its encoder once before the decoder's prefill: the prefill phase
+includes it (its share: :attr:`GenerationPhase.encoder`), and its cache holds, besides the decoder's
+own positions, the cross-attention K and V of the S encoder positions.
 
 The field names of :class:`Generation` and :class:`GenerationPhase` are a contract other tools read
 from ``--json`` (docs/generation.md): they do not change. Units: MACs, FLOPs (1 MAC = 2 FLOPs),
@@ -38,6 +41,28 @@ class StepCost(Record):
     roofline_time_s: float
 
 
+class EncoderCost(Record):
+    """The encoder's share of an encoder-decoder's prefill phase: its one call, which runs before the
+    decoder's first call (so before the first token) and whose output every decoder call
+    cross-attends. Its figures are included in the prefill phase's.
+
+    Attributes:
+        positions: S, the encoder positions the decoder cross-attends (0 when not known).
+        macs, flops: of the encoder's call (1 MAC = 2 FLOPs); none of its MACs is masked (its
+            attention is not causal), so they count in ``macs_causal`` too.
+        bytes_weights: its parameter (and buffer) bytes read.
+        bytes_activations: every other byte of its traffic (it reads and writes no KV cache).
+        roofline_time_s: the sum of its ops' roofline times, seconds.
+    """
+
+    positions: int
+    macs: int
+    flops: int
+    bytes_weights: int
+    bytes_activations: int
+    roofline_time_s: float
+
+
 class GenerationPhase(Record):
     """One phase of a generation: ``prefill`` (one call) or ``decode`` (every step, summed).
 
@@ -52,14 +77,20 @@ class GenerationPhase(Record):
         bytes_weights: parameter (and buffer) bytes read.
         bytes_kv_read: K and V of the positions each layer attends to, the new ones included, by KV
             heads: for a sliding-window layer of window W, a call of t new tokens reads the union of
-            their windows, min(context, W + t − 1) positions (a decode step: min(context, W)).
-        bytes_kv_write: K and V of the new positions.
+            their windows, min(context, W + t − 1) positions (a decode step: min(context, W)); for
+            an encoder-decoder, every call also reads each layer's cross-attention K and V of the S
+            encoder positions.
+        bytes_kv_write: K and V of the new positions (the prefill of an encoder-decoder also writes
+            the cross-attention K and V, once).
         bytes_activations: every other byte of traffic, the cache's own copies included (a
             ``torch.cat`` that rewrites the cache is counted here, not hidden).
         roofline_time_s: the sum over its calls of their ops' roofline times, seconds.
         step_first, step_last: decode only: the first and the last step.
         modules: decode only: the per-module table summed over the steps (``tk profile --phase
             decode``); the prefill's is its characterization's own.
+        encoder: prefill of an encoder-decoder only: the encoder's share of the figures above
+            (:class:`EncoderCost`); ``None`` otherwise, or where the prefill call ran the encoder
+            itself (its figures are then the call's own).
     """
 
     phase: Literal["prefill", "decode"]
@@ -77,6 +108,7 @@ class GenerationPhase(Record):
     step_first: StepCost | None = None
     step_last: StepCost | None = None
     modules: list[ModuleRow] = []
+    encoder: EncoderCost | None = None
 
 
 class MeasuredGeneration(Record):
@@ -130,14 +162,19 @@ class Generation(Record):
         batch_size: sequences generated together (B).
         prompt_tokens: P; new_tokens: N.
         phases: the prefill, then the decode phase (absent when N is 1).
-        ttft_s: predicted time to first token: the prefill's roofline time.
+        ttft_s: predicted time to first token: the prefill's roofline time (an encoder-decoder's
+            encoder included).
         tpot_s: predicted time per output token: the mean decode step's roofline time (``None``
             without decode steps).
         tokens_per_s: ``batch_size / tpot_s``.
         kv_cache_bytes_per_token: K and V bytes one position of one sequence adds, over all layers
             that store positions (what a position costs in the cache's memory).
         kv_cache_bytes: K and V bytes the cache holds at the end (every sequence; sliding-window
-            layers hold at most their window).
+            layers hold at most their window; an encoder-decoder's cross-attention K and V included).
+        kv_cache_cross_bytes: of ``kv_cache_bytes``, the cross-attention K and V of an
+            encoder-decoder (every sequence, every decoder layer, the S encoder positions): written
+            once by the prefill, read by every call, fixed whatever the context; 0 for a decoder-only
+            model.
         hardware: the profile the roofline times are on.
         params_total: the model's parameters; params_active: those a decode step reads (MoE
             models read only their routed experts), estimated as ``bytes_weights`` of the first
@@ -158,6 +195,7 @@ class Generation(Record):
     tokens_per_s: float | None
     kv_cache_bytes_per_token: int
     kv_cache_bytes: int
+    kv_cache_cross_bytes: int = 0
     hardware: str = ""
     params_total: int = 0
     params_active: int = 0

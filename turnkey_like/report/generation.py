@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from turnkey_like.records import Generation, GenerationPhase, Invocation, Status, WhatIf
+from turnkey_like.records import EncoderCost, Generation, GenerationPhase, Invocation, Status, WhatIf
 from turnkey_like.report.text import MAC_NOTE, Section
 from turnkey_like.units import format_bytes, format_seconds, si
 
@@ -37,14 +37,31 @@ def _phase_row(label: str, phase: GenerationPhase) -> list[str]:
     return [text for text, _ in phase_cells(label, phase)]
 
 
+def encoder_cells(encoder: EncoderCost) -> list[tuple[str, object]]:
+    """The cells of the row under the prefill that shows its encoder's share (an encoder-decoder),
+    in the phase table's column order: no KV traffic, every MAC kept (no causal mask)."""
+    total = encoder.bytes_weights + encoder.bytes_activations
+    label = "  of which encoder"
+    return [(label, label), ("1", 1), (str(encoder.positions), encoder.positions), (si(encoder.macs), encoder.macs),
+            (si(encoder.macs), encoder.macs), (si(encoder.flops), encoder.flops), (format_bytes(total), total),
+            (format_bytes(encoder.bytes_weights), encoder.bytes_weights), ("", None), ("", None),
+            (format_bytes(encoder.bytes_activations), encoder.bytes_activations),
+            (format_seconds(encoder.roofline_time_s), encoder.roofline_time_s)]
+
+
 def generation_lines(gen: Generation) -> list[str]:
     """The predicted figures in a few lines: TTFT, TPOT, tokens/s and the KV cache."""
     tpot = (f"TPOT {format_seconds(gen.tpot_s)} (mean decode step) · {gen.tokens_per_s:,.1f} tokens/s at batch "
             f"{gen.batch_size}" if gen.tpot_s is not None and gen.tokens_per_s is not None else "no decode step")
+    prefill = gen.phase("prefill")
+    encoder = prefill.encoder if prefill is not None else None
+    ttft = "prefill, the encoder included" if encoder is not None else "prefill"
+    cross = (f" ({format_bytes(gen.kv_cache_cross_bytes)} of it cross-attention K/V of the encoder's positions)"
+             if gen.kv_cache_cross_bytes else "")
     lines = [f"Generation of {gen.new_tokens} token(s) from a {gen.prompt_tokens}-token prompt, batch {gen.batch_size}, "
-             f"on {gen.hardware}: TTFT {format_seconds(gen.ttft_s)} (prefill) · {tpot}",
+             f"on {gen.hardware}: TTFT {format_seconds(gen.ttft_s)} ({ttft}) · {tpot}",
              f"KV cache: {format_bytes(gen.kv_cache_bytes_per_token)} per token, {format_bytes(gen.kv_cache_bytes)} "
-             f"at the end · params {si(gen.params_total)} ({si(gen.params_active)} read per decode step)"]
+             f"at the end{cross} · params {si(gen.params_total)} ({si(gen.params_active)} read per decode step)"]
     if not gen.exact:
         lines.append("estimated: " + "; ".join(gen.notes))
     return lines + measured_lines(gen)
@@ -60,6 +77,8 @@ def render_generation(gen: Generation, console) -> None:
     prefill, decode = gen.phase("prefill"), gen.phase("decode")
     if prefill is not None:
         table.add_row(*_phase_row("prefill", prefill))
+        if prefill.encoder is not None:
+            table.add_row(*(text for text, _ in encoder_cells(prefill.encoder)))
     if decode is not None:
         for label, step in (("decode, first step", decode.step_first), ("decode, last step", decode.step_last)):
             if step is not None:

@@ -439,14 +439,16 @@ def _roofline(char: Characterization, profiles: list[HardwareProfile], title: st
 def _generation(char: Characterization, anchor: str) -> str:
     """A generation's part of its prefill call's section: the phase table (``report.generation``'s
     columns), the predicted TTFT, TPOT and KV cache, and its what-ifs with their notes."""
-    from turnkey_like.report.generation import (PHASE_COLUMNS, WHATIF_COLUMNS, generation_lines, phase_cells,
-                                                whatif_cells, whatif_notes)
+    from turnkey_like.report.generation import (PHASE_COLUMNS, WHATIF_COLUMNS, encoder_cells, generation_lines,
+                                                phase_cells, whatif_cells, whatif_notes)
 
     gen = char.generation
     phases = _Table(f"{anchor}-generation", [(h, j == "right") for h, j in PHASE_COLUMNS],
                     caption=f"{MAC_NOTE}; decode summed over its steps; roofline time on {gen.hardware}, per op.")
     for phase in gen.phases:
         phases.add(phase_cells(phase.phase, phase))
+        if phase.encoder is not None:  # an encoder-decoder's prefill: the encoder's share, under it
+            phases.add(encoder_cells(phase.encoder))
     lines = "".join(f"<p>{_e(line)}</p>" for line in generation_lines(gen))
     parts = [f"<h3>Generation</h3>{phases.html(filter_box=False)}{lines}"]
     if gen.whatif:
