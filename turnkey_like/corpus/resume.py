@@ -11,7 +11,6 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-import msgspec
 
 from turnkey_like.errors import InputError, TkError, one_line
 from turnkey_like.records import CorpusInput, ScriptResult, Status, decode, encode, now_utc
@@ -74,14 +73,10 @@ def _strip_results(result: ScriptResult) -> ScriptResult:
     """A copy of ``result`` without the stage payloads (they live in the build records); small
     enough to keep. The payloads are set aside while the copy is made, so that a 70B model's
     characterization (2.4 MB of JSON) is not encoded to be dropped; ``result`` is left as it was."""
-    stages = [(inv, name, stage) for _model, inv in result.invocations() for name, stage in inv.stages().items()]
-    try:
-        for inv, name, stage in stages:
-            setattr(inv, name, msgspec.structs.replace(stage, result=None, kept=None))
+    from turnkey_like.pipeline.channel import payloads_set_aside
+
+    with payloads_set_aside(result):
         return decode(encode(result), ScriptResult, what="script result")
-    finally:
-        for inv, name, stage in stages:
-            setattr(inv, name, stage)
 
 
 class InputBook:

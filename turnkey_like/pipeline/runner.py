@@ -20,7 +20,7 @@ from turnkey_like import __version__
 from turnkey_like.errors import SelectionError, TkError, one_line
 from turnkey_like.events import Listener, RunSummary, interrupted_error
 from turnkey_like.inputs import InputSpec
-from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents
+from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents, payloads_set_aside
 from turnkey_like.pipeline.failures import apply_selection, input_error
 from turnkey_like.pipeline.options import RunOptions
 from turnkey_like.pipeline.reuse import adopt_cached
@@ -239,8 +239,9 @@ class Pipeline:
         from turnkey_like.launcher import limit_children_memory, run_exit_handlers
 
         limit_children_memory(self.options.memory_limit_bytes)  # each stage's child, under the same cap
+        events = PipeEvents(send)
         try:
-            result, selection = self._run_input_here(spec, PipeEvents(send))
+            result, selection = self._run_input_here(spec, events)
             last = Done(result=result, error=selection.message if selection else None,
                         hint=selection.hint if selection else None)
         except TkError as e:
@@ -251,7 +252,11 @@ class Pipeline:
             with contextlib.suppress(ValueError):
                 sys.argv = [str(spec.path), *shlex.split(self.options.script_args or "")]
         run_exit_handlers()
-        send(last)
+        if isinstance(last, Done):  # the parent has every saved invocation's payloads from its Save
+            with payloads_set_aside(last.result, events.saved):
+                send(last)
+        else:
+            send(last)
 
     def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
@@ -394,12 +399,13 @@ class Pipeline:
                 log.warning("%s: earlier record not readable (%s); it will be rewritten", build_name, e.message)
             return None
 
-    def save(self, record: BuildRecord) -> None:
+    def save(self, record: BuildRecord, *, valid: bool = False) -> None:
         """Write ``record`` to this run's cache (``updated_at`` stamped); the only writer of records.
+        ``valid``: as for :meth:`turnkey_like.cache.Cache.save`.
 
         Raises:
             CacheError: the cache cannot be written (read-only, full disk, a planted symlink).
         """
         record.updated_at = now_utc()
-        self.cache.save(record)
+        self.cache.save(record, valid=valid)
 
