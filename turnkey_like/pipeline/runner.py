@@ -4,6 +4,7 @@ its own, saving every step to the cache."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import shlex
@@ -74,6 +75,7 @@ def preload_for_children(characterize: bool = True, requests: list | None = None
         from turnkey_like import zoo
 
         zoo.preload(requests)
+    gc.freeze()  # what is imported now lives as long as tk: full collections no longer walk it
 
 
 class Pipeline:
