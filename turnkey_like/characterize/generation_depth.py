@@ -20,10 +20,10 @@ be the model's own, figure for figure, or the copies are not used (:func:`genera
 returns why). The prefill phase, TTFT, parameters and cache geometry of the record are the model's
 own; the decode phase, the KV cache at the end and the active parameters come from the line.
 
-Why: counting one decode step of a 70B config on meta costs about as much as its prefill (about 3 s
-on a 2-core machine), and the three steps each segment needs, with two more full-depth forwards to
-reach them, made ``--generate 2048:256`` cost 2.7 × ``--seq-len 2048``; the two copies, 2 and 3
-layers deep, cost 0.4 s together (docs/generation.md, benchmarks/generation_speed.py).
+Why: counting one decode step of a 70B config on meta costs about as much as its prefill, and the
+three steps each segment needs, with two more full-depth forwards to reach them, made
+``--generate 2048:256`` cost 2.7 × ``--seq-len 2048``; the two copies, 2 and 3 layers deep, cost
+0.4 s together (docs/generation.md, benchmarks/generation_speed.py).
 """
 
 from __future__ import annotations
