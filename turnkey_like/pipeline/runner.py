@@ -337,8 +337,9 @@ class Pipeline:
             from turnkey_like.zoo import stem as named_stem
 
             stem = named_stem(result.model_request)
+        name = self.cache.build_namer(result.path, result.labels, stem=stem)
         for inv in invocations if invocations is not None else (inv for _model, inv in result.invocations()):
-            inv.build_name = self.cache.build_name(result.path, result.labels, inv.hash, stem=stem)
+            inv.build_name = name(inv.hash)
             if not inv.selected:
                 skip_unselected(inv)
 
