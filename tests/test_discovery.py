@@ -282,3 +282,22 @@ def test_a_sweep_of_distinct_shapes_reaches_tk_whole_in_its_child_as_in_process(
     assert_same_record(streamed, results[False], "result",
                        skip=("time_s", "duration_s", "count_duration_s", "trace_duration_s", "started_at", "pid",
                              "run_id", "peak_memory_bytes"))
+
+
+def test_inputs_are_kept_only_for_the_invocations_the_selection_keeps(tmp_path):
+    """The later stages replay an invocation from copies of its first inputs (``Discovery.live``): with
+    ``::HASH`` selectors only the selected invocations' are kept (a sweep of 10,000 shapes kept
+    1.6 GB of copies for one characterization), by invocation hash or by model hash; the record
+    itself is the same whatever the selection."""
+    script = _write(tmp_path, "sweep.py", SWEEP)
+    every = _discover(script, script_args="30", max_depth=1)
+    block, stack = every.result.models
+    assert set(every.live) == {inv.hash for _model, inv in every.result.invocations()}
+    one = _discover(f"{script}::{block.invocations[4].hash}", script_args="30", max_depth=1)
+    assert set(one.live) == {block.invocations[4].hash}
+    by_model = _discover(f"{script}::{stack.model_hash}", script_args="30", max_depth=1)
+    assert set(by_model.live) == {inv.hash for inv in stack.invocations}
+    assert by_model.live[stack.invocations[1].hash].args[0].shape == (20, 8)
+    for kept in (one, by_model):
+        assert [(m.model_hash, inv.hash, inv.executed) for m, inv in kept.result.invocations()] == [
+            (m.model_hash, inv.hash, inv.executed) for m, inv in every.result.invocations()]
