@@ -196,6 +196,8 @@ class _Recorder:
         self.live: dict[str, LiveInvocation] = {}
         self.generations = GenerationTracker()
         self._module_facts: dict[int, tuple] = {}  # id(module) -> (module, is_model, hash)
+        #: the frame that runs the script (:func:`discover`'s): frame walks for the script stop there
+        self.caller_frame = None
         #: the ``::HASH`` selectors (invocation or model hashes; ``None``: every invocation is selected)
         self.selectors = frozenset(self.result.selectors) or None
         self.unkept: set[str] = set()  # hashes of invocations whose inputs were not kept (not selected)
@@ -211,7 +213,7 @@ class _Recorder:
         target, compiled = facts[3], facts[4]
         state = self.state
         depth = len(state.stack)
-        if not depth and _inside_module_constructor(self._torch.nn.Module):
+        if not depth and _inside_module_constructor(self._torch.nn.Module, self.caller_frame):
             # e.g. ultralytics runs each layer once in DetectionModel.__init__ to find its strides:
             # construction-time calls are not calls the script makes.
             saved_suppress, state.suppress = state.suppress, True
@@ -356,13 +358,16 @@ class _Recorder:
         return info
 
 
-def _inside_module_constructor(module_cls) -> bool:
+def _inside_module_constructor(module_cls, stop=None) -> bool:
     """True when some ``nn.Module.__init__`` is running further up the stack (a construction-time call).
 
-    Walks frames by code name first (cheap); reads ``self`` only in ``__init__`` frames.
+    Walks frames by code name first (cheap); reads ``self`` only in ``__init__`` frames. The walk
+    ends at ``stop`` (:func:`discover`'s own frame): what called discovery is not the script, and
+    reading the locals of the ``__init__`` frames there (tk's child runs inside two) cost each
+    top-level call of a sweep 30-40 µs.
     """
     frame = sys._getframe(3)
-    while frame is not None:
+    while frame is not None and frame is not stop:
         if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), module_cls):
             return True
         frame = frame.f_back
@@ -581,6 +586,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
     module_cls = torch.nn.Module
     original_call = module_cls.__call__
     recorder = _Recorder(spec.path, max_depth, original_call, result, on_found)
+    recorder.caller_frame = sys._getframe()
 
     def hooked_call(self, *args, **kwargs):
         if recorder.state.suppress:
@@ -642,6 +648,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         recorder.state.stack.clear()
+        recorder.caller_frame = None  # no cycle through this frame's locals (the live models)
     sanitise(result)  # e.g. an exception message holding a file name that is not UTF-8: noted in notes
     return Discovery(result=result, live=recorder.live)
 
