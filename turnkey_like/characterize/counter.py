@@ -681,9 +681,10 @@ class _CountingModeDynamoOff(_CountingMode):
 def _mode_class() -> type[_CountingMode]:
     """The counting mode to enter: the Dynamo-wrapped one once ``torch._dynamo`` is imported (a
     compiled function can then run under the mode), else the plain one, which imports nothing.
-    Dynamo compiles nothing before it is imported, and its import happens before it can compile;
-    a model that first imports it inside the counted call has its frames traced by Dynamo, which
-    keeps their meaning (at worst slower)."""
+    Dynamo compiles nothing before it is imported, and its import happens before it can compile.
+    A model that first compiles inside the counted call has this mode's frames seen by Dynamo, which
+    keeps their meaning: tried with a ``torch.compile(fn, backend="eager")`` made in ``forward``,
+    the rows are the eager ones, with Dynamo's warnings about what it could not trace."""
     return _CountingModeDynamoOff if "torch._dynamo" in sys.modules else _CountingMode
 
 

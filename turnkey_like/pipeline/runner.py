@@ -61,11 +61,12 @@ def preload_for_children(dynamo: bool = True) -> None:
     """Import, once in this process, what every input's forked child would otherwise import again.
 
     torch itself; and, with ``dynamo``, ``torch._dynamo``, which ``torch.export`` (the ONNX build,
-    ``--trace``) and fake tensors (``--no-weights``) import on first use (1.0-1.6 s on this 2-core
-    machine, measured with ``python -c "import torch; import torch._dynamo"``). Imported in a child,
-    that cost is paid again by every input; imported here, the children inherit it through ``fork``.
-    A run that only characterizes real tensors needs none of it (the counter imports nothing of
-    Dynamo: ``characterize.counter``), so it does not wait for it before its first script starts.
+    ``--trace``) and fake tensors (``--no-weights``, a large named model) import on first use
+    (1.0-1.6 s on this 2-core machine, measured with ``python -c "import torch; import
+    torch._dynamo"``). Imported in a child, that cost is paid again by every input; imported here,
+    the children inherit it through ``fork``. A run that only characterizes scripts on real tensors
+    needs none of it (the counter imports nothing of Dynamo: ``characterize.counter``), so it does
+    not wait for it before its first script starts.
     Nothing is run here: torch kernels stay out of this process (see :mod:`turnkey_like.launcher`).
     """
     import torch  # noqa: F401
@@ -143,8 +144,9 @@ class Pipeline:
             if adopt_cached(self, specs, summary):  # every input a named model characterized before (reuse.py)
                 return summary
             if self.options.isolate and any(not s.is_onnx for s in specs):
-                options = self.options
-                preload_for_children(dynamo=not options.analyze_only or options.trace or options.no_weights)
+                options = self.options  # a named model may be built on meta tensors (fake tensors: Dynamo)
+                preload_for_children(dynamo=not options.analyze_only or options.trace or options.no_weights
+                                     or any(s.model is not None for s in specs))
                 if self.options.characterize:
                     self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
             # torch's objects (imported above) are left out of the collector's passes while each
