@@ -217,3 +217,87 @@ def test_calls_from_four_threads_are_counted_exactly_with_no_phantom_models(tmp_
             ("model.fc", 800), ("model.out", 800)]
     else:
         assert model.children == []
+
+
+SWEEP = """
+import sys
+import torch
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 4)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.fc(x))
+
+n = int(sys.argv[1])
+block = torch.nn.Linear(8, 4)
+stack = Block()
+with torch.no_grad():
+    for i in range(1, n + 1):
+        block(torch.zeros(i, 8))
+        if i % 10 == 0:
+            stack(torch.zeros(i, 8))
+    block(torch.zeros(3, 8))
+"""
+
+
+def test_a_sweep_of_distinct_shapes_reaches_tk_whole_in_its_child_as_in_process(tmp_path):
+    """tk's record of an input whose child streamed it (each invocation on its own, then only tallies and
+    the record without its invocations) is the record discovery makes in-process: every invocation,
+    in first-call order, with TurnkeyML's hashes, counts, selection and skipped stages."""
+    from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
+    from turnkey_like.pipeline import Pipeline, RunOptions
+
+    from conftest import assert_same_record
+
+    n = 300
+    script = _write(tmp_path, "sweep.py", SWEEP)
+    linear = model_hash(torch.nn.Linear(8, 4))
+    expected = [invocation_hash(linear, None, describe_inputs((torch.zeros(i, 8),), {}))[0] for i in range(1, n + 1)]
+    selected = expected[41]  # batch 42: a ::HASH that selects one invocation of thousands
+    specs, errors = resolve_inputs([f"{script}::{selected}"])
+    assert not errors
+    results = {}
+    for isolate in (False, True):
+        options = RunOptions(analyze_only=True, max_depth=1, script_args=str(n), hardware="a100",
+                             cache_dir=str(tmp_path / f"cache_{isolate}"), isolate=isolate)
+        summary = Pipeline(options).run(specs)
+        assert not summary.errors, summary.errors
+        results[isolate] = summary.results[0]
+    streamed = results[True]
+    block, stack = streamed.models
+    assert [inv.hash for inv in block.invocations] == expected  # batch 3 again is no new invocation
+    assert [inv.executed for inv in block.invocations] == [1, 1, 2] + [1] * (n - 3)
+    assert len(stack.invocations) == n // 10 and [len(c.invocations) for c in stack.children] == [n // 10] * 2
+    assert all(inv.time_s > 0 for _model, inv in streamed.invocations())
+    chosen = [inv for _model, inv in streamed.invocations() if inv.selected]
+    assert [inv.hash for inv in chosen] == [selected]
+    assert chosen[0].characterization.status == Status.SUCCESSFUL
+    assert {(inv.characterization.status, inv.characterization.reason) for _m, inv in streamed.invocations()
+            if not inv.selected} == {(Status.SKIPPED, "not selected")}
+    assert all(inv.build_name == f"sweep_{inv.hash}" for _model, inv in streamed.invocations())
+    assert_same_record(streamed, results[False], "result",
+                       skip=("time_s", "duration_s", "count_duration_s", "trace_duration_s", "started_at", "pid",
+                             "run_id", "peak_memory_bytes"))
+
+
+def test_inputs_are_kept_only_for_the_invocations_the_selection_keeps(tmp_path):
+    """The later stages replay an invocation from copies of its first inputs (``Discovery.live``): with
+    ``::HASH`` selectors only the selected invocations' are kept (a sweep of 10,000 shapes kept
+    1.6 GB of copies for one characterization), by invocation hash or by model hash; the record
+    itself is the same whatever the selection."""
+    script = _write(tmp_path, "sweep.py", SWEEP)
+    every = _discover(script, script_args="30", max_depth=1)
+    block, stack = every.result.models
+    assert set(every.live) == {inv.hash for _model, inv in every.result.invocations()}
+    one = _discover(f"{script}::{block.invocations[4].hash}", script_args="30", max_depth=1)
+    assert set(one.live) == {block.invocations[4].hash}
+    by_model = _discover(f"{script}::{stack.model_hash}", script_args="30", max_depth=1)
+    assert set(by_model.live) == {inv.hash for inv in stack.invocations}
+    assert by_model.live[stack.invocations[1].hash].args[0].shape == (20, 8)
+    for kept in (one, by_model):
+        assert [(m.model_hash, inv.hash, inv.executed) for m, inv in kept.result.invocations()] == [
+            (m.model_hash, inv.hash, inv.executed) for m, inv in every.result.invocations()]

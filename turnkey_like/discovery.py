@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import collections.abc
 import functools
-import gc
 import importlib.abc
 import importlib.util
 import inspect
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turnkey_like.collector import existing_frozen
 from turnkey_like.errors import ScriptError, TkError
 from turnkey_like.generation_trace import GenerationTrace, GenerationTracker, tracking
 from turnkey_like.hashing import describe_inputs, invocation_hash, model_hash
@@ -113,6 +113,11 @@ def _one_shot(value: Any, name: str, found: list[str], depth: int = 0) -> Any:
     return value
 
 
+#: types whose values are never iterators (checked by exact type: a subclass may add ``__next__``);
+#: :func:`discover` adds torch's tensor and parameter
+_NOT_ITERATORS: set[type] = {type(None), bool, int, float, complex, str, bytes}
+
+
 def replayable_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict, str | None]:
     """The inputs a later stage may replay, and why it cannot when it cannot.
 
@@ -120,6 +125,8 @@ def replayable_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict, str | Non
     :class:`OneShotInput` (the same objects when there is none), and ``called with a generator as
     Positional Arg 1: tk cannot replay it`` (``None`` when every input can be used again).
     """
+    if all(type(a) in _NOT_ITERATORS for a in args) and all(type(v) in _NOT_ITERATORS for v in kwargs.values()):
+        return args, kwargs, None  # the common call: tensors and numbers only
     found: list[str] = []
     new_args = tuple(_one_shot(a, f"Positional Arg {i}", found) for i, a in enumerate(args, start=1))
     new_kwargs = {k: _one_shot(v, k, found) for k, v in kwargs.items()}
@@ -189,6 +196,11 @@ class _Recorder:
         self.live: dict[str, LiveInvocation] = {}
         self.generations = GenerationTracker()
         self._module_facts: dict[int, tuple] = {}  # id(module) -> (module, is_model, hash)
+        #: the frame that runs the script (:func:`discover`'s): frame walks for the script stop there
+        self.caller_frame = None
+        #: the ``::HASH`` selectors (invocation or model hashes; ``None``: every invocation is selected)
+        self.selectors = frozenset(self.result.selectors) or None
+        self.unkept: set[str] = set()  # hashes of invocations whose inputs were not kept (not selected)
         self._torch = sys.modules["torch"]
 
     # -- the hook ---------------------------------------------------------------------------
@@ -201,7 +213,7 @@ class _Recorder:
         target, compiled = facts[3], facts[4]
         state = self.state
         depth = len(state.stack)
-        if not depth and _inside_module_constructor(self._torch.nn.Module):
+        if not depth and _inside_module_constructor(self._torch.nn.Module, self.caller_frame):
             # e.g. ultralytics runs each layer once in DetectionModel.__init__ to find its strides:
             # construction-time calls are not calls the script makes.
             saved_suppress, state.suppress = state.suppress, True
@@ -223,15 +235,18 @@ class _Recorder:
                                  training=bool(target.training))
                 entry.invocations[(parent_hash, sig_key)] = inv
                 entry.info.invocations.append(inv)
-                torch = self._torch
                 kept_args, kept_kwargs, problem = replayable_inputs(args, kwargs)
-                if problem is not None and h not in self.live:
+                if problem is not None and h not in self.live and h not in self.unkept:
                     self.result.notes.append(f"{entry.info.name} ({h}): {problem}")
-                self.live.setdefault(h, LiveInvocation(
-                    model=target, args=snapshot(kept_args), kwargs=snapshot(kept_kwargs),
-                    grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
-                    replay_problem=problem,
-                ))
+                if self.selectors is None or h in self.selectors or entry.info.model_hash in self.selectors:
+                    torch = self._torch
+                    self.live.setdefault(h, LiveInvocation(
+                        model=target, args=snapshot(kept_args), kwargs=snapshot(kept_kwargs),
+                        grad_enabled=torch.is_grad_enabled(), inference_mode=torch.is_inference_mode_enabled(),
+                        replay_problem=problem,
+                    ))
+                else:  # the ::HASH selection leaves it out: no stage replays it, so no copy of its inputs
+                    self.unkept.add(h)
             inv.executed += 1
             if is_new and self.on_found is not None:  # stream it now: a crash later loses nothing
                 self.on_found(self.result, entry.path, entry.info if new_model else None, inv)
@@ -345,13 +360,16 @@ class _Recorder:
         return info
 
 
-def _inside_module_constructor(module_cls) -> bool:
+def _inside_module_constructor(module_cls, stop=None) -> bool:
     """True when some ``nn.Module.__init__`` is running further up the stack (a construction-time call).
 
-    Walks frames by code name first (cheap); reads ``self`` only in ``__init__`` frames.
+    Walks frames by code name first (cheap); reads ``self`` only in ``__init__`` frames. The walk
+    ends at ``stop`` (:func:`discover`'s own frame): what called discovery is not the script, and
+    reading the locals of the ``__init__`` frames there (tk's child runs inside two) cost each
+    top-level call of a sweep 30-40 µs.
     """
     frame = sys._getframe(3)
-    while frame is not None:
+    while frame is not None and frame is not stop:
         if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), module_cls):
             return True
         frame = frame.f_back
@@ -566,9 +584,11 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
     except ValueError as e:
         raise ScriptError(f"--script-args {script_args!r}: {e}", hint="balance the quotes in --script-args") from e
     result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=list(spec.selectors))
+    _NOT_ITERATORS.update((torch.Tensor, torch.nn.Parameter))
     module_cls = torch.nn.Module
     original_call = module_cls.__call__
     recorder = _Recorder(spec.path, max_depth, original_call, result, on_found)
+    recorder.caller_frame = sys._getframe()
 
     def hooked_call(self, *args, **kwargs):
         if recorder.state.suppress:
@@ -584,14 +604,13 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         sys.meta_path.insert(0, shim)
     module_cls.__call__ = hooked_call
     children = _ChildCounter()
-    # torch's ~300k objects are moved out of the collector's view for the script's run: tk's own
-    # allocations would otherwise trigger full collections over them (benchmarks/discovery_overhead.py)
-    gc.freeze()
     start = time.perf_counter()
     try:
         import runpy
 
-        with children:
+        # torch's ~300k objects are moved out of the collector's view for the script's run: tk's own
+        # allocations would otherwise trigger full collections over them (benchmarks/discovery_overhead.py)
+        with children, existing_frozen():
             if call is None:
                 runpy.run_path(str(spec.path), run_name="__main__")
             else:  # tk's own call (a named model): its generation loop may stop early (see generate_loop)
@@ -615,7 +634,6 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         result.traceback = _script_traceback(e)
     finally:
         module_cls.__call__ = original_call
-        gc.unfreeze()
         result.duration_s = time.perf_counter() - start
         result.child_processes = children.count
         result.uses_turnkeyml_parser = shim is not None and shim.used
@@ -632,6 +650,7 @@ def discover(spec: InputSpec, *, max_depth: int = 0, script_args: str = "", on_f
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         recorder.state.stack.clear()
+        recorder.caller_frame = None  # no cycle through this frame's locals (the live models)
     sanitise(result)  # e.g. an exception message holding a file name that is not UTF-8: noted in notes
     return Discovery(result=result, live=recorder.live)
 

@@ -68,18 +68,23 @@ def _numpy_dtype_name(tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
+_NDARRAY: list[type] = []  # numpy.ndarray, imported on the first array-like leaf (numpy arrays hash like tensors)
+
+
 def _leaf_spec(name: str, value: Any) -> TensorSpec | None:
     """Describe one non-container value; ``None`` for values left out of the signature (``None``)."""
     if value is None:
         return None
     cls_name = type(value).__name__
     if hasattr(value, "shape") and hasattr(value, "dtype"):
-        import numpy as np  # numpy arrays hash like tensors
+        if not _NDARRAY:
+            import numpy as np
 
-        if isinstance(value, np.ndarray):
-            return TensorSpec(name, "tensor", tuple(int(d) for d in value.shape), value.dtype.name)
+            _NDARRAY.append(np.ndarray)
+        if isinstance(value, _NDARRAY[0]):
+            return TensorSpec(name, "tensor", tuple(map(int, value.shape)), value.dtype.name)
         try:
-            shape = tuple(int(d) for d in value.shape)
+            shape = tuple(map(int, value.shape))
         except TypeError:  # symbolic dims
             shape = tuple(value.shape)
         device = str(value.device) if hasattr(value, "device") else None

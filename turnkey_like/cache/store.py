@@ -26,6 +26,7 @@ from turnkey_like.cache.layout import (
     ROOT_MARKER,
     SUMMARY_FILE,
     build_name,
+    build_namer,
     check_build_name,
     resolve_root,
 )
@@ -140,6 +141,8 @@ class Cache(ListingMixin, CleanupMixin):
     # ----------------------------------------------------------------------------- names
     #: ``<script-stem>[_<author>]_<invocation-hash>`` (:func:`turnkey_like.cache.layout.build_name`).
     build_name = staticmethod(build_name)
+    #: the same for many invocations of one script (:func:`turnkey_like.cache.layout.build_namer`).
+    build_namer = staticmethod(build_namer)
 
     def _folder(self, build_name: str) -> Path:
         check_build_name(build_name)

@@ -23,13 +23,13 @@ back through :func:`decode_stored` (``records.decode``). Nothing else in tk read
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 
 import msgspec
 
 from turnkey_like.cache.stale import WriterFacts
+from turnkey_like.collector import collector_paused
 from turnkey_like.errors import CacheError, one_line
 from turnkey_like.records import (
     SCHEMA_VERSION,
@@ -261,10 +261,5 @@ def bulk_load():
     ``benchmarks/cache_scale.py``). Reference counting still frees everything as usual. Used by
     :meth:`Cache.records`, and by ``tk cache list`` / ``tk report`` around their whole work.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -559,9 +559,21 @@ class _Counter:
 
 
 class _CountingMode(TorchDispatchMode):
-    """The dispatch mode that feeds every ATen call (and higher-order op) to a :class:`_Counter`."""
+    """The dispatch mode that feeds every ATen call (and higher-order op) to a :class:`_Counter`.
+
+    Its ``__torch_dispatch__`` is not wrapped in ``torch._disable_dynamo`` as torch wraps a mode's by
+    default: that wrapper imports ``torch._dynamo`` at its first call (1.0-1.6 s on this 2-core
+    machine, measured with ``python -c "import torch; import torch._dynamo"``), which every
+    characterization of a script that never compiles anything would pay. :func:`_mode_class` takes
+    the wrapped twin, :class:`_CountingModeDynamoOff`, whenever ``torch._dynamo`` is loaded (a
+    script or model that uses ``torch.compile``): only then can Dynamo see this mode's frames.
+    """
 
     supports_higher_order_operators = True
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # not wrapped here: _CountingModeDynamoOff is the wrapped twin
 
     def __init__(self, counter: _Counter, memo: meta_kernels.MetaMemo | None = None):
         super().__init__()
@@ -665,6 +677,23 @@ class _CountingMode(TorchDispatchMode):
         return kernel(counted(subgraph), *rest, **kwargs)
 
 
+class _CountingModeDynamoOff(_CountingMode):
+    """:class:`_CountingMode` with Dynamo kept out of its ``__torch_dispatch__`` frames (as torch
+    wraps every dispatch mode's); used when ``torch._dynamo`` is loaded."""
+
+    __torch_dispatch__ = torch._disable_dynamo(_CountingMode.__torch_dispatch__, recursive=True)
+
+
+def _mode_class() -> type[_CountingMode]:
+    """The counting mode to enter: the Dynamo-wrapped one once ``torch._dynamo`` is imported (a
+    compiled function can then run under the mode), else the plain one, which imports nothing.
+    Dynamo compiles nothing before it is imported, and its import happens before it can compile.
+    A model that first compiles inside the counted call has this mode's frames seen by Dynamo, which
+    keeps their meaning: tried with a ``torch.compile(fn, backend="eager")`` made in ``forward``,
+    the rows are the eager ones, with Dynamo's warnings about what it could not trace."""
+    return _CountingModeDynamoOff if "torch._dynamo" in sys.modules else _CountingMode
+
+
 @contextlib.contextmanager
 def _eager_flex_attention():
     """Let ``flex_attention`` run eagerly under the counting mode.
@@ -747,7 +776,7 @@ def _count(model, args: tuple, kwargs: dict, weights: list | None) -> CountResul
             root_pushed = True
         on_meta = _has_meta_tensors(model, args, kwargs)
         with _eager_flex_attention(), meta_kernels.FusedAttention() if on_meta else contextlib.nullcontext(), \
-                _CountingMode(counter, meta_kernels.MetaMemo() if on_meta else None):
+                _mode_class()(counter, meta_kernels.MetaMemo() if on_meta else None):
             model(*args, **kwargs)
     except CharacterizationError:
         raise

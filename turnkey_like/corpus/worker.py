@@ -122,13 +122,13 @@ _EXIT_HOOK_REGISTERED = False
 def prepare_worker(characterize: bool = True) -> None:
     """Make this worker process ready for inputs: import what every input child would otherwise
     import again (:func:`turnkey_like.pipeline.preload_for_children`: torch, and torch._dynamo for
-    counting; the children inherit them through the fork; a dictionary look-up once imported), and
+    the ONNX export; the children inherit them through the fork; a dictionary look-up once imported), and
     freeze the garbage collector at exit, as tk's own exit does (collecting torch's objects took a
     worker 1.0 s to exit, 0.2 s frozen)."""
     global _EXIT_HOOK_REGISTERED
     from turnkey_like.pipeline import preload_for_children
 
-    preload_for_children(characterize)
+    preload_for_children(dynamo=characterize)
     if not _EXIT_HOOK_REGISTERED:
         import atexit
         import gc

@@ -12,7 +12,6 @@ marked non-daemonic for ``multiprocessing`` (:func:`_may_start_children`), so th
 from __future__ import annotations
 
 import contextlib
-import gc
 import multiprocessing
 import os
 import signal
@@ -253,16 +252,9 @@ class ForkedProcess:
 def _run_forked(target: Callable[..., None], args: tuple) -> NoReturn:
     """The forked child of :class:`ForkedProcess`: run ``target(*args)``, then ``os._exit`` (never
     the parent's ``atexit`` handlers or finalizers, nor a return into the parent's code).
-
-    What the child inherits (torch, transformers, the parent's records: half a million objects) is
-    moved out of the garbage collector's reach first (``gc.freeze()``): the child never frees the
-    parent's objects, and every full collection the child's own work triggers would otherwise walk
-    them all (0.2 s each in a child that holds a 70B model's records; "Garbage collector
-    optimization" in the ``gc`` module's documentation recommends exactly this after a fork).
     """
     code = 1
     try:
-        gc.freeze()
         _may_start_children()
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_RDONLY)

@@ -3,15 +3,16 @@ process, or messages to the parent), and the parent's mirror of what its child s
 (:class:`InputMirror`, behind ``Pipeline.consume``).
 
 The messages are the one channel protocol (:data:`turnkey_like.records.Message`): ``FoundCall``
-(each new invocation, streamed) and ``Discovered`` (the script's whole record), ``Save`` (a build
-record), ``StageStarted`` and ``StageFinished``, then ``Done``, or ``InputFailed`` / ``Crash``. A channel is a local
+(each new invocation, streamed), ``Discovered`` (the script's record without its invocations, and
+each one's tally), ``Save`` (a build record), ``StageStarted`` and ``StageFinished``, then ``Done``
+(the record without its invocations again), or ``InputFailed`` / ``Crash``: no message holds every
+invocation, so what one costs does not grow with a sweep of thousands. A channel is a local
 :class:`~turnkey_like.launcher.StreamingChild` or the relay of a Dask task
 (``turnkey_like.corpus.channel.DaskChannel``); the mirror reads both alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Callable
@@ -21,7 +22,7 @@ import msgspec
 from turnkey_like.errors import SelectionError, TkError
 from turnkey_like.events import interrupted_error
 from turnkey_like.pipeline.failures import run_failure, script_line
-from turnkey_like.pipeline.stages import PipelineRun, settle
+from turnkey_like.pipeline.stages import PipelineRun, settle, skip_unselected
 from turnkey_like.records import (
     BuildRecord,
     Crash,
@@ -38,6 +39,7 @@ from turnkey_like.records import (
     StageResult,
     StageStarted,
     Status,
+    Tally,
 )
 
 if TYPE_CHECKING:
@@ -90,17 +92,10 @@ class LocalEvents(Events):
 
 
 class PipeEvents(Events):
-    """In an input's child process: every event becomes a message to the parent, sent at once.
-
-    ``saved``: the invocations whose build record went to the parent in a ``Save``; the ``Done`` that
-    ends the input leaves their stage payloads out (:func:`payloads_set_aside`), since the parent
-    has them (:meth:`InputMirror._take` puts them back): a 70B model's characterization is 2.4 MB of
-    JSON, sent once instead of twice.
-    """
+    """In an input's child process: every event becomes a message to the parent, sent at once."""
 
     def __init__(self, send: Callable[[Message], None]):
         self.send = send
-        self.saved: set[str] = set()
 
     def found_call(self, result, path, model, inv):
         if model is not None:  # its invocations and children follow in their own messages
@@ -108,11 +103,12 @@ class PipeEvents(Events):
         self.send(FoundCall(path=list(path), model=model, invocation=inv))
 
     def discovered(self, result):
-        self.send(Discovered(result=result))
+        tallies = [Tally(inv.hash, inv.executed, inv.time_s, inv.selected, inv.build_name)
+                   for _model, inv in result.invocations()]
+        self.send(Discovered(result=result.without_invocations(), tallies=tallies))
 
     def save(self, record):
         self.send(Save(record=record))
-        self.saved.add(record.invocation.hash)
 
     def stage_started(self, result, model, inv, stage):
         self.send(StageStarted(invocation=inv.hash, stage=stage))
@@ -178,8 +174,8 @@ class InputMirror:
         match message:
             case FoundCall(path=path, model=model, invocation=inv):
                 self._add_call(tuple(path), model, inv)
-            case Discovered(result=result):
-                self._adopt(result)
+            case Discovered(result=result, tallies=tallies):
+                self._adopt(result, tallies)
                 self.discovering = False
             case Save(record=record):
                 self._save(record)
@@ -194,9 +190,6 @@ class InputMirror:
             case Done(result=result, error=error, hint=hint):
                 child.wait()
                 self._adopt(result)
-                for inv_hash, (_model, inv) in self.invocations.items():  # the payloads left out of Done
-                    if inv_hash in self.saved:
-                        copy_stages(self.saved[inv_hash].invocation, inv)
                 return result, (SelectionError(error, hint=hint) if error is not None else None) or self.save_error
             case InputFailed(error=error, hint=hint):  # a problem with this input (e.g. an unreadable .onnx file)
                 child.wait()
@@ -218,7 +211,29 @@ class InputMirror:
         owner.invocations.append(inv)
         self.invocations[inv.hash] = (owner, inv)
 
-    def _adopt(self, result: ScriptResult) -> None:
+    def _adopt(self, result: ScriptResult, tallies: list[Tally] | None = None) -> None:
+        """Take the record the child sent (without its invocations) as the input's, each model holding
+        the invocations mirrored so far; with ``tallies`` (``Discovered``), bring those up to date.
+
+        Raises:
+            ChildEnded: the child's models or invocations are not those it streamed (a bug in tk).
+        """
+        from turnkey_like.launcher import TK_BUG_HINT, ChildEnded
+
+        models = list(result.walk_models())
+        mirrored = list(self.result.walk_models())
+        streamed = [inv for model in mirrored for inv in model.invocations]
+        if ([m.model_hash for m in models] != [m.model_hash for m in mirrored]
+                or (tallies is not None and [t.hash for t in tallies] != [inv.hash for inv in streamed])):
+            raise ChildEnded(Status.ERROR, "tk failed: the child's record holds other models or invocations "
+                                           "than it streamed", hint=TK_BUG_HINT)
+        for model, earlier in zip(models, mirrored):
+            model.invocations = earlier.invocations
+        for inv, tally in zip(streamed, tallies or ()):
+            inv.executed, inv.time_s, inv.selected, inv.build_name = (tally.executed, tally.time_s, tally.selected,
+                                                                       tally.build_name)
+            if not inv.selected:
+                skip_unselected(inv)
         result.entry = self.spec.entry or None
         result.model_request = result.model_request or self.spec.model
         self.result = self.pipeline.current = result
@@ -289,22 +304,6 @@ class InputMirror:
                 if stage.status in (Status.NOT_STARTED, Status.RUNNING):
                     stage.status = Status.SKIPPED
                     stage.reason = not_requested[name] or f"not run: {what} ended the input's process"
-
-
-@contextlib.contextmanager
-def payloads_set_aside(result: ScriptResult, hashes: set[str] | None = None):
-    """Inside the block, ``result``'s stage payloads (``result``, ``kept``) are left out, for the
-    invocations in ``hashes`` (every one when ``None``); they are put back when it ends, whatever
-    happens. For what is encoded without them: the ``--resume`` book, an input's ``Done``."""
-    stages = [(inv, name, stage) for _model, inv in result.invocations() if hashes is None or inv.hash in hashes
-              for name, stage in inv.stages().items()]
-    try:
-        for inv, name, stage in stages:
-            setattr(inv, name, msgspec.structs.replace(stage, result=None, kept=None))
-        yield result
-    finally:
-        for inv, name, stage in stages:
-            setattr(inv, name, stage)
 
 
 def copy_stages(source: Invocation, target: Invocation) -> None:

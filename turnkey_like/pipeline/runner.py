@@ -4,7 +4,6 @@ its own, saving every step to the cache."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import shlex
@@ -18,10 +17,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from turnkey_like import __version__
+from turnkey_like.collector import existing_frozen
 from turnkey_like.errors import SelectionError, TkError, one_line
 from turnkey_like.events import Listener, RunSummary, interrupted_error
 from turnkey_like.inputs import InputSpec
-from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents, payloads_set_aside
+from turnkey_like.pipeline.channel import Events, InputMirror, LocalEvents, PipeEvents
 from turnkey_like.pipeline.failures import apply_selection, input_error
 from turnkey_like.pipeline.options import RunOptions
 from turnkey_like.pipeline.reuse import adopt_cached
@@ -33,6 +33,7 @@ from turnkey_like.pipeline.stages import (
     InvocationContext,
     Stage,
     settle,
+    skip_unselected,
     without_nesting,
 )
 from turnkey_like.records import (
@@ -56,26 +57,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def preload_for_children(characterize: bool = True, requests: list | None = None) -> None:
+def preload_for_children(dynamo: bool = True, requests: list | None = None) -> None:
     """Import, once in this process, what every input's forked child would otherwise import again.
 
-    torch itself; when characterizing, ``torch._dynamo``: the counter's first module call goes
-    through ``torch._disable_dynamo``, which imports it lazily (about 1.2 s on this 2-core machine,
-    measured with ``python -c "import torch; import torch._dynamo"``); and the library of each model
-    source with two or more of the named-model ``requests`` (:func:`turnkey_like.zoo.preload`:
-    transformers' auto classes, about 1.6 s). Imported in a child, that cost is paid again by every
-    input; imported here, the children inherit it through ``fork``. Nothing is run here: torch
-    kernels stay out of this process (see :mod:`turnkey_like.launcher`).
+    torch itself; with ``dynamo``, ``torch._dynamo``, which ``torch.export`` (the ONNX build,
+    ``--trace``) and fake tensors import on first use (1.0-1.6 s on this 2-core machine, measured
+    with ``python -c "import torch; import torch._dynamo"``); and the library of each model source
+    with two or more of the named-model ``requests`` (:func:`turnkey_like.zoo.preload`:
+    transformers' auto classes and the model's modeling module, about 1.8 s). Imported in a child,
+    that cost is paid again by every input; imported here, the children inherit it through
+    ``fork``. A run that only characterizes scripts on real tensors needs no Dynamo (the counter
+    imports nothing of it: ``characterize.counter``), so it does not wait for it before its first
+    script starts. Nothing is run here: torch kernels stay out of this process (see
+    :mod:`turnkey_like.launcher`).
     """
     import torch  # noqa: F401
 
-    if characterize:
+    if dynamo:
         import torch._dynamo  # noqa: F401
     if requests:
         from turnkey_like import zoo
 
         zoo.preload(requests)
-    gc.freeze()  # what is imported now lives as long as tk: full collections no longer walk it
 
 
 class Pipeline:
@@ -113,13 +116,15 @@ class Pipeline:
         """The hardware profile for the roofline, resolved once per run (``local`` is measured once
         per machine and kept in this run's cache).
 
-        With isolation it is resolved in a child: measuring ``local`` runs multi-threaded torch
-        kernels, and a process that has done so cannot fork a script child that uses them.
+        With isolation, ``local`` is resolved in a child: measuring it runs multi-threaded torch
+        kernels, and a process that has done so cannot fork a script child that uses them. A
+        datasheet profile (``a100``) is a table look-up, done here (a child cost 30-60 ms).
         """
-        from turnkey_like.characterize.hardware import get_profile
+        from turnkey_like.characterize.hardware import BUILTIN, get_profile
 
-        if not self.options.isolate:
-            return get_profile(self.options.hardware, cache_dir=self.options.cache_dir)
+        hardware = self.options.hardware
+        if not self.options.isolate or (hardware is not None and hardware.lower() in BUILTIN):
+            return get_profile(hardware, cache_dir=self.options.cache_dir)
         from turnkey_like.launcher import run_isolated
 
         outcome = run_isolated(get_profile, self.options.hardware, cache_dir=self.options.cache_dir,
@@ -145,24 +150,30 @@ class Pipeline:
             if adopt_cached(self, specs, summary):  # every input a named model characterized before (reuse.py)
                 return summary
             if self.options.isolate and any(not s.is_onnx for s in specs):
-                preload_for_children(self.options.characterize, [s.model for s in specs if s.model is not None])
+                options = self.options  # a named model may be built on meta tensors (fake tensors: Dynamo)
+                named = [s.model for s in specs if s.model is not None]
+                preload_for_children(dynamo=not options.analyze_only or options.trace or options.no_weights
+                                     or bool(named), requests=named)
                 if self.options.characterize:
                     self.profile  # noqa: B018 - resolved before the first fork, so children inherit it
-            for index, spec in enumerate(specs):
-                self.listener.script_started(spec, index)
-                try:
-                    result, error = self.run_input(spec)
-                except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
-                    result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
-                                          entry=spec.entry or None, status=Status.ERROR, error=e.message,
-                                          model_request=spec.model)
-                    error = e
-                error = input_error(result, error, self.options.script_args)
-                if error is not None:
-                    summary.errors.append(error)
-                summary.results.append(result)
-                self.current = None
-                self.listener.script_finished(result, error)
+            # torch's objects (imported above) are left out of the collector's passes while each
+            # input's records are made, mirrored and kept (turnkey_like.collector)
+            with existing_frozen():
+                for index, spec in enumerate(specs):
+                    self.listener.script_started(spec, index)
+                    try:
+                        result, error = self.run_input(spec)
+                    except TkError as e:  # a problem with this input only (e.g. an unreadable ONNX file)
+                        result = ScriptResult(path=str(spec.path), labels=spec.labels, selectors=spec.selectors,
+                                              entry=spec.entry or None, status=Status.ERROR, error=e.message,
+                                              model_request=spec.model)
+                        error = e
+                    error = input_error(result, error, self.options.script_args)
+                    if error is not None:
+                        summary.errors.append(error)
+                    summary.results.append(result)
+                    self.current = None
+                    self.listener.script_finished(result, error)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (events.Terminated)
             summary.stopped_by(stop)
             if self.current is not None:
@@ -205,9 +216,11 @@ class Pipeline:
         result = discovery.result
         result.entry = spec.entry or None
         selection_error = apply_selection(result)
+        self.name_builds(result)
         events.discovered(result)
         for model, inv in result.invocations():
-            self.run_invocation(result, model, inv, discovery.live.get(inv.hash), events=events)
+            if inv.selected:
+                self.run_invocation(result, model, inv, discovery.live.get(inv.hash), events=events)
         discovery.live.clear()
         return result, selection_error
 
@@ -229,6 +242,8 @@ class Pipeline:
                               entry=spec.entry or None, status=Status.SUCCESSFUL, models=[model],
                               duration_s=time.perf_counter() - start)
         selection_error = apply_selection(result)
+        self.name_builds(result)
+        events.found_call(result, (model.model_hash,), model, inv)
         events.discovered(result)
         self.run_invocation(result, model, inv, None, onnx_path=spec.path, events=events)
         return result, selection_error
@@ -243,8 +258,9 @@ class Pipeline:
         limit_children_memory(self.options.memory_limit_bytes)  # each stage's child, under the same cap
         events = PipeEvents(send)
         try:
-            result, selection = self._run_input_here(spec, events)
-            last = Done(result=result, error=selection.message if selection else None,
+            with existing_frozen():  # collections over torch's objects while the records are made and sent
+                result, selection = self._run_input_here(spec, events)
+            last = Done(result=result.without_invocations(), error=selection.message if selection else None,
                         hint=selection.hint if selection else None)
         except TkError as e:
             last = InputFailed(error=e.message, hint=e.hint)
@@ -254,11 +270,7 @@ class Pipeline:
             with contextlib.suppress(ValueError):
                 sys.argv = [str(spec.path), *shlex.split(self.options.script_args or "")]
         run_exit_handlers()
-        if isinstance(last, Done):  # the parent has every saved invocation's payloads from its Save
-            with payloads_set_aside(last.result, events.saved):
-                send(last)
-        else:
-            send(last)
+        send(last)
 
     def _run_input_in_child(self, spec: InputSpec) -> tuple[ScriptResult, TkError | None]:
         """Run one input in a :class:`~turnkey_like.launcher.StreamingChild` on this machine."""
@@ -302,15 +314,8 @@ class Pipeline:
         from turnkey_like.system import system_record
 
         events = events or LocalEvents(self)
-        stem = None
-        if result.model_request is not None:
-            from turnkey_like.zoo import stem as named_stem
-
-            stem = named_stem(result.model_request)
-        inv.build_name = self.cache.build_name(result.path, result.labels, inv.hash, stem=stem)
+        self.name_builds(result, [inv])
         if not inv.selected:
-            for stage in inv.stages().values():
-                stage.status, stage.reason = Status.SKIPPED, "not selected"
             return
         previous = self._previous(inv.build_name)
         record = BuildRecord(
@@ -333,6 +338,20 @@ class Pipeline:
             events.save(record)
         if self.options.lean_cache and inv.benchmark.status == Status.SUCCESSFUL:
             self.cache.clean([inv.build_name])
+
+    def name_builds(self, result: ScriptResult, invocations: list[Invocation] | None = None) -> None:
+        """Give each invocation of ``result`` (or each of ``invocations``) its cache folder
+        (``build_name``), and mark those the ``::HASH`` selection left out skipped."""
+        stem = None
+        if result.model_request is not None:
+            from turnkey_like.zoo import stem as named_stem
+
+            stem = named_stem(result.model_request)
+        name = self.cache.build_namer(result.path, result.labels, stem=stem)
+        for inv in invocations if invocations is not None else (inv for _model, inv in result.invocations()):
+            inv.build_name = name(inv.hash)
+            if not inv.selected:
+                skip_unselected(inv)
 
     def _run_stage(self, stage: Stage, ctx: InvocationContext, record: BuildRecord, events: Events) -> bool:
         """Run (or skip, or reuse) one stage; return True when the record was saved after it."""

@@ -1,5 +1,6 @@
-"""The stages of the pipeline, one object each (:class:`Stage`: skip, reuse, run), and the one rule
-for what a stage's slot holds after an attempt (:func:`settle`).
+"""The stages of the pipeline, one object each (:class:`Stage`: skip, reuse, run), the one rule
+for what a stage's slot holds after an attempt (:func:`settle`), and the one for an invocation the
+selection left out (:func:`skip_unselected`).
 
 A stage answers three questions about one invocation (:class:`InvocationContext`): should it be
 skipped here and why, can an earlier outcome be reused, and how to run it. The pipeline
@@ -326,6 +327,14 @@ def eval_mode(model):
         for module, training in modes:
             module.training = training
 
+
+
+def skip_unselected(inv: Invocation) -> None:
+    """Mark every stage of ``inv`` skipped because the ``::HASH`` selection left it out (reason
+    ``not selected``): done in the input's child, and by tk's mirror of it, which learns the
+    selection from the child's ``Discovered`` (``pipeline.channel``)."""
+    for stage in inv.stages().values():
+        stage.status, stage.reason = Status.SKIPPED, "not selected"
 
 
 def settle(earlier: StageResult | None, outcome: StageResult) -> StageResult:

@@ -125,6 +125,7 @@ from turnkey_like.records.messages import (
     StageStarted,
     SurveyDone,
     SurveyStep,
+    Tally,
     Tick,
     Wake,
 )
@@ -182,7 +183,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S", "LADDER", "ExportOutcome", "ModelSurvey", "SkippedModel", "SurveyReport", "ZooNames",
     "survey_counts", "failure_types",
     # messages
-    "Message", "Batch", "LAST", "FoundCall", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
+    "Message", "Batch", "LAST", "FoundCall", "Tally", "Discovered", "Save", "StageStarted", "StageFinished", "Done",
     "InputFailed", "Crash", "SurveyStep", "SurveyDone", "Attempt", "Ended", "Output", "Tick", "Wake",
     # sanitise
     "sanitise", "clean_text", "one_line_text", "safe_repr",

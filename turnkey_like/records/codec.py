@@ -12,12 +12,11 @@ classes with no validation cost when the code builds them (see ``docs/architectu
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from typing import Any, TypeVar
 
 import msgspec
 
+from turnkey_like.collector import collector_paused
 from turnkey_like.errors import TkError
 from turnkey_like.records.sanitise import decoder_for, sanitise
 
@@ -95,28 +94,14 @@ def _after_sanitising(fn, record: Any) -> Any:
 def decode(data: bytes | str, type_: type[R], *, what: str = "record") -> R:
     """Decode JSON ``data`` into ``type_``, validating every field.
 
-    The garbage collector is paused while it runs: a 70B model's record makes some 40,000 objects,
-    none of them garbage, and a full collection triggered on the way walks every object the process
-    holds (0.2 s in a process that has imported torch and transformers, for a 10 ms decode).
+    The garbage collector is paused while it runs (:func:`turnkey_like.collector.collector_paused`).
 
     Raises:
         RecordError: the data is not JSON or does not match the type; the message names ``what``
             and the offending field (``$.invocation.executed: Expected int, got str``).
     """
-    with _collector_paused():
+    with collector_paused():
         return _decode(data, type_, what)
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """The garbage collector off inside the block, and back as it was after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _decode(data: bytes | str, type_: type[R], what: str) -> R:

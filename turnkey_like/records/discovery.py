@@ -170,6 +170,11 @@ class ModelInfo(Record):
         """A copy without invocations and children (what a :class:`BuildRecord` stores)."""
         return msgspec.structs.replace(self, invocations=[], children=[])
 
+    def without_invocations(self) -> ModelInfo:
+        """A copy of this model and its submodules, each without its invocations (the tree alone)."""
+        return msgspec.structs.replace(self, invocations=[],
+                                       children=[child.without_invocations() for child in self.children])
+
 
 class ScriptResult(Record):
     """Everything tk learned from one input (a ``.py`` script or an ``.onnx`` file).
@@ -220,3 +225,8 @@ class ScriptResult(Record):
         for model in self.walk_models():
             for inv in model.invocations:
                 yield model, inv
+
+    def without_invocations(self) -> ScriptResult:
+        """A copy with every model, none of their invocations (what a child sends once tk has each
+        invocation: ``records.Discovered``, ``records.Done``); the rest is shared with this record."""
+        return msgspec.structs.replace(self, models=[model.without_invocations() for model in self.models])

@@ -52,10 +52,36 @@ class FoundCall(_Message, tag="found_call"):
     model: ModelInfo | None = None
 
 
+class Tally(msgspec.Struct, array_like=True):
+    """What an invocation's record holds once discovery ended, beyond what streamed it
+    (:class:`FoundCall`); encoded as a JSON array, one per invocation of a sweep.
+
+    Attributes:
+        hash: the invocation's hash (checked against the one streamed at its place).
+        executed: how many times it ran; time_s: the seconds those calls took.
+        selected: whether the ``::HASH`` selection kept it.
+        build_name: its cache folder.
+    """
+
+    hash: str
+    executed: int
+    time_s: float
+    selected: bool
+    build_name: str | None
+
+
 class Discovered(_Message, tag="discovered"):
-    """The script's record once discovery ended (selection applied); the stages follow."""
+    """The script's record once discovery ended (selection applied, builds named); the stages follow.
+
+    Attributes:
+        result: the record without its invocations (``ScriptResult.without_invocations``): each came
+            in its own :class:`FoundCall`, and is not sent again.
+        tallies: one :class:`Tally` per invocation, in the order they were streamed (about 55 bytes
+            each, where an invocation's record is about 900).
+    """
 
     result: ScriptResult
+    tallies: list[Tally] = []
 
 
 class Save(_Message, tag="save"):
@@ -79,8 +105,9 @@ class StageFinished(_Message, tag="stage_finished"):
 
 
 class Done(_Message, tag="done"):
-    """The input's last message: its record, and the ``::HASH`` selection error (``error`` and
-    ``hint`` of a ``SelectionError``) when a selector matched nothing."""
+    """The input's last message: its record without its invocations (they and their stages came
+    before, in :class:`FoundCall`, :class:`Discovered` and :class:`Save`), and the ``::HASH``
+    selection error (``error`` and ``hint`` of a ``SelectionError``) when a selector matched nothing."""
 
     result: ScriptResult
     error: str | None = None
