@@ -190,10 +190,10 @@ def snapshot(value, _memo: dict | None = None):
     tk cannot copy an arbitrary object safely, and models take tensors, containers of them and
     caches.
 
-    A FakeTensor (a named model on ``meta`` runs under ``FakeTensorMode`` for discovery,
-    ``zoo.forward``) is copied as a plain ``meta`` tensor of its sizes, strides and dtype: it has no
-    data either, and an op on a meta tensor costs a quarter of one on a FakeTensor (each op of a
-    FakeTensor goes through the fake mode's dispatch), which is what characterization then runs.
+    A FakeTensor (a script that runs its model under ``FakeTensorMode``) is copied as a plain
+    ``meta`` tensor of its sizes, strides and dtype: it has no data either, and an op on a meta
+    tensor costs a quarter of one on a FakeTensor (each op of a FakeTensor goes through the fake
+    mode's dispatch), which is what characterization then runs.
     """
     import torch
 

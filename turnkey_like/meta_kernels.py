@@ -180,8 +180,11 @@ def _memoizable(func) -> bool:
 
 def _signature(value):
     """What an op's output sizes can depend on in one argument: a meta tensor's sizes, strides and
-    dtype; a list's items; any other value itself. ``None`` ends the look: a tensor that is not a
-    plain meta tensor (its op is run, not remembered)."""
+    dtype; a list's items; any other value itself.
+
+    Raises:
+        _NotMeta: a tensor that is not a plain meta tensor (its op is run, not remembered).
+    """
     if isinstance(value, torch.Tensor):
         if not value.is_meta or type(value) not in (torch.Tensor, torch.nn.Parameter):
             raise _NotMeta

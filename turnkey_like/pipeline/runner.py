@@ -61,7 +61,7 @@ def preload_for_children(dynamo: bool = True, requests: list | None = None) -> N
     """Import, once in this process, what every input's forked child would otherwise import again.
 
     torch itself; with ``dynamo``, ``torch._dynamo``, which ``torch.export`` (the ONNX build,
-    ``--trace``) and fake tensors import on first use (1.0-1.6 s on this 2-core machine, measured
+    ``--trace``), fake tensors and transformers import on first use (1.0-1.6 s on this 2-core machine, measured
     with ``python -c "import torch; import torch._dynamo"``); and the library of each model source
     with two or more of the named-model ``requests`` (:func:`turnkey_like.zoo.preload`:
     transformers' auto classes and the model's modeling module, about 1.8 s). Imported in a child,
@@ -150,7 +150,7 @@ class Pipeline:
             if adopt_cached(self, specs, summary):  # every input a named model characterized before (reuse.py)
                 return summary
             if self.options.isolate and any(not s.is_onnx for s in specs):
-                options = self.options  # a named model may be built on meta tensors (fake tensors: Dynamo)
+                options = self.options  # transformers (named models) imports Dynamo as it loads
                 named = [s.model for s in specs if s.model is not None]
                 preload_for_children(dynamo=not options.analyze_only or options.trace or options.no_weights
                                      or bool(named), requests=named)
